@@ -1,0 +1,117 @@
+"""The two profiles (``colab`` and ``tiny``) and the run-directory layout.
+
+One code path: notebooks and helpers take a profile name and read model names,
+data sources and sizes from here. ``colab`` is the default everywhere; ``tiny``
+is the offline CPU profile used by tests, CI and the README's local demo.
+
+Nothing here loads a model or touches the network, GPU or Drive.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+ASSETS_CORPUS_DIR = ASSETS_DIR / "corpus"  # espeak-ng speech corpus (see scripts/make_assets.py)
+
+# Sentinels understood by the loaders: build the real architecture offline.
+TINY_LLAMA = "tiny-llama"  # a LLaMA of a few layers built from a config (helpers.models)
+RANDOM_SNAC_24KHZ = "random-snac-24khz"  # SNAC 24 kHz architecture, random weights (helpers.codec)
+ASSETS_CORPUS = "assets"  # the bundled speech corpus as a dataset source (helpers.corpus)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Names and sizes that differ between Colab and the offline tiny run."""
+
+    name: str
+    base_model: str  # LLaMA to extend: a hub id, a local folder, or TINY_LLAMA
+    snac_model: str  # SNAC codec: a hub id, a local folder, or RANDOM_SNAC_24KHZ
+    data_source: str  # "hub" (the dataset catalog) or ASSETS_CORPUS
+    runs_root: str  # where run directories live (Drive on Colab)
+    max_seq_len: int  # training context in tokens (seed §5: 30 s of audio ≈ 2,620 tokens)
+    tokenize_batch_size: int  # clips per SNAC batch (GPU batches; 1 is fastest on 2 CPU cores)
+    eval_asr_model: str  # ASR for WER (helpers.metrics)
+    eval_speaker_model: str  # speaker-embedding model for similarity
+    eval_mos_model: str  # MOS predictor
+    extra: dict = field(default_factory=dict)  # further per-profile sizes, documented where used
+
+
+PROFILES: dict[str, Profile] = {
+    "colab": Profile(
+        name="colab",
+        base_model="meta-llama/Llama-3.2-3B",
+        snac_model="hubertsiuzdak/snac_24khz",
+        data_source="hub",
+        runs_root="/content/drive/MyDrive/optimumllm_audio/runs",
+        max_seq_len=4096,
+        tokenize_batch_size=64,
+        eval_asr_model="large-v3-turbo",
+        eval_speaker_model="microsoft/wavlm-base-plus-sv",
+        eval_mos_model="utmos",
+    ),
+    "tiny": Profile(
+        name="tiny",
+        base_model=TINY_LLAMA,
+        snac_model=RANDOM_SNAC_24KHZ,
+        data_source=ASSETS_CORPUS,
+        runs_root=str(REPO_ROOT / "runs"),
+        max_seq_len=1024,
+        tokenize_batch_size=1,
+        eval_asr_model="tiny.en-offline",
+        eval_speaker_model="resemblyzer",
+        eval_mos_model="dnsmos",
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, with any field overridden (``get_profile("tiny", max_seq_len=512)``)."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every path inside one run directory. Nothing writes outside ``root``.
+
+    Notebook n reads only what notebooks < n wrote here.
+    """
+
+    root: Path
+
+    @property
+    def preprocess(self) -> Path:  # 01: manifest.parquet, report.json, sample clips
+        return self.root / "preprocess"
+
+    @property
+    def tokens(self) -> Path:  # 02: token shards (raw SNAC codes + metadata), speaker index
+        return self.root / "tokens"
+
+    def stage(self, n: int) -> Path:  # 03 → stage1, 04 → stage2, 05 → stage3, 06 → stage4
+        if n not in (1, 2, 3, 4):
+            raise ValueError(f"stages are 1..4, got {n}")
+        return self.root / f"stage{n}"
+
+    @property
+    def eval(self) -> Path:  # 07: report.csv/json, figures, listening clips
+        return self.root / "eval"
+
+    @property
+    def export(self) -> Path:  # 08: the folder uploaded to the Hub
+        return self.root / "export"
+
+    def ensure(self) -> "RunPaths":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def run_paths(run_name: str, profile: str | Profile = "colab", runs_root: str | os.PathLike | None = None) -> RunPaths:
+    """Run directory ``<runs_root>/<run_name>`` (``runs_root`` defaults to the profile's)."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    if not run_name or "/" in run_name or run_name in (".", ".."):
+        raise ValueError(f"run_name must be a plain folder name, got {run_name!r}")
+    return RunPaths(Path(runs_root or prof.runs_root).expanduser().resolve() / run_name)
