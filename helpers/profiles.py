@@ -31,7 +31,7 @@ class Profile:
     snac_model: str  # SNAC codec: a hub id, a local folder, or RANDOM_SNAC_24KHZ
     data_source: str  # "hub" (the dataset catalog) or ASSETS_CORPUS
     runs_root: str  # where run directories live (Drive on Colab)
-    max_seq_len: int  # training context in tokens (seed §5: 30 s of audio ≈ 2,620 tokens)
+    max_seq_len: int  # longest training example in tokens (seed §5: 30 s ≈ 2,620 tokens; a 30 s cloning reference doubles it)
     tokenize_batch_size: int  # clips per SNAC batch (GPU batches; 1 is fastest on 2 CPU cores)
     eval_asr_model: str  # ASR for WER (helpers.metrics)
     eval_speaker_model: str  # speaker-embedding model for similarity
@@ -46,7 +46,7 @@ PROFILES: dict[str, Profile] = {
         snac_model="hubertsiuzdak/snac_24khz",
         data_source="hub",
         runs_root="/content/drive/MyDrive/optimumllm_audio/runs",
-        max_seq_len=4096,
+        max_seq_len=8192,
         tokenize_batch_size=64,
         eval_asr_model="large-v3-turbo",
         eval_speaker_model="microsoft/wavlm-base-plus-sv",

@@ -1,0 +1,98 @@
+"""Build notebooks/NN_name.ipynb from notebooks/src/NN_name.py (percent format).
+
+Why: notebooks are reviewed and diffed as plain Python, and committed without
+outputs. Cell markers in the source:
+
+    # %% [markdown]          a markdown cell; following lines are "# "-prefixed text
+    # %% tags=["parameters"] the papermill parameters cell
+    # %%                     a code cell
+
+Usage: python scripts/build_notebooks.py [--check]   (--check fails if any .ipynb is stale)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "notebooks" / "src"
+OUT = ROOT / "notebooks"
+MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
+
+
+def parse(text: str, name: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "accelerator": "GPU",
+        "colab": {"provenance": [], "gpuType": "A100", "machine_shape": "hm"},
+    }
+    cells: list[tuple[str, list[str], list[str]]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = MARKER.match(line)
+        if m:
+            kind = "markdown" if m.group("md") else "code"
+            tags = json.loads(m.group("tags")) if m.group("tags") else []
+            cells.append((kind, tags, []))
+        elif line.startswith("# %%"):
+            raise ValueError(f"{name}:{lineno}: malformed cell marker {line!r}")
+        elif not cells:
+            if line.strip():
+                raise ValueError(f"{name}:{lineno}: text before the first cell marker")
+        else:
+            cells[-1][2].append(line)
+    for kind, tags, lines in cells:
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        if kind == "markdown":
+            bad = [l for l in lines if l and not l.startswith("#")]
+            if bad:
+                raise ValueError(f"{name}: markdown line without '# ' prefix: {bad[0]!r}")
+            body = "\n".join(l[2:] if l.startswith("# ") else l[1:] for l in lines)
+            cell = nbformat.v4.new_markdown_cell(body)
+        else:
+            cell = nbformat.v4.new_code_cell("\n".join(lines))
+            if tags:
+                cell.metadata["tags"] = tags
+        cell.pop("id", None)
+        nb.cells.append(cell)
+    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
+        raise ValueError(f"{name}: no cell tagged parameters")
+    return nb
+
+
+def render(nb: nbformat.NotebookNode) -> str:
+    nb.nbformat, nb.nbformat_minor = 4, 4
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="fail if a notebook differs from its source")
+    args = ap.parse_args(argv)
+    stale = []
+    for src in sorted(SRC.glob("[0-9][0-9]_*.py")):
+        target = OUT / (src.stem + ".ipynb")
+        text = render(parse(src.read_text(encoding="utf-8"), src.name))
+        if args.check:
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                stale.append(target.name)
+        else:
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote {target.relative_to(ROOT)}")
+    if stale:
+        print(f"stale notebooks (run python scripts/build_notebooks.py): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
