@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian/Ubuntu machine for the CPU (tiny) profile: apt packages + .venv.
+# Idempotent: a second run only checks that everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng sox >/dev/null
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch==2.13.0 sits in the same file as everything that depends on it, so pip never pulls a CUDA build.
+.venv/bin/python -m pip install -q -r requirements-ci.txt

@@ -1,0 +1,55 @@
+"""Every notebook runs top to bottom in the tiny profile, in order, sharing one run directory.
+
+Also: notebooks are built from notebooks/src and committed without outputs.
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers.chain import run_notebook, series
+from helpers.profiles import REPO_ROOT
+
+NOTEBOOKS = series()
+
+
+def test_notebooks_match_their_sources_and_have_no_outputs():
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "build_notebooks.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in cells), nb.name
+        for c in cells:
+            if c["cell_type"] == "code":
+                assert not c.get("outputs") and not c.get("execution_count"), nb.name
+
+
+@pytest.fixture(scope="module")
+def chain_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chain")
+    return root / "runs", root / "executed"
+
+
+def _outputs_text(nb_path) -> str:
+    nb = json.loads(nb_path.read_text())
+    parts = []
+    for c in nb["cells"]:
+        for o in c.get("outputs", []):
+            parts.append(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", [])))
+            for mime, v in o.get("data", {}).items():
+                parts.append(mime)
+                parts.append(v if isinstance(v, str) else "".join(v) if isinstance(v, list) else "")
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_notebook_runs_in_chain(nb, chain_dirs):
+    runs_root, out_dir = chain_dirs
+    out = run_notebook(nb, out_dir, "tiny", runs_root, "chain")
+    text = _outputs_text(out)
+    assert "Traceback" not in text
+    if nb.stem == "00_snac_test":
+        for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits"):
+            assert needle in text, f"{nb.name} output lacks {needle!r}"
