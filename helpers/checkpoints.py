@@ -1,0 +1,190 @@
+"""Training checkpoints that survive Colab disconnects and dropped Drive mounts.
+
+A checkpoint is a folder ``step-NNNNNNNN/`` holding
+
+* ``model.pt``    the model's state_dict (exact fp32 master weights)
+* ``trainer.pt``  optimizer, LR scheduler, torch RNG states, data position, step
+* ``state.json``  the same scalars in readable form + the stage config + data fingerprint
+* ``manifest.json`` size and SHA-256 of every other file, written LAST
+
+It is written to local disk first, then copied into the run directory with
+:func:`helpers.session.copy_into_run` (temp name + rename, Drive remount and
+retry). A checkpoint counts only if its manifest exists and every file matches
+it, so a copy that was cut off (missing manifest, truncated file, flipped
+bytes) is detected and :func:`find_resume_path` falls back to the previous one.
+The newest ``keep_last`` complete checkpoints are kept.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .session import copy_into_run
+
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.pt"
+TRAINER_FILE = "trainer.pt"
+STATE_FILE = "state.json"
+FORMAT = 1
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is incomplete, corrupt or cannot be resumed."""
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _sha256(path: Path, bufsize: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, data) -> None:
+    with path.open("w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dict, info: dict) -> Path:
+    """Write a complete checkpoint into ``folder`` (local disk), manifest last. Returns ``folder``.
+
+    ``info``: JSON-able scalars (step, epoch, config, fingerprint, ...) stored in state.json.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    torch.save(model_state, folder / MODEL_FILE)
+    torch.save(trainer_state, folder / TRAINER_FILE)
+    _write_json(folder / STATE_FILE, {"format": FORMAT, **info})
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.iterdir()) if p.is_file()}
+    _write_json(folder / MANIFEST, {"format": FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                    "step": info.get("step"), "files": files})
+    return folder
+
+
+def verify(folder: str | os.PathLike, hashes: bool = True) -> str | None:
+    """None if ``folder`` is a complete checkpoint, else the reason it is not (one line)."""
+    folder = Path(folder)
+    man = folder / MANIFEST
+    if not man.is_file():
+        return f"no {MANIFEST} (copy cut off before it finished)"
+    try:
+        data = json.loads(man.read_text())
+        files = data["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        return f"{MANIFEST} unreadable ({type(e).__name__}: {e})"
+    for name in (MODEL_FILE, TRAINER_FILE, STATE_FILE):
+        if name not in files:
+            return f"{MANIFEST} does not list {name}"
+    for name, meta in files.items():
+        p = folder / name
+        if not p.is_file():
+            return f"{name} missing"
+        if p.stat().st_size != meta["bytes"]:
+            return f"{name} has {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated copy)"
+        if hashes and _sha256(p) != meta["sha256"]:
+            return f"{name} does not match its SHA-256 in the manifest (corrupt copy)"
+    return None
+
+
+def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, folder) of every ``step-NNNNNNNN`` folder in ``ckpt_dir``, oldest first (not verified)."""
+    d = Path(ckpt_dir)
+    if not d.is_dir():
+        return []
+    out = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return sorted(out)
+
+
+def find_resume_path(ckpt_dir: str | os.PathLike, log=None) -> Path | None:
+    """The newest complete checkpoint in ``ckpt_dir``, or None when there is none.
+
+    Incomplete ones (cut-off copy, truncated or corrupt file) are skipped and reported
+    through ``log`` (default: print to stderr) with the reason.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    for step, path in reversed(list_checkpoints(ckpt_dir)):
+        why = verify(path)
+        if why is None:
+            return path
+        log(f"checkpoint {path.name} is incomplete and is skipped: {why}")
+    return None
+
+
+def read_info(folder: str | os.PathLike) -> dict:
+    return json.loads((Path(folder) / STATE_FILE).read_text())
+
+
+def load(folder: str | os.PathLike, map_location="cpu") -> tuple[dict, dict, dict]:
+    """(model_state, trainer_state, info) of a verified checkpoint; raises CheckpointError otherwise."""
+    folder = Path(folder)
+    why = verify(folder)
+    if why is not None:
+        raise CheckpointError(f"checkpoint {folder} cannot be loaded: {why}")
+    info = read_info(folder)
+    if info.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {folder} has format {info.get('format')!r}, this code reads {FORMAT}")
+    model_state = torch.load(folder / MODEL_FILE, map_location=map_location, weights_only=True)
+    trainer_state = torch.load(folder / TRAINER_FILE, map_location=map_location, weights_only=False)
+    return model_state, trainer_state, info
+
+
+def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_last: int) -> Path:
+    """Copy a local checkpoint into ``ckpt_dir`` atomically, verify the copy, prune old ones.
+
+    Returns the published folder. Keeps the newest ``keep_last`` complete checkpoints;
+    incomplete folders and leftover temp copies are removed as well (this process is the
+    only writer of ``ckpt_dir``).
+    """
+    local_folder, ckpt_dir = Path(local_folder), Path(ckpt_dir)
+    if verify(local_folder, hashes=False) is not None:
+        raise CheckpointError(f"refusing to publish incomplete local checkpoint {local_folder}")
+    dest = copy_into_run(local_folder, ckpt_dir / local_folder.name)
+    why = verify(dest)
+    if why is not None:
+        raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
+    prune(ckpt_dir, keep_last)
+    return dest
+
+
+def prune(ckpt_dir: str | os.PathLike, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` complete checkpoints (and incomplete/temp folders
+    older than the newest complete one). Returns what was deleted."""
+    ckpt_dir = Path(ckpt_dir)
+    removed = []
+    complete = []
+    newest_complete = -1
+    for step, path in reversed(list_checkpoints(ckpt_dir)):
+        if verify(path, hashes=False) is None:
+            complete.append(path)
+            newest_complete = max(newest_complete, step)
+    for path in complete[keep_last:]:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    for step, path in list_checkpoints(ckpt_dir):
+        if step < newest_complete and path not in complete:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if ckpt_dir.is_dir():
+        for p in ckpt_dir.iterdir():
+            if p.name.startswith(".step-") and (".partial-" in p.name or ".old-" in p.name):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+                removed.append(p)
+    return removed

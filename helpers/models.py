@@ -1,0 +1,796 @@
+"""Base-model loading for both profiles and Stage 1 (vocabulary extension).
+
+Two profiles, one code path (DESIGN.md): ``colab`` loads ``meta-llama/Llama-3.2-3B``
+from the Hub; ``tiny`` builds a 2-layer LLaMA and a byte-level BPE tokenizer offline.
+Both come back from :func:`load_base` as ``(LlamaForCausalLM, PreTrainedTokenizerFast)``
+and go through the same :func:`extend_vocabulary`, :func:`save_stage` and
+:func:`load_stage`.
+
+Stage 1 (:func:`extend_vocabulary`) appends every token of
+:func:`helpers.tokens.new_tokens` to the tokenizer, in that order, so that their ids
+are contiguous from ``len(base tokenizer)`` (the token contract), grows the embedding
+matrix to a multiple of 64 rows and initialises the new rows (see the function's
+docstring for the method and why).
+
+Stage folders are written atomically: everything goes into a hidden sibling folder,
+a ``COMPLETE.json`` marker with the size and SHA-256 of every file is written last,
+and only then is the folder renamed into place. :func:`load_stage` refuses a folder
+without the marker, so a save interrupted by a Colab disconnect never looks finished.
+
+Nothing here runs at import time: no model is loaded, no GPU, network or Drive touched.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from helpers.profiles import ASSETS_CORPUS_DIR, TINY_LLAMA
+from helpers.tokens import AUDIO_VOCAB_SIZE, PAD, TokenLayout, audio_token, new_tokens
+
+# ----------------------------------------------------------------------------- constants
+BOS_TOKEN = "<|begin_of_text|>"  # LLaMA 3's BOS; the tiny tokenizer uses the same strings
+EOS_TOKEN = "<|end_of_text|>"  # LLaMA 3's EOS (base model; generation stops at <|audio_end|>)
+
+# The tiny tokenizer's BPE target size. Byte-level BPE starts from 256 byte symbols and
+# merges until it reaches this size or runs out of pairs in the corpus; the built-in
+# corpus alone yields a vocabulary of ~1,000-1,500 ids, the corpus CSV adds more.
+# Small on purpose: the 12,288 audio tokens, not text, dominate the tiny model's
+# embedding matrix, as they should for a TTS test model.
+TINY_BPE_VOCAB_SIZE = 1536
+
+# Tiny LLaMA: the real Llama 3.2 architecture (GQA, RoPE theta 500k, tied embeddings,
+# SwiGLU) at a size that trains in seconds on one CPU thread.
+TINY_LLAMA_CONFIG = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,  # grouped-query attention, 2 query heads per kv head (Llama 3.2: 24/8)
+    intermediate_size=172,  # ~8/3 * hidden, as LLaMA's SwiGLU sizing
+    max_position_embeddings=4096,
+    rope_theta=500_000.0,  # Llama 3's RoPE base
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,  # Llama 3.2 3B ties input and output embeddings
+)
+
+COMPLETE_MARKER = "COMPLETE.json"  # written last into a stage folder; its presence means "finished"
+_COMPLETE_FORMAT = 1
+
+# Text used to check that extension left text behaviour untouched (ids and logits).
+CHECK_TEXTS: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Welcome to OptimumAI. How can I help you today?",
+    "In 1999, she paid $3.50 for a cup of coffee (and said it was worth it)!",
+)
+
+# Built-in corpus for the tiny tokenizer: common English words and everyday sentences,
+# so the tokenizer never depends on the generated speech corpus being present.
+_BUILTIN_WORDS = (
+    "the be to of and a in that have it for not on with he as you do at this but his by "
+    "from they we say her she or an will my one all would there their what so up out if "
+    "about who get which go me when make can like time no just him know take people into "
+    "year your good some could them see other than then now look only come its over think "
+    "also back after use two how our work first well way even new want because any these "
+    "give day most us is are was were been has had did said made went came took saw knew "
+    "thought told found gave asked felt left called number water sound voice speech audio "
+    "music word words house home world life hand part child children eye eyes woman women "
+    "man men place week case point government company school family student group country "
+    "problem question answer right left small large big little old young long short high "
+    "low early late important public same able happy sad angry calm excited quiet loud "
+    "friendly warm clear natural model train training data speaker listen read write "
+    "morning evening night today tomorrow yesterday always never often sometimes please "
+    "thank thanks hello goodbye yes maybe where why who whose whom very really quite"
+).split()
+
+_BUILTIN_SENTENCES: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello, world! How are you doing today?",
+    "I am fine, thank you very much for asking.",
+    "Welcome to OptimumAI. This is a text to speech model.",
+    "Please speak clearly and slowly into the microphone.",
+    "The weather is lovely this morning, isn't it?",
+    "She sells sea shells by the sea shore.",
+    "We will meet at the station at half past seven.",
+    "Could you tell me the way to the nearest library?",
+    "My favourite colour is blue, but I also like green.",
+    "He read the newspaper while drinking his coffee.",
+    "They walked along the river until the sun went down.",
+    "The children were laughing and playing in the garden.",
+    "It was the best of times, it was the worst of times.",
+    "Don't forget to bring your umbrella; it might rain later.",
+    "The meeting has been moved to Thursday afternoon.",
+    "I can't believe how fast this year has gone by!",
+    "Turn left at the traffic lights and then go straight on.",
+    "Our train leaves at 9:45 from platform number three.",
+    "The price of the ticket is twelve pounds and fifty pence.",
+    "Would you like a cup of tea or a glass of water?",
+    "The old man told us a story about the war.",
+    "Reading books is a wonderful way to learn new words.",
+    "Every morning she goes for a run in the park.",
+    "The doctor said that I should get more sleep.",
+    "We are going on holiday to the mountains next month.",
+    "That was the funniest thing I have ever heard!",
+    "I'm sorry, I didn't quite catch what you said.",
+    "The library is open from nine in the morning until six.",
+    "Scientists have discovered a new species of frog.",
+    "Please remember to switch off the lights when you leave.",
+    "The cat sat quietly on the warm windowsill.",
+    "He plays the piano beautifully, doesn't he?",
+    "Let's have dinner together on Saturday evening.",
+    "The museum has a large collection of ancient coins.",
+    "She whispered something into his ear and smiled.",
+    "Why are you so angry? I only asked a simple question.",
+    "This is absolutely amazing, I'm so excited!",
+    "I feel a little sad when summer comes to an end.",
+    "Stay calm and listen carefully to the instructions.",
+    "The team worked hard and finally won the championship.",
+    "How much does it cost to send a letter to America?",
+    "There are thirty days in September, April, June and November.",
+    "The baby finally fell asleep after a long day.",
+    "You should always check your work before you hand it in.",
+    "The sky was full of bright stars last night.",
+    "He opened the door and looked outside nervously.",
+    "Our neighbours are having a party this weekend.",
+    "I would like to book a table for two, please.",
+    "The film starts at eight o'clock, so don't be late.",
+    "Learning a new language takes time and patience.",
+    "The shop on the corner sells fresh bread every day.",
+    "She has been working at the hospital for ten years.",
+    "What time does the next bus to London leave?",
+    "The garden looks beautiful in the spring sunshine.",
+    "Could you please repeat the last sentence once more?",
+    "He always takes his dog for a walk after dinner.",
+    "The students listened carefully to the teacher.",
+    "We need to buy milk, eggs, butter and some apples.",
+    "The road was closed because of the heavy snow.",
+    "Thank you for calling. How may I help you?",
+    "Your appointment is confirmed for Monday at 10 a.m.",
+    "The new phone has a much better camera than the old one.",
+    "I think we should leave now before the traffic gets worse.",
+    "Music can change the way we feel about the world.",
+    "They built a small wooden house near the lake.",
+    "The computer restarted itself in the middle of my work.",
+    "Please make sure that all the windows are closed.",
+    "My brother lives in a small town in the north.",
+    "The concert was cancelled because the singer was ill.",
+    "Happy birthday! I hope all your wishes come true.",
+    "It's getting late; we should probably head home.",
+    "The river flows gently through the quiet valley.",
+    "She answered every question without any hesitation.",
+    "I've never seen such a beautiful sunset before.",
+    "The police officer asked the driver to stop the car.",
+    "Good morning, everyone, and welcome to today's lecture.",
+    "The recipe calls for two cups of flour and one egg.",
+    "He couldn't find his keys anywhere in the house.",
+    "Voice cloning needs a clean reference recording of the speaker.",
+    "Speech synthesis turns written text into natural sounding audio.",
+    "The neural codec compresses sound into discrete tokens.",
+    "Once upon a time, there lived a king who had three daughters.",
+    "The wind howled through the trees all night long.",
+    "We're proud to announce the launch of our new product.",
+    "Remember: practice makes perfect.",
+    "The flight to New York has been delayed by two hours.",
+    "Everyone agreed that the plan was a good idea.",
+    "The little girl was afraid of the dark.",
+    "A journey of a thousand miles begins with a single step.",
+)
+
+
+def builtin_corpus() -> list[str]:
+    """The tiny tokenizer's built-in English text: ~90 sentences plus ~300 common words."""
+    return list(_BUILTIN_SENTENCES) + [" ".join(_BUILTIN_WORDS)]
+
+
+def corpus_sentences(csv_path: str | os.PathLike | None = None) -> list[str]:
+    """Sentences of the bundled speech corpus (``assets/corpus/metadata.csv``), [] if absent.
+
+    The text column is the first of ``text``, ``normalized_text``, ``transcript``,
+    ``sentence`` that the CSV has; a CSV with none of them raises ``ValueError``
+    (a corpus we cannot read must not be silently ignored).
+    """
+    path = Path(csv_path) if csv_path is not None else ASSETS_CORPUS_DIR / "metadata.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        col = next((c for c in ("text", "normalized_text", "transcript", "sentence") if c in cols), None)
+        if col is None:
+            raise ValueError(f"{path}: expected a text column named 'text', 'normalized_text', "
+                             f"'transcript' or 'sentence'; found columns {cols}")
+        return [row[col] for row in reader if row[col]]
+
+
+# ----------------------------------------------------------------------------- tiny profile
+def build_tiny_tokenizer(texts: Sequence[str] | None = None, *, vocab_size: int = TINY_BPE_VOCAB_SIZE):
+    """A byte-level BPE tokenizer trained offline, shaped like LLaMA 3's.
+
+    Byte-level (every string encodes, no unknown token), BOS ``<|begin_of_text|>`` added
+    by the post-processor, EOS ``<|end_of_text|>``, both appended after the BPE vocabulary
+    as in LLaMA 3 (so ``len(tokenizer)`` counts them, like 128,256 for Llama 3.2).
+    No pad token: the contract's ``<|pad|>`` arrives with :func:`extend_vocabulary`.
+
+    ``texts``: training text; None = :func:`builtin_corpus` plus the bundled speech
+    corpus's sentences when ``assets/corpus/metadata.csv`` exists. Training is
+    deterministic: the same texts give the same vocabulary and merges.
+    ``vocab_size``: BPE target (fewer ids if the text runs out of merges).
+    Returns a ``transformers.PreTrainedTokenizerFast``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if texts is None:
+        texts = builtin_corpus() + corpus_sentences()
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a non-empty sequence of strings")
+    if vocab_size < 257:
+        raise ValueError(f"vocab_size must exceed the 256 byte symbols, got {vocab_size}")
+
+    tok = Tokenizer(models.BPE())
+    # GPT-2-style byte-level split (LLaMA 3 uses a similar regex that also groups digits
+    # by three; the difference does not matter for the tiny profile).
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=1, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes, even unseen ones
+        special_tokens=[])
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_special_tokens([BOS_TOKEN, EOS_TOKEN])
+    bos_id = tok.token_to_id(BOS_TOKEN)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS_TOKEN} $A", pair=f"{BOS_TOKEN} $A {BOS_TOKEN}:1 $B:1",
+        special_tokens=[(BOS_TOKEN, bos_id)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN)
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0, *, bos_token_id: int | None = None,
+                     eos_token_id: int | None = None):
+    """A 2-layer LLaMA (hidden 64, 4 heads / 2 kv heads, tied embeddings), float32, sdpa.
+
+    ``vocab_size``: embedding rows (``len(tokenizer)``). Weights are drawn from a
+    generator seeded with ``seed`` without disturbing the global torch RNG.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+    c = dict(TINY_LLAMA_CONFIG)
+    rope_theta = c.pop("rope_theta")
+    config = LlamaConfig(
+        vocab_size=vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, **c)
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng(devices=[]):  # weights by seed, global RNG untouched
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model.to(torch.float32).eval()
+
+
+def build_tiny_base(seed: int = 0):
+    """``(model, tokenizer)`` of the tiny profile, built in memory."""
+    tokenizer = build_tiny_tokenizer()
+    model = build_tiny_llama(len(tokenizer), seed=seed, bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+    return model, tokenizer
+
+
+def save_tiny_base(folder: str | os.PathLike, seed: int = 0) -> Path:
+    """Write the tiny tokenizer + model with ``save_pretrained`` so that later code loads
+    it with :func:`load_base` exactly like a hub model. Returns the folder."""
+    model, tokenizer = build_tiny_base(seed)
+    return _atomic_save(model, tokenizer, Path(folder), metadata={"what": "tiny base", "seed": seed})
+
+
+# ----------------------------------------------------------------------------- loading
+class HubAccessError(PermissionError):
+    """The Hub refused a model: gated (licence not accepted) or no/invalid token."""
+
+
+def get_hf_token() -> str | None:
+    """The Hugging Face token from env ``HF_TOKEN``, else Colab's Secrets, else None.
+
+    Never prints or logs the token. When none is found, prints one line saying how to
+    add it (gated models such as Llama 3.2 need it). huggingface_hub also reads the
+    Colab secret by itself; this function makes the lookup explicit and its failure clear.
+    """
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if token:
+        return token
+    try:
+        from google.colab import userdata  # only exists inside Colab
+    except ImportError:
+        print("HF_TOKEN is not set: gated models (meta-llama/Llama-3.2-3B) will fail to load. "
+              "Set the HF_TOKEN environment variable, or in Colab add it under Secrets (key icon).",
+              file=sys.stderr)
+        return None
+    try:
+        token = userdata.get("HF_TOKEN")
+    except userdata.SecretNotFoundError:
+        print("No HF_TOKEN in Colab Secrets: add it (key icon in the left bar, name HF_TOKEN, "
+              "your token from https://huggingface.co/settings/tokens) and enable notebook access.",
+              file=sys.stderr)
+        return None
+    except userdata.NotebookAccessError:
+        print("This notebook has no access to the HF_TOKEN Colab secret: switch on "
+              "'Notebook access' for HF_TOKEN in the Secrets panel (key icon) and rerun.",
+              file=sys.stderr)
+        return None
+    return (token or "").strip() or None
+
+
+def _access_message(name: str) -> str:
+    return (f"The Hugging Face Hub refused access to {name!r}. It is a gated model: "
+            f"1) open https://huggingface.co/{name} while logged in and accept the Llama 3.2 "
+            f"licence (approval can take a few minutes); 2) create a token at "
+            f"https://huggingface.co/settings/tokens; 3) in Colab add it under Secrets "
+            f"(key icon) as HF_TOKEN with notebook access on, or set the HF_TOKEN "
+            f"environment variable; then rerun this cell.")
+
+
+def _is_access_error(exc: BaseException) -> bool:
+    """True if ``exc`` or an exception it was raised from is a gated/auth refusal."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (GatedRepoError, RepositoryNotFoundError)):
+            return True  # the Hub answers "not found" for gated repos without a token
+        if isinstance(exc, HfHubHTTPError):
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _resolve_dtype(dtype):
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise ValueError(f"dtype must be a torch.dtype, 'auto' or a name like 'bfloat16', got {dtype!r}")
+
+
+def _from_pretrained(name: str, *, token=None, dtype=None, device_map=None, attn_implementation=None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    tokenizer = AutoTokenizer.from_pretrained(name, token=token)
+    model = AutoModelForCausalLM.from_pretrained(name, token=token, **kwargs)
+    return model.eval(), tokenizer
+
+
+def load_base(name_or_path: str | os.PathLike, *, token: str | None = None, dtype=None,
+              device_map=None, attn_implementation: str | None = None):
+    """``(model, tokenizer)`` of the base LLaMA.
+
+    ``name_or_path``: :data:`helpers.profiles.TINY_LLAMA` (built in memory, seed 0), a
+    local folder written by ``save_pretrained`` (e.g. :func:`save_tiny_base`), or a Hub
+    id such as ``meta-llama/Llama-3.2-3B`` (gated; ``token`` defaults to
+    :func:`get_hf_token`). ``dtype``: torch dtype, its name, or "auto"; None keeps
+    transformers' default (the checkpoint's dtype in transformers 5). ``device_map``:
+    passed to ``from_pretrained`` (e.g. "auto" or "cuda").
+    Raises :class:`HubAccessError` with the steps to fix it when the Hub refuses access.
+    """
+    dtype = _resolve_dtype(dtype)
+    if str(name_or_path) == TINY_LLAMA:
+        model, tokenizer = build_tiny_base()
+        if dtype not in (None, "auto"):
+            model = model.to(dtype)
+        if device_map not in (None, "auto", "cpu"):
+            model = model.to(device_map)
+        return model, tokenizer
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return _from_pretrained(str(path), dtype=dtype, device_map=device_map,
+                                attn_implementation=attn_implementation)
+    name = str(name_or_path)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise FileNotFoundError(f"{name!r} is neither a model folder nor a Hub id like "
+                                f"'meta-llama/Llama-3.2-3B' (nor {TINY_LLAMA!r})")
+    if token is None:
+        token = get_hf_token()
+    try:
+        return _from_pretrained(name, token=token, dtype=dtype, device_map=device_map,
+                                attn_implementation=attn_implementation)
+    except Exception as e:  # re-raised unchanged unless it is an access refusal
+        if _is_access_error(e):
+            raise HubAccessError(_access_message(name)) from e
+        raise
+
+
+# ----------------------------------------------------------------------------- stage 1
+@dataclass
+class ExtensionReport:
+    """What :func:`extend_vocabulary` did and the checks it ran (all must hold)."""
+
+    base_vocab_size: int  # len(tokenizer) before; first new id (LLaMA 3.2: 128,256)
+    n_new_tokens: int  # contract tokens added (audio + structure/emotion/voice/non-verbal)
+    n_audio_tokens: int
+    vocab_size: int  # len(tokenizer) after
+    embedding_rows_before: int
+    embedding_rows: int  # after, a multiple of pad_to_multiple_of
+    padding_rows: int  # rows no token maps to (rounding up to the multiple)
+    pad_to_multiple_of: int
+    params_before: int  # unique parameters (tied weights counted once)
+    params_after: int
+    tied_before: bool
+    tied_after: bool
+    init: str
+    noise_std: float
+    seed: int
+    base_row_norm: float  # mean L2 norm of base input-embedding rows
+    new_row_norm: float  # mean L2 norm of the initialised rows
+    ids_contiguous: bool  # TokenLayout.from_tokenizer accepted the tokenizer
+    base_ids_unchanged: bool  # check texts tokenize to identical ids before/after
+    base_rows_unchanged: bool  # base embedding rows bit-identical (exact float64 fingerprint)
+    max_abs_logit_diff: float  # base-vocabulary logits on check texts, before vs after
+    logit_tolerance: float
+    new_token_prob_mass: float  # mean softmax mass on new rows at text positions
+    text_kl_nats: float  # mean KL(before || after) over text positions = -log(1 - mass)
+    seconds: float
+    check_texts: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.ids_contiguous and self.base_ids_unchanged and self.base_rows_unchanged
+                and self.tied_before == self.tied_after
+                and self.max_abs_logit_diff <= self.logit_tolerance
+                and self.embedding_rows % self.pad_to_multiple_of == 0)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+    def to_markdown(self) -> str:
+        def yes(b):
+            return "yes" if b else "**NO**"
+        rows = [
+            ("base vocabulary (first new id)", f"{self.base_vocab_size:,}"),
+            ("new tokens (audio + other)", f"{self.n_new_tokens:,} ({self.n_audio_tokens:,} + "
+                                           f"{self.n_new_tokens - self.n_audio_tokens})"),
+            ("tokenizer size after", f"{self.vocab_size:,}"),
+            ("embedding rows before → after", f"{self.embedding_rows_before:,} → {self.embedding_rows:,} "
+                                              f"(multiple of {self.pad_to_multiple_of}, {self.padding_rows} padding rows)"),
+            ("parameters before → after", f"{self.params_before:,} → {self.params_after:,} "
+                                          f"(+{self.params_after - self.params_before:,})"),
+            ("embeddings tied before / after", f"{self.tied_before} / {self.tied_after}"),
+            ("initialisation", f"{self.init}, noise {self.noise_std} × per-dim std, seed {self.seed}"),
+            ("mean row norm base / new", f"{self.base_row_norm:.4f} / {self.new_row_norm:.4f}"),
+            ("new ids contiguous (contract)", yes(self.ids_contiguous)),
+            ("text token ids unchanged", yes(self.base_ids_unchanged)),
+            ("base embedding rows unchanged", yes(self.base_rows_unchanged)),
+            ("max abs logit change, base vocab", f"{self.max_abs_logit_diff:.3g} (tolerance {self.logit_tolerance:.3g}) "
+                                              f"{yes(self.max_abs_logit_diff <= self.logit_tolerance)}"),
+            ("probability mass on new tokens (text)", f"{self.new_token_prob_mass:.4f} "
+                                                      f"(KL {self.text_kl_nats:.4f} nats)"),
+            ("time", f"{self.seconds:.1f} s"),
+            ("all checks pass", yes(self.ok)),
+        ]
+        return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+
+
+def _is_tied(model) -> bool:
+    out = model.get_output_embeddings()
+    return out is not None and out.weight is model.get_input_embeddings().weight
+
+
+def _row_mean_std(weight, n_rows: int, chunk: int = 4096):
+    """Per-dimension mean and std (float64, shape (D,)) of ``weight[:n_rows]``, in chunks
+    so a 128k × 3072 bf16 matrix never needs a full float32 copy."""
+    import torch
+
+    d = weight.shape[1]
+    s = torch.zeros(d, dtype=torch.float64, device=weight.device)
+    ss = torch.zeros_like(s)
+    for i in range(0, n_rows, chunk):
+        w = weight[i:min(i + chunk, n_rows)].detach().to(torch.float64)
+        s += w.sum(0)
+        ss += (w * w).sum(0)
+    mean = s / n_rows
+    var = (ss / n_rows - mean * mean).clamp_min(0) * (n_rows / max(n_rows - 1, 1))
+    return mean, var.sqrt()
+
+
+def _rows_fingerprint(model, n_rows: int) -> list:
+    """Exact float64 per-dimension mean/std of the first ``n_rows`` input (and untied output)
+    embedding rows: equal before and after iff the base rows were left alone (same data,
+    same chunked reduction), without keeping a copy of a 128k x 3072 matrix."""
+    mats = [model.get_input_embeddings().weight]
+    if not _is_tied(model) and model.get_output_embeddings() is not None:
+        mats.append(model.get_output_embeddings().weight)
+    return [t.cpu().tolist() for w in mats for t in _row_mean_std(w, n_rows)]
+
+
+def _init_rows(weight, start: int, init: str, noise_std: float, generator, initializer_range: float):
+    """Overwrite ``weight[start:]`` in place; returns the mean L2 norm of the new rows."""
+    import torch
+
+    n_new, d = weight.shape[0] - start, weight.shape[1]
+    noise = torch.randn(n_new, d, generator=generator, dtype=torch.float32)  # CPU: same on any device
+    with torch.no_grad():
+        if init == "mean":
+            mean, std = _row_mean_std(weight, start)
+            rows = mean.float().cpu() + noise_std * std.float().cpu() * noise
+        else:  # "normal": what a freshly built model would have
+            rows = initializer_range * noise
+        weight[start:] = rows.to(device=weight.device, dtype=weight.dtype)
+        return float(weight[start:].float().norm(dim=1).mean())
+
+
+def _text_logits(model, tokenizer, texts: Sequence[str]) -> list:
+    """Float32 CPU logits (1, T, V) of each text, one forward each (no padding needed)."""
+    import torch
+
+    device = model.get_input_embeddings().weight.device
+    out = []
+    with torch.no_grad():
+        for t in texts:
+            ids = torch.tensor([tokenizer(t).input_ids], device=device)
+            out.append(model(input_ids=ids).logits.float().cpu())
+    return out
+
+
+def extend_vocabulary(model, tokenizer, *, pad_to_multiple_of: int = 64, init: str = "mean",
+                      noise_std: float = 0.1, seed: int = 0,
+                      check_texts: Sequence[str] = CHECK_TEXTS, strict: bool = True):
+    """Stage 1: add the contract's tokens and grow + initialise the embeddings, in place.
+
+    Tokens: every string of :func:`helpers.tokens.new_tokens`, in order, as special
+    added tokens (not normalised, matched before the pre-tokenizer, so ``<|snac1_5|>``
+    in a text is always exactly one id). Their ids run contiguously from
+    ``len(tokenizer)`` (checked with ``TokenLayout.from_tokenizer``). The tokenizer's
+    pad token becomes ``<|pad|>`` (model and generation configs follow).
+
+    Rows: the embedding matrix grows to ``layout.padded_vocab_size(pad_to_multiple_of)``
+    (tensor-core friendly). Every row from the first new id on (padding rows too) is
+    initialised. ``init="mean"`` (default): ``mean + noise_std * std * N(0, I)`` with the
+    per-dimension mean and std of the base rows. Why: with a new row at the mean
+    embedding, a new token's logit ``h·mean`` is at most the log of the average
+    exponentiated base logit (Jensen), so the new tokens take only a bounded share of
+    probability and the model's text behaviour starts where the base model's was
+    (Hewitt 2021, "Initializing new word embeddings"); the report measures that share.
+    The noise (0.1 of the base rows' spread) makes the 12k new rows distinct, so the
+    model can tell audio tokens apart at the input from step 0, while keeping their
+    logits close to the mean. ``init="normal"``: N(0, initializer_range²), the
+    randomly-initialised-model baseline. Deterministic given ``seed``; the global RNG is
+    untouched. Tied models stay tied (Llama 3.2 3B, tiny); an untied output layer gets
+    its new rows by the same rule from its own base rows.
+
+    Checks (the :class:`ExtensionReport`; ``strict`` raises if one fails): ids contiguous,
+    ``check_texts`` tokenize to the same ids, the base embedding rows are bit-identical
+    (an exact float64 fingerprint), the logits over the base vocabulary are
+    unchanged (float32: ≤ 1e-5 + eps; lower precision: a few ulps of the largest logit,
+    since a bigger output matmul may pick a different GPU kernel), tying unchanged.
+
+    Returns ``(model, tokenizer, layout, report)``; model and tokenizer are modified in place.
+    """
+    import torch
+    from transformers import AddedToken
+
+    t0 = time.time()
+    if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0:
+        raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
+    if init not in ("mean", "normal"):
+        raise ValueError(f"init must be 'mean' or 'normal', got {init!r}")
+    if not noise_std >= 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+    toks = new_tokens()
+    vocab = tokenizer.get_vocab()
+    present = [t for t in toks if t in vocab]
+    if present:
+        hint = (" (the tokenizer is already extended: load the stage-1 folder instead of extending again)"
+                if audio_token(0, 0) in vocab else "")
+        raise ValueError(f"tokenizer already contains {len(present)} contract token(s), e.g. "
+                         f"{present[:3]}; Stage 1 needs a base tokenizer without them{hint}")
+    base = len(tokenizer)
+    emb = model.get_input_embeddings()
+    rows_before = emb.weight.shape[0]
+    if rows_before < base:
+        raise ValueError(f"model has {rows_before} embedding rows but the tokenizer has {base} ids; "
+                         f"they do not belong together")
+    check_texts = list(check_texts)
+    if not check_texts:
+        raise ValueError("check_texts must hold at least one text")
+
+    was_training = model.training
+    model.eval()
+    tied_before = _is_tied(model)
+    params_before = count_parameters(model)
+    fingerprint_before = _rows_fingerprint(model, base)
+    ids_before = [tokenizer(t).input_ids for t in check_texts]
+    logits_before = _text_logits(model, tokenizer, check_texts)
+
+    added = tokenizer.add_tokens([AddedToken(t, special=True, normalized=False, lstrip=False, rstrip=False,
+                                             single_word=False) for t in toks], special_tokens=True)
+    if added != len(toks):
+        raise RuntimeError(f"tokenizer added {added} of {len(toks)} tokens; ids would break the contract")
+    layout = TokenLayout.from_tokenizer(tokenizer)  # raises if any id is off
+    ids_contiguous = layout.base_vocab_size == base and len(tokenizer) == layout.vocab_size
+    tokenizer.pad_token = PAD
+
+    rows = layout.padded_vocab_size(pad_to_multiple_of)
+    with torch.random.fork_rng(devices=[]):  # resize draws default init from the global RNG
+        model.resize_token_embeddings(rows, mean_resizing=False)
+    gen = torch.Generator().manual_seed(seed)
+    irange = getattr(model.config, "initializer_range", 0.02)
+    w_in = model.get_input_embeddings().weight
+    new_row_norm = _init_rows(w_in, base, init, noise_std, gen, irange)
+    if not _is_tied(model) and model.get_output_embeddings() is not None:
+        _init_rows(model.get_output_embeddings().weight, base, init, noise_std, gen, irange)
+    with torch.no_grad():
+        base_row_norm = float(torch.cat([w_in[i:i + 4096].float().norm(dim=1).cpu()
+                                         for i in range(0, base, 4096)]).mean())
+    model.config.pad_token_id = layout.pad_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = layout.pad_id
+
+    base_rows_unchanged = _rows_fingerprint(model, base) == fingerprint_before
+    ids_after = [tokenizer(t).input_ids for t in check_texts]
+    logits_after = _text_logits(model, tokenizer, check_texts)
+    diff, mass, kl, scale = 0.0, [], [], 0.0
+    for lb, la in zip(logits_before, logits_after):
+        diff = max(diff, float((la[..., :base] - lb[..., :base]).abs().max()))
+        scale = max(scale, float(lb[..., :base].abs().max()))
+        p_new = la.softmax(-1)[..., base:].sum(-1)  # (1, T) mass the new rows take
+        mass.append(p_new.reshape(-1))
+        # after = before * Z/Z' on base ids, so KL(before || after) = log(Z'/Z) = -log(1 - p_new)
+        kl.append(-torch.log1p(-p_new.clamp(max=1 - 1e-12)).reshape(-1))
+    dtype = w_in.dtype
+    eps = torch.finfo(dtype).eps
+    tol = 1e-5 + 4 * eps * scale if dtype == torch.float32 else 8 * eps * max(scale, 1.0)
+    if was_training:
+        model.train()
+    report = ExtensionReport(
+        base_vocab_size=base, n_new_tokens=len(toks), n_audio_tokens=AUDIO_VOCAB_SIZE,
+        vocab_size=len(tokenizer), embedding_rows_before=rows_before, embedding_rows=rows,
+        padding_rows=rows - layout.vocab_size, pad_to_multiple_of=pad_to_multiple_of,
+        params_before=params_before, params_after=count_parameters(model),
+        tied_before=tied_before, tied_after=_is_tied(model), init=init, noise_std=float(noise_std),
+        seed=seed, base_row_norm=base_row_norm, new_row_norm=new_row_norm,
+        ids_contiguous=ids_contiguous, base_ids_unchanged=ids_before == ids_after,
+        base_rows_unchanged=base_rows_unchanged,
+        max_abs_logit_diff=diff, logit_tolerance=float(tol),
+        new_token_prob_mass=float(torch.cat(mass).mean()), text_kl_nats=float(torch.cat(kl).mean()),
+        seconds=time.time() - t0, check_texts=check_texts)
+    if strict and not report.ok:
+        raise RuntimeError("vocabulary extension failed its checks:\n" + report.to_markdown())
+    return model, tokenizer, layout, report
+
+
+# ----------------------------------------------------------------------------- stage folders
+class IncompleteStageError(RuntimeError):
+    """A stage folder has no (or a mismatching) COMPLETE.json: it was not fully written."""
+
+
+def _sha256(path: Path, bufsize: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_save(model, tokenizer, folder: Path, metadata: dict | None = None) -> Path:
+    """save_pretrained into a hidden sibling, write the marker last, then rename into place."""
+    folder = Path(folder).expanduser().resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.partial-*"):  # leftovers of a killed save
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp)  # safetensors
+        tokenizer.save_pretrained(tmp)
+        files = {}
+        for p in sorted(tmp.rglob("*")):
+            if p.is_file():
+                files[p.relative_to(tmp).as_posix()] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        marker = {"format": _COMPLETE_FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "files": files, "metadata": metadata or {}}
+        with (tmp / COMPLETE_MARKER).open("w") as f:
+            json.dump(marker, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        old = None
+        if folder.exists():  # rename cannot replace a non-empty folder: move the old one aside
+            old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def save_stage(model, tokenizer, folder: str | os.PathLike, *, metadata: dict | None = None) -> Path:
+    """Save model + tokenizer (safetensors) to ``folder`` atomically; returns the folder.
+
+    The folder appears only when complete, with ``COMPLETE.json`` listing every file's
+    size and SHA-256 plus ``metadata`` (e.g. ``report.to_dict()``). An existing folder is
+    replaced only after the new one is complete.
+    """
+    return _atomic_save(model, tokenizer, Path(folder), metadata=metadata)
+
+
+def read_complete_marker(folder: str | os.PathLike) -> dict:
+    """The parsed ``COMPLETE.json`` of a stage folder; raises IncompleteStageError if absent."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"stage folder {folder} does not exist; run the notebook that writes it")
+    marker = folder / COMPLETE_MARKER
+    if not marker.is_file():
+        raise IncompleteStageError(
+            f"{folder} has no {COMPLETE_MARKER}: it was not completely written (an interrupted "
+            f"save?). Delete it and rerun the notebook that writes it.")
+    try:
+        data = json.loads(marker.read_text())
+    except json.JSONDecodeError as e:
+        raise IncompleteStageError(f"{marker} is not valid JSON ({e}); rerun the notebook that writes it") from e
+    if data.get("format") != _COMPLETE_FORMAT or not isinstance(data.get("files"), dict):
+        raise IncompleteStageError(f"{marker}: unknown marker format {data.get('format')!r}")
+    return data
+
+
+def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify: bool = True,
+               attn_implementation: str | None = None):
+    """``(model, tokenizer)`` from a folder written by :func:`save_stage`.
+
+    Refuses (``IncompleteStageError``) a folder without ``COMPLETE.json`` or whose files
+    do not match it: missing, wrong size, or (``verify=True``) wrong SHA-256 (hashing a
+    6 GB checkpoint takes ~10-30 s; ``verify=False`` checks sizes only). Also checks that
+    the tokenizer follows the token contract and the embedding has a row for every id.
+    """
+    folder = Path(folder).expanduser()
+    data = read_complete_marker(folder)
+    for rel, info in data["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            raise IncompleteStageError(f"{folder}: {rel} is listed in {COMPLETE_MARKER} but missing")
+        if p.stat().st_size != info["bytes"]:
+            raise IncompleteStageError(f"{folder}: {rel} has {p.stat().st_size} bytes, "
+                                       f"{COMPLETE_MARKER} says {info['bytes']} (truncated copy?)")
+        if verify and _sha256(p) != info["sha256"]:
+            raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER}")
+    model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,
+                                        attn_implementation=attn_implementation)
+    layout = TokenLayout.from_tokenizer(tokenizer)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < layout.vocab_size:
+        raise ValueError(f"{folder}: model has {rows} embedding rows, the tokenizer needs {layout.vocab_size}")
+    return model, tokenizer
+
+
+def count_parameters(model) -> int:
+    """Unique parameters (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "BOS_TOKEN", "EOS_TOKEN", "TINY_BPE_VOCAB_SIZE", "TINY_LLAMA_CONFIG", "COMPLETE_MARKER", "CHECK_TEXTS",
+    "builtin_corpus", "corpus_sentences", "build_tiny_tokenizer", "build_tiny_llama", "build_tiny_base",
+    "save_tiny_base", "HubAccessError", "get_hf_token", "load_base", "ExtensionReport", "extend_vocabulary",
+    "IncompleteStageError", "save_stage", "read_complete_marker", "load_stage", "count_parameters",
+]

@@ -1,0 +1,704 @@
+"""English text normalization: written text -> the words a speaker says.
+
+``normalize("$5.20 on 3/4 at 10:30am, Dr. Smith's 2nd visit (15%)")`` ->
+``"five dollars and twenty cents on March fourth at ten thirty A M, Doctor Smith's
+second visit (fifteen percent)"``.
+
+One ordered list of rules, each a precompiled regex with a small callback. The
+order matters: specific patterns (URLs, phone numbers, dates, times, money, units)
+run before the generic number rule that finally speaks every digit left, so the
+output never contains a digit. Every rule's output is made of plain words and
+punctuation that no rule matches again, which is what makes ``normalize``
+idempotent (tests check both properties on random text).
+
+Conventions (chosen once, tested in ``tests/test_text.py``):
+
+- Number spelling comes from num2words. Its English converter writes the British
+  "and" ("one hundred and five") and commas between groups; there is no en_US
+  variant, so for ``accent="us"`` the "and" is removed from number words, and the
+  commas are removed for both accents (a comma would be read as a pause).
+- Spelled letters are written as capitals separated by spaces ("F B I", "A M"),
+  so the model sees one convention for every letter-by-letter reading.
+- UK differences: "and" inside numbers, "per cent", "metre/litre", "nought" for a
+  zero in decimals, "oh" for a zero in phone numbers, day-month date order,
+  "the fourth of March" / "March the fourth", "Honourable".
+- Inline tags (``[laugh]``, ``<|laugh|>``) are passed through untouched; use
+  :func:`helpers.text.prepare` to interpret them.
+"""
+from __future__ import annotations
+
+import datetime
+import re
+import unicodedata
+from functools import lru_cache
+
+from num2words import num2words
+
+ACCENTS = ("us", "uk")
+DATE_ORDERS = ("mdy", "dmy")
+DEFAULT_DATE_ORDER = {"us": "mdy", "uk": "dmy"}
+
+# --------------------------------------------------------------------------- number words
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_DIGIT_WORDS_UK_PHONE = ("oh",) + _DIGIT_WORDS[1:]
+_DIGIT_WORDS_UK_DECIMAL = ("nought",) + _DIGIT_WORDS[1:]
+_MAX_CARDINAL_DIGITS = 15  # longer digit strings are IDs (card numbers...): read digit by digit
+
+
+def _tidy(words: str, accent: str) -> str:
+    """num2words' British output -> the accent's form, without commas."""
+    words = words.replace(",", "")
+    if accent == "us":
+        words = words.replace(" and ", " ")
+    return words
+
+
+@lru_cache(maxsize=32768)
+def cardinal(n: int, accent: str = "us") -> str:
+    """``cardinal(105, "uk") == "one hundred and five"``; negative numbers say "minus"."""
+    if n < 0:
+        return "minus " + cardinal(-n, accent)
+    return _tidy(num2words(n, lang="en"), accent)
+
+
+@lru_cache(maxsize=8192)
+def ordinal(n: int, accent: str = "us") -> str:
+    """``ordinal(21) == "twenty-first"``."""
+    return _tidy(num2words(n, lang="en", to="ordinal"), accent)
+
+
+@lru_cache(maxsize=8192)
+def year(n: int, accent: str = "us") -> str:
+    """``year(1999) == "nineteen ninety-nine"``, ``year(2005, "us") == "two thousand five"``."""
+    return _tidy(num2words(n, lang="en", to="year"), accent).replace("oh-", "oh ")
+
+
+def digits(s: str, accent: str = "us", style: str = "phone") -> str:
+    """Digit-by-digit reading of a string of ASCII digits ("phone": UK says "oh")."""
+    if accent == "uk":
+        table = _DIGIT_WORDS_UK_PHONE if style == "phone" else _DIGIT_WORDS_UK_DECIMAL
+    else:
+        table = _DIGIT_WORDS
+    return " ".join(table[ord(c) - 48] for c in s)
+
+
+def _plural(words: str) -> str:
+    """"nineteen ninety" -> "nineteen nineties" (for decades and fractions)."""
+    if words.endswith("y"):
+        return words[:-1] + "ies"
+    if words.endswith("x"):  # "six" -> "sixes"
+        return words + "es"
+    return words + "s"
+
+
+def number(text: str, accent: str = "us") -> str:
+    """Speak a written number: ``"-1,234.50"``, ``".5"``, ``"007"``, ``"3.14"``."""
+    neg = text[:1] in "-−"
+    body = text.lstrip("-−+")
+    intpart, _, frac = body.partition(".")
+    intpart = intpart.replace(",", "")
+    if not frac and (len(intpart) > _MAX_CARDINAL_DIGITS or (len(intpart) > 1 and intpart[0] == "0")):
+        words = digits(intpart, accent)
+    else:
+        words = ""
+        if intpart:
+            value = int(intpart)
+            words = _DIGIT_WORDS_UK_DECIMAL[0] if (value == 0 and frac and accent == "uk") else cardinal(value, accent)
+        if frac:
+            words = (words + " " if words else "") + "point " + digits(frac, accent, "decimal")
+    return ("minus " + words) if neg else words
+
+
+def _is_one(num_text: str) -> bool:
+    return num_text.lstrip("+-−") == "1"
+
+
+# --------------------------------------------------------------------------- patterns
+# A written number: 1,234,567.89 | 1234.5 | .5 (no sign; signs are captured by rules).
+_NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+_SNUM = r"(?:(?<![\w.])[-−])?" + _NUM  # optionally negative
+_B = r"(?<![\w.])"  # left boundary for a number that starts a token
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+_MONTH_ABBR = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "Jun": 6, "Jul": 7, "Aug": 8,
+               "Sep": 9, "Sept": 9, "Oct": 10, "Nov": 11, "Dec": 12}
+_MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS)}
+_MONTH_ALT = "|".join(list(_MONTHS) + [f"{a}\\.?" for a in sorted(_MONTH_ABBR, key=len, reverse=True)])
+
+
+def _month_number(word: str) -> int:
+    w = word.rstrip(".")
+    return _MONTH_NUM.get(w) or _MONTH_ABBR[w]
+
+
+# --------------------------------------------------------------------------- unicode
+_VULGAR = {"½": "1/2", "¼": "1/4", "¾": "3/4", "⅓": "1/3", "⅔": "2/3", "⅕": "1/5", "⅖": "2/5",
+           "⅗": "3/5", "⅘": "4/5", "⅙": "1/6", "⅚": "5/6", "⅛": "1/8", "⅜": "3/8", "⅝": "5/8", "⅞": "7/8"}
+_VULGAR_RE = re.compile(r"(\d?)([" + "".join(_VULGAR) + "])")
+_PRE_NFKC = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
+                           "²": "^2", "³": "^3", "−": "-", "‐": "-", "‑": "-", "⁄": "/"})
+
+
+def _unicode(text: str) -> str:
+    if text.isascii():
+        return text
+    text = _VULGAR_RE.sub(lambda m: (m[1] + " " if m[1] else "") + _VULGAR[m[2]], text)
+    text = unicodedata.normalize("NFKC", text.translate(_PRE_NFKC))
+    # Other scripts' decimal digits (Arabic-Indic...) -> ASCII so the number rules see them.
+    return re.sub(r"\d", lambda m: m[0] if m[0] < "\x80" else str(unicodedata.digit(m[0])), text)
+
+
+# --------------------------------------------------------------------------- rules
+_BRACKET_RE = re.compile(r"\[([^\[\]]*)\]")
+
+# URLs and e-mail addresses: read the way people dictate them ("example dot com slash docs").
+_EMAIL_RE = re.compile(r"(?<![\w.])[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_URL_RE = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"]+|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+                     r"\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b(?:/[^\s<>\"]*)?")
+_URL_SYMBOLS = {".": " dot ", "/": " slash ", "-": " dash ", "_": " underscore ", "@": " at ", ":": " colon ",
+                "?": " question mark ", "=": " equals ", "&": " and ", "#": " hash ", "+": " plus ", "~": " tilde ",
+                "%": " percent "}
+_URL_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+|.")
+
+
+def _read_url(s: str, accent: str) -> str:
+    trail = ""
+    while s and s[-1] in ".,;:!?)":  # sentence punctuation after the address is not part of it
+        trail = s[-1] + trail
+        s = s[:-1]
+    s = re.sub(r"^(?:https?|ftp)://", "", s, flags=re.I)
+    if s.endswith("/"):
+        s = s[:-1]
+    out = []
+    for tok in _URL_TOKEN_RE.findall(s):
+        if tok.isdigit():
+            out.append(digits(tok, accent))
+        elif tok.isalpha():
+            out.append(" ".join(tok.upper()) if tok.lower() == "www" else tok)
+        else:
+            out.append(_URL_SYMBOLS.get(tok, " "))
+    return re.sub(r"\s+", " ", " ".join(out)).strip() + trail
+
+
+# Phone numbers: digit by digit, a comma (pause) between the written groups.
+_PHONE_RE = re.compile(
+    r"(?<![\w+])(?:"
+    r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,4}"  # +44 20 7946 0958
+    r"|(?:1[\s.-])?\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (555) 123-4567
+    r"|(?:1[.-])?\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567, 1-800-555-1234
+    r"|0\d{2,4}[\s-]\d{3,4}(?:[\s-]\d{3,4})?"  # 020 7946 0958, 07700 900123
+    r")(?![\w])")
+_PHONE_CUE_RE = re.compile(r"\b((?:[Tt]el|[Pp]hone|[Cc]all|[Dd]ial|[Ff]ax|[Mm]obile|[Cc]ell)\.?:?\s+)(\d{3}-\d{4})\b")
+
+
+def _read_phone(s: str, accent: str) -> str:
+    groups = re.findall(r"\+|\d+", s)
+    if sum(len(g) for g in groups if g != "+") < 7:
+        return s  # too short for a phone number: leave it to the other rules
+    out, plus = [], False
+    for g in groups:
+        if g == "+":
+            plus = True
+            continue
+        out.append(("plus " if plus else "") + digits(g, accent))
+        plus = False
+    return ", ".join(out)
+
+
+# Dates.
+_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_NUM_DATE_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
+_DATE_CUES = r"on|by|until|till|since|from|before|after|dated|due|until|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+_SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+_ORD_SUFFIX = r"(?:st|nd|rd|th)"
+_MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_ALT + r")\s+(\d{1,2})" + _ORD_SUFFIX + r"?\b(?:(,?)\s+(\d{4})\b)?")
+_DAY_MONTH_RE = re.compile(r"\b(?:the\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ALT + r")(?![\w])(?:(,?)\s+(\d{4})\b)?")
+
+
+def _valid_date(y: int | None, m: int, d: int) -> bool:
+    try:
+        datetime.date(2000 if y is None else max(y, 1), m, d)  # 2000: a leap year accepts 29 Feb
+        return True
+    except ValueError:
+        return False
+
+
+def _say_date(y: int | None, m: int, d: int, accent: str, year_digits: int = 4, style: str | None = None) -> str:
+    """US "March fourth, twenty twenty-one"; UK "the fourth of March twenty twenty-one"."""
+    month = _MONTHS[m - 1]
+    style = style or ("month_day" if accent == "us" else "day_of_month")
+    if style == "month_day":
+        s = f"{month} {'the ' if accent == 'uk' else ''}{ordinal(d, accent)}"
+    else:
+        s = f"the {ordinal(d, accent)} of {month}"
+    if y is not None:
+        spoken = year(y, accent) if year_digits == 4 else (digits(f"{y:02d}", "uk") if y < 10 else cardinal(y, accent))
+        s += (", " if style == "month_day" else " ") + spoken
+    return s
+
+
+# Times.
+_AMPM = r"(?P<ap>[aApP])\.?\s?(?P<m>[mM])(?P<dot>\.?)(?![\w])"
+_TIME_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2}):(?P<min>\d{2})(?::(?P<s>\d{2}))?(?![\d:])(?:\s?" + _AMPM + ")?")
+_HOUR_AMPM_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})\s?" + _AMPM)
+
+
+def _ampm_tail(m: re.Match, following: str) -> str:
+    tail = " A M" if m["ap"] in "aA" else " P M"
+    # "at 10 a.m. The" - the dot also ends the sentence: keep one.
+    if m["dot"] and (not following.strip() or re.match(r"\s+[A-Z\"]", following)):
+        tail += "."
+    return tail
+
+
+def _say_clock(h: int, mi: int, accent: str, with_ampm: bool) -> str:
+    if mi == 0:
+        if with_ampm:
+            return cardinal(h, accent)
+        if 1 <= h <= 12:
+            return cardinal(h, accent) + " o'clock"
+        return ("zero" if h == 0 else cardinal(h, accent)) + " hundred"  # 24 h: "fourteen hundred"
+    hw = "zero" if h == 0 else cardinal(h, accent)
+    mw = ("oh " + cardinal(mi, accent)) if mi < 10 else cardinal(mi, accent)
+    return f"{hw} {mw}"
+
+
+# Money.
+_CURRENCY = {  # symbol: (singular, plural, minor singular, minor plural)
+    "$": ("dollar", "dollars", "cent", "cents"),
+    "£": ("pound", "pounds", "penny", "pence"),
+    "€": ("euro", "euros", "cent", "cents"),
+    "¥": ("yen", "yen", None, None),
+    "₹": ("rupee", "rupees", "paisa", "paise"),
+    "USD": ("dollar", "dollars", "cent", "cents"),
+    "GBP": ("pound", "pounds", "penny", "pence"),
+    "EUR": ("euro", "euros", "cent", "cents"),
+}
+_SCALES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million", "b": "billion",
+           "B": "billion", "bn": "billion", "tn": "trillion", "thousand": "thousand", "million": "million",
+           "billion": "billion", "trillion": "trillion"}
+_SCALE_TAIL = r"(?:(?P<abbr>bn|mn|tn|[kKmMbB])(?![\w])|\s(?P<word>thousand|million|billion|trillion)\b)?"
+_MONEY_RE = re.compile(r"(?P<sign>(?<![\w.])[-−])?(?P<sym>[$£€¥₹])\s?(?P<num>" + _NUM + ")" + _SCALE_TAIL)
+_MONEY_POST_RE = re.compile(_B + r"(?P<sign>[-−])?(?P<num>" + _NUM + r")" + _SCALE_TAIL + r"\s?(?P<sym>€|USD|GBP|EUR)(?![\w])")
+_CENTS_RE = re.compile(_B + r"(?P<num>\d+)(?:\s?¢|p(?![\w']))")
+
+
+def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) -> str:
+    one, many, minor_one, minor_many = _CURRENCY[sym]
+    intpart, _, frac = num.replace(",", "").partition(".")
+    if scale:
+        s = f"{number(num, accent)} {_SCALES[scale]} {many}"
+    elif frac and len(frac) <= 2 and minor_one:
+        major, minor = int(intpart or 0), int(frac.ljust(2, "0"))
+        parts = []
+        if major or not minor:
+            parts.append(f"{cardinal(major, accent)} {one if major == 1 else many}")
+        if minor:
+            parts.append(f"{cardinal(minor, accent)} {minor_one if minor == 1 else minor_many}")
+        s = " and ".join(parts)
+    elif frac:
+        s = f"{number(num, accent)} {many}"
+    else:
+        s = f"{number(num, accent)} {one if int(intpart) == 1 else many}"
+    return ("minus " + s) if neg else s
+
+
+# Units after a number. Each: written forms -> (US singular, US plural, UK singular, UK plural).
+def _u(sg: str, pl: str | None = None, uk_sg: str | None = None, uk_pl: str | None = None):
+    pl = pl or sg + "s"
+    return (sg, pl, uk_sg or sg, uk_pl or (uk_sg + "s" if uk_sg else pl))
+
+
+_UNITS = {}
+for _forms, _spec in [
+    (("km",), _u("kilometer", uk_sg="kilometre")), (("m",), _u("meter", uk_sg="metre")),
+    (("cm",), _u("centimeter", uk_sg="centimetre")), (("mm",), _u("millimeter", uk_sg="millimetre")),
+    (("µm", "μm"), _u("micrometer", uk_sg="micrometre")), (("nm",), _u("nanometer", uk_sg="nanometre")),
+    (("mi",), _u("mile")), (("ft",), _u("foot", "feet")), (("yd", "yds"), _u("yard")),
+    (("kg", "kgs"), _u("kilogram")), (("g",), _u("gram")), (("mg",), _u("milligram")),
+    (("lb", "lbs"), _u("pound")), (("oz",), _u("ounce")), (("st",), _u("stone", "stone")),
+    (("l", "L"), _u("liter", uk_sg="litre")), (("ml", "mL"), _u("milliliter", uk_sg="millilitre")),
+    (("gal",), _u("gallon")),
+    (("mph",), _u("mile per hour", "miles per hour")),
+    (("km/h", "kph", "kmh", "km/hr"), _u("kilometer per hour", "kilometers per hour", "kilometre per hour", "kilometres per hour")),
+    (("m/s",), _u("meter per second", "meters per second", "metre per second", "metres per second")),
+    (("°C", "ºC", "° C"), _u("degree Celsius", "degrees Celsius")),
+    (("°F", "ºF", "° F"), _u("degree Fahrenheit", "degrees Fahrenheit")),
+    (("°", "º"), _u("degree")), (("K",), _u("kelvin", "kelvin")),
+    (("Hz",), _u("hertz", "hertz")), (("kHz",), _u("kilohertz", "kilohertz")),
+    (("MHz",), _u("megahertz", "megahertz")), (("GHz",), _u("gigahertz", "gigahertz")),
+    (("W",), _u("watt")), (("kW",), _u("kilowatt")), (("kWh",), _u("kilowatt hour")), (("V",), _u("volt")),
+    (("mAh",), _u("milliamp hour")),
+    (("KB", "kB"), _u("kilobyte")), (("MB",), _u("megabyte")), (("GB",), _u("gigabyte")), (("TB",), _u("terabyte")),
+    (("Mbps",), _u("megabit per second", "megabits per second")), (("Gbps",), _u("gigabit per second", "gigabits per second")),
+    (("ms",), _u("millisecond")), (("sec", "secs"), _u("second")), (("min", "mins"), _u("minute")),
+    (("h", "hr", "hrs"), _u("hour")), (("yr", "yrs"), _u("year")),
+    (("dB",), _u("decibel")), (("kcal",), _u("kilocalorie")), (("cal",), _u("calorie")),
+    (("bpm",), _u("beat per minute", "beats per minute")), (("px",), _u("pixel")),
+    (("m^2", "sq m"), _u("square meter", uk_sg="square metre")), (("km^2", "sq km"), _u("square kilometer", uk_sg="square kilometre")),
+    (("cm^2",), _u("square centimeter", uk_sg="square centimetre")), (("ft^2", "sq ft"), _u("square foot", "square feet")),
+    (("m^3",), _u("cubic meter", uk_sg="cubic metre")), (("cm^3", "cc"), _u("cubic centimeter", uk_sg="cubic centimetre")),
+]:
+    for _f in _forms:
+        _UNITS[_f] = _spec
+_UNIT_ALT = "|".join(re.escape(f) for f in sorted(_UNITS, key=len, reverse=True))
+# "st" (stone) and "m" need a number right before them and nothing word-like after.
+_UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
+_DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?(?![\w.])")
+_TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
+
+_PERCENT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?%")
+_ORDINAL_RE = re.compile(_B + r"(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
+_DECADE_RE = re.compile(r"(?<![\w.])(?:'(\d0)|(\d{2})?(\d0))'?s\b")
+_RANGE_RE = re.compile(r"(?<=\d)(?:-|\s?–\s?)(?=[$£€]?\.?\d)")
+_SPECIAL_SLASH = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "fifty-fifty", "365/24/7": "three sixty-five twenty-four seven"}
+_SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(_SPECIAL_SLASH, key=len, reverse=True)) + r")(?![\w/])")
+_MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
+_FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
+_NUMBER_SIGN_RE = re.compile(r"#\s?(?=\d)")
+
+
+def _fraction(a: int, b: int, accent: str, mixed: bool = False) -> str:
+    if b in (0, 1):
+        return f"{cardinal(a, accent)} over {cardinal(b, accent)}"
+    if b == 2:
+        denom = "half" if a == 1 else "halves"
+    elif b == 4:
+        denom = "quarter" if a == 1 else "quarters"
+    else:
+        o = ordinal(b, accent)
+        denom = o if a == 1 else _plural(o)
+    return f"{'a' if (mixed and a == 1) else cardinal(a, accent)} {denom}"
+
+
+# Abbreviations. Titles are expanded before a capitalised name; the period is
+# optional for the ones British style writes without it ("Dr Smith").
+_TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Mx": "Mix", "Prof": "Professor", "Mt": "Mount",
+           "Gen": "General", "Capt": "Captain", "Lt": "Lieutenant", "Col": "Colonel", "Sgt": "Sergeant",
+           "Gov": "Governor", "Sen": "Senator", "Rep": "Representative", "Rev": "Reverend", "Fr": "Father",
+           "Pres": "President", "Cpl": "Corporal", "Adm": "Admiral", "Hon": "Honorable"}
+_TITLES_NO_DOT = ("Mr", "Mrs", "Ms", "Mx", "Mt")
+_TITLE_RE = re.compile(r"\b(" + "|".join(sorted(_TITLES, key=len, reverse=True)) + r")(\.)(?=\s)"
+                       r"|\b(" + "|".join(_TITLES_NO_DOT) + r")(?=\s+[A-Z])")
+_DR_ST_RE = re.compile(r"\b(Dr|St)(\.?)(?=(\s+\S+)?)")
+# Capitalised words that usually start a sentence rather than continue a name.
+_SENTENCE_STARTERS = frozenset("The A An I It He She We They You This That These Those There Then But And So "
+                               "If In On At As My Our Your His Her Its Their What When Where Why How Who".split())
+_STREET_SUFFIX = {"Ave": "Avenue", "Rd": "Road", "Blvd": "Boulevard", "Ln": "Lane", "Sq": "Square", "Hwy": "Highway"}
+_STREET_RE = re.compile(r"(?<=[A-Za-z0-9] )(" + "|".join(_STREET_SUFFIX) + r")\.")
+_POSTNOMINAL = {"Jr": "Junior", "Sr": "Senior", "Inc": "Incorporated", "Ltd": "Limited", "Corp": "Corporation",
+                "Co": "Company", "etc": "et cetera", "Bros": "Brothers"}
+_POSTNOMINAL_RE = re.compile(r"\b(" + "|".join(_POSTNOMINAL) + r")\.")
+_PHRASES = [  # (regex, replacement): always expanded
+    (r"\b([eE])\.\s?g\.", "for example"), (r"\b([iI])\.\s?e\.", "that is"), (r"\b([aA])\.k\.a\.", "also known as"),
+    (r"\b([vV])s\.?(?=\s)", "versus"), (r"\b([aA])pprox\.", "approximately"), (r"\b([dD])ept\.", "department"),
+    (r"\b([fF])ig\.(?=\s)", "figure"), (r"\b([vV])ol\.(?=\s)", "volume"), (r"\b([pP])p\.(?=\s?\d)", "pages"),
+    (r"\b([pP])\.(?=\s?\d)", "page"), (r"\b([nN])o\.(?=\s?\d)", "number"), (r"\b([nN])os\.(?=\s?\d)", "numbers"),
+    (r"\b([wW])/o(?=\s)", "without"), (r"\b([wW])/(?=\s)", "with"), (r"\b([aA])nd/or\b", "and or"),
+    (r"\b(P)h\.?D\.?(?=[\s,;:!?)]|$)", "P H D"),
+]
+_PHRASES = [(re.compile(p), r) for p, r in _PHRASES]
+_MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(_MONTH_ABBR, key=len, reverse=True)) + r")\.(?=\s)")
+_DOTTED_ACRONYM_RE = re.compile(r"\b((?:[A-Za-z]\.){2,})(?=[\s,;:!?)\"']|$)")
+
+
+def _keep_stop(following: str) -> str:
+    """A period that ended an abbreviation also ends the sentence when the text ends
+    or a new sentence starts after it."""
+    return "." if (not following.strip() or re.match(r"\s+[\"(]?[A-Z]", following)) else ""
+
+
+def _case_like(src_first: str, word: str) -> str:
+    return word[0].upper() + word[1:] if src_first.isupper() else word
+
+
+# Roman numerals after a keyword ("Chapter IV" -> "Chapter four") or a regnal name
+# ("Henry VIII" -> "Henry the Eighth"). Elsewhere "I" is a pronoun, so no bare rule.
+_ROMAN = r"(?=[MDCLXVI])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
+_ROMAN_KEYWORDS = ("Chapter", "Part", "Volume", "Book", "Act", "Scene", "Section", "Article", "Appendix",
+                   "Psalm", "Phase", "Stage", "Level", "Class", "Type", "Episode", "Season", "Round", "Title",
+                   "Unit", "Lesson", "World War", "Super Bowl", "Apollo", "Vatican", "Schedule", "Annex")
+_REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "James", "William", "Richard",
+                 "John", "Paul", "Pius", "Benedict", "Gregory", "Leo", "Innocent", "Clement", "Napoleon", "Peter",
+                 "Catherine", "Mary", "Philip", "Frederick", "Alexander", "Ramesses", "Ramses", "Constantine",
+                 "Victor Emmanuel", "Ferdinand", "Isabella", "Alfonso", "Carlos", "Juan Carlos", "Nicholas",
+                 "Ivan", "Olaf", "Harald", "Gustav", "Wilhelm", "Francis", "Anne", "Victoria", "Stephen", "Edmund",
+                 "Urban", "Boniface", "Sixtus", "Felipe", "Rama", "Akihito", "Otto", "Rudolf", "Malcolm", "David")
+_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(_ROMAN_KEYWORDS) + r")\s+(" + _ROMAN + r")\b(?!['’]?\w)")
+_ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")\b(?![-'’]?\w)")
+_ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
+
+
+def roman_to_int(s: str) -> int:
+    total = 0
+    for i, c in enumerate(s):
+        v = _ROMAN_VALUES[c]
+        total += -v if i + 1 < len(s) and _ROMAN_VALUES[s[i + 1]] > v else v
+    return total
+
+
+# Acronyms: read as a word (NASA) or spelled (FBI). Unknown all-caps words without a
+# vowel are spelled (BBC, HTML); other unknown all-caps words stay (emphasis: "STOP").
+READ_ACRONYMS = frozenset(
+    "NASA NATO UNESCO UNICEF OPEC FIFA UEFA NAFTA LASER RADAR SCUBA AIDS GIF JPEG PIN SIM RAM ROM LAN WAN "
+    "CAPTCHA COVID IKEA ASAP YOLO FOMO POTUS SCOTUS FLOTUS NIMBY AWOL SWAT DARPA ISIS UNIX LIDAR SONAR "
+    "MIDI GIS CERN OFCOM OFSTED NICE BAFTA SARS MERS TESOL IELTS TOEFL ANZAC".split())
+SPELL_ACRONYMS = frozenset(
+    "FBI CIA CEO CFO CTO USA UK EU UN UAE AI API URL USB GPU CPU UI UX IBM ATM UFO ICU IQ IRS EPA FDA DOJ "
+    "DOE NIH MIT UCLA NYU USC NBA NFL NHL IRA IOU HIV ETA EST EDT PST PDT UTC ID OS AWS IMF VIP AKA FAQ EV "
+    "OBE MBE ISBN ETF IPO ESPN HBO ABC NBC CBS EA AOL NY NYC LA DC AC BA MA MBA AM PM FYI DIY BYOB IOC "
+    "OECD WHO UEA UCL SUV TBA CEOS AA OED NHS".split()) - {"WHO"}  # WHO is too often the shouted pronoun
+_ACRONYM_RE = re.compile(r"\b([A-Z]{2,})(s?)\b")
+_US_RE = re.compile(r"\b([Tt]he)\s+US\b")
+_OK_RE = re.compile(r"\bOK\b")
+
+
+def _say_acronym(m: re.Match) -> str:
+    word, plural = m[1], m[2]
+    if word in READ_ACRONYMS:
+        return m[0]
+    if word in SPELL_ACRONYMS or not re.search(r"[AEIOUY]", word):
+        return " ".join(word) + plural
+    return m[0]
+
+
+# Generic numbers and leftovers.
+_WORD_DIGIT_HYPHEN_RE = re.compile(r"(?<=[A-Za-z])-(?=\d)")
+_ALNUM_SPLIT_RE = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
+_DOTTED_NUMBER_RE = re.compile(r"\d+(?:\.\d+){2,}")
+_NEG_RE = re.compile(r"(?<![\w.,)\]])-(?=\.?\d)")
+_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+")
+_SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
+            "°": " degrees ", "º": " degrees ", "~": " about ", "<": " less than ", ">": " greater than ",
+            "^": " to the power of ", "\\": " backslash ", "$": " dollars ", "£": " pounds ", "€": " euros ",
+            "¥": " yen ", "₹": " rupees ", "¢": " cents ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
+            "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark "}
+_SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
+_SPACE_RE = re.compile(r"[ \t\r\f\v]+")
+_SPACE_BEFORE_PUNCT_RE = re.compile(r" +([,.;:!?)\]])")
+_SPACE_AFTER_OPEN_RE = re.compile(r"([(\[]) +")
+_PARAGRAPH_RE = re.compile(r"\s*\n\s*\n\s*")
+
+
+def _check(accent: str, date_order: str | None) -> str:
+    if accent not in ACCENTS:
+        raise ValueError(f"accent must be one of {ACCENTS}, got {accent!r}")
+    order = date_order or DEFAULT_DATE_ORDER[accent]
+    if order not in DATE_ORDERS:
+        raise ValueError(f"date_order must be one of {DATE_ORDERS} or None (default by accent), got {date_order!r}")
+    return order
+
+
+def normalize_plain(text: str, accent: str = "us", date_order: str | None = None) -> str:
+    """Normalize text that holds no inline tags (see :func:`helpers.text.normalize`)."""
+    order = _check(accent, date_order)
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    t = _unicode(text)
+    # Non-tag square brackets ("[1]") become parentheses so a second pass cannot
+    # mistake normalized words ("[one]") for an inline tag.
+    if "[" in t:
+        t = _BRACKET_RE.sub(r"(\1)", t)
+    t = t.replace("[", "(").replace("]", ")")
+
+    if "@" in t or "." in t or "/" in t:
+        t = _EMAIL_RE.sub(lambda m: _read_url(m[0], accent), t)
+        t = _URL_RE.sub(lambda m: _read_url(m[0], accent), t)
+
+    has_digit = any(c.isdigit() for c in t)
+    if has_digit:
+        t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
+        t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)
+        t = _dates(t, accent, order)
+        t = _TIME_RE.sub(lambda m: _time(m, accent), t)
+        t = _HOUR_AMPM_RE.sub(lambda m: _hour_ampm(m, accent), t)
+        t = _RANGE_RE.sub(" to ", t)
+        t = _MONEY_RE.sub(lambda m: _money_match(m, accent), t)
+        t = _MONEY_POST_RE.sub(lambda m: _money_match(m, accent), t)
+        t = _CENTS_RE.sub(lambda m: _cents(m, accent), t)
+        t = _PERCENT_RE.sub(lambda m: number(m["num"], accent) + (" percent" if accent == "us" else " per cent"), t)
+        t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups() if g), t)
+        t = _TIMES_RE.sub(lambda m: number(m[1], accent) + " times", t)
+        t = _UNIT_RE.sub(lambda m: _unit(m, accent), t)
+        t = _DECADE_RE.sub(lambda m: _decade(m, accent), t)
+        t = _ORDINAL_RE.sub(lambda m: ordinal(int(m[1].replace(",", "")), accent), t)
+        t = _SPECIAL_SLASH_RE.sub(lambda m: _SPECIAL_SLASH[m[1]], t)
+        t = _MIXED_FRACTION_RE.sub(lambda m: f"{cardinal(int(m[1]), accent)} and "
+                                             f"{_fraction(int(m[2]), int(m[3]), accent, mixed=True)}", t)
+        t = _FRACTION_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
+        t = _NUMBER_SIGN_RE.sub("number ", t)
+
+    t = _abbreviations(t, accent)
+    t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
+    t = _ROMAN_NAME_RE.sub(lambda m: f"{m[1]} the {ordinal(roman_to_int(m[2]), accent).capitalize()}", t)
+
+    if has_digit:
+        t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)
+        t = _ALNUM_SPLIT_RE.sub(" ", t)
+    t = _OK_RE.sub("okay", t)
+    t = _US_RE.sub(r"\1 U S", t)
+    t = _ACRONYM_RE.sub(_say_acronym, t)
+
+    if has_digit:
+        t = _DOTTED_NUMBER_RE.sub(lambda m: " dot ".join(number(p, accent) for p in m[0].split(".")), t)
+        t = _NEG_RE.sub("minus ", t)
+        t = _NUMBER_RE.sub(lambda m: _bare_number(m, accent), t)
+
+    t = _SYMBOL_RE.sub(lambda m: _SYMBOLS[m[0]], t)
+    return _tidy_space(t)
+
+
+def _tidy_space(t: str) -> str:
+    paragraphs = _PARAGRAPH_RE.split(t)
+    out = []
+    for p in paragraphs:
+        p = _SPACE_RE.sub(" ", p.replace("\n", " ")).strip()
+        p = _SPACE_BEFORE_PUNCT_RE.sub(r"\1", p)
+        p = _SPACE_AFTER_OPEN_RE.sub(r"\1", p)
+        if p:
+            out.append(p)
+    return "\n\n".join(out)
+
+
+def _dates(t: str, accent: str, order: str) -> str:
+    def iso(m):
+        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+        return _say_date(y, mo, d, accent) if _valid_date(y, mo, d) else m[0]
+
+    def numeric(m):
+        a, b, ys = int(m[1]), int(m[3]), m[4]
+        y = int(ys)
+        first = (a, b) if order == "mdy" else (b, a)  # (month, day)
+        for mo, d in (first, first[::-1]):  # the other order only when the given one is impossible
+            if _valid_date(y if len(ys) == 4 else None, mo, d):
+                return _say_date(y, mo, d, accent, year_digits=len(ys))
+        return m[0]
+
+    def short(m):
+        a, b = int(m[3]), int(m[4])
+        first = (a, b) if order == "mdy" else (b, a)
+        for mo, d in (first, first[::-1]):
+            if _valid_date(None, mo, d):
+                return f"{m[1]}{m[2]}{_say_date(None, mo, d, accent)}"
+        return m[0]
+
+    def month_day(m):
+        mo, d = _month_number(m[1]), int(m[2])
+        if not _valid_date(None, mo, d):
+            return m[0]
+        y = int(m[4]) if m[4] else None
+        s = _say_date(None, mo, d, accent, style="month_day")
+        if y is not None:
+            s += (", " if (m[3] or accent == "us") else " ") + year(y, accent)
+        return s
+
+    def day_month(m):
+        d, mo = int(m[1]), _month_number(m[2])
+        if not _valid_date(None, mo, d):
+            return m[0]
+        s = _say_date(None, mo, d, accent, style="day_of_month")
+        if m[4]:
+            s += (", " if m[3] else " ") + year(int(m[4]), accent)
+        return s
+
+    t = _ISO_DATE_RE.sub(iso, t)
+    t = _NUM_DATE_RE.sub(numeric, t)
+    t = _SHORT_DATE_RE.sub(short, t)
+    t = _MONTH_DAY_RE.sub(month_day, t)
+    t = _DAY_MONTH_RE.sub(day_month, t)
+    return t
+
+
+def _time(m: re.Match, accent: str) -> str:
+    h, mi = int(m["h"]), int(m["min"])
+    ampm = m["ap"] is not None
+    if mi > 59 or h > 23 or (ampm and not 1 <= h <= 12) or (m["s"] and int(m["s"]) > 59):
+        return m[0]  # not a clock time; the generic rules read the numbers
+    s = _say_clock(h, mi, accent, ampm)
+    if m["s"] and int(m["s"]):
+        sec = int(m["s"])
+        s += f" and {cardinal(sec, accent)} second{'' if sec == 1 else 's'}"
+    if ampm:
+        s += _ampm_tail(m, m.string[m.end():])
+    return s
+
+
+def _hour_ampm(m: re.Match, accent: str) -> str:
+    h = int(m["h"])
+    if not 1 <= h <= 12:
+        return m[0]
+    return cardinal(h, accent) + _ampm_tail(m, m.string[m.end():])
+
+
+def _money_match(m: re.Match, accent: str) -> str:
+    scale = m["abbr"] or m["word"]
+    return _say_money(m["num"], m["sym"], scale, bool(m["sign"]), accent)
+
+
+def _cents(m: re.Match, accent: str) -> str:
+    n = int(m["num"])
+    if m[0].rstrip().endswith("p"):
+        return f"{cardinal(n, accent)} {'penny' if n == 1 else 'pence'}"
+    return f"{cardinal(n, accent)} {'cent' if n == 1 else 'cents'}"
+
+
+def _unit(m: re.Match, accent: str) -> str:
+    us_sg, us_pl, uk_sg, uk_pl = _UNITS[m["unit"]]
+    one = _is_one(m["num"])
+    name = (us_sg if one else us_pl) if accent == "us" else (uk_sg if one else uk_pl)
+    return f"{number(m['num'], accent)} {name}"
+
+
+def _decade(m: re.Match, accent: str) -> str:
+    if m[1]:  # '90s
+        return _plural(cardinal(int(m[1]), accent))
+    if m[2]:  # 1990s
+        return _plural(year(int(m[2] + m[3]), accent))
+    return _plural(cardinal(int(m[3]), accent))  # 90s
+
+
+def _bare_number(m: re.Match, accent: str) -> str:
+    s = m[0]
+    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1100 <= int(s) <= 2099:
+        return year(int(s), accent)  # a bare four-digit number in this range is nearly always a year
+    return number(s, accent)
+
+
+def _abbreviations(t: str, accent: str) -> str:
+    if "." not in t and not re.search(r"\b(?:Mr|Mrs|Ms|Mx|Mt|Dr|St|[vV]s|[wW]/|and/or)\b", t):
+        return t
+    for rx, rep in _PHRASES:
+        t = rx.sub(lambda m, rep=rep: _case_like(m[1], rep) + (_keep_stop(m.string[m.end():]) if rep == "P H D" else ""), t)
+
+    def title(m):
+        abbr = m[1] or m[3]
+        word = _TITLES[abbr]
+        if abbr == "Hon" and accent == "uk":
+            word = "Honourable"
+        return word
+
+    t = _TITLE_RE.sub(title, t)
+
+    def dr_st(m):
+        abbr, dot = m[1], m[2]
+        after = m.string[m.end():]
+        nxt = re.match(r"\s+([A-Za-z']+)", after)
+        before = m.string[:m.start()]
+        prev = re.search(r"([A-Za-z0-9']+)\s+$", before)
+        name_follows = nxt is not None and nxt[1][0].isupper() and nxt[1] not in _SENTENCE_STARTERS
+        after_name = prev is not None and (prev[1][0].isupper() or prev[1][0].isdigit())
+        if not dot and not name_follows and not after_name:
+            return m[0]  # a bare "Dr"/"St" with no context: leave it
+        if name_follows:
+            return "Doctor" if abbr == "Dr" else "Saint"
+        if after_name:
+            return ("Drive" if abbr == "Dr" else "Street") + (_keep_stop(after) if dot else "")
+        return ("Doctor" if abbr == "Dr" else "Street") + (_keep_stop(after) if dot else "")
+
+    t = _DR_ST_RE.sub(dr_st, t)
+    t = _STREET_RE.sub(lambda m: _STREET_SUFFIX[m[1]] + _keep_stop(m.string[m.end():]), t)
+    t = _POSTNOMINAL_RE.sub(lambda m: _POSTNOMINAL[m[1]] + _keep_stop(m.string[m.end():]), t)
+    t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_MONTH_ABBR[m[1]] - 1], t)
+    t = _DOTTED_ACRONYM_RE.sub(lambda m: " ".join(m[1].replace(".", "").upper()) + _keep_stop(m.string[m.end():]), t)
+    return t

@@ -1,0 +1,616 @@
+"""ONE training recipe for stages 2, 3 and 4 (seed §11); the stages differ only in their
+:class:`helpers.config.StageConfig`.
+
+Recipe shape (torchtune): ``setup() -> train() -> save_final() -> cleanup()``.
+
+Why a hand-written loop and not ``transformers.Trainer``: exact resume is the
+contract here (a resumed run must match an uninterrupted one bit for bit on
+CPU), and that needs full control of the data position (epoch, packed bin),
+of the RNG states and of where checkpoints go (local disk first, then an
+atomic, verified copy to Drive). The loop is ~100 lines of standard PyTorch:
+AdamW, a cosine schedule with linear warmup, gradient accumulation with the
+loss normalised by the number of target tokens of the whole optimizer step,
+gradient clipping. The model is a plain ``transformers`` causal LM, so a
+DeepSpeed/accelerate wrapper can be added in :meth:`StageRecipe.setup` by a
+later issue without touching the data, loss or checkpoint code.
+
+Run-directory layout of a stage (``RunPaths.stage(n)``)::
+
+    config.json        the StageConfig of the run
+    voices.json        built-in voice -> corpus speaker (chosen once, stage 2; copied forward)
+    metrics.csv        one row per logged step (flushed + fsynced: survives crashes)
+    eval.csv           held-out loss and the generated sample of each evaluation
+    samples/           step-NNNNNNNN.npz (codes) and .wav (decoded) per evaluation
+    checkpoints/       step-NNNNNNNN/ (see helpers.checkpoints), newest keep_last
+    model/             final weights + tokenizer (helpers.models.save_stage, COMPLETE.json)
+
+Subprocess entry point (used by the kill/resume test)::
+
+    python -m helpers.train --config cfg.json --stage-dir DIR --init MODEL_DIR --tokens SHARDS_DIR
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoints as ckpt
+from .config import StageConfig
+from .packing import collate, packing_stats, shuffled_bins
+from .sequences import IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval
+from .shards import Utterance
+from .tokens import FRAME_SIZE, TokenLayout
+
+CONFIG_FILE = "config.json"
+VOICES_FILE = "voices.json"
+METRICS_FILE = "metrics.csv"
+EVAL_FILE = "eval.csv"
+SAMPLES_DIR = "samples"
+CHECKPOINTS_DIR = "checkpoints"
+FINAL_DIR = "model"
+METRICS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "target_tokens", "tokens", "tokens_per_s", "elapsed_s")
+EVAL_FIELDS = ("step", "eval_loss", "sample_utterance", "sample_frames", "sample_dropped_frames", "sample_wav")
+
+
+class ResumeError(RuntimeError):
+    """The newest checkpoint cannot be resumed with the current config or data."""
+
+
+# ----------------------------------------------------------------------------- run-directory helpers
+def final_model_dir(paths, stage: int) -> Path:
+    """Where stage ``stage``'s final model lives (stage 1: the vocabulary-extended model)."""
+    return paths.stage(1) if stage == 1 else paths.stage(stage) / FINAL_DIR
+
+
+def init_model_dir(paths, stage: int) -> Path:
+    """Stage ``stage`` starts from the previous stage's final weights."""
+    if stage not in (2, 3, 4):
+        raise ValueError(f"training stages are 2..4, got {stage}")
+    return final_model_dir(paths, stage - 1)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    with tmp.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance]) -> VoiceSelection:
+    """The run's built-in voice selection: read from an earlier stage's ``voices.json`` when one
+    exists (voices must not move between stages), else chosen with
+    :func:`helpers.sequences.choose_builtin_voices` from ``all_utterances`` (every phase, so the
+    British voices of phase 2 are chosen before stage 2 runs) and written into this stage's folder."""
+    from .sequences import choose_builtin_voices
+
+    for s in range(2, stage + 1):
+        f = paths.stage(s) / VOICES_FILE
+        if f.is_file():
+            sel = VoiceSelection.from_dict(json.loads(f.read_text()))
+            break
+    else:
+        sel = choose_builtin_voices(all_utterances)
+    _atomic_write_text(paths.stage(stage) / VOICES_FILE, json.dumps(sel.to_dict(), indent=1, sort_keys=True))
+    return sel
+
+
+def data_fingerprint(utterances: Sequence[Utterance], voices: VoiceSelection, layout: TokenLayout) -> str:
+    """SHA-256 over what determines the examples: utterance ids/lengths/labels in order, the voice
+    assignment and the token layout. A changed fingerprint makes resume refuse."""
+    h = hashlib.sha256()
+    h.update(f"base_vocab={layout.base_vocab_size};".encode())
+    h.update(json.dumps(voices.assignments, sort_keys=True).encode())
+    for u in utterances:
+        h.update(f"{u.utterance_id}|{u.speaker}|{u.emotion}|{u.n_frames}|{u.text}\n".encode())
+        for c in u.codes:
+            h.update(np.ascontiguousarray(c, dtype=np.int16).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- metrics log
+class CsvLog:
+    """Append-only CSV; every row is flushed and fsynced so a crash loses at most the row in flight."""
+
+    def __init__(self, path: Path, fields: Sequence[str]):
+        self.path, self.fields = Path(path), tuple(fields)
+
+    def rows(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        with self.path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows of steps after ``step`` (written after the checkpoint we resume from)."""
+        rows = [r for r in self.rows() if int(r["step"]) <= step]
+        lines = [",".join(self.fields)] + [",".join(r.get(k, "") for k in self.fields) for r in rows]
+        _atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+    def append(self, row: dict) -> None:
+        new = not self.path.is_file()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in self.fields})
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ----------------------------------------------------------------------------- loss
+def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, int]:
+    """Summed cross entropy over the target tokens of one packed batch, and their count.
+
+    ``batch``: :func:`helpers.packing.collate` output. Labels are shifted inside (token t
+    predicts label t+1). Only hidden states at target positions go through the LM head,
+    in chunks of ``chunk`` tokens when ``chunk`` > 0 (recomputed in backward), so the
+    (N, vocab) logits are never materialised at once.
+    """
+    dev = next(model.parameters()).device
+    ids = batch["input_ids"].to(dev)
+    pos = batch["position_ids"].to(dev)
+    labels = batch["labels"].to(dev)
+    # attention_mask=None + restarting position_ids: transformers masks attention per example.
+    h = model.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
+    y = labels[0, 1:]
+    keep = y != IGNORE_INDEX
+    h, y = h[0, :-1][keep], y[keep]  # (M, H), (M,)
+    head = model.get_output_embeddings()
+
+    def ce(hc, yc):
+        return F.cross_entropy(head(hc).float(), yc, reduction="sum")
+
+    if chunk <= 0 or h.shape[0] <= chunk:
+        return ce(h, y), int(y.numel())
+    from torch.utils.checkpoint import checkpoint
+
+    total = h.new_zeros((), dtype=torch.float32)
+    for s in range(0, h.shape[0], chunk):
+        total = total + checkpoint(ce, h[s:s + chunk], y[s:s + chunk], use_reentrant=False)
+    return total, int(y.numel())
+
+
+def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
+    """LR multiplier for step s (0-based): linear warmup to 1, then cosine to ``min_lr_ratio``."""
+    def f(s: int) -> float:
+        if s < warmup_steps:
+            return (s + 1) / warmup_steps
+        progress = min(1.0, (s - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+# ----------------------------------------------------------------------------- generation
+@torch.no_grad()
+def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_frames: int):
+    """Greedy continuation of ``prompt`` until ``<|audio_end|>``; returns (codes, RepairReport).
+
+    ``codes``: [cb1 (T,), cb2 (2T,), cb3 (4T,)] int64 (frames breaking the grammar are
+    dropped and counted in the report; constrained decoding is a later issue).
+    """
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
+                         pad_token_id=layout.pad_id)
+    model.train(was_training)
+    new = out[0, ids.shape[1]:].cpu().numpy()
+    ends = np.flatnonzero(new == layout.audio_end_id)
+    new = new[: ends[0]] if ends.size else new
+    return layout.tokens_to_codes(new, on_error="repair")
+
+
+# ----------------------------------------------------------------------------- the recipe
+@dataclass
+class TrainResult:
+    stage: int
+    steps: int
+    resumed_from: str | None
+    final_loss: float | None
+    metrics_path: Path
+    skipped: bool = False  # the stage was already complete
+
+
+@dataclass
+class _Epoch:
+    number: int
+    examples: list
+    bins: list[list[int]]
+    report: SequenceReport = field(repr=False)
+
+
+class StageRecipe:
+    """Train one stage. ``utterances``: the phase's data; ``stage_dir``: ``RunPaths.stage(n)``.
+
+    ``decoder``: optional object with ``decode(codes) -> np.ndarray`` and ``sample_rate``
+    (a :class:`helpers.codec.SnacCodec`) used to write a playable sample at each evaluation.
+    """
+
+    def __init__(self, cfg: StageConfig, model, tokenizer, utterances: Sequence[Utterance],
+                 stage_dir: str | os.PathLike, voices: VoiceSelection, decoder=None, log=print):
+        if not utterances:
+            raise ValueError(f"stage {cfg.stage}: no utterances for data phase {cfg.phase}")
+        self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
+        self.utterances, self.voices, self.decoder, self.log = list(utterances), voices, decoder, log
+        self.stage_dir = Path(stage_dir)
+        self.ckpt_dir = self.stage_dir / CHECKPOINTS_DIR
+        self.metrics = CsvLog(self.stage_dir / METRICS_FILE, METRICS_FIELDS)
+        self.evals = CsvLog(self.stage_dir / EVAL_FILE, EVAL_FIELDS)
+        self.layout = TokenLayout.from_tokenizer(tokenizer)
+        self._is_setup = False
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> "StageRecipe":
+        """Data, optimizer, schedule; resume from the newest complete checkpoint if any."""
+        cfg = self.cfg
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.precision == "bf16-mixed" and self.device.type != "cuda":
+            raise ValueError("precision='bf16-mixed' needs a CUDA GPU; use precision='fp32' on CPU")
+        torch.manual_seed(cfg.seed)
+        self.model.to(self.device)
+        self.model.config.use_cache = False
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model.train()
+        self.train_utts, self.eval_utts = split_eval(self.utterances, cfg.eval_fraction, cfg.seed)
+        self.builder = SequenceBuilder.from_config(self.layout, self.tokenizer, self.voices, cfg)
+        self.fingerprint = data_fingerprint(self.utterances, self.voices, self.layout)
+        self._epoch = self._build_epoch(0)
+        if not self._epoch.bins:
+            raise ValueError(f"stage {cfg.stage}: every utterance is longer than max_seq_len={cfg.max_seq_len} "
+                             f"({len(self._epoch.report.too_long)} skipped); raise max_seq_len")
+        per_epoch = math.ceil(len(self._epoch.bins) / cfg.grad_accum)
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+        self.warmup_steps = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * self.total_steps)
+        self.optimizer = self._make_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, cosine_lambda(self.total_steps, self.warmup_steps, cfg.min_lr_ratio))
+        self.step, self.bin_pos, self.tokens_seen, self.elapsed = 0, 0, 0, 0.0
+        self.resumed_from: str | None = None
+        self.skipped = self._final_is_current()
+        if not self.skipped:
+            self._resume()
+        _atomic_write_text(self.stage_dir / CONFIG_FILE, cfg.to_json())
+        self._is_setup = True
+        return self
+
+    def _make_optimizer(self):
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer == "adamw_8bit":
+            try:
+                import bitsandbytes as bnb
+            except ImportError as e:
+                raise ImportError("optimizer='adamw_8bit' needs bitsandbytes (pip install bitsandbytes); "
+                                  "use optimizer='adamw_torch' otherwise") from e
+            return bnb.optim.AdamW8bit(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps)
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps)
+
+    def _build_epoch(self, n: int) -> _Epoch:
+        # Examples and bin order are pure functions of (data, config, epoch): resume rebuilds them.
+        examples, report = self.builder.build(self.train_utts, self.cfg.seed, n, pool=self.utterances)
+        bins = shuffled_bins([len(e) for e in examples], self.cfg.max_seq_len, self.cfg.seed, n)
+        return _Epoch(n, examples, bins, report)
+
+    def _final_is_current(self) -> bool:
+        """True when ``model/`` already holds this config's finished weights (rerun = no-op)."""
+        from .models import COMPLETE_MARKER
+
+        marker = self.stage_dir / FINAL_DIR / COMPLETE_MARKER
+        if not marker.is_file():
+            return False
+        meta = json.loads(marker.read_text()).get("metadata", {})
+        if meta.get("fingerprint") != self.fingerprint or self.cfg.resume_conflicts(meta.get("config", {})):
+            raise ResumeError(
+                f"{marker.parent} holds a finished stage {self.cfg.stage} trained with another config or data. "
+                f"Use a new run_name, or delete {self.stage_dir} to retrain this stage.")
+        self.step = int(meta.get("step", self.total_steps))
+        self.log(f"stage {self.cfg.stage} already finished ({self.step} steps): nothing to train")
+        return True
+
+    def _resume(self) -> None:
+        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log)
+        if path is None:
+            if self.metrics.path.exists():
+                self.metrics.truncate_after(0)
+                self.evals.truncate_after(0)
+            return
+        model_state, tstate, info = ckpt.load(path)
+        conflicts = self.cfg.resume_conflicts(info["config"])
+        if conflicts:
+            raise ResumeError(
+                f"cannot resume stage {self.cfg.stage} from {path}: the stage config changed in a way that "
+                f"breaks exact resume:\n  " + "\n  ".join(conflicts) +
+                f"\nRestore these values, or delete {self.ckpt_dir} to start this stage over.")
+        if info["fingerprint"] != self.fingerprint:
+            raise ResumeError(
+                f"cannot resume stage {self.cfg.stage} from {path}: the training data changed (data "
+                f"fingerprint {info['fingerprint'][:12]} -> {self.fingerprint[:12]}: utterances, their codes or "
+                f"texts, or the voice assignment). Restore the data, or delete {self.ckpt_dir} to start over.")
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(tstate["optimizer"])
+        self.scheduler.load_state_dict(tstate["scheduler"])
+        torch.set_rng_state(tstate["torch_rng"])
+        if torch.cuda.is_available() and tstate.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(tstate["cuda_rng"])
+        self.step, self.tokens_seen, self.elapsed = tstate["step"], tstate["tokens_seen"], tstate["elapsed_s"]
+        if tstate["epoch"] != self._epoch.number:
+            self._epoch = self._build_epoch(tstate["epoch"])
+        self.bin_pos = tstate["bin_pos"]
+        self.metrics.truncate_after(self.step)
+        self.evals.truncate_after(self.step)
+        self.resumed_from = str(path)
+        self.log(f"resumed stage {self.cfg.stage} from {path.name} (step {self.step}/{self.total_steps})")
+
+    # ------------------------------------------------------------------ reports
+    def data_report(self) -> list[dict]:
+        """Rows (what, value) about the data: split, example building, packing (first epoch)."""
+        self._need_setup()
+        ep = self._epoch
+        st = packing_stats([len(e) for e in ep.examples], ep.bins, self.cfg.max_seq_len)
+        rows = [{"what": "utterances (train / eval)", "value": f"{len(self.train_utts)} / {len(self.eval_utts)}"}]
+        rows += [{"what": f"examples: {r['what']}", "value": r["count"]} for r in ep.report.rows()]
+        rows += [{"what": f"packing: {k}", "value": v} for k, v in st.row().items()]
+        rows += [{"what": "optimizer steps (total / warmup)", "value": f"{self.total_steps} / {self.warmup_steps}"},
+                 {"what": "resumed from", "value": self.resumed_from or ("finished" if self.skipped else "start")}]
+        return rows
+
+    def _need_setup(self):
+        if not self._is_setup:
+            raise RuntimeError("call setup() first")
+
+    # ------------------------------------------------------------------ train
+    def _next_bin(self) -> dict:
+        if self.bin_pos >= len(self._epoch.bins):
+            self._epoch = self._build_epoch(self._epoch.number + 1)
+            self.bin_pos = 0
+        ex = self._epoch.examples
+        batch = collate([ex[i] for i in self._epoch.bins[self.bin_pos]])
+        self.bin_pos += 1
+        return batch
+
+    def _autocast(self):
+        if self.cfg.precision == "bf16-mixed":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type=self.device.type, enabled=False)
+
+    def train(self) -> TrainResult:
+        """Train to ``total_steps`` (from wherever setup() resumed); checkpoints, logs, evaluates."""
+        self._need_setup()
+        cfg = self.cfg
+        last_loss = None
+        if self.skipped or self.step >= self.total_steps:
+            return TrainResult(cfg.stage, self.step, self.resumed_from, self._last_logged_loss(),
+                               self.metrics.path, skipped=self.skipped)
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        while self.step < self.total_steps:
+            t0 = time.perf_counter()
+            batches = [self._next_bin() for _ in range(cfg.grad_accum)]
+            # Normalise by the target tokens of the whole step so every token weighs the same
+            # whatever bin it landed in (a per-bin mean would over-weight sparse bins).
+            n_target = sum(int((b["labels"][0, 1:] != IGNORE_INDEX).sum()) for b in batches)
+            n_tokens = sum(int(b["input_ids"].shape[1]) for b in batches)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_total = 0.0
+            for b in batches:
+                with self._autocast():
+                    loss_sum, _ = packed_loss_sum(self.model, b, cfg.chunked_ce)
+                (loss_sum / max(1, n_target)).backward()
+                loss_total += float(loss_sum.detach())
+            if cfg.max_grad_norm > 0:
+                gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+            else:
+                gnorm = float(torch.linalg.vector_norm(torch.stack(
+                    [p.grad.detach().norm() for p in params if p.grad is not None])))
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            dt = time.perf_counter() - t0
+            self.elapsed += dt
+            self.tokens_seen += n_tokens
+            last_loss = loss_total / max(1, n_target)
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                self.metrics.append({"step": self.step, "epoch": self._epoch.number, "loss": repr(last_loss),
+                                     "lr": repr(lr), "grad_norm": repr(gnorm), "target_tokens": n_target,
+                                     "tokens": self.tokens_seen, "tokens_per_s": f"{n_tokens / dt:.1f}",
+                                     "elapsed_s": f"{self.elapsed:.2f}"})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_tokens / dt:.0f}")
+            if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
+                self.evaluate()
+            if self.step % cfg.save_every == 0 or self.step == self.total_steps:
+                self.save_checkpoint()
+        if bar is not None:
+            bar.close()
+        return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.path)
+
+    def _last_logged_loss(self) -> float | None:
+        rows = self.metrics.rows()
+        return float(rows[-1]["loss"]) if rows else None
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def eval_loss(self) -> float | None:
+        """Mean per-token loss on the held-out utterances (None when nothing is held out)."""
+        if not self.eval_utts:
+            return None
+        examples, _ = self.builder.build(self.eval_utts, self.cfg.seed, 0, pool=self.utterances)
+        if not examples:
+            return None
+        bins = shuffled_bins([len(e) for e in examples], self.cfg.max_seq_len, self.cfg.seed, 0)
+        was = self.model.training
+        self.model.eval()
+        total, n = 0.0, 0
+        for b in bins:
+            with self._autocast():
+                s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.chunked_ce)
+            total, n = total + float(s), n + k
+        self.model.train(was)
+        return total / max(1, n)
+
+    def evaluate(self) -> dict:
+        """Held-out loss + one greedy sample (codes saved; decoded to a wav when a decoder is set)."""
+        row = {"step": self.step, "eval_loss": self.eval_loss()}
+        utt = (self.eval_utts or self.train_utts)[0]
+        codes, rep = generate_codes(self.model, self.layout, self.builder.prompt(utt), self.cfg.eval_max_new_frames)
+        sdir = self.stage_dir / SAMPLES_DIR
+        sdir.mkdir(parents=True, exist_ok=True)
+        stem = ckpt.step_dir_name(self.step)
+        np.savez(sdir / f"{stem}.npz", cb1=codes[0], cb2=codes[1], cb3=codes[2])
+        wav_name = ""
+        if self.decoder is not None and codes[0].size:
+            import soundfile as sf
+
+            wav = self.decoder.decode(codes)
+            sf.write(sdir / f"{stem}.wav", np.asarray(wav, dtype=np.float32).reshape(-1), self.decoder.sample_rate)
+            wav_name = f"{SAMPLES_DIR}/{stem}.wav"
+        row.update(sample_utterance=utt.utterance_id, sample_frames=int(codes[0].size),
+                   sample_dropped_frames=rep.frames_dropped, sample_wav=wav_name)
+        self.evals.append({k: ("" if v is None else v) for k, v in row.items()})
+        return row
+
+    # ------------------------------------------------------------------ checkpoints
+    def _local_root(self) -> Path:
+        if self.cfg.local_dir:
+            return Path(self.cfg.local_dir)
+        tag = hashlib.sha1(str(self.stage_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / "optimumllm-checkpoints" / tag
+
+    def save_checkpoint(self) -> Path:
+        """Write the full training state locally, then publish it atomically into the run directory."""
+        self._need_setup()
+        tstate = {
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
+            "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed,
+        }
+        info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
+                "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
+                "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen}
+        local = self._local_root() / ckpt.step_dir_name(self.step)
+        ckpt.write_local(local, self.model.state_dict(), tstate, info)
+        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last)
+        ckpt.prune(local.parent, 1)  # local scratch keeps only the newest
+        return dest
+
+    # ------------------------------------------------------------------ finish
+    def save_final(self) -> Path:
+        """Save the trained model + tokenizer to ``<stage>/model`` (atomic, COMPLETE.json)."""
+        from .models import save_stage
+
+        self._need_setup()
+        target = self.stage_dir / FINAL_DIR
+        if self.skipped:
+            return target
+        if self.step < self.total_steps:
+            raise RuntimeError(f"stage {self.cfg.stage} stopped at step {self.step}/{self.total_steps}; "
+                               "rerun train() to finish before saving the final model")
+        return save_stage(self.model, self.tokenizer, target, metadata={
+            "stage": self.cfg.stage, "step": self.step, "config": self.cfg.to_dict(),
+            "fingerprint": self.fingerprint, "voices": self.voices.assignments})
+
+    def cleanup(self) -> None:
+        """Free local scratch checkpoints and GPU memory."""
+        import shutil
+
+        shutil.rmtree(self._local_root(), ignore_errors=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_metrics(stage_dir: str | os.PathLike):
+    """Figure with the training loss (+ held-out loss) and the learning rate against the step."""
+    import matplotlib.pyplot as plt
+
+    stage_dir = Path(stage_dir)
+    rows = CsvLog(stage_dir / METRICS_FILE, METRICS_FIELDS).rows()
+    if not rows:
+        raise FileNotFoundError(f"no metrics in {stage_dir / METRICS_FILE}; train the stage first")
+    ev = [r for r in CsvLog(stage_dir / EVAL_FILE, EVAL_FIELDS).rows() if r["eval_loss"]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
+    a.plot([int(r["step"]) for r in rows], [float(r["loss"]) for r in rows], label="train")
+    if ev:
+        a.plot([int(r["step"]) for r in ev], [float(r["eval_loss"]) for r in ev], "o-", label="held out")
+    a.set(xlabel="step", ylabel="loss (nats / target token)", title=f"{stage_dir.name}: loss")
+    a.legend()
+    b.plot([int(r["step"]) for r in rows], [float(r["lr"]) for r in rows])
+    b.set(xlabel="step", ylabel="learning rate", title="warmup + cosine schedule")
+    fig.tight_layout()
+    return fig
+
+
+def latest_sample(stage_dir: str | os.PathLike) -> tuple[Path | None, dict | None]:
+    """(wav path or None, eval row) of the newest evaluation of a stage."""
+    stage_dir = Path(stage_dir)
+    rows = CsvLog(stage_dir / EVAL_FILE, EVAL_FIELDS).rows()
+    if not rows:
+        return None, None
+    row = rows[-1]
+    return (stage_dir / row["sample_wav"] if row["sample_wav"] else None), row
+
+
+# ----------------------------------------------------------------------------- CLI (tests)
+def _cli(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Train one stage from a config file (used by the resume tests).")
+    ap.add_argument("--config", required=True, help="StageConfig as JSON")
+    ap.add_argument("--stage-dir", required=True, help="the stage folder of the run directory")
+    ap.add_argument("--init", required=True, help="model folder to start from (save_pretrained format)")
+    ap.add_argument("--tokens", required=True, help="folder of token shards (all utterances are used)")
+    ap.add_argument("--voices", help="voices.json (default: chosen from the data)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (same value = same bits)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .sequences import choose_builtin_voices
+    from .shards import iter_utterances
+
+    cfg = StageConfig.from_dict(json.loads(Path(a.config).read_text()))
+    model = AutoModelForCausalLM.from_pretrained(a.init, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(a.init)
+    utts = list(iter_utterances(a.tokens))
+    voices = (VoiceSelection.from_dict(json.loads(Path(a.voices).read_text())) if a.voices
+              else choose_builtin_voices(utts))
+    recipe = StageRecipe(cfg, model, tokenizer, utts, a.stage_dir, voices).setup()
+    res = recipe.train()
+    recipe.save_final()
+    recipe.cleanup()
+    print(f"done: stage {res.stage}, {res.steps} steps, final loss {res.final_loss}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())
