@@ -137,6 +137,7 @@ class BF16AdamW(torch.optim.Optimizer):
     """
 
     ROUNDINGS = ("stochastic", "master", "nearest")
+    CHUNK_ELEMENTS = 1 << 24  # elements updated at once: fp32 temporaries stay ~16 M x ~32 B = 0.5 GB
 
     def __init__(self, params: Iterable, lr: float = 1e-5, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, rounding: str = "stochastic",
@@ -208,25 +209,43 @@ class BF16AdamW(torch.optim.Optimizer):
                         state["master"] = p.detach().float().clone()
                 state["step"] += 1
                 t = state["step"]
-                g = p.grad.float()
-                m = state["exp_avg"].float().mul_(beta1).add_(g, alpha=1 - beta1)
-                v = state["exp_avg_sq"].float().mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 stochastic_states = state["exp_avg"].dtype == torch.bfloat16
-                self._store(state["exp_avg"], m, stochastic_states)
-                self._store(state["exp_avg_sq"], v, stochastic_states)
-                # Bias-corrected Adam step, same algebra as torch.optim.AdamW.
-                bc1 = 1 - beta1 ** t
-                bc2 = 1 - beta2 ** t
-                denom = (v.sqrt() / math.sqrt(bc2)).add_(eps)  # not in place: v may be the fp32 state itself
-                w = state["master"] if "master" in state else p.detach().float()
-                if wd != 0.0:
-                    w.mul_(1 - lr * wd)
-                w.addcdiv_(m, denom, value=-lr / bc1)
-                if "master" in state:
-                    p.copy_(w)  # round-to-nearest copy of the fp32 master
-                else:
-                    self._store(p, w, stochastic=low_precision and self.rounding == "stochastic")
+                stochastic_param = low_precision and self.rounding == "stochastic"
+                master = state.get("master")
+                # Work on flat chunks so that the fp32 temporaries of a 430 M-element
+                # embedding stay ~0.5 GB instead of ~12 GB (the planner counts CHUNK_ELEMENTS).
+                flats = [p, p.grad, state["exp_avg"], state["exp_avg_sq"]] + ([master] if master is not None else [])
+                if all(x.is_contiguous() for x in flats):
+                    views = [x.view(-1) for x in flats]
+                    pieces = [[x[lo:lo + self.CHUNK_ELEMENTS] for x in views]
+                              for lo in range(0, p.numel(), self.CHUNK_ELEMENTS)]
+                else:  # rare (e.g. a non-contiguous parameter view): one piece
+                    pieces = [flats]
+                for piece in pieces:
+                    self._update(piece, t, lr, beta1, beta2, eps, wd, stochastic_states, stochastic_param)
         return loss
+
+    def _update(self, piece, t, lr, beta1, beta2, eps, wd, stochastic_states, stochastic_param):
+        """One AdamW update on matching pieces of param, grad, exp_avg, exp_avg_sq (and master)."""
+        p, grad, exp_avg, exp_avg_sq = piece[:4]
+        master = piece[4] if len(piece) > 4 else None
+        g = grad.float()
+        m = exp_avg.float().mul_(beta1).add_(g, alpha=1 - beta1)
+        v = exp_avg_sq.float().mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        self._store(exp_avg, m, stochastic_states)
+        self._store(exp_avg_sq, v, stochastic_states)
+        # Bias-corrected Adam step, same algebra as torch.optim.AdamW.
+        bc1 = 1 - beta1 ** t
+        bc2 = 1 - beta2 ** t
+        denom = (v.sqrt() / math.sqrt(bc2)).add_(eps)  # not in place: v may be the fp32 state itself
+        w = master if master is not None else p.detach().float()
+        if wd != 0.0:
+            w.mul_(1 - lr * wd)
+        w.addcdiv_(m, denom, value=-lr / bc1)
+        if master is not None:
+            p.copy_(w)  # round-to-nearest copy of the fp32 master
+        else:
+            self._store(p, w, stochastic=stochastic_param)
 
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self):

@@ -281,7 +281,8 @@ _SCALES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn
 _SCALE_TAIL = r"(?:(?P<abbr>bn|mn|tn|[kKmMbB])(?![\w])|\s(?P<word>thousand|million|billion|trillion)\b)?"
 _MONEY_RE = re.compile(r"(?P<sign>(?<![\w.])[-−])?(?P<sym>[$£€¥₹])\s?(?P<num>" + _NUM + ")" + _SCALE_TAIL)
 _MONEY_POST_RE = re.compile(_B + r"(?P<sign>[-−])?(?P<num>" + _NUM + r")" + _SCALE_TAIL + r"\s?(?P<sym>€|USD|GBP|EUR)(?![\w])")
-_CENTS_RE = re.compile(_B + r"(?P<num>\d+)(?:\s?¢|p(?![\w']))")
+# "50p" (pence) only for one or two digits: "1080p" is a video resolution.
+_CENTS_RE = re.compile(_B + r"(?:(?P<num>\d+)\s?¢|(?P<pence>\d{1,2})p(?![\w']))")
 
 
 def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) -> str:
@@ -317,7 +318,7 @@ for _forms, _spec in [
     (("µm", "μm"), _u("micrometer", uk_sg="micrometre")), (("nm",), _u("nanometer", uk_sg="nanometre")),
     (("mi",), _u("mile")), (("ft",), _u("foot", "feet")), (("yd", "yds"), _u("yard")),
     (("kg", "kgs"), _u("kilogram")), (("g",), _u("gram")), (("mg",), _u("milligram")),
-    (("lb", "lbs"), _u("pound")), (("oz",), _u("ounce")), (("st",), _u("stone", "stone")),
+    (("lb", "lbs"), _u("pound")), (("oz",), _u("ounce")),
     (("l", "L"), _u("liter", uk_sg="litre")), (("ml", "mL"), _u("milliliter", uk_sg="millilitre")),
     (("gal",), _u("gallon")),
     (("mph",), _u("mile per hour", "miles per hour")),
@@ -325,7 +326,7 @@ for _forms, _spec in [
     (("m/s",), _u("meter per second", "meters per second", "metre per second", "metres per second")),
     (("°C", "ºC", "° C"), _u("degree Celsius", "degrees Celsius")),
     (("°F", "ºF", "° F"), _u("degree Fahrenheit", "degrees Fahrenheit")),
-    (("°", "º"), _u("degree")), (("K",), _u("kelvin", "kelvin")),
+    (("°", "º"), _u("degree")),
     (("Hz",), _u("hertz", "hertz")), (("kHz",), _u("kilohertz", "kilohertz")),
     (("MHz",), _u("megahertz", "megahertz")), (("GHz",), _u("gigahertz", "gigahertz")),
     (("W",), _u("watt")), (("kW",), _u("kilowatt")), (("kWh",), _u("kilowatt hour")), (("V",), _u("volt")),
@@ -343,7 +344,7 @@ for _forms, _spec in [
     for _f in _forms:
         _UNITS[_f] = _spec
 _UNIT_ALT = "|".join(re.escape(f) for f in sorted(_UNITS, key=len, reverse=True))
-# "st" (stone) and "m" need a number right before them and nothing word-like after.
+# A unit needs a number right before it and nothing word-like after it ("5 miles" is not "5 mi").
 _UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
 _DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?(?![\w.])")
 _TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
@@ -381,7 +382,7 @@ _TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Mx": "Mix", "Prof": "P
 _TITLES_NO_DOT = ("Mr", "Mrs", "Ms", "Mx", "Mt")
 _TITLE_RE = re.compile(r"\b(" + "|".join(sorted(_TITLES, key=len, reverse=True)) + r")(\.)(?=\s)"
                        r"|\b(" + "|".join(_TITLES_NO_DOT) + r")(?=\s+[A-Z])")
-_DR_ST_RE = re.compile(r"\b(Dr|St)(\.?)(?=(\s+\S+)?)")
+_DR_ST_RE = re.compile(r"\b(Dr|St)\b(\.?)")
 # Capitalised words that usually start a sentence rather than continue a name.
 _SENTENCE_STARTERS = frozenset("The A An I It He She We They You This That These Those There Then But And So "
                                "If In On At As My Our Your His Her Its Their What When Where Why How Who".split())
@@ -416,8 +417,10 @@ def _case_like(src_first: str, word: str) -> str:
 # Roman numerals after a keyword ("Chapter IV" -> "Chapter four") or a regnal name
 # ("Henry VIII" -> "Henry the Eighth"). Elsewhere "I" is a pronoun, so no bare rule.
 _ROMAN = r"(?=[MDCLXVI])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
+# After keywords only numerals made of I, V, X, L (1..89): "Section C" or "Appendix D" are letters.
+_ROMAN_SMALL = r"(?=[XLVI])(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
 _ROMAN_KEYWORDS = ("Chapter", "Part", "Volume", "Book", "Act", "Scene", "Section", "Article", "Appendix",
-                   "Psalm", "Phase", "Stage", "Level", "Class", "Type", "Episode", "Season", "Round", "Title",
+                   "Psalm", "Phase", "Stage", "Level", "Episode", "Season", "Round", "Title",
                    "Unit", "Lesson", "World War", "Super Bowl", "Apollo", "Vatican", "Schedule", "Annex")
 _REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "James", "William", "Richard",
                  "John", "Paul", "Pius", "Benedict", "Gregory", "Leo", "Innocent", "Clement", "Napoleon", "Peter",
@@ -425,8 +428,10 @@ _REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "
                  "Victor Emmanuel", "Ferdinand", "Isabella", "Alfonso", "Carlos", "Juan Carlos", "Nicholas",
                  "Ivan", "Olaf", "Harald", "Gustav", "Wilhelm", "Francis", "Anne", "Victoria", "Stephen", "Edmund",
                  "Urban", "Boniface", "Sixtus", "Felipe", "Rama", "Akihito", "Otto", "Rudolf", "Malcolm", "David")
-_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(_ROMAN_KEYWORDS) + r")\s+(" + _ROMAN + r")\b(?!['’]?\w)")
-_ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")\b(?![-'’]?\w)")
+# The numeral must end the word ("Part I'm" is not a numeral; "Henry VIII's" is).
+_ROMAN_END = r"(?=['’]s\b|[^\w'’-]|$)"
+_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(_ROMAN_KEYWORDS) + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
+_ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")" + _ROMAN_END)
 _ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
 
 
@@ -447,7 +452,7 @@ READ_ACRONYMS = frozenset(
 SPELL_ACRONYMS = frozenset(
     "FBI CIA CEO CFO CTO USA UK EU UN UAE AI API URL USB GPU CPU UI UX IBM ATM UFO ICU IQ IRS EPA FDA DOJ "
     "DOE NIH MIT UCLA NYU USC NBA NFL NHL IRA IOU HIV ETA EST EDT PST PDT UTC ID OS AWS IMF VIP AKA FAQ EV "
-    "OBE MBE ISBN ETF IPO ESPN HBO ABC NBC CBS EA AOL NY NYC LA DC AC BA MA MBA AM PM FYI DIY BYOB IOC "
+    "OBE MBE ISBN ETF IPO ESPN HBO ABC NBC CBS EA AOL NY NYC LA DC AC BA MA MBA FYI DIY BYOB IOC "
     "OECD WHO UEA UCL SUV TBA CEOS AA OED NHS".split()) - {"WHO"}  # WHO is too often the shouted pronoun
 _ACRONYM_RE = re.compile(r"\b([A-Z]{2,})(s?)\b")
 _US_RE = re.compile(r"\b([Tt]he)\s+US\b")
@@ -473,7 +478,8 @@ _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " t
             "°": " degrees ", "º": " degrees ", "~": " about ", "<": " less than ", ">": " greater than ",
             "^": " to the power of ", "\\": " backslash ", "$": " dollars ", "£": " pounds ", "€": " euros ",
             "¥": " yen ", "₹": " rupees ", "¢": " cents ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
-            "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark "}
+            "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark ", "%": " percent "}
+_SLASH_WORDS_RE = re.compile(r"(?<=[A-Za-z])/(?=[A-Za-z])")  # "his/her" -> "his or her"
 _SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
 _SPACE_RE = re.compile(r"[ \t\r\f\v]+")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r" +([,.;:!?)\]])")
@@ -545,7 +551,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = _NEG_RE.sub("minus ", t)
         t = _NUMBER_RE.sub(lambda m: _bare_number(m, accent), t)
 
-    t = _SYMBOL_RE.sub(lambda m: _SYMBOLS[m[0]], t)
+    t = _SLASH_WORDS_RE.sub(" or ", t)
+    t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
     return _tidy_space(t)
 
 
@@ -637,8 +644,8 @@ def _money_match(m: re.Match, accent: str) -> str:
 
 
 def _cents(m: re.Match, accent: str) -> str:
-    n = int(m["num"])
-    if m[0].rstrip().endswith("p"):
+    n = int(m["num"] or m["pence"])
+    if m["pence"]:
         return f"{cardinal(n, accent)} {'penny' if n == 1 else 'pence'}"
     return f"{cardinal(n, accent)} {'cent' if n == 1 else 'cents'}"
 

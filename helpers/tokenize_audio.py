@@ -1,0 +1,302 @@
+"""Tokenization (``02_tokenize``): the clips 01 kept -> SNAC codes in resumable parquet shards.
+
+No WAV is ever stored: the source is streamed again (``preprocess.iter_source_rows``),
+the clips the manifest selected are run through the SAME deterministic
+``preprocess.preprocess_row``, and encoded with :class:`helpers.codec.SnacCodec`.
+
+Shard plan (why reruns are exact): the selected clips (kept and in at least one
+phase), in manifest order, are cut into shards of ``shard_size`` utterances;
+shard k always holds the same utterances in the same order. Inside the run,
+clips are gathered in windows of ``window`` clips, and ``encode_batch`` sorts
+each window by length into batches of ``batch_size`` (batched codes equal
+one-by-one codes, see helpers.codec), so the codes do not depend on how the
+work was split. Memory holds one window of audio plus the codes of open shards.
+
+Files in ``RunPaths.tokens``::
+
+    plan.json                 shard size, number of utterances, hash of the id list
+    shard-00000.parquet ...   complete shards (helpers.shards; atomic rename)
+    .partial/shard-0000k/     part-NNNNN.parquet: encoded pieces of an unfinished shard
+    speakers.json             speaker -> utterance ids (cloning references)
+    phases.json               "1"/"2"/"3" -> utterance ids of each training phase
+
+A rerun skips complete shards, loads the parts of the unfinished one and encodes
+only what is missing; a run killed at any point and rerun gives byte-identical shards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import preprocess as pp
+from .shards import Utterance, list_shards, read_shard, shard_path, write_shard
+
+PLAN_FILE = "plan.json"
+SPEAKERS_FILE = "speakers.json"
+PHASES_FILE = "phases.json"
+PARTIAL_DIR = ".partial"
+
+
+def selected_rows(manifest):
+    """Kept rows that some phase selected, in manifest order (the shard plan's input)."""
+    m = manifest[manifest["status"] == pp.KEPT]
+    phase_cols = [c for c in pp.PHASE_COLUMNS if c in m.columns]
+    if not phase_cols:
+        raise ValueError(f"manifest has no phase columns {pp.PHASE_COLUMNS}; rerun 01_preprocess")
+    mask = m[phase_cols].astype(bool).any(axis=1)
+    sel = m[mask].reset_index(drop=True)
+    if sel["utterance_id"].duplicated().any():
+        dup = sel.loc[sel["utterance_id"].duplicated(), "utterance_id"].tolist()[:5]
+        raise ValueError(f"manifest selects utterance ids more than once: {dup}")
+    return sel
+
+
+def shard_plan(ids: list[str], shard_size: int) -> list[list[str]]:
+    """Consecutive chunks of ``shard_size`` ids (the last may be shorter)."""
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
+    return [ids[i: i + shard_size] for i in range(0, len(ids), shard_size)]
+
+
+def _check_plan(folder: Path, ids: list[str], shard_size: int, codec_name: str) -> None:
+    plan = {"shard_size": shard_size, "n_utterances": len(ids), "codec": codec_name,
+            "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+    path = folder / PLAN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != plan:
+            diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
+            raise ValueError(f"{folder} holds shards of a different plan (changed: {diff}); tokenize into a "
+                             f"new folder or delete {folder} to start over")
+        return
+    pp._atomic_json(plan, path)
+
+
+def _partial_dir(folder: Path, k: int) -> Path:
+    return folder / PARTIAL_DIR / shard_path(folder, k).stem
+
+
+def _load_parts(folder: Path, k: int) -> dict[str, Utterance]:
+    d = _partial_dir(folder, k)
+    got: dict[str, Utterance] = {}
+    if d.is_dir():
+        for p in sorted(d.glob("part-*.parquet")):
+            for u in read_shard(p):
+                got[u.utterance_id] = u
+    return got
+
+
+def _write_part(folder: Path, k: int, utts: list[Utterance]) -> None:
+    d = _partial_dir(folder, k)
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(list(d.glob("part-*.parquet")))
+    write_shard(d / f"part-{n:05d}.parquet", utts)
+
+
+def _utterance(row, codes) -> Utterance:
+    return Utterance(utterance_id=row["utterance_id"], dataset=row["dataset"], speaker=row["speaker"],
+                     accent=row["accent"], gender=row["gender"], emotion=row["emotion"], text=row["text"],
+                     duration_s=float(row["duration_s"]), codes=codes)
+
+
+def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: int = 512, batch_size: int = 16,
+                 window: int | None = None, workers: int = 1, cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
+                 row_iter=None, progress: bool = True) -> dict:
+    """Encode every selected clip of ``manifest`` into shards under ``tokens_dir``; resumable.
+
+    ``codec``: a loaded :class:`helpers.codec.SnacCodec`. ``batch_size``: clips per SNAC
+    forward pass; ``window``: clips gathered before encoding (default ``8 * batch_size``;
+    bounds memory to ``window`` clips of <= 30 s); ``workers``: preprocessing processes.
+    ``row_iter(source)`` yields ``(index, common row)``; default ``preprocess.iter_source_rows``.
+    ``cfg`` must be the config 01 used. Returns a summary dict.
+
+    Raises RuntimeError if a clip 01 kept is now rejected, changed duration, or is
+    missing from the source (the data changed under the manifest).
+    """
+    folder = Path(tokens_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    row_iter = row_iter or pp.iter_source_rows
+    window = window or 8 * batch_size
+    sel = selected_rows(manifest)
+    ids = sel["utterance_id"].tolist()
+    plan = shard_plan(ids, shard_size)
+    _check_plan(folder, ids, shard_size, getattr(codec, "name", type(codec).__name__))
+    shard_of = {u: k for k, chunk in enumerate(plan) for u in chunk}
+    rows = {r["utterance_id"]: r for r in sel.to_dict("records")}
+
+    done = {k for k in range(len(plan)) if shard_path(folder, k).is_file()}
+    for k in done:  # a kill between the final rename and the cleanup leaves parts behind
+        shutil.rmtree(_partial_dir(folder, k), ignore_errors=True)
+    have: dict[int, dict[str, Utterance]] = {}
+    for k in range(len(plan)):
+        if k not in done:
+            have[k] = _load_parts(folder, k)
+    needed = [u for u in ids if shard_of[u] not in done and u not in have[shard_of[u]]]
+    encoded_s = 0.0
+
+    bar = None
+    if progress and needed:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(needed), unit="clip", desc="tokenize")
+
+    def finish_shards():
+        for k in sorted(have):
+            if len(have[k]) == len(plan[k]):
+                write_shard(shard_path(folder, k), [have[k][u] for u in plan[k]])
+                shutil.rmtree(_partial_dir(folder, k), ignore_errors=True)
+                done.add(k)
+                del have[k]
+
+    def flush(buffer):
+        nonlocal encoded_s
+        if not buffer:
+            return
+        codes = codec.encode_batch([w for _, w in buffer], batch_size=batch_size)
+        touched: dict[int, list[Utterance]] = {}
+        for (row, wav), c in zip(buffer, codes):
+            u = _utterance(row, c)
+            touched.setdefault(shard_of[u.utterance_id], []).append(u)
+            encoded_s += float(row["duration_s"])
+        for k, utts in touched.items():
+            for u in utts:
+                have[k][u.utterance_id] = u
+            if len(have[k]) < len(plan[k]):
+                _write_part(folder, k, utts)  # progress inside an unfinished shard survives a kill
+        finish_shards()
+        if bar is not None:
+            bar.update(len(buffer))
+            bar.set_postfix(audio_h=round(encoded_s / 3600.0, 3), shards=len(done))
+        buffer.clear()
+
+    remaining = set(needed)
+    for (dataset, role) in _sources_in_order(sel, remaining):
+        want = {u for u in remaining if rows[u]["dataset"] == dataset and rows[u]["split_role"] == role}
+        buffer: list = []
+
+        def pairs():
+            for i, row in row_iter(pp.Source(dataset, role)):
+                if not want:
+                    return
+                uid = row.get("utterance_id") if isinstance(row, dict) else None
+                if uid in want:
+                    want.discard(uid)
+                    yield uid, row
+
+        for uid, rec, p in pp.process_rows(pairs(), cfg, workers):
+            _check_same(rows[uid], rec, p)
+            remaining.discard(uid)
+            buffer.append((rows[uid], p.wav))
+            if len(buffer) >= window:
+                flush(buffer)
+        flush(buffer)
+        if want:
+            raise RuntimeError(f"{len(want)} clip(s) kept by 01 were not found in {dataset}/{role}: "
+                               f"{sorted(want)[:5]}; the source changed since preprocessing — rerun 01")
+    finish_shards()
+    if bar is not None:
+        bar.close()
+    if remaining or have:
+        raise RuntimeError(f"tokenization incomplete: {len(remaining)} clip(s) not encoded, "
+                           f"open shards {sorted(have)}")
+    index = write_indexes(folder, manifest)
+    return {"shards": len(plan), "utterances": len(ids), "encoded_now": len(needed),
+            "encoded_hours_now": encoded_s / 3600.0, "speakers": len(index),
+            "hours": float(sel["duration_s"].sum() / 3600.0)}
+
+
+def _sources_in_order(sel, remaining: set) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for d, r, u in zip(sel["dataset"], sel["split_role"], sel["utterance_id"]):
+        if u in remaining and (d, r) not in out:
+            out.append((d, r))
+    return out
+
+
+def _check_same(row: dict, rec: dict, p) -> None:
+    if p is None:
+        raise RuntimeError(f"{row['utterance_id']}: 01 kept this clip, now it is rejected "
+                           f"({rec['reason']}: {rec['detail']}); the source or the preprocessing changed — rerun 01")
+    if abs(p.duration_s - float(row["duration_s"])) > 1e-6:
+        raise RuntimeError(f"{row['utterance_id']}: preprocessed duration {p.duration_s:.4f} s differs from the "
+                           f"manifest's {float(row['duration_s']):.4f} s; rerun 01")
+
+
+# ----------------------------------------------------------------------------- indexes
+def write_indexes(tokens_dir: str | os.PathLike, manifest) -> dict[str, list[str]]:
+    """Write ``speakers.json`` (from the shards) and ``phases.json`` (from the manifest) atomically."""
+    import pyarrow.parquet as pq
+
+    folder = Path(tokens_dir)
+    index: dict[str, list[str]] = {}
+    in_shards: set = set()
+    for p in list_shards(folder):
+        t = pq.read_table(p, columns=["utterance_id", "speaker"]).to_pydict()
+        for u, s in zip(t["utterance_id"], t["speaker"]):
+            index.setdefault(s, []).append(u)
+            in_shards.add(u)
+    pp._atomic_json(index, folder / SPEAKERS_FILE)
+    phases = {}
+    kept = manifest[manifest["status"] == pp.KEPT]
+    for n, col in enumerate(pp.PHASE_COLUMNS, start=1):
+        ids = kept.loc[kept[col].astype(bool), "utterance_id"].tolist() if col in kept.columns else []
+        missing = [u for u in ids if u not in in_shards]
+        if missing:
+            raise RuntimeError(f"phase {n} selects {len(missing)} clip(s) missing from the shards: {missing[:5]}")
+        phases[str(n)] = ids
+    pp._atomic_json(phases, folder / PHASES_FILE)
+    return index
+
+
+def read_speaker_index(tokens_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """speaker -> utterance ids, as 02 wrote it."""
+    path = Path(tokens_dir) / SPEAKERS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no speaker index at {path}; run 02_tokenize first")
+    return json.loads(path.read_text())
+
+
+def read_phase_ids(tokens_dir: str | os.PathLike, phase: int) -> list[str]:
+    """Utterance ids of training phase ``phase`` (1, 2, 3 -> stages 2, 3, 4), in manifest order."""
+    path = Path(tokens_dir) / PHASES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no phase selection at {path}; run 02_tokenize first")
+    phases = json.loads(path.read_text())
+    if str(phase) not in phases:
+        raise ValueError(f"phase must be one of {sorted(phases)}, got {phase!r}")
+    return phases[str(phase)]
+
+
+def pick_reference(index: dict[str, list[str]], speaker: str, utterance_id: str, rng: np.random.Generator) -> str | None:
+    """A *different* utterance of ``speaker`` (a cloning reference), or None if it has only one."""
+    if speaker not in index:
+        raise KeyError(f"speaker {speaker!r} is not in the speaker index")
+    others = [u for u in index[speaker] if u != utterance_id]
+    return others[int(rng.integers(len(others)))] if others else None
+
+
+# ----------------------------------------------------------------------------- notebook views
+def shard_table(tokens_dir: str | os.PathLike):
+    """One row per shard: utterances, hours, frames, speakers (a DataFrame for display)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    rows = []
+    for p in list_shards(tokens_dir):
+        t = pq.read_table(p, columns=["speaker", "duration_s", "n_frames"]).to_pandas()
+        rows.append({"shard": p.name, "utterances": len(t), "hours": t["duration_s"].sum() / 3600.0,
+                     "frames": int(t["n_frames"].sum()), "speakers": t["speaker"].nunique(),
+                     "MB": p.stat().st_size / 1e6})
+    return pd.DataFrame(rows)
+
+
+def decode_examples(tokens_dir: str | os.PathLike, codec, n: int = 2) -> list[tuple[Utterance, np.ndarray]]:
+    """The first ``n`` utterances of the first shard and their decoded 24 kHz waveforms."""
+    shards = list_shards(tokens_dir)
+    if not shards:
+        raise FileNotFoundError(f"no token shards in {tokens_dir}; run 02_tokenize first")
+    return [(u, codec.decode(u.codes)) for u in read_shard(shards[0])[:n]]

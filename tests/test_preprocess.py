@@ -1,0 +1,267 @@
+"""Preprocessing: the seed §10 targets, the SNR estimator, and the bad-input battery.
+
+Every bad input of issue 4 item 3 goes through ``preprocess_row`` as a hub-like
+common row (Audio(decode=False) dict with bytes or path) and must come back kept
+(and correct) or rejected with its reason; nothing raises.
+"""
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from helpers import audio
+from helpers import preprocess as pp
+from helpers.profiles import ASSETS_CORPUS_DIR
+
+SR = 24000
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """A real espeak-ng utterance from the assets corpus: float32 (n,) at 24 kHz."""
+    path = sorted(ASSETS_CORPUS_DIR.glob("male_us_01/*neutral.flac"))[0]
+    wav, sr = sf.read(path, dtype="float32")
+    assert sr == SR
+    return wav
+
+
+def encode(wav, sr, fmt="WAV", subtype="PCM_16"):
+    buf = io.BytesIO()
+    sf.write(buf, wav, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def row(audio_field, text="Hello there, this is a test.", uid="t:1"):
+    return {"audio": audio_field, "text": text, "speaker": "t:s1", "accent": "us", "gender": "male",
+            "emotion": "neutral", "utterance_id": uid, "dataset": "t"}
+
+
+def add_noise(wav, snr_db, seed=0):
+    """White noise at ``snr_db`` below the active-speech power (frames within 40 dB of the peak)."""
+    db = pp.frame_power_db(wav, SR)
+    p_speech = np.mean(10 ** (db[db > db.max() - 40] / 10))
+    noise = np.random.default_rng(seed).standard_normal(len(wav)) * np.sqrt(p_speech / 10 ** (snr_db / 10))
+    return (wav + noise).astype(np.float32)
+
+
+def check_kept(rec, p):
+    assert rec["status"] == "kept", rec
+    assert p.sr == SR and p.wav.dtype == np.float32 and p.wav.ndim == 1
+    assert 1.0 <= p.duration_s <= 30.0
+    assert abs(pp.loudness_lufs(p.wav, SR) - (-23.0)) <= 1.0
+    assert np.max(np.abs(p.wav)) <= 10 ** (-1 / 20) + 1e-6  # never clips
+    assert np.array_equal(p.wav, pp.to_pcm16_grid(p.wav))  # on the 16-bit grid
+    assert p.snr_db >= 20.0
+
+
+# ----------------------------------------------------------------------------- SNR estimator
+@pytest.mark.parametrize("snr, lo, hi", [(10, 10, 20), (30, 30, 40)])
+def test_snr_estimate_reads_known_snr(speech, snr, lo, hi):
+    est = pp.estimate_snr_db(add_noise(speech, snr), SR)
+    # documented bias: the 95th percentile reads a few dB above the active-speech SNR
+    assert lo <= est < hi
+
+
+def test_snr_gate_rejects_10db_keeps_30db(speech):
+    noisy = row({"bytes": encode(add_noise(speech, 10), SR), "path": "n10.wav"})
+    clean = row({"bytes": encode(add_noise(speech, 30), SR), "path": "n30.wav"})
+    rec, p = pp.preprocess_row(noisy)
+    assert (rec["status"], rec["reason"]) == ("rejected", "low_snr") and p is None
+    rec, p = pp.preprocess_row(clean)
+    check_kept(rec, p)
+
+
+def test_snr_of_digital_silence_pauses_is_capped(speech):
+    assert pp.estimate_snr_db(speech, SR) == 100.0
+
+
+# ----------------------------------------------------------------------------- targets
+def test_trim_removes_silence_and_keeps_pad(speech):
+    padded = np.concatenate([np.zeros(2 * SR, np.float32), speech, np.zeros(3 * SR, np.float32)])
+    p = pp.preprocess_audio(padded, SR)
+    q = pp.preprocess_audio(speech, SR)
+    assert abs(p.duration_s - q.duration_s) < 0.05  # the 5 s of added silence are gone
+    assert p.duration_s < len(speech) / SR + 0.25
+
+
+def test_loudness_from_quiet_and_loud_sources(speech):
+    for gain in (0.02, 0.9 / np.max(np.abs(speech))):
+        rec, p = pp.preprocess_row(row({"bytes": encode(speech * gain, SR), "path": "x.wav"}))
+        check_kept(rec, p)
+
+
+def test_loudness_rule_rejects_unreachable_target(speech):
+    # A full-scale click inside a quiet clip: -23 LUFS would need the click far above 0 dBFS.
+    x = speech * 0.01
+    x[SR // 2] = 1.0
+    with pytest.raises(pp.Reject) as e:
+        pp.preprocess_audio(x, SR)
+    assert e.value.reason == "loudness_unreachable"
+
+
+def test_deterministic(speech):
+    f = {"bytes": encode(speech, SR, "FLAC"), "path": "a.flac"}
+    a, b = pp.preprocess_row(row(f))[1], pp.preprocess_row(row(f))[1]
+    assert np.array_equal(a.wav, b.wav)
+
+
+# ----------------------------------------------------------------------------- bad-input battery
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
+def test_sample_rates_are_resampled(speech, sr):
+    src = audio.resample(speech, SR, sr)
+    rec, p = pp.preprocess_row(row({"bytes": encode(src, sr), "path": f"x{sr}.wav"}))
+    check_kept(rec, p)
+    assert rec["source_sr"] == sr
+    assert abs(p.duration_s - pp.preprocess_audio(speech, SR).duration_s) < 0.05
+
+
+@pytest.mark.parametrize("fmt, subtype", [("MP3", "MPEG_LAYER_III"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")])
+def test_compressed_formats_from_bytes_and_path(speech, tmp_path, fmt, subtype):
+    data = encode(speech, SR, fmt, subtype)
+    path = tmp_path / f"x.{fmt.lower()}"
+    path.write_bytes(data)
+    for field in ({"bytes": data, "path": path.name}, {"bytes": None, "path": str(path)}):
+        rec, p = pp.preprocess_row(row(field))
+        check_kept(rec, p)
+
+
+def test_stereo_is_downmixed(speech):
+    stereo = np.stack([speech, 0.5 * speech], axis=1)
+    rec, p = pp.preprocess_row(row({"bytes": encode(stereo, SR), "path": "s.wav"}))
+    check_kept(rec, p)
+
+
+def reason_of(field, text="Some text."):
+    rec, p = pp.preprocess_row(row(field, text=text))
+    assert rec["status"] == "rejected" and p is None, rec
+    assert rec["detail"], rec  # every rejection says what was wrong
+    return rec["reason"]
+
+
+def test_corrupt_bytes_rejected():
+    assert reason_of({"bytes": b"RIFF\x00\x00garbage that is not audio" * 10, "path": "c.wav"}) == "decode_error"
+    assert reason_of({"bytes": np.random.default_rng(0).bytes(5000), "path": "r.flac"}) == "decode_error"
+
+
+def test_truncated_files_rejected(speech, tmp_path):
+    for fmt, sub in (("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("MP3", "MPEG_LAYER_III"), ("OGG", "VORBIS")):
+        data = encode(speech, SR, fmt, sub)
+        assert reason_of({"bytes": data[: len(data) // 2], "path": f"t.{fmt}"}) in ("truncated", "decode_error", "empty_audio"), fmt
+    wav = encode(speech, SR)
+    assert reason_of({"bytes": wav[: len(wav) // 2], "path": "t.wav"}) == "truncated"
+    p = tmp_path / "t.wav"
+    p.write_bytes(wav[: len(wav) // 3])
+    assert reason_of({"bytes": None, "path": str(p)}) == "truncated"
+
+
+def test_zero_length_and_missing(tmp_path):
+    empty = tmp_path / "e.wav"
+    empty.write_bytes(b"")
+    assert reason_of({"bytes": b"", "path": "e.wav"}) == "empty_audio"
+    assert reason_of({"bytes": None, "path": str(empty)}) == "empty_audio"
+    assert reason_of({"bytes": encode(np.zeros(0, np.float32), SR), "path": "z.wav"}) == "empty_audio"
+    assert reason_of({"bytes": None, "path": str(tmp_path / "nope.wav")}) == "missing_audio"
+    assert reason_of({"bytes": None, "path": None}) == "missing_audio"
+    assert reason_of(None) == "missing_audio"
+
+
+def test_all_silent():
+    assert reason_of({"bytes": encode(np.zeros(3 * SR, np.float32), SR), "path": "s.wav"}) == "silent"
+    dither = (np.random.default_rng(0).standard_normal(3 * SR) * 1e-5).astype(np.float32)
+    assert reason_of({"bytes": encode(dither, SR, subtype="FLOAT"), "path": "d.wav"}) == "silent"
+
+
+def test_nan_and_inf_samples(speech):
+    for bad in (np.nan, np.inf):
+        x = speech.copy()
+        x[100] = bad
+        assert reason_of({"bytes": encode(x, SR, subtype="FLOAT"), "path": "n.wav"}) == "non_finite"
+    with pytest.raises(pp.Reject, match="non_finite"):
+        pp.preprocess_audio(np.full(SR, np.nan, np.float32), SR)
+
+
+def test_clipped_rejected_but_peak_normalized_kept(speech):
+    hot = np.clip(speech * 8.0, -1.0, 1.0)
+    assert reason_of({"bytes": encode(hot, SR), "path": "c.wav"}) == "clipped"
+    normalized = speech / np.max(np.abs(speech))  # touches full scale once: not clipping
+    check_kept(*pp.preprocess_row(row({"bytes": encode(normalized, SR), "path": "n.wav"})))
+
+
+def test_durations(speech):
+    three_min = np.tile(speech, int(np.ceil(180 * SR / len(speech))))[: 180 * SR]
+    assert reason_of({"bytes": encode(three_min, 16000 if False else SR), "path": "long.wav"}) == "too_long"
+    forty = np.tile(speech, int(np.ceil(40 * SR / len(speech))))[: 40 * SR]
+    with pytest.raises(pp.Reject, match="after trimming"):
+        pp.preprocess_audio(forty, SR)
+    short = speech[: int(0.5 * SR)]
+    assert reason_of({"bytes": encode(short, SR), "path": "short.wav"}) == "too_short"
+
+
+def test_missing_or_empty_transcripts(speech):
+    f = {"bytes": encode(speech, SR), "path": "x.wav"}
+    for text in (None, "", "   \n\t"):
+        assert reason_of(f, text=text) == "missing_transcript"
+
+
+def test_unsupported_rate_and_catalog_rejections(speech):
+    with pytest.raises(pp.Reject, match="unsupported_sample_rate"):
+        pp.preprocess_audio(speech, 4000)
+    from helpers.catalog import Rejected
+
+    rec, p = pp.preprocess_row(Rejected("excluded_emotion", "ds:7: label 'x': not wanted"))
+    assert (rec["status"], rec["reason"], rec["utterance_id"], p) == ("rejected", "excluded_emotion", "ds:7", None)
+
+
+def test_transcript_is_normalized(speech):
+    from helpers.text import normalize_transcript
+
+    rec, p = pp.preprocess_row(row({"bytes": encode(speech, SR), "path": "x.wav"}, text="It costs $5 on Jan 3rd."))
+    assert rec["text"] == normalize_transcript("It costs $5 on Jan 3rd.", "us")
+    assert rec["raw_text"] == "It costs $5 on Jan 3rd."
+
+
+# ----------------------------------------------------------------------------- a whole run
+def test_run_counts_every_row(tmp_path, speech):
+    """A battery of good and bad rows through run_preprocess: each is a manifest row, the
+    report adds up, and a rerun reuses the finished source part."""
+    good = [row({"bytes": encode(speech * g, SR), "path": f"g{i}.wav"}, uid=f"t:g{i}") for i, g in enumerate((0.3, 0.6))]
+    bad = [
+        row({"bytes": b"", "path": "e.wav"}, uid="t:empty"),
+        row({"bytes": encode(np.zeros(2 * SR, np.float32), SR), "path": "s.wav"}, uid="t:silent"),
+        row({"bytes": encode(speech, SR), "path": "x.wav"}, text="", uid="t:notext"),
+        row({"bytes": b"junk" * 100, "path": "j.mp3"}, uid="t:junk"),
+    ]
+    rows = good + bad + [good[0]]  # the last is a duplicate id
+
+    def row_iter(source):
+        yield from enumerate(rows)
+
+    src = [pp.Source("assets", "train", None)]
+    m = pp.run_preprocess(tmp_path, src, row_iter=row_iter, hours_scale=1e-4, progress=False)
+    assert len(m) == len(rows)
+    assert list(m["status"]).count("kept") == 2 and list(m["status"]).count("duplicate") == 1
+    rep = pp.read_report(tmp_path)
+    assert rep["rows"] == rep["kept"] + rep["rejected"] + rep["duplicates"] == len(rows)
+    assert rep["rejections_by_dataset_reason"]["t"] == {"empty_audio": 1, "silent": 1, "missing_transcript": 1,
+                                                          "decode_error": 1}
+    assert m[m["status"] == "kept"][["phase1", "phase2", "phase3"]].any(axis=1).all()
+    assert (tmp_path / "samples").is_dir() and pp.sample_clips(tmp_path)
+
+    def exploding(source):
+        raise AssertionError("a finished source must not be streamed again")
+        yield
+
+    m2 = pp.run_preprocess(tmp_path, src, row_iter=exploding, hours_scale=1e-4, progress=False)
+    assert m2.drop(columns=["phase1", "phase2", "phase3"]).equals(m.drop(columns=["phase1", "phase2", "phase3"]))
+
+
+def test_plan_sources():
+    assert pp.plan_sources("assets") == [pp.Source("assets", "train", None)]
+    hub = pp.plan_sources("hub")
+    keys = {(s.dataset, s.split_role) for s in hub}
+    assert ("libritts_r", "train") in keys and ("expresso", "train") in keys
+    exp = [s for s in hub if s.dataset == "expresso"][0]
+    assert exp.max_hours == pytest.approx(40 * pp.OVERSAMPLE)  # used by phases 2 and 3: the larger target
+    with pytest.raises(ValueError, match="not used by any phase"):
+        pp.plan_sources("hub", ["nope"])
