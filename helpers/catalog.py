@@ -568,7 +568,7 @@ _add(DatasetSpec(
     emotion=Col("emotion"), emotion_map={e: e for e in EMOTIONS}, text_transform="none", row_filter="none",
     native_sr=24_000, seed_hours=0.057, hours=0.057, n_speakers=8, licence="project-generated (espeak-ng)",
     gated=False, priority="tiny",
-    verified="assets/corpus/metadata.csv: 72 utterances, 205 s, 8 speakers, 24 kHz FLAC (checked by tests/test_corpus.py)",
+    verified="measured: assets/corpus/metadata.csv, 72 utterances, 205 s, 8 speakers, 24 kHz FLAC (checked by tests/test_corpus.py)",
     notes="The tiny profile's data source (helpers.profiles.ASSETS_CORPUS); loaded by "
           "helpers.corpus.load_local_corpus.",
 ))

@@ -61,7 +61,7 @@ def test_every_field_filled(name):
             assert v not in (None, "", (), {}), f"{name}.{f.name} is empty"
     assert "train" in spec.splits
     assert spec.verified.split(":")[0] in {"dataset card 2026", "dataset card/viewer 2026", "dataset viewer 2026",
-                                           "inferred"}, spec.verified
+                                           "inferred", "measured"}, spec.verified
     assert spec.licence and spec.native_sr in {16000, 22050, 24000, 44100, 48000}
     # hub ids must be repositories that load without a script (no known script-based ids)
     assert spec.hub_id not in {"CSTR-Edinburgh/vctk", "narad/ravdess", "keithito/lj_speech", "vctk"}

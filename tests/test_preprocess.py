@@ -81,8 +81,9 @@ def test_trim_removes_silence_and_keeps_pad(speech):
     padded = np.concatenate([np.zeros(2 * SR, np.float32), speech, np.zeros(3 * SR, np.float32)])
     p = pp.preprocess_audio(padded, SR)
     q = pp.preprocess_audio(speech, SR)
-    assert abs(p.duration_s - q.duration_s) < 0.05  # the 5 s of added silence are gone
-    assert p.duration_s < len(speech) / SR + 0.25
+    # the 5 s of added silence are gone; at most the 0.1 s pads on each side remain
+    assert q.duration_s - 0.01 <= p.duration_s <= q.duration_s + 2 * 0.1 + 0.01
+    assert p.duration_s < len(speech) / SR
 
 
 def test_loudness_from_quiet_and_loud_sources(speech):
@@ -145,9 +146,18 @@ def test_corrupt_bytes_rejected():
 
 
 def test_truncated_files_rejected(speech, tmp_path):
-    for fmt, sub in (("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("MP3", "MPEG_LAYER_III"), ("OGG", "VORBIS")):
+    for fmt, sub in (("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("MP3", "MPEG_LAYER_III")):
         data = encode(speech, SR, fmt, sub)
-        assert reason_of({"bytes": data[: len(data) // 2], "path": f"t.{fmt}"}) in ("truncated", "decode_error", "empty_audio"), fmt
+        assert reason_of({"bytes": data[: len(data) // 2], "path": f"t.{fmt}"}) in ("truncated", "decode_error"), fmt
+    # Ogg has no total-length header: a stream cut at a page boundary is a valid shorter
+    # file. It must be processed correctly (kept as the shorter clip) or rejected, never crash.
+    data = encode(speech, SR, "OGG", "VORBIS")
+    for cut in (0.2, 0.5, 0.8):
+        rec, p = pp.preprocess_row(row({"bytes": data[: int(len(data) * cut)], "path": "t.ogg"}))
+        if rec["status"] == "kept":
+            check_kept(rec, p)
+        else:
+            assert rec["reason"] in ("truncated", "decode_error", "empty_audio", "too_short"), rec
     wav = encode(speech, SR)
     assert reason_of({"bytes": wav[: len(wav) // 2], "path": "t.wav"}) == "truncated"
     p = tmp_path / "t.wav"
