@@ -354,7 +354,7 @@ class SnacCodec:
         fresh noise realisation each call). CPU and CUDA generators differ, so the
         same seed gives different noise on the two devices.
         """
-        cb = tk._as_codebooks(codes)
+        cb = tk.as_codebooks(codes)
         if cb[0].shape[0] == 0:
             raise ValueError("decode: no frames to decode (codebook 1 is empty)")
         tensors = [torch.from_numpy(np.ascontiguousarray(c)).to(self.device)[None] for c in cb]  # (1, t_k)

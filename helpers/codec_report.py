@@ -80,3 +80,19 @@ def bundled_clip(index: int = 0):
         raise IndexError(f"the corpus has {len(df)} utterances; index {index} is out of range")
     row = df.iloc[index]
     return ASSETS_CORPUS_DIR / row["file"], str(row["text"])
+
+
+def plot_spectrograms(signals: dict, sr: int):
+    """Log-mel spectrograms side by side (one panel per named signal); returns the figure."""
+    import librosa
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(signals), figsize=(5 * len(signals), 3), squeeze=False)
+    for ax, (name, x) in zip(axes[0], signals.items()):
+        mel = librosa.feature.melspectrogram(y=np.asarray(x, dtype=np.float32), sr=sr, n_fft=1024,
+                                             hop_length=256, n_mels=80)
+        ax.imshow(librosa.power_to_db(mel, ref=np.max), origin="lower", aspect="auto",
+                  extent=(0, len(x) / sr, 0, 80), vmin=-80, vmax=0, cmap="magma")
+        ax.set(title=name, xlabel="seconds", ylabel="mel bin")
+    fig.tight_layout()
+    return fig

@@ -279,7 +279,7 @@ class TokenLayout:
         ``codes``: three int arrays of shapes (T,), (2T,), (4T,) (a leading batch
         dim of 1 is accepted). Returns int64 array of shape (7T,).
         """
-        cb = _as_codebooks(codes)
+        cb = as_codebooks(codes)
         t = cb[0].shape[0]
         out = np.empty((t, FRAME_SIZE), dtype=np.int64)
         off = self.audio_offset
@@ -419,7 +419,9 @@ class TokenLayout:
         return layout
 
 
-def _as_codebooks(codes) -> list[np.ndarray]:
+def as_codebooks(codes) -> list[np.ndarray]:
+    """Validate SNAC codes of one utterance: [cb1 (T,), cb2 (2T,), cb3 (4T,)] (a leading batch
+    dim of 1 and torch tensors accepted) -> int64 numpy arrays; clear errors otherwise."""
     if len(codes) != N_CODEBOOKS:
         raise ValueError(f"expected {N_CODEBOOKS} codebooks, got {len(codes)}")
     cb = []

@@ -51,5 +51,5 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
     text = _outputs_text(out)
     assert "Traceback" not in text
     if nb.stem == "00_snac_test":
-        for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits"):
+        for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"

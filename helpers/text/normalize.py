@@ -187,7 +187,7 @@ _PHONE_RE = re.compile(
     r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,4}"  # +44 20 7946 0958
     r"|(?:1[\s.-])?\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (555) 123-4567
     r"|(?:1[.-])?\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567, 1-800-555-1234
-    r"|0\d{2,4}[\s-]\d{3,4}(?:[\s-]\d{3,4})?"  # 020 7946 0958, 07700 900123
+    r"|0\d{2,4}[\s-]\d{3,6}(?:[\s-]\d{3,4})?"  # 020 7946 0958, 07700 900123
     r")(?![\w])")
 _PHONE_CUE_RE = re.compile(r"\b((?:[Tt]el|[Pp]hone|[Cc]all|[Dd]ial|[Ff]ax|[Mm]obile|[Cc]ell)\.?:?\s+)(\d{3}-\d{4})\b")
 
@@ -534,14 +534,15 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
                                              f"{_fraction(int(m[2]), int(m[3]), accent, mixed=True)}", t)
         t = _FRACTION_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
         t = _NUMBER_SIGN_RE.sub("number ", t)
+        # Letters glued to digits are separate words ("MP3", "B2B"); split before the
+        # word rules so they see the same word boundaries on every pass.
+        t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)
+        t = _ALNUM_SPLIT_RE.sub(" ", t)
 
     t = _abbreviations(t, accent)
     t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
     t = _ROMAN_NAME_RE.sub(lambda m: f"{m[1]} the {ordinal(roman_to_int(m[2]), accent).capitalize()}", t)
 
-    if has_digit:
-        t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)
-        t = _ALNUM_SPLIT_RE.sub(" ", t)
     t = _OK_RE.sub("okay", t)
     t = _US_RE.sub(r"\1 U S", t)
     t = _ACRONYM_RE.sub(_say_acronym, t)
@@ -667,7 +668,7 @@ def _decade(m: re.Match, accent: str) -> str:
 
 def _bare_number(m: re.Match, accent: str) -> str:
     s = m[0]
-    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1100 <= int(s) <= 2099:
+    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099:
         return year(int(s), accent)  # a bare four-digit number in this range is nearly always a year
     return number(s, accent)
 

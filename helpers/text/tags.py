@@ -112,7 +112,7 @@ def parse_tags(text: str, unknown: str = "error") -> list[Segment]:
     ``unknown``: ``"error"`` (default) raises :class:`UnknownTagError` naming the
     tag, its position and the valid tags; ``"speak"`` keeps the tag's words as text.
     An emotion tag followed by no text or event raises ``ValueError``.
-    Whitespace inside text pieces is kept as written (normalization collapses it).
+    Runs of spaces inside text pieces collapse to one; line breaks are kept.
     """
     if unknown not in ("error", "speak"):
         raise ValueError(f"unknown must be 'error' or 'speak', got {unknown!r}")
@@ -161,11 +161,12 @@ def parse_tags(text: str, unknown: str = "error") -> list[Segment]:
 
 
 def _clean(pieces: list) -> list:
-    """Strip text pieces; drop the ones that are only whitespace (not content)."""
+    """Strip text pieces and collapse runs of spaces (line breaks are kept for the
+    paragraph logic downstream); drop pieces that are only whitespace (not content)."""
     out = []
     for p in pieces:
         if isinstance(p, str):
-            p = p.strip()
+            p = re.sub(r"[ \t]+", " ", p).strip()
             if not p:
                 continue
         out.append(p)

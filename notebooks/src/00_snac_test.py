@@ -88,6 +88,7 @@ codec_report.frame_table(codes, n_frames=4)
 reconstruction = codec.decode(codes)[: len(wav)]
 print("original"); display(Audio(wav, rate=sr))
 print("SNAC reconstruction"); display(Audio(reconstruction, rate=sr))
+codec_report.plot_spectrograms({"original": wav, "reconstruction": reconstruction}, sr);
 
 # %% [markdown]
 # ## Round-trip quality
