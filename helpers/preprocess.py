@@ -825,3 +825,13 @@ def sample_clips(out_dir: str | os.PathLike) -> list[Path]:
     """The listening samples 01 saved (kept first, then rejected by reason)."""
     folder = Path(out_dir) / SAMPLES_DIR
     return sorted(folder.glob("*.wav"), key=lambda p: (not p.name.startswith(KEPT), p.name)) if folder.is_dir() else []
+
+
+def config_from_report(out_dir: str | os.PathLike) -> PreprocessConfig:
+    """The :class:`PreprocessConfig` 01 used (from report.json): 02 must preprocess identically."""
+    return PreprocessConfig(**read_report(out_dir)["config"])
+
+
+def default_workers(profile_name: str) -> int:
+    """Preprocessing processes: every CPU core on Colab, 1 in the tiny profile (no pool overhead)."""
+    return 1 if profile_name == "tiny" else max(1, os.cpu_count() or 1)

@@ -133,6 +133,9 @@ def test_hand_computed_pure_bf16_stochastic_rounding():
     # 2 (bf16 weights) + 0 (master) + 2 (bf16 grads) + 2 × 2 (bf16 moments) = 8 B/param
     assert (mem.weights, mem.master_weights, mem.gradients, mem.optimizer_states) == (2 * N, 0, 2 * N, 4 * N)
     assert mem.optimizer_step == 2 ** 24 * 32  # BF16AdamW works in 16 M-element chunks
+    from helpers.precision import BF16AdamW
+
+    assert pl.BF16ADAMW_CHUNK_ELEMENTS == BF16AdamW.CHUNK_ELEMENTS  # the planner models the real optimizer
     before = 8 * N + 8192 * FULL_CKPT_PER_TOKEN + CHUNKED_CE
     assert mem.peak == before + _overhead(before) == 34_131_361_382  # 31.8 GiB
 
@@ -275,6 +278,14 @@ def test_four_gpus_use_zero_sharding():
     plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", n_gpus=4)
     assert plan.train.zero_stage in (2, 3) and not plan.train.offload_optimizer
     assert plan.train.precision == "bf16_mixed_fp32_master"  # sharded fp32 masters fit again
+
+
+def test_describe_candidates_table():
+    rows = pl.describe_candidates(LLAMA_3_2_3B_AUDIO, "A100-40GB", pl.enumerate_plans())
+    assert len(rows) == len(pl.enumerate_plans())
+    chosen = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB")
+    fitting = [r for r in rows if r["fits"]]
+    assert max(r["tokens_per_s"] for r in fitting) == pytest.approx(chosen.throughput.tokens_per_s, rel=0.035)
 
 
 def test_lost_update_configurations_only_on_request():

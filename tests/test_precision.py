@@ -147,12 +147,14 @@ def test_nearest_rounding_reproduces_the_bug(reference):
     assert float((drift == 0).float().mean()) > 0.8
 
 
-def test_fp32_params_match_torch_adamw_exactly():
+@pytest.mark.parametrize("chunk", [BF16AdamW.CHUNK_ELEMENTS, 5])  # 5: every tensor is updated in pieces
+def test_fp32_params_match_torch_adamw_exactly(chunk):
     torch.manual_seed(0)
     a = nn.Linear(8, 4)
     b = copy.deepcopy(a)
     opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, foreach=False)
     opt_b = BF16AdamW(b.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    opt_b.CHUNK_ELEMENTS = chunk
     x = torch.randn(16, 8)
     for _ in range(5):
         for net, opt in ((a, opt_a), (b, opt_b)):

@@ -143,7 +143,7 @@ _PRE_NFKC = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "“": '"', "”":
 def _unicode(text: str) -> str:
     if text.isascii():
         return text
-    text = _VULGAR_RE.sub(lambda m: (m[1] + " " if m[1] else "") + _VULGAR[m[2]], text)
+    text = _VULGAR_RE.sub(lambda m: f"{m[1]} {_VULGAR[m[2]]} ", text)
     text = unicodedata.normalize("NFKC", text.translate(_PRE_NFKC))
     # Other scripts' decimal digits (Arabic-Indic...) -> ASCII so the number rules see them.
     return re.sub(r"\d", lambda m: m[0] if m[0] < "\x80" else str(unicodedata.digit(m[0])), text)
@@ -358,6 +358,7 @@ _SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in s
 _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
 _NUMBER_SIGN_RE = re.compile(r"#\s?(?=\d)")
+_DIGIT_SLASH_RE = re.compile(r"(?<=\d)/|/(?=\d)")
 
 
 def _fraction(a: int, b: int, accent: str, mixed: bool = False) -> str:
@@ -396,12 +397,11 @@ _PHRASES = [  # (regex, replacement): always expanded
     (r"\b([vV])s\.?(?=\s)", "versus"), (r"\b([aA])pprox\.", "approximately"), (r"\b([dD])ept\.", "department"),
     (r"\b([fF])ig\.(?=\s)", "figure"), (r"\b([vV])ol\.(?=\s)", "volume"), (r"\b([pP])p\.(?=\s?\d)", "pages"),
     (r"\b([pP])\.(?=\s?\d)", "page"), (r"\b([nN])o\.(?=\s?\d)", "number"), (r"\b([nN])os\.(?=\s?\d)", "numbers"),
-    (r"\b([wW])/o(?=\s)", "without"), (r"\b([wW])/(?=\s)", "with"), (r"\b([aA])nd/or\b", "and or"),
-    (r"\b(P)h\.?D\.?(?=[\s,;:!?)]|$)", "P H D"),
+    (r"\b(P)h\.?D\.?(?![A-Za-z0-9])", "P H D"),
 ]
 _PHRASES = [(re.compile(p), r) for p, r in _PHRASES]
 _MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(_MONTH_ABBR, key=len, reverse=True)) + r")\.(?=\s)")
-_DOTTED_ACRONYM_RE = re.compile(r"\b((?:[A-Za-z]\.){2,})(?=[\s,;:!?)\"']|$)")
+_DOTTED_ACRONYM_RE = re.compile(r"\b((?:[A-Za-z]\.){2,})(?![A-Za-z0-9])")
 
 
 def _keep_stop(following: str) -> str:
@@ -479,7 +479,8 @@ _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " t
             "^": " to the power of ", "\\": " backslash ", "$": " dollars ", "£": " pounds ", "€": " euros ",
             "¥": " yen ", "₹": " rupees ", "¢": " cents ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
             "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark ", "%": " percent "}
-_SLASH_WORDS_RE = re.compile(r"(?<=[A-Za-z])/(?=[A-Za-z])")  # "his/her" -> "his or her"
+_W_SLASH_RE = re.compile(r"\b([wW])/(o\b)?(?=\s|$)")  # "w/" with, "w/o" without
+_SLASH_WORDS_RE = re.compile(r"\band/or\b|(?<=[A-Za-z])/(?=[A-Za-z])")  # "his/her" -> "his or her"
 _SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
 _SPACE_RE = re.compile(r"[ \t\r\f\v]+")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r" +([,.;:!?)\]])")
@@ -534,10 +535,16 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
                                              f"{_fraction(int(m[2]), int(m[3]), accent, mixed=True)}", t)
         t = _FRACTION_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
         t = _NUMBER_SIGN_RE.sub("number ", t)
+        t = _DIGIT_SLASH_RE.sub(" slash ", t)  # what is left: "1/1/0", "5/a"
         # Letters glued to digits are separate words ("MP3", "B2B"); split before the
         # word rules so they see the same word boundaries on every pass.
         t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)
         t = _ALNUM_SPLIT_RE.sub(" ", t)
+
+    # Symbols become words before the word rules so every pass sees the same words.
+    t = _W_SLASH_RE.sub(lambda m: _case_like(m[1], "without" if m[2] else "with"), t)
+    t = _SLASH_WORDS_RE.sub(lambda m: " or " if m[0] == "/" else _case_like(m[0][0], "and or"), t)
+    t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
 
     t = _abbreviations(t, accent)
     t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
@@ -552,8 +559,6 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = _NEG_RE.sub("minus ", t)
         t = _NUMBER_RE.sub(lambda m: _bare_number(m, accent), t)
 
-    t = _SLASH_WORDS_RE.sub(" or ", t)
-    t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
     return _tidy_space(t)
 
 
