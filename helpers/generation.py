@@ -286,28 +286,30 @@ def apply_repetition_penalty(scores: torch.Tensor, history: torch.Tensor | None,
 def draw(scores: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.Generator]) -> list[int]:
     """One token id per row of masked ``scores (B, V)``.
 
-    Greedy: argmax. Otherwise per row: top-k on the device (only k values leave it),
-    then in float64 on the CPU: temperature, softmax, top-p, inverse-CDF draw with a
-    uniform from that row's generator (one draw per row per step, always).
+    Greedy: argmax. Otherwise: top-k on the device, so only ``k`` values per row leave
+    it (no ranking at all with top_k=0 and top_p=1); then on the CPU in float64, row-wise:
+    temperature, softmax, top-p, inverse-CDF draw with one uniform from that row's
+    generator (exactly one draw per row per step). Every operation is row-wise, so a
+    row's token does not depend on the other rows of the batch.
     """
     if cfg.greedy:
         return scores.argmax(dim=-1).tolist()
-    k = cfg.top_k if cfg.top_k > 0 else scores.shape[1]
-    vals, idx = torch.topk(scores, k=min(k, scores.shape[1]), dim=-1)  # (B, k) sorted descending
+    if cfg.top_k == 0 and cfg.top_p == 1.0:  # plain sampling: no ranking needed
+        vals = scores
+        idx = torch.arange(scores.shape[1]).expand(scores.shape[0], -1)
+    else:  # ranked: top-k (or a full sort for top-p alone); masked ids rank last with p = 0
+        k = cfg.top_k if cfg.top_k > 0 else scores.shape[1]
+        vals, idx = torch.topk(scores, k=min(k, scores.shape[1]), dim=-1)  # (B, k) sorted descending
     vals, idx = vals.double().cpu(), idx.cpu()
-    out = []
-    for b, g in enumerate(generators):
-        u = float(torch.rand((), generator=g, dtype=torch.float64))
-        v = vals[b] / cfg.temperature
-        p = torch.softmax(v, dim=0)  # -inf -> 0
-        if cfg.top_p < 1.0:
-            before = torch.cumsum(p, 0) - p  # mass of the tokens ranked above each one
-            p = torch.where(before < cfg.top_p, p, torch.zeros_like(p))  # the first one is always kept
-        cdf = torch.cumsum(p, 0)
-        j = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=torch.float64), right=True))
-        j = min(j, int(torch.count_nonzero(p)) - 1)  # guard the u*total == total rounding edge
-        out.append(int(idx[b, j]))
-    return out
+    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # (B,)
+    p = torch.softmax(vals / cfg.temperature, dim=-1)  # -inf -> 0
+    if cfg.top_p < 1.0:
+        before = torch.cumsum(p, dim=-1) - p  # mass of the tokens ranked above each one
+        p = torch.where(before < cfg.top_p, p, torch.zeros_like(p))  # the top token is always kept
+    cdf = torch.cumsum(p, dim=-1)
+    j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    j = torch.minimum(j, torch.count_nonzero(p, dim=-1) - 1)  # guard the u*total == total rounding edge
+    return idx.gather(1, j.unsqueeze(1)).squeeze(1).tolist()
 
 
 # ----------------------------------------------------------------------------- the loop

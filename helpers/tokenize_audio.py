@@ -203,6 +203,9 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: 
     if remaining or have:
         raise RuntimeError(f"tokenization incomplete: {len(remaining)} clip(s) not encoded, "
                            f"open shards {sorted(have)}")
+    partial = folder / PARTIAL_DIR
+    if partial.is_dir() and not any(partial.iterdir()):
+        partial.rmdir()
     index = write_indexes(folder, manifest)
     return {"shards": len(plan), "utterances": len(ids), "encoded_now": len(needed),
             "encoded_hours_now": encoded_s / 3600.0, "speakers": len(index),

@@ -110,6 +110,36 @@ def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance]) -> 
     return sel
 
 
+def load_phase(tokens_dir: str | os.PathLike, phase: int) -> tuple[list[Utterance], list[Utterance]]:
+    """(utterances of training phase ``phase`` in the order 02_tokenize recorded, every utterance of
+    the shards). Phase ids missing from the shards raise (nothing is dropped silently)."""
+    from .shards import iter_utterances
+    from .tokenize_audio import read_phase_ids
+
+    everything = list(iter_utterances(tokens_dir))
+    by_id = {u.utterance_id: u for u in everything}
+    ids = read_phase_ids(tokens_dir, phase)
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise FileNotFoundError(f"phase {phase} lists {len(missing)} utterance(s) that no shard in {tokens_dir} "
+                                f"holds (first: {missing[:3]}); rerun 02_tokenize")
+    return [by_id[i] for i in ids], everything
+
+
+def phase_table(utterances: Sequence[Utterance]) -> list[dict]:
+    """One row per dataset: utterances, speakers, hours, emotions (for the stage notebooks)."""
+    rows: dict[str, dict] = {}
+    for u in utterances:
+        r = rows.setdefault(u.dataset, {"dataset": u.dataset, "utterances": 0, "speakers": set(), "hours": 0.0,
+                                         "emotions": set()})
+        r["utterances"] += 1
+        r["speakers"].add(u.speaker)
+        r["hours"] += u.duration_s / 3600
+        r["emotions"].add(u.emotion or "neutral")
+    return [{**r, "speakers": len(r["speakers"]), "hours": round(r["hours"], 3),
+             "emotions": ", ".join(sorted(r["emotions"]))} for r in rows.values()]
+
+
 def data_fingerprint(utterances: Sequence[Utterance], voices: VoiceSelection, layout: TokenLayout) -> str:
     """SHA-256 over what determines the examples: utterance ids/lengths/labels in order, the voice
     assignment and the token layout. A changed fingerprint makes resume refuse."""

@@ -32,7 +32,7 @@ import numpy as np
 
 from helpers import audio as au
 from helpers import preprocess as pp
-from helpers.tokens import VOICES, _as_codebooks
+from helpers.tokens import VOICES, as_codebooks
 
 MIN_REFERENCE_S = 1.0  # below this there is no voice to copy (and training never shows one)
 WARN_REFERENCE_S = 5.0  # seed: 5 s is "fair"; 10-30 s recommended
@@ -161,7 +161,7 @@ class VoiceProfile:
     created: str = ""
 
     def __post_init__(self):
-        self.codes = _as_codebooks(self.codes)  # checks shapes (T, 2T, 4T) and code ranges
+        self.codes = as_codebooks(self.codes)  # checks shapes (T, 2T, 4T) and code ranges
         if self.codes[0].shape[0] == 0:
             raise ValueError(f"voice profile {self.name!r} holds no frames")
 

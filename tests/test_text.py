@@ -91,7 +91,7 @@ _sep = st.sampled_from([" ", " ", " ", "", ", ", ". ", "-", "/", "\n\n"])
 _mixture = st.lists(st.tuples(_piece, _sep), min_size=1, max_size=12).map(lambda xs: "".join(a + b for a, b in xs))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=_mixture, accent=st.sampled_from(["us", "uk"]))
 def test_no_digits_and_idempotent(text, accent):
     once = normalize(text, accent=accent)
@@ -99,7 +99,7 @@ def test_no_digits_and_idempotent(text, accent):
     assert normalize(once, accent=accent) == once
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(text=st.text(max_size=40), accent=st.sampled_from(["us", "uk"]))
 def test_any_unicode_text_no_digits_and_idempotent(text, accent):
     text = re.sub(r"[\[\]<|]", " ", text)  # tag syntax is tested separately
@@ -229,7 +229,7 @@ def test_split_paragraphs_and_lossless_join():
         split_sentences("x", max_seconds=0)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(text=_mixture, max_seconds=st.floats(0.5, 30))
 def test_split_is_lossless_and_fits(text, max_seconds):
     chunks = split_sentences(text, max_seconds=max_seconds)

@@ -1,0 +1,778 @@
+"""Evaluation: a fixed test set, the metrics, a runner that resumes, and the report.
+
+Protocol (seed §14; the same on every run so numbers compare across runs):
+
+* **Test set** — ``assets/eval/testset.json`` (made by ``scripts/make_eval_assets.py``):
+  held-out sentences (written for this project, none in the training corpus; digits,
+  dates, money and an abbreviation exercise the normalizer), every built-in voice
+  (seed §8) in every seed emotion (§12), and cloning items whose reference clips come
+  from speakers never trained on (LibriTTS-R test.clean on Colab; two espeak-ng voices
+  the bundled corpus does not use in the tiny profile). Item ids are stored, so reruns
+  score the same items. :func:`check_held_out` refuses a run whose token shards
+  contain a reference speaker or a test sentence.
+* **WER / CER** — the judge ASR's transcript of the generated audio against the input
+  text, both through :func:`wer_normalize` (``helpers.text.normalize`` with the item's
+  accent, then lower case, no punctuation), scored with jiwer. Reported as the mean of
+  per-utterance rates (as Seed-TTS-eval does) and pooled over all words.
+* **Speaker similarity** — cosine of judge speaker embeddings of the generated audio and
+  the reference clip (cloning items).
+* **PESQ / STOI** — wideband PESQ and STOI (16 kHz, :mod:`helpers.metrics`) of SNAC's
+  reconstruction of real held-out speech against the original: the codec's ceiling on
+  any audio the model can make (the seed's PESQ row is a codec-quality number).
+* **MOS** — a MOS predictor on every generated clip (UTMOS on Colab, DNSMOS offline).
+* **RTF** — generation seconds / audio seconds over all items (< 1 is faster than real
+  time); **TTFA** — seconds until ``synth.stream`` yields its first chunk, on a few items.
+* **Emotion control** — pitch (median F0), speaking rate (characters per second of
+  active speech) and level (RMS dB of active speech) of each emotional item against the
+  same voice's neutral items, compared in direction with the seed's §12 table. Note that
+  preprocessing normalizes every training clip to -23 LUFS, so the model cannot learn the
+  table's energy column from loudness; the energy check reports what it finds.
+
+The judge models are parameters (:mod:`helpers.eval_models`); the profile picks them.
+``evaluate`` takes any *synthesizer*: an object with ``sample_rate`` and
+``generate(text, speaker=, emotion=, audio_prompt=, seed=) -> (n,) float``, like
+``helpers.inference.OptimumTTS`` (and ``stream(...)`` for TTFA), so the metrics run on
+real espeak-ng speech in tests without a model.
+
+Everything is written under one folder (``RunPaths.eval``): ``clips/`` (one WAV per item),
+``items/`` (one JSON per scored item: a rerun skips those), ``references/``, the tables
+(``items.csv``, ``codec.csv``, ``targets.csv``, ``per_voice.csv``, ``per_emotion.csv``,
+``emotion_control.csv``), ``report.json``, ``figures/*.png`` and ``listening.html``.
+"""
+from __future__ import annotations
+
+import base64
+import bisect
+import html
+import io
+import json
+import math
+import os
+import re
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import audio as au
+from .metrics import log_mel_distance, pesq_wb, stoi
+from .profiles import ASSETS_DIR
+from .tokens import SEED_EMOTIONS, VOICES
+
+EVAL_ASSETS_DIR = ASSETS_DIR / "eval"
+TESTSET_FILE = "testset.json"
+TESTSET_VERSION = 1  # bump whenever items change: results are comparable only within a version
+ITEM_KINDS = ("voice", "clone")
+
+# Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) change vs neutral.
+SEED_PROSODY: dict[str, tuple[float, float, float]] = {
+    "neutral": (0.0, 0.0, 0.0),
+    "happy": (0.15, 0.10, 0.20),
+    "sad": (-0.10, -0.15, -0.20),
+    "angry": (0.20, 0.05, 0.30),
+    "excited": (0.20, 0.20, 0.30),
+    "whisper": (-0.20, -0.10, -0.40),
+    "calm": (-0.05, -0.10, -0.15),
+}
+
+# Seed §14 "Benchmark Comparison Target". WER as a fraction; None = not reported by the seed.
+METRICS = ("mos", "wer", "sim", "pesq", "rtf")
+METRIC_LABELS = {"mos": "MOS", "wer": "WER", "sim": "Speaker Sim", "pesq": "PESQ", "rtf": "RTF"}
+TARGETS: dict[str, tuple[str, float]] = {
+    "mos": (">=", 4.0), "wer": ("<=", 0.05), "sim": (">=", 0.85), "pesq": (">=", 3.5), "rtf": ("<=", 1.5),
+}
+ANCHORS: dict[str, dict[str, float | None]] = {
+    "Kokoro (82M)": {"mos": 3.7, "wer": 0.04, "sim": None, "pesq": 3.3, "rtf": 0.05},
+    "OuteTTS (1B)": {"mos": 3.5, "wer": 0.06, "sim": 0.78, "pesq": 3.1, "rtf": 0.8},
+    "Orpheus (3B)": {"mos": 4.2, "wer": 0.03, "sim": 0.87, "pesq": 3.8, "rtf": 1.2},
+}
+
+
+class TestSetError(ValueError):
+    """testset.json does not match its contract (names the item or field)."""
+
+    __test__ = False  # not a pytest test class
+
+
+class HeldOutError(ValueError):
+    """A test-set speaker or sentence occurs in the run's training shards."""
+
+
+# ============================================================================ test set
+@dataclass(frozen=True)
+class Reference:
+    """A cloning reference. ``source="file"``: ``path`` (relative to the test-set folder);
+    ``source="catalog"``: the first utterance (by id) of ``speaker`` in ``dataset``'s
+    ``split_role`` lasting ``min_s``..``max_s`` seconds (resolved once per run)."""
+
+    name: str
+    speaker: str  # "<dataset>:<speaker>", as in token shards
+    source: str
+    path: str | None = None
+    text: str | None = None
+    accent: str = "us"
+    gender: str = "unknown"
+    dataset: str | None = None
+    split_role: str | None = None
+    min_s: float = 6.0
+    max_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One generation to score: ``text`` in ``emotion``, by built-in ``voice`` or cloned
+    from ``reference`` (a :class:`Reference` name); ``accent`` drives WER normalization."""
+
+    item_id: str
+    kind: str
+    text: str
+    sentence_id: str
+    emotion: str
+    accent: str
+    voice: str | None = None
+    reference: str | None = None
+
+    @property
+    def seed_offset(self) -> int:
+        """A stable per-item number (crc32 of the id): adding items never changes others' seeds."""
+        return zlib.crc32(self.item_id.encode()) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class TestSet:
+    version: int
+    profile: str
+    items: tuple[EvalItem, ...]
+    references: dict[str, Reference]
+    root: Path  # folder that file references are relative to
+
+    __test__ = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping, profile: str, root: str | os.PathLike, where: str = "test set") -> "TestSet":
+        """Validate and build from the JSON structure of ``testset.json``."""
+        for key in ("version", "sentences", "references", "profiles"):
+            if key not in data:
+                raise TestSetError(f"{where}: missing key {key!r}")
+        if profile not in data["profiles"]:
+            raise TestSetError(f"{where}: no items for profile {profile!r}; has {sorted(data['profiles'])}")
+        sentences = data["sentences"]
+        refs = {}
+        for name, r in data["references"].items():
+            if r.get("source") not in ("file", "catalog"):
+                raise TestSetError(f"{where}: reference {name!r} has source {r.get('source')!r}; expected 'file' or 'catalog'")
+            if r["source"] == "file" and not r.get("path"):
+                raise TestSetError(f"{where}: file reference {name!r} has no path")
+            if r["source"] == "catalog" and not (r.get("dataset") and r.get("split_role")):
+                raise TestSetError(f"{where}: catalog reference {name!r} needs dataset and split_role")
+            if ":" not in str(r.get("speaker", "")):
+                raise TestSetError(f"{where}: reference {name!r} speaker must be '<dataset>:<speaker>', got {r.get('speaker')!r}")
+            fields = {k: r[k] for k in ("path", "text", "accent", "gender", "dataset", "split_role", "min_s", "max_s")
+                      if k in r and r[k] is not None}
+            refs[name] = Reference(name=name, speaker=r["speaker"], source=r["source"], **fields)
+        items, seen = [], set()
+        for i, it in enumerate(data["profiles"][profile]):
+            at = f"{where}: {profile} item {i} ({it.get('id')!r})"
+            iid = it.get("id")
+            if not iid or not re.fullmatch(r"[A-Za-z0-9_.\-]+", iid):
+                raise TestSetError(f"{at}: id must be non-empty letters, digits, '_', '-', '.' (it names files)")
+            if iid in seen:
+                raise TestSetError(f"{at}: duplicate id")
+            seen.add(iid)
+            kind = it.get("kind")
+            if kind not in ITEM_KINDS:
+                raise TestSetError(f"{at}: kind {kind!r}; expected one of {ITEM_KINDS}")
+            if it.get("sentence") not in sentences:
+                raise TestSetError(f"{at}: unknown sentence {it.get('sentence')!r}")
+            if it.get("emotion") not in SEED_PROSODY:
+                raise TestSetError(f"{at}: emotion {it.get('emotion')!r}; expected one of {list(SEED_PROSODY)}")
+            if it.get("accent") not in ("us", "uk"):
+                raise TestSetError(f"{at}: accent {it.get('accent')!r}; expected 'us' or 'uk'")
+            if kind == "voice" and it.get("voice") not in VOICES:
+                raise TestSetError(f"{at}: voice {it.get('voice')!r}; expected one of {VOICES}")
+            if kind == "clone" and it.get("reference") not in refs:
+                raise TestSetError(f"{at}: reference {it.get('reference')!r} is not in 'references'")
+            items.append(EvalItem(item_id=iid, kind=kind, text=sentences[it["sentence"]], sentence_id=it["sentence"],
+                                  emotion=it["emotion"], accent=it["accent"],
+                                  voice=it.get("voice") if kind == "voice" else None,
+                                  reference=it.get("reference") if kind == "clone" else None))
+        if not items:
+            raise TestSetError(f"{where}: profile {profile!r} has no items")
+        used = {it.reference for it in items if it.reference}
+        return cls(version=int(data["version"]), profile=profile, items=tuple(items),
+                   references={k: v for k, v in refs.items() if k in used}, root=Path(root))
+
+    @property
+    def voices(self) -> list[str]:
+        return sorted({it.voice for it in self.items if it.voice})
+
+    @property
+    def emotions(self) -> list[str]:
+        return sorted({it.emotion for it in self.items})
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([asdict(it) for it in self.items]).set_index("item_id")
+
+
+def load_testset(profile: str, path: str | os.PathLike | None = None) -> TestSet:
+    """The committed test set's items for ``profile`` (``"colab"`` or ``"tiny"``)."""
+    path = Path(path) if path is not None else EVAL_ASSETS_DIR / TESTSET_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"evaluation test set not found: {path} (make it with scripts/make_eval_assets.py)")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    ts = TestSet.from_dict(data, profile, path.parent, where=str(path))
+    for ref in ts.references.values():
+        if ref.source == "file" and not (ts.root / ref.path).is_file():
+            raise TestSetError(f"{path}: reference {ref.name!r} file {ts.root / ref.path} does not exist")
+    return ts
+
+
+def training_index(tokens_dir: str | os.PathLike) -> tuple[set[str], set[str]]:
+    """(speakers, normalized texts) of every utterance in the run's token shards.
+
+    Reads only the ``speaker`` and ``text`` columns (the codes are most of a shard's bytes)."""
+    import pyarrow.parquet as pq
+
+    from .shards import list_shards
+
+    shards = list_shards(tokens_dir)
+    if not shards:
+        raise FileNotFoundError(f"no token shards (shard-NNNNN.parquet) in {tokens_dir}; run 02_tokenize first")
+    speakers, texts = set(), set()
+    for p in shards:
+        t = pq.read_table(p, columns=["speaker", "text"]).to_pydict()
+        speakers.update(t["speaker"])
+        texts.update(wer_normalize(x) for x in t["text"] if x)
+    return speakers, texts
+
+
+def check_held_out(testset: TestSet, tokens_dir: str | os.PathLike) -> dict:
+    """Refuse (:class:`HeldOutError`) if a cloning reference speaker or a test sentence is in
+    the training shards. Returns counts for display."""
+    speakers, texts = training_index(tokens_dir)
+    seen_speakers = sorted({r.speaker for r in testset.references.values()} & speakers)
+    if seen_speakers:
+        raise HeldOutError(f"cloning reference speakers {seen_speakers} occur in the training shards in {tokens_dir}; "
+                           f"a cloning test must use unseen speakers: pick others in {TESTSET_FILE}")
+    seen_texts = sorted({it.sentence_id for it in testset.items if wer_normalize(it.text, it.accent) in texts
+                         or wer_normalize(it.text) in texts})
+    if seen_texts:
+        raise HeldOutError(f"test sentences {seen_texts} occur in the training shards in {tokens_dir}; "
+                           f"test sentences must be held out")
+    return {"training_speakers": len(speakers), "training_texts": len(texts),
+            "reference_speakers_checked": len(testset.references),
+            "sentences_checked": len({it.sentence_id for it in testset.items})}
+
+
+# ============================================================================ references
+@dataclass
+class ResolvedReference:
+    """A reference clip ready to use: float32 ``(n,)`` at ``sample_rate`` plus where it came from."""
+
+    reference: Reference
+    wav: np.ndarray = field(repr=False)
+    sample_rate: int
+    utterance_id: str
+    text: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+
+def _pick_catalog_references(refs: Sequence[Reference], rows: Iterable, keep: int = 8) -> dict[str, tuple]:
+    """Apply the fixed rule to common rows: per reference speaker, the first utterance in
+    utterance-id order lasting ``min_s``..``max_s``. Returns name -> (wav, sr, utt_id, text)."""
+    by_speaker = {r.speaker: r for r in refs}
+    cands: dict[str, list] = {r.speaker: [] for r in refs}  # per speaker: the `keep` smallest ids, sorted
+    for row in rows:
+        if not isinstance(row, Mapping) or row.get("speaker") not in by_speaker:
+            continue  # other speakers, and Rejected records of the catalog's own filters
+        lst = cands[row["speaker"]]
+        bisect.insort(lst, (row["utterance_id"], row["text"], row["audio"]), key=lambda e: e[0])
+        del lst[keep:]  # bounded memory: a speaker has ~100 utterances with audio bytes
+    out = {}
+    for spk, ref in by_speaker.items():
+        seen = []
+        for utt, text, audio_field in cands[spk]:
+            wav, sr = au.decode_audio_field(audio_field)
+            dur = len(wav) / sr
+            seen.append(f"{utt} ({dur:.1f} s)")
+            if ref.min_s <= dur <= ref.max_s:
+                out[ref.name] = (wav, sr, utt, text)
+                break
+        if ref.name not in out:
+            raise TestSetError(f"reference {ref.name!r}: no utterance of {spk} in {ref.dataset}/{ref.split_role} lasts "
+                               f"{ref.min_s}-{ref.max_s} s among the first {keep} by id: {seen or 'speaker not found'}")
+    return out
+
+
+def resolve_references(testset: TestSet, out_dir: str | os.PathLike,
+                       open_rows: Callable[[str, str], Iterable] | None = None) -> dict[str, ResolvedReference]:
+    """Load every cloning reference of ``testset``; catalog references are chosen once and
+    cached in ``<out_dir>/references/`` (FLAC + ``references.json``), so reruns use the same clip.
+
+    ``open_rows(dataset, split_role)`` yields common rows (default:
+    ``helpers.catalog.open_dataset`` streamed + ``iter_common``)."""
+    out_dir = Path(out_dir)
+    cache_dir = out_dir / "references"
+    index_path = cache_dir / "references.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    resolved: dict[str, ResolvedReference] = {}
+    todo: dict[tuple[str, str], list[Reference]] = {}
+    for name, ref in testset.references.items():
+        if ref.source == "file":
+            wav, sr = au.load_audio(testset.root / ref.path, target_sr=None)
+            resolved[name] = ResolvedReference(ref, wav, sr, f"file:{ref.path}", ref.text or "")
+        elif name in index and (cache_dir / index[name]["file"]).is_file():
+            wav, sr = au.load_audio(cache_dir / index[name]["file"], target_sr=None)
+            resolved[name] = ResolvedReference(ref, wav, sr, index[name]["utterance_id"], index[name]["text"])
+        else:
+            todo.setdefault((ref.dataset, ref.split_role), []).append(ref)
+    if todo:
+        import soundfile as sf
+
+        if open_rows is None:
+            from . import catalog
+
+            def open_rows(dataset, split_role):
+                return catalog.iter_common(dataset, catalog.open_dataset(dataset, split_role, streaming=True))
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        for (dataset, role), refs in todo.items():
+            picked = _pick_catalog_references(refs, open_rows(dataset, role))
+            for ref in refs:
+                wav, sr, utt, text = picked[ref.name]
+                fname = f"{ref.name}.flac"
+                tmp = cache_dir / f".{fname}.tmp"
+                sf.write(tmp, np.clip(wav, -1, 1), sr, format="FLAC", subtype="PCM_16")
+                os.replace(tmp, cache_dir / fname)
+                index[ref.name] = {"file": fname, "utterance_id": utt, "text": text, "speaker": ref.speaker,
+                                   "seconds": round(len(wav) / sr, 3)}
+                resolved[ref.name] = ResolvedReference(ref, wav, sr, utt, text)
+        _atomic_write(index_path, json.dumps(index, indent=1))
+    return resolved
+
+
+def references_frame(refs: Mapping[str, ResolvedReference]):
+    import pandas as pd
+
+    return pd.DataFrame([{"reference": n, "speaker": r.reference.speaker, "utterance_id": r.utterance_id,
+                          "seconds": round(r.seconds, 2), "text": r.text} for n, r in refs.items()])
+
+
+# ============================================================================ metrics
+_TAG = re.compile(r"\[[^\]]*\]|<\|[^|>]*\|>")
+_KEEP = re.compile(r"[^a-z0-9' ]+")
+
+
+def wer_normalize(text: str, accent: str = "us") -> str:
+    """The text both sides of WER go through: tags removed, ``helpers.text.normalize``
+    (numbers, dates, money ... spelled as spoken, with ``accent``), lower case, hyphens
+    and punctuation to spaces, apostrophes dropped ("don't" -> "dont"), single spaces."""
+    from .text import normalize
+
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    t = normalize(_TAG.sub(" ", text), accent).lower()
+    t = t.replace("’", "'")
+    t = _KEEP.sub(" ", t).replace("'", "")
+    return " ".join(t.split())
+
+
+def error_rates(reference: str, hypothesis: str, accent: str = "us") -> dict[str, float]:
+    """Per-utterance ``{"wer", "cer"}`` after :func:`wer_normalize` on both sides.
+    An empty hypothesis scores 1.0 (every word deleted); WER can exceed 1 with insertions."""
+    import jiwer
+
+    ref, hyp = wer_normalize(reference, accent), wer_normalize(hypothesis, accent)
+    if not ref:
+        raise ValueError(f"reference text {reference!r} is empty after normalization")
+    return {"wer": float(jiwer.wer(ref, hyp)), "cer": float(jiwer.cer(ref, hyp))}
+
+
+def pooled_error_rates(references: Sequence[str], hypotheses: Sequence[str], accents: Sequence[str]) -> dict:
+    """WER/CER pooled over all words/characters of many utterances (jiwer on lists)."""
+    import jiwer
+
+    if not (len(references) == len(hypotheses) == len(accents)) or not references:
+        raise ValueError("need equally many (>0) references, hypotheses and accents")
+    refs = [wer_normalize(r, a) for r, a in zip(references, accents)]
+    hyps = [wer_normalize(h, a) for h, a in zip(hypotheses, accents)]
+    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
+
+
+def speaker_similarity(encoder, wav: np.ndarray, sr: int, ref_wav: np.ndarray, ref_sr: int) -> float:
+    """Cosine of ``encoder`` embeddings of ``wav`` and ``ref_wav`` (-1..1; same speaker ~ high)."""
+    from .eval_models import cosine
+
+    return cosine(encoder.embed(wav, sr), encoder.embed(ref_wav, ref_sr))
+
+
+def codec_quality(codec, wav: np.ndarray, sr: int) -> dict[str, float]:
+    """Quality of ``codec``'s reconstruction (``codec.decode(codec.encode(wav, sr))`` at
+    ``codec.sample_rate``) against ``wav``: wideband PESQ, STOI, log-mel distance."""
+    ref = au.resample(np.asarray(wav, dtype=np.float32), sr, codec.sample_rate)
+    rec = np.asarray(codec.decode(codec.encode(ref, codec.sample_rate)), dtype=np.float32).reshape(-1)
+    csr = codec.sample_rate
+    return {"pesq": pesq_wb(ref, rec, csr), "stoi": stoi(ref, rec, csr), "mel_distance": log_mel_distance(ref, rec, csr)}
+
+
+PROSODY_SR = 16000
+ACTIVE_TOP_DB = 35.0  # frames within 35 dB of the loudest count as active speech
+
+
+def prosody(wav: np.ndarray, sr: int, text: str | None = None) -> dict[str, float]:
+    """Median F0 of voiced frames (Hz, pYIN 60–500 Hz; NaN if nothing is voiced, e.g. a
+    whisper), RMS level of active speech (dBFS), active-speech seconds and, with ``text``,
+    speaking rate in characters of normalized text per active second."""
+    import librosa
+
+    x = au.resample(np.asarray(wav, dtype=np.float32).reshape(-1), sr, PROSODY_SR)
+    if x.size == 0 or not np.isfinite(x).all():
+        raise ValueError("prosody needs non-empty, finite audio")
+    intervals = librosa.effects.split(x, top_db=ACTIVE_TOP_DB, frame_length=1024, hop_length=256)
+    active = np.concatenate([x[s:e] for s, e in intervals]) if len(intervals) else x[:0]
+    speech_s = active.size / PROSODY_SR
+    rms = float(np.sqrt(np.mean(active.astype(np.float64) ** 2))) if active.size else 0.0
+    level_db = 20 * math.log10(rms) if rms > 0 else float("-inf")
+    f0 = float("nan")
+    if active.size >= 2048:
+        f, voiced, _ = librosa.pyin(x, fmin=60, fmax=500, sr=PROSODY_SR, frame_length=1024, hop_length=256)
+        if voiced.any():
+            f0 = float(np.nanmedian(f[voiced]))
+    out = {"f0_hz": f0, "level_db": level_db, "speech_s": speech_s}
+    if text is not None:
+        n_chars = len(wer_normalize(text).replace(" ", ""))
+        out["chars_per_s"] = n_chars / speech_s if speech_s > 0 else float("nan")
+    return out
+
+
+def emotion_control(items) -> "pd.DataFrame":
+    """Per emotion: median relative change of pitch, speed and energy of built-in-voice items
+    against the *same voice's* neutral items, next to the seed's §12 change, with whether the
+    direction agrees. ``items``: the per-item table of :func:`evaluate`."""
+    import pandas as pd
+
+    df = items[items["kind"] == "voice"]
+    base = df[df["emotion"] == "neutral"].groupby("voice")[["f0_hz", "chars_per_s", "level_db"]].mean()
+    rows = []
+    for emo in [e for e in SEED_EMOTIONS if e != "neutral"]:
+        sub = df[(df["emotion"] == emo) & df["voice"].isin(base.index)]
+        if sub.empty:
+            continue
+        b = base.loc[sub["voice"]].to_numpy()
+        measured = {
+            "pitch": np.nanmedian(sub["f0_hz"].to_numpy() / b[:, 0] - 1) if np.isfinite(sub["f0_hz"]).any() else np.nan,
+            "speed": np.nanmedian(sub["chars_per_s"].to_numpy() / b[:, 1] - 1),
+            "energy": np.nanmedian(10 ** ((sub["level_db"].to_numpy() - b[:, 2]) / 20) - 1),
+        }
+        for k, (dim, expected) in enumerate(zip(("pitch", "speed", "energy"), SEED_PROSODY[emo])):
+            m = float(measured[dim])
+            agree = None if not np.isfinite(m) else bool(np.sign(m) == np.sign(expected))
+            rows.append({"emotion": emo, "dimension": dim, "seed_change": expected, "measured_change": m,
+                         "n_items": len(sub), "direction_ok": agree})
+    return pd.DataFrame(rows)
+
+
+# ============================================================================ runner
+@dataclass
+class Judges:
+    """The three judge models (see :mod:`helpers.eval_models`)."""
+
+    asr: object
+    speaker: object
+    mos: object
+
+    def names(self) -> dict[str, str]:
+        return {"asr": self.asr.name, "speaker": self.speaker.name, "mos": self.mos.name}
+
+
+def load_judges(profile, asr: str | None = None, speaker: str | None = None, mos: str | None = None,
+                device: str | None = None) -> Judges:
+    """The profile's judge models (``eval_asr_model`` ...), each overridable by name."""
+    from . import eval_models as em
+
+    return Judges(asr=em.load_asr(asr or profile.eval_asr_model, device=device),
+                  speaker=em.load_speaker_encoder(speaker or profile.eval_speaker_model, device=device),
+                  mos=em.load_mos_predictor(mos or profile.eval_mos_model, device=device))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_safe(v):
+    if isinstance(v, (np.floating, float)):
+        return None if not np.isfinite(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _synth_kwargs(item: EvalItem, refs: Mapping[str, ResolvedReference], seed: int) -> dict:
+    prompt = None
+    if item.kind == "clone":
+        r = refs[item.reference]
+        prompt = (r.wav, r.sample_rate)
+    return {"speaker": item.voice, "emotion": item.emotion, "audio_prompt": prompt, "seed": seed}
+
+
+def time_to_first_audio(synth, item: EvalItem, refs: Mapping[str, ResolvedReference], seed: int) -> float:
+    """Seconds from calling ``synth.stream(...)`` until its first non-empty chunk."""
+    t0 = time.perf_counter()
+    chunks = iter(synth.stream(item.text, **_synth_kwargs(item, refs, seed)))
+    try:
+        for chunk in chunks:
+            if chunk is not None and np.asarray(chunk).size:
+                return time.perf_counter() - t0
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # stop generating: only the first chunk is timed
+    raise RuntimeError(f"item {item.item_id}: stream() yielded no audio")
+
+
+def score_item(item: EvalItem, wav: np.ndarray, sr: int, judges: Judges,
+               refs: Mapping[str, ResolvedReference]) -> dict:
+    """Every per-item metric of one generated clip (WER/CER, MOS, SIM for clones, prosody)."""
+    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+    hyp = judges.asr.transcribe(wav, sr)
+    row = {"hypothesis": hyp, **error_rates(item.text, hyp, item.accent), "mos": float(judges.mos.score(wav, sr))}
+    if item.kind == "clone":
+        r = refs[item.reference]
+        row["sim"] = speaker_similarity(judges.speaker, wav, sr, r.wav, r.sample_rate)
+    else:
+        row["sim"] = float("nan")
+    row.update(prosody(wav, sr, item.text))
+    return row
+
+
+def evaluate(testset: TestSet, synth, out_dir: str | os.PathLike, judges: Judges,
+             references: Mapping[str, ResolvedReference] | None = None, *, seed: int = 1234,
+             ttfa_items: int = 3, progress: bool = True):
+    """Generate and score every item of ``testset``; returns the per-item table (pandas).
+
+    ``synth``: ``sample_rate`` and ``generate(text, speaker=, emotion=, audio_prompt=, seed=)``
+    returning float ``(n,)`` at ``sample_rate`` (``audio_prompt`` is ``(wav, sr)`` for clones,
+    else None); with ``ttfa_items > 0`` also ``stream(...)`` (same arguments) for TTFA on the
+    first ``ttfa_items`` items. Item ``i`` uses seed ``seed + crc32(item_id)`` so results do
+    not depend on item order. Each scored item is written to ``items/<id>.json`` and its clip
+    to ``clips/<id>.wav``; a rerun loads those instead of generating again.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    refs = dict(references or {})
+    missing = sorted({it.reference for it in testset.items if it.reference} - set(refs))
+    if missing:
+        raise ValueError(f"references {missing} are not resolved; call resolve_references(testset, out_dir) first")
+    sr = int(synth.sample_rate)
+    rows = []
+    for n, item in enumerate(tqdm(testset.items, desc="evaluate", disable=not progress)):
+        item_json = out_dir / "items" / f"{item.item_id}.json"
+        clip = out_dir / "clips" / f"{item.item_id}.wav"
+        if item_json.is_file() and clip.is_file():
+            rows.append(json.loads(item_json.read_text(encoding="utf-8")))
+            continue
+        item_seed = seed + item.seed_offset
+        t0 = time.perf_counter()
+        wav = synth.generate(item.text, **_synth_kwargs(item, refs, item_seed))
+        gen_s = time.perf_counter() - t0
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if wav.size == 0:
+            raise RuntimeError(f"item {item.item_id}: the synthesizer returned no audio")
+        ttfa = time_to_first_audio(synth, item, refs, item_seed) if n < ttfa_items else float("nan")
+        au.save_wav(clip, wav, sr)
+        row = {**asdict(item), "seed": item_seed, "audio_s": wav.size / sr, "gen_s": gen_s,
+               "rtf": gen_s / (wav.size / sr), "ttfa_s": ttfa, "clip": f"clips/{item.item_id}.wav"}
+        row.update(score_item(item, wav, sr, judges, refs))
+        row = {k: _json_safe(v) for k, v in row.items()}
+        _atomic_write(item_json, json.dumps(row, indent=1))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for col in ("wer", "cer", "mos", "sim", "f0_hz", "level_db", "speech_s", "chars_per_s", "ttfa_s", "rtf"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def codec_ceiling(codec, references: Mapping[str, ResolvedReference]):
+    """:func:`codec_quality` on every reference clip (real held-out speech): one row each."""
+    import pandas as pd
+
+    rows = [{"reference": n, "speaker": r.reference.speaker, "seconds": round(r.seconds, 2),
+             **codec_quality(codec, r.wav, r.sample_rate)} for n, r in references.items()]
+    if not rows:
+        raise ValueError("no reference clips to measure the codec on")
+    return pd.DataFrame(rows)
+
+
+# ============================================================================ report
+def summarize(items, codec) -> dict[str, float]:
+    """Headline numbers: mean per-utterance WER/CER (+ pooled), mean SIM over clones, mean MOS,
+    mean codec PESQ/STOI, RTF = total generation s / total audio s, median TTFA."""
+    pooled = pooled_error_rates(list(items["text"]), list(items["hypothesis"].fillna("")), list(items["accent"]))
+    clones = items[items["kind"] == "clone"]
+    ttfa = items["ttfa_s"].dropna()
+    return {
+        "n_items": int(len(items)),
+        "wer": float(items["wer"].mean()), "cer": float(items["cer"].mean()),
+        "wer_pooled": pooled["wer"], "cer_pooled": pooled["cer"],
+        "sim": float(clones["sim"].mean()) if len(clones) else float("nan"),
+        "mos": float(items["mos"].mean()),
+        "pesq": float(codec["pesq"].mean()), "stoi": float(codec["stoi"].mean()),
+        "rtf": float(items["gen_s"].sum() / items["audio_s"].sum()),
+        "ttfa_s": float(ttfa.median()) if len(ttfa) else float("nan"),
+    }
+
+
+def passes(metric: str, value: float | None) -> bool | None:
+    """Whether ``value`` meets the seed's target for ``metric`` (None if there is no value)."""
+    if value is None or not np.isfinite(value):
+        return None
+    op, target = TARGETS[metric]
+    return value >= target if op == ">=" else value <= target
+
+
+def targets_table(summary: Mapping[str, float], model_name: str = "This model"):
+    """Seed §14's table with this run's column and a pass/fail mark per metric."""
+    import pandas as pd
+
+    def fmt(metric, v):
+        if v is None or not np.isfinite(v):
+            return "N/A"
+        return f"{v * 100:.1f}%" if metric == "wer" else (f"{v:.2f}x" if metric == "rtf" else f"{v:.2f}")
+
+    rows = []
+    for m in METRICS:
+        op, target = TARGETS[m]
+        row = {"metric": METRIC_LABELS[m]}
+        row.update({name: fmt(m, vals[m]) for name, vals in ANCHORS.items()})
+        row["target"] = f"{'≥' if op == '>=' else '≤'} {fmt(m, target)}"
+        row[model_name] = fmt(m, summary.get(m))
+        ok = passes(m, summary.get(m))
+        row["pass"] = "—" if ok is None else ("✅ pass" if ok else "❌ fail")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def breakdown(items, by: str):
+    """Mean WER, CER, MOS, SIM and count per ``by`` (``"voice"``, ``"emotion"``, ``"reference"``)."""
+    sub = items.dropna(subset=[by])
+    g = sub.groupby(by)
+    return g.agg(n=("item_id", "size"), wer=("wer", "mean"), cer=("cer", "mean"), mos=("mos", "mean"),
+                 sim=("sim", "mean"))
+
+
+def plot_wer_per_voice(items):
+    import matplotlib.pyplot as plt
+
+    b = breakdown(items[items["kind"] == "voice"], "voice")
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar(b.index, 100 * b["wer"], color="tab:blue")
+    ax.axhline(100 * TARGETS["wer"][1], color="tab:red", ls="--", label="seed target")
+    ax.set_ylabel("WER (%)"), ax.set_title("WER per built-in voice"), ax.legend()
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sim_distribution(items):
+    import matplotlib.pyplot as plt
+
+    sims = items.loc[items["kind"] == "clone", "sim"].dropna()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(sims, bins=np.linspace(-0.2, 1.0, 25), color="tab:green")
+    ax.axvline(TARGETS["sim"][1], color="tab:red", ls="--", label="seed target")
+    ax.set_xlabel("speaker similarity (cosine)"), ax.set_ylabel("cloning items")
+    ax.set_title(f"Speaker similarity, {len(sims)} cloning items"), ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_mos_per_emotion(items):
+    import matplotlib.pyplot as plt
+
+    b = breakdown(items, "emotion")
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(b.index, b["mos"], color="tab:purple")
+    ax.axhline(TARGETS["mos"][1], color="tab:red", ls="--", label="seed target")
+    ax.set_ylim(1, 5), ax.set_ylabel("predicted MOS"), ax.set_title("MOS per emotion"), ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _audio_tag(path: Path, embed: bool, rel: str) -> str:
+    if not embed:
+        return f'<audio controls preload="none" src="{html.escape(rel)}"></audio>'
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
+
+
+def listening_html(items, out_dir: str | os.PathLike, max_rows: int | None = None, embed: bool = True) -> str:
+    """An HTML table (text, voice, emotion, WER, MOS, player) of the generated clips.
+    ``embed=True`` inlines the WAVs (works in Colab output cells); False links ``clips/…``."""
+    out_dir = Path(out_dir)
+    rows = items if max_rows is None else items.head(max_rows)
+    head = "<tr><th>item</th><th>text</th><th>voice / reference</th><th>emotion</th><th>WER</th><th>MOS</th><th>clip</th></tr>"
+    body = []
+    for _, r in rows.iterrows():
+        who = r["voice"] if isinstance(r["voice"], str) else f"clone of {r['reference']}"
+        body.append(f"<tr><td>{html.escape(r['item_id'])}</td><td>{html.escape(r['text'])}</td>"
+                    f"<td>{html.escape(who)}</td><td>{html.escape(r['emotion'])}</td>"
+                    f"<td>{100 * r['wer']:.0f}%</td><td>{r['mos']:.2f}</td>"
+                    f"<td>{_audio_tag(out_dir / r['clip'], embed, r['clip'])}</td></tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[str, str] | None = None,
+                 testset: TestSet | None = None, model_name: str = "This model") -> dict[str, Path]:
+    """Write every table, ``report.json``, the three figures and ``listening.html`` into
+    ``out_dir``; returns name -> path."""
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    summary = summarize(items, codec)
+    tables = {
+        "items": items, "codec": codec, "targets": targets_table(summary, model_name),
+        "per_voice": breakdown(items[items["kind"] == "voice"], "voice"), "per_emotion": breakdown(items, "emotion"),
+        "per_reference": breakdown(items[items["kind"] == "clone"], "reference"),
+        "emotion_control": emotion_control(items),
+    }
+    paths: dict[str, Path] = {}
+    for name, df in tables.items():
+        paths[name] = out_dir / f"{name}.csv"
+        _atomic_write(paths[name], df.to_csv(index=name not in ("items", "codec", "emotion_control")))
+    report = {
+        "summary": {k: _json_safe(v) for k, v in summary.items()},
+        "pass": {m: passes(m, summary.get(m)) for m in METRICS},
+        "targets": {m: {"op": op, "value": v} for m, (op, v) in TARGETS.items()},
+        "anchors": ANCHORS, "judges": dict(judges or {}),
+        "testset": None if testset is None else {"version": testset.version, "profile": testset.profile,
+                                                 "n_items": len(testset.items)},
+        "emotion_control": json.loads(tables["emotion_control"].to_json(orient="records")),
+    }
+    paths["report"] = out_dir / "report.json"
+    _atomic_write(paths["report"], json.dumps(report, indent=1, ensure_ascii=False))
+    for name, plot in (("wer_per_voice", plot_wer_per_voice), ("sim_distribution", plot_sim_distribution),
+                       ("mos_per_emotion", plot_mos_per_emotion)):
+        fig = plot(items)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        paths[name] = out_dir / "figures" / f"{name}.png"
+        tmp = paths[name].parent / f".{paths[name].name}.tmp"
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, paths[name])
+    paths["listening"] = out_dir / "listening.html"
+    _atomic_write(paths["listening"], "<html><body>" + listening_html(items, out_dir, embed=False) + "</body></html>")
+    return paths

@@ -1,0 +1,139 @@
+# %% [markdown]
+# # 06 · Stage 4 — Speaker & emotion alignment
+#
+# Speaker prompts and emotion tags are aligned on the phase-3 mix (seed §9: Expresso,
+# RAVDESS, EmoV-DB, ~54 h; seed §11: LR 5e-6, 12–20 h on an A100).
+#
+# This notebook is one of three that run the **same training recipe** (`helpers/train.py`);
+# 04, 05 and 06 differ only in the `stage` parameter, from which `helpers.config.stage_config`
+# takes the seed's learning rate and data phase (stage 2: 5e-5 on phase 1, stage 3: 1e-5 on
+# phase 2, stage 4: 5e-6 on phase 3). Each stage starts from the previous stage's final weights.
+#
+# **Disconnects.** Checkpoints (weights, optimizer, schedule, RNG, data position) are written to
+# local disk, then copied atomically into the run directory with a manifest of SHA-256 hashes.
+# Rerun this notebook after a disconnect and it resumes from the newest complete checkpoint,
+# bit for bit; a copy that was cut off is detected and the one before it is used. If you changed
+# a parameter that would make the resumed run differ (learning rate, steps, data…), it refuses
+# and names the parameter.
+
+# %% tags=["parameters"]
+profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
+run_name = "optimumllm-audio-v1"  # folder under the profile's runs root; every notebook of a run uses the same
+runs_root = None  # None = the profile's default (Drive on Colab, ./runs locally)
+REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
+PROJECT_DIR = "/content/optimumllm-audio"
+stage = 4  # training stage: 2, 3 or 4 (the only difference between notebooks 04, 05 and 06)
+learning_rate = None  # None = the seed's LR for this stage (5e-5 / 1e-5 / 5e-6)
+max_steps = None  # None = the profile's default (colab: one epoch of the phase's data)
+grad_accum = None  # packed sequences per optimizer step; None = the profile's default
+save_every = None  # steps between checkpoints; None = the profile's default
+eval_every = None  # steps between evaluations (held-out loss + a generated sample)
+keep_last = None  # complete checkpoints kept on Drive
+reference_prob = None  # chance that a non-built-in speaker's example carries a cloning reference (default 0.5)
+seed = None  # data order and reference choice; None = the default
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# Colab: fetch the project and install what Colab lacks (requirements.txt never touches torch, numpy or ipywidgets).
+import os, subprocess, sys
+if "google.colab" in sys.modules and not os.path.isdir(PROJECT_DIR):
+    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, PROJECT_DIR], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{PROJECT_DIR}/requirements.txt"], check=True)
+sys.path.insert(0, PROJECT_DIR if "google.colab" in sys.modules else os.path.abspath(".."))
+from helpers import session
+S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
+print(S); print(session.device_summary())
+
+# %% [markdown]
+# ## The stage config
+#
+# One typed dataclass; every field is documented in `helpers/config.py` and validated.
+
+# %%
+import pandas as pd
+from helpers import config, train
+cfg = config.stage_config(stage, S.profile, learning_rate=learning_rate, max_steps=max_steps, grad_accum=grad_accum,
+                          save_every=save_every, eval_every=eval_every, keep_last=keep_last,
+                          reference_prob=reference_prob, seed=seed)
+pd.DataFrame({"value": cfg.to_dict()})
+
+# %% [markdown]
+# ## The data of this stage's phase
+#
+# `02_tokenize` recorded which utterances belong to each phase of the seed's training mix.
+
+# %%
+utterances, all_utterances = train.load_phase(S.paths.tokens, cfg.phase)
+pd.DataFrame(train.phase_table(utterances))
+
+# %% [markdown]
+# ## Built-in voices
+#
+# Eight corpus speakers become the built-in voices (4 US, 4 British; rule in
+# `helpers.sequences.choose_builtin_voices`). They are chosen once, in stage 2, and kept
+# in later stages. Every other speaker trains zero-shot cloning: with probability
+# `reference_prob` its example carries a clip of *another* utterance of the same speaker.
+
+# %%
+voices = train.voices_for_stage(S.paths, stage, all_utterances)
+pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
+
+# %% [markdown]
+# ## Model (the previous stage's final weights) and codec (for listening to samples)
+
+# %%
+from helpers import models
+from helpers.codec import SnacCodec
+model, tokenizer = models.load_stage(train.init_model_dir(S.paths, stage))
+codec = SnacCodec.load(S.profile.snac_model)
+print(f"{models.count_parameters(model):,} parameters from {train.init_model_dir(S.paths, stage)}")
+
+# %% [markdown]
+# ## Setup: examples, packing, resume
+#
+# Examples follow the prompt format of the token contract; loss is on the audio tokens and
+# `<|audio_end|>` only. They are packed padding-free into sequences of `max_seq_len` tokens
+# (attention stays inside each example). "resumed from" says where training continues.
+
+# %%
+recipe = train.StageRecipe(cfg, model, tokenizer, utterances, S.paths.stage(stage), voices, decoder=codec).setup()
+pd.DataFrame(recipe.data_report())
+
+# %% [markdown]
+# ## Train
+#
+# The bar shows loss, learning rate, tokens/s and the ETA. `metrics.csv` in the stage folder
+# gets a row every `log_every` steps and survives a crash.
+
+# %%
+result = recipe.train()
+result
+
+# %% [markdown]
+# ## Save the final weights (the next stage starts from them)
+
+# %%
+final_dir = recipe.save_final()
+recipe.cleanup()
+print(final_dir, sorted(p.name for p in final_dir.iterdir()))
+
+# %% [markdown]
+# ## Loss and learning rate
+
+# %%
+import matplotlib.pyplot as plt
+train.plot_metrics(S.paths.stage(stage))
+plt.show()
+
+# %% [markdown]
+# ## Listen to the newest evaluation sample
+#
+# Greedy generation from a held-out prompt at the last evaluation, decoded with SNAC.
+
+# %%
+from IPython.display import Audio, display
+wav_path, row = train.latest_sample(S.paths.stage(stage))
+display(pd.DataFrame([row]))
+Audio(filename=str(wav_path)) if wav_path else print("no decoded sample yet (evaluation disabled?)")
