@@ -182,6 +182,10 @@ class StageConfig:
             raise ValueError(f"unknown StageConfig fields {unknown}; valid fields: {sorted(names)}")
         return cls(**d)
 
+    def rows(self) -> list[dict]:
+        """(field, value) rows for a table; values as text so 1e-08 does not print as 0.0."""
+        return [{"field": k, "value": repr(v)} for k, v in self.to_dict().items()]
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
@@ -208,7 +212,7 @@ _PROFILE_SIZES: dict[str, dict[str, Any]] = {
     "colab": dict(epochs=1.0, grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=500,
                   eval_every=500, keep_last=2, precision="bf16-mixed", gradient_checkpointing=True,
                   chunked_ce=1024),
-    "tiny": dict(max_steps=24, grad_accum=1, warmup_steps=3, log_every=2, save_every=8, eval_every=12,
+    "tiny": dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,
                  keep_last=2, eval_max_new_frames=8, eval_fraction=0.1),
 }
 

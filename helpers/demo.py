@@ -42,6 +42,25 @@ DEFAULT_TEXT = "Welcome to OptimumAI. How can I help you today?"
 VOICES_DIRNAME = "voices"  # saved voice profiles inside the run directory (never exported)
 
 
+TINY_MAX_SECONDS = 1.0  # tiny profile: an untrained model never ends an utterance; cap each chunk's audio
+
+
+def load_engine(model_dir: str | os.PathLike, profile_name: str, max_seconds: float | None = None):
+    """``OptimumTTS.from_pretrained(model_dir)`` with the length guard capped at ``max_seconds``
+    of audio per chunk (None: the engine's default on colab, :data:`TINY_MAX_SECONDS` in tiny)."""
+    from .generation import LengthGuard
+    from .inference import OptimumTTS
+
+    if max_seconds is None and profile_name == "tiny":
+        max_seconds = TINY_MAX_SECONDS
+    if max_seconds is None:
+        return OptimumTTS.from_pretrained(model_dir)
+    if not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    guard = LengthGuard(base_seconds=min(LengthGuard().base_seconds, max_seconds), cap_seconds=float(max_seconds))
+    return OptimumTTS.from_pretrained(model_dir, length_guard=guard)
+
+
 def voices_dir(paths) -> Path:
     """Where the demo saves voice profiles: ``<run dir>/voices`` (kept out of the export:
     a cloned voice belongs to its speaker, not to the published model)."""
@@ -364,4 +383,4 @@ def render_samples(engine, out_dir: str | os.PathLike, items: Sequence[tuple[str
 
 
 __all__ = ["CLONE", "DIALOGUE_SPEAKERS", "DemoApp", "build_demo", "parse_script", "uploaded_files", "wav_bytes",
-           "render_samples", "voices_dir"]
+           "render_samples", "voices_dir", "load_engine", "TINY_MAX_SECONDS"]

@@ -223,10 +223,16 @@ def validate_deepspeed_config(config, **resolve_kwargs):
 
     world_size = int(resolve_kwargs.get("world_size", 1))
     resolved = resolve_auto(config, **resolve_kwargs)
-    parsed = DeepSpeedConfig(resolved)
-    if parsed.train_batch_size != resolved["train_batch_size"]:
-        raise ValueError(f"DeepSpeed read train_batch_size {parsed.train_batch_size}, expected "
-                         f"{resolved['train_batch_size']} (world size {world_size})")
+    micro, accum = resolved["train_micro_batch_size_per_gpu"], resolved["gradient_accumulation_steps"]
+    if resolved["train_batch_size"] != world_size * micro * accum:
+        raise ValueError(f"invalid DeepSpeed config: train_batch_size {resolved['train_batch_size']} != "
+                         f"micro batch {micro} x accumulation {accum} x world size {world_size}")
+    # Without an initialised process group DeepSpeed parses as world size 1: give it that view.
+    local = dict(resolved, train_batch_size=micro * accum)
+    try:
+        parsed = DeepSpeedConfig(local)
+    except AssertionError as e:  # DeepSpeed reports config inconsistencies with bare asserts
+        raise ValueError(f"invalid DeepSpeed config: {e}") from e
     return parsed
 
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -308,7 +308,8 @@ def draw(scores: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.G
         p = torch.where(before < cfg.top_p, p, torch.zeros_like(p))  # the top token is always kept
     cdf = torch.cumsum(p, dim=-1)
     j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-    j = torch.minimum(j, torch.count_nonzero(p, dim=-1) - 1)  # guard the u*total == total rounding edge
+    last = (torch.arange(p.shape[1]) * (p > 0)).max(dim=-1).values  # last id with p > 0
+    j = torch.minimum(j, last)  # guard the u*total == total rounding edge
     return idx.gather(1, j.unsqueeze(1)).squeeze(1).tolist()
 
 

@@ -42,7 +42,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -190,6 +190,8 @@ class Joiner:
     @staticmethod
     def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         k = len(a)
+        if k == 0:
+            return np.asarray(b, np.float32)
         t = (np.arange(k, dtype=np.float64) + 0.5) / k
         return (a * np.cos(t * np.pi / 2) + b * np.sin(t * np.pi / 2)).astype(np.float32)
 

@@ -97,15 +97,16 @@ class _ChunkedLinearCE(torch.autograd.Function):
         # hidden (N, H); weight (V, H); rows (M,) int64 indices into N; targets (M,) int64 in [0, V)
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             w = weight.detach().to(compute_dtype)
+            acc = torch.promote_types(compute_dtype, torch.float32)  # softmax / accumulation dtype (>= fp32)
             need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
             grad_h = torch.zeros_like(hidden) if need_h else None
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+            total = torch.zeros((), dtype=acc, device=hidden.device)
             for lo in range(0, rows.numel(), chunk_size):
                 r = rows[lo:lo + chunk_size]
                 y = targets[lo:lo + chunk_size]
                 h = hidden.detach().index_select(0, r).to(compute_dtype)  # (C, H)
-                logits = (h @ w.T).float()  # (C, V) fp32: the only chunk-sized big tensors
+                logits = (h @ w.T).to(acc)  # (C, V) fp32: the only chunk-sized big tensors
                 lse = torch.logsumexp(logits, dim=-1)  # (C,)
                 total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
                 if need_h or need_w:
@@ -116,7 +117,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
                     if need_h:
                         grad_h.index_copy_(0, r, (g @ w).to(hidden.dtype))
                     if need_w:
-                        grad_w += (g.T @ h).float()
+                        grad_w += (g.T @ h).to(acc)
                 del logits
         ctx.save_for_backward(*(t for t in (grad_h, grad_w) if t is not None))
         ctx.has = (need_h, need_w)

@@ -351,39 +351,41 @@ def stage_rows(paths: RunPaths) -> list[dict]:
     return rows
 
 
-# Evaluation report of 07 (helpers.evaluation writes it into RunPaths.eval).
-EVAL_REPORT_CANDIDATES = ("report.json", "report.csv", "summary.csv")
+# Evaluation report of 07 (helpers.evaluation.write_report writes both into RunPaths.eval).
+EVAL_TABLE_FILE = "targets.csv"  # seed §14's table with this run's column and pass/fail per metric
+EVAL_REPORT_FILE = "report.json"  # summary, judges (ASR, speaker, MOS models), test set
 
 
 def eval_table(paths: RunPaths) -> tuple[list[dict] | None, str]:
-    """``(rows, source)`` of the evaluation table written by 07, or ``(None, reason)``.
+    """``(rows, source)`` of 07's evaluation table (``targets.csv``), or ``(None, reason)``.
 
-    Reads ``report.json`` (a list of row dicts, or a dict with a ``table``/``rows``/
-    ``summary`` list) or a CSV. Rows are shown as they are; nothing is computed here.
+    Rows are shown exactly as 07 wrote them; nothing is computed or rounded here.
     """
     import csv
 
-    for name in EVAL_REPORT_CANDIDATES:
-        f = paths.eval / name
-        if not f.is_file():
-            continue
-        if f.suffix == ".json":
-            data = json.loads(f.read_text())
-            rows = data
-            if isinstance(data, dict):
-                rows = next((data[k] for k in ("table", "rows", "summary", "metrics") if isinstance(data.get(k), list)),
-                            None)
-                if rows is None:
-                    raise ValueError(f"{f}: expected a list of rows under 'table', 'rows', 'summary' or "
-                                     f"'metrics'; found keys {sorted(data)}")
-        else:
-            with f.open(newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ValueError(f"{f}: the evaluation table must be a list of rows (dicts)")
-        if rows:
-            return rows, f"{paths.eval.name}/{name}"
-    return None, f"no evaluation report in {paths.eval.name}/ (07_evaluate has not been run)"
+    f = paths.eval / EVAL_TABLE_FILE
+    if not f.is_file():
+        return None, f"no evaluation table ({paths.eval.name}/{EVAL_TABLE_FILE}): 07_evaluate has not been run"
+    with f.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return None, f"{paths.eval.name}/{EVAL_TABLE_FILE} is empty"
+    return rows, f"{paths.eval.name}/{EVAL_TABLE_FILE}"
+
+
+def eval_context(paths: RunPaths) -> str:
+    """One line about how 07 evaluated (judge models, test set) from ``report.json``; "" if absent."""
+    f = paths.eval / EVAL_REPORT_FILE
+    if not f.is_file():
+        return ""
+    rep = json.loads(f.read_text())
+    bits = []
+    if rep.get("judges"):
+        bits.append("judges: " + ", ".join(f"{k} = `{v}`" for k, v in sorted(rep["judges"].items())))
+    ts = rep.get("testset") or {}
+    if ts:
+        bits.append(f"test set: version {ts.get('version')}, {ts.get('n_items')} items ({ts.get('profile')} profile)")
+    return "; ".join(bits)
 
 
 # ----------------------------------------------------------------------------- contract config
@@ -796,9 +798,10 @@ def build_model_card(paths: RunPaths, *, repo_id: str,
         parts.append("## Training procedure\n\nNot recorded: the run directory has no stage records.")
 
     if evals:
-        parts.append(f"## Evaluation\n\nFrom the run's evaluation report (`{eval_source}`), against the seed's "
-                     f"targets (MOS ≥ 4.0, WER ≤ 5 %, speaker similarity ≥ 0.85, PESQ ≥ 3.5, RTF ≤ 1.5):\n\n"
-                     + md_table(evals))
+        ctx = eval_context(paths)
+        parts.append(f"## Evaluation\n\nFrom the run's evaluation report (`{eval_source}`): the seed's targets, "
+                     f"reference models and this model's measurements"
+                     + (f" ({ctx})" if ctx else "") + ":\n\n" + md_table(evals))
     else:
         parts.append(f"## Evaluation\n\nNot evaluated: {eval_source}. No quality numbers are claimed.")
 
@@ -851,9 +854,21 @@ def _check_repo_id(repo_id: str) -> None:
                          f"digits, '-', '_', '.'), got {repo_id!r}")
 
 
-def default_dry_run(profile_name: str) -> bool:
-    """The tiny profile never uploads unless asked; the colab profile uploads."""
-    return profile_name == "tiny"
+def default_dry_run(profile_name: str, dry_run: bool | None = None) -> bool:
+    """``dry_run`` if given; else True for the tiny profile (nothing leaves the machine), False for colab."""
+    return bool(dry_run) if dry_run is not None else profile_name == "tiny"
+
+
+def where(paths: RunPaths) -> str:
+    """Where 08 left things: the export, its card and sample audio, the evaluation report."""
+    samples = sorted((paths.export / SAMPLES_DIR).glob("*.wav"))
+    _, eval_source = eval_table(paths)
+    lines = [f"export (uploaded folder): {paths.export}",
+             f"model card:               {paths.export / CARD_FILE}",
+             f"demo audio:               {paths.export / SAMPLES_DIR} ({len(samples)} clips)"]
+    report = paths.eval / EVAL_REPORT_FILE
+    lines.append(f"evaluation report:        {report}" if report.is_file() else f"evaluation report:        none ({eval_source})")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -947,8 +962,8 @@ def upload_export(folder: str | os.PathLike, repo_id: str, *, private: bool = Tr
 __all__ = [
     "CONTRACT_FILE", "CARD_FILE", "NOTICE_FILE", "SAMPLES_DIR", "LicenceInfo", "LLAMA_32", "TINY_TEST_LICENCE",
     "base_model_licence", "ExportError", "HubTokenError", "UploadError", "final_stage", "read_voices",
-    "voice_rows", "dataset_rows", "emotion_rows", "stage_rows", "eval_table", "generation_defaults",
+    "voice_rows", "dataset_rows", "emotion_rows", "stage_rows", "eval_table", "eval_context", "generation_defaults",
     "contract_config", "read_contract_config", "ExportFile", "export_listing", "private_strings",
     "check_privacy", "ExportResult", "export_model", "verify_export", "md_table", "build_model_card",
-    "write_model_card", "default_dry_run", "UploadResult", "upload_export",
+    "write_model_card", "default_dry_run", "where", "UploadResult", "upload_export",
 ]

@@ -229,19 +229,32 @@ def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
 
 # ----------------------------------------------------------------------------- generation
 @torch.no_grad()
-def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_frames: int):
+def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_frames: int,
+                   constrained: bool = False):
     """Greedy continuation of ``prompt`` until ``<|audio_end|>``; returns (codes, RepairReport).
 
-    ``codes``: [cb1 (T,), cb2 (2T,), cb3 (4T,)] int64 (frames breaking the grammar are
-    dropped and counted in the report; constrained decoding is a later issue).
+    ``codes``: [cb1 (T,), cb2 (2T,), cb3 (4T,)] int64. Unconstrained (default), frames
+    breaking the grammar are dropped and counted in the report — what the it-learns test
+    wants, since the model alone must get the grammar right. ``constrained=True`` masks
+    logits with :class:`helpers.generation.FrameGrammar`, so even an untrained model
+    yields decodable frames (the evaluation samples of the stage notebooks).
     """
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
     ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
+    kw = {}
+    if constrained:
+        from transformers import LogitsProcessorList
+
+        from .generation import FrameGrammar
+
+        v = model.get_output_embeddings().weight.shape[0]
+        kw["logits_processor"] = LogitsProcessorList(
+            [FrameGrammar(layout, v, prompt_length=ids.shape[1], max_frames=max_new_frames)])
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                          max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
-                         pad_token_id=layout.pad_id)
+                         pad_token_id=layout.pad_id, **kw)
     model.train(was_training)
     new = out[0, ids.shape[1]:].cpu().numpy()
     ends = np.flatnonzero(new == layout.audio_end_id)
@@ -512,7 +525,8 @@ class StageRecipe:
         """Held-out loss + one greedy sample (codes saved; decoded to a wav when a decoder is set)."""
         row = {"step": self.step, "eval_loss": self.eval_loss()}
         utt = (self.eval_utts or self.train_utts)[0]
-        codes, rep = generate_codes(self.model, self.layout, self.builder.prompt(utt), self.cfg.eval_max_new_frames)
+        codes, rep = generate_codes(self.model, self.layout, self.builder.prompt(utt), self.cfg.eval_max_new_frames,
+                                   constrained=True)
         sdir = self.stage_dir / SAMPLES_DIR
         sdir.mkdir(parents=True, exist_ok=True)
         stem = ckpt.step_dir_name(self.step)

@@ -251,6 +251,9 @@ def resolve_voice(spec, codec) -> Voice:
             if p.suffix.lower() == ".json":
                 return resolve_voice(VoiceProfile.load(p), codec)
             return Voice(profile=clone_voice(p, codec))
+        if p.suffix or os.sep in str(spec):  # meant as a file
+            raise FileNotFoundError(f"voice file not found: {p} (expected a reference clip or a saved voice "
+                                    f"profile .json; built-in voices: {', '.join(VOICES)})")
         raise ValueError(f"unknown voice {str(spec)!r}: not a built-in voice ({', '.join(VOICES)}) and no such "
                          f"file (a reference clip .wav/.flac/... or a saved voice profile .json)")
     if spec is None:

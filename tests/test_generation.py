@@ -47,18 +47,21 @@ def test_1000_random_samples_are_all_valid_frames(tiny):
     model, tok, layout = tiny
     prompts = [_prompt(tok, layout, "Hello there.", voice="male_us_01"),
                _prompt(tok, layout, "A somewhat longer sentence, to vary lengths.", emotion="happy")]
-    n_ok = 0
+    n_ok, ended = 0, 0
     cfg = SamplingConfig(temperature=1.5, top_p=1.0, top_k=0, repetition_penalty=1.0)  # widest distribution
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # every row hits the 5-frame length guard (random weights)
-        for start in range(0, 1000, 250):
-            res = generate_audio_tokens(model, layout, [prompts[i % 2] for i in range(250)],
-                                        seeds=list(range(start, start + 250)), max_frames=[5] * 250, sampling=cfg)
+        warnings.simplefilter("ignore")  # most rows hit the 5-frame length guard (random weights)
+        for start in range(0, 1000, 500):
+            res = generate_audio_tokens(model, layout, [prompts[i % 2] for i in range(500)],
+                                        seeds=list(range(start, start + 500)), max_frames=[5] * 500, sampling=cfg)
             for r in res:
                 codes = layout.tokens_to_codes(r.tokens, on_error="raise")  # raises on any violation
-                assert len(codes[0]) == r.n_frames == 5 and r.stop_reason == "length"
+                assert len(codes[0]) == r.n_frames and 1 <= r.n_frames <= 5
+                assert r.stop_reason == ("end" if r.n_frames < 5 else r.stop_reason)
+                ended += r.stop_reason == "end"
                 n_ok += 1
     assert n_ok == 1000
+    assert ended > 0  # <|audio_end|> was sampled too, and only ever at a frame boundary
 
 
 def test_audio_end_only_at_frame_boundary_and_not_before_min_frames(tiny):

@@ -206,12 +206,17 @@ def test_card_embeds_the_evaluation_table_verbatim(run, tmp_path):
     other = RunPaths(tmp_path / "run")
     shutil.copytree(paths.root, other.root)
     other.eval.mkdir()
-    rows = [{"metric": "WER", "value": 0.0421, "target": "<= 0.05", "met": "yes"},
-            {"metric": "PESQ", "value": 2.87, "target": ">= 3.5", "met": "no"}]
-    (other.eval / "report.json").write_text(json.dumps({"table": rows}))
+    # what helpers.evaluation.write_report writes: targets.csv (the table) + report.json (judges, test set)
+    (other.eval / "targets.csv").write_text("metric,Orpheus (3B),target,This model,pass\n"
+                                            "WER,3%,≤ 5.0%,4.2%,✅ pass\nPESQ,3.80,≥ 3.50,2.87,❌ fail\n")
+    (other.eval / "report.json").write_text(json.dumps({"summary": {"wer": 0.042}, "judges": {"asr": "tiny.en"},
+                                                        "testset": {"version": 3, "profile": "tiny", "n_items": 40}}))
     card = pb.build_model_card(other, repo_id="someone/x")
-    assert "| WER | 0.0421 | <= 0.05 | yes |" in card and "| PESQ | 2.87 | >= 3.5 | no |" in card
+    assert "| metric | Orpheus (3B) | target | This model | pass |" in card
+    assert "| WER | 3% | ≤ 5.0% | 4.2% | ✅ pass |" in card and "| PESQ | 3.80 | ≥ 3.50 | 2.87 | ❌ fail |" in card
+    assert "asr = `tiny.en`" in card and "40 items" in card
     assert "Not evaluated" not in card
+    assert str(other.eval / "report.json") in pb.where(other)
 
 
 def test_card_of_the_tiny_profile_and_unknown_base_models(run, tmp_path):
@@ -267,7 +272,9 @@ def test_dry_run_lists_every_file_with_sizes_and_total(run, capsys):
     assert all(name in text for name in listing) and "total" in text
     table = res.table()
     assert table["bytes"].iloc[-1] == sum(listing.values()) == res.total_bytes
-    assert pb.default_dry_run("tiny") and not pb.default_dry_run("colab")
+    assert pb.default_dry_run("tiny") and not pb.default_dry_run("colab") and pb.default_dry_run("colab", True)
+    assert not pb.default_dry_run("tiny", False)
+    assert str(paths.export) in pb.where(paths) and "demo audio" in pb.where(paths)
 
 
 def test_upload_creates_a_private_repo_and_sends_the_listing(run, capsys, caplog):
@@ -311,3 +318,15 @@ def test_missing_token_is_a_clear_error_and_keeps_the_export(run, monkeypatch, c
     assert _snapshot(paths.export) == before
     with pytest.raises(ValueError, match="owner/name"):
         pb.upload_export(paths.export, "no-slash", dry_run=True)
+
+
+def test_load_engine_from_the_export_caps_the_tiny_length_guard(run):
+    from helpers import demo
+
+    paths, _ = run
+    tts = demo.load_engine(paths.export, "tiny")
+    assert tts.length_guard.cap_seconds == demo.TINY_MAX_SECONDS and tts.sample_rate == 24000
+    wav = tts.generate("Hi.", speaker="male_us_01", seed=1)
+    assert 0 < wav.size <= (demo.TINY_MAX_SECONDS + 0.2) * tts.sample_rate
+    with pytest.raises(ValueError, match="max_seconds"):
+        demo.load_engine(paths.export, "colab", max_seconds=0)

@@ -23,13 +23,13 @@ runs_root = None  # None = the profile's default (Drive on Colab, ./runs locally
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
 stage = 4  # training stage: 2, 3 or 4 (the only difference between notebooks 04, 05 and 06)
-learning_rate = None  # None = the seed's LR for this stage (5e-5 / 1e-5 / 5e-6)
-max_steps = None  # None = the profile's default (colab: one epoch of the phase's data)
-grad_accum = None  # packed sequences per optimizer step; None = the profile's default
-save_every = None  # steps between checkpoints; None = the profile's default
+learning_rate = None  # None = the LR of seed §11 for this stage (5e-5 / 1e-5 / 5e-6)
+max_steps = None  # None = the profile default (colab: one epoch of the phase data)
+grad_accum = None  # packed sequences per optimizer step; None = the profile default
+save_every = None  # steps between checkpoints; None = the profile default
 eval_every = None  # steps between evaluations (held-out loss + a generated sample)
 keep_last = None  # complete checkpoints kept on Drive
-reference_prob = None  # chance that a non-built-in speaker's example carries a cloning reference (default 0.5)
+reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
 seed = None  # data order and reference choice; None = the default
 
 # %% [markdown]
@@ -57,7 +57,7 @@ from helpers import config, train
 cfg = config.stage_config(stage, S.profile, learning_rate=learning_rate, max_steps=max_steps, grad_accum=grad_accum,
                           save_every=save_every, eval_every=eval_every, keep_last=keep_last,
                           reference_prob=reference_prob, seed=seed)
-pd.DataFrame({"value": cfg.to_dict()})
+pd.DataFrame(cfg.rows())
 
 # %% [markdown]
 # ## The data of this stage's phase

@@ -1,0 +1,133 @@
+"""Inference benchmark: tokens/s, real-time factor (RTF) and time to first audio (TTFA).
+
+    python benchmarks/bench_inference.py --model tiny                # CPU, tiny LLaMA (CI-sized)
+    python benchmarks/bench_inference.py --model llama-3.2-3b        # GPU, Llama-3.2-3B architecture,
+                                                                      # random weights, no hub access
+
+Modes: ``eager`` (DynamicCache, plain forward) and, on CUDA, ``static`` (StaticCache +
+``torch.compile(mode="reduce-overhead")`` of the one-token decode step). Random weights
+never emit ``<|audio_end|>`` on purpose, so every run generates exactly ``--frames`` frames
+(the length guard ends it): tokens/s is measured on a fixed amount of work.
+
+Targets (issue 7, on an A100): >= 150 audio tokens/s at batch 1 (RTF <= 0.55; SNAC
+needs 82 tokens/s for real time), first audio <= 250 ms. Results are appended as one
+JSON line per mode to ``--out`` (default benchmarks/results/inference.jsonl) with the
+device name and date: record every GPU run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from helpers.generation import AudioDecoder, LengthGuard, SamplingConfig  # noqa: E402
+from helpers.inference import OptimumTTS  # noqa: E402
+from helpers.tokens import FRAME_SIZE  # noqa: E402
+
+# Llama-3.2-3B's config.json (meta-llama/Llama-3.2-3B), so the GPU numbers are for the real shape.
+LLAMA_32_3B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
+                   num_key_value_heads=8, max_position_embeddings=131072, rms_norm_eps=1e-5,
+                   tie_word_embeddings=True, head_dim=128)
+LLAMA_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
+              "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+TEXT = "Welcome to OptimumAI. This benchmark measures how fast speech tokens come out of the model."
+
+
+def build(model_name: str, device: torch.device, dtype):
+    from helpers.codec import SnacCodec
+    from helpers.models import build_tiny_tokenizer, extend_vocabulary, load_base
+    from helpers.profiles import RANDOM_SNAC_24KHZ, TINY_LLAMA
+
+    if model_name == "tiny":
+        model, tok = load_base(TINY_LLAMA)
+    else:  # the 3B architecture at random weights, with the tiny tokenizer (text ids do not matter here)
+        from transformers import LlamaConfig, LlamaForCausalLM
+        tok = build_tiny_tokenizer()
+        cfg = LlamaConfig(vocab_size=len(tok), rope_parameters=LLAMA_ROPE, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, **LLAMA_32_3B)
+        with torch.device(device):
+            model = LlamaForCausalLM(cfg).to(dtype)
+        model.config._attn_implementation = "sdpa"
+    model, tok, _, _ = extend_vocabulary(model, tok, strict=False, check_texts=["hello"])
+    model = model.to(device=device, dtype=dtype).eval()
+    codec = SnacCodec.load(RANDOM_SNAC_24KHZ, device=device)
+    return OptimumTTS(model, tok, codec, length_guard=LengthGuard(cap_seconds=1e9))
+
+
+def run_mode(tts: OptimumTTS, mode: str, frames: int, repeats: int) -> dict:
+    (job,) = tts.plan(TEXT, tts._voice("male_us_01"), None, 0)
+    step_fn = None
+    if mode == "static":
+        step_fn = torch.compile(tts.model.forward, mode="reduce-overhead", fullgraph=False)
+    fps = tts.codec.sample_rate / tts.codec.samples_per_frame
+    sync = torch.cuda.synchronize if tts.device.type == "cuda" else (lambda: None)
+    times, first = [], []
+    for r in range(repeats + 1):  # the first run warms up (and compiles)
+        dec = AudioDecoder(tts.model, tts.layout, [job["prompt"]], seeds=[r], max_frames=[frames],
+                           sampling=SamplingConfig(), loop_guard=None, frames_per_second=fps,
+                           static_cache=mode == "static", step_fn=step_fn)
+        sync()
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = dec.run()
+        sync()
+        if r:
+            times.append(time.perf_counter() - t0)
+            first.append(dec.first_frame_s)
+    codes = res[0].codes
+    t0 = time.perf_counter()
+    wav = tts.frame_decoder.decode(codes)
+    sync()
+    snac_s = time.perf_counter() - t0
+    # Streaming TTFA: call -> first audio piece (1 frame + lookahead, then SNAC on that window).
+    stream = tts.stream(TEXT, speaker="male_us_01", chunk_frames=4, first_chunk_frames=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        it = iter(stream)
+        next(it)
+    ttfa = stream.time_to_first_audio_s
+    gen_s = float(np.median(times))
+    tokens = frames * FRAME_SIZE
+    audio_s = len(wav) / tts.sample_rate
+    return dict(mode=mode, frames=frames, tokens=tokens, gen_seconds=round(gen_s, 4),
+                tokens_per_s=round(tokens / gen_s, 1), snac_decode_s=round(snac_s, 4),
+                rtf=round((gen_s + snac_s) / audio_s, 3), first_frame_s=round(float(np.median(first)), 4),
+                stream_ttfa_s=round(ttfa, 4), audio_seconds=round(audio_s, 2))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["tiny", "llama-3.2-3b"], default="tiny")
+    ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    ap.add_argument("--frames", type=int, default=64, help="frames per run (64 = 448 tokens = 5.5 s)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--modes", default=None, help="comma list of eager,static (default: eager; +static on CUDA)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "inference.jsonl"))
+    args = ap.parse_args(argv)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    modes = args.modes.split(",") if args.modes else (["eager", "static"] if device.type == "cuda" else ["eager"])
+    tts = build(args.model, device, dtype)
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for mode in modes:
+        row = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=card, model=args.model, dtype=str(dtype),
+                   torch=torch.__version__, **run_mode(tts, mode, args.frames, args.repeats))
+        print(json.dumps(row))
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

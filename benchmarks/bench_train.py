@@ -1,0 +1,263 @@
+"""Training-step benchmark: tokens/s, MFU and peak memory of the planner's configuration.
+
+No hub access needed: the model is Llama-3.2-3B's architecture built from its
+config with random weights and the extended (padded) vocabulary of the token
+contract. Each step trains on packed rows of random token ids whose position ids
+restart every ~1-3K tokens (like real packed TTS examples), with the memory
+techniques of :mod:`helpers.memory` chosen by :mod:`helpers.planner` for the
+``--plan-gpu`` (default: Colab's A100 40 GB) unless overridden.
+
+GPU (see benchmarks/README.md)::
+
+    python benchmarks/bench_train.py --model llama-3.2-3b --tokens-per-step 4096 8192 \
+        --steps 10 --memory-cap-gb 40 --record benchmarks/results.jsonl
+
+CPU smoke run (CI)::
+
+    python benchmarks/bench_train.py --model tiny --tokens-per-step 512 1024 --steps 2
+
+Prints one block per token budget and a final JSON line per budget (``BENCH {...}``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere without installing
+
+import torch  # noqa: E402
+
+from helpers import memory as mem  # noqa: E402
+from helpers import planner  # noqa: E402
+from helpers.tokens import TokenLayout  # noqa: E402
+
+LLAMA_3_2_3B_BASE_VOCAB = planner.LLAMA_3_2_3B.vocab  # 128,256 (meta-llama/Llama-3.2-3B config.json)
+
+
+def llama_config(name: str):
+    """LlamaConfig of ``name`` ("llama-3.2-3b" or "tiny") with the extended, padded vocabulary."""
+    from transformers import LlamaConfig
+
+    if name == "llama-3.2-3b":
+        s = planner.LLAMA_3_2_3B
+        vocab = TokenLayout(LLAMA_3_2_3B_BASE_VOCAB).padded_vocab_size()
+        return LlamaConfig(
+            vocab_size=vocab, hidden_size=s.hidden, num_hidden_layers=s.layers, num_attention_heads=s.heads,
+            num_key_value_heads=s.kv_heads, head_dim=s.head_dim, intermediate_size=s.intermediate,
+            max_position_embeddings=131_072, rms_norm_eps=1e-5, tie_word_embeddings=True,
+            # Llama 3.2's RoPE: theta 500k with the "llama3" frequency scaling of its config.json
+            rope_parameters={"rope_type": "llama3", "rope_theta": 500_000.0, "factor": 32.0,
+                             "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192},
+            use_cache=False)
+    if name == "tiny":
+        from helpers.models import TINY_BPE_VOCAB_SIZE, TINY_LLAMA_CONFIG
+
+        c = dict(TINY_LLAMA_CONFIG)
+        theta = c.pop("rope_theta")
+        return LlamaConfig(vocab_size=TokenLayout(TINY_BPE_VOCAB_SIZE).padded_vocab_size(),
+                           rope_parameters={"rope_type": "default", "rope_theta": theta}, use_cache=False, **c)
+    raise ValueError(f"unknown model {name!r}; expected 'llama-3.2-3b' or 'tiny'")
+
+
+def packed_batch(vocab: int, tokens: int, doc_range: tuple[int, int], generator: torch.Generator):
+    """(input_ids, labels, position_ids), each (1, tokens) int64; documents of doc_range tokens.
+
+    Positions restart at 0 per document; the first label of each document is -100
+    (as :func:`helpers.packing.collate` does). Returns also the document lengths.
+    """
+    lo, hi = doc_range
+    lens = []
+    while sum(lens) < tokens:
+        lens.append(int(torch.randint(lo, hi + 1, (1,), generator=generator)))
+    lens[-1] -= sum(lens) - tokens
+    ids = torch.randint(0, vocab, (1, tokens), generator=generator)
+    pos = torch.cat([torch.arange(n) for n in lens])[None]
+    labels = ids.clone()
+    labels[0, pos[0] == 0] = -100
+    return ids, labels, pos, lens
+
+
+def peak_tflops(device: torch.device) -> tuple[str, float | None, int | None]:
+    """(card name, dense bf16 peak TFLOP/s from the planner's table or None, total memory bytes)."""
+    if device.type != "cuda":
+        return f"CPU ({platform.processor() or platform.machine()})", None, None
+    name = torch.cuda.get_device_name(device)
+    total = torch.cuda.get_device_properties(device).total_memory
+    spec = planner.match_gpu(name, total)
+    return name, (None if spec.assumed_compute else spec.bf16_tflops), total
+
+
+def choose_settings(args, shape, tokens: int):
+    """The planner's TrainPlan for ``--plan-gpu`` at ``tokens``, then the command-line overrides."""
+    from dataclasses import replace
+
+    plan = planner.plan_for_gpu(shape, gpu=args.plan_gpu, tokens_per_step=tokens, grad_accum=args.grad_accum).train
+    if plan.zero_stage:
+        raise SystemExit(f"the planner chose DeepSpeed ZeRO-{plan.zero_stage} for {args.plan_gpu}; this benchmark "
+                         "measures single-GPU configurations (pass --checkpointing/--optimizer to pick one)")
+    s = mem.settings_for_plan(plan)
+    over = {}
+    if args.optimizer != "auto":
+        over["optimizer"] = args.optimizer
+        over["model_dtype"] = torch.float32 if args.optimizer in ("adamw_torch", "adamw_8bit") else torch.bfloat16
+        over["autocast"] = over["model_dtype"] == torch.float32
+    if args.checkpointing != "auto":
+        over["checkpointing"] = args.checkpointing
+    if args.ce_chunk is not None:
+        over["ce_chunk"] = args.ce_chunk
+    return plan, replace(s, **over)
+
+
+def run_budget(args, config, device, tokens: int) -> dict:
+    from transformers import LlamaForCausalLM
+
+    shape = planner.ModelShape.from_config(config)
+    plan, s = choose_settings(args, shape, tokens)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    dtype = s.model_dtype
+    attn = mem.choose_attention(device, torch.bfloat16, prefer=args.attention)
+    config._attn_implementation = attn
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype)
+    model.train()
+    layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every)
+    opt = mem.build_optimizer(model, s.optimizer, lr=5e-6, weight_decay=0.01, state_dtype=s.state_dtype)
+    gen = torch.Generator().manual_seed(1)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=s.autocast)
+    chunk = s.ce_chunk if s.ce_chunk > 0 else tokens
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        n_tok, docs = 0, []
+        for _ in range(args.grad_accum):
+            ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
+            ids, labels, pos = ids.to(device), labels.to(device), pos.to(device)
+            with autocast:
+                loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, chunk_size=chunk)
+            (loss / args.grad_accum).backward()
+            n_tok += tokens
+            docs += lens
+        opt.step()
+        return float(loss.detach()), n_tok, docs
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(args.warmup):
+        step()
+    sync()
+    t0 = time.perf_counter()
+    n_tokens, docs, last = 0, [], float("nan")
+    for _ in range(args.steps):
+        last, n, d = step()
+        n_tokens += n
+        docs += d
+    sync()
+    dt = time.perf_counter() - t0
+    tps = n_tokens / dt
+    card, peak, total = peak_tflops(device)
+    mean_span = sum(n * n for n in docs) / max(1, sum(docs))  # token-weighted attention span
+    flops_tok = planner.model_flops_per_token(shape, int(round(mean_span)))
+    mfu = tps * flops_tok / (peak * 1e12) if peak else None
+    if device.type == "cuda":
+        peak_mem = torch.cuda.max_memory_allocated(device)
+        mem_kind = "torch.cuda.max_memory_allocated"
+    else:
+        import resource
+
+        peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+        mem_kind = "process max RSS (CPU)"
+    pred_plan = replace_tokens(plan, mean_doc_tokens=max(1, int(round(mean_span))))
+    pred_mem = planner.estimate_memory(shape, pred_plan).peak
+    pred_gpu = args.plan_gpu if device.type != "cuda" else planner.match_gpu(card, total)
+    pred_tp = planner.estimate_throughput(shape, pred_plan, pred_gpu)
+    result = {
+        "date": _dt.date.today().isoformat(), "card": card, "model": args.model, "params": shape.param_count(),
+        "vocab": shape.vocab, "tokens_per_step": tokens, "grad_accum": args.grad_accum, "steps": args.steps,
+        "memory_cap_gb": args.memory_cap_gb if device.type == "cuda" else None,
+        "precision": "bf16-mixed (fp32 master, autocast)" if s.autocast else str(dtype).replace("torch.", ""),
+        "optimizer": s.optimizer, "state_dtype": str(s.state_dtype).replace("torch.", ""),
+        "checkpointing": s.checkpointing, "checkpointed_layers": len(layers), "ce_chunk": s.ce_chunk,
+        "attention": attn, "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
+        "tokens_per_s": round(tps, 1), "mfu": None if mfu is None else round(mfu, 4),
+        "model_flops_per_token": flops_tok, "peak_memory_gib": round(peak_mem / planner.GIB, 3),
+        "peak_memory_kind": mem_kind, "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
+        "planner_peak_gib": round(pred_mem / planner.GIB, 3),
+        "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
+        "torch": torch.__version__,
+    }
+    del model, opt
+    return result
+
+
+def replace_tokens(plan, **kw):
+    from dataclasses import replace
+
+    return replace(plan, **kw)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("llama-3.2-3b", "tiny"), default="llama-3.2-3b")
+    ap.add_argument("--tokens-per-step", type=int, nargs="+", default=[4096, 8192],
+                    help="packed tokens per micro-batch (each value is benchmarked in turn)")
+    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first (allocator, kernels)")
+    ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    ap.add_argument("--memory-cap-gb", type=float, default=40.0,
+                    help="cap this process's GPU memory (GB of 1e9 bytes) to stand for a smaller card; 0 = no cap")
+    ap.add_argument("--plan-gpu", default="A100-40GB", help="GPU the planner chooses the configuration for")
+    ap.add_argument("--optimizer", default="auto", choices=("auto",) + mem.OPTIMIZER_KINDS)
+    ap.add_argument("--checkpointing", default="auto", choices=("auto",) + mem.CHECKPOINTING_MODES)
+    ap.add_argument("--ce-chunk", type=int, default=None, help="tokens per CE chunk (0 = all at once)")
+    ap.add_argument("--attention", default="auto", choices=("auto", "sdpa", "flash_attention_2"))
+    ap.add_argument("--doc-tokens", type=int, nargs=2, default=[1024, 3072], metavar=("MIN", "MAX"),
+                    help="packed document lengths (position ids restart per document)")
+    ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    ap.add_argument("--record", default=None, help="append each result as a JSON line to this file")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.model == "tiny" and args.doc_tokens == [1024, 3072]:
+        args.doc_tokens = [64, 256]  # the tiny model's budgets are small too
+    if min(args.doc_tokens) < 2 or args.doc_tokens[0] > args.doc_tokens[1]:
+        ap.error("--doc-tokens MIN MAX needs 2 <= MIN <= MAX")
+    if device.type == "cuda" and args.memory_cap_gb > 0:
+        total = torch.cuda.get_device_properties(device).total_memory
+        frac = min(1.0, args.memory_cap_gb * 1e9 / total)
+        torch.cuda.set_per_process_memory_fraction(frac, device)
+        print(f"GPU memory capped to {args.memory_cap_gb:g} GB ({frac:.3f} of {total / 1e9:.1f} GB)")
+    config = llama_config(args.model)
+    results = []
+    for tokens in args.tokens_per_step:
+        try:
+            r = run_budget(args, config, device, tokens)
+        except torch.OutOfMemoryError as e:
+            r = {"date": _dt.date.today().isoformat(), "card": peak_tflops(device)[0], "model": args.model,
+                 "tokens_per_step": tokens, "memory_cap_gb": args.memory_cap_gb, "error": f"OOM: {str(e)[:200]}"}
+        results.append(r)
+        print(f"\n== {args.model}, {tokens} tokens/step on {r['card']}")
+        for k, v in r.items():
+            print(f"  {k:24s} {v}")
+        print("BENCH " + json.dumps(r, sort_keys=True))
+        if args.record:
+            with open(args.record, "a") as f:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

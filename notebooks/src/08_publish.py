@@ -1,0 +1,113 @@
+# %% [markdown]
+# # 08 · Publish — export, model card, demo, upload
+#
+# The finished model leaves the run directory here. First it is **exported**: the last
+# stage's weights as safetensors, the tokenizer with every audio, speaker and emotion
+# token, a generation config that stops at `<|audio_end|>`, and `optimum_tts.json`, the
+# small file that tells `OptimumTTS.from_pretrained` which codec to use and documents the
+# token contract. Nothing else travels: no optimizer states, no Drive paths, no token.
+#
+# Then we **listen** to a few samples, write the **model card** from the run's own records
+# (base model and licence, datasets, the stages that ran, the evaluation table of 07,
+# voices, emotions, responsible use), **try the model** in a small widget app, and finally
+# **upload** the folder to the Hugging Face Hub — private by default. In the `tiny`
+# profile the upload is a dry run that shows exactly what would be sent.
+
+# %% tags=["parameters"]
+profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
+run_name = "optimumllm-audio-v1"  # folder under the profile's runs root; every notebook of a run uses the same
+runs_root = None  # None = the profile's default (Drive on Colab, ./runs locally)
+REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
+PROJECT_DIR = "/content/optimumllm-audio"
+repo_id = "optimumai/OptimumLLM-Audio-1.0"  # Hub repo to create: <your username or organisation>/<model name>
+private = True  # create the repo private; make it public on the Hub once you have checked it
+dry_run = None  # None = dry run in the tiny profile (nothing leaves the machine), a real upload in colab
+export_stage = None  # None = the newest finished stage (4, else 3, 2, 1)
+export_dtype = "bfloat16"  # weights dtype on the Hub (bf16 halves the 3B model to ~6.4 GB)
+sample_text = "Welcome to OptimumAI. This is a text to speech model."  # what the sample clips say
+sample_items = [("male_us_01", "neutral"), ("female_uk_01", "happy")]  # (voice, emotion) of each sample clip
+demo_max_seconds = None  # cap on audio per generated chunk; None = 40 s on colab, 1 s in tiny (untrained model)
+
+# %% [markdown]
+# ## Setup
+
+# %%
+# Colab: fetch the project and install what Colab lacks (requirements.txt never touches torch, numpy or ipywidgets).
+import os, subprocess, sys
+if "google.colab" in sys.modules and not os.path.isdir(PROJECT_DIR):
+    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, PROJECT_DIR], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{PROJECT_DIR}/requirements.txt"], check=True)
+sys.path.insert(0, PROJECT_DIR if "google.colab" in sys.modules else os.path.abspath(".."))
+from helpers import session
+S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
+print(S); print(session.device_summary())
+
+# %% [markdown]
+# ## 1 · Export
+# The newest finished stage is loaded (its checksums verified), cast to the Hub dtype and
+# saved with the tokenizer, the generation config and `optimum_tts.json`. The folder is
+# checked (allowed files only, every contract token at its id, no private path or token)
+# before it replaces the previous export. Rerunning with unchanged weights skips this.
+
+# %%
+from IPython.display import Audio, Markdown, display
+import pandas as pd
+from helpers import demo, publish
+
+exported = publish.export_model(S.paths, base_model=S.profile.base_model, codec_model=S.profile.snac_model,
+                                stage=export_stage, dtype=export_dtype)
+print(exported)
+exported.table()
+
+# %% [markdown]
+# Anyone can load the export with plain `transformers`; this loads it the way a user
+# would and runs one forward pass over a prompt.
+
+# %%
+pd.Series(publish.verify_export(S.paths.export, S.paths), name="export check").to_frame()
+
+# %% [markdown]
+# ## 2 · Listen
+# The engine is loaded from the export itself — the same files the Hub will serve. The
+# sample clips are saved in `export/samples/` and published with the model.
+
+# %%
+tts = demo.load_engine(S.paths.export, S.profile.name, demo_max_seconds)
+samples = demo.render_samples(tts, S.paths.export / publish.SAMPLES_DIR, sample_items, sample_text)
+display(samples)
+Audio(samples.loc[0, "file"])
+
+# %% [markdown]
+# ## 3 · Model card
+# Written only from the run's records. Where a record is missing the card says so (for
+# example "Not evaluated" when 07 has not run); it never invents a number.
+
+# %%
+card = publish.write_model_card(S.paths, repo_id=repo_id, repo_url=REPO_URL)
+Markdown(card.read_text())
+
+# %% [markdown]
+# ## 4 · Try it
+# Type a text, pick a voice and an emotion, press **Generate**. To clone a voice choose
+# "clone", upload a 10–30 s clip (Colab uploads must be under 1 MB — for longer clips
+# paste a path on Drive) and, if you like, save it as a profile for later. Only clone
+# voices whose owners agreed. The **Dialogue** tab renders a two-speaker script.
+
+# %%
+app = demo.build_demo(tts, voices_dir=demo.voices_dir(S.paths))
+app.widget
+
+# %% [markdown]
+# ## 5 · Publish
+# The token comes from the Colab secret `HF_TOKEN` (or the `HF_TOKEN` environment
+# variable) and is never printed. A dry run lists every file and its size; a real run
+# creates the repo (private unless `private = False`) and uploads the export. If it
+# fails, the export stays as it is: fix the cause and rerun this cell.
+
+# %%
+result = publish.upload_export(S.paths.export, repo_id, private=private,
+                               dry_run=publish.default_dry_run(S.profile.name, dry_run))
+print(result)
+
+# %%
+print(publish.where(S.paths))

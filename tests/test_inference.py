@@ -1,0 +1,259 @@
+"""OptimumTTS end to end on CPU: a tiny LLaMA trained in the test, random-weight SNAC."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from helpers.generation import LengthGuard
+from helpers.inference import STREAM_TOLERANCE, FrameDecoder, Joiner, OptimumTTS, StreamDecoder
+from helpers.text import UnknownTagError
+from helpers.tokens import VOICES
+from helpers.voices import ReferenceAudioError, Voice, VoiceProfile, prepare_reference
+
+torch.set_num_threads(1)
+
+# (text, voice, emotion): already-normalized text, so the frontend leaves it as trained
+UTTERANCES = [("hello world", "male_us_01", "neutral"), ("good morning", "female_uk_01", "neutral"),
+              ("thank you", "male_us_01", "happy")]
+N_FRAMES = 8
+
+
+def _extended(seed=0):
+    from helpers.models import extend_vocabulary, load_base
+    from helpers.profiles import TINY_LLAMA
+
+    model, tok = load_base(TINY_LLAMA)
+    model, tok, _, _ = extend_vocabulary(model, tok, seed=seed)
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def random_tts(snac_random):
+    """Random-weight tiny model; a short length guard keeps decoding cheap."""
+    model, tok = _extended()
+    return OptimumTTS(model, tok, snac_random, length_guard=LengthGuard(base_seconds=0.3, chars_per_second=60))
+
+
+@pytest.fixture(scope="module")
+def trained(snac_random):
+    """A tiny model that memorised UTTERANCES (random codes), trained with a minimal loop
+    on exactly the prompts OptimumTTS builds (~300 AdamW steps at lr 3e-3)."""
+    model, tok = _extended()
+    tts = OptimumTTS(model, tok, snac_random)
+    rng = np.random.default_rng(0)
+    data = []
+    for text, voice, emo in UTTERANCES:
+        codes = [rng.integers(0, 4096, N_FRAMES * k) for k in (1, 2, 4)]
+        (job,) = tts.plan(text, Voice(builtin=voice), emo)
+        audio = tts.layout.codes_to_tokens(codes).tolist() + [tts.layout.audio_end_id]
+        ids = torch.tensor([job["prompt"] + audio])
+        labels = ids.clone()
+        labels[0, :len(job["prompt"])] = -100
+        data.append((ids, labels, codes))
+    torch.manual_seed(0)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        opt.zero_grad()
+        loss = sum(model(input_ids=i, labels=y).loss for i, y, _ in data) / len(data)
+        loss.backward()
+        opt.step()
+    model.eval()
+    return tts, [d[2] for d in data], float(loss)
+
+
+def _speechy(seconds, sr=24000, seed=0):
+    """Noise with a syllable-like envelope and short pauses (loudness and trimming work on it)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    env = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None) ** 2
+    return (0.3 * env * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- learning + loading
+def test_greedy_reproduces_trained_utterances(trained):
+    tts, codes, loss = trained
+    assert loss < 0.05
+    for (text, voice, emo), want in zip(UTTERANCES, codes):
+        res = tts.generate(text, speaker=voice, emotion=emo, temperature=0, return_result=True)
+        (chunk,) = res.chunks
+        assert chunk.stop_reason == "end"
+        for got, w in zip(chunk.codes, want):
+            np.testing.assert_array_equal(got, w)
+        np.testing.assert_allclose(res.audio, tts.frame_decoder.decode(want), atol=0)
+        assert res.audio.shape == (N_FRAMES * tts.codec.samples_per_frame,)
+
+
+def test_saved_stage_loads_from_run_dir_and_plain_transformers(trained, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers.models import save_stage
+    from helpers.profiles import RANDOM_SNAC_24KHZ, RunPaths
+    from helpers.train import final_model_dir
+
+    tts, codes, _ = trained
+    run = RunPaths(tmp_path / "run")
+    folder = save_stage(tts.model, tts.tokenizer, final_model_dir(run, 4))
+    loaded = OptimumTTS.from_pretrained(run.root, snac=RANDOM_SNAC_24KHZ, device="cpu")
+    assert loaded.model.dtype == torch.float32
+    text, voice, emo = UTTERANCES[1]
+    res = loaded.generate(text, speaker=voice, emotion=emo, temperature=0, return_result=True)
+    np.testing.assert_array_equal(res.chunks[0].codes[2], codes[1][2])
+    # a plain transformers load of the same folder works too
+    m = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = torch.tensor([tts.plan(text, Voice(builtin=voice), emo)[0]["prompt"]])
+    with torch.no_grad():
+        np.testing.assert_allclose(m(ids).logits.numpy(), tts.model(ids).logits.numpy(), atol=1e-5)
+    assert tok.convert_tokens_to_ids("<|audio_end|>") == tts.layout.audio_end_id
+    (tmp_path / "not_a_run").mkdir()
+    with pytest.raises(FileNotFoundError, match="finished stage"):
+        OptimumTTS.from_pretrained(tmp_path / "not_a_run", snac=RANDOM_SNAC_24KHZ, device="cpu")
+
+
+def test_dialogue_order_voices_and_pause(trained):
+    tts, codes, _ = trained
+    script = [("host", "hello world"), ("guest", "good morning"), ("host", "thank you", "happy")]
+    res = tts.generate_dialogue(script, host="male_us_01", guest="female_uk_01", pause_s=0.25, temperature=0)
+    assert [(t.speaker, t.voice, t.text) for t in res.turns] == [
+        ("host", "male_us_01", "hello world"), ("guest", "female_uk_01", "good morning"),
+        ("host", "male_us_01", "thank you")]
+    pause = round(0.25 * tts.sample_rate)
+    for turn, want in zip(res.turns, codes):  # each turn is the memorised utterance of its voice, in order
+        np.testing.assert_array_equal(turn.audio, tts.frame_decoder.decode(want))
+        np.testing.assert_array_equal(res.audio[turn.start:turn.end], turn.audio)
+    assert res.turns[1].start - res.turns[0].end == pause and res.turns[2].start - res.turns[1].end == pause
+    assert np.all(res.audio[res.turns[0].end:res.turns[1].start] == 0)
+    assert len(np.asarray(res)) == res.turns[-1].end
+    with pytest.raises(ValueError, match="no voice for speaker"):
+        tts.generate_dialogue(script, host="male_us_01")
+
+
+# ----------------------------------------------------------------------------- stream / batch
+def test_stream_equals_generate(random_tts):
+    text = "Hello there. [happy] How are you today?"  # two chunks (two emotions) joined with a crossfade
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights: length guard
+        full = random_tts.generate(text, seed=7, return_result=True)
+        stream = random_tts.stream(text, seed=7, chunk_frames=2, first_chunk_frames=1)
+        pieces = list(stream)
+    assert len(full.chunks) == 2 and len(pieces) > 3
+    streamed = np.concatenate(pieces)
+    assert streamed.shape == full.audio.shape
+    assert np.abs(streamed - full.audio).max() <= STREAM_TOLERANCE
+    assert stream.time_to_first_audio_s is not None and stream.time_to_first_audio_s < stream.seconds
+    assert [c.codes[0].tolist() for c in stream.chunks] == [c.codes[0].tolist() for c in full.chunks]
+
+
+def test_stream_decoder_matches_full_decode(snac_random):
+    fd = FrameDecoder(snac_random, seed=3)
+    rng = np.random.default_rng(1)
+    T = 9
+    codes = [rng.integers(0, 4096, T * k) for k in (1, 2, 4)]
+    full = fd.decode(codes)
+    sd = StreamDecoder(fd, chunk_frames=2, first_chunk_frames=1)
+    out = [sd.push([c[f * k:(f + 1) * k] for c, k in zip(codes, (1, 2, 4))]) for f in range(T)] + [sd.flush()]
+    assert np.abs(np.concatenate(out) - full).max() <= STREAM_TOLERANCE
+    np.testing.assert_array_equal(fd.decode(codes), full)  # deterministic
+    assert np.abs(FrameDecoder(snac_random, seed=4).decode(codes) - full).max() > 1e-4  # the noise is seeded
+
+
+def test_joiner_streamed_equals_whole():
+    rng = np.random.default_rng(0)
+    pieces = [rng.standard_normal(n).astype(np.float32) for n in (500, 30, 800)]
+    for xf, gap in ((100, 0), (0, 50)):
+        whole = Joiner(xf, gap)
+        a = []
+        for p in pieces:
+            a += [whole.start_piece(), whole.add(p), whole.end_piece()]
+        a.append(whole.finish())
+        bits = Joiner(xf, gap)
+        b = []
+        for p in pieces:
+            b.append(bits.start_piece())
+            b += [bits.add(p[i:i + 7]) for i in range(0, len(p), 7)]
+            b.append(bits.end_piece())
+        b.append(bits.finish())
+        np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
+        # xf: the 30-sample piece is all crossfade, so the next boundary has no tail left to fade
+        assert len(np.concatenate(a)) == sum(map(len, pieces)) - (30 if xf else -2 * gap)
+
+
+def test_batch_equals_one_by_one(random_tts):
+    texts = ["First text.", "A second, longer text to pad.", "Third."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = random_tts.generate(texts, seed=5, speaker="female_us_02")
+        single = [random_tts.generate(t, seed=5, speaker="female_us_02") for t in texts]
+    for b, s in zip(batch, single):
+        np.testing.assert_array_equal(b, s)
+
+
+# ----------------------------------------------------------------------------- voices + bad input
+def test_default_voice_and_save(random_tts, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = random_tts.generate("Hi.", seed=1)
+        b = random_tts.generate("Hi.", seed=1, speaker=VOICES[0])
+    np.testing.assert_array_equal(a, b)
+    path = random_tts.save(a, tmp_path / "out.wav")
+    data, sr = sf.read(path)
+    assert sr == 24000 and len(data) == len(a)
+
+
+def test_clone_profile_roundtrip(random_tts, tmp_path):
+    ref = (np.stack([_speechy(2.5, 16000)] * 2, axis=1), 16000)  # stereo at 16 kHz
+    with pytest.warns(UserWarning, match="only 2.5 s"):
+        prof = random_tts.clone_voice(ref, name="me")
+    path = prof.save(tmp_path / "me.json")
+    back = VoiceProfile.load(path)
+    for x, y in zip(back.codes, prof.codes):
+        np.testing.assert_array_equal(x, y)
+    assert back.codec == random_tts.codec.name and json.loads(path.read_text())["name"] == "me"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from_profile = random_tts.generate("Hi.", speaker=str(path), seed=2, return_result=True)
+        from_audio = random_tts.generate("Hi.", audio_prompt=ref, seed=2, return_result=True)
+    np.testing.assert_array_equal(from_profile.audio, from_audio.audio)
+    assert from_profile.voice == "me"
+    (tmp_path / "bad.json").write_text('{"kind": "something else"}')
+    with pytest.raises(ValueError, match="not a voice profile"):
+        VoiceProfile.load(tmp_path / "bad.json")
+
+
+def test_reference_rules():
+    sr = 24000
+    with pytest.raises(ReferenceAudioError, match="silent"):
+        prepare_reference(np.zeros(sr * 6, np.float32))
+    short = np.concatenate([np.zeros(sr * 2), _speechy(0.4), np.zeros(sr * 2)]).astype(np.float32)
+    with pytest.raises(ReferenceAudioError, match="at least 1 s"):
+        prepare_reference(short)
+    with pytest.warns(UserWarning, match="first 30 s"):
+        long = prepare_reference((_speechy(32.0, 16000), 16000))
+    assert long.seconds == 30.0 and len(long.wav) == 30 * sr and long.cut_seconds > 1.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 12 s: no warning
+        ok = prepare_reference(_speechy(12.0))
+    assert abs(ok.loudness_lufs - (-23.0)) <= 1.0 and np.abs(ok.wav).max() <= 10 ** (-1 / 20) + 1e-4
+    with pytest.raises(ReferenceAudioError, match="float"):
+        prepare_reference(np.ones(sr * 6, dtype=np.int16))
+
+
+def test_bad_inputs_name_the_valid_choices(random_tts, tmp_path):
+    with pytest.raises(ValueError, match="valid emotions: neutral"):
+        random_tts.generate("Hi.", emotion="joyful")
+    with pytest.raises(ValueError, match="male_us_01"):
+        random_tts.generate("Hi.", speaker="bob")
+    with pytest.raises(ValueError, match="not both"):
+        random_tts.generate("Hi.", speaker="male_us_01", audio_prompt=_speechy(6.0))
+    with pytest.raises(UnknownTagError, match="valid emotion tags"):
+        random_tts.generate("[joyful] Hi.")
+    with pytest.raises(ValueError, match="empty"):
+        random_tts.generate("   ")
+    with pytest.raises(FileNotFoundError):
+        random_tts.generate("Hi.", audio_prompt=str(tmp_path / "missing.wav"))
+    with pytest.raises(ValueError, match="seeds"):
+        random_tts.generate_batch(["a", "b"], seed=[1])
