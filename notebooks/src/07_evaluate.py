@@ -35,6 +35,8 @@ mos_model = None  # None = the profile's MOS predictor ("utmos" on Colab, "dnsmo
 seed = 1234  # base sampling seed; item i uses seed + crc32(item id), so reruns give the same audio
 ttfa_items = 3  # items whose time to first audio is measured with streaming
 listening_rows = 16  # clips shown in the listening table (all are saved in eval/clips)
+max_audio_seconds = None  # cap on each clip (None = the engine's guard: 3 s + 1 s per 5 characters, at most 40 s)
+tiny_max_audio_seconds = 2.0  # the tiny profile's toy model rarely says <|audio_end|>: its clips stop here
 
 # %% [markdown]
 # ## Setup
@@ -88,12 +90,16 @@ Audio(first.wav, rate=first.sample_rate)
 # ## The judges and the model
 #
 # Judge models come from the profile; the model is the final weights of stage `stage`.
+# A clip that hits the length cap is scored as it is (a model that cannot stop is a finding).
 
 # %%
+from helpers.generation import LengthGuard
 from helpers.inference import OptimumTTS
 from helpers.train import final_model_dir
 judges = ev.load_judges(S.profile, asr=asr_model, speaker=speaker_model, mos=mos_model)
-tts = OptimumTTS.from_pretrained(final_model_dir(S.paths, stage), snac=S.profile.snac_model)
+cap = max_audio_seconds or (tiny_max_audio_seconds if S.profile.name == "tiny" else None)
+guard = LengthGuard(cap_seconds=cap) if cap else LengthGuard()
+tts = OptimumTTS.from_pretrained(final_model_dir(S.paths, stage), snac=S.profile.snac_model, length_guard=guard)
 judges.names()
 
 # %% [markdown]
