@@ -53,6 +53,7 @@ from . import audio
 REASONS: dict[str, str] = {
     "catalog": "the dataset catalog rejected the row (reason in `detail`)",
     "missing_transcript": "transcript missing or empty after text normalization",
+    "transcript_tags": "transcript holds an unknown [tag] or an inline emotion tag (helpers.text refuses it)",
     "missing_audio": "the row has no audio bytes and no readable path",
     "empty_audio": "zero-length audio (0 bytes or 0 samples)",
     "decode_error": "corrupt or unreadable audio (not WAV/FLAC/OGG/MP3 soundfile can decode)",
@@ -411,7 +412,13 @@ def _normalized_text(raw_text, accent) -> str:
 
     if raw_text is None or not str(raw_text).strip():
         raise Reject("missing_transcript", "transcript is missing" if raw_text is None else "transcript is empty")
-    text = normalize_transcript(str(raw_text), accent)
+    # The frontend speaks US or UK English; corpora tagged "other" (Irish, Canadian, EmoV-DB, MLS …)
+    # get US number/date reading, the closer default for non-British North-Atlantic speech.
+    spoken_accent = "uk" if accent == "uk" else "us"
+    try:
+        text = normalize_transcript(str(raw_text), spoken_accent)
+    except ValueError as e:  # unknown [tag] or an inline emotion tag inside a transcript
+        raise Reject("transcript_tags", f"{type(e).__name__}: {e}"[:300]) from None
     if not text or not text.strip():
         raise Reject("missing_transcript", f"normalizes to an empty string: {str(raw_text)[:80]!r}")
     return text

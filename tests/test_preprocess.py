@@ -32,8 +32,8 @@ def encode(wav, sr, fmt="WAV", subtype="PCM_16"):
     return buf.getvalue()
 
 
-def row(audio_field, text="Hello there, this is a test.", uid="t:1"):
-    return {"audio": audio_field, "text": text, "speaker": "t:s1", "accent": "us", "gender": "male",
+def row(audio_field, text="Hello there, this is a test.", uid="t:1", accent="us"):
+    return {"audio": audio_field, "text": text, "speaker": "t:s1", "accent": accent, "gender": "male",
             "emotion": "neutral", "utterance_id": uid, "dataset": "t"}
 
 
@@ -229,6 +229,21 @@ def test_transcript_is_normalized(speech):
     rec, p = pp.preprocess_row(row({"bytes": encode(speech, SR), "path": "x.wav"}, text="It costs $5 on Jan 3rd."))
     assert rec["text"] == normalize_transcript("It costs $5 on Jan 3rd.", "us")
     assert rec["raw_text"] == "It costs $5 on Jan 3rd."
+
+
+def test_other_accent_reads_numbers_the_us_way_and_uk_the_uk_way(speech):
+    from helpers.text import normalize_transcript
+
+    audio = {"bytes": encode(speech, SR), "path": "x.wav"}
+    rec, _ = pp.preprocess_row(row(audio, text="It took 105 days.", accent="other"))
+    assert rec["text"] == normalize_transcript("It took 105 days.", "us")
+    rec, _ = pp.preprocess_row(row(audio, text="It took 105 days.", accent="uk"))
+    assert "hundred and five" in rec["text"]
+
+
+def test_transcript_with_unknown_tag_is_rejected_with_reason(speech):
+    rec, p = pp.preprocess_row(row({"bytes": encode(speech, SR), "path": "x.wav"}, text="Well [inaudible] yes."))
+    assert p is None and rec["reason"] == "transcript_tags" and "inaudible" in rec["detail"]
 
 
 # ----------------------------------------------------------------------------- a whole run
