@@ -13,3 +13,6 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch==2.13.0 sits in the same file as everything that depends on it, so pip never pulls a CUDA build.
 .venv/bin/python -m pip install -q -r requirements-ci.txt
+# resemblyzer (offline speaker-similarity stand-in) declares webrtcvad, which needs a compiler;
+# webrtcvad-wheels (above) provides the same module, so install it without its declared deps.
+.venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
