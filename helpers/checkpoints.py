@@ -132,10 +132,12 @@ def read_info(folder: str | os.PathLike) -> dict:
     return json.loads((Path(folder) / STATE_FILE).read_text())
 
 
-def load(folder: str | os.PathLike, map_location="cpu") -> tuple[dict, dict, dict]:
-    """(model_state, trainer_state, info) of a verified checkpoint; raises CheckpointError otherwise."""
+def load(folder: str | os.PathLike, map_location="cpu", hashes: bool = True) -> tuple[dict, dict, dict]:
+    """(model_state, trainer_state, info) of a verified checkpoint; raises CheckpointError otherwise.
+
+    ``hashes=False`` checks sizes only (for a folder :func:`find_resume_path` just hashed)."""
     folder = Path(folder)
-    why = verify(folder)
+    why = verify(folder, hashes=hashes)
     if why is not None:
         raise CheckpointError(f"checkpoint {folder} cannot be loaded: {why}")
     info = read_info(folder)
@@ -157,7 +159,9 @@ def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_l
     if verify(local_folder, hashes=False) is not None:
         raise CheckpointError(f"refusing to publish incomplete local checkpoint {local_folder}")
     dest = copy_into_run(local_folder, ckpt_dir / local_folder.name)
-    why = verify(dest)
+    # Sizes only: re-reading tens of GB back from Drive to hash them would cost minutes per save;
+    # full hashes are checked when a run resumes (find_resume_path).
+    why = verify(dest, hashes=False)
     if why is not None:
         raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
     prune(ckpt_dir, keep_last)

@@ -366,10 +366,13 @@ class StageRecipe:
         if not marker.is_file():
             return False
         meta = json.loads(marker.read_text()).get("metadata", {})
-        if meta.get("fingerprint") != self.fingerprint or self.cfg.resume_conflicts(meta.get("config", {})):
+        changed = self.cfg.resume_conflicts(meta.get("config", {}))
+        if meta.get("fingerprint") != self.fingerprint:
+            changed.append("training data (utterances, codes, texts or voice assignment)")
+        if changed:
             raise ResumeError(
-                f"{marker.parent} holds a finished stage {self.cfg.stage} trained with another config or data. "
-                f"Use a new run_name, or delete {self.stage_dir} to retrain this stage.")
+                f"{marker.parent} holds a finished stage {self.cfg.stage} trained with another config or data:\n  "
+                + "\n  ".join(changed) + f"\nUse a new run_name, or delete {self.stage_dir} to retrain this stage.")
         self.step = int(meta.get("step", self.total_steps))
         self.log(f"stage {self.cfg.stage} already finished ({self.step} steps): nothing to train")
         return True
@@ -381,7 +384,7 @@ class StageRecipe:
                 self.metrics.truncate_after(0)
                 self.evals.truncate_after(0)
             return
-        model_state, tstate, info = ckpt.load(path)
+        model_state, tstate, info = ckpt.load(path, hashes=False)  # find_resume_path hashed it
         conflicts = self.cfg.resume_conflicts(info["config"])
         if conflicts:
             raise ResumeError(
