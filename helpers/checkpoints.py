@@ -16,7 +16,6 @@ The newest ``keep_last`` complete checkpoints are kept.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from .models import sha256_file
 from .session import copy_into_run
 
 MANIFEST = "manifest.json"
@@ -43,14 +43,6 @@ class CheckpointError(RuntimeError):
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:08d}"
-
-
-def _sha256(path: Path, bufsize: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, data) -> None:
@@ -72,7 +64,7 @@ def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dic
     torch.save(model_state, folder / MODEL_FILE)
     torch.save(trainer_state, folder / TRAINER_FILE)
     _write_json(folder / STATE_FILE, {"format": FORMAT, **info})
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(folder.iterdir()) if p.is_file()}
     _write_json(folder / MANIFEST, {"format": FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                     "step": info.get("step"), "files": files})
@@ -99,7 +91,7 @@ def verify(folder: str | os.PathLike, hashes: bool = True) -> str | None:
             return f"{name} missing"
         if p.stat().st_size != meta["bytes"]:
             return f"{name} has {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated copy)"
-        if hashes and _sha256(p) != meta["sha256"]:
+        if hashes and sha256_file(p) != meta["sha256"]:
             return f"{name} does not match its SHA-256 in the manifest (corrupt copy)"
     return None
 

@@ -54,7 +54,7 @@ from helpers.profiles import RANDOM_SNAC_24KHZ
 # builds with random weights (same shapes, same time grid, 19.8 M parameters).
 SNAC_24KHZ_CONFIG: dict = dict(
     sampling_rate=24000, encoder_dim=48, encoder_rates=[2, 4, 8, 8], decoder_dim=1024,
-    decoder_rates=[8, 8, 4, 2], attn_window_size=None, codebook_size=4096, codebook_dim=8,
+    decoder_rates=[8, 8, 4, 2], attn_window_size=None, codebook_size=tk.CODEBOOK_SIZE, codebook_dim=8,
     vq_strides=[4, 2, 1], noise=True, depthwise=True,
 )
 RANDOM_SEED = 0  # fixed seed of the random-weight model: same weights on every machine
@@ -73,6 +73,40 @@ def _seeded(seed: int):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def calibration_signal(seconds: float = 4.0, sr: int = 24000, seed: int = 0) -> np.ndarray:
+    """A fixed synthetic, speech-like signal (float32, ``sr`` Hz): a harmonic tone whose pitch
+    glides between 20 and 200 Hz under a syllable-rate envelope, plus bursts of noise.
+    Used only to centre the random-weight codec's quantizers (see :func:`center_quantizers`)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    f0 = 110 + 90 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    sig = sum(np.sin(k * phase) / k for k in range(1, 20)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    sig = sig + rng.standard_normal(n) * 0.3 * (np.sin(2 * np.pi * 1.3 * t) > 0.5)
+    return (0.3 * sig / np.abs(sig).max()).astype(np.float32)
+
+
+@torch.no_grad()
+def center_quantizers(model, signal: np.ndarray) -> None:
+    """Shift each quantizer's input-projection bias so its projections of ``signal`` have zero mean.
+
+    Why: with random weights the encoder's output is dominated by a constant offset, so
+    after the quantizer's L2 normalisation every frame points the same way and a clip
+    uses only 2–10 distinct codes — codes that say nothing about the audio. Centring the
+    8-dim projections (residual stage by residual stage, as the quantizer runs) makes the
+    codes follow the signal (≈30–40 distinct CB1 codes in a 3 s clip). The weights stay
+    random; nothing is learned from speech. Only the ``tiny`` profile's codec does this.
+    """
+    x = model.preprocess(torch.from_numpy(signal)[None, None])
+    residual = model.encoder(x)
+    for q in model.quantizer.quantizers:
+        z = torch.nn.functional.avg_pool1d(residual, q.stride, q.stride) if q.stride > 1 else residual
+        q.in_proj.bias -= q.in_proj(z).mean(dim=(0, 2))
+        z_q, _ = q(residual)
+        residual = residual - z_q
 
 
 def encoder_reach(encoder: torch.nn.Module) -> tuple[int, int]:
@@ -131,6 +165,8 @@ class SnacCodec:
           :meth:`save_pretrained` or the hub repo).
         * ``RANDOM_SNAC_24KHZ``: the 24 kHz architecture with weights from torch
           seed :data:`RANDOM_SEED`, built offline; the caller's RNG state is untouched.
+          Its quantizers are centred on a fixed synthetic signal (:func:`center_quantizers`)
+          so that codes follow the audio instead of collapsing onto a few values.
 
         ``device``: default CUDA when present, else CPU.
         """
@@ -139,7 +175,8 @@ class SnacCodec:
         name = os.fspath(name_or_path)
         if name == RANDOM_SNAC_24KHZ:
             with _seeded(RANDOM_SEED):  # weights are drawn on the CPU
-                model = SNAC(**SNAC_24KHZ_CONFIG)
+                model = SNAC(**SNAC_24KHZ_CONFIG).eval()
+            center_quantizers(model, calibration_signal(sr=SNAC_24KHZ_CONFIG["sampling_rate"]))
             return cls(model, device, name=name)
         path = Path(name).expanduser()
         if path.is_dir():

@@ -26,14 +26,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Seed §11: stage -> (learning rate, data phase it trains on).
 SEED_STAGES: dict[int, tuple[float, int]] = {2: (5e-5, 1), 3: (1e-5, 2), 4: (5e-6, 3)}
 
-PRECISIONS = ("fp32", "bf16-mixed")  # bf16-mixed: fp32 master weights, bf16 autocast on CUDA
-OPTIMIZERS = ("adamw_torch", "adamw_8bit")  # adamw_8bit needs bitsandbytes (GPU runtimes)
+# fp32: fp32 weights and compute (CPU, tiny). bf16-mixed: fp32 weights under bf16 autocast (CUDA).
+# bf16-pure: the model is held in bf16, no autocast; needs a BF16AdamW optimizer (fp32 master inside the
+# optimizer, or stochastic rounding) so that small updates are not rounded away (helpers.precision).
+PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
+# = helpers.memory.OPTIMIZER_KINDS (a test keeps them equal; not imported so this module stays torch-free)
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master")
+BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master")  # helpers.precision.BF16AdamW
+STATE_DTYPES = ("fp32", "bf16")  # BF16AdamW moment dtype
+CHECKPOINTING = ("none", "full", "selective")  # = helpers.memory.CHECKPOINTING_MODES
+ATTENTION = ("auto", "sdpa", "flash_attention_2")  # helpers.memory.choose_attention(prefer=...)
+# The memory fields the planner decides (helpers.config.plan_stage); None in a config = "planner's choice".
+PLANNED_FIELDS = ("precision", "optimizer", "optimizer_state", "checkpointing", "selective_every", "ce_chunk",
+                  "deepspeed")
+PLAN_TARGET_GPU = "A100-40GB"  # the GPU the plan is shown for where no CUDA GPU is present (Colab's A100)
 LOSS_ON = ("audio", "all")  # "audio": target audio tokens + <|audio_end|>; "all": every token after BOS
 
 # Fields that may differ between a run and its resumption without changing the result.
@@ -106,16 +120,31 @@ class StageConfig:
     """Local scratch for checkpoints before the atomic copy to the run directory; None = a temp dir."""
     progress: bool = True
     """Show a tqdm progress bar with tokens/s and ETA."""
-    # --- memory / speed hooks (wired to the planner by another issue; defaults are safe everywhere)
-    precision: str = "fp32"
-    """"fp32" or "bf16-mixed" (fp32 master weights, bf16 autocast; CUDA only)."""
-    optimizer: str = "adamw_torch"
-    """"adamw_torch" or "adamw_8bit" (bitsandbytes 8-bit states; needs bitsandbytes installed)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (saves memory, ~30% slower)."""
-    chunked_ce: int = 0
-    """Compute the LM head + cross entropy in chunks of this many tokens (0 = in one go); avoids
-    materialising the (N, vocab) fp32 logits of a 140k vocabulary."""
+    # --- memory / speed (helpers.memory, helpers.planner). None = the planner's choice for the GPU
+    # (plan_stage fills it in before training; the colab profile leaves them None, tiny sets them).
+    precision: str | None = None
+    """"fp32", "bf16-mixed" (fp32 weights, bf16 autocast; CUDA) or "bf16-pure" (bf16 weights, no autocast;
+    needs optimizer adamw_bf16_stochastic or adamw_bf16_master)."""
+    optimizer: str | None = None
+    """"adamw_torch", "adamw_8bit" (bitsandbytes 8-bit states), "adamw_bf16_stochastic" or "adamw_bf16_master"
+    (helpers.precision.BF16AdamW: stochastic rounding, or an fp32 master copy in the optimizer state)."""
+    optimizer_state: str | None = None
+    """Moment dtype of the BF16AdamW optimizers: "fp32" (8 B/param) or "bf16" (4 B/param)."""
+    checkpointing: str | None = None
+    """Activation checkpointing: "none", "full" (every decoder layer) or "selective" (every
+    ``selective_every``-th layer); recomputes activations in backward (~1/3 more layer FLOPs)."""
+    selective_every: int | None = None
+    """With checkpointing="selective": checkpoint one decoder layer in every this many."""
+    ce_chunk: int | None = None
+    """Tokens per chunk of the LM head + cross entropy (helpers.memory.chunked_causal_lm_loss); 0 = all
+    target tokens in one chunk. Chunking avoids holding (tokens, 140k vocab) fp32 logits at once."""
+    attention: str = "auto"
+    """Attention kernel: "auto" (FlashAttention-2 where installed on CUDA with a bf16 model, else SDPA),
+    "sdpa" or "flash_attention_2"."""
+    deepspeed: str | None = None
+    """A DeepSpeed config (a file in configs/, e.g. "configs/ds_zero2_offload.json", or an absolute path):
+    train through HF Trainer + DeepSpeed (helpers.distributed) instead of the hand-written loop.
+    None = no DeepSpeed, unless plan_stage's plan needs ZeRO (then it names the matching configs/ file)."""
     extra: dict = field(default_factory=dict)
     """Free-form notes recorded in checkpoints (e.g. the planner's choice); part of the resume check."""
 
@@ -161,12 +190,54 @@ class StageConfig:
                 bad(name, ">= 1")
         if self.eval_every < 0:
             bad("eval_every", ">= 0 (0 disables evaluation)")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"one of {PRECISIONS}")
-        if self.optimizer not in OPTIMIZERS:
-            bad("optimizer", f"one of {OPTIMIZERS}")
-        if self.chunked_ce < 0:
-            bad("chunked_ce", ">= 0 (0 = no chunking)")
+        # memory fields: None = not decided yet (plan_stage), else validated
+        if self.precision is not None and self.precision not in PRECISIONS:
+            bad("precision", f"one of {PRECISIONS} (or None = the planner's choice)")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"one of {OPTIMIZERS} (or None = the planner's choice)")
+        if self.optimizer_state is not None and self.optimizer_state not in STATE_DTYPES:
+            bad("optimizer_state", f"one of {STATE_DTYPES} (or None = the planner's choice)")
+        if self.checkpointing is not None and self.checkpointing not in CHECKPOINTING:
+            bad("checkpointing", f"one of {CHECKPOINTING} (or None = the planner's choice)")
+        if self.selective_every is not None and self.selective_every < 1:
+            bad("selective_every", ">= 1")
+        if self.ce_chunk is not None and self.ce_chunk < 0:
+            bad("ce_chunk", ">= 0 tokens (0 = no chunking)")
+        if self.attention not in ATTENTION:
+            bad("attention", f"one of {ATTENTION}")
+        if self.deepspeed is not None and not (isinstance(self.deepspeed, str) and self.deepspeed.endswith(".json")):
+            bad("deepspeed", "None or the path of a DeepSpeed JSON config (e.g. 'configs/ds_zero2.json')")
+        if self.precision == "bf16-pure" and self.optimizer in ("adamw_torch", "adamw_8bit"):
+            bad("optimizer", "'adamw_bf16_stochastic' or 'adamw_bf16_master' with precision='bf16-pure': "
+                             f"{self.optimizer} writes its update into bf16 weights with round-to-nearest, which "
+                             "loses every update below half a bf16 ulp (see helpers.precision)")
+        if self.precision in ("fp32", "bf16-mixed") and self.optimizer in BF16_OPTIMIZERS:
+            bad("optimizer", f"'adamw_torch' or 'adamw_8bit' with precision={self.precision!r} (fp32 weights); "
+                             f"{self.optimizer} is for precision='bf16-pure'")
+        if self.deepspeed is not None and self.precision == "bf16-pure":
+            bad("precision", "'bf16-mixed' or 'fp32' with deepspeed (DeepSpeed's bf16 mode keeps its own fp32 "
+                             "master weights and optimizer)")
+
+    # --- planning
+    def unplanned(self) -> list[str]:
+        """The memory fields still None (to be decided by :func:`plan_stage`)."""
+        return [n for n in PLANNED_FIELDS if n != "deepspeed" and getattr(self, n) is None]
+
+    def require_planned(self) -> None:
+        """Raise unless every memory field has a value (the recipe calls this in setup)."""
+        missing = self.unplanned()
+        if missing:
+            raise ValueError(f"StageConfig fields {missing} are None (= the planner's choice) but no plan was "
+                             "applied: call helpers.config.plan_stage(cfg, model.config) first, or set them")
+
+    @property
+    def model_dtype(self) -> str:
+        """Dtype name the model is held in during training: "bfloat16" for bf16-pure and DeepSpeed
+        (its bf16 mode), else "float32" (fp32 weights; autocast computes in bf16 for bf16-mixed)."""
+        self.require_planned()
+        if self.precision == "bf16-pure" or (self.deepspeed is not None and self.precision == "bf16-mixed"):
+            return "bfloat16"
+        return "float32"
 
     # --- serialisation (stored in every checkpoint; compared on resume)
     def to_dict(self) -> dict[str, Any]:
@@ -209,11 +280,13 @@ def _norm(v):
 # Per-profile sizes of the stages. colab: the real run on an A100 (context 4,096 tokens, ~48k tokens
 # per step); tiny: a CPU demo that trains a few dozen steps so the chained notebook test stays fast.
 _PROFILE_SIZES: dict[str, dict[str, Any]] = {
+    # colab: memory fields stay None -> plan_stage picks them for the detected GPU.
     "colab": dict(epochs=1.0, grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=500,
-                  eval_every=500, keep_last=2, precision="bf16-mixed", gradient_checkpointing=True,
-                  chunked_ce=1024),
+                  eval_every=500, keep_last=2),
+    # tiny: CPU, so fp32 and torch AdamW; the plan is still computed and shown (for PLAN_TARGET_GPU).
     "tiny": dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,
-                 keep_last=2, eval_max_new_frames=8, eval_fraction=0.1),
+                 keep_last=2, eval_max_new_frames=8, eval_fraction=0.1, precision="fp32", optimizer="adamw_torch",
+                 optimizer_state="fp32", checkpointing="none", selective_every=2, ce_chunk=0),
 }
 
 
@@ -241,3 +314,155 @@ def stage_config(stage: int, profile, **overrides) -> StageConfig:
         raise ValueError(f"unknown StageConfig fields {unknown}; valid fields: {sorted(names)}")
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return StageConfig(**kw)
+
+
+# ----------------------------------------------------------------------------- planning
+_CPU_DEFAULTS = dict(precision="fp32", optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none",
+                     selective_every=2, ce_chunk=0)
+
+
+def train_plan_of(cfg: StageConfig, n_gpus: int = 1):
+    """The :class:`helpers.planner.TrainPlan` that ``cfg``'s memory fields realise (inverse of
+    :func:`helpers.memory.settings_for_plan`), or None for precision="fp32" (fp32 compute is not
+    modelled by the planner, which assumes bf16 compute)."""
+    from .planner import TrainPlan
+
+    cfg.require_planned()
+    common = dict(checkpointing=cfg.checkpointing, selective_every=cfg.selective_every,
+                  ce="chunked" if cfg.ce_chunk else "full", ce_chunk_tokens=cfg.ce_chunk or 1024,
+                  tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum, n_gpus=int(n_gpus))
+    if cfg.deepspeed is not None:
+        from .distributed import zero_settings
+
+        stage, off_opt, off_par = zero_settings(cfg.deepspeed)
+        return TrainPlan(precision="bf16_mixed_fp32_master", optimizer="adamw_fp32", grad_dtype="bf16",
+                         zero_stage=stage, offload_optimizer=off_opt, offload_params=off_par, **common)
+    if cfg.precision == "fp32":
+        return None
+    state = "adamw_bf16" if cfg.optimizer_state == "bf16" else "adamw_fp32"
+    if cfg.precision == "bf16-mixed":
+        opt = "adamw_8bit" if cfg.optimizer == "adamw_8bit" else "adamw_fp32"
+        return TrainPlan(precision="bf16_mixed_fp32_master", optimizer=opt, grad_dtype="fp32", **common)
+    if cfg.optimizer == "adamw_bf16_master":
+        return TrainPlan(precision="bf16_mixed_fp32_master", optimizer=state, grad_dtype="bf16", **common)
+    return TrainPlan(precision="bf16_pure", optimizer=state, stochastic_rounding=True, **common)
+
+
+def _settings_from_plan(plan) -> dict[str, Any]:
+    """The StageConfig memory fields of a planner Plan (through helpers.memory.settings_for_plan)."""
+    import torch
+
+    from .distributed import config_name_for
+    from .memory import settings_for_plan
+
+    st = settings_for_plan(plan.train)
+    if st.zero_stage:
+        precision = "bf16-mixed"  # DeepSpeed bf16: bf16 model, fp32 masters inside DeepSpeed
+    else:
+        precision = "bf16-mixed" if st.autocast else "bf16-pure"
+    return dict(precision=precision, optimizer=st.optimizer,
+                optimizer_state="bf16" if st.state_dtype == torch.bfloat16 else "fp32",
+                checkpointing=st.checkpointing, selective_every=st.selective_every, ce_chunk=st.ce_chunk,
+                deepspeed=(f"configs/{config_name_for(st.zero_stage, st.offload_optimizer, st.offload_params)}"
+                           if st.zero_stage else None))
+
+
+def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float | None = None,
+               n_gpus: int | None = None, stage_dir: str | os.PathLike | None = None, log=print):
+    """``(plan, cfg')``: the planner's choice for this stage's model and token budget, applied to ``cfg``.
+
+    Runs :func:`helpers.planner.plan_for_gpu` with the shape of ``model_config`` (the
+    loaded model's ``config``: real layers, width and extended vocabulary), ``max_seq_len``
+    tokens per micro-batch and ``grad_accum`` micro-batches per step.
+
+    - ``gpu``: the GPU to plan for and train on (a name like ``"A100-40GB"``, a size in GiB or a
+      :class:`~helpers.planner.GPUSpec`); None = the detected CUDA GPU. Without one, the plan is
+      made for :data:`PLAN_TARGET_GPU` as information only, and unset fields get CPU values
+      (fp32, torch AdamW, no checkpointing, full CE).
+    - Fields that are None in ``cfg`` (the colab profile leaves the memory fields None) are
+      filled from the plan via :func:`helpers.memory.settings_for_plan` (including a
+      ``configs/ds_*.json`` when the plan needs ZeRO offload). Fields the user set are kept;
+      precision/optimizer/optimizer_state are one unit (the plan fills them only when all three
+      are None). The resulting configuration's peak memory is then checked against the GPU and
+      a loud WARNING is logged when it does not fit.
+    - ``stage_dir``: when it holds the ``config.json`` of a run already in progress, its memory
+      fields fill the None fields first, so a Colab reconnect on another GPU resumes with the
+      settings it started with (exact resume needs them) — the fit check then says whether
+      they still fit.
+    - ``audio_hours``: hours of speech the stage trains on (for the time estimate; default:
+      ``max_steps`` × tokens per step, or the planner's Stage-2 budget).
+    - ``n_gpus``: data-parallel GPUs (default: ``$WORLD_SIZE`` or 1).
+    Raises :class:`helpers.planner.NoFeasiblePlan` when nothing fits the GPU.
+    """
+    from . import planner
+
+    n = int(n_gpus if n_gpus is not None else os.environ.get("WORLD_SIZE", 1))
+    detected = planner.detect_gpu() if gpu is None else None
+    on_gpu = gpu is not None or detected is not None
+    target = gpu if gpu is not None else (detected or PLAN_TARGET_GPU)
+    shape = planner.ModelShape.from_config(model_config)
+    if audio_hours is not None:
+        train_tokens = planner.stage_tokens(float(audio_hours), epochs=cfg.epochs if cfg.max_steps is None else 1.0)
+    elif cfg.max_steps is not None:
+        train_tokens = cfg.max_steps * cfg.grad_accum * cfg.max_seq_len * n
+    else:
+        train_tokens = None
+    plan = planner.plan_for_gpu(shape, target, tokens_per_step=cfg.max_seq_len, n_gpus=n,
+                                grad_accum=cfg.grad_accum, train_tokens=train_tokens)
+
+    values = {k: getattr(cfg, k) for k in PLANNED_FIELDS}
+    previous = {}
+    if stage_dir is not None and (Path(stage_dir) / "config.json").is_file():
+        saved = json.loads((Path(stage_dir) / "config.json").read_text())
+        previous = {k: saved.get(k) for k in PLANNED_FIELDS if saved.get(k) is not None}
+    unset = [k for k in PLANNED_FIELDS if values[k] is None and k != "deepspeed"]
+    if previous and unset:
+        for k in PLANNED_FIELDS:
+            if values[k] is None and k in previous:
+                values[k] = previous[k]
+        log(f"plan_stage: a run of this stage is in progress in {stage_dir}; keeping its memory settings "
+            f"({', '.join(f'{k}={previous[k]!r}' for k in unset if k in previous)}) so that it resumes exactly")
+        unset = [k for k in unset if values[k] is None]
+    if unset:
+        source = _settings_from_plan(plan) if on_gpu else dict(_CPU_DEFAULTS, deepspeed=None)
+        unit = ("precision", "optimizer", "optimizer_state")
+        unit_from_plan = all(values[k] is None for k in unit)
+        if unit_from_plan:
+            values.update({k: source[k] for k in unit})
+        else:  # the user chose part of the unit: complete it consistently instead of mixing in the plan
+            if values["precision"] is None:
+                values["precision"] = ("bf16-pure" if values["optimizer"] in BF16_OPTIMIZERS else
+                                       ("bf16-mixed" if on_gpu else "fp32"))
+            if values["optimizer"] is None:
+                values["optimizer"] = "adamw_bf16_master" if values["precision"] == "bf16-pure" else "adamw_torch"
+            if values["optimizer_state"] is None:
+                values["optimizer_state"] = "fp32"
+        for k in ("checkpointing", "selective_every", "ce_chunk"):
+            if values[k] is None:
+                values[k] = source[k]
+        if values["deepspeed"] is None and unit_from_plan:  # ZeRO dictates precision + optimizer
+            values["deepspeed"] = source["deepspeed"]
+        log(f"plan_stage: {'from the plan for ' + plan.gpu.name if on_gpu else 'CPU values (no CUDA GPU)'}: "
+            + ", ".join(f"{k}={values[k]!r}" for k in PLANNED_FIELDS if getattr(cfg, k) is None))
+    new = dataclasses.replace(cfg, **values)
+
+    if not on_gpu:
+        log(f"plan_stage: no CUDA GPU here; the plan is for {plan.gpu.name}, shown as information (this run keeps its own settings)")
+        return plan, new
+    tp = train_plan_of(new, n)
+    if tp is None:
+        log(f"WARNING plan_stage: precision='fp32' is not modelled by the planner (it assumes bf16 compute): "
+            f"its fit on {plan.gpu.name} is NOT checked; the planner recommends {plan.train.implementation}")
+        return plan, new
+    need = planner.estimate_memory(shape, tp).peak
+    if need > plan.usable_bytes:
+        log("\n" + "!" * 100 + f"\nWARNING plan_stage: the configured memory settings need "
+            f"{need / planner.GIB:.1f} GiB per GPU > {plan.usable_bytes / planner.GIB:.1f} GiB usable on "
+            f"{plan.gpu.name}: expect CUDA out of memory.\n  configured: {tp.implementation}, checkpointing="
+            f"{tp.checkpointing}, ce={tp.ce}\n  the planner's choice: {plan.train.implementation}, checkpointing="
+            f"{plan.train.checkpointing}, ce={plan.train.ce} ({plan.memory.peak / planner.GIB:.1f} GiB)\n"
+            "  Set the memory parameters to None to use the plan.\n" + "!" * 100)
+    else:
+        log(f"plan_stage: configured settings fit {plan.gpu.name}: {need / planner.GIB:.1f} GiB of "
+            f"{plan.usable_bytes / planner.GIB:.1f} GiB usable")
+    return plan, new

@@ -41,6 +41,9 @@ __all__ = [
     "STANDARD_CONFIGS",
     "deepspeed_config",
     "config_for_plan",
+    "config_name_for",
+    "resolve_config_path",
+    "zero_settings",
     "write_deepspeed_configs",
     "resolve_auto",
     "validate_deepspeed_config",
@@ -148,6 +151,42 @@ def config_for_plan(plan, **overrides) -> dict | None:
     return deepspeed_config(plan.zero_stage, plan.offload_optimizer, plan.offload_params, **overrides)
 
 
+def config_name_for(zero_stage: int, offload_optimizer: bool = False, offload_params: bool = False) -> str:
+    """The file name in ``configs/`` (:data:`STANDARD_CONFIGS`) of a ZeRO layout, e.g. ``ds_zero2_offload.json``."""
+    want = dict(zero_stage=int(zero_stage), offload_optimizer=bool(offload_optimizer),
+                offload_params=bool(offload_params))
+    for name, kwargs in STANDARD_CONFIGS.items():
+        if dict(dict(offload_optimizer=False, offload_params=False), **kwargs) == want:
+            return name
+    raise ValueError(f"no standard DeepSpeed config for {want}; known: {sorted(STANDARD_CONFIGS)}")
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """An existing DeepSpeed JSON: absolute, relative to the working directory, or relative to the
+    repository root (so ``"configs/ds_zero2.json"`` works from ``notebooks/`` too)."""
+    p = Path(path).expanduser()
+    candidates = [p] if p.is_absolute() else [Path.cwd() / p, REPO_CONFIGS.parent / p]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    raise FileNotFoundError(f"DeepSpeed config {str(path)!r} not found (looked at {', '.join(map(str, candidates))}); "
+                            f"expected e.g. 'configs/ds_zero2.json' (standard ones: {sorted(STANDARD_CONFIGS)})")
+
+
+def zero_settings(config) -> tuple[int, bool, bool]:
+    """``(zero_stage, offload_optimizer, offload_params)`` of a DeepSpeed config (dict or path)."""
+    cfg = _load(resolve_config_path(config) if isinstance(config, (str, os.PathLike)) else config)
+    zero = cfg.get("zero_optimization")
+    if not isinstance(zero, dict) or zero.get("stage") not in (0, 1, 2, 3):
+        raise ValueError(f"DeepSpeed config {config if not isinstance(config, dict) else '(dict)'} has no "
+                         "zero_optimization.stage in 0..3")
+
+    def offloaded(key):
+        return isinstance(zero.get(key), dict) and zero[key].get("device", "none") != "none"
+
+    return int(zero["stage"]), offloaded("offload_optimizer"), offloaded("offload_param")
+
+
 def write_deepspeed_configs(folder: str | os.PathLike = REPO_CONFIGS) -> dict[str, Path]:
     """Write :data:`STANDARD_CONFIGS` as JSON files into ``folder``; returns name -> path."""
     folder = Path(folder)
@@ -237,24 +276,27 @@ def validate_deepspeed_config(config, **resolve_kwargs):
 
 
 def launch_command(script: str, config_path: str | os.PathLike, n_gpus: int, *, launcher: str = "accelerate",
-                   script_args: Sequence[str] = ()) -> str:
+                   script_args: Sequence[str] = (), module: bool = False) -> str:
     """The shell command that runs ``script`` on ``n_gpus`` GPUs of one machine with DeepSpeed.
 
     ``launcher``: ``"accelerate"`` (``accelerate launch --use_deepspeed``; the script
     passes the same JSON to ``train_with_trainer(deepspeed=...)``), ``"deepspeed"``
     (the DeepSpeed launcher) or ``"torchrun"``. Every process runs the same script;
-    HF Trainer reads RANK/WORLD_SIZE/LOCAL_RANK that the launcher sets.
+    HF Trainer reads RANK/WORLD_SIZE/LOCAL_RANK that the launcher sets. ``module=True``:
+    ``script`` is a module name run like ``python -m`` (e.g. ``helpers.train``, whose CLI
+    trains a stage from its ``config.json``).
     """
     if n_gpus < 1:
         raise ValueError(f"n_gpus must be >= 1, got {n_gpus}")
     cfg, args = str(config_path), [str(a) for a in script_args]
+    mod = ["--module"] if module else []  # accelerate, deepspeed and torchrun all spell it --module
     if launcher == "accelerate":
         parts = ["accelerate", "launch", "--num_processes", str(n_gpus), "--num_machines", "1",
-                 "--use_deepspeed", "--deepspeed_config_file", cfg, script, *args]
+                 "--use_deepspeed", "--deepspeed_config_file", cfg, *mod, script, *args]
     elif launcher == "deepspeed":
-        parts = ["deepspeed", "--num_gpus", str(n_gpus), script, *args]
+        parts = ["deepspeed", "--num_gpus", str(n_gpus), *mod, script, *args]
     elif launcher == "torchrun":
-        parts = ["torchrun", "--standalone", "--nproc_per_node", str(n_gpus), script, *args]
+        parts = ["torchrun", "--standalone", "--nproc_per_node", str(n_gpus), *mod, script, *args]
     else:
         raise ValueError(f"launcher must be 'accelerate', 'deepspeed' or 'torchrun', got {launcher!r}")
     return shlex.join(parts)

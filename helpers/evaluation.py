@@ -60,7 +60,7 @@ import numpy as np
 from . import audio as au
 from .metrics import log_mel_distance, pesq_wb, stoi
 from .profiles import ASSETS_DIR
-from .tokens import SEED_EMOTIONS, VOICES
+from .tokens import SEED_EMOTION_PROSODY, SEED_EMOTIONS, VOICES
 
 EVAL_ASSETS_DIR = ASSETS_DIR / "eval"
 TESTSET_FILE = "testset.json"
@@ -68,15 +68,7 @@ TESTSET_VERSION = 1  # bump whenever items change: results are comparable only w
 ITEM_KINDS = ("voice", "clone")
 
 # Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) change vs neutral.
-SEED_PROSODY: dict[str, tuple[float, float, float]] = {
-    "neutral": (0.0, 0.0, 0.0),
-    "happy": (0.15, 0.10, 0.20),
-    "sad": (-0.10, -0.15, -0.20),
-    "angry": (0.20, 0.05, 0.30),
-    "excited": (0.20, 0.20, 0.30),
-    "whisper": (-0.20, -0.10, -0.40),
-    "calm": (-0.05, -0.10, -0.15),
-}
+SEED_PROSODY = SEED_EMOTION_PROSODY
 
 # Seed §14 "Benchmark Comparison Target". WER as a fraction; None = not reported by the seed.
 METRICS = ("mos", "wer", "sim", "pesq", "rtf")

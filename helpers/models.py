@@ -55,7 +55,7 @@ TINY_LLAMA_CONFIG = dict(
     num_attention_heads=4,
     num_key_value_heads=2,  # grouped-query attention, 2 query heads per kv head (Llama 3.2: 24/8)
     intermediate_size=172,  # ~8/3 * hidden, as LLaMA's SwiGLU sizing
-    max_position_embeddings=4096,
+    max_position_embeddings=8192,
     rope_theta=500_000.0,  # Llama 3's RoPE base
     rms_norm_eps=1e-5,
     tie_word_embeddings=True,  # Llama 3.2 3B ties input and output embeddings
@@ -496,7 +496,10 @@ def _is_tied(model) -> bool:
     return out is not None and out.weight is model.get_input_embeddings().weight
 
 
-def _row_mean_std(weight, n_rows: int, chunk: int = 4096):
+_ROW_CHUNK = 8192  # embedding rows per float32 chunk: bounds the temporary copy of a bf16 matrix
+
+
+def _row_mean_std(weight, n_rows: int, chunk: int = _ROW_CHUNK):
     """Per-dimension mean and std (float64, shape (D,)) of ``weight[:n_rows]``, in chunks
     so a 128k × 3072 bf16 matrix never needs a full float32 copy."""
     import torch
@@ -640,8 +643,8 @@ def extend_vocabulary(model, tokenizer, *, pad_to_multiple_of: int = 64, init: s
     if not _is_tied(model) and model.get_output_embeddings() is not None:
         _init_rows(model.get_output_embeddings().weight, base, init, noise_std, gen, irange)
     with torch.no_grad():
-        base_row_norm = float(torch.cat([w_in[i:i + 4096].float().norm(dim=1).cpu()
-                                         for i in range(0, base, 4096)]).mean())
+        base_row_norm = float(torch.cat([w_in[i:i + _ROW_CHUNK].float().norm(dim=1).cpu()
+                                         for i in range(0, base, _ROW_CHUNK)]).mean())
     model.config.pad_token_id = layout.pad_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = layout.pad_id
@@ -684,7 +687,8 @@ class IncompleteStageError(RuntimeError):
     """A stage folder has no (or a mismatching) COMPLETE.json: it was not fully written."""
 
 
-def _sha256(path: Path, bufsize: int = 1 << 22) -> str:
+def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(bufsize):
@@ -705,7 +709,7 @@ def _atomic_save(model, tokenizer, folder: Path, metadata: dict | None = None) -
         files = {}
         for p in sorted(tmp.rglob("*")):
             if p.is_file():
-                files[p.relative_to(tmp).as_posix()] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+                files[p.relative_to(tmp).as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
         marker = {"format": _COMPLETE_FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "files": files, "metadata": metadata or {}}
         with (tmp / COMPLETE_MARKER).open("w") as f:
@@ -772,7 +776,7 @@ def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify
         if p.stat().st_size != info["bytes"]:
             raise IncompleteStageError(f"{folder}: {rel} has {p.stat().st_size} bytes, "
                                        f"{COMPLETE_MARKER} says {info['bytes']} (truncated copy?)")
-        if verify and _sha256(p) != info["sha256"]:
+        if verify and sha256_file(p) != info["sha256"]:
             raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER}")
     model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,
                                         attn_implementation=attn_implementation)

@@ -68,6 +68,11 @@ REASONS: dict[str, str] = {
     "loudness_unreachable": "-23 LUFS ±1 unreachable without the peak exceeding -1 dBFS",
 }
 
+_HEADER_PROBE_BYTES = 8192  # enough of a file to read a WAV/FLAC header's declared length
+# A decoder may stop a few thousand samples short of the header's count (padding, last
+# frame); beyond this (or 1 %) the file is reported as truncated.
+_TRUNCATION_SLACK_SAMPLES = 2048
+
 
 class Reject(Exception):
     """Raised inside the pipeline when a clip fails a check; carries a REASONS key."""
@@ -268,7 +273,7 @@ def decode_source(field) -> tuple[np.ndarray, int]:
     data, path = field.get("bytes"), field.get("path")
     if data is not None:
         size = len(data)
-        head = bytes(data[:4096])
+        head = bytes(data[:_HEADER_PROBE_BYTES])
         opener = lambda: io.BytesIO(bytes(data))  # noqa: E731 - re-openable handle
         label = path or "<bytes>"
     elif path:
@@ -276,7 +281,7 @@ def decode_source(field) -> tuple[np.ndarray, int]:
             raise Reject("missing_audio", f"file not found: {path}")
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            head = fh.read(4096)
+            head = fh.read(_HEADER_PROBE_BYTES)
         opener = lambda: path  # noqa: E731
         label = path
     else:
@@ -298,7 +303,7 @@ def decode_source(field) -> tuple[np.ndarray, int]:
         raise Reject("non_finite", str(e)) from None
     declared = _declared_frames(opener())
     # MP3/OGG headers can over-declare by a codec frame or two (encoder delay/padding).
-    if declared is not None and declared - wav.shape[0] > max(4096, int(0.01 * declared)):
+    if declared is not None and declared - wav.shape[0] > max(_TRUNCATION_SLACK_SAMPLES, int(0.01 * declared)):
         raise Reject("truncated", f"{label}: header declares {declared} samples, decoded {wav.shape[0]}")
     return wav, sr
 

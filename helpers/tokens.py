@@ -84,6 +84,19 @@ EMOTIONS: tuple[str, ...] = SEED_EMOTIONS + (
 )
 DEFAULT_EMOTION = "neutral"
 
+# Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) change vs neutral
+# for the seed's seven emotions. The assets corpus is made with these offsets and the
+# evaluation checks generated speech moves in these directions.
+SEED_EMOTION_PROSODY: dict[str, tuple[float, float, float]] = {
+    "neutral": (0.0, 0.0, 0.0),
+    "happy": (0.15, 0.10, 0.20),
+    "sad": (-0.10, -0.15, -0.20),
+    "angry": (0.20, 0.05, 0.30),
+    "excited": (0.20, 0.20, 0.30),
+    "whisper": (-0.20, -0.10, -0.40),
+    "calm": (-0.05, -0.10, -0.15),
+}
+
 
 def emotion_token(name: str) -> str:
     if name not in EMOTIONS:

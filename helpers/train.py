@@ -10,9 +10,21 @@ of the RNG states and of where checkpoints go (local disk first, then an
 atomic, verified copy to Drive). The loop is ~100 lines of standard PyTorch:
 AdamW, a cosine schedule with linear warmup, gradient accumulation with the
 loss normalised by the number of target tokens of the whole optimizer step,
-gradient clipping. The model is a plain ``transformers`` causal LM, so a
-DeepSpeed/accelerate wrapper can be added in :meth:`StageRecipe.setup` by a
-later issue without touching the data, loss or checkpoint code.
+gradient clipping.
+
+Memory techniques come from :mod:`helpers.memory` and are chosen by the config
+(which :func:`helpers.config.plan_stage` fills from the planner for the GPU):
+precision (fp32 / bf16 autocast / pure bf16), the optimizer (torch AdamW,
+bitsandbytes 8-bit, :class:`helpers.precision.BF16AdamW` with stochastic
+rounding or an fp32 master), activation checkpointing (none / full /
+selective), the chunked LM-head cross entropy and the attention kernel.
+
+DeepSpeed: with ``cfg.deepspeed`` set, :meth:`StageRecipe.train` hands the same
+packed data and hyper-parameters to :func:`helpers.distributed.train_with_trainer`
+(HF Trainer + ZeRO) instead of the hand-written loop; the notebooks do not change.
+That path resumes with HF Trainer's ``hf_trainer/checkpoint-N`` folders (ZeRO shards
+optimizer state across ranks, which only DeepSpeed can write and read) and is not
+bit-exact. :func:`launch_command` prints the command that runs a stage on several GPUs.
 
 Run-directory layout of a stage (``RunPaths.stage(n)``)::
 
@@ -23,10 +35,13 @@ Run-directory layout of a stage (``RunPaths.stage(n)``)::
     samples/           step-NNNNNNNN.npz (codes) and .wav (decoded) per evaluation
     checkpoints/       step-NNNNNNNN/ (see helpers.checkpoints), newest keep_last
     model/             final weights + tokenizer (helpers.models.save_stage, COMPLETE.json)
+    hf_trainer/        DeepSpeed path only: HF Trainer checkpoints
 
 Subprocess entry point (used by the kill/resume test)::
 
-    python -m helpers.train --config cfg.json --stage-dir DIR --init MODEL_DIR --tokens SHARDS_DIR
+    python -m helpers.train --config cfg.json --stage-dir DIR --init MODEL_DIR --tokens SHARDS_DIR [--phase N]
+
+(also what ``accelerate launch --module helpers.train ...`` runs on every GPU; see :func:`launch_command`).
 """
 from __future__ import annotations
 
@@ -45,9 +60,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import checkpoints as ckpt
+from . import memory
 from .config import StageConfig
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval
@@ -61,6 +76,7 @@ EVAL_FILE = "eval.csv"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
 FINAL_DIR = "model"
+HF_TRAINER_DIR = "hf_trainer"  # the DeepSpeed path's HF Trainer checkpoints
 METRICS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "target_tokens", "tokens", "tokens_per_s", "elapsed_s")
 EVAL_FIELDS = ("step", "eval_loss", "sample_utterance", "sample_frames", "sample_dropped_frames", "sample_wav")
 
@@ -188,33 +204,15 @@ class CsvLog:
 def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, int]:
     """Summed cross entropy over the target tokens of one packed batch, and their count.
 
-    ``batch``: :func:`helpers.packing.collate` output. Labels are shifted inside (token t
-    predicts label t+1). Only hidden states at target positions go through the LM head,
-    in chunks of ``chunk`` tokens when ``chunk`` > 0 (recomputed in backward), so the
-    (N, vocab) logits are never materialised at once.
+    ``batch``: :func:`helpers.packing.collate` output ((1, N) int64 tensors). Labels are
+    shifted inside (token t predicts label t+1). :func:`helpers.memory.causal_lm_loss`:
+    only hidden states at target positions go through the LM head, ``chunk`` tokens at a
+    time (0 = all in one chunk), so the (N, vocab) logits are never materialised at once.
+    attention_mask=None + restarting position_ids: transformers masks attention per example.
     """
-    dev = next(model.parameters()).device
-    ids = batch["input_ids"].to(dev)
-    pos = batch["position_ids"].to(dev)
-    labels = batch["labels"].to(dev)
-    # attention_mask=None + restarting position_ids: transformers masks attention per example.
-    h = model.get_decoder()(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
-    y = labels[0, 1:]
-    keep = y != IGNORE_INDEX
-    h, y = h[0, :-1][keep], y[keep]  # (M, H), (M,)
-    head = model.get_output_embeddings()
-
-    def ce(hc, yc):
-        return F.cross_entropy(head(hc).float(), yc, reduction="sum")
-
-    if chunk <= 0 or h.shape[0] <= chunk:
-        return ce(h, y), int(y.numel())
-    from torch.utils.checkpoint import checkpoint
-
-    total = h.new_zeros((), dtype=torch.float32)
-    for s in range(0, h.shape[0], chunk):
-        total = total + checkpoint(ce, h[s:s + chunk], y[s:s + chunk], use_reentrant=False)
-    return total, int(y.numel())
+    n = int(batch["input_ids"].numel())
+    return memory.causal_lm_loss(model, batch["input_ids"], batch["labels"], position_ids=batch["position_ids"],
+                                 chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum")
 
 
 def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
@@ -305,14 +303,20 @@ class StageRecipe:
     def setup(self) -> "StageRecipe":
         """Data, optimizer, schedule; resume from the newest complete checkpoint if any."""
         cfg = self.cfg
+        cfg.require_planned()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if cfg.precision == "bf16-mixed" and self.device.type != "cuda":
-            raise ValueError("precision='bf16-mixed' needs a CUDA GPU; use precision='fp32' on CPU")
+        if cfg.precision == "bf16-mixed" and self.device.type != "cuda" and cfg.deepspeed is None:
+            raise ValueError("precision='bf16-mixed' needs a CUDA GPU (bf16 autocast); use precision='fp32' on CPU")
         torch.manual_seed(cfg.seed)
+        dtype = getattr(torch, cfg.model_dtype)
+        if next(self.model.parameters()).dtype != dtype:
+            self.log(f"casting the model to {cfg.model_dtype} (precision={cfg.precision!r}); load it with "
+                     f"dtype={cfg.model_dtype!r} to skip this")
+            self.model.to(dtype)
         self.model.to(self.device)
         self.model.config.use_cache = False
-        if cfg.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.attention = memory.set_attention(self.model, memory.choose_attention(self.device, dtype, cfg.attention))
+        self.checkpointed = memory.enable_checkpointing(self.model, cfg.checkpointing, every=cfg.selective_every)
         self.model.train()
         self.train_utts, self.eval_utts = split_eval(self.utterances, cfg.eval_fraction, cfg.seed)
         self.builder = SequenceBuilder.from_config(self.layout, self.tokenizer, self.voices, cfg)
@@ -337,20 +341,12 @@ class StageRecipe:
         return self
 
     def _make_optimizer(self):
+        """helpers.memory.build_optimizer: norms undecayed, tied embedding/LM head decayed once."""
         cfg = self.cfg
-        decay, no_decay = [], []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (decay if p.ndim >= 2 else no_decay).append(p)
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if cfg.optimizer == "adamw_8bit":
-            try:
-                import bitsandbytes as bnb
-            except ImportError as e:
-                raise ImportError("optimizer='adamw_8bit' needs bitsandbytes (pip install bitsandbytes); "
-                                  "use optimizer='adamw_torch' otherwise") from e
-            return bnb.optim.AdamW8bit(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps)
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps)
+        return memory.build_optimizer(self.model, cfg.optimizer, lr=cfg.learning_rate, betas=cfg.adam_betas,
+                                      weight_decay=cfg.weight_decay, eps=cfg.adam_eps,
+                                      state_dtype=torch.bfloat16 if cfg.optimizer_state == "bf16" else torch.float32,
+                                      seed=cfg.seed)
 
     def _build_epoch(self, n: int) -> _Epoch:
         # Examples and bin order are pure functions of (data, config, epoch): resume rebuilds them.
@@ -421,6 +417,11 @@ class StageRecipe:
         rows += [{"what": f"examples: {r['what']}", "value": r["count"]} for r in ep.report.rows()]
         rows += [{"what": f"packing: {k}", "value": v} for k, v in st.row().items()]
         rows += [{"what": "optimizer steps (total / warmup)", "value": f"{self.total_steps} / {self.warmup_steps}"},
+                 {"what": "memory: precision / optimizer", "value": f"{self.cfg.precision} / {self.cfg.optimizer}"},
+                 {"what": "memory: checkpointed layers / CE chunk",
+                  "value": f"{len(self.checkpointed)} of {self.model.config.num_hidden_layers} / "
+                           f"{self.cfg.ce_chunk or 'off'}"},
+                 {"what": "attention / DeepSpeed", "value": f"{self.attention} / {self.cfg.deepspeed or 'off'}"},
                  {"what": "resumed from", "value": self.resumed_from or ("finished" if self.skipped else "start")}]
         return rows
 
@@ -451,6 +452,8 @@ class StageRecipe:
         if self.skipped or self.step >= self.total_steps:
             return TrainResult(cfg.stage, self.step, self.resumed_from, self._last_logged_loss(),
                                self.metrics.path, skipped=self.skipped)
+        if cfg.deepspeed is not None:
+            return self._train_deepspeed()
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -468,7 +471,7 @@ class StageRecipe:
             loss_total = 0.0
             for b in batches:
                 with self._autocast():
-                    loss_sum, _ = packed_loss_sum(self.model, b, cfg.chunked_ce)
+                    loss_sum, _ = packed_loss_sum(self.model, b, cfg.ce_chunk)
                 (loss_sum / max(1, n_target)).backward()
                 loss_total += float(loss_sum.detach())
             if cfg.max_grad_norm > 0:
@@ -500,6 +503,59 @@ class StageRecipe:
             bar.close()
         return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.path)
 
+    # ------------------------------------------------------------------ DeepSpeed path
+    def _train_deepspeed(self) -> TrainResult:
+        """Train through HF Trainer + DeepSpeed (``cfg.deepspeed``) on the same packed bins and schedule.
+
+        Launched with :func:`launch_command` every process runs this; in a notebook it forms a
+        one-process group (ZeRO offload on one GPU). With N processes each optimizer step consumes
+        N × grad_accum bins, so the step count is ``ceil(total_steps / N)``. metrics.csv is rewritten
+        from the Trainer's log on rank 0 (tokens per step are not tracked on this path).
+        """
+        from torch.utils.data import ConcatDataset
+
+        from . import distributed as dist
+
+        cfg = self.cfg
+        if "WORLD_SIZE" not in os.environ:  # not under a launcher: a one-process DeepSpeed group
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                              MASTER_PORT=str(_free_port()))
+        world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
+        ds_path = dist.resolve_config_path(cfg.deepspeed)
+        self._zero3 = dist.zero_settings(ds_path)[0] == 3
+        steps = max(1, math.ceil(self.total_steps / world))
+        # Bins of enough epochs for the planned steps (each epoch has its own reference clips and order).
+        n_epochs = (max(1, math.ceil(cfg.epochs)) if cfg.max_steps is None else
+                    max(1, math.ceil(cfg.max_steps * cfg.grad_accum / len(self._epoch.bins))))
+        parts = [dist.PackedBinsDataset(self._epoch.examples, self._epoch.bins)]
+        for e in range(1, n_epochs):
+            ep = self._build_epoch(e)
+            parts.append(dist.PackedBinsDataset(ep.examples, ep.bins))
+        data = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        self.log(f"stage {cfg.stage}: DeepSpeed {ds_path.name}, {world} process(es), {steps} steps")
+        out, logs = dist.train_with_trainer(
+            self.model, data, output_dir=self.stage_dir / HF_TRAINER_DIR, deepspeed=str(ds_path),
+            learning_rate=cfg.learning_rate, max_steps=steps, grad_accum=cfg.grad_accum,
+            weight_decay=cfg.weight_decay, adam_betas=cfg.adam_betas, adam_eps=cfg.adam_eps,
+            max_grad_norm=cfg.max_grad_norm, warmup_steps=self.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
+            bf16=cfg.precision != "fp32", gradient_checkpointing=False,  # already set up by enable_checkpointing
+            ce_chunk=cfg.ce_chunk, seed=cfg.seed, logging_steps=cfg.log_every, save_steps=cfg.save_every,
+            save_total_limit=cfg.keep_last, resume=True)
+        self.step = self.total_steps if out.global_step >= steps else out.global_step
+        rows = [r for r in logs if "loss" in r]
+        if rank == 0:
+            self.metrics.truncate_after(0)
+            elapsed = float(out.metrics.get("train_runtime", 0.0))
+            for r in rows:
+                self.metrics.append({"step": int(r["step"]), "epoch": int(float(r.get("epoch", 0))),
+                                     "loss": repr(float(r["loss"])), "lr": repr(float(r.get("learning_rate", 0.0))),
+                                     "grad_norm": repr(float(r.get("grad_norm", float("nan")))),
+                                     "elapsed_s": f"{elapsed * int(r['step']) / max(1, steps):.2f}"})
+            if cfg.eval_every and not self._zero3:  # ZeRO-3 weights are sharded: no generation here
+                self.evaluate()
+        return TrainResult(cfg.stage, self.step, self.resumed_from, float(rows[-1]["loss"]) if rows else None,
+                           self.metrics.path)
+
     def _last_logged_loss(self) -> float | None:
         rows = self.metrics.rows()
         return float(rows[-1]["loss"]) if rows else None
@@ -519,7 +575,7 @@ class StageRecipe:
         total, n = 0.0, 0
         for b in bins:
             with self._autocast():
-                s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.chunked_ce)
+                s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
             total, n = total + float(s), n + k
         self.model.train(was)
         return total / max(1, n)
@@ -584,9 +640,26 @@ class StageRecipe:
         if self.step < self.total_steps:
             raise RuntimeError(f"stage {self.cfg.stage} stopped at step {self.step}/{self.total_steps}; "
                                "rerun train() to finish before saving the final model")
-        return save_stage(self.model, self.tokenizer, target, metadata={
-            "stage": self.cfg.stage, "step": self.step, "config": self.cfg.to_dict(),
-            "fingerprint": self.fingerprint, "voices": self.voices.assignments})
+        from .session import device_summary
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        meta = {"stage": self.cfg.stage, "step": self.step, "config": self.cfg.to_dict(),
+                "fingerprint": self.fingerprint, "voices": self.voices.assignments,
+                # helpers.publish.stage_rows reads "hardware" for the model card
+                "hardware": device_summary() + (f" × {world} processes" if world > 1 else "")}
+        if not getattr(self, "_zero3", False):
+            if int(os.environ.get("RANK", "0")) == 0:
+                save_stage(self.model, self.tokenizer, target, metadata=meta)
+            _barrier()
+            return target
+        import deepspeed
+
+        # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
+        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
+            if int(os.environ.get("RANK", "0")) == 0:
+                save_stage(self.model, self.tokenizer, target, metadata=meta)
+        _barrier()
+        return target
 
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory."""
@@ -595,6 +668,39 @@ class StageRecipe:
         shutil.rmtree(self._local_root(), ignore_errors=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _barrier() -> None:
+    """Wait for every rank (DeepSpeed path) before anyone reads what rank 0 wrote."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def launch_command(paths, stage: int, cfg: StageConfig, n_gpus: int, *, deepspeed: str | None = None,
+                   launcher: str = "accelerate") -> str:
+    """The shell command that trains ``stage`` of the run in ``paths`` on ``n_gpus`` GPUs of one machine.
+
+    Every process runs this module's CLI (:func:`_cli`) on the stage's ``config.json`` (written by
+    :meth:`StageRecipe.setup`), the previous stage's model and the phase's token shards, through
+    DeepSpeed: ``deepspeed`` (default ``cfg.deepspeed``, else ``configs/ds_zero2.json``).
+    Run it from the repository root.
+    """
+    from .distributed import launch_command as _launch
+
+    ds = deepspeed or cfg.deepspeed or "configs/ds_zero2.json"
+    sdir = paths.stage(stage)
+    args = ["--config", str(sdir / CONFIG_FILE), "--stage-dir", str(sdir), "--init", str(init_model_dir(paths, stage)),
+            "--tokens", str(paths.tokens), "--phase", str(cfg.phase), "--voices", str(sdir / VOICES_FILE),
+            "--deepspeed", ds]
+    return _launch("helpers.train", ds, n_gpus, launcher=launcher, script_args=args, module=True)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -635,8 +741,10 @@ def _cli(argv=None) -> int:
     ap.add_argument("--config", required=True, help="StageConfig as JSON")
     ap.add_argument("--stage-dir", required=True, help="the stage folder of the run directory")
     ap.add_argument("--init", required=True, help="model folder to start from (save_pretrained format)")
-    ap.add_argument("--tokens", required=True, help="folder of token shards (all utterances are used)")
+    ap.add_argument("--tokens", required=True, help="folder of token shards")
+    ap.add_argument("--phase", type=int, help="train on this data phase of the shards (default: every utterance)")
     ap.add_argument("--voices", help="voices.json (default: chosen from the data)")
+    ap.add_argument("--deepspeed", help="DeepSpeed JSON config: overrides the config's 'deepspeed' field")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (same value = same bits)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -646,11 +754,22 @@ def _cli(argv=None) -> int:
     from .shards import iter_utterances
 
     cfg = StageConfig.from_dict(json.loads(Path(a.config).read_text()))
-    model = AutoModelForCausalLM.from_pretrained(a.init, dtype=torch.float32)
+    if a.deepspeed:
+        import dataclasses
+
+        over = {"deepspeed": a.deepspeed}
+        if cfg.precision == "bf16-pure":  # a single-GPU plan: DeepSpeed's bf16 mode brings its own fp32 masters
+            over.update(precision="bf16-mixed", optimizer="adamw_torch", optimizer_state="fp32")
+            print("DeepSpeed: precision 'bf16-pure' -> DeepSpeed bf16 (fp32 master weights and AdamW states)")
+        cfg = dataclasses.replace(cfg, **over)
+    model = AutoModelForCausalLM.from_pretrained(a.init, dtype=getattr(torch, cfg.model_dtype))
     tokenizer = AutoTokenizer.from_pretrained(a.init)
-    utts = list(iter_utterances(a.tokens))
+    if a.phase is not None:
+        utts, everything = load_phase(a.tokens, a.phase)
+    else:
+        utts = everything = list(iter_utterances(a.tokens))
     voices = (VoiceSelection.from_dict(json.loads(Path(a.voices).read_text())) if a.voices
-              else choose_builtin_voices(utts))
+              else choose_builtin_voices(everything))
     recipe = StageRecipe(cfg, model, tokenizer, utts, a.stage_dir, voices).setup()
     res = recipe.train()
     recipe.save_final()

@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from helpers.audio import PCM16_SCALE, RESAMPLE_QUALITY, read_audio, resample, to_mono  # noqa: E402
 from helpers.corpus import CORPUS_SAMPLE_RATE, METADATA_COLUMNS, METADATA_FILE  # noqa: E402
 from helpers.profiles import ASSETS_CORPUS_DIR  # noqa: E402
-from helpers.tokens import EMOTIONS, VOICES  # noqa: E402
+from helpers.tokens import EMOTIONS, SEED_EMOTION_PROSODY, VOICES  # noqa: E402
 
 APT_INSTALL = "apt-get update && apt-get install -y espeak-ng"
 MIN_SECONDS, MAX_SECONDS = 1.0, 6.0  # the corpus spec: short utterances only
@@ -98,15 +98,7 @@ SPEAKERS: tuple[Speaker, ...] = (
 
 # Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) changes.
 # Breathiness has no espeak-ng flag; only whisper gets it, through the whisper variant.
-EMOTION_OFFSETS: dict[str, tuple[float, float, float]] = {
-    "neutral": (0.0, 0.0, 0.0),
-    "happy": (0.15, 0.10, 0.20),
-    "sad": (-0.10, -0.15, -0.20),
-    "angry": (0.20, 0.05, 0.30),
-    "excited": (0.20, 0.20, 0.30),
-    "whisper": (-0.20, -0.10, -0.40),
-    "calm": (-0.05, -0.10, -0.15),
-}
+EMOTION_OFFSETS = SEED_EMOTION_PROSODY
 
 # Spoken by every speaker (neutral, first utterance): same text, different voices,
 # so tests and plots can compare voices directly.

@@ -225,3 +225,19 @@ def test_models_that_break_the_token_contract_are_refused():
         SnacCodec(SNAC(codebook_size=1024, vq_strides=[4, 2, 1], **small), device="cpu")
     with pytest.raises(ValueError, match=r"codes per frame"):
         SnacCodec(SNAC(codebook_size=tk.CODEBOOK_SIZE, vq_strides=[3, 2, 1], **small), device="cpu")
+
+
+def test_random_codec_codes_follow_the_audio(snac_random):
+    """The tiny profile's random-weight codec is centred (helpers.codec.center_quantizers):
+    a 3 s speech clip uses many distinct codes, and different clips use different ones."""
+    from helpers.audio import load_audio
+    from helpers.codec_report import bundled_clip
+
+    codes = []
+    for i in (0, 9):
+        path, _ = bundled_clip(i)
+        wav, _ = load_audio(path, target_sr=snac_random.sample_rate)
+        codes.append(snac_random.encode(wav))
+    for c in codes:
+        assert len(np.unique(c[0])) >= 0.5 * len(c[0])  # uncentred random weights: 2-6 distinct codes
+    assert len(set(codes[0][0]) & set(codes[1][0])) < 0.5 * min(len(codes[0][0]), len(codes[1][0]))

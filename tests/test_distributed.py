@@ -123,3 +123,19 @@ def test_zero3_offload_trains_in_two_gloo_processes(tmp_path):
     a, b = (r["losses"] for r in runs)
     assert a == b  # every rank logs the same, averaged loss
     assert len(a) == 4 and a[-1] < a[0], a
+
+
+def test_config_names_paths_and_module_launch(tmp_path, monkeypatch):
+    for name, kwargs in dist.STANDARD_CONFIGS.items():
+        assert dist.config_name_for(**kwargs) == name
+        assert dist.zero_settings(f"configs/{name}") == (kwargs["zero_stage"], kwargs.get("offload_optimizer", False),
+                                                         kwargs.get("offload_params", False))
+    with pytest.raises(ValueError, match="no standard DeepSpeed config"):
+        dist.config_name_for(2, offload_params=True)
+    monkeypatch.chdir(tmp_path)  # relative paths also resolve against the repository root (notebooks/ cwd)
+    assert dist.resolve_config_path("configs/ds_zero3.json") == (REPO / "configs" / "ds_zero3.json").resolve()
+    with pytest.raises(FileNotFoundError, match="ds_zero9.json"):
+        dist.resolve_config_path("configs/ds_zero9.json")
+    cmd = dist.launch_command("helpers.train", "configs/ds_zero2.json", 2, module=True, script_args=["--phase", "1"])
+    assert cmd.endswith("--deepspeed_config_file configs/ds_zero2.json --module helpers.train --phase 1")
+    assert " --module helpers.train" in dist.launch_command("helpers.train", "c.json", 2, launcher="torchrun", module=True)

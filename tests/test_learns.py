@@ -17,31 +17,32 @@ SPEAKERS = ("male_us_01", "female_us_01", "male_uk_01", "female_uk_01")
 FRAMES = 14  # ~1.2 s of audio: 98 audio tokens per utterance
 
 
-def _assets_utterances():
-    """Four assets utterances (text, speaker, accent, gender, emotion from the corpus metadata) with
-    random SNAC codes drawn from a fixed seed.
+def _assets_utterances(codec):
+    """Four assets utterances (one per accent x gender) with their real SNAC codes from the
+    tiny profile's codec, cropped to the first FRAMES frames; text, speaker, accent, gender and
+    emotion from the corpus metadata."""
+    from helpers.audio import load_audio
+    from helpers.sequences import crop_codes
 
-    Why not the codes of the random-weight SNAC: it maps these clips to near-constant codes (1-6
-    distinct values per codebook over 14 frames, the same for every speaker), so a model that
-    ignored its prompt would still "reproduce" them. Random codes make each utterance's target
-    unpredictable unless the prompt (text, emotion, voice) is read correctly."""
     rows = list(csv.DictReader(open(ASSETS_CORPUS_DIR / "metadata.csv", newline="")))
-    rng = np.random.default_rng(20240501)
     out = []
     for spk in SPEAKERS:
         row = next(r for r in rows if r["speaker"] == spk)
-        codes = [rng.integers(0, 4096, FRAMES * k) for k in (1, 2, 4)]
+        wav, sr = load_audio(ASSETS_CORPUS_DIR / row["file"], target_sr=codec.sample_rate)
+        codes = crop_codes(codec.encode(wav), 2, FRAMES)  # skip the onset frames
         out.append(Utterance(f"assets:{row['utterance_id']}", "assets", f"assets:{spk}", row["accent"], row["gender"],
-                             row["emotion"], row["text"], FRAMES / 12, codes))
+                             row["emotion"], row["text"], FRAMES / codec.frame_rates[0], codes))
     return out
 
 
-def test_tiny_model_memorises_and_reproduces_exact_codes(tmp_path):
+def test_tiny_model_memorises_and_reproduces_exact_codes(tmp_path, snac_random):
     from helpers import models
     from helpers.profiles import TINY_LLAMA
 
-    utts = _assets_utterances()
+    utts = _assets_utterances(snac_random)
     assert len({tuple(np.concatenate(u.codes)) for u in utts}) == 4  # four different clips
+    # the codes carry information: a model that ignored its prompt could not reproduce them
+    assert all(len(np.unique(u.codes[0])) >= FRAMES // 2 for u in utts)
     model, tok = models.load_base(TINY_LLAMA)
     model, tok, layout, _ = models.extend_vocabulary(model, tok)
     voices = choose_builtin_voices(utts, min_utterances=1)

@@ -72,7 +72,7 @@ def test_tiny_llama_shapes_and_tying(tiny_base):
     model, tok = tiny_base
     cfg = model.config
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads) == (64, 2, 4, 2)
-    assert cfg.rope_parameters["rope_theta"] == 500_000.0 and cfg.max_position_embeddings == 4096
+    assert cfg.rope_parameters["rope_theta"] == 500_000.0 and cfg.max_position_embeddings == 8192
     assert model.get_input_embeddings().weight.shape == (len(tok), 64)
     assert model.lm_head.weight is model.model.embed_tokens.weight
     assert model.dtype == torch.float32 and cfg._attn_implementation == "sdpa"

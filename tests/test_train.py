@@ -198,3 +198,181 @@ def test_resume_refuses_changed_config_or_data(world, tmp_path):
     utts[0].text = "a different sentence"
     with pytest.raises(ResumeError, match="training data changed"):
         StageRecipe(_cfg(max_steps=3), model, tok, utts, stage, choose_builtin_voices(utts)).setup()
+
+
+# ----------------------------------------------------------------------------- memory techniques in the recipe
+def _copy_state(sd):
+    """Deep copy of a (nested) state dict, tensors cloned."""
+    if torch.is_tensor(sd):
+        return sd.detach().clone()
+    if isinstance(sd, dict):
+        return {k: _copy_state(v) for k, v in sd.items()}
+    if isinstance(sd, (list, tuple)):
+        return type(sd)(_copy_state(v) for v in sd)
+    return sd
+
+
+def _same_state(a, b):
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu())
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("precision,optimizer,state,checkpointing", [
+    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "full"),  # BF16AdamW: bf16 moments + rounding RNG in the state
+    ("fp32", "adamw_8bit", "fp32", "selective"),  # bitsandbytes 8-bit states (bnb steps on CPU too)
+])
+def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, optimizer, state, checkpointing):
+    import shutil
+
+    from helpers import memory, session
+    from helpers.models import COMPLETE_MARKER
+
+    kw = dict(max_steps=6, save_every=3, precision=precision, optimizer=optimizer, optimizer_state=state,
+              checkpointing=checkpointing, selective_every=2, ce_chunk=24, local_dir=str(tmp_path / "l"))
+    stage = tmp_path / "stage2"
+    r1 = _recipe(world, stage, **kw).setup()
+    n_layers = r1.model.config.num_hidden_layers
+    want_layers = list(range(n_layers)) if checkpointing == "full" else [i for i in range(n_layers) if i % 2 == 1]
+    assert memory.checkpointed_layers(r1.model) == want_layers and r1.checkpointed == want_layers
+    assert next(r1.model.parameters()).dtype == (torch.bfloat16 if precision == "bf16-pure" else torch.float32)
+    assert type(r1.optimizer).__name__ == {"adamw_bf16_stochastic": "BF16AdamW", "adamw_8bit": "AdamW8bit"}[optimizer]
+    r1.train()
+    straight = _trajectory(stage)
+    assert len(straight) == 6 and float(straight[-1][1]) < float(straight[0][1]), straight  # it learns
+    weights = _copy_state(r1.model.state_dict())
+    opt_state = _copy_state(r1.optimizer.state_dict())
+    if optimizer == "adamw_bf16_stochastic":
+        moments = [s["exp_avg"] for s in r1.optimizer.state.values()]
+        assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+        assert opt_state["rounding_generators"]  # the rounding noise stream is part of the state
+
+    # Lose the newest checkpoint: a fresh recipe resumes at step 3 and must land on the same bits.
+    shutil.rmtree(stage / "checkpoints" / ckpt.step_dir_name(6))
+    r2 = _recipe(world, stage, **kw).setup()
+    assert r2.step == 3 and r2.resumed_from.endswith(ckpt.step_dir_name(3))
+    r2.train()
+    assert _trajectory(stage) == straight
+    got = r2.model.state_dict()
+    assert all(torch.equal(weights[k], got[k]) for k in weights)
+    assert _same_state(opt_state, r2.optimizer.state_dict())  # moments (their dtype too), steps, RNG streams
+    final = r2.save_final()
+    meta = json.loads((final / COMPLETE_MARKER).read_text())["metadata"]
+    assert meta["hardware"] == session.device_summary()  # helpers.publish reads this key for the model card
+    assert meta["config"]["optimizer"] == optimizer
+
+
+def test_config_memory_fields_are_validated():
+    from helpers import config, memory
+
+    assert config.OPTIMIZERS == memory.OPTIMIZER_KINDS
+    assert set(config.CHECKPOINTING) == set(memory.CHECKPOINTING_MODES)
+    with pytest.raises(ValueError, match="loses every update"):
+        stage_config(2, "tiny", precision="bf16-pure", optimizer="adamw_torch")
+    with pytest.raises(ValueError, match="is for precision='bf16-pure'"):
+        stage_config(2, "tiny", optimizer="adamw_bf16_master")
+    for field, value in (("checkpointing", "some"), ("ce_chunk", -1), ("attention", "flash"),
+                         ("deepspeed", "zero2"), ("optimizer_state", "fp16"), ("precision", "fp16")):
+        with pytest.raises(ValueError, match=f"StageConfig.{field}"):
+            stage_config(2, "tiny", **{field: value})
+    colab = stage_config(2, "colab")
+    assert colab.unplanned() == ["precision", "optimizer", "optimizer_state", "checkpointing", "selective_every",
+                                 "ce_chunk"]
+    with pytest.raises(ValueError, match="plan_stage"):
+        colab.require_planned()
+    assert stage_config(2, "tiny").model_dtype == "float32"
+    assert stage_config(2, "tiny", precision="bf16-pure", optimizer="adamw_bf16_master").model_dtype == "bfloat16"
+
+
+def _shape_config(shape):
+    """A stand-in for the loaded model's config with the real Llama-3.2-3B (extended) dimensions."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                           num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+                           intermediate_size=shape.intermediate, vocab_size=shape.vocab, tie_word_embeddings=True,
+                           head_dim=shape.head_dim)
+
+
+def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_path):
+    from helpers import memory, planner
+    from helpers.config import plan_stage
+
+    fake = planner.match_gpu("NVIDIA A100-SXM4-40GB", int(39.4 * planner.GIB))
+    monkeypatch.setattr(planner, "detect_gpu", lambda device=0: fake)
+    model_config = _shape_config(planner.LLAMA_3_2_3B_AUDIO)
+    logs = []
+    plan, cfg = plan_stage(stage_config(2, "colab"), model_config, audio_hours=1050, log=logs.append)
+    assert plan.gpu.name == "A100-40GB" and plan.shape == planner.LLAMA_3_2_3B_AUDIO
+    assert plan.train.tokens_per_step == cfg.max_seq_len and plan.train.grad_accum == cfg.grad_accum
+    s = memory.settings_for_plan(plan.train)
+    assert (cfg.optimizer, cfg.checkpointing, cfg.selective_every, cfg.ce_chunk) == \
+        (s.optimizer, s.checkpointing, s.selective_every, s.ce_chunk)
+    assert cfg.model_dtype == ("bfloat16" if s.model_dtype == torch.bfloat16 else "float32")
+    assert cfg.optimizer_state == ("bf16" if s.state_dtype == torch.bfloat16 else "fp32")
+    # on this card the planner picks pure bf16 + stochastic rounding (tests/test_planner.py)
+    assert (cfg.precision, cfg.optimizer, cfg.deepspeed) == ("bf16-pure", "adamw_bf16_stochastic", None)
+    assert cfg.unplanned() == [] and "from the plan for A100-40GB" in logs[0]
+    assert "Training plan" in str(plan) and "settings fit A100-40GB" in logs[-1]
+
+    # explicit settings win; a configuration that cannot fit is kept but flagged loudly
+    mine = dict(precision="bf16-mixed", optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none",
+                selective_every=2, ce_chunk=0)
+    logs.clear()
+    _, kept = plan_stage(stage_config(2, "colab", **mine), model_config, log=logs.append)
+    assert {k: getattr(kept, k) for k in mine} == mine
+    assert any("WARNING" in m and "out of memory" in m for m in logs), logs
+
+    # a run in progress keeps its settings (exact resume), whatever this GPU's plan says
+    (tmp_path / "config.json").write_text(kept.to_json())
+    _, resumed = plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
+    assert {k: getattr(resumed, k) for k in mine} == mine
+
+    # Colab's L4 (24 GB, 53 GB host RAM): nothing fits, the message says what would
+    with pytest.raises(planner.NoFeasiblePlan, match="no training configuration"):
+        plan_stage(stage_config(2, "colab"), model_config, gpu="L4", log=logs.append)
+
+
+def test_plan_stage_on_cpu_shows_the_target_gpu_plan_and_keeps_cpu_settings(monkeypatch):
+    from helpers import planner
+    from helpers.config import PLAN_TARGET_GPU, plan_stage
+
+    monkeypatch.setattr(planner, "detect_gpu", lambda device=0: None)
+    tiny = stage_config(2, "tiny")
+    logs = []
+    plan, cfg = plan_stage(tiny, _shape_config(planner.LLAMA_3_2_3B_AUDIO), log=logs.append)
+    assert plan.gpu.name == PLAN_TARGET_GPU and cfg == tiny and "information" in logs[-1]
+    _, colab = plan_stage(stage_config(2, "colab"), _shape_config(planner.LLAMA_3_2_3B_AUDIO), log=logs.append)
+    assert (colab.precision, colab.optimizer, colab.checkpointing, colab.ce_chunk) == ("fp32", "adamw_torch", "none", 0)
+
+
+def test_launch_command_runs_this_modules_cli(tmp_path):
+    from helpers.profiles import RunPaths
+    from helpers.train import launch_command
+
+    paths = RunPaths(tmp_path / "run")
+    cmd = launch_command(paths, 3, stage_config(3, "tiny"), 4)
+    assert cmd.startswith("accelerate launch --num_processes 4") and "--module helpers.train" in cmd
+    assert "--deepspeed_config_file configs/ds_zero2.json" in cmd and "--phase 2" in cmd
+    assert f"--init {paths.stage(2) / 'model'}" in cmd and f"--config {paths.stage(3) / 'config.json'}" in cmd
+
+
+def test_deepspeed_config_dispatches_to_hf_trainer(world, tmp_path):
+    """cfg.deepspeed set: the same recipe/CLI trains through HF Trainer + ZeRO-2 (one process, CPU)."""
+    from helpers.models import COMPLETE_MARKER
+    from helpers.train import HF_TRAINER_DIR
+
+    stage = tmp_path / "stage2"
+    cfg = _cfg(max_steps=4, save_every=4, log_every=1, deepspeed="configs/ds_zero2.json", ce_chunk=16,
+               checkpointing="full", local_dir=str(tmp_path / "l"))
+    out = _run(world, cfg, stage)
+    assert "DeepSpeed ds_zero2.json, 1 process(es), 4 steps" in out, out
+    losses = [float(r[1]) for r in _trajectory(stage)]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    assert (stage / HF_TRAINER_DIR / "checkpoint-4").is_dir()  # HF Trainer's resume points
+    meta = json.loads((stage / "model" / COMPLETE_MARKER).read_text())["metadata"]
+    assert meta["config"]["deepspeed"] == "configs/ds_zero2.json" and meta["step"] == 4 and meta["hardware"]

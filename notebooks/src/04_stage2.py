@@ -15,6 +15,11 @@
 # bit for bit; a copy that was cut off is detected and the one before it is used. If you changed
 # a parameter that would make the resumed run differ (learning rate, steps, data…), it refuses
 # and names the parameter.
+#
+# **Memory.** Full fine-tuning of a 3B model on one 40 GB A100 needs memory techniques (bf16, an
+# optimizer with small states, activation checkpointing, a chunked cross entropy over the 140k
+# vocabulary). A planner (`helpers/planner.py`) picks them for the GPU this session got and prints
+# its plan before training; any of them can be set by hand below.
 
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
@@ -31,6 +36,13 @@ eval_every = None  # steps between evaluations (held-out loss + a generated samp
 keep_last = None  # complete checkpoints kept on Drive
 reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
 seed = None  # data order and reference choice; None = the default
+# memory / speed: None = the planner's choice for this GPU (the plan is printed before training)
+precision = None  # "bf16-mixed" (fp32 weights, bf16 autocast), "bf16-pure" (bf16 weights) or "fp32"
+optimizer = None  # "adamw_torch", "adamw_8bit", "adamw_bf16_stochastic" or "adamw_bf16_master"
+checkpointing = None  # activation checkpointing: "none", "full" or "selective"
+ce_chunk = None  # tokens per chunk of the LM-head cross entropy; 0 = no chunking
+deepspeed = None  # e.g. "configs/ds_zero2_offload.json": train through HF Trainer + DeepSpeed ZeRO
+launch_gpus = 8  # GPUs of the printed multi-GPU launch command
 
 # %% [markdown]
 # ## Setup
@@ -49,14 +61,16 @@ print(S); print(session.device_summary())
 # %% [markdown]
 # ## The stage config
 #
-# One typed dataclass; every field is documented in `helpers/config.py` and validated.
+# One typed dataclass; every field is documented in `helpers/config.py` and validated. Memory fields
+# left at None are filled in by the planner further down.
 
 # %%
 import pandas as pd
 from helpers import config, train
 cfg = config.stage_config(stage, S.profile, learning_rate=learning_rate, max_steps=max_steps, grad_accum=grad_accum,
                           save_every=save_every, eval_every=eval_every, keep_last=keep_last,
-                          reference_prob=reference_prob, seed=seed)
+                          reference_prob=reference_prob, seed=seed, precision=precision, optimizer=optimizer,
+                          checkpointing=checkpointing, ce_chunk=ce_chunk, deepspeed=deepspeed)
 pd.DataFrame(cfg.rows())
 
 # %% [markdown]
@@ -81,12 +95,33 @@ voices = train.voices_for_stage(S.paths, stage, all_utterances)
 pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
 
 # %% [markdown]
+# ## The training plan
+#
+# The planner models the peak GPU memory and the speed of every configuration it knows for this
+# model (its real layer count, width and extended vocabulary) and this stage's token budget, keeps
+# those that fit the GPU and takes the fastest. Parameters you set above are kept (with a loud
+# warning if they cannot fit); the rest come from the plan. A run already in progress keeps the
+# settings it started with, so it resumes exactly. Without a GPU (the tiny profile) the plan is
+# shown for Colab's A100 as information, and the CPU run uses fp32.
+
+# %%
+from IPython.display import display
+from transformers import AutoConfig
+hours = sum(r["hours"] for r in train.phase_table(utterances))
+plan, cfg = config.plan_stage(cfg, AutoConfig.from_pretrained(train.init_model_dir(S.paths, stage)),
+                              audio_hours=hours, stage_dir=S.paths.stage(stage))
+display(plan)  # the choice, its memory breakdown, the speed estimate and why
+pd.DataFrame([r for r in cfg.rows() if r["field"] in config.PLANNED_FIELDS + ("attention",)])
+
+# %% [markdown]
 # ## Model (the previous stage's final weights) and codec (for listening to samples)
+#
+# The model is loaded in the dtype the plan trains in (bf16 for pure bf16 and DeepSpeed, else fp32).
 
 # %%
 from helpers import models
 from helpers.codec import SnacCodec
-model, tokenizer = models.load_stage(train.init_model_dir(S.paths, stage))
+model, tokenizer = models.load_stage(train.init_model_dir(S.paths, stage), dtype=cfg.model_dtype)
 codec = SnacCodec.load(S.profile.snac_model)
 print(f"{models.count_parameters(model):,} parameters from {train.init_model_dir(S.paths, stage)}")
 
@@ -102,10 +137,21 @@ recipe = train.StageRecipe(cfg, model, tokenizer, utterances, S.paths.stage(stag
 pd.DataFrame(recipe.data_report())
 
 # %% [markdown]
+# ## Several GPUs instead of one
+#
+# The same recipe runs on several GPUs of one machine with DeepSpeed ZeRO (`configs/ds_*.json`):
+# run this command from a terminal in the project folder (after this notebook's setup cell above
+# wrote the stage's `config.json`). Every GPU runs `python -m helpers.train` through HF Trainer.
+
+# %%
+print(train.launch_command(S.paths, stage, cfg, launch_gpus))
+
+# %% [markdown]
 # ## Train
 #
-# The bar shows loss, learning rate, tokens/s and the ETA. `metrics.csv` in the stage folder
-# gets a row every `log_every` steps and survives a crash.
+# The plan above is what runs. The bar shows loss, learning rate, tokens/s and the ETA.
+# `metrics.csv` in the stage folder gets a row every `log_every` steps and survives a crash.
+# With `deepspeed` set, the same call trains through HF Trainer + DeepSpeed instead.
 
 # %%
 result = recipe.train()
