@@ -14,8 +14,8 @@
 
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile's runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile's default (Drive on Colab, ./runs locally)
+run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
 base_model = None  # None = the base LLaMA of the profile (meta-llama/Llama-3.2-3B on Colab)
@@ -23,7 +23,6 @@ pad_to_multiple_of = 64  # embedding rows are rounded up to this (tensor-core fr
 init = "mean"  # how new rows start: "mean" (mean of base rows + small noise)
 noise_std = 0.1  # noise of the new rows, in units of the std of the base rows
 seed = 0  # seed of that noise
-
 # %% [markdown]
 # ## Setup
 

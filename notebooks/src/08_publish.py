@@ -15,8 +15,8 @@
 
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile's runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile's default (Drive on Colab, ./runs locally)
+run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
 repo_id = "optimumai/OptimumLLM-Audio-1.0"  # Hub repo to create: <your username or organisation>/<model name>
@@ -27,7 +27,6 @@ export_dtype = "bfloat16"  # weights dtype on the Hub (bf16 halves the 3B model 
 sample_text = "Welcome to OptimumAI. This is a text to speech model."  # what the sample clips say
 sample_items = [("male_us_01", "neutral"), ("female_uk_01", "happy")]  # (voice, emotion) of each sample clip
 demo_max_seconds = None  # cap on audio per generated chunk; None = 40 s on colab, 1 s in tiny (untrained model)
-
 # %% [markdown]
 # ## Setup
 
