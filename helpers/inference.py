@@ -407,7 +407,7 @@ class OptimumTTS:
             snac_name = snac or (json.loads(cfg_file.read_text()).get("snac_model") if cfg_file.is_file() else None)
         else:
             model, tok = load_base(str(name_or_path), dtype=dtype)
-            snac_name = snac
+            snac_name = snac or _hub_inference_config(str(name_or_path)).get("snac_model")
         model = model.to(device=device, dtype=dtype)
         codec = SnacCodec.load(snac_name or DEFAULT_SNAC, device=device)
         return cls(model, tok, codec, accent=accent, **kw)
@@ -665,3 +665,14 @@ __all__ = [
     "Turn", "AudioStream", "find_model_folder", "DEFAULT_VOICE", "DEFAULT_SNAC", "STREAM_LEFT_CONTEXT",
     "STREAM_LOOKAHEAD", "STREAM_TOLERANCE",
 ]
+
+
+def _hub_inference_config(repo_id: str) -> dict:
+    """``optimum_tts.json`` of a hub model repo ({} when the repo has none, e.g. a plain LLaMA)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(repo_id, INFERENCE_CONFIG)).read_text())
+    except EntryNotFoundError:
+        return {}

@@ -257,3 +257,24 @@ def test_bad_inputs_name_the_valid_choices(random_tts, tmp_path):
         random_tts.generate("Hi.", audio_prompt=str(tmp_path / "missing.wav"))
     with pytest.raises(ValueError, match="seeds"):
         random_tts.generate_batch(["a", "b"], seed=[1])
+
+
+def test_hub_model_reads_its_inference_config(tmp_path, monkeypatch):
+    """A hub id's optimum_tts.json names the codec; a repo without one falls back to the default."""
+    import json as _json
+
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from helpers import inference
+
+    cfg = tmp_path / "optimum_tts.json"
+    cfg.write_text(_json.dumps({"snac_model": "someone/snac_custom"}))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo, name: str(cfg))
+    assert inference._hub_inference_config("me/model") == {"snac_model": "someone/snac_custom"}
+
+    def missing(repo, name):
+        raise EntryNotFoundError(f"{name} not in {repo}")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing)
+    assert inference._hub_inference_config("me/plain-llama") == {}
