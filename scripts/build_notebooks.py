@@ -1,5 +1,7 @@
 """Build notebooks/NN_name.ipynb from notebooks/src/NN_name.py (percent format).
 
+05_stage3 and 06_stage4 are built from 04_stage2.py (see STAGE_VARIANTS).
+
 Why: notebooks are reviewed and diffed as plain Python, and committed without
 outputs. Cell markers in the source:
 
@@ -69,6 +71,40 @@ def parse(text: str, name: str) -> nbformat.NotebookNode:
     return nb
 
 
+# Notebooks 05 and 06 are notebook 04 with another stage: one source, three notebooks (the three
+# training stages run ONE recipe and differ only in the `stage` parameter and their intro).
+STAGE_SOURCE = "04_stage2"
+STAGE_VARIANTS = {
+    "05_stage3": (3, "# # 05 · Stage 3 — High-quality fine-tuning",
+                  "# The model is refined on the curated phase-2 mix (seed §9: LibriTTS-R clean, VCTK,\n"
+                  "# Expresso, ~184 h; seed §11: LR 1e-5, 24–40 h on an A100). VCTK brings the British voices."),
+    "06_stage4": (4, "# # 06 · Stage 4 — Speaker & emotion alignment",
+                  "# Speaker prompts and emotion tags are aligned on the phase-3 mix (seed §9: Expresso,\n"
+                  "# RAVDESS, EmoV-DB, ~54 h; seed §11: LR 5e-6, 12–20 h on an A100)."),
+}
+
+
+def stage_variant(text: str, stage: int, title: str, intro: str) -> str:
+    """Notebook 04's source with another stage number, title and two-line introduction."""
+    lines = text.splitlines()
+    if not (lines[1].startswith("# # 04") and lines[3].startswith("# The model") and lines[5] == "#"):
+        raise ValueError(f"{STAGE_SOURCE}.py no longer starts with the title and a two-line intro")
+    lines[1], lines[3:5] = title, intro.splitlines()
+    out = "\n".join(lines) + "\n"
+    marker = "stage = 2  #"
+    if out.count(marker) != 1:
+        raise ValueError(f"{STAGE_SOURCE}.py must set the parameter `stage = 2` exactly once")
+    return out.replace(marker, f"stage = {stage}  #")
+
+
+def sources() -> list[tuple[str, str]]:
+    """(notebook name, percent-format source) for every notebook, 05/06 derived from 04."""
+    out = [(src.stem, src.read_text(encoding="utf-8")) for src in sorted(SRC.glob("[0-9][0-9]_*.py"))]
+    base = dict(out)[STAGE_SOURCE]
+    out += [(name, stage_variant(base, *v)) for name, v in STAGE_VARIANTS.items()]
+    return sorted(out)
+
+
 def render(nb: nbformat.NotebookNode) -> str:
     nb.nbformat, nb.nbformat_minor = 4, 4
     return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
@@ -79,9 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="fail if a notebook differs from its source")
     args = ap.parse_args(argv)
     stale = []
-    for src in sorted(SRC.glob("[0-9][0-9]_*.py")):
-        target = OUT / (src.stem + ".ipynb")
-        text = render(parse(src.read_text(encoding="utf-8"), src.name))
+    for name, source in sources():
+        target = OUT / (name + ".ipynb")
+        text = render(parse(source, name + ".py"))
         if args.check:
             if not target.exists() or target.read_text(encoding="utf-8") != text:
                 stale.append(target.name)
