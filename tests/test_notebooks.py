@@ -53,3 +53,17 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
     if nb.stem == "00_snac_test":
         for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[n.stem for n in NOTEBOOKS])
+def test_papermill_reads_every_parameter(nb):
+    """Each assignment of the parameters cell is a parameter papermill can see (a comment it
+    cannot parse makes it skip the line and warn 'Passed unknown parameter')."""
+    import papermill
+
+    cell = next(c for c in json.loads(nb.read_text())["cells"]
+                if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    names = [line.split("=", 1)[0].strip() for line in src.splitlines()
+             if line and not line.startswith("#") and "=" in line.split("#", 1)[0]]
+    assert sorted(papermill.inspect_notebook(str(nb))) == sorted(names)

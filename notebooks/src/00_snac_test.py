@@ -12,11 +12,11 @@
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
 run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
+runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
-snac_model = None  # None = the profile codec (hubertsiuzdak/snac_24khz on Colab)
-clip_path = None  # a speech file of yours (wav/flac/ogg/mp3); None = a bundled clip from assets/
+snac_model = None  # None: the profile codec (hubertsiuzdak/snac_24khz on Colab)
+clip_path = None  # a speech file of yours (wav/flac/ogg/mp3); None: a bundled clip from assets/
 clip_index = 0  # which bundled clip, when clip_path is None
 context_tokens = 8192  # the training context the token budget is compared against (seed §5)
 # %% [markdown]

@@ -16,13 +16,13 @@
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
 run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
+runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
-snac_model = None  # None = the codec of the profile (hubertsiuzdak/snac_24khz on Colab)
+snac_model = None  # None: the codec of the profile (hubertsiuzdak/snac_24khz on Colab)
 shard_size = 512  # utterances per shard (~1.4 h of speech); a kill loses at most the unsaved part of one
-batch_size = None  # clips per SNAC forward pass; None = tokenize_batch_size of the profile
-workers = None  # preprocessing processes; None = all CPU cores on Colab, 1 in the tiny profile
+batch_size = None  # clips per SNAC forward pass; None: tokenize_batch_size of the profile
+workers = None  # preprocessing processes; None: all CPU cores on Colab, 1 in the tiny profile
 n_listen = 2  # decoded utterances to listen to at the end
 # %% [markdown]
 # ## Setup

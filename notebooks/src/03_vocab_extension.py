@@ -15,10 +15,10 @@
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
 run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
+runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
-base_model = None  # None = the base LLaMA of the profile (meta-llama/Llama-3.2-3B on Colab)
+base_model = None  # None: the base LLaMA of the profile (meta-llama/Llama-3.2-3B on Colab)
 pad_to_multiple_of = 64  # embedding rows are rounded up to this (tensor-core friendly)
 init = "mean"  # how new rows start: "mean" (mean of base rows + small noise)
 noise_std = 0.1  # noise of the new rows, in units of the std of the base rows

@@ -24,23 +24,23 @@
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
 run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
+runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
 stage = 2  # training stage: 2, 3 or 4 (the only difference between notebooks 04, 05 and 06)
-learning_rate = None  # None = the LR of seed §11 for this stage (5e-5 / 1e-5 / 5e-6)
-max_steps = None  # None = the profile default (colab: one epoch of the phase data)
-grad_accum = None  # packed sequences per optimizer step; None = the profile default
-save_every = None  # steps between checkpoints; None = the profile default
+learning_rate = None  # None: the LR of seed §11 for this stage (5e-5 / 1e-5 / 5e-6)
+max_steps = None  # None: the profile default (colab: one epoch of the phase data)
+grad_accum = None  # packed sequences per optimizer step; None: the profile default
+save_every = None  # steps between checkpoints; None: the profile default
 eval_every = None  # steps between evaluations (held-out loss + a generated sample)
 keep_last = None  # complete checkpoints kept on Drive
 reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
-seed = None  # data order and reference choice; None = the default
-# memory / speed: None = the planner choice for this GPU (the plan is printed before training)
+seed = None  # data order and reference choice; None: the default
+# memory / speed: None: the planner choice for this GPU (the plan is printed before training)
 precision = None  # "bf16-mixed" (fp32 weights, bf16 autocast), "bf16-pure" (bf16 weights) or "fp32"
 optimizer = None  # "adamw_torch", "adamw_8bit", "adamw_bf16_stochastic" or "adamw_bf16_master"
 checkpointing = None  # activation checkpointing: "none", "full" or "selective"
-ce_chunk = None  # tokens per chunk of the LM-head cross entropy; 0 = no chunking
+ce_chunk = None  # tokens per chunk of the LM-head cross entropy; 0: no chunking
 deepspeed = None  # e.g. "configs/ds_zero2_offload.json": train through HF Trainer + DeepSpeed ZeRO
 launch_gpus = 8  # GPUs of the printed multi-GPU launch command
 # %% [markdown]

@@ -25,17 +25,17 @@
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
 run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
+runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
-stage = 4  # evaluate this training stage final model (4 = the finished model)
-asr_model = None  # None = the profile ASR (Whisper large-v3-turbo on Colab)
-speaker_model = None  # None = the profile speaker encoder (microsoft/wavlm-base-plus-sv on Colab)
-mos_model = None  # None = the profile MOS predictor ("utmos" on Colab, "dnsmos" offline)
+stage = 4  # evaluate this training stage final model (4: the finished model)
+asr_model = None  # None: the profile ASR (Whisper large-v3-turbo on Colab)
+speaker_model = None  # None: the profile speaker encoder (microsoft/wavlm-base-plus-sv on Colab)
+mos_model = None  # None: the profile MOS predictor ("utmos" on Colab, "dnsmos" offline)
 seed = 1234  # base sampling seed; item i uses seed + crc32(item id), so reruns give the same audio
 ttfa_items = 3  # items whose time to first audio is measured with streaming
 listening_rows = 16  # clips shown in the listening table (all are saved in eval/clips)
-max_audio_seconds = None  # cap on each clip (None = the engine guard: 3 s + 1 s per 5 characters, at most 40 s)
+max_audio_seconds = None  # cap on each clip (None: the engine guard: 3 s + 1 s per 5 characters, at most 40 s)
 tiny_max_audio_seconds = 2.0  # the tiny profile toy model rarely emits <|audio_end|>: its clips stop here
 # %% [markdown]
 # ## Setup

@@ -16,17 +16,17 @@
 # %% tags=["parameters"]
 profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
 run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
-runs_root = None  # None = the profile default (Drive on Colab, ./runs locally)
+runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
 REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
 PROJECT_DIR = "/content/optimumllm-audio"
 repo_id = "optimumai/OptimumLLM-Audio-1.0"  # Hub repo to create: <your username or organisation>/<model name>
 private = True  # create the repo private; make it public on the Hub once you have checked it
-dry_run = None  # None = dry run in the tiny profile (nothing leaves the machine), a real upload in colab
-export_stage = None  # None = the newest finished stage (4, else 3, 2, 1)
+dry_run = None  # None: dry run in the tiny profile (nothing leaves the machine), a real upload in colab
+export_stage = None  # None: the newest finished stage (4, else 3, 2, 1)
 export_dtype = "bfloat16"  # weights dtype on the Hub (bf16 halves the 3B model to ~6.4 GB)
 sample_text = "Welcome to OptimumAI. This is a text to speech model."  # what the sample clips say
 sample_items = [("male_us_01", "neutral"), ("female_uk_01", "happy")]  # (voice, emotion) of each sample clip
-demo_max_seconds = None  # cap on audio per generated chunk; None = 40 s on colab, 1 s in tiny (untrained model)
+demo_max_seconds = None  # cap on audio per generated chunk; None: 40 s on colab, 1 s in tiny (untrained model)
 # %% [markdown]
 # ## Setup
 
