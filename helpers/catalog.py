@@ -561,7 +561,9 @@ _add(DatasetSpec(
 
 _add(DatasetSpec(
     name="assets", title="Bundled espeak corpus", hub_id=ASSETS_CORPUS, config=None, revision=None,
-    splits={"train": ("train",)},
+    # "rejects": four clips preprocessing must reject (noise, too short, clipped, silent), so the
+    # tiny profile shows the rejection report; they never reach training.
+    splits={"train": ("train", "rejects")},
     audio_column="audio", text=Col("text"), speaker=Col("speaker"), utterance_id=Col("utterance_id"),
     gender=Col("gender"), gender_map={g: g for g in GENDERS},
     accent=Col("accent"), accent_map={a: a for a in ACCENTS},
@@ -695,10 +697,9 @@ def open_dataset(spec: DatasetSpec | str, split_role: str = "train", *, streamin
     if spec.hub_id == ASSETS_CORPUS:
         from .corpus import load_local_corpus  # written alongside; imported lazily
 
-        ds = load_local_corpus()
-        if streaming and isinstance(ds, datasets.Dataset):
-            ds = ds.to_iterable_dataset()
-        parts = [ds]
+        parts = [load_local_corpus(split=n) for n in names]
+        if streaming:
+            parts = [p.to_iterable_dataset() if isinstance(p, datasets.Dataset) else p for p in parts]
     else:
         kwargs = {"streaming": streaming, "token": token}
         if spec.revision is not None:

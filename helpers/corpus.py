@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.audio import decode_audio_field
-from helpers.profiles import ASSETS_CORPUS, ASSETS_CORPUS_DIR
+from helpers.profiles import ASSETS_CORPUS, ASSETS_CORPUS_DIR, ASSETS_REJECTS_DIR
 from helpers.tokens import EMOTIONS
 
 METADATA_FILE = "metadata.csv"
@@ -43,7 +43,10 @@ DATASET_COLUMNS: tuple[str, ...] = ("audio", "text", "speaker", "accent", "gende
 ACCENTS: tuple[str, ...] = ("us", "uk")
 GENDERS: tuple[str, ...] = ("male", "female")
 CORPUS_SAMPLE_RATE = 24000  # Hz; the files are written at SNAC 24 kHz's rate
-SPLITS: tuple[str, ...] = ("train",)  # the corpus is tiny: every row is training data
+SPLITS: tuple[str, ...] = ("train", "rejects")
+# "train": the espeak corpus (every row is training data). "rejects": a few clips derived from it
+# that preprocessing must reject (noise, too short, clipped, silent; scripts/make_rejects.py), so
+# the tiny profile shows and tests the rejection report.
 
 
 class CorpusError(ValueError):
@@ -110,17 +113,20 @@ def read_metadata(folder: str | os.PathLike = ASSETS_CORPUS_DIR) -> list[dict[st
     return rows
 
 
-def load_local_corpus(folder: str | os.PathLike = ASSETS_CORPUS_DIR, split: str = "train"):
+def load_local_corpus(folder: str | os.PathLike | None = None, split: str = "train"):
     """The corpus in ``folder`` as a ``datasets.Dataset`` with :data:`DATASET_COLUMNS`.
 
     ``audio`` is ``Audio(decode=False)`` holding ``{"bytes": None, "path": <absolute
     path>}``; decode rows with :func:`decode_example_audio`. ``dataset`` is
-    ``"assets"`` on every row. Rows keep metadata.csv's order. Only ``split="train"``
-    exists (all rows). Metadata errors raise :class:`CorpusError` (see
+    ``"assets"`` on every row. Rows keep metadata.csv's order. ``folder`` defaults to
+    ``assets/corpus`` for ``split="train"`` and ``assets/corpus_rejects`` for
+    ``split="rejects"``. Metadata errors raise :class:`CorpusError` (see
     :func:`read_metadata`).
     """
     if split not in SPLITS:
         raise ValueError(f"the assets corpus has splits {list(SPLITS)}, got split={split!r}")
+    if folder is None:
+        folder = ASSETS_CORPUS_DIR if split == "train" else ASSETS_REJECTS_DIR
     # Imported here so that importing helpers.corpus stays cheap.
     import datasets
 

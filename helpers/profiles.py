@@ -15,6 +15,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
 ASSETS_CORPUS_DIR = ASSETS_DIR / "corpus"  # espeak-ng speech corpus (see scripts/make_assets.py)
+ASSETS_REJECTS_DIR = ASSETS_DIR / "corpus_rejects"  # clips preprocessing must reject (scripts/make_rejects.py)
 
 # Sentinels understood by the loaders: build the real architecture offline.
 TINY_LLAMA = "tiny-llama"  # a LLaMA of a few layers built from a config (helpers.models)

@@ -175,7 +175,7 @@ def test_decode_example_audio_handles_hub_style_bytes_rows(rows, audio):
 
 
 def test_unknown_split_is_refused():
-    with pytest.raises(ValueError, match=r"splits \['train'\].*'test'"):
+    with pytest.raises(ValueError, match=r"splits \['train', 'rejects'\].*'test'"):
         load_local_corpus(split="test")
 
 
@@ -290,3 +290,36 @@ def test_generator_refuses_a_voice_variant_espeak_ignores(monkeypatch, tmp_path)
     monkeypatch.setattr(mod, "SPEAKERS", mod.SPEAKERS[:-1] + (twin,))
     with pytest.raises(RuntimeError, match=r"'en-gb\+f4' and 'en-gb' produce identical audio"):
         mod.check_voices_distinct(mod.find_espeak(), tmp_path)
+
+
+def test_rejects_split_loads_and_every_clip_is_rejected_for_its_reason():
+    """assets/corpus_rejects (scripts/make_rejects.py): each clip fails preprocessing for the
+    reason its id names, so the tiny profile's rejection report is never empty."""
+    from helpers import preprocess as pp
+    from helpers.catalog import get_spec, to_common
+
+    ds = load_local_corpus(split="rejects")
+    assert len(ds) == 4
+    spec = get_spec("assets")
+    reasons = {}
+    for raw in ds:
+        rec, kept = pp.preprocess_row(to_common(spec, raw))
+        assert kept is None
+        reasons[raw["utterance_id"]] = rec["reason"]
+    assert reasons == {"reject_noisy": "low_snr", "reject_too_short": "too_short",
+                       "reject_clipped": "clipped", "reject_silent": "silent"}
+
+
+def test_rejects_are_regenerated_byte_for_byte(tmp_path):
+    import importlib.util
+
+    from helpers.profiles import ASSETS_REJECTS_DIR, REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("make_rejects", REPO_ROOT / "scripts" / "make_rejects.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.build(tmp_path)
+    committed = sorted(p.name for p in ASSETS_REJECTS_DIR.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == committed
+    for name in committed:
+        assert (tmp_path / name).read_bytes() == (ASSETS_REJECTS_DIR / name).read_bytes(), name

@@ -50,6 +50,9 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
     out = run_notebook(nb, out_dir, "tiny", runs_root, "chain")
     text = _outputs_text(out)
     assert "Traceback" not in text
+    if nb.stem == "01_preprocess":  # the assets rejects split: every reason shown, clips playable
+        for needle in ("low_snr", "too_short", "clipped", "silent", "rejected_low_snr", "<audio", "image/png"):
+            assert needle in text, f"{nb.name} output lacks {needle!r}"
     if nb.stem == "00_snac_test":
         for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
