@@ -223,17 +223,15 @@ class DemoApp:
             else:
                 raise ValueError(f"unknown voice {voice!r}; choose a built-in voice ({', '.join(VOICES)}), "
                                  f"the reference clip or a saved profile")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                wav = np.asarray(self.engine.generate(text, **kw), dtype=np.float32).reshape(-1)
+            wav, notes = _call_noting_warnings(self.engine.generate, text, **kw)
+            wav = np.asarray(wav, dtype=np.float32).reshape(-1)
             if wav.size == 0:
                 raise ValueError("the model produced no audio for this input")
             self.last_audio = wav
             self.player.value = wav_bytes(wav, self.engine.sample_rate)
-            notes = "; ".join(str(w.message) for w in caught)
             self.status.value = _ok(f"{wav.size / self.engine.sample_rate:.2f} s of audio, voice "
                                     f"{Path(str(voice)).stem if voice != CLONE else 'cloned'}, emotion "
-                                    f"{self.emotion.value}" + (f" — note: {notes}" if notes else ""))
+                                    f"{self.emotion.value}" + notes)
         except Exception as e:  # shown in the widget, never as a traceback (issue 9)
             self.status.value = _err(_describe_error(e))
 
@@ -245,15 +243,12 @@ class DemoApp:
             name = self.profile_name.value.strip()
             if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
                 raise ValueError(f"profile name must be 1-64 letters, digits, '-' or '_', got {name!r}")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                profile = self.engine.clone_voice(self.reference(), name=name)
+            profile, notes = _call_noting_warnings(self.engine.clone_voice, self.reference(), name=name)
             out = profile.save(Path(self.voices_dir) / f"{name}{PROFILE_SUFFIX}")
             self.refresh_voices()
             self.voice.value = str(out)
-            notes = "; ".join(str(w.message) for w in caught)
             self.status.value = _ok(f"saved voice profile {name!r} ({profile.seconds:.1f} s of reference); "
-                                    f"it is now in the voice lists" + (f" — note: {notes}" if notes else ""))
+                                    f"it is now in the voice lists" + notes)
         except Exception as e:  # shown in the widget, never as a traceback
             self.status.value = _err(_describe_error(e))
 
@@ -263,20 +258,29 @@ class DemoApp:
         try:
             script = parse_script(self.script.value)
             voices = {s: self.speaker_voices[s].value for s in DIALOGUE_SPEAKERS}
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = self.engine.generate_dialogue(script, pause_s=float(self.pause.value), **self._sampling(),
-                                                    **voices)
+            res, notes = _call_noting_warnings(self.engine.generate_dialogue, script,
+                                               pause_s=float(self.pause.value), **self._sampling(), **voices)
             wav = np.asarray(getattr(res, "audio", res), dtype=np.float32).reshape(-1)
             if wav.size == 0:
                 raise ValueError("the model produced no audio for this script")
             self.last_dialogue = res
             self.dialogue_player.value = wav_bytes(wav, self.engine.sample_rate)
-            notes = "; ".join(str(w.message) for w in caught)
             self.dialogue_status.value = _ok(f"{len(script)} turns, {wav.size / self.engine.sample_rate:.2f} s"
-                                             + (f" — note: {notes}" if notes else ""))
+                                             + notes)
         except Exception as e:  # shown in the widget, never as a traceback
             self.dialogue_status.value = _err(_describe_error(e))
+
+
+def _call_noting_warnings(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with its warnings caught; returns (result, " — note: …" or "").
+
+    The demo shows generation warnings (length guard, short reference …) in its status line
+    instead of letting them vanish into the notebook's stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    notes = "; ".join(str(w.message) for w in caught)
+    return result, (f" — note: {notes}" if notes else "")
 
 
 def build_demo(engine, *, voices_dir: str | os.PathLike | None = None, text: str = DEFAULT_TEXT,

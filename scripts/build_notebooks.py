@@ -8,6 +8,7 @@ outputs. Cell markers in the source:
     # %% [markdown]          a markdown cell; following lines are "# "-prefixed text
     # %% tags=["parameters"] the papermill parameters cell
     # %%                     a code cell
+    # %% [setup]             the setup cell: SETUP_CELL_HEAD, then the lines that follow
 
 Usage: python scripts/build_notebooks.py [--check]   (--check fails if any .ipynb is stale)
 """
@@ -24,7 +25,22 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "notebooks" / "src"
 OUT = ROOT / "notebooks"
+# The first lines of every notebook's setup cell, written once here: a source cell marked
+# `# %% [setup]` starts with them (a notebook cannot import helpers before it has fetched them).
+SETUP_CELL_HEAD = """\
+# Colab: fetch the project and install what Colab lacks (requirements.txt never touches torch, numpy or ipywidgets).
+import os, subprocess, sys
+if "google.colab" in sys.modules and not os.path.isdir(PROJECT_DIR):
+    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, PROJECT_DIR], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{PROJECT_DIR}/requirements.txt"], check=True)
+sys.path.insert(0, PROJECT_DIR if "google.colab" in sys.modules else os.path.abspath(".."))
+from helpers import session"""
 MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
+
+
+def expand_setup(text: str) -> str:
+    """Replace each `# %% [setup]` marker by a code cell beginning with SETUP_CELL_HEAD."""
+    return re.sub(r"^# %% \[setup\][ \t]*$", lambda _: "# %%\n" + SETUP_CELL_HEAD, text, flags=re.M)
 
 
 def parse(text: str, name: str) -> nbformat.NotebookNode:
@@ -35,6 +51,7 @@ def parse(text: str, name: str) -> nbformat.NotebookNode:
         "accelerator": "GPU",
         "colab": {"provenance": [], "gpuType": "A100", "machine_shape": "hm"},
     }
+    text = expand_setup(text)
     cells: list[tuple[str, list[str], list[str]]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         m = MARKER.match(line)

@@ -28,14 +28,7 @@ n_samples = 3  # clips saved per outcome (kept / each rejection reason) for list
 # %% [markdown]
 # ## Setup
 
-# %%
-# Colab: fetch the project and install what Colab lacks (requirements.txt never touches torch, numpy or ipywidgets).
-import os, subprocess, sys
-if "google.colab" in sys.modules and not os.path.isdir(PROJECT_DIR):
-    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, PROJECT_DIR], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{PROJECT_DIR}/requirements.txt"], check=True)
-sys.path.insert(0, PROJECT_DIR if "google.colab" in sys.modules else os.path.abspath(".."))
-from helpers import session
+# %% [setup]
 S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
 print(S); print(session.device_summary())
 
