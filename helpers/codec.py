@@ -46,9 +46,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from helpers import tokens as tk
-from helpers.audio import resample
-from helpers.profiles import RANDOM_SNAC_24KHZ
+from . import tokens as tk
+from .audio import resample
+from .profiles import RANDOM_SNAC_24KHZ
 
 # The hub's hubertsiuzdak/snac_24khz config.json: the architecture the tiny profile
 # builds with random weights (same shapes, same time grid, 19.8 M parameters).

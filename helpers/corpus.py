@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.audio import decode_audio_field
-from helpers.profiles import ASSETS_CORPUS, ASSETS_CORPUS_DIR, ASSETS_REJECTS_DIR
-from helpers.tokens import EMOTIONS
+from .audio import decode_audio_field
+from .profiles import ASSETS_CORPUS, ASSETS_CORPUS_DIR, ASSETS_REJECTS_DIR
+from .tokens import EMOTIONS
 
 METADATA_FILE = "metadata.csv"
 METADATA_COLUMNS: tuple[str, ...] = ("file", "text", "speaker", "accent", "gender", "emotion",

@@ -53,7 +53,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from helpers.tokens import FRAME_SIZE, TokenLayout
+from .tokens import FRAME_SIZE, TokenLayout
 
 # SNAC 24 kHz: 24000 / 2048 samples per frame. Only the default of the guards; the
 # inference engine passes the loaded codec's own rate.

@@ -47,10 +47,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from helpers import audio as au
-from helpers.generation import (AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig)
-from helpers.tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
-from helpers.voices import Voice, VoiceProfile, clone_voice, resolve_voice
+from . import audio as au
+from .generation import (AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig)
+from .tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
+from .voices import Voice, VoiceProfile, clone_voice, resolve_voice
 
 DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
 INFERENCE_CONFIG = "optimum_tts.json"  # optional file in a model folder: {"snac_model": ...}
@@ -339,9 +339,9 @@ def find_model_folder(path: str | os.PathLike) -> Path:
     ``model/``), or a run directory (the final model of the latest finished stage,
     4 -> 1). Raises FileNotFoundError naming what was looked for.
     """
-    from helpers.models import COMPLETE_MARKER
-    from helpers.profiles import RunPaths
-    from helpers.train import FINAL_DIR, final_model_dir
+    from .models import COMPLETE_MARKER
+    from .profiles import RunPaths
+    from .train import FINAL_DIR, final_model_dir
 
     p = Path(path).expanduser()
     if (p / "config.json").is_file():
@@ -391,8 +391,8 @@ class OptimumTTS:
         else CPU. ``dtype``: default bfloat16 on CUDA (float16 without bf16 support),
         float32 on CPU. ``verify``: check SHA-256 of a stage folder's files.
         """
-        from helpers.codec import SnacCodec
-        from helpers.models import COMPLETE_MARKER, load_base, load_stage
+        from .codec import SnacCodec
+        from .models import COMPLETE_MARKER, load_base, load_stage
 
         device = torch.device(device) if device is not None else _default_device()
         dtype = dtype if dtype is not None else _default_dtype(device)
@@ -451,7 +451,7 @@ class OptimumTTS:
              max_chunk_seconds: float = 20.0) -> list[dict]:
         """The chunks a text becomes: dicts with ``text``, ``emotion``, ``seed``, ``prompt``
         (token ids ending with ``<|audio_start|>``) and ``max_frames`` (length guard)."""
-        from helpers.text import prepare
+        from .text import prepare
 
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")

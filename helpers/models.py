@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from helpers.profiles import ASSETS_CORPUS_DIR, TINY_LLAMA
-from helpers.tokens import AUDIO_VOCAB_SIZE, PAD, TokenLayout, audio_token, new_tokens
+from .profiles import ASSETS_CORPUS_DIR, TINY_LLAMA
+from .tokens import AUDIO_VOCAB_SIZE, PAD, TokenLayout, audio_token, new_tokens
 
 # ----------------------------------------------------------------------------- constants
 BOS_TOKEN = "<|begin_of_text|>"  # LLaMA 3's BOS; the tiny tokenizer uses the same strings

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
-from helpers.tokens import CODES_PER_FRAME, FRAME_SIZE, TokenLayout
+from .tokens import CODES_PER_FRAME, FRAME_SIZE, TokenLayout
 
 GIB = 1 << 30
 

@@ -696,7 +696,7 @@ def verify_export(folder: str | os.PathLike, paths: RunPaths | None = None) -> d
 _USAGE = '''```python
 # The project's inference helpers (git clone {repo_url} && pip install -r requirements.txt)
 import soundfile as sf
-from helpers.inference import OptimumTTS
+from .inference import OptimumTTS
 
 tts = OptimumTTS.from_pretrained("{model_ref}")
 wav = tts.generate("Welcome to OptimumAI.", speaker="{voice}", emotion="{emotion}")

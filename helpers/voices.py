@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import audio as au
-from helpers import preprocess as pp
-from helpers.tokens import VOICES, as_codebooks
+from . import audio as au
+from . import preprocess as pp
+from .tokens import VOICES, as_codebooks
 
 MIN_REFERENCE_S = 1.0  # below this there is no voice to copy (and training never shows one)
 WARN_REFERENCE_S = 5.0  # seed: 5 s is "fair"; 10-30 s recommended

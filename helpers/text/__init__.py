@@ -14,11 +14,11 @@ this module, so the model is trained and prompted on the same spoken form.
 """
 from __future__ import annotations
 
-from helpers.text.normalize import (ACCENTS, DATE_ORDERS, DEFAULT_DATE_ORDER, READ_ACRONYMS, SPELL_ACRONYMS,
+from .normalize import (ACCENTS, DATE_ORDERS, DEFAULT_DATE_ORDER, READ_ACRONYMS, SPELL_ACRONYMS,
                                     cardinal, normalize_plain, ordinal, year)
-from helpers.text.split import (CHARS_PER_SECOND, DEFAULT_MAX_SECONDS, NONVERBAL_SECONDS, estimate_seconds,
+from .split import (CHARS_PER_SECOND, DEFAULT_MAX_SECONDS, NONVERBAL_SECONDS, estimate_seconds,
                                 split_sentences)
-from helpers.text.tags import TAG_ALIASES, TAG_RE, Nonverbal, Segment, UnknownTagError, parse_tags
+from .tags import TAG_ALIASES, TAG_RE, Nonverbal, Segment, UnknownTagError, parse_tags
 
 __all__ = [
     "ACCENTS", "DATE_ORDERS", "DEFAULT_DATE_ORDER", "READ_ACRONYMS", "SPELL_ACRONYMS", "CHARS_PER_SECOND",

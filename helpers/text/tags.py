@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from helpers.tokens import EMOTIONS, NONVERBALS, nonverbal_token
+from ..tokens import EMOTIONS, NONVERBALS, nonverbal_token
 
 # Spoken variants people write -> the contract's name.
 TAG_ALIASES = {
