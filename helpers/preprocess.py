@@ -435,7 +435,7 @@ OVERSAMPLE = 1.25  # kept hours gathered per source beyond its largest phase tar
 # Phase targets are multiplied by this per data source: the tiny corpus holds ~3.4 minutes,
 # and 1e-5 turns every phase entry into at least one clip (7 h -> 0.25 s: one clip) while
 # phase 1 (1,052 h -> 38 s) stays small enough to encode on a CPU in seconds.
-HOURS_SCALE: dict[str, float] = {"hub": 1.0, "assets": 1e-5}
+HOURS_SCALE: dict[str, float] = {"hub": 1.0, "assets": 1e-5}  # default per data source; profiles carry their own (Profile.hours_scale)
 
 
 @dataclass(frozen=True)

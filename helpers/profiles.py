@@ -37,6 +37,7 @@ class Profile:
     eval_asr_model: str  # ASR for WER (helpers.metrics)
     eval_speaker_model: str  # speaker-embedding model for similarity
     eval_mos_model: str  # MOS predictor
+    hours_scale: float = 1.0  # multiplies every phase's hours of the seed mix (colab 1.0; tiny: the small corpus)
     extra: dict = field(default_factory=dict)  # further per-profile sizes, documented where used
 
 
@@ -64,6 +65,7 @@ PROFILES: dict[str, Profile] = {
         eval_asr_model="tiny.en-offline",
         eval_speaker_model="resemblyzer",
         eval_mos_model="dnsmos",
+        hours_scale=1e-5,
     ),
 }
 

@@ -42,7 +42,7 @@ print(S); print(session.device_summary())
 import pandas as pd
 from IPython.display import Audio, display
 from helpers import preprocess as pp
-scale = pp.HOURS_SCALE[S.profile.data_source] if hours_scale is None else hours_scale
+scale = S.profile.hours_scale if hours_scale is None else hours_scale
 n_workers = pp.default_workers(S.profile.name) if workers is None else workers
 sources = pp.plan_sources(S.profile.data_source, datasets, scale)
 pd.DataFrame([vars(s) for s in sources])
