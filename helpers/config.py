@@ -43,7 +43,7 @@ OPTIMIZERS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_
 BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master")  # helpers.precision.BF16AdamW
 STATE_DTYPES = ("fp32", "bf16")  # BF16AdamW moment dtype
 CHECKPOINTING = ("none", "full", "selective")  # = helpers.memory.CHECKPOINTING_MODES
-ATTENTION = ("auto", "sdpa", "flash_attention_2")  # helpers.memory.choose_attention(prefer=...)
+ATTENTION = ("auto", "sdpa", "flex_attention", "flash_attention_2")  # helpers.attention.choose_kernel(prefer=...)
 # The memory fields the planner decides (helpers.config.plan_stage); None in a config = "planner's choice".
 PLANNED_FIELDS = ("precision", "optimizer", "optimizer_state", "checkpointing", "selective_every", "ce_chunk",
                   "deepspeed")
@@ -139,8 +139,9 @@ class StageConfig:
     """Tokens per chunk of the LM head + cross entropy (helpers.memory.chunked_causal_lm_loss); 0 = all
     target tokens in one chunk. Chunking avoids holding (tokens, 140k vocab) fp32 logits at once."""
     attention: str = "auto"
-    """Attention kernel: "auto" (FlashAttention-2 where installed on CUDA with a bf16 model, else SDPA),
-    "sdpa" or "flash_attention_2"."""
+    """Attention kernel for packed rows (helpers.attention): "auto" (flash-attn varlen where installed on CUDA
+    with a bf16 model, else FlexAttention with a per-document mask on CUDA, else SDPA), "sdpa" (full-row
+    cost), "flex_attention" or "flash_attention_2". The planner prices each (helpers.plan_cost)."""
     deepspeed: str | None = None
     """A DeepSpeed config (a file in configs/, e.g. "configs/ds_zero2_offload.json", or an absolute path):
     train through HF Trainer + DeepSpeed (helpers.distributed) instead of the hand-written loop.

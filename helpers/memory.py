@@ -17,16 +17,15 @@ training recipe calls these functions):
   the no-decay parameter groups documented there.
 - :func:`enable_checkpointing` — activation checkpointing: none, full (every
   decoder layer) or selective (every k-th layer).
-- :func:`choose_attention` / :func:`set_attention` — SDPA by default, FlashAttention-2
-  only where ``flash_attn`` is importable and the model is on CUDA in bf16/fp16.
+- :func:`choose_attention` / :func:`set_attention` — the packed-row attention kernel
+  (:mod:`helpers.attention`: flash-attn varlen, FlexAttention with a document mask, or SDPA).
 - :func:`settings_for_plan` — turns a planner :class:`helpers.planner.TrainPlan`
   into the arguments of the functions above.
 
 Packed sequences (several examples in one row, ``position_ids`` restarting at 0,
-``attention_mask=None``) work with both attention implementations: transformers
-derives per-example masking (SDPA) or varlen boundaries (FlashAttention-2) from
-the restarting positions. ``tests/test_packing.py`` proves packed == separate
-forwards for SDPA; this module does not repeat that test.
+``attention_mask=None``, or FlexAttention's document BlockMask) work with every
+kernel of :mod:`helpers.attention`; ``tests/test_packing.py`` proves packed ==
+separate forwards; this module does not repeat that test.
 
 Nothing here touches a GPU or loads a model at import.
 """
@@ -37,6 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import attention
 from .sequences import IGNORE_INDEX
 
 __all__ = [
@@ -406,40 +406,19 @@ def checkpointed_layers(model) -> list[int]:
 
 def flash_attn_available() -> bool:
     """True when the ``flash_attn`` package is importable (FlashAttention-2 kernels)."""
-    return importlib.util.find_spec("flash_attn") is not None
+    return attention.flash_attn_available()
 
 
 def choose_attention(device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                      prefer: str = "auto") -> str:
-    """The ``attn_implementation`` for training: ``"sdpa"`` or ``"flash_attention_2"``.
-
-    ``prefer="auto"``: FlashAttention-2 when ``flash_attn`` is importable, the device is
-    CUDA and ``dtype`` is bf16/fp16 (its varlen kernel skips the cross-example
-    blocks of a packed row, SDPA with a block-diagonal mask does not); else SDPA.
-    ``prefer="sdpa"`` always gives SDPA; ``prefer="flash_attention_2"`` raises if it
-    cannot be used here.
-    """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    ok = flash_attn_available() and dev.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
-    if prefer == "sdpa":
-        return "sdpa"
-    if prefer == "flash_attention_2":
-        if not ok:
-            raise RuntimeError("flash_attention_2 needs the flash_attn package, a CUDA device and a bf16/fp16 model "
-                               f"(here: flash_attn {'found' if flash_attn_available() else 'missing'}, "
-                               f"device {dev}, dtype {dtype})")
-        return "flash_attention_2"
-    if prefer != "auto":
-        raise ValueError(f"prefer must be 'auto', 'sdpa' or 'flash_attention_2', got {prefer!r}")
-    return "flash_attention_2" if ok else "sdpa"
+    """The ``attn_implementation`` for training packed rows: :func:`helpers.attention.choose_kernel`
+    (flash-attn varlen where installed on CUDA with bf16/fp16, else FlexAttention on CUDA, else SDPA)."""
+    return attention.choose_kernel(device, dtype, prefer, training=True)
 
 
 def set_attention(model, implementation: str) -> str:
-    """Switch a loaded HF model to ``implementation`` ("sdpa", "eager", "flash_attention_2"); returns it."""
-    if implementation not in ("sdpa", "eager", "flash_attention_2"):
-        raise ValueError(f"attention implementation must be sdpa, eager or flash_attention_2, got {implementation!r}")
-    model.set_attn_implementation(implementation)
-    return model.config._attn_implementation
+    """Switch a loaded HF model to ``implementation`` (:func:`helpers.attention.set_kernel`); returns it."""
+    return attention.set_kernel(model, implementation)
 
 
 # ============================================================================ plan -> settings

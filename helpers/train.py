@@ -61,6 +61,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import attention
 from . import checkpoints as ckpt
 from . import memory
 from .config import StageConfig
@@ -208,10 +209,12 @@ def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, i
     shifted inside (token t predicts label t+1). :func:`helpers.memory.causal_lm_loss`:
     only hidden states at target positions go through the LM head, ``chunk`` tokens at a
     time (0 = all in one chunk), so the (N, vocab) logits are never materialised at once.
-    attention_mask=None + restarting position_ids: transformers masks attention per example.
+    Attention stays inside each example: restarting position_ids (sdpa, flash-attn varlen) or the
+    row's document BlockMask (flex_attention) — :func:`helpers.attention.packed_attention_mask`.
     """
     n = int(batch["input_ids"].numel())
     return memory.causal_lm_loss(model, batch["input_ids"], batch["labels"], position_ids=batch["position_ids"],
+                                 attention_mask=attention.packed_attention_mask(model, batch),
                                  chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum")
 
 

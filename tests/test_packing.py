@@ -84,3 +84,119 @@ def test_chunked_loss_matches_and_has_same_gradients():
     chunked.backward()
     assert abs(float(full.detach()) - float(chunked.detach())) < 1e-4 * float(full)
     assert all(torch.allclose(a, p.grad, atol=1e-6, rtol=1e-4) for a, p in zip(g_full, model.parameters()))
+
+
+# ----------------------------------------------------------------------------- per-document attention kernels
+def _losses_packed_and_alone(model, exs, grad: bool):
+    """(packed loss sum, [per-example loss sums], packed grads, summed per-example grads)."""
+    from helpers.train import packed_loss_sum
+
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    with ctx:
+        model.zero_grad()
+        packed, _ = packed_loss_sum(model, collate(exs))
+        g_packed = None
+        if grad:
+            packed.backward()
+            g_packed = [p.grad.clone() for p in model.parameters()]
+            model.zero_grad()
+        alone = []
+        for e in exs:
+            s, _ = packed_loss_sum(model, collate([e]))
+            if grad:
+                s.backward()  # grads accumulate: the sum over examples
+            alone.append(float(s.detach()))
+        g_alone = [p.grad.clone() for p in model.parameters()] if grad else None
+    return float(packed.detach()), alone, g_packed, g_alone
+
+
+def test_flex_attention_packed_equals_unpacked_on_cpu(monkeypatch):
+    """FlexAttention with the row's document BlockMask: packed == one-by-one losses (forward: PyTorch
+    has no FlexAttention backward on CPU; tests/test_gpu.py checks the gradients on CUDA)."""
+    import transformers.integrations.flex_attention as hf_flex
+    from torch.nn.attention.flex_attention import flex_attention
+
+    from helpers import attention
+    from helpers.models import build_tiny_llama
+
+    # transformers torch.compile's flex_attention (~40 s on 2 CPU cores); PyTorch's eager flex_attention is
+    # the same computation, so the test calls it uncompiled through transformers' own flex path.
+    monkeypatch.setattr(hf_flex, "compile_friendly_flex_attention",
+                        lambda q, k, v, training=False, **kw: flex_attention(q, k, v, **kw))
+    model = build_tiny_llama(300, seed=2)
+    assert attention.set_kernel(model, "flex_attention") == "flex_attention"
+    rng = np.random.default_rng(2)
+    exs = [_ex(rng.integers(0, 300, n), 2) for n in (150, 40, 9, 90)]  # crosses 128-token blocks
+    packed, alone, _, _ = _losses_packed_and_alone(model, exs, grad=False)
+    assert abs(packed - sum(alone)) < 1e-4 * packed, (packed, alone)
+    # the same numbers as the SDPA kernel
+    attention.set_kernel(model, "sdpa")
+    packed_sdpa, alone_sdpa, _, _ = _losses_packed_and_alone(model, exs, grad=False)
+    assert np.allclose(alone, alone_sdpa, rtol=1e-4) and abs(packed - packed_sdpa) < 1e-4 * packed
+    # a block mask that ignores the boundaries (one document) attends across examples: the test can fail
+    attention.set_kernel(model, "flex_attention")
+    batch = collate(exs)
+    wrong = attention.document_block_mask([batch["input_ids"].shape[1]])
+    from helpers import memory
+
+    with torch.no_grad():
+        crossed, _ = memory.causal_lm_loss(model, batch["input_ids"], batch["labels"],
+                                           position_ids=batch["position_ids"], attention_mask=wrong, reduction="sum")
+    assert abs(float(crossed) - packed) > 1e-3
+
+
+def test_packed_gradients_equal_unpacked_with_the_cpu_training_kernel():
+    from helpers import attention
+    from helpers.models import build_tiny_llama
+
+    kernel = attention.choose_kernel("cpu", torch.float32)  # what training picks on CPU
+    assert kernel == "sdpa"
+    model = build_tiny_llama(300, seed=3)
+    attention.set_kernel(model, kernel)
+    rng = np.random.default_rng(3)
+    exs = [_ex(rng.integers(0, 300, n), 2) for n in (25, 60, 11)]
+    packed, alone, g_packed, g_alone = _losses_packed_and_alone(model, exs, grad=True)
+    assert abs(packed - sum(alone)) < 1e-4 * packed
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(g_packed, g_alone))
+
+
+def test_kernel_choice_and_mask_checks():
+    from helpers import attention
+
+    assert attention.choose_kernel("cpu", torch.bfloat16) == "sdpa"
+    assert attention.choose_kernel("cpu", torch.float32, training=False) == "flex_attention"
+    with pytest.raises(RuntimeError, match="no FlexAttention backward on CPU"):
+        attention.choose_kernel("cpu", torch.float32, prefer="flex_attention")
+    with pytest.raises(ValueError, match="attention must be"):
+        attention.choose_kernel("cpu", prefer="flash")
+    assert attention.document_ids([2, 3]).tolist() == [0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="positive lengths"):
+        attention.document_ids([2, 0])
+
+    class _M(torch.nn.Module):  # only what packed_attention_mask reads
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.config = type("C", (), {"_attn_implementation": "flex_attention"})()
+
+    batch = collate([_ex([1, 2, 3], 0), _ex([4, 5], 0)])
+    assert attention.packed_attention_mask(_M(), batch).shape == (1, 1, 5, 5)
+    bad = dict(batch, seq_lens=torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match="restart at 0"):
+        attention.packed_attention_mask(_M(), bad)
+    with pytest.raises(ValueError, match="do not tile"):
+        attention.packed_attention_mask(_M(), dict(batch, seq_lens=torch.tensor([3, 3])))
+
+
+def test_attention_flops_per_kernel():
+    from helpers.attention import attention_flops_per_row
+
+    lens = [1000] * 8  # an 8K row of ~12 s examples
+    kw = dict(n_layers=2, n_heads=4, head_dim=16)
+    full = attention_flops_per_row(lens, "sdpa", **kw)
+    docs = attention_flops_per_row(lens, "flash_attention_2", **kw)
+    flex = attention_flops_per_row(lens, "flex_attention", **kw)
+    assert 7.5 < full / docs < 8.5  # 8 documents: ~1/8 of the causal row
+    assert docs < flex < 1.5 * docs  # flex pays whole 128-token blocks on each diagonal
+    with pytest.raises(ValueError, match="unknown attention kernel"):
+        attention_flops_per_row(lens, "xformers", **kw)
