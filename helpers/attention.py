@@ -2,7 +2,7 @@
 
 A packed row (``helpers.packing.collate``) lays several examples end to end; an
 example must attend only to itself. Three kernels can do that, at very different
-cost (the planner, :mod:`helpers.plan_cost`, prices each):
+cost (the planner, :func:`helpers.plan_model.attention_flops_per_token`, prices each):
 
 =================== ============================================ =========================================
 kernel              how the documents are kept apart             attention work per row
@@ -36,7 +36,8 @@ from typing import Sequence
 import torch
 
 KERNELS = ("sdpa", "flex_attention", "flash_attention_2")
-"""attn_implementation names transformers knows; also :data:`helpers.config.ATTENTION` minus "auto"."""
+"""attn_implementation names transformers knows; = :data:`helpers.config.ATTENTION` minus "auto" and
+:data:`helpers.plan_model.ATTENTION_KERNELS` (a test keeps them equal)."""
 PER_DOCUMENT = ("flex_attention", "flash_attention_2")
 """Kernels whose attention work is per example; ``sdpa`` computes the whole causal row."""
 
@@ -139,32 +140,3 @@ def packed_attention_mask(model, batch: dict):
             raise ValueError("position_ids do not restart at 0 exactly at the seq_lens boundaries")
     dev = next(model.parameters()).device
     return document_block_mask(seq_lens, device=dev)
-
-
-def attention_flops_per_row(seq_lens: Sequence[int], kernel: str, *, n_layers: int, n_heads: int,
-                            head_dim: int, backward: bool = True, block: int = 128) -> float:
-    """Matmul FLOPs of attention scores (QK^T and PV) for one packed row, under ``kernel``.
-
-    Per layer and causal span of L query x L key tokens: 2 matmuls x 2 FLOP x heads x head_dim x
-    L(L+1)/2 forward; backward ~2.5x forward (dQ, dK, dV, recomputed P). ``sdpa`` spans the whole
-    row (N = sum of lengths); ``flash_attention_2`` spans each example; ``flex_attention``
-    computes whole 128-token blocks, so each example costs its blocks touched by the causal
-    diagonal (counted exactly here from the lengths).
-    """
-    lens = [int(x) for x in seq_lens]
-    per_pair = 4.0 * n_heads * head_dim * n_layers * (3.5 if backward else 1.0)
-    if kernel == "sdpa" or kernel == "eager":
-        n = sum(lens)
-        return per_pair * n * (n + 1) / 2
-    if kernel == "flash_attention_2":
-        return per_pair * sum(n * (n + 1) / 2 for n in lens)
-    if kernel == "flex_attention":
-        # Blocks (qb, kb) with kb <= qb touched by some example: count their full area.
-        touched: set[tuple[int, int]] = set()
-        start = 0
-        for n in lens:
-            b0, b1 = start // block, (start + n - 1) // block
-            touched.update((qb, kb) for qb in range(b0, b1 + 1) for kb in range(b0, qb + 1))
-            start += n
-        return per_pair * len(touched) * block * block
-    raise ValueError(f"unknown attention kernel {kernel!r}; expected one of {KERNELS}")

@@ -409,7 +409,8 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
     else:
         train_tokens = None
     plan = planner.plan_for_gpu(shape, target, tokens_per_step=cfg.max_seq_len, n_gpus=n,
-                                grad_accum=cfg.grad_accum, train_tokens=train_tokens)
+                                grad_accum=cfg.grad_accum, train_tokens=train_tokens,
+                                attention=None if cfg.attention == "auto" else cfg.attention)
 
     values = {k: getattr(cfg, k) for k in PLANNED_FIELDS}
     previous = {}

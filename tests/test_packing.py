@@ -186,17 +186,3 @@ def test_kernel_choice_and_mask_checks():
         attention.packed_attention_mask(_M(), bad)
     with pytest.raises(ValueError, match="do not tile"):
         attention.packed_attention_mask(_M(), dict(batch, seq_lens=torch.tensor([3, 3])))
-
-
-def test_attention_flops_per_kernel():
-    from helpers.attention import attention_flops_per_row
-
-    lens = [1000] * 8  # an 8K row of ~12 s examples
-    kw = dict(n_layers=2, n_heads=4, head_dim=16)
-    full = attention_flops_per_row(lens, "sdpa", **kw)
-    docs = attention_flops_per_row(lens, "flash_attention_2", **kw)
-    flex = attention_flops_per_row(lens, "flex_attention", **kw)
-    assert 7.5 < full / docs < 8.5  # 8 documents: ~1/8 of the causal row
-    assert docs < flex < 1.5 * docs  # flex pays whole 128-token blocks on each diagonal
-    with pytest.raises(ValueError, match="unknown attention kernel"):
-        attention_flops_per_row(lens, "xformers", **kw)

@@ -102,6 +102,9 @@ FULL_CKPT_PER_TOKEN = 28 * 2 * 3072 + A_3B + 8 * 3072 + (4 * 3072 + 6 * 8192)  #
 CHUNKED_CE = 1024 * V_EXT * 12 + 8192 * 2 * 3072  # one 1024-token chunk of fp32 CE + grad of hidden
 
 
+FLEX_BLOCK_MASK = 4 * 4 * 64 ** 2  # 8,192 tokens = 64 tiles of 128: four int32 (64, 64) index tensors
+
+
 def _overhead(before):
     return int(1.5 * GIB) + int(0.05 * before)
 
@@ -119,8 +122,9 @@ def test_hand_computed_mixed_autocast_8bit():
     assert mem.optimizer_states == 2 * N + 2 * 4 * N // 256 == 6_602_974_560  # 2 × int8 + absmax per block
     assert mem.activations == 8192 * FULL_CKPT_PER_TOKEN == 3_188_457_472
     assert mem.logits == CHUNKED_CE == 1_778_122_752
-    before = 2 * N + 4 * N + 4 * N + 6_602_974_560 + 3_188_457_472 + 1_778_122_752
-    assert mem.peak == before + _overhead(before) == 47_890_944_523
+    assert mem.attention_mask == FLEX_BLOCK_MASK  # FlexAttention's BlockMask: a few int32 per 128² tile
+    before = 2 * N + 4 * N + 4 * N + 6_602_974_560 + 3_188_457_472 + 1_778_122_752 + FLEX_BLOCK_MASK
+    assert mem.peak == before + _overhead(before) == 47_891_013_336
     # 44.6 GiB: this setup does NOT fit a 40 GB A100.
     assert mem.peak > get_gpu("A100-40GB").memory_bytes
 
@@ -136,8 +140,11 @@ def test_hand_computed_pure_bf16_stochastic_rounding():
     from helpers.precision import BF16AdamW
 
     assert pl.BF16ADAMW_CHUNK_ELEMENTS == BF16AdamW.CHUNK_ELEMENTS  # the planner models the real optimizer
-    before = 8 * N + 8192 * FULL_CKPT_PER_TOKEN + CHUNKED_CE
-    assert mem.peak == before + _overhead(before) == 34_131_361_382  # 31.8 GiB
+    before = 8 * N + 8192 * FULL_CKPT_PER_TOKEN + CHUNKED_CE + FLEX_BLOCK_MASK
+    assert mem.peak == before + _overhead(before)  # 31.8 GiB
+    # SDPA's dense (T, T) mask (bool + its additive bf16 copy) costs 192 MiB more at 8K
+    sdpa = estimate_memory(LLAMA_3_2_3B_AUDIO, dataclasses.replace(plan, attention="sdpa"))
+    assert sdpa.attention_mask == 3 * 8192 ** 2 and sdpa.peak > mem.peak
 
 
 def test_hand_computed_full_ce_and_no_checkpointing():
@@ -194,11 +201,15 @@ def test_zero3_on_four_gpus_shards_states_to_a_quarter():
 def test_hand_computed_throughput_a100():
     plan = TrainPlan(precision="bf16_pure", optimizer="adamw_bf16", checkpointing="full", ce="chunked")
     tp = estimate_throughput(LLAMA_3_2_3B_AUDIO, plan, "A100-40GB")
-    model = 6 * N_EXT + 12 * 28 * 3072 * 1024  # 6N + attention at a 1,024-token mean document
-    recompute = 28 * (2 * LLAMA_3_2_3B.layer_params() + 4 * 3072 * 1024) + 2 * 3072 * V_EXT
+    model = 6 * N_EXT + 12 * 28 * 3072 * 1024  # MFU convention: 6N + attention at a 1,024-token mean document
+    # FlexAttention on 8 documents of 1,024 tokens = 8 tiles of 128 each: 8 × 36 tiles on/below the diagonals
+    flex_pairs_per_token = 8 * 36 * 128 * 128 / 8192
+    attn_fwd = flex_pairs_per_token * 4 * 3072 * 28
+    recompute = 28 * 2 * LLAMA_3_2_3B.layer_params() + attn_fwd + 2 * 3072 * V_EXT
+    hardware = 6 * N_EXT + 3.5 * attn_fwd + recompute
     assert tp.model_flops_per_token == model == 20_561_135_616
-    assert tp.hardware_flops_per_token == model + recompute
-    micro = 8192 * (model + recompute) / (312e12 * 0.55)
+    assert tp.hardware_flops_per_token == pytest.approx(hardware, rel=1e-12)
+    micro = 8192 * hardware / (312e12 * 0.55)
     optimizer = N_EXT * 120 / (1555e9 * 0.7)  # unfused BF16AdamW: ~120 B of HBM traffic per parameter
     assert tp.tokens_per_s == pytest.approx(8192 * 8 / (8 * micro + optimizer), rel=1e-12)
     assert tp.mfu == pytest.approx(tp.tokens_per_s * model / 312e12, rel=1e-12)
@@ -208,8 +219,9 @@ def test_full_checkpointing_recomputes_one_third_of_layer_flops():
     shape = LLAMA_3_2_3B_AUDIO
     none = estimate_throughput(shape, TrainPlan(checkpointing="none", ce="full"), "A100-40GB")
     full = estimate_throughput(shape, TrainPlan(checkpointing="full", ce="full"), "A100-40GB")
-    layers_training = 6 * 28 * shape.layer_params() + 12 * 28 * 3072 * 1024
-    assert (full.hardware_flops_per_token - none.hardware_flops_per_token) / layers_training == pytest.approx(1 / 3)
+    attn_fwd = pl.attention_flops_per_token(shape, "flex_attention", 8192, 1024, training=False)
+    layers_fwd = 2 * 28 * shape.layer_params() + attn_fwd  # full checkpointing: one more forward of every layer
+    assert full.hardware_flops_per_token - none.hardware_flops_per_token == pytest.approx(layers_fwd, rel=1e-12)
     assert full.tokens_per_s < none.tokens_per_s
     assert full.model_flops_per_token == none.model_flops_per_token  # MFU counts useful work only
 
@@ -358,3 +370,74 @@ def test_implementation_strings():
     assert "LOST UPDATES" in TrainPlan(precision="bf16_pure", optimizer="adamw_8bit",
                                        stochastic_rounding=False).implementation
     assert "ZeRO-3" in TrainPlan(zero_stage=3, offload_optimizer=True).implementation
+
+
+# ----------------------------------------------------------------------------- attention cost per kernel
+def test_attention_pairs_per_kernel_hand_counted():
+    assert pl.attention_pairs([3, 2], "sdpa") == 25  # dense mask: the whole 5 × 5 square
+    assert pl.attention_pairs([3, 2], "flash_attention_2") == 6 + 3  # two causal triangles
+    # flex: whole 128² tiles; one 200-token document touches tiles (0,0), (1,0), (1,1)
+    assert pl.attention_pairs([200], "flex_attention") == 3 * 128 ** 2
+    # two 100-token documents share tile (0,0), the second spills into (1,0), (1,1)
+    assert pl.attention_pairs([100, 100], "flex_attention") == 3 * 128 ** 2
+    with pytest.raises(ValueError, match="unknown attention kernel"):
+        pl.attention_pairs([10], "xformers")
+    with pytest.raises(ValueError, match="positive"):
+        pl.attention_pairs([10, 0], "sdpa")
+
+
+def test_per_kernel_attention_cost_llama_3b_at_8k():
+    """SDPA pays for the whole packed row; per-document kernels ~1/16 of it at 8K rows of 1K documents."""
+    rows = {r["kernel"]: r for r in pl.attention_cost_table(LLAMA_3_2_3B_AUDIO, 8192, 1024)}
+    print("\nattention GFLOP/token (training, 8K row, 1K documents):",
+          {k: r["attention_gflop_per_token"] for k, r in rows.items()})
+    full = 8192 * 4 * 3072 * 28 * 3.5 / 1e9  # every pair of the 8K square, forward + backward
+    assert rows["sdpa"]["attention_gflop_per_token"] == pytest.approx(full, abs=1e-3) == pytest.approx(9.865, abs=1e-3)
+    docs = 1025 / 2 * 4 * 3072 * 28 * 3.5 / 1e9  # a causal triangle: 1,024·1,025/2 pairs per 1,024 tokens
+    assert rows["flash_attention_2"]["attention_gflop_per_token"] == pytest.approx(docs, abs=1e-3)
+    assert rows["flash_attention_2"]["attention_gflop_per_token"] < rows["flex_attention"]["attention_gflop_per_token"] \
+        < 1.2 * rows["flash_attention_2"]["attention_gflop_per_token"]
+    assert rows["sdpa"]["attention_gflop_per_token"] > 14 * rows["flex_attention"]["attention_gflop_per_token"]
+    # the planner's speed follows the kernel: SDPA is ~30 % slower on an A100 at 8K, flex ~ flash
+    tps = {k: plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192, attention=k).throughput.tokens_per_s
+           for k in pl.ATTENTION_KERNELS}
+    assert tps["sdpa"] < 0.75 * tps["flex_attention"]
+    assert tps["flex_attention"] == pytest.approx(tps["flash_attention_2"], rel=0.02)
+    # at 4K rows the full square is half as large per token: SDPA's penalty shrinks
+    four_k = {r["kernel"]: r for r in pl.attention_cost_table(LLAMA_3_2_3B_AUDIO, 4096, 1024)}
+    assert four_k["sdpa"]["attention_gflop_per_token"] == pytest.approx(full / 2, abs=1e-3)
+
+
+def test_kernel_names_agree_across_modules():
+    from helpers import attention, config
+
+    assert pl.ATTENTION_KERNELS == attention.KERNELS
+    assert set(config.ATTENTION) == {"auto", *attention.KERNELS}
+    with pytest.raises(ValueError, match="attention"):
+        TrainPlan(attention="xformers")
+
+
+def test_every_plan_states_its_assumptions():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192, attention="sdpa")
+    text = plan.to_markdown()
+    assert "Assumptions:" in text and "attention kernel sdpa" in text
+    assert any("assumed: no GPU measurement" in a for a in plan.assumptions)
+    assert any("dense block-diagonal mask" in n for n in plan.notes)
+
+
+def test_calibration_reproduces_the_measurement(monkeypatch):
+    from helpers import plan_gpus
+
+    a100 = get_gpu("A100-40GB")
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, a100, tokens_per_step=8192)
+    tp = plan.throughput
+    measured = 0.8 * tp.tokens_per_s
+    cal = pl.calibrate(a100, tp.tokens_per_s, measured, tp.compute_s / tp.step_time_s, "test: A100 2026-01-01")
+    assert cal.hfu < a100.hfu
+    monkeypatch.setattr(plan_gpus, "CALIBRATIONS", [cal])
+    recal = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192, attention=plan.train.attention)
+    assert recal.gpu.calibration == "test: A100 2026-01-01"
+    assert recal.throughput.tokens_per_s == pytest.approx(measured, rel=2e-3)
+    assert any("calibrated to a measurement (test: A100" in a for a in recal.assumptions)
+    with pytest.raises(ValueError, match="compute_fraction"):
+        pl.calibrate(a100, 1.0, 1.0, 0.0, "x")
