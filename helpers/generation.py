@@ -233,6 +233,7 @@ class FrameGrammar:
         add = np.where(allowed, 0.0, -np.inf).astype(np.float32)
         self._add_cpu = torch.from_numpy(add)  # (9, V): 7 slots, boundary+end, end only
         self._add: dict = {}
+        self._idx: dict = {}  # (device, row kinds) -> index tensor on that device
 
     def _rows(self, device, dtype) -> torch.Tensor:
         key = (str(device), dtype)
@@ -262,9 +263,12 @@ class FrameGrammar:
     def apply(self, scores: torch.Tensor, n_generated: int, max_frames=None) -> torch.Tensor:
         if scores.ndim != 2 or scores.shape[1] != self.vocab_size:
             raise ValueError(f"scores must be (B, {self.vocab_size}), got {tuple(scores.shape)}")
-        kinds = self.row_kinds(n_generated, scores.shape[0], max_frames)
+        kinds = tuple(self.row_kinds(n_generated, scores.shape[0], max_frames))
         rows = self._rows(scores.device, scores.dtype)
-        idx = torch.tensor(kinds, device=scores.device)
+        key = (str(scores.device), kinds)
+        idx = self._idx.get(key)
+        if idx is None:  # a handful of distinct patterns per batch: no host->device copy per token
+            idx = self._idx[key] = torch.tensor(kinds, device=scores.device)
         return scores + rows.index_select(0, idx)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -416,7 +420,13 @@ class AudioDecoder:
             from transformers import StaticCache
             cache = StaticCache(config=model.config, max_cache_len=total)
         gens = [torch.Generator().manual_seed(s) for s in self.seeds]
-        history = torch.empty((B, 0), dtype=torch.long, device=device)
+        # Per-token work is O(1) in the tokens made so far: history and positions are preallocated on the
+        # device and sliced; the only host<->device traffic per token is the unavoidable read of the picked
+        # ids (they drive streaming, the grammar state and the per-row CPU generators) and one (B, 1) copy back.
+        history = torch.empty((B, max(self.max_frames) * FRAME_SIZE + 1), dtype=torch.long, device=device)
+        cache_positions = torch.arange(total, device=device)
+        step_host = torch.empty((B, 1), dtype=torch.long, pin_memory=device.type == "cuda")
+        step = torch.empty((B, 1), dtype=torch.long, device=device)
         tokens: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
         reasons: list[str | None] = [None] * B
@@ -433,7 +443,8 @@ class AudioDecoder:
         while True:
             scores = out.logits[:, -1, :].float()
             if self.sampling.repetition_penalty != 1.0 and self.sampling.repetition_window:
-                scores = apply_repetition_penalty(scores, history[:, -self.sampling.repetition_window:],
+                w = self.sampling.repetition_window
+                scores = apply_repetition_penalty(scores, history[:, max(0, n - w):n],
                                                   self.sampling.repetition_penalty)
             scores = grammar.apply(scores, n, self.max_frames)
             picked = draw(scores, self.sampling, gens)
@@ -469,14 +480,14 @@ class AudioDecoder:
             n += 1
             if all(done):
                 break
-            step = torch.tensor([[t if not done[b] else lay.pad_id] for b, t in enumerate(picked)],
-                                dtype=torch.long, device=device)
-            history = torch.cat([history, step], dim=1)
+            for b, t in enumerate(picked):
+                step_host[b, 0] = t if not done[b] else lay.pad_id
+            step.copy_(step_host, non_blocking=True)
+            history[:, n - 1:n] = step
             step_mask = full_mask if self.static_cache else full_mask[:, :past + 1]
             fwd = self.step_fn or model
             out = fwd(input_ids=step, attention_mask=step_mask, position_ids=next_pos, past_key_values=cache,
-                      use_cache=True, logits_to_keep=1,
-                      cache_position=torch.tensor([past], device=device))
+                      use_cache=True, logits_to_keep=1, cache_position=cache_positions[past:past + 1])
             past += 1
             next_pos = next_pos + 1
         elapsed = time.perf_counter() - t0
