@@ -59,24 +59,34 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the parallel run")
     ap.add_argument("--device", default=None, help="cuda / cpu (default: CUDA when present)")
+    ap.add_argument("--snac-only", action="store_true",
+                    help="skip preprocessing; encode synthetic 24 kHz speech-like clips (GPU check: no FLAC stack)")
+    ap.add_argument("--record", default=None, help="append one JSON line per SNAC measurement to this file")
     args = ap.parse_args(argv)
 
     import torch
 
     from helpers.codec import SnacCodec
 
-    rows = corpus_clips(args.clips, args.seconds)
     hours = args.clips * args.seconds / 3600.0
-    print(f"{args.clips} clips x {args.seconds:g} s = {hours * 60:.2f} min of 44.1 kHz FLAC speech; "
-          f"torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}")
-
-    print("\n== preprocessing (decode, mono, soxr 24 kHz, trim, SNR, -23 LUFS)")
-    bench_preprocess(rows[:1], 1)  # warm-up: imports pyloudnorm/scipy
-    for w in sorted({1, args.workers}):
-        wall, kept = bench_preprocess(rows, w)
-        print(f"workers={w:2d}: {wall:6.2f} s wall, {hours / (wall / 3600):8.1f} audio-h per wall-h; "
-              f"1,000 h -> {1000 / (hours / (wall / 3600)):6.2f} h   ({len(kept)}/{len(rows)} kept)")
-    wavs = [p.wav for p in kept]
+    if args.snac_only:
+        # speech-like: noise under a 3 Hz syllable envelope (SNAC's cost does not depend on the content)
+        rng = np.random.default_rng(0)
+        t = np.arange(int(args.seconds * 24000)) / 24000
+        env = np.clip(np.sin(2 * np.pi * 3.0 * t), 0, None) ** 2
+        wavs = [(0.3 * env * rng.standard_normal(t.size)).astype(np.float32) for _ in range(args.clips)]
+        print(f"{args.clips} synthetic clips x {args.seconds:g} s at 24 kHz (no preprocessing)")
+    else:
+        rows = corpus_clips(args.clips, args.seconds)
+        print(f"{args.clips} clips x {args.seconds:g} s = {hours * 60:.2f} min of 44.1 kHz FLAC speech; "
+              f"torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}")
+        print("\n== preprocessing (decode, mono, soxr 24 kHz, trim, SNR, -23 LUFS)")
+        bench_preprocess(rows[:1], 1)  # warm-up: imports pyloudnorm/scipy
+        for w in sorted({1, args.workers}):
+            wall, kept = bench_preprocess(rows, w)
+            print(f"workers={w:2d}: {wall:6.2f} s wall, {hours / (wall / 3600):8.1f} audio-h per wall-h; "
+                  f"1,000 h -> {1000 / (hours / (wall / 3600)):6.2f} h   ({len(kept)}/{len(rows)} kept)")
+        wavs = [p.wav for p in kept]
     enc_hours = sum(len(w) for w in wavs) / 24000 / 3600
 
     codec = SnacCodec.load(args.snac, device=args.device)
@@ -88,6 +98,17 @@ def main(argv=None) -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
+    def record(batch_size, wall):
+        if args.record:
+            import datetime
+            import json
+
+            row = {"what": "snac_encode", "date": datetime.date.today().isoformat(), "card": name,
+                   "codec": codec.name, "batch_size": batch_size, "clips": len(wavs), "audio_hours": enc_hours,
+                   "seconds": round(wall, 4), "audio_hours_per_hour": round(enc_hours / (wall / 3600), 1)}
+            with open(args.record, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
     codec.encode_batch(wavs[:2], batch_size=2)  # warm-up (cuDNN autotune, allocator)
     sync()
     t = time.perf_counter()
@@ -97,6 +118,7 @@ def main(argv=None) -> None:
     one = time.perf_counter() - t
     print(f"one at a time : {one:6.2f} s, {enc_hours / (one / 3600):8.1f} audio-h per h; 1,000 h -> "
           f"{1000 / (enc_hours / (one / 3600)):6.2f} h")
+    record(1, one)
     for b in args.batch_sizes:
         sync()
         t = time.perf_counter()
@@ -105,6 +127,7 @@ def main(argv=None) -> None:
         wall = time.perf_counter() - t
         print(f"batch_size={b:3d}: {wall:6.2f} s, {enc_hours / (wall / 3600):8.1f} audio-h per h; 1,000 h -> "
               f"{1000 / (enc_hours / (wall / 3600)):6.2f} h")
+        record(b, wall)
     if dev.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
 

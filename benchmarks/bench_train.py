@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 import torch  # noqa: E402
 
+from helpers import attention  # noqa: E402
 from helpers import memory as mem  # noqa: E402
 from helpers import planner  # noqa: E402
 from helpers.tokens import TokenLayout  # noqa: E402
@@ -94,11 +95,13 @@ def peak_tflops(device: torch.device) -> tuple[str, float | None, int | None]:
     return name, (None if spec.assumed_compute else spec.bf16_tflops), total
 
 
-def choose_settings(args, shape, tokens: int):
-    """The planner's TrainPlan for ``--plan-gpu`` at ``tokens``, then the command-line overrides."""
+def choose_settings(args, shape, tokens: int, attention: str):
+    """The planner's TrainPlan for ``--plan-gpu`` at ``tokens`` with this attention kernel, then the
+    command-line overrides."""
     from dataclasses import replace
 
-    plan = planner.plan_for_gpu(shape, gpu=args.plan_gpu, tokens_per_step=tokens, grad_accum=args.grad_accum).train
+    plan = planner.plan_for_gpu(shape, gpu=args.plan_gpu, tokens_per_step=tokens, grad_accum=args.grad_accum,
+                                attention=attention).train
     if plan.zero_stage:
         raise SystemExit(f"the planner chose DeepSpeed ZeRO-{plan.zero_stage} for {args.plan_gpu}; this benchmark "
                          "measures single-GPU configurations (pass --checkpointing/--optimizer to pick one)")
@@ -119,12 +122,13 @@ def run_budget(args, config, device, tokens: int) -> dict:
     from transformers import LlamaForCausalLM
 
     shape = planner.ModelShape.from_config(config)
-    plan, s = choose_settings(args, shape, tokens)
+    # the kernel the recipe would pick here (bf16 compute: autocast or a bf16 model)
+    attn = mem.choose_attention(device, torch.bfloat16, prefer=args.attention)
+    plan, s = choose_settings(args, shape, tokens, attn)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     dtype = s.model_dtype
-    attn = mem.choose_attention(device, torch.bfloat16, prefer=args.attention)
     config._attn_implementation = attn
     torch.manual_seed(0)
     with torch.device(device):
@@ -142,8 +146,12 @@ def run_budget(args, config, device, tokens: int) -> dict:
         for _ in range(args.grad_accum):
             ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
             ids, labels, pos = ids.to(device), labels.to(device), pos.to(device)
+            # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions
+            amask = attention.packed_attention_mask(model, {"input_ids": ids, "position_ids": pos,
+                                                            "seq_lens": torch.tensor(lens, device=device)})
             with autocast:
-                loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, chunk_size=chunk)
+                loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, attention_mask=amask,
+                                             chunk_size=chunk)
             (loss / args.grad_accum).backward()
             n_tok += tokens
             docs += lens
@@ -178,7 +186,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
 
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         mem_kind = "process max RSS (CPU)"
-    pred_plan = replace_tokens(plan, mean_doc_tokens=max(1, int(round(mean_span))))
+    ran = model.config._attn_implementation  # the kernel that actually ran
+    pred_plan = replace_tokens(plan, mean_doc_tokens=max(1, int(round(mean_span))), attention=ran)
     pred_mem = planner.estimate_memory(shape, pred_plan).peak
     pred_gpu = args.plan_gpu if device.type != "cuda" else planner.match_gpu(card, total)
     pred_tp = planner.estimate_throughput(shape, pred_plan, pred_gpu)
@@ -189,7 +198,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         "precision": "bf16-mixed (fp32 master, autocast)" if s.autocast else str(dtype).replace("torch.", ""),
         "optimizer": s.optimizer, "state_dtype": str(s.state_dtype).replace("torch.", ""),
         "checkpointing": s.checkpointing, "checkpointed_layers": len(layers), "ce_chunk": s.ce_chunk,
-        "attention": attn, "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
+        "attention": ran, "attention_gflop_per_token": round(planner.attention_flops_per_token(
+            shape, ran, tokens, max(1, int(round(mean_span)))) / 1e9, 3), "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
         "tokens_per_s": round(tps, 1), "mfu": None if mfu is None else round(mfu, 4),
         "model_flops_per_token": flops_tok, "peak_memory_gib": round(peak_mem / planner.GIB, 3),
         "peak_memory_kind": mem_kind, "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
@@ -197,6 +207,12 @@ def run_budget(args, config, device, tokens: int) -> dict:
         "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
         "torch": torch.__version__,
     }
+    if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
+        # the hfu under which the planner would have predicted this measurement (helpers.plan_gpus.CALIBRATIONS)
+        cal = planner.calibrate(pred_gpu, pred_tp.tokens_per_s, tps, pred_tp.compute_s / pred_tp.step_time_s,
+                                f"bench_train {result['date']} {card}, {tokens} tokens/step, {ran}")
+        result["calibrated_hfu"] = cal.hfu
+        result["planner_hfu"] = pred_gpu.hfu
     del model, opt
     return result
 
@@ -221,7 +237,8 @@ def main(argv=None) -> int:
     ap.add_argument("--optimizer", default="auto", choices=("auto",) + mem.OPTIMIZER_KINDS)
     ap.add_argument("--checkpointing", default="auto", choices=("auto",) + mem.CHECKPOINTING_MODES)
     ap.add_argument("--ce-chunk", type=int, default=None, help="tokens per CE chunk (0 = all at once)")
-    ap.add_argument("--attention", default="auto", choices=("auto", "sdpa", "flash_attention_2"))
+    ap.add_argument("--attention", default="auto", choices=("auto",) + planner.ATTENTION_KERNELS,
+                    help="packed-row kernel (helpers.attention); auto: flash-attn if installed, else flex on CUDA")
     ap.add_argument("--doc-tokens", type=int, nargs=2, default=[1024, 3072], metavar=("MIN", "MAX"),
                     help="packed document lengths (position ids restart per document)")
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
