@@ -4,8 +4,10 @@
     python benchmarks/bench_inference.py --model llama-3.2-3b        # GPU, Llama-3.2-3B architecture,
                                                                       # random weights, no hub access
 
-Modes: ``eager`` (DynamicCache, plain forward) and, on CUDA, ``static`` (StaticCache +
-``torch.compile(mode="reduce-overhead")`` of the one-token decode step). Random weights
+Modes: ``eager`` (DynamicCache, plain forward), ``static`` (StaticCache, plain forward: the
+CPU smoke figure) and ``compiled`` (StaticCache + ``torch.compile(mode="reduce-overhead")`` of
+the one-token decode step; CUDA). ``--batch`` runs each mode at several batch sizes (rows
+decode in lock step; tokens/s counts all rows). Random weights
 never emit ``<|audio_end|>`` on purpose, so every run generates exactly ``--frames`` frames
 (the length guard ends it): tokens/s is measured on a fixed amount of work.
 
@@ -62,18 +64,23 @@ def build(model_name: str, device: torch.device, dtype):
     return OptimumTTS(model, tok, codec, length_guard=LengthGuard(cap_seconds=1e9))
 
 
-def run_mode(tts: OptimumTTS, mode: str, frames: int, repeats: int) -> dict:
+MODES = ("eager", "static", "compiled")
+
+
+def run_mode(tts: OptimumTTS, mode: str, frames: int, repeats: int, batch: int = 1) -> dict:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     (job,) = tts.plan(TEXT, tts._voice("male_us_01"), None, 0)
     step_fn = None
-    if mode == "static":
+    if mode == "compiled":
         step_fn = torch.compile(tts.model.forward, mode="reduce-overhead", fullgraph=False)
     fps = tts.codec.sample_rate / tts.codec.samples_per_frame
     sync = torch.cuda.synchronize if tts.device.type == "cuda" else (lambda: None)
     times, first = [], []
     for r in range(repeats + 1):  # the first run warms up (and compiles)
-        dec = AudioDecoder(tts.model, tts.layout, [job["prompt"]], seeds=[r], max_frames=[frames],
-                           sampling=SamplingConfig(), loop_guard=None, frames_per_second=fps,
-                           static_cache=mode == "static", step_fn=step_fn)
+        dec = AudioDecoder(tts.model, tts.layout, [job["prompt"]] * batch, seeds=[r * batch + i for i in range(batch)],
+                           max_frames=[frames] * batch, sampling=SamplingConfig(), loop_guard=None,
+                           frames_per_second=fps, static_cache=mode != "eager", step_fn=step_fn)
         sync()
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -96,12 +103,13 @@ def run_mode(tts: OptimumTTS, mode: str, frames: int, repeats: int) -> dict:
         next(it)
     ttfa = stream.time_to_first_audio_s
     gen_s = float(np.median(times))
-    tokens = frames * FRAME_SIZE
-    audio_s = len(wav) / tts.sample_rate
-    return dict(mode=mode, frames=frames, tokens=tokens, gen_seconds=round(gen_s, 4),
-                tokens_per_s=round(tokens / gen_s, 1), snac_decode_s=round(snac_s, 4),
-                rtf=round((gen_s + snac_s) / audio_s, 3), first_frame_s=round(float(np.median(first)), 4),
-                stream_ttfa_s=round(ttfa, 4), audio_seconds=round(audio_s, 2))
+    tokens = frames * FRAME_SIZE * batch
+    audio_s = len(wav) / tts.sample_rate * batch
+    return dict(mode=mode, batch=batch, frames=frames, tokens=tokens, gen_seconds=round(gen_s, 4),
+                tokens_per_s=round(tokens / gen_s, 1), tokens_per_s_per_row=round(tokens / batch / gen_s, 1),
+                snac_decode_s=round(snac_s * batch, 4), rtf=round((gen_s + snac_s * batch) / audio_s, 3),
+                first_frame_s=round(float(np.median(first)), 4), stream_ttfa_s=round(ttfa, 4),
+                audio_seconds=round(audio_s, 2))
 
 
 def main(argv=None) -> int:
@@ -110,22 +118,36 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     ap.add_argument("--frames", type=int, default=64, help="frames per run (64 = 448 tokens = 5.5 s)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--modes", default=None, help="comma list of eager,static (default: eager; +static on CUDA)")
+    ap.add_argument("--modes", default=None,
+                    help="comma list of eager,static,compiled (default: eager,static on CPU; eager,compiled on CUDA)")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (rows decoded together)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "inference.jsonl"))
     args = ap.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    modes = args.modes.split(",") if args.modes else (["eager", "static"] if device.type == "cuda" else ["eager"])
+    modes = args.modes.split(",") if args.modes else (["eager", "compiled"] if device.type == "cuda"
+                                                      else ["eager", "static"])
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        ap.error(f"unknown mode(s) {bad}; expected some of {MODES}")
     tts = build(args.model, device, dtype)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for mode in modes:
-        row = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=card, model=args.model, dtype=str(dtype),
-                   torch=torch.__version__, **run_mode(tts, mode, args.frames, args.repeats))
-        print(json.dumps(row))
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+    rows = []
+    for batch in args.batch:
+        for mode in modes:
+            row = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=card, model=args.model, dtype=str(dtype),
+                       torch=torch.__version__, **run_mode(tts, mode, args.frames, args.repeats, batch))
+            rows.append(row)
+            print(json.dumps(row))
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    print(f"\n{'batch':>5} {'mode':>9} {'tokens/s':>9} {'per row':>8} {'RTF':>6} {'first frame s':>13} "
+          f"{'stream TTFA s':>13}   ({card}, {args.model})")
+    for r in rows:
+        print(f"{r['batch']:>5} {r['mode']:>9} {r['tokens_per_s']:>9} {r['tokens_per_s_per_row']:>8} {r['rtf']:>6} "
+              f"{r['first_frame_s']:>13} {r['stream_ttfa_s']:>13}")
     return 0
 
 

@@ -1,0 +1,86 @@
+"""Markdown summary of one ``scripts/gpu_check.sh`` run, from the JSON lines its benchmarks wrote.
+
+    python benchmarks/gpu_summary.py RESULTS.jsonl STEPS.tsv > SUMMARY.md
+
+``RESULTS.jsonl``: rows of bench_train (``tokens_per_step``), bench_inference (``mode``) and
+bench_data (``what == "snac_encode"``); ``STEPS.tsv``: one line per check step
+(``name<TAB>exit code<TAB>seconds<TAB>budget s``). Targets (issue 15) are printed next to the
+figures; nothing is asserted here: the tables say what was measured.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def _fmt(v, nd=1):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str:
+    card = next((r.get("card") or r.get("device") for r in rows if r.get("card") or r.get("device")), "unknown")
+    date = next((r["date"] for r in rows if r.get("date")), "unknown")
+    out = [f"# GPU check — {card}, {date}", "", "| step | exit | seconds | budget s |", "|---|---:|---:|---:|"]
+    for name, rc, secs, budget in steps:
+        verdict = "ok" if rc == 0 else ("TIMED OUT" if rc in (124, 137) else f"FAILED ({rc})")
+        out.append(f"| {name} | {verdict} | {secs:.0f} | {budget:.0f} |")
+    train = [r for r in rows if "tokens_per_step" in r]
+    if train:
+        out += ["", "## Training (Llama-3.2-3B architecture, extended vocabulary, random weights)", "",
+                "Targets on an A100 40 GB (or a card capped to 40 GB): ≥ 6,000 tokens/s at 8K, peak ≤ 38 GiB, "
+                "planner within 15 %.", "",
+                "| tokens/step | cap GB | attention | precision / optimizer | checkpointing | tokens/s | MFU | "
+                "peak GiB | planner tokens/s | planner peak GiB | calibrated hfu |",
+                "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in train:
+            if "error" in r:
+                out.append(f"| {r['tokens_per_step']} | {_fmt(r.get('memory_cap_gb'))} | | | | {r['error'][:60]} "
+                           f"| | | | | |")
+                continue
+            out.append(f"| {r['tokens_per_step']} | {_fmt(r.get('memory_cap_gb'))} | {r['attention']} | "
+                       f"{r['precision']} / {r['optimizer']} | {r['checkpointing']} | {_fmt(r['tokens_per_s'])} | "
+                       f"{_fmt(r.get('mfu'), 3)} | {_fmt(r['peak_memory_gib'], 2)} | "
+                       f"{_fmt(r['planner_tokens_per_s'])} | {_fmt(r['planner_peak_gib'], 2)} | "
+                       f"{_fmt(r.get('calibrated_hfu'), 3)} |")
+    inf = [r for r in rows if "mode" in r and "tokens_per_s" in r]
+    if inf:
+        out += ["", "## Decoding (random weights: every run makes exactly its frames)", "",
+                "Targets on an A100: batch 1 ≥ 150 tokens/s, first audio ≤ 250 ms.", "",
+                "| batch | mode | tokens/s | per row | RTF | first frame s | stream TTFA s |",
+                "|---:|---|---:|---:|---:|---:|---:|"]
+        for r in inf:
+            out.append(f"| {r.get('batch', 1)} | {r['mode']} | {_fmt(r['tokens_per_s'])} | "
+                       f"{_fmt(r.get('tokens_per_s_per_row'))} | {r['rtf']} | {r['first_frame_s']} | "
+                       f"{r['stream_ttfa_s']} |")
+    snac = [r for r in rows if r.get("what") == "snac_encode"]
+    if snac:
+        out += ["", "## SNAC encoding (24 kHz, random weights)", "", "Target: 1,000 h in < 1 h.", "",
+                "| batch size | audio-hours per hour | 1,000 h takes (h) |", "|---:|---:|---:|"]
+        for r in snac:
+            out.append(f"| {r['batch_size']} | {_fmt(r['audio_hours_per_hour'])} | "
+                       f"{1000 / r['audio_hours_per_hour']:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    rows = [json.loads(line) for line in Path(argv[0]).read_text().splitlines() if line.strip()] \
+        if Path(argv[0]).is_file() else []
+    steps = []
+    for line in Path(argv[1]).read_text().splitlines():
+        name, rc, secs, budget = line.split("\t")
+        steps.append((name, int(rc), float(secs), float(budget)))
+    sys.stdout.write(summary(rows, steps))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
