@@ -399,6 +399,8 @@ def load_base(name_or_path: str | os.PathLike, *, token: str | None = None, dtyp
             model = model.to(dtype)
         if device_map not in (None, "auto", "cpu"):
             model = model.to(device_map)
+        if attn_implementation is not None:  # e.g. "flex_attention" (helpers.attention)
+            model.set_attn_implementation(attn_implementation)
         return model, tokenizer
     path = Path(name_or_path).expanduser()
     if path.is_dir():
