@@ -4,20 +4,15 @@ A packed row (``helpers.packing.collate``) lays several examples end to end; an
 example must attend only to itself. Three kernels can do that, at very different
 cost (the planner, :func:`helpers.plan_model.attention_flops_per_token`, prices each):
 
-=================== ============================================ =========================================
-kernel              how the documents are kept apart             attention work per row
-=================== ============================================ =========================================
-``flex_attention``  a :class:`~torch.nn.attention.flex_attention. only the blocks on the diagonal of each
-                    BlockMask` built here from the row's example  example (~ sum of len² / 2): per-document
-                    lengths; PyTorch-native, no extra install
-``flash_attention_2`` flash-attn's varlen kernel, boundaries       per-document, like flex
-                    derived by transformers from restarting
-                    ``position_ids`` (needs the ``flash_attn``
-                    wheel, CUDA, bf16/fp16)
-``sdpa``            a dense (N, N) block-diagonal causal mask     the whole causal row (~ N² / 2): with
-                    transformers builds from restarting           8K-token rows of ~1.2K-token examples
-                    ``position_ids``                              ~7x the attention FLOPs of the others
-=================== ============================================ =========================================
+- ``flex_attention``: a :class:`~torch.nn.attention.flex_attention.BlockMask` built here
+  from the row's example lengths; PyTorch-native, no extra install. Work: only the
+  128-token tiles on each example's causal diagonal (~ sum of len² / 2, rounded up to tiles).
+- ``flash_attention_2``: flash-attn's varlen kernel; transformers derives the boundaries
+  from the restarting ``position_ids``. Needs the ``flash_attn`` wheel, CUDA and bf16/fp16.
+  Work: each example's causal triangle.
+- ``sdpa``: transformers builds a dense (N, N) block-diagonal causal mask from the
+  restarting ``position_ids``; with an explicit mask SDPA computes the whole N × N square.
+  For 8K-token rows of ~1K-token examples that is ~16x the attention FLOPs of the others.
 
 All three give the same losses and gradients (``tests/test_packing.py`` on CPU,
 ``tests/test_gpu.py`` on CUDA). Why not always flex: PyTorch has no FlexAttention
