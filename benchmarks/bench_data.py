@@ -12,6 +12,7 @@ No asserts: this measures. Record results with the card and the date.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import sys
@@ -45,7 +46,8 @@ def corpus_clips(n: int, seconds: float, sr: int = 44100) -> list[dict]:
 
 def bench_preprocess(rows: list[dict], workers: int) -> tuple[float, list]:
     t = time.perf_counter()
-    out = list(pp.process_rows(((r["utterance_id"], r) for r in rows), workers=workers))
+    fn = functools.partial(pp.preprocess_row, cfg=pp.DEFAULT_CONFIG)
+    out = list(pp.process_rows(((r["utterance_id"], r) for r in rows), fn, workers=workers))
     wall = time.perf_counter() - t
     kept = [p for _, rec, p in out if p is not None]
     return wall, kept

@@ -247,6 +247,25 @@ def test_transcript_with_unknown_tag_is_rejected_with_reason(speech):
 
 
 # ----------------------------------------------------------------------------- a whole run
+class ListReader(pp.SourceReader):
+    """A source made of a list of common rows; resume points are plain row indices. Counts rows read."""
+
+    def __init__(self, rows):
+        self.list, self.read = list(rows), 0
+
+    def pin(self, source):
+        return {"dataset": source.dataset, "split_role": source.split_role, "hub_id": "list", "config": None,
+                "revision": None, "fingerprint": "list-rows"}
+
+    def check(self, source, pin):
+        assert pin["fingerprint"] == "list-rows"
+
+    def rows(self, source, pin, start=None, state_every=0):
+        for i in range(start.index if start else 0, len(self.list)):
+            self.read += 1
+            yield i, self.list[i], ({"next": i + 1} if state_every and (i + 1) % state_every == 0 else None)
+
+
 def test_run_counts_every_row(tmp_path, speech):
     """A battery of good and bad rows through run_preprocess: each is a manifest row, the
     report adds up, and a rerun reuses the finished source part."""
@@ -259,11 +278,8 @@ def test_run_counts_every_row(tmp_path, speech):
     ]
     rows = good + bad + [good[0]]  # the last is a duplicate id
 
-    def row_iter(source):
-        yield from enumerate(rows)
-
     src = [pp.Source("assets", "train", None)]
-    m = pp.run_preprocess(tmp_path, src, row_iter=row_iter, hours_scale=1e-4, progress=False)
+    m = pp.run_preprocess(tmp_path, src, reader=ListReader(rows), hours_scale=1e-4, progress=False)
     assert len(m) == len(rows)
     assert list(m["status"]).count("kept") == 2 and list(m["status"]).count("duplicate") == 1
     rep = pp.read_report(tmp_path)
@@ -272,12 +288,13 @@ def test_run_counts_every_row(tmp_path, speech):
                                                           "decode_error": 1}
     assert m[m["status"] == "kept"][["phase1", "phase2", "phase3"]].any(axis=1).all()
     assert (tmp_path / "samples").is_dir() and pp.sample_clips(tmp_path)
+    assert rep["pins"]["assets__train"]["fingerprint"] == "list-rows"
 
-    def exploding(source):
-        raise AssertionError("a finished source must not be streamed again")
-        yield
+    class Exploding(ListReader):
+        def rows(self, *a, **k):
+            raise AssertionError("a finished source must not be streamed again")
 
-    m2 = pp.run_preprocess(tmp_path, src, row_iter=exploding, hours_scale=1e-4, progress=False)
+    m2 = pp.run_preprocess(tmp_path, src, reader=Exploding(rows), hours_scale=1e-4, progress=False)
     assert m2.drop(columns=["phase1", "phase2", "phase3"]).equals(m.drop(columns=["phase1", "phase2", "phase3"]))
 
 
