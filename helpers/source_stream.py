@@ -95,14 +95,15 @@ class SourceChanged(ValueError):
 
 
 def fingerprint_files(folders: list[Path]) -> str:
-    """sha256 over every file under ``folders`` (relative path, size and bytes), in sorted order."""
+    """sha256 over every file under ``folders`` (position of the folder, relative path, size, bytes),
+    in sorted order; dot-files (caches) are left out. Moving a folder keeps its fingerprint."""
     h = hashlib.sha256()
-    for folder in folders:
+    for k, folder in enumerate(folders):
         folder = Path(folder)
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
             part.startswith(".") for part in p.relative_to(folder).parts))
         for p in files:
-            h.update(f"{folder.name}/{p.relative_to(folder).as_posix()}\0{p.stat().st_size}\0".encode())
+            h.update(f"{k}/{p.relative_to(folder).as_posix()}\0{p.stat().st_size}\0".encode())
             with open(p, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
