@@ -135,7 +135,8 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
     sel = selected_rows(manifest)
     missing_cols = [c for c in pp.DECISION_COLUMNS if c not in sel.columns]
     if missing_cols:
-        raise ValueError(f"the manifest lacks 01's decisions {missing_cols}; rerun 01_preprocess (this version)")
+        raise ValueError(f"the manifest lacks 01's decisions {missing_cols} (written by an older 01); delete the "
+                         "run's preprocess folder and rerun 01_preprocess")
     ids = sel["utterance_id"].tolist()
     plan = shard_plan(ids, shard_size)
     keys = sorted({pp.Source(d, r).key for d, r in zip(sel["dataset"], sel["split_role"])})
@@ -304,6 +305,37 @@ def pick_reference(index: dict[str, list[str]], speaker: str, utterance_id: str,
         raise KeyError(f"speaker {speaker!r} is not in the speaker index")
     others = [u for u in index[speaker] if u != utterance_id]
     return others[int(rng.integers(len(others)))] if others else None
+
+
+# ----------------------------------------------------------------------------- sizes on disk
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).is_dir() else 0
+
+
+def data_footprint(preprocess_dir: str | os.PathLike, tokens_dir: str | os.PathLike) -> dict:
+    """What 01 and 02 leave on disk, measured, and per hour of audio (for the run plan).
+
+    Returns bytes of the preprocess folder (manifest, parts, sources.json, report, listening
+    samples; ``manifest_bytes`` alone) and of the tokens folder (``shards_bytes`` alone), the
+    kept hours of the manifest and the hours in the shards, and ``manifest_bytes_per_kept_hour``
+    / ``shards_bytes_per_hour``. Missing folders count as 0 bytes (before 01/02 ran).
+    """
+    import pyarrow.parquet as pq
+
+    pre, tok = Path(preprocess_dir), Path(tokens_dir)
+    manifest_path = pre / pp.MANIFEST_FILE
+    kept_h = 0.0
+    if manifest_path.is_file():
+        t = pq.read_table(manifest_path, columns=["status", "duration_s"]).to_pandas()
+        kept_h = float(t.loc[t["status"] == pp.KEPT, "duration_s"].sum() / 3600.0)
+    shards = list_shards(tok)
+    shard_h = sum(float(pq.read_table(p, columns=["duration_s"]).column(0).to_numpy().sum()) for p in shards) / 3600.0
+    manifest_b = manifest_path.stat().st_size if manifest_path.is_file() else 0
+    shards_b = sum(p.stat().st_size for p in shards)
+    return {"preprocess_bytes": _folder_bytes(pre), "manifest_bytes": manifest_b, "kept_hours": kept_h,
+            "tokens_bytes": _folder_bytes(tok), "shards_bytes": shards_b, "shard_hours": shard_h,
+            "manifest_bytes_per_kept_hour": manifest_b / kept_h if kept_h else None,
+            "shards_bytes_per_hour": shards_b / shard_h if shard_h else None}
 
 
 # ----------------------------------------------------------------------------- notebook views

@@ -77,6 +77,20 @@ def test_shards_hold_codes_and_metadata(reference, manifest_path, snac_random):
     assert not (folder / ta.PARTIAL_DIR).exists() or not any((folder / ta.PARTIAL_DIR).iterdir())
 
 
+def test_data_footprint(reference, manifest_path, tmp_path):
+    folder, summary = reference
+    f = ta.data_footprint(manifest_path.parent, folder)
+    shards = list_shards(folder)
+    assert f["shards_bytes"] == sum(p.stat().st_size for p in shards) > 0
+    assert f["tokens_bytes"] > f["shards_bytes"]  # plus plan, speakers.json, phases.json
+    assert f["shard_hours"] == pytest.approx(summary["hours"], rel=1e-6)
+    assert f["shards_bytes_per_hour"] == pytest.approx(f["shards_bytes"] / f["shard_hours"])
+    assert f["manifest_bytes"] == (manifest_path.parent / pp.MANIFEST_FILE).stat().st_size
+    assert f["preprocess_bytes"] > f["manifest_bytes"] and f["kept_hours"] > 0
+    empty = ta.data_footprint(tmp_path / "none", tmp_path / "none2")
+    assert empty["preprocess_bytes"] == empty["shards_bytes"] == 0 and empty["shards_bytes_per_hour"] is None
+
+
 def test_indexes(reference, manifest_path):
     folder, _ = reference
     m = pd.read_parquet(manifest_path)
