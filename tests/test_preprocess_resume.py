@@ -220,3 +220,43 @@ def test_changed_local_corpus_is_refused(repo, reference, tmp_path):
         reader.check(SOURCE, pin)
     with pytest.raises(pp.SourceChanged, match="catalog now reads hub_id"):
         LocalRepo(str(repo), str(tmp_path / "c")).check(SOURCE, pin)
+
+
+def test_hub_source_is_pinned_to_the_commit_sha(monkeypatch):
+    """A Hub dataset is pinned to dataset_info(...).sha, and every later read streams that sha."""
+    import huggingface_hub
+
+    from helpers import catalog
+
+    asked = []
+
+    class FakeApi:
+        def dataset_info(self, repo_id, revision=None):
+            asked.append((repo_id, revision))
+            return type("Info", (), {"sha": "a" * 40})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    reader = pp.SourceReader()
+    src = pp.Source("vctk", "train")
+    pin = reader.pin(src)
+    assert pin["revision"] == "a" * 40 and pin["fingerprint"] is None and asked == [("sanchit-gandhi/vctk", None)]
+    reader.check(src, pin)
+    opened = []
+
+    def fake_open(spec, role, streaming=True):
+        opened.append((spec.hub_id, spec.revision, role, streaming))
+        return iter(())
+
+    monkeypatch.setattr(catalog, "open_dataset", fake_open)
+    assert list(reader.rows(src, pin)) == []
+    assert opened == [("sanchit-gandhi/vctk", "a" * 40, "train", True)]
+    with pytest.raises(pp.SourceChanged, match="neither a revision nor a fingerprint"):
+        reader.check(src, dict(pin, revision=None))
+
+    class Offline:
+        def dataset_info(self, repo_id, revision=None):
+            raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    with pytest.raises(OSError, match="could not read the revision of dataset 'sanchit-gandhi/vctk'"):
+        reader.pin(src)
