@@ -47,8 +47,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
