@@ -60,9 +60,9 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
     snac = [r for r in rows if r.get("what") == "snac_encode"]
     if snac:
         out += ["", "## SNAC encoding (24 kHz, random weights)", "", "Target: 1,000 h in < 1 h.", "",
-                "| batch size | audio-hours per hour | 1,000 h takes (h) |", "|---:|---:|---:|"]
+                "| batch (padded seconds; 0 = one at a time) | audio-hours per hour | 1,000 h takes (h) |", "|---:|---:|---:|"]
         for r in snac:
-            out.append(f"| {r['batch_size']} | {_fmt(r['audio_hours_per_hour'])} | "
+            out.append(f"| {r['batch_seconds']:g} | {_fmt(r['audio_hours_per_hour'])} | "
                        f"{1000 / r['audio_hours_per_hour']:.2f} |")
     return "\n".join(out) + "\n"
 

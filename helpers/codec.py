@@ -48,7 +48,7 @@ import torch
 
 from . import tokens as tk
 from .audio import resample
-from .profiles import RANDOM_SNAC_24KHZ
+from .profiles import DEFAULT_ENCODE_BATCH_SECONDS, RANDOM_SNAC_24KHZ
 
 # The hub's hubertsiuzdak/snac_24khz config.json: the architecture the tiny profile
 # builds with random weights (same shapes, same time grid, 19.8 M parameters).
@@ -352,29 +352,73 @@ class SnacCodec:
         a = self._prepare(wav, sr, "encode")
         return self._encode_padded([a], [self.n_frames(a.shape[0])])[0]
 
-    def encode_batch(self, wavs: Sequence, sr: int | None = None, batch_size: int = 16,
+    def padded_seconds(self, n_samples: int) -> float:
+        """Seconds of input one clip of ``n_samples`` occupies in a batch row (whole frames + guard)."""
+        return (self.n_frames(n_samples) * self.samples_per_frame + self.guard_samples) / self.sample_rate
+
+    def encode_batch(self, wavs: Sequence, sr: int | None = None,
+                     batch_seconds: float = DEFAULT_ENCODE_BATCH_SECONDS, batch_size: int | None = None,
                      progress: bool = False) -> list[list[np.ndarray]]:
         """Encode many clips of different lengths; same codes as :meth:`encode` per clip.
 
-        Clips are sorted by length and encoded ``batch_size`` at a time (similar
-        lengths together, so little compute goes to padding). Returns one code
-        list per clip, in input order. ``progress`` shows a tqdm bar over batches.
+        Clips are sorted by length and grouped so that a batch holds at most
+        ``batch_seconds`` of *padded* audio (clips x the longest one's padded length:
+        what the encoder's activations scale with) and at most ``batch_size`` clips
+        (None: no clip limit). A clip longer than the budget is encoded alone. On
+        ``torch.cuda.OutOfMemoryError`` the budget is halved and the batch retried
+        (a warning says so); one clip alone out of memory re-raises with its length.
+        Returns one code list per clip, in input order; ``self.last_encode_stats`` holds
+        batches, OOM retries and the final budget. ``progress`` shows a tqdm bar over clips.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(batch_size, bool) or (batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1)):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        if isinstance(batch_seconds, bool) or not isinstance(batch_seconds, (int, float)) or not batch_seconds > 0:
+            raise ValueError(f"batch_seconds must be a positive number of seconds, got {batch_seconds!r}")
         clips = [self._prepare(w, sr, f"encode_batch clip {i}") for i, w in enumerate(wavs)]
+        stats = {"batches": 0, "oom_retries": 0, "batch_seconds": float(batch_seconds)}
+        self.last_encode_stats = stats
         if not clips:
             return []
         frames = [self.n_frames(c.shape[0]) for c in clips]
-        order = sorted(range(len(clips)), key=lambda i: frames[i])
-        chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        order = sorted(range(len(clips)), key=lambda i: frames[i])  # similar lengths together: little padding
+        row_s = [self.padded_seconds(clips[i].shape[0]) for i in order]  # ascending
+        bar = None
         if progress:
             from tqdm.auto import tqdm
-            chunks = tqdm(chunks, desc="SNAC encode", unit="batch")
+            bar = tqdm(total=len(clips), desc="SNAC encode", unit="clip")
         result: list = [None] * len(clips)
-        for idx in chunks:
-            for i, codes in zip(idx, self._encode_padded([clips[i] for i in idx], [frames[i] for i in idx])):
-                result[i] = codes
+        budget, pos = float(batch_seconds), 0
+        while pos < len(order):
+            k = 1  # the batch grows while (clips) x (padded length of its longest, the newest) fits
+            while (pos + k < len(order) and (k + 1) * row_s[pos + k] <= budget
+                   and (batch_size is None or k < batch_size)):
+                k += 1
+            idx = order[pos: pos + k]
+            try:
+                codes = self._encode_padded([clips[i] for i in idx], [frames[i] for i in idx])
+            except torch.cuda.OutOfMemoryError as e:
+                if k == 1:
+                    raise torch.cuda.OutOfMemoryError(
+                        f"SNAC encoding ran out of GPU memory on a single clip of {row_s[pos]:.1f} s (padded) "
+                        f"on {self.device}: free GPU memory (other models) first") from e
+                failed = k * row_s[pos + k - 1]
+                budget = failed / 2.0
+                stats["oom_retries"] += 1
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                import warnings
+                warnings.warn(f"CUDA out of memory encoding {k} clips ({failed:.0f} s padded); retrying with "
+                              f"batches of at most {budget:.0f} s", RuntimeWarning, stacklevel=2)
+                continue
+            for i, c in zip(idx, codes):
+                result[i] = c
+            pos += k
+            stats["batches"] += 1
+            if bar is not None:
+                bar.update(k)
+        stats["batch_seconds"] = budget
+        if bar is not None:
+            bar.close()
         return result
 
     # ------------------------------------------------------------------ decode

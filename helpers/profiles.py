@@ -22,6 +22,14 @@ TINY_LLAMA = "tiny-llama"  # a LLaMA of a few layers built from a config (helper
 RANDOM_SNAC_24KHZ = "random-snac-24khz"  # SNAC 24 kHz architecture, random weights (helpers.codec)
 ASSETS_CORPUS = "assets"  # the bundled speech corpus as a dataset source (helpers.corpus)
 
+# Padded audio seconds per SNAC encoder batch (encode_batch). Sizing for an A100 40 GB: the
+# encoder's activations were measured at ~0.6 GiB per 30 s clip in fp32 (CPU, linear in batch),
+# i.e. ~0.02 GiB per padded second; 600 s -> ~12 GiB, under a third of the card, leaving room
+# for cuDNN workspaces, allocator fragmentation and a CUDA measurement above the CPU one.
+# fp32 stays: bf16/fp16 would change near-tied quantizer argmins (codes no longer equal
+# batch 1). An OOM halves the budget and retries, so a smaller card degrades, not fails.
+DEFAULT_ENCODE_BATCH_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -33,7 +41,7 @@ class Profile:
     data_source: str  # "hub" (the dataset catalog) or ASSETS_CORPUS
     runs_root: str  # where run directories live (Drive on Colab)
     max_seq_len: int  # longest training example in tokens (seed §5: 30 s ≈ 2,620 tokens; a 30 s cloning reference doubles it)
-    tokenize_batch_size: int  # clips per SNAC batch (GPU batches; 1 is fastest on 2 CPU cores)
+    encode_batch_seconds: float  # padded audio seconds per SNAC encoder batch (02; halved on CUDA OOM)
     eval_asr_model: str  # ASR for WER (helpers.metrics)
     eval_speaker_model: str  # speaker-embedding model for similarity
     eval_mos_model: str  # MOS predictor
@@ -49,7 +57,7 @@ PROFILES: dict[str, Profile] = {
         data_source="hub",
         runs_root="/content/drive/MyDrive/optimumllm_audio/runs",
         max_seq_len=8192,
-        tokenize_batch_size=64,
+        encode_batch_seconds=DEFAULT_ENCODE_BATCH_SECONDS,  # ~12 GiB of encoder activations on an A100 40 GB
         eval_asr_model="large-v3-turbo",
         eval_speaker_model="microsoft/wavlm-base-plus-sv",
         eval_mos_model="utmos",
@@ -61,7 +69,7 @@ PROFILES: dict[str, Profile] = {
         data_source=ASSETS_CORPUS,
         runs_root=str(REPO_ROOT / "runs"),
         max_seq_len=1024,
-        tokenize_batch_size=1,
+        encode_batch_seconds=1.0,  # every clip alone: on 2 CPU cores batching buys nothing
         eval_asr_model="tiny.en-offline",
         eval_speaker_model="resemblyzer",
         eval_mos_model="dnsmos",

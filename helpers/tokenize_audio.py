@@ -1,16 +1,21 @@
 """Tokenization (``02_tokenize``): the clips 01 kept -> SNAC codes in resumable parquet shards.
 
-No WAV is ever stored: the source is streamed again (``preprocess.iter_source_rows``),
-the clips the manifest selected are run through the SAME deterministic
-``preprocess.preprocess_row``, and encoded with :class:`helpers.codec.SnacCodec`.
+No WAV is ever stored: the source is streamed again at the revision 01 pinned
+(``source_stream.SourceReader``; a changed source is refused), and the clips the
+manifest selected are rebuilt by applying 01's recorded decisions (trim bounds, gain:
+``clips.replay_row``) — no second analysis, bit-identical to what 01 measured. Rows
+01 rejected or did not select are streamed past without decoding or analysis.
+The stream starts at 01's last resume point before the first clip still needed, so
+a rerun re-reads about one 01 piece (``checkpoint_rows`` rows), not the source.
 
 Shard plan (why reruns are exact): the selected clips (kept and in at least one
 phase), in manifest order, are cut into shards of ``shard_size`` utterances;
 shard k always holds the same utterances in the same order. Inside the run,
-clips are gathered in windows of ``window`` clips, and ``encode_batch`` sorts
-each window by length into batches of ``batch_size`` (batched codes equal
-one-by-one codes, see helpers.codec), so the codes do not depend on how the
-work was split. Memory holds one window of audio plus the codes of open shards.
+clips are gathered in windows (``window`` clips, default 4 x ``batch_seconds`` of
+audio), and ``encode_batch`` sorts each window by length into batches of at most
+``batch_seconds`` padded seconds (batched codes equal one-by-one codes, see
+helpers.codec), so the codes do not depend on how the work was split. Memory
+holds one window of audio plus the codes of open shards.
 
 Files in ``RunPaths.tokens``::
 
@@ -25,6 +30,7 @@ only what is missing; a run killed at any point and rerun gives byte-identical s
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -34,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import preprocess as pp
+from .profiles import DEFAULT_ENCODE_BATCH_SECONDS
 from .shards import Utterance, list_shards, read_shard, shard_path, write_shard
 
 PLAN_FILE = "plan.json"
@@ -63,9 +70,10 @@ def shard_plan(ids: list[str], shard_size: int) -> list[list[str]]:
     return [ids[i: i + shard_size] for i in range(0, len(ids), shard_size)]
 
 
-def _check_plan(folder: Path, ids: list[str], shard_size: int, codec_name: str) -> None:
+def _check_plan(folder: Path, ids: list[str], shard_size: int, codec_name: str, pins: dict) -> None:
     plan = {"shard_size": shard_size, "n_utterances": len(ids), "codec": codec_name,
-            "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+            "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+            "pins_sha256": hashlib.sha256(json.dumps(pins, sort_keys=True).encode()).hexdigest()}
     path = folder / PLAN_FILE
     if path.is_file():
         old = json.loads(path.read_text())
@@ -104,28 +112,39 @@ def _utterance(row, codes) -> Utterance:
                      duration_s=float(row["duration_s"]), codes=codes)
 
 
-def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: int = 512, batch_size: int = 16,
-                 window: int | None = None, workers: int = 1, cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG,
-                 row_iter=None, progress: bool = True) -> dict:
+def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dict, shard_size: int = 512,
+                 batch_seconds: float = DEFAULT_ENCODE_BATCH_SECONDS, window: int | None = None, workers: int = 1,
+                 cfg: pp.PreprocessConfig = pp.DEFAULT_CONFIG, reader: pp.SourceReader | None = None,
+                 progress: bool = True) -> dict:
     """Encode every selected clip of ``manifest`` into shards under ``tokens_dir``; resumable.
 
-    ``codec``: a loaded :class:`helpers.codec.SnacCodec`. ``batch_size``: clips per SNAC
-    forward pass; ``window``: clips gathered before encoding (default ``8 * batch_size``;
-    bounds memory to ``window`` clips of <= 30 s); ``workers``: preprocessing processes.
-    ``row_iter(source)`` yields ``(index, common row)``; default ``preprocess.iter_source_rows``.
-    ``cfg`` must be the config 01 used. Returns a summary dict.
+    ``codec``: a loaded :class:`helpers.codec.SnacCodec`. ``sources``: 01's pins and resume
+    points (``preprocess.read_sources(RunPaths.preprocess)``). ``batch_seconds``: padded audio
+    seconds per SNAC forward pass (halved on CUDA OOM, see ``SnacCodec.encode_batch``);
+    ``window``: clips gathered before encoding (default: ``4 * batch_seconds`` of audio);
+    ``workers``: decode/resample processes. ``reader`` streams sources (default the catalog's).
+    ``cfg`` must be the config 01 used. Returns a summary dict (``rows_read``: source rows
+    streamed by this call).
 
-    Raises RuntimeError if a clip 01 kept is now rejected, changed duration, or is
-    missing from the source (the data changed under the manifest).
+    Raises :class:`helpers.source_stream.SourceChanged` if a source differs from its pin and
+    :class:`helpers.clips.ReplayError` (a RuntimeError) if a clip 01 kept is missing or changed.
     """
     folder = Path(tokens_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    row_iter = row_iter or pp.iter_source_rows
-    window = window or 8 * batch_size
+    reader = reader or pp.SourceReader()
     sel = selected_rows(manifest)
+    missing_cols = [c for c in pp.DECISION_COLUMNS if c not in sel.columns]
+    if missing_cols:
+        raise ValueError(f"the manifest lacks 01's decisions {missing_cols} (written by an older 01); delete the "
+                         "run's preprocess folder and rerun 01_preprocess")
     ids = sel["utterance_id"].tolist()
     plan = shard_plan(ids, shard_size)
-    _check_plan(folder, ids, shard_size, getattr(codec, "name", type(codec).__name__))
+    keys = sorted({pp.Source(d, r).key for d, r in zip(sel["dataset"], sel["split_role"])})
+    absent = [k for k in keys if k not in sources]
+    if absent:
+        raise ValueError(f"01 recorded no pin for source(s) {absent}; rerun 01_preprocess (this version)")
+    _check_plan(folder, ids, shard_size, getattr(codec, "name", type(codec).__name__),
+                {k: sources[k]["pin"] for k in keys})
     shard_of = {u: k for k, chunk in enumerate(plan) for u in chunk}
     rows = {r["utterance_id"]: r for r in sel.to_dict("records")}
 
@@ -138,6 +157,8 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: 
             have[k] = _load_parts(folder, k)
     needed = [u for u in ids if shard_of[u] not in done and u not in have[shard_of[u]]]
     encoded_s = 0.0
+    rows_read = 0
+    window_s = 4.0 * float(batch_seconds)
 
     bar = None
     if progress and needed:
@@ -156,7 +177,7 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: 
         nonlocal encoded_s
         if not buffer:
             return
-        codes = codec.encode_batch([w for _, w in buffer], batch_size=batch_size)
+        codes = codec.encode_batch([w for _, w in buffer], batch_seconds=batch_seconds)
         touched: dict[int, list[Utterance]] = {}
         for (row, wav), c in zip(buffer, codes):
             u = _utterance(row, c)
@@ -174,29 +195,42 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: 
         buffer.clear()
 
     remaining = set(needed)
+    replay = functools.partial(pp.replay_row, cfg=cfg)
     for (dataset, role) in _sources_in_order(sel, remaining):
-        want = {u for u in remaining if rows[u]["dataset"] == dataset and rows[u]["split_role"] == role}
+        src = pp.Source(dataset, role)
+        entry = sources[src.key]
+        reader.check(src, entry["pin"])
+        want = {int(rows[u]["source_index"]): u for u in remaining
+                if rows[u]["dataset"] == dataset and rows[u]["split_role"] == role}
+        first = min(want)
+        start = pp.ResumePoint(*max((p for p in entry["points"] if int(p[0]) <= first), key=lambda p: int(p[0])))
         buffer: list = []
+        buffered_s = 0.0
+        last = [start.index - 1]
 
         def pairs():
-            for i, row in row_iter(pp.Source(dataset, role)):
+            nonlocal rows_read
+            for i, row, _ in reader.rows(src, entry["pin"], start):
+                rows_read += 1
+                last[0] = i
+                uid = want.pop(i, None)
+                if uid is not None:
+                    yield uid, (row, rows[uid])
                 if not want:
                     return
-                uid = row.get("utterance_id") if isinstance(row, dict) else None
-                if uid in want:
-                    want.discard(uid)
-                    yield uid, row
 
-        for uid, rec, p in pp.process_rows(pairs(), cfg, workers):
-            _check_same(rows[uid], rec, p)
+        for uid, wav in pp.process_rows(pairs(), replay, workers):
             remaining.discard(uid)
-            buffer.append((rows[uid], p.wav))
-            if len(buffer) >= window:
+            buffer.append((rows[uid], wav))
+            buffered_s += float(rows[uid]["duration_s"])
+            if (len(buffer) >= window) if window else (buffered_s >= window_s):
                 flush(buffer)
+                buffered_s = 0.0
         flush(buffer)
         if want:
-            raise RuntimeError(f"{len(want)} clip(s) kept by 01 were not found in {dataset}/{role}: "
-                               f"{sorted(want)[:5]}; the source changed since preprocessing — rerun 01")
+            raise pp.ReplayError(f"{len(want)} clip(s) kept by 01 were not found in {dataset}/{role} (the stream "
+                                 f"ended at row {last[0]}): {sorted(want.values())[:5]}; the source changed "
+                                 "since preprocessing — rerun 01")
     finish_shards()
     if bar is not None:
         bar.close()
@@ -208,7 +242,7 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, shard_size: 
         partial.rmdir()
     index = write_indexes(folder, manifest)
     return {"shards": len(plan), "utterances": len(ids), "encoded_now": len(needed),
-            "encoded_hours_now": encoded_s / 3600.0, "speakers": len(index),
+            "encoded_hours_now": encoded_s / 3600.0, "speakers": len(index), "rows_read": rows_read,
             "hours": float(sel["duration_s"].sum() / 3600.0)}
 
 
@@ -218,15 +252,6 @@ def _sources_in_order(sel, remaining: set) -> list[tuple[str, str]]:
         if u in remaining and (d, r) not in out:
             out.append((d, r))
     return out
-
-
-def _check_same(row: dict, rec: dict, p) -> None:
-    if p is None:
-        raise RuntimeError(f"{row['utterance_id']}: 01 kept this clip, now it is rejected "
-                           f"({rec['reason']}: {rec['detail']}); the source or the preprocessing changed — rerun 01")
-    if abs(p.duration_s - float(row["duration_s"])) > 1e-6:
-        raise RuntimeError(f"{row['utterance_id']}: preprocessed duration {p.duration_s:.4f} s differs from the "
-                           f"manifest's {float(row['duration_s']):.4f} s; rerun 01")
 
 
 # ----------------------------------------------------------------------------- indexes
@@ -280,6 +305,37 @@ def pick_reference(index: dict[str, list[str]], speaker: str, utterance_id: str,
         raise KeyError(f"speaker {speaker!r} is not in the speaker index")
     others = [u for u in index[speaker] if u != utterance_id]
     return others[int(rng.integers(len(others)))] if others else None
+
+
+# ----------------------------------------------------------------------------- sizes on disk
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).is_dir() else 0
+
+
+def data_footprint(preprocess_dir: str | os.PathLike, tokens_dir: str | os.PathLike) -> dict:
+    """What 01 and 02 leave on disk, measured, and per hour of audio (for the run plan).
+
+    Returns bytes of the preprocess folder (manifest, parts, sources.json, report, listening
+    samples; ``manifest_bytes`` alone) and of the tokens folder (``shards_bytes`` alone), the
+    kept hours of the manifest and the hours in the shards, and ``manifest_bytes_per_kept_hour``
+    / ``shards_bytes_per_hour``. Missing folders count as 0 bytes (before 01/02 ran).
+    """
+    import pyarrow.parquet as pq
+
+    pre, tok = Path(preprocess_dir), Path(tokens_dir)
+    manifest_path = pre / pp.MANIFEST_FILE
+    kept_h = 0.0
+    if manifest_path.is_file():
+        t = pq.read_table(manifest_path, columns=["status", "duration_s"]).to_pandas()
+        kept_h = float(t.loc[t["status"] == pp.KEPT, "duration_s"].sum() / 3600.0)
+    shards = list_shards(tok)
+    shard_h = sum(float(pq.read_table(p, columns=["duration_s"]).column(0).to_numpy().sum()) for p in shards) / 3600.0
+    manifest_b = manifest_path.stat().st_size if manifest_path.is_file() else 0
+    shards_b = sum(p.stat().st_size for p in shards)
+    return {"preprocess_bytes": _folder_bytes(pre), "manifest_bytes": manifest_b, "kept_hours": kept_h,
+            "tokens_bytes": _folder_bytes(tok), "shards_bytes": shards_b, "shard_hours": shard_h,
+            "manifest_bytes_per_kept_hour": manifest_b / kept_h if kept_h else None,
+            "shards_bytes_per_hour": shards_b / shard_h if shard_h else None}
 
 
 # ----------------------------------------------------------------------------- notebook views

@@ -47,7 +47,7 @@ STEPS=(
   "gpu tests (pytest -m gpu)|200|$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= -rs tests/test_gpu.py"
   "bench_train 3B, 4K + 8K tokens/micro-batch, 40 GB cap|150|$PY benchmarks/bench_train.py --model llama-3.2-3b --tokens-per-step 4096 8192 --steps 4 --warmup 2 --memory-cap-gb 40 --record @JSONL@"
   "bench_inference 3B, batch 1 + 8, eager + static/compiled|120|$PY benchmarks/bench_inference.py --model llama-3.2-3b --batch 1 8 --modes eager,compiled --frames 48 --repeats 2 --out @JSONL@"
-  "SNAC encoding, audio-hours per hour|50|$PY benchmarks/bench_data.py --snac-only --clips 32 --seconds 10 --batch-sizes 1 16 32 --record @JSONL@"
+  "SNAC encoding, audio-hours per hour|50|$PY benchmarks/bench_data.py --snac-only --clips 32 --seconds 10 --batch-seconds 60 300 600 --record @JSONL@"
 )
 
 if [ "$DRY" = 1 ]; then

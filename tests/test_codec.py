@@ -106,6 +106,38 @@ def test_batch_equals_single_exactly(snac_random):
         assert all(x.dtype == np.int64 for b in batched for x in b)
     assert c.encode_batch([]) == []
 
+    # Batches by padded seconds (what 02 uses): padded lengths are 0.43, 0.43, 1.28, 2.56, 5.29 s,
+    # so a 4 s budget gives {2049, 2400, 24000} (3 x 1.28 s), {55200}, {120000}.
+    batched = c.encode_batch(wavs, batch_seconds=4.0)
+    assert c.last_encode_stats == {"batches": 3, "oom_retries": 0, "batch_seconds": 4.0}
+    assert [n_diff(s, b) for s, b in zip(single, batched)] == [0] * len(wavs)
+
+    # A CUDA out-of-memory error (faked on CPU: more than 1.5 s of padded audio in a batch of
+    # two or more clips) halves the budget and retries; the codes stay those of batch 1.
+    real = c._encode_padded
+
+    def tight_memory(clips, frames):
+        padded = len(clips) * c.padded_seconds(max(frames) * c.samples_per_frame)
+        if len(clips) > 1 and padded > 1.5:
+            raise torch.cuda.OutOfMemoryError(f"fake: {padded:.2f} s does not fit")
+        return real(clips, frames)
+
+    c._encode_padded = tight_memory
+    try:
+        with pytest.warns(RuntimeWarning, match="out of memory"):
+            batched = c.encode_batch(wavs, batch_seconds=4.0)
+        assert c.last_encode_stats["oom_retries"] == 1 and c.last_encode_stats["batch_seconds"] == pytest.approx(1.92)
+        assert [n_diff(s, b) for s, b in zip(single, batched)] == [0] * len(wavs)
+
+        def no_memory(clips, frames):
+            raise torch.cuda.OutOfMemoryError("fake: nothing fits")
+
+        c._encode_padded = no_memory
+        with pytest.raises(torch.cuda.OutOfMemoryError, match="single clip of 0.4 s"), pytest.warns(RuntimeWarning):
+            c.encode_batch(wavs[:2], batch_seconds=4.0)
+    finally:
+        del c._encode_padded  # back to the class's method
+
 
 def test_encode_is_deterministic_and_resamples(snac_random):
     wav48 = chirp_noise(48000 // 5, sr=48000)
@@ -136,6 +168,8 @@ def test_encode_bad_inputs(snac_random):
         c.encode_batch([np.zeros(100, np.float32), np.zeros(0, np.float32)])
     with pytest.raises(ValueError, match="batch_size"):
         c.encode_batch([np.zeros(100, np.float32)], batch_size=0)
+    with pytest.raises(ValueError, match="batch_seconds"):
+        c.encode_batch([np.zeros(100, np.float32)], batch_seconds=0)
 
 
 # ----------------------------------------------------------------------------- decode

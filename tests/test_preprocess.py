@@ -247,6 +247,25 @@ def test_transcript_with_unknown_tag_is_rejected_with_reason(speech):
 
 
 # ----------------------------------------------------------------------------- a whole run
+class ListReader(pp.SourceReader):
+    """A source made of a list of common rows; resume points are plain row indices. Counts rows read."""
+
+    def __init__(self, rows):
+        self.list, self.read = list(rows), 0
+
+    def pin(self, source):
+        return {"dataset": source.dataset, "split_role": source.split_role, "hub_id": "list", "config": None,
+                "revision": None, "fingerprint": "list-rows"}
+
+    def check(self, source, pin):
+        assert pin["fingerprint"] == "list-rows"
+
+    def rows(self, source, pin, start=None, state_every=0):
+        for i in range(start.index if start else 0, len(self.list)):
+            self.read += 1
+            yield i, self.list[i], ({"next": i + 1} if state_every and (i + 1) % state_every == 0 else None)
+
+
 def test_run_counts_every_row(tmp_path, speech):
     """A battery of good and bad rows through run_preprocess: each is a manifest row, the
     report adds up, and a rerun reuses the finished source part."""
@@ -259,11 +278,8 @@ def test_run_counts_every_row(tmp_path, speech):
     ]
     rows = good + bad + [good[0]]  # the last is a duplicate id
 
-    def row_iter(source):
-        yield from enumerate(rows)
-
     src = [pp.Source("assets", "train", None)]
-    m = pp.run_preprocess(tmp_path, src, row_iter=row_iter, hours_scale=1e-4, progress=False)
+    m = pp.run_preprocess(tmp_path, src, reader=ListReader(rows), hours_scale=1e-4, progress=False)
     assert len(m) == len(rows)
     assert list(m["status"]).count("kept") == 2 and list(m["status"]).count("duplicate") == 1
     rep = pp.read_report(tmp_path)
@@ -272,12 +288,13 @@ def test_run_counts_every_row(tmp_path, speech):
                                                           "decode_error": 1}
     assert m[m["status"] == "kept"][["phase1", "phase2", "phase3"]].any(axis=1).all()
     assert (tmp_path / "samples").is_dir() and pp.sample_clips(tmp_path)
+    assert rep["pins"]["assets__train"]["fingerprint"] == "list-rows"
 
-    def exploding(source):
-        raise AssertionError("a finished source must not be streamed again")
-        yield
+    class Exploding(ListReader):
+        def rows(self, *a, **k):
+            raise AssertionError("a finished source must not be streamed again")
 
-    m2 = pp.run_preprocess(tmp_path, src, row_iter=exploding, hours_scale=1e-4, progress=False)
+    m2 = pp.run_preprocess(tmp_path, src, reader=Exploding(rows), hours_scale=1e-4, progress=False)
     assert m2.drop(columns=["phase1", "phase2", "phase3"]).equals(m.drop(columns=["phase1", "phase2", "phase3"]))
 
 
@@ -290,3 +307,82 @@ def test_plan_sources():
     assert exp.max_hours == pytest.approx(40 * pp.OVERSAMPLE)  # used by phases 2 and 3: the larger target
     with pytest.raises(ValueError, match="not used by any phase"):
         pp.plan_sources("hub", ["nope"])
+
+
+# ----------------------------------------------------------------------------- 02 replays 01's decisions
+def test_replay_of_recorded_decisions_equals_the_analysis(speech):
+    """02 rebuilds a kept clip from 01's trim bounds and gain: bit-identical to the analysed clip."""
+    padded = np.concatenate([np.zeros(SR // 2, np.float32), speech * 0.05, np.zeros(SR, np.float32)])
+    stereo = np.stack([speech, 0.3 * speech], axis=1)
+    cases = [
+        {"bytes": encode(audio.resample(padded, SR, 44100), 44100, "FLAC"), "path": "a.flac"},  # quiet, 44.1 kHz
+        {"bytes": encode(audio.resample(stereo, SR, 48000), 48000), "path": "b.wav"},  # stereo, 48 kHz
+        {"bytes": encode(add_noise(speech, 30), SR, "OGG", "VORBIS"), "path": "c.ogg"},
+        {"bytes": encode(audio.resample(speech, SR, 16000), 16000, "MP3", "MPEG_LAYER_III"), "path": "d.mp3"},
+    ]
+    for field in cases:
+        r = row(field)
+        rec, p = pp.preprocess_row(r)
+        check_kept(rec, p)
+        assert 0 <= rec["trim_start"] < rec["trim_end"] and rec["gain_db"] == p.gain_db
+        (wav,) = pp.replay_row((r, rec))
+        assert wav.dtype == np.float32 and np.array_equal(wav, p.wav), field["path"]
+    # the source changed under the manifest: loud, naming the clip
+    r = row(cases[1])
+    rec, _ = pp.preprocess_row(r)
+    with pytest.raises(pp.ReplayError, match="t:1: source_sr is 24000, 01 recorded 48000"):
+        pp.replay_row((row({"bytes": encode(speech, SR), "path": "b.wav"}), rec))
+    with pytest.raises(pp.ReplayError, match="source row at index 7 is now 't:2'"):
+        pp.replay_row((row(cases[1], uid="t:2"), rec | {"source_index": 7}))
+    with pytest.raises(pp.ReplayError, match="trim bounds"):
+        pp.replay_row((r, rec | {"trim_end": 10 ** 9}))
+
+
+# ----------------------------------------------------------------------------- resume inside a source, workers
+def battery(speech, n=14):
+    """``n`` rows: kept clips at several gains, every 4th one empty, one duplicate id."""
+    rows = []
+    for i in range(n):
+        if i % 4 == 3:
+            rows.append(row({"bytes": b"", "path": f"e{i}.wav"}, uid=f"t:{i}"))
+        else:
+            rows.append(row({"bytes": encode(speech * (0.1 + 0.05 * i), SR), "path": f"g{i}.wav"}, uid=f"t:{i}"))
+    rows[n - 2] = rows[1]  # a duplicate inside the source
+    return rows
+
+
+def test_interrupted_source_resumes_mid_way_with_identical_manifest(tmp_path, speech):
+    rows = battery(speech)
+    src = [pp.Source("assets", "train", None)]
+    ref = pp.run_preprocess(tmp_path / "ref", src, reader=ListReader(rows), hours_scale=1e-4, n_samples=0,
+                            checkpoint_rows=4, progress=False)
+
+    class Disconnect(ListReader):
+        def rows(self, *a, **k):
+            for t in super().rows(*a, **k):
+                if self.read > 10:
+                    raise ConnectionError("Colab disconnected")
+                yield t
+
+    with pytest.raises(ConnectionError):
+        pp.run_preprocess(tmp_path / "cut", src, reader=Disconnect(rows), hours_scale=1e-4, n_samples=0,
+                          checkpoint_rows=4, progress=False)
+    entry = pp.read_sources(tmp_path / "cut")["assets__train"]
+    assert entry["pieces"] == 2 and [p[0] for p in entry["points"]] == [0, 4, 8] and not entry["done"]
+    again = ListReader(rows)
+    m = pp.run_preprocess(tmp_path / "cut", src, reader=again, hours_scale=1e-4, n_samples=0,
+                          checkpoint_rows=4, progress=False)
+    assert again.read == len(rows) - 8  # restarted at the third piece, not at row 0
+    assert (tmp_path / "cut" / "manifest.parquet").read_bytes() == (tmp_path / "ref" / "manifest.parquet").read_bytes()
+    assert m.equals(ref) and list(m["status"]).count("duplicate") == 1
+    assert not (tmp_path / "cut" / "parts" / "assets__train").exists()  # pieces merged once finished
+
+
+def test_workers_give_the_same_manifest(tmp_path, speech):
+    rows = battery(speech, n=10)
+    src = [pp.Source("assets", "train", None)]
+    kw = dict(hours_scale=1e-4, n_samples=0, checkpoint_rows=3, progress=False)
+    pp.run_preprocess(tmp_path / "w1", src, reader=ListReader(rows), workers=1, **kw)
+    pp.run_preprocess(tmp_path / "w2", src, reader=ListReader(rows), workers=2, **kw)
+    for name in ("manifest.parquet", "parts/assets__train.parquet"):
+        assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name

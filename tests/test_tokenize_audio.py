@@ -18,7 +18,7 @@ from helpers.profiles import REPO_ROOT
 from helpers.shards import list_shards, read_shard
 
 N_SELECTED = 6  # clips to encode: enough for 2 shards of 3, small enough for CPU
-SHARD_KW = dict(shard_size=3, batch_size=2, window=2)
+SHARD_KW = dict(shard_size=3, batch_seconds=8.0, window=2)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,10 @@ def manifest_path(tmp_path_factory):
     return path
 
 
+def sources_of(manifest_path):
+    return pp.read_sources(Path(manifest_path).parent)
+
+
 def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
@@ -47,7 +51,8 @@ def files(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference(manifest_path, tmp_path_factory, snac_random):
     folder = tmp_path_factory.mktemp("tok_ref")
-    summary = ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, progress=False, **SHARD_KW)
+    summary = ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, sources=sources_of(manifest_path),
+                              progress=False, **SHARD_KW)
     return folder, summary
 
 
@@ -64,11 +69,26 @@ def test_shards_hold_codes_and_metadata(reference, manifest_path, snac_random):
         assert u.n_frames == snac_random.n_frames(round(r["duration_s"] * 24000))
     # the codes are the codes of the preprocessed clip encoded alone
     first = sel.iloc[0]
-    (rec, p), = [pp.preprocess_row(row) for _, row in pp.iter_source_rows(pp.Source("assets", "train"))
+    src = pp.Source("assets", "train")
+    (rec, p), = [pp.preprocess_row(row) for _, row, _ in pp.SourceReader().rows(src, pp.SourceReader().pin(src))
                  if isinstance(row, dict) and row["utterance_id"] == first["utterance_id"]]
     for a, b in zip(utts[0].codes, snac_random.encode(p.wav)):
         assert np.array_equal(a, b)
     assert not (folder / ta.PARTIAL_DIR).exists() or not any((folder / ta.PARTIAL_DIR).iterdir())
+
+
+def test_data_footprint(reference, manifest_path, tmp_path):
+    folder, summary = reference
+    f = ta.data_footprint(manifest_path.parent, folder)
+    shards = list_shards(folder)
+    assert f["shards_bytes"] == sum(p.stat().st_size for p in shards) > 0
+    assert f["tokens_bytes"] > f["shards_bytes"]  # plus plan, speakers.json, phases.json
+    assert f["shard_hours"] == pytest.approx(summary["hours"], rel=1e-6)
+    assert f["shards_bytes_per_hour"] == pytest.approx(f["shards_bytes"] / f["shard_hours"])
+    assert f["manifest_bytes"] == (manifest_path.parent / pp.MANIFEST_FILE).stat().st_size
+    assert f["preprocess_bytes"] > f["manifest_bytes"] and f["kept_hours"] > 0
+    empty = ta.data_footprint(tmp_path / "none", tmp_path / "none2")
+    assert empty["preprocess_bytes"] == empty["shards_bytes"] == 0 and empty["shards_bytes_per_hour"] is None
 
 
 def test_indexes(reference, manifest_path):
@@ -94,26 +114,36 @@ def test_rerun_skips_finished_and_plan_change_refused(reference, manifest_path, 
     folder, _ = reference
     before = files(folder)
 
-    def exploding(source):
-        raise AssertionError("nothing left to encode: the source must not be streamed")
-        yield
+    class Exploding(pp.SourceReader):
+        def rows(self, *a, **k):
+            raise AssertionError("nothing left to encode: the source must not be streamed")
 
-    s = ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, row_iter=exploding,
-                        progress=False, **SHARD_KW)
-    assert s["encoded_now"] == 0 and files(folder) == before
+    s = ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, sources=sources_of(manifest_path),
+                        reader=Exploding(), progress=False, **SHARD_KW)
+    assert s["encoded_now"] == 0 and s["rows_read"] == 0 and files(folder) == before
     with pytest.raises(ValueError, match="different plan"):
-        ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, progress=False,
-                        **{**SHARD_KW, "shard_size": 4})
+        ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, sources=sources_of(manifest_path),
+                        progress=False, **{**SHARD_KW, "shard_size": 4})
 
 
 def test_changed_source_is_loud(manifest_path, tmp_path, snac_random):
     m = pd.read_parquet(manifest_path)
 
-    def missing_rows(source):
-        yield from []
+    class NoRows(pp.SourceReader):
+        def rows(self, *a, **k):
+            yield from []
 
     with pytest.raises(RuntimeError, match="not found"):
-        ta.run_tokenize(tmp_path, m, snac_random, row_iter=missing_rows, progress=False, **SHARD_KW)
+        ta.run_tokenize(tmp_path, m, snac_random, sources=sources_of(manifest_path), reader=NoRows(),
+                        progress=False, **SHARD_KW)
+    # a pinned local corpus whose files changed is refused before anything is encoded
+    sources = sources_of(manifest_path)
+    sources["assets__train"]["pin"]["fingerprint"] = "0" * 64
+    with pytest.raises(pp.SourceChanged, match="changed since this run pinned it"):
+        ta.run_tokenize(tmp_path / "b", m, snac_random, sources=sources, progress=False, **SHARD_KW)
+    with pytest.raises(ValueError, match="lacks 01's decisions"):
+        ta.run_tokenize(tmp_path / "c", m.drop(columns=["gain_db"]), snac_random, sources=sources_of(manifest_path),
+                        progress=False, **SHARD_KW)
 
 
 KILL_SCRIPT = """
@@ -123,8 +153,9 @@ sys.path.insert(0, {root!r})
 from helpers import tokenize_audio as ta
 from helpers.codec import SnacCodec
 from helpers.profiles import RANDOM_SNAC_24KHZ
+from helpers import preprocess as pp
 ta.run_tokenize({out!r}, pd.read_parquet({manifest!r}), SnacCodec.load(RANDOM_SNAC_24KHZ, device="cpu"),
-                progress=False, shard_size=3, batch_size=2, window=2)
+                sources=pp.read_sources({pre!r}), progress=False, shard_size=3, batch_seconds=8.0, window=2)
 """
 
 
@@ -132,7 +163,8 @@ def test_kill_and_rerun_gives_identical_shards(reference, manifest_path, tmp_pat
     """SIGKILL a real tokenization process at a random moment after its first write, rerun, compare bytes."""
     ref_folder, _ = reference
     out = tmp_path / "tokens"
-    code = KILL_SCRIPT.format(root=str(REPO_ROOT), out=str(out), manifest=str(manifest_path))
+    code = KILL_SCRIPT.format(root=str(REPO_ROOT), out=str(out), manifest=str(manifest_path),
+                              pre=str(manifest_path.parent))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(REPO_ROOT),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -154,6 +186,7 @@ def test_kill_and_rerun_gives_identical_shards(reference, manifest_path, tmp_pat
     print("killed:", killed, "finished shards before rerun:", sorted(done_before))
     assert len(done_before) < 2 or not killed  # it was stopped mid-way
 
-    ta.run_tokenize(out, pd.read_parquet(manifest_path), snac_random, progress=False, **SHARD_KW)
+    ta.run_tokenize(out, pd.read_parquet(manifest_path), snac_random, sources=sources_of(manifest_path),
+                    progress=False, **SHARD_KW)
     assert files(out) == files(ref_folder)  # shards, plan, speakers.json, phases.json: byte-identical
     assert not partial.exists() or not any(partial.iterdir())

@@ -2,9 +2,11 @@
 # # 02 · Tokenize — kept audio to SNAC codes, in resumable shards
 #
 # The language model learns from SNAC codes, not waveforms. This notebook streams the
-# clips that `01_preprocess` kept and selected for a training phase, runs them again
-# through the **same deterministic preprocessing** (so no WAV was ever stored), and
-# encodes them with SNAC 24 kHz in GPU batches of similar lengths.
+# clips that `01_preprocess` kept and selected for a training phase — from **exactly the
+# dataset revisions 01 pinned** (a changed source is refused) — and rebuilds each clip by
+# **applying 01's recorded decisions** (trim, gain; no second analysis, so no WAV was ever
+# stored), then encodes them with SNAC 24 kHz in GPU batches of similar lengths, each
+# holding at most `encode_batch_seconds` of padded audio (halved automatically on OOM).
 #
 # Codes are written as parquet **shards** of a fixed number of utterances in manifest
 # order, each file written atomically. A rerun skips finished shards and continues the
@@ -21,7 +23,7 @@ REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetche
 PROJECT_DIR = "/content/optimumllm-audio"
 snac_model = None  # None: the codec of the profile (hubertsiuzdak/snac_24khz on Colab)
 shard_size = 512  # utterances per shard (~1.4 h of speech); a kill loses at most the unsaved part of one
-batch_size = None  # clips per SNAC forward pass; None: tokenize_batch_size of the profile
+encode_batch_seconds = None  # padded audio seconds per SNAC batch; None: the profile's (600 s: ~12 GiB on an A100 40 GB; halved on OOM)
 workers = None  # preprocessing processes; None: all CPU cores on Colab, 1 in the tiny profile
 n_listen = 2  # decoded utterances to listen to at the end
 # %% [markdown]
@@ -57,11 +59,12 @@ codec.info()
 # %% [markdown]
 # ## Encode
 # The bar counts clips (with ETA) and shows hours encoded and shards finished. Interrupt and
-# rerun at will: finished shards are skipped.
+# rerun at will: finished shards are skipped, and the stream restarts at 01's resume point
+# just before the first clip still missing (`rows_read` in the summary).
 
 # %%
-summary = ta.run_tokenize(S.paths.tokens, manifest, codec, shard_size=shard_size,
-                          batch_size=batch_size or S.profile.tokenize_batch_size,
+summary = ta.run_tokenize(S.paths.tokens, manifest, codec, sources=pp.read_sources(S.paths.preprocess),
+                          shard_size=shard_size, batch_seconds=encode_batch_seconds or S.profile.encode_batch_seconds,
                           workers=pp.default_workers(S.profile.name) if workers is None else workers,
                           cfg=pp.config_from_report(S.paths.preprocess))
 summary
