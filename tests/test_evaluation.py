@@ -157,6 +157,21 @@ def test_targets_table_marks_pass_and_fail():
     assert t.loc["WER", "run"] == "7.0%" and t.loc["WER", "target"] == "≤ 5.0%"
     assert t.loc["Speaker Sim", "Kokoro (82M)"] == "N/A"
     assert ev.passes("rtf", 1.5) and not ev.passes("rtf", 1.51) and ev.passes("mos", 4.0)
+    # a number not measured on the model's output never passes, however good it is
+    assert ev.passes("pesq", 4.4, ev.CODEC_CEILING) is None and ev.passes("wer", 0.0, ev.GROUND_TRUTH) is None
+
+
+def test_ceiling_row_is_shown_but_never_passes():
+    summary = {"mos": 4.1, "wer": 0.07, "sim": 0.9, "pesq": float("nan"), "rtf": 0.9}
+    ceiling = {"mos": 4.3, "wer": 0.01, "sim": 0.97, "pesq": 3.9, "stoi": 0.95}
+    t = ev.targets_table(summary, "run", ceiling)
+    assert t.loc["PESQ", "run"] == "N/A" and t.loc["PESQ", "pass"] == "—"  # no matching reference
+    assert t.loc["PESQ", ev.CEILING_LABEL] == "3.90" and t.loc["PESQ", "measured on"].startswith("not measured")
+    assert t.loc["WER", "measured on"] == ev.MODEL_OUTPUT and t.loc["RTF", ev.CEILING_LABEL] == "—"
+    rows = ev.report_rows(summary, ceiling)
+    assert [r["metric"] for r in rows if r["pass"] is not None] == ["mos", "wer", "sim", "rtf"]
+    assert all(r["measured_on"] == ev.MODEL_OUTPUT for r in rows if r["pass"] is not None)
+    assert all(r["ceiling_measured_on"] == ev.CODEC_CEILING for r in rows if r["ceiling"] is not None)
 
 
 def test_codec_quality_ranks_identity_codec_above_random_snac(snac_random):
@@ -275,17 +290,28 @@ def test_evaluate_writes_report_and_resumes(tmp_path, judges, snac_random):
     assert df.set_index("item_id").loc["voice-male_us_01-happy", "f0_hz"] > \
         df.set_index("item_id").loc["voice-male_us_01-neutral", "f0_hz"]
 
-    codec = ev.codec_ceiling(snac_random, refs)
+    codec = ev.codec_ceiling(snac_random, refs, judges)
+    assert {"wer", "sim", "mos", "pesq", "stoi"} <= set(codec.columns)
+    assert codec["pesq"].iloc[0] < 2.5  # random-weight SNAC: a poor ceiling...
     paths = ev.write_report(df, codec, out, judges=judges.names(), testset=ts, model_name="corpus")
     for name in ("items", "codec", "targets", "per_voice", "per_emotion", "emotion_control", "report",
                  "wer_per_voice", "sim_distribution", "mos_per_emotion", "listening"):
         assert paths[name].is_file() and paths[name].stat().st_size > 0, name
     report = json.loads(paths["report"].read_text())
     assert report["judges"] == {"asr": em.WHISPER_TINY_EN_OFFLINE, "speaker": em.RESEMBLYZER, "mos": em.DNSMOS}
-    assert report["summary"]["n_items"] == 4 and report["pass"]["pesq"] is False  # random SNAC
+    # ...reported as the ceiling, never as the model's PESQ fail (or pass)
+    assert report["summary"]["n_items"] == 4 and report["pass"]["pesq"] is None
+    assert report["ceiling"]["pesq"] == pytest.approx(codec["pesq"].mean())
     assert set(report["pass"]) == set(ev.METRICS)
+    # the provenance of every pass: only numbers measured on the model's output pass or fail
+    for row in report["rows"]:
+        assert row["measured_on"] in (ev.MODEL_OUTPUT, ev.NOT_MEASURED), row
+        if row["pass"] is not None:
+            assert row["measured_on"] == ev.MODEL_OUTPUT and row["value"] is not None, row
+    assert report["summary"]["loop_rate"] == 0.0 and report["summary"]["del"] < 0.3
     targets = pd.read_csv(paths["targets"], index_col=0)
     assert "corpus" in targets.columns and "Orpheus (3B)" in targets.columns
+    assert targets.loc["PESQ", "pass"] == "—" and ev.CEILING_LABEL in targets.columns
     html = ev.listening_html(df, out, max_rows=2)
     assert html.count("<audio") == 2 and "data:audio/wav;base64," in html
     assert (out / "clips" / "clone-ref-s3.wav").is_file()
