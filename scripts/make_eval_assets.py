@@ -20,6 +20,14 @@ Grid (``tiny``, 16 items): female_us_01 reads one sentence per seed emotion (7),
 the other 7 voices one neutral sentence each (7), and 2 cloning items whose
 references are espeak-ng voices the bundled corpus does not use (2).
 
+Protocol fixtures (``assets/eval/protocols/``): two zero-shot items per standard protocol
+(``helpers.eval_protocols``) in the protocols' own file formats, so the tiny profile runs
+the same parsers and normalisers offline: a Seed-TTS-eval ``en/meta.lst`` with
+``prompt-wavs/`` and ground-truth ``wavs/`` (16 kHz WAV), and an F5-TTS LibriSpeech-PC
+cross-sentence ``.lst`` with a LibriSpeech-style ``<speaker>/<chapter>/<utt>.flac`` tree
+(16 kHz FLAC). Speakers: the two held-out espeak-ng reference voices; every clip is a new
+sentence written for this project.
+
 Usage::
 
     python scripts/make_eval_assets.py            # rewrite assets/eval
@@ -110,6 +118,46 @@ ESPEAK_REFERENCES = {
 }
 
 
+# Protocol fixtures: per held-out voice, a prompt sentence and a target sentence (the
+# target's recording is the item's ground truth). Fake LibriSpeech ids: speaker 900xx.
+PROTOCOL_SR = 16000
+PROTOCOL_FIXTURES = {
+    "espeak_m2": dict(speaker="90002", chapter="1",
+                      prompt="The library keeps its oldest maps in a cool room downstairs.",
+                      target="Nobody expected the little boat to cross the bay before sunset."),
+    "espeak_f5": dict(speaker="90005", chapter="1",
+                      prompt="My sister bakes bread every Sunday for the whole street.",
+                      target="The children counted the stars until they fell asleep on the porch."),
+}
+
+
+def write_protocol_fixtures(out: Path) -> None:
+    """assets/eval/protocols: the Seed-TTS-eval and LibriSpeech-PC fixture lists and audio."""
+    seed_dir, ls_dir = out / "protocols" / "seedtts_testset" / "en", out / "protocols" / "librispeech_pc"
+    meta, lst = [], []
+    for name, fx in PROTOCOL_FIXTURES.items():
+        voice = ESPEAK_REFERENCES[name]
+        putt, gutt = f"{fx['speaker']}-{fx['chapter']}-0000", f"{fx['speaker']}-{fx['chapter']}-0001"
+        clips = {}
+        for utt, text in ((putt, fx["prompt"]), (gutt, fx["target"])):
+            spec = {**voice, "text": text}
+            wav = synthesize(utt, spec, ls_dir / fx["speaker"] / fx["chapter"] / f"{utt}.flac", sr=PROTOCOL_SR)
+            clips[utt] = wav
+        synthesize_wav(seed_dir / "prompt-wavs" / f"{putt}.wav", clips[putt])
+        synthesize_wav(seed_dir / "wavs" / f"{gutt}.wav", clips[gutt])
+        meta.append(f"{gutt}|{fx['prompt']}|prompt-wavs/{putt}.wav|{fx['target']}")
+        lst.append("\t".join([putt, f"{len(clips[putt]) / PROTOCOL_SR:.3f}", fx["prompt"],
+                              gutt, f"{len(clips[gutt]) / PROTOCOL_SR:.3f}", fx["target"]]))
+    (seed_dir / "meta.lst").write_text("\n".join(meta) + "\n", encoding="utf-8")
+    (ls_dir / "librispeech_pc_test_clean_cross_sentence.lst").write_text("\n".join(lst) + "\n", encoding="utf-8")
+    print(f"{seed_dir / 'meta.lst'}, {ls_dir}: {len(meta)} items each")
+
+
+def synthesize_wav(path: Path, q: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, q.astype(np.int16), PROTOCOL_SR, format="WAV", subtype="PCM_16")
+
+
 def sentences() -> dict[str, str]:
     out = {f"n{i:02d}": t for i, t in enumerate(NEUTRAL)}
     for emo, texts in EMOTIONAL.items():
@@ -177,7 +225,8 @@ def build() -> dict:
     }
 
 
-def synthesize(name: str, spec: dict, out: Path) -> None:
+def synthesize(name: str, spec: dict, out: Path, sr: int = REFERENCE_SR) -> np.ndarray:
+    """espeak-ng ``spec`` -> 16-bit FLAC at ``sr`` in ``out``; returns the int16 samples."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("espeak-ng not found; install it with: apt-get update && apt-get install -y espeak-ng")
@@ -188,14 +237,15 @@ def synthesize(name: str, spec: dict, out: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or proc.stderr.strip() or not wav_path.is_file():
             raise RuntimeError(f"espeak-ng failed for {' '.join(cmd)!r}: {proc.stderr.strip()}")
-        wav, sr = read_audio(wav_path, name=f"espeak-ng output for {name}")
-    wav = resample(to_mono(wav), sr, REFERENCE_SR)
+        wav, espeak_sr = read_audio(wav_path, name=f"espeak-ng output for {name}")
+    wav = resample(to_mono(wav), espeak_sr, sr)
     q = np.round(wav * PCM16_SCALE)
     if np.abs(q).max() >= PCM16_SCALE:
         raise RuntimeError(f"reference {name} would clip; lower its amplitude")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, q.astype(np.int16), REFERENCE_SR, format="FLAC", subtype="PCM_16")
-    print(f"{out}: {len(wav) / REFERENCE_SR:.2f} s")
+    sf.write(out, q.astype(np.int16), sr, format="FLAC", subtype="PCM_16")
+    print(f"{out}: {len(wav) / sr:.2f} s")
+    return q
 
 
 def main(argv=None) -> int:
@@ -210,6 +260,7 @@ def main(argv=None) -> int:
     if not args.json_only:
         for name, spec in ESPEAK_REFERENCES.items():
             synthesize(name, spec, args.out / data["references"][name]["path"])
+        write_protocol_fixtures(args.out)
     return 0
 
 
