@@ -127,6 +127,11 @@ def stability_row(text: str, hypothesis: str, wav: np.ndarray, sr: int, stop_rea
             "audio_loop": loop is not None, "audio_loop_s": 0.0 if loop is None else loop.seconds}
 
 
+def flag(v) -> bool:
+    """True/False from a table cell that may be None or NaN (unknown counts as False)."""
+    return bool(v) if v is not None and v == v else False
+
+
 def stability_summary(rows) -> dict[str, float]:
     """Rates over a table of :func:`stability_row` rows: failure-to-stop rate (NaN when the
     synthesizer reports no stop reasons), loop rate (loop guard or audio loop), mean duration
@@ -135,7 +140,7 @@ def stability_summary(rows) -> dict[str, float]:
 
     df = pd.DataFrame(rows)
     known = df["hit_length_guard"].dropna()
-    loops = df["audio_loop"].astype(bool) | df["hit_loop_guard"].fillna(False).astype(bool)
+    loops = df["audio_loop"].map(flag) | df["hit_loop_guard"].map(flag)
     return {"n": int(len(df)), "failure_to_stop_rate": float(known.astype(bool).mean()) if len(known) else float("nan"),
             "loop_rate": float(loops.mean()), "duration_ratio": float(df["duration_ratio"].mean()),
             "wer": float(df["wer"].mean()), "ins": float(df["ins"].mean()), "del": float(df["del"].mean()),

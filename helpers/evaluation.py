@@ -566,10 +566,11 @@ def summarize(items, codec=None) -> dict[str, float]:
     clones = items[items["kind"] == "clone"]
     ttfa = items["ttfa_s"].dropna()
 
+    from .eval_stability import flag
+
     def rate(col):
-        if col not in items or items[col].isna().all():
-            return float("nan")
-        return float(items[col].dropna().astype(bool).mean())
+        known = [v for v in items[col] if v is not None and v == v] if col in items else []
+        return float(np.mean([bool(v) for v in known])) if known else float("nan")
 
     out = {
         "n_items": int(len(items)),
@@ -585,7 +586,8 @@ def summarize(items, codec=None) -> dict[str, float]:
         out[k] = float(items[k].mean()) if k in items else float("nan")
     out["failure_to_stop_rate"] = rate("hit_length_guard")
     loops = [c for c in ("hit_loop_guard", "audio_loop") if c in items]
-    out["loop_rate"] = float(items[loops].fillna(False).astype(bool).any(axis=1).mean()) if loops else float("nan")
+    out["loop_rate"] = float(np.mean([any(flag(items[c].iloc[i]) for c in loops) for i in range(len(items))])) \
+        if loops else float("nan")
     return out
 
 

@@ -158,6 +158,53 @@ def synthesize_wav(path: Path, q: np.ndarray) -> None:
     sf.write(path, q.astype(np.int16), PROTOCOL_SR, format="WAV", subtype="PCM_16")
 
 
+# Stability set (helpers.eval_stability): long-form paragraphs estimated over 60 s at 14
+# characters per second, read through the engine's chunked path, and a two-speaker dialogue.
+# Written for this project.
+LONG_FORM = {
+    "lf0": ("The old lighthouse on the northern cape was switched off in 1987, but the village never quite "
+            "stopped looking after it. Every spring a group of volunteers climbs the narrow stairs with buckets, "
+            "brushes and a radio, and spends a week scraping rust from the railings and painting the walls a "
+            "bright, stubborn white. Nobody pays them, and nobody asks them to come. When visitors ask why they "
+            "bother, the answers vary. Some say the tower is the first thing their grandparents saw when the "
+            "fishing boats came home in bad weather. Others simply like the view: on a clear day you can count "
+            "eleven islands and, if you are patient, a few seals resting on the rocks below. Last year the council "
+            "finally agreed to fund a small museum in the keeper's cottage, with old logbooks, a brass lamp and a "
+            "map of every wreck along the coast since 1850. The volunteers were pleased, of course, but they "
+            "still arrived in April with their buckets, as they always have."),
+    "lf1": ("Learning to bake bread at home takes less equipment than most people expect. You need flour, water, "
+            "salt and yeast, a large bowl, and a little patience. Start by mixing 500 grams of flour with ten "
+            "grams of salt and seven grams of dried yeast, then add about 350 millilitres of lukewarm water and "
+            "stir until no dry flour remains. The dough will feel sticky, and that is fine. Cover the bowl and "
+            "leave it somewhere warm for an hour, until it has roughly doubled in size. Then tip it onto a floured "
+            "table, fold it over itself a few times, and shape it into a round loaf. Let it rest again for forty "
+            "minutes while the oven heats to 230 degrees. Bake it for about half an hour, until the crust is deep "
+            "brown and the bottom sounds hollow when you tap it. The hardest part comes last: waiting for the loaf "
+            "to cool before you cut the first slice, because bread keeps cooking inside for a while after it "
+            "leaves the oven."),
+}
+DIALOGUE = {
+    "voices": {"host": "female_us_01", "guest": "male_uk_01"},
+    "script": [
+        ["host", "Welcome back to the show. Today we're talking about city gardens."],
+        ["guest", "Thanks for having me. It's a subject I could discuss for hours."],
+        ["host", "So where should a beginner with a small balcony start?"],
+        ["guest", "With herbs, honestly. Mint, basil and chives forgive almost every mistake."],
+        ["host", "And what about people who only have a north-facing window?"],
+        ["guest", "Try lettuce or spinach. They are happy with much less sunlight than tomatoes."],
+    ],
+}
+STABILITY_PROFILES = {"colab": {"long_form": ["lf0", "lf1"], "dialogue_turns": 6},
+                      "tiny": {"long_form": ["lf0"], "dialogue_turns": 4}}
+
+
+def stability_set() -> dict:
+    return {"description": "OptimumLLM Audio stability set (helpers.eval_stability); made by "
+                           "scripts/make_eval_assets.py",
+            "long_form": [{"id": k, "text": v} for k, v in LONG_FORM.items()],
+            "dialogue": DIALOGUE, "profiles": STABILITY_PROFILES}
+
+
 def sentences() -> dict[str, str]:
     out = {f"n{i:02d}": t for i, t in enumerate(NEUTRAL)}
     for emo, texts in EMOTIONAL.items():
@@ -257,6 +304,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / TESTSET_FILE).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{args.out / TESTSET_FILE}: " + ", ".join(f"{p} {len(v)} items" for p, v in data["profiles"].items()))
+    (args.out / "stability.json").write_text(json.dumps(stability_set(), indent=1, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+    print(f"{args.out / 'stability.json'}: {len(LONG_FORM)} paragraphs, {len(DIALOGUE['script'])} dialogue turns")
     if not args.json_only:
         for name, spec in ESPEAK_REFERENCES.items():
             synthesize(name, spec, args.out / data["references"][name]["path"])
