@@ -291,15 +291,19 @@ def protocol_items(protocol: Protocol, profile_name: str, cache_dir: str | os.Pa
 
 
 # ----------------------------------------------------------------------------- judges and run
-def protocol_judges(protocol: Protocol, profile, device: str | None = None):
+def protocol_judges(protocol: Protocol, profile, device: str | None = None, reuse=None):
     """The judges for ``protocol``: its ASR (Whisper large-v3, its beam) and the profile's
-    speaker encoder and MOS predictor on Colab; the profile's offline stand-ins in ``tiny``."""
+    speaker encoder and MOS predictor on Colab; the profile's offline stand-ins in ``tiny``.
+    ``reuse``: already loaded :class:`helpers.evaluation.Judges` whose speaker and MOS
+    models are taken instead of loading them again."""
     from . import eval_models as em
     from .evaluation import Judges
 
     offline = profile.eval_asr_model == em.WHISPER_TINY_EN_OFFLINE
     asr = em.load_asr(profile.eval_asr_model if offline else protocol.asr_model, device=device,
                       beam_size=protocol.asr_beam_size)
+    if reuse is not None:
+        return Judges(asr=asr, speaker=reuse.speaker, mos=reuse.mos)
     return Judges(asr=asr, speaker=em.load_speaker_encoder(profile.eval_speaker_model, device=device),
                   mos=em.load_mos_predictor(profile.eval_mos_model, device=device))
 
@@ -324,17 +328,26 @@ def score_clip(protocol: Protocol, item: ProtocolItem, wav: np.ndarray, sr: int,
 
 
 def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judges, *, seed: int = 1234,
-                 score_ground_truth: bool = True, progress: bool = True):
+                 score_ground_truth: bool = True, progress: bool = True, out_dir: str | os.PathLike | None = None):
     """Clone every item's prompt to say its text with ``synth``; score the model's clips and,
     where recordings exist, the ground truth the same way. Returns the per-clip table with
-    ``measured_on`` = "model output" or "ground truth" on every row."""
+    ``measured_on`` = "model output" or "ground truth" on every row. With ``out_dir`` each
+    item's rows go to ``<out_dir>/<protocol>/<id>.json`` and a rerun skips those (a full list
+    is an hour or more of generation on Colab)."""
+    import json
+
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .evaluation import GROUND_TRUTH, MODEL_OUTPUT
+    from .evaluation import GROUND_TRUTH, MODEL_OUTPUT, _atomic_write, _json_safe
 
     rows = []
     for k, it in enumerate(tqdm(items, desc=protocol.name, disable=not progress)):
+        cache = None if out_dir is None else Path(out_dir) / protocol.name / f"{it.item_id}.json"
+        if cache is not None and cache.is_file():
+            rows.extend(json.loads(cache.read_text(encoding="utf-8")))
+            continue
+        n_before = len(rows)
         prompt = au.load_audio(it.prompt_wav, target_sr=None)
         t0 = time.perf_counter()
         wav = np.asarray(synth.generate(it.text, speaker=None, emotion="neutral", audio_prompt=prompt,
@@ -351,7 +364,12 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
                              gt, gsr, judges, prompt)
             rows.append({"protocol": protocol.name, "item_id": it.item_id, "measured_on": GROUND_TRUTH,
                          "text": it.text, "audio_s": gt.size / gsr, "gen_s": float("nan"), **row})
-    return pd.DataFrame(rows)
+        if cache is not None:
+            _atomic_write(cache, json.dumps([{c: _json_safe(v) for c, v in r.items()} for r in rows[n_before:]]))
+    df = pd.DataFrame(rows)
+    for col in ("wer", "ins", "del", "sub", "sim", "mos", "pesq", "stoi", "gen_s"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
 
 
 def protocol_table(protocol: Protocol, clips, judges_names: Mapping[str, str], source: str):

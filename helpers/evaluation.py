@@ -785,3 +785,41 @@ def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[st
     paths["listening"] = out_dir / "listening.html"
     _atomic_write(paths["listening"], "<html><body>" + listening_html(items, out_dir, embed=False) + "</body></html>")
     return paths
+
+
+def add_to_report(out_dir: str | os.PathLike, *, tables: Mapping[str, object] | None = None,
+                  sections: Mapping[str, object] | None = None) -> dict[str, Path]:
+    """Add tables (``<name>.csv``) and ``report.json`` entries to a report that
+    :func:`write_report` already wrote (stability, long form, dialogue, protocols, best-of-N).
+    Refuses to replace the core tables or entries. Returns name -> path of what it wrote."""
+    out_dir = Path(out_dir)
+    report_path = out_dir / "report.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(f"{report_path} does not exist: call write_report first")
+    core = {"items", "codec", "targets", "per_voice", "per_emotion", "per_reference", "emotion_control"}
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    clash = sorted(set(tables or {}) & core) + sorted(k for k in (sections or {})
+                                                      if k in ("summary", "rows", "pass", "ceiling", "targets"))
+    if clash:
+        raise ValueError(f"{clash} belong to the core report and cannot be replaced")
+    paths = {}
+    for name, df in (tables or {}).items():
+        paths[name] = out_dir / f"{name}.csv"
+        _atomic_write(paths[name], df.to_csv(index=False))
+    report.update({k: _json_clean(v) for k, v in (sections or {}).items()})
+    _atomic_write(report_path, json.dumps(report, indent=1, ensure_ascii=False))
+    paths["report"] = report_path
+    return paths
+
+
+def _json_clean(v):
+    """Nested dicts/lists/DataFrames -> JSON-able values (NaN -> None)."""
+    if hasattr(v, "to_dict") and hasattr(v, "columns"):
+        return json.loads(v.to_json(orient="records"))
+    if isinstance(v, Mapping):
+        return {str(k): _json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return _json_safe(v)
