@@ -284,8 +284,10 @@ def protocol_items(protocol: Protocol, profile_name: str, cache_dir: str | os.Pa
                    limit: int | None = None) -> tuple[list[ProtocolItem], str]:
     """``(items, source)``: the fixtures offline (``tiny``), the Hub list otherwise."""
     if profile_name == "tiny":
+        from .evaluation import EVAL_ASSETS_DIR
+
         lst = fixture_list(protocol)
-        return load_items(protocol, lst, limit=limit), f"fixture {lst.relative_to(lst.parents[3])}"
+        return load_items(protocol, lst, limit=limit), f"fixture assets/eval/{lst.relative_to(EVAL_ASSETS_DIR)}"
     lst = fetch_protocol(protocol, cache_dir)
     return load_items(protocol, lst, limit=limit), f"hf://datasets/{PROTOCOL_HUB_REPO}/{protocol.hub_file}"
 

@@ -512,7 +512,8 @@ def evaluate(testset: TestSet, synth, out_dir: str | os.PathLike, judges: Judges
     df = pd.DataFrame(rows)
     for col in ("wer", "cer", "ins", "del", "sub", "mos", "sim", "f0_hz", "level_db", "speech_s", "chars_per_s",
                 "ttfa_s", "rtf", "duration_ratio"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        # items scored by an older version lack the newer columns: unknown, not zero
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float) if col in df else float("nan")
     return df
 
 
