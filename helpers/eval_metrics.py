@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -149,3 +150,30 @@ def emotion_control(items) -> "pd.DataFrame":
     return pd.DataFrame(rows)
 
 
+
+
+def emotion_recognition(items, clips_dir, classifier):
+    """Whether the requested emotion is *heard*: for every item whose emotion has a class in
+    :data:`helpers.eval_models.EMOTION_CLASS`, the classifier's probability of that class and
+    whether it is the top class; per emotion, the recognition rate. Emotions without a class
+    (whisper, calm) are left out, not counted as passes. Returns ``(per_item, per_emotion)``."""
+    import pandas as pd
+
+    from .eval_models import EMOTION_CLASS
+
+    rows = []
+    for _, it in items.iterrows():
+        cls = EMOTION_CLASS.get(it["emotion"])
+        if cls is None:
+            continue
+        wav, sr = au.load_audio(Path(clips_dir) / it["clip"], target_sr=None)
+        p = classifier.probs(wav, sr)
+        rows.append({"item_id": it["item_id"], "emotion": it["emotion"], "expected_class": cls,
+                     "p_expected": p[cls], "top_class": max(p, key=p.get), "recognized": max(p, key=p.get) == cls})
+    per_item = pd.DataFrame(rows)
+    if per_item.empty:
+        return per_item, per_item
+    per_emotion = per_item.groupby("emotion").agg(n=("item_id", "size"), recognized=("recognized", "mean"),
+                                                  p_expected=("p_expected", "mean")).reset_index()
+    per_emotion["judge"] = classifier.name
+    return per_item, per_emotion

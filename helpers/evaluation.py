@@ -57,8 +57,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import audio as au
-from .eval_metrics import (SEED_PROSODY, codec_quality, emotion_control, error_breakdown, error_rates,  # noqa: F401
-                           pooled_error_rates, prosody, speaker_similarity, wer_normalize)
+from .eval_metrics import (SEED_PROSODY, codec_quality, emotion_control, emotion_recognition,  # noqa: F401
+                           error_breakdown, error_rates, pooled_error_rates, prosody, speaker_similarity,
+                           wer_normalize)
 from .profiles import ASSETS_DIR
 from .tokens import VOICES
 
@@ -551,9 +552,10 @@ CODEC_CEILING = "ground truth through SNAC"
 GROUND_TRUTH = "ground truth"
 NOT_MEASURED = "not measured"
 CEILING_LABEL = "Ground truth through SNAC (ceiling)"
-# No speech-emotion classifier runs offline here (none on PyPI ships weights); emotion control
-# is judged by prosody against the seed's §12 table, and the report says so.
-EMOTION_METHOD = "prosody proxy: median F0, speaking rate and level vs the same voice's neutral items (no classifier)"
+# Emotion control is always judged by prosody against the seed's §12 table; where an emotion
+# classifier can run (Colab: helpers.eval_models.SUPERB_ER) 07 also reports whether the
+# requested emotion is heard. Offline there is no classifier (none on PyPI ships weights).
+EMOTION_METHOD = "prosody proxy: median F0, speaking rate and level vs the same voice's neutral items"
 
 
 def summarize(items, codec=None) -> dict[str, float]:

@@ -213,6 +213,38 @@ def test_wavlm_speaker_encoder_loads_a_local_checkpoint_through_the_hub_code_pat
     assert ev.speaker_similarity(enc, wav, 24000, wav, 24000) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_emotion_classifier_loads_a_local_checkpoint_and_judges_only_mapped_emotions(tmp_path):
+    """The Colab classifier (superb/wav2vec2-base-superb-er: Wav2Vec2ForSequenceClassification,
+    IEMOCAP's neu/hap/ang/sad) through the same loader, as a tiny random local checkpoint."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    labels = ["neu", "hap", "ang", "sad"]
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=2, classifier_proj_size=16, num_labels=4,
+                         id2label=dict(enumerate(labels)), label2id={v: k for k, v in enumerate(labels)})
+    torch.manual_seed(0)
+    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(tmp_path)
+    clf = em.load_emotion_classifier(str(tmp_path), device="cpu")
+    meta = {m["utterance_id"]: m for m in read_metadata()}
+    rows = []
+    for utt, emo in (("male_us_01_00_neutral", "neutral"), ("male_us_01_03_happy", "happy"),
+                     ("male_us_01_07_whisper", "whisper")):
+        rows.append({"item_id": utt, "emotion": emo, "clip": meta[utt]["file"]})
+    per_item, per_emotion = ev.emotion_recognition(pd.DataFrame(rows), "/", clf)
+    assert list(per_item["item_id"]) == ["male_us_01_00_neutral", "male_us_01_03_happy"]  # whisper: no class
+    assert list(per_item["expected_class"]) == ["neu", "hap"]
+    assert per_item["p_expected"].between(0, 1).all() and set(per_emotion["emotion"]) == {"neutral", "happy"}
+    assert (per_emotion["judge"] == str(tmp_path)).all()
+    cfg.id2label, cfg.label2id = {0: "a", 1: "b", 2: "c", 3: "d"}, {"a": 0, "b": 1, "c": 2, "d": 3}
+    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(tmp_path / "other")
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="needs"):
+        em.load_emotion_classifier(str(tmp_path / "other"), device="cpu")
+
+
 def test_profiles_name_the_published_models_and_the_offline_stand_ins():
     colab, tiny = get_profile("colab"), get_profile("tiny")
     assert (colab.eval_asr_model, colab.eval_speaker_model, colab.eval_mos_model) == \

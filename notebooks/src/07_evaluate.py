@@ -43,6 +43,7 @@ stage = 4  # evaluate this training stage final model (4: the finished model)
 asr_model = None  # None: the profile ASR (Whisper large-v3-turbo on Colab)
 speaker_model = None  # None: the profile speaker encoder (microsoft/wavlm-base-plus-sv on Colab)
 mos_model = None  # None: the profile MOS predictor ("utmos" on Colab, "dnsmos" offline)
+emotion_model = None  # None: superb/wav2vec2-base-superb-er on Colab (IEMOCAP classes); tiny has no offline classifier
 seed = 1234  # base sampling seed; item i uses seed + crc32(item id), so reruns give the same audio
 ttfa_items = 3  # items whose time to first audio is measured with streaming
 listening_rows = 16  # clips shown in the listening table (all are saved in eval/clips)
@@ -177,6 +178,21 @@ print("emotion judged by:", ev.EMOTION_METHOD)
 ev.emotion_control(items)
 
 # %% [markdown]
+# Is the requested emotion *heard*? An emotion classifier (IEMOCAP's neutral, happy, angry,
+# sad; excited counts as happy; whisper and calm have no class and are not judged) on every
+# clip, where one can run.
+
+# %%
+from helpers import eval_models as em
+emotion_heard_table = pd.DataFrame()
+emotion_judge = emotion_model or (None if S.profile.name == "tiny" else em.SUPERB_ER)
+if emotion_judge:
+    _, emotion_heard_table = ev.emotion_recognition(items, S.paths.eval, em.load_emotion_classifier(emotion_judge))
+    display(emotion_heard_table)
+else:
+    print("no emotion classifier runs offline: emotion control is judged by the prosody proxy above only")
+
+# %% [markdown]
 # ## Stability on the test set
 #
 # Failure to stop = the length guard ended a chunk; loops = the loop guard fired or the audio
@@ -260,12 +276,13 @@ if best_of_n > 1 and n_bo > 0:
 best_of_table
 
 # %%
-extra = {**stability_tables, "best_of": best_of_table}
+extra = {**stability_tables, "best_of": best_of_table, "emotion_heard": emotion_heard_table}
 if len(protocol_table):
     extra["protocols"] = protocol_table
 paths.update(ev.add_to_report(S.paths.eval, tables={k: v for k, v in extra.items() if len(v)},
                               sections={**stability_sections, "protocols": protocol_sections,
-                                        "best_of": best_of_table}))
+                                        "best_of": best_of_table, "emotion_heard": emotion_heard_table,
+                                        "emotion_judge": emotion_judge or ev.EMOTION_METHOD}))
 
 # %% [markdown]
 # ## Listen
