@@ -87,10 +87,19 @@ def speaker_similarity(encoder, wav: np.ndarray, sr: int, ref_wav: np.ndarray, r
 def codec_quality(codec, wav: np.ndarray, sr: int) -> dict[str, float]:
     """Quality of ``codec``'s reconstruction (``codec.decode(codec.encode(wav, sr))`` at
     ``codec.sample_rate``) against ``wav``: wideband PESQ, STOI, log-mel distance."""
+    return reconstruction_quality(*codec_round_trip(codec, wav, sr), codec.sample_rate)
+
+
+def codec_round_trip(codec, wav: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(original, reconstruction)``, both float32 ``(n,)`` at ``codec.sample_rate``."""
     ref = au.resample(np.asarray(wav, dtype=np.float32), sr, codec.sample_rate)
     rec = np.asarray(codec.decode(codec.encode(ref, codec.sample_rate)), dtype=np.float32).reshape(-1)
-    csr = codec.sample_rate
-    return {"pesq": pesq_wb(ref, rec, csr), "stoi": stoi(ref, rec, csr), "mel_distance": log_mel_distance(ref, rec, csr)}
+    return ref, rec
+
+
+def reconstruction_quality(ref: np.ndarray, rec: np.ndarray, sr: int) -> dict[str, float]:
+    """Wideband PESQ, STOI and log-mel distance of ``rec`` against ``ref`` (both at ``sr``)."""
+    return {"pesq": pesq_wb(ref, rec, sr), "stoi": stoi(ref, rec, sr), "mel_distance": log_mel_distance(ref, rec, sr)}
 
 
 PROSODY_SR = 16000

@@ -57,9 +57,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import audio as au
-from .eval_metrics import (SEED_PROSODY, codec_quality, emotion_control, emotion_recognition,  # noqa: F401
-                           error_breakdown, error_rates, pooled_error_rates, prosody, speaker_similarity,
-                           wer_normalize)
+from .eval_metrics import (SEED_PROSODY, codec_quality, codec_round_trip, emotion_control,  # noqa: F401
+                           emotion_recognition, error_breakdown, error_rates, pooled_error_rates, prosody,
+                           reconstruction_quality, speaker_similarity, wer_normalize)
 from .profiles import ASSETS_DIR
 from .tokens import VOICES
 
@@ -529,10 +529,9 @@ def codec_ceiling(codec, references: Mapping[str, ResolvedReference], judges: Ju
 
     rows = []
     for n, r in references.items():
-        ref = au.resample(np.asarray(r.wav, dtype=np.float32), r.sample_rate, codec.sample_rate)
-        rec = np.asarray(codec.decode(codec.encode(ref, codec.sample_rate)), dtype=np.float32).reshape(-1)
+        ref, rec = codec_round_trip(codec, r.wav, r.sample_rate)
         row = {"reference": n, "speaker": r.reference.speaker, "seconds": round(r.seconds, 2),
-               **codec_quality(codec, r.wav, r.sample_rate)}
+               **reconstruction_quality(ref, rec, codec.sample_rate)}
         if judges is not None:
             text = r.text or ""
             row["wer"] = error_rates(text, judges.asr.transcribe(rec, codec.sample_rate),
