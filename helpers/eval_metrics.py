@@ -19,6 +19,18 @@ from .tokens import SEED_EMOTION_PROSODY, SEED_EMOTIONS
 # Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) change vs neutral.
 SEED_PROSODY = SEED_EMOTION_PROSODY
 
+# Seed §14 "Benchmark Comparison Target". WER as a fraction; None = not reported by the seed.
+METRICS = ("mos", "wer", "sim", "pesq", "rtf")
+METRIC_LABELS = {"mos": "MOS", "wer": "WER", "sim": "Speaker Sim", "pesq": "PESQ", "rtf": "RTF"}
+TARGETS: dict[str, tuple[str, float]] = {
+    "mos": (">=", 4.0), "wer": ("<=", 0.05), "sim": (">=", 0.85), "pesq": (">=", 3.5), "rtf": ("<=", 1.5),
+}
+ANCHORS: dict[str, dict[str, float | None]] = {
+    "Kokoro (82M)": {"mos": 3.7, "wer": 0.04, "sim": None, "pesq": 3.3, "rtf": 0.05},
+    "OuteTTS (1B)": {"mos": 3.5, "wer": 0.06, "sim": 0.78, "pesq": 3.1, "rtf": 0.8},
+    "Orpheus (3B)": {"mos": 4.2, "wer": 0.03, "sim": 0.87, "pesq": 3.8, "rtf": 1.2},
+}
+
 _TAG = re.compile(r"\[[^\]]*\]|<\|[^|>]*\|>")
 _KEEP = re.compile(r"[^a-z0-9' ]+")
 

@@ -16,9 +16,13 @@ Protocol (seed §14; the same on every run so numbers compare across runs):
   per-utterance rates (as Seed-TTS-eval does) and pooled over all words.
 * **Speaker similarity** — cosine of judge speaker embeddings of the generated audio and
   the reference clip (cloning items).
-* **PESQ / STOI** — wideband PESQ and STOI (16 kHz, :mod:`helpers.metrics`) of SNAC's
-  reconstruction of real held-out speech against the original: the codec's ceiling on
-  any audio the model can make (the seed's PESQ row is a codec-quality number).
+* **Provenance** — every headline number says what it was measured on: the model's output,
+  or *ground truth through SNAC* (:func:`codec_ceiling`: real held-out speech encoded and
+  decoded by the codec, scored with the same judges: WER, SIM, MOS, PESQ, STOI), the ceiling
+  on any audio the model can make. Only model-output numbers pass or fail a target
+  (:func:`passes`, :func:`report_rows`). PESQ/STOI need a recording of the same sentence in
+  the same voice: the project test set has none, so the model's are N/A here; the
+  LibriSpeech-PC protocol (:mod:`helpers.eval_protocols`) measures them.
 * **MOS** — a MOS predictor on every generated clip (UTMOS on Colab, DNSMOS offline).
 * **RTF** — generation seconds / audio seconds over all items (< 1 is faster than real
   time); **TTFA** — seconds until ``synth.stream`` yields its first chunk, on a few items.
@@ -28,7 +32,11 @@ Protocol (seed §14; the same on every run so numbers compare across runs):
   preprocessing normalizes every training clip to -23 LUFS, so the model cannot learn the
   table's energy column from loudness; the energy check reports what it finds.
 
-The judge models are parameters (:mod:`helpers.eval_models`); the profile picks them.
+The judge models are parameters (:mod:`helpers.eval_models`); the profile picks them. The
+per-clip metrics live in :mod:`helpers.eval_metrics`, the figures in
+:mod:`helpers.eval_figures` (both re-exported here); stability, long form and dialogue in
+:mod:`helpers.eval_stability`; the standard protocols in :mod:`helpers.eval_protocols`;
+best-of-N in :mod:`helpers.best_of`.
 ``evaluate`` takes any *synthesizer*: an object with ``sample_rate`` and
 ``generate(text, speaker=, emotion=, audio_prompt=, seed=) -> (n,) float``, like
 ``helpers.inference.OptimumTTS`` (and ``stream(...)`` for TTFA), so the metrics run on
@@ -41,9 +49,7 @@ Everything is written under one folder (``RunPaths.eval``): ``clips/`` (one WAV 
 """
 from __future__ import annotations
 
-import base64
 import bisect
-import html
 import io
 import json
 import os
@@ -57,9 +63,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import audio as au
-from .eval_metrics import (SEED_PROSODY, codec_quality, codec_round_trip, emotion_control,  # noqa: F401
-                           emotion_recognition, error_breakdown, error_rates, pooled_error_rates, prosody,
-                           reconstruction_quality, speaker_similarity, wer_normalize)
+from .eval_figures import (breakdown, listening_html, plot_mos_per_emotion, plot_sim_distribution,  # noqa: F401
+                           plot_wer_per_voice)
+from .eval_metrics import (ANCHORS, METRIC_LABELS, METRICS, SEED_PROSODY, TARGETS, codec_quality,  # noqa: F401
+                           codec_round_trip, emotion_control, emotion_recognition, error_breakdown, error_rates,
+                           pooled_error_rates, prosody, reconstruction_quality, speaker_similarity, wer_normalize)
 from .profiles import ASSETS_DIR
 from .tokens import VOICES
 
@@ -67,18 +75,6 @@ EVAL_ASSETS_DIR = ASSETS_DIR / "eval"
 TESTSET_FILE = "testset.json"
 TESTSET_VERSION = 1  # bump whenever items change: results are comparable only within a version
 ITEM_KINDS = ("voice", "clone")
-
-# Seed §14 "Benchmark Comparison Target". WER as a fraction; None = not reported by the seed.
-METRICS = ("mos", "wer", "sim", "pesq", "rtf")
-METRIC_LABELS = {"mos": "MOS", "wer": "WER", "sim": "Speaker Sim", "pesq": "PESQ", "rtf": "RTF"}
-TARGETS: dict[str, tuple[str, float]] = {
-    "mos": (">=", 4.0), "wer": ("<=", 0.05), "sim": (">=", 0.85), "pesq": (">=", 3.5), "rtf": ("<=", 1.5),
-}
-ANCHORS: dict[str, dict[str, float | None]] = {
-    "Kokoro (82M)": {"mos": 3.7, "wer": 0.04, "sim": None, "pesq": 3.3, "rtf": 0.05},
-    "OuteTTS (1B)": {"mos": 3.5, "wer": 0.06, "sim": 0.78, "pesq": 3.1, "rtf": 0.8},
-    "Orpheus (3B)": {"mos": 4.2, "wer": 0.03, "sim": 0.87, "pesq": 3.8, "rtf": 1.2},
-}
 
 
 class TestSetError(ValueError):
@@ -655,75 +651,6 @@ def targets_table(summary: Mapping[str, float], model_name: str = "This model",
         row["pass"] = "—" if r["pass"] is None else ("✅ pass" if r["pass"] else "❌ fail")
         rows.append(row)
     return pd.DataFrame(rows).set_index("metric")
-
-
-def breakdown(items, by: str):
-    """Mean WER, CER, MOS, SIM and count per ``by`` (``"voice"``, ``"emotion"``, ``"reference"``)."""
-    sub = items.dropna(subset=[by])
-    g = sub.groupby(by)
-    return g.agg(n=("item_id", "size"), wer=("wer", "mean"), cer=("cer", "mean"), mos=("mos", "mean"),
-                 sim=("sim", "mean"))
-
-
-def plot_wer_per_voice(items):
-    import matplotlib.pyplot as plt
-
-    b = breakdown(items[items["kind"] == "voice"], "voice")
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(b.index, 100 * b["wer"], color="tab:blue")
-    ax.axhline(100 * TARGETS["wer"][1], color="tab:red", ls="--", label="seed target")
-    ax.set_ylabel("WER (%)"), ax.set_title("WER per built-in voice"), ax.legend()
-    ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    return fig
-
-
-def plot_sim_distribution(items):
-    import matplotlib.pyplot as plt
-
-    sims = items.loc[items["kind"] == "clone", "sim"].dropna()
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(sims, bins=np.linspace(-0.2, 1.0, 25), color="tab:green")
-    ax.axvline(TARGETS["sim"][1], color="tab:red", ls="--", label="seed target")
-    ax.set_xlabel("speaker similarity (cosine)"), ax.set_ylabel("cloning items")
-    ax.set_title(f"Speaker similarity, {len(sims)} cloning items"), ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_mos_per_emotion(items):
-    import matplotlib.pyplot as plt
-
-    b = breakdown(items, "emotion")
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(b.index, b["mos"], color="tab:purple")
-    ax.axhline(TARGETS["mos"][1], color="tab:red", ls="--", label="seed target")
-    ax.set_ylim(1, 5), ax.set_ylabel("predicted MOS"), ax.set_title("MOS per emotion"), ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _audio_tag(path: Path, embed: bool, rel: str) -> str:
-    if not embed:
-        return f'<audio controls preload="none" src="{html.escape(rel)}"></audio>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
-
-
-def listening_html(items, out_dir: str | os.PathLike, max_rows: int | None = None, embed: bool = True) -> str:
-    """An HTML table (text, voice, emotion, WER, MOS, player) of the generated clips.
-    ``embed=True`` inlines the WAVs (works in Colab output cells); False links ``clips/…``."""
-    out_dir = Path(out_dir)
-    rows = items if max_rows is None else items.head(max_rows)
-    head = "<tr><th>item</th><th>text</th><th>voice / reference</th><th>emotion</th><th>WER</th><th>MOS</th><th>clip</th></tr>"
-    body = []
-    for _, r in rows.iterrows():
-        who = r["voice"] if isinstance(r["voice"], str) else f"clone of {r['reference']}"
-        body.append(f"<tr><td>{html.escape(r['item_id'])}</td><td>{html.escape(r['text'])}</td>"
-                    f"<td>{html.escape(who)}</td><td>{html.escape(r['emotion'])}</td>"
-                    f"<td>{100 * r['wer']:.0f}%</td><td>{r['mos']:.2f}</td>"
-                    f"<td>{_audio_tag(out_dir / r['clip'], embed, r['clip'])}</td></tr>")
-    return f"<table>{head}{''.join(body)}</table>"
 
 
 def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[str, str] | None = None,
