@@ -268,3 +268,47 @@ def load_mos_predictor(name: str, device: str | None = None):
     if name == DNSMOS:
         return DnsmosPredictor()
     raise ValueError(f"unknown MOS predictor {name!r}; choose one of {list(MOS_MODELS)}")
+
+
+# ============================================================================ emotion
+# SUPERB emotion recognition (IEMOCAP, 4 classes) on the Hub, Apache-2.0: used on Colab. No
+# speech-emotion model ships its weights in a PyPI package, so offline (tiny) there is none
+# and 07 falls back to the prosody proxy, saying so.
+SUPERB_ER = "superb/wav2vec2-base-superb-er"
+# The classifier's classes a requested seed emotion should be heard as. whisper and calm have
+# no IEMOCAP class: not judged (reported as N/A, never as a pass).
+EMOTION_CLASS = {"neutral": "neu", "happy": "hap", "excited": "hap", "angry": "ang", "sad": "sad"}
+
+
+class EmotionClassifier:
+    """A ``transformers`` audio-classification checkpoint (hub id or local folder) whose labels
+    include IEMOCAP's ``neu``/``hap``/``ang``/``sad``. ``probs(wav, sr) -> {label: p}``."""
+
+    def __init__(self, name: str, device: str | None = None):
+        import torch
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        self.name = name
+        self.device = device or default_device()
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(name)
+        self.model = AutoModelForAudioClassification.from_pretrained(name).to(self.device).eval()
+        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        missing = sorted(set(EMOTION_CLASS.values()) - set(self.labels))
+        if missing:
+            raise ValueError(f"emotion classifier {name!r} has labels {self.labels}; it needs {missing} as well")
+        self._torch = torch
+
+    def probs(self, wav: np.ndarray, sr: int) -> dict[str, float]:
+        x = to_judge_rate(wav, sr, "emotion-classifier input")
+        inputs = self.feature_extractor(x, sampling_rate=JUDGE_SR, return_tensors="pt")
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        with self._torch.no_grad():
+            p = self.model(**inputs).logits.float().softmax(-1)[0].cpu().numpy()
+        return {lab: float(v) for lab, v in zip(self.labels, p)}
+
+
+def load_emotion_classifier(name: str, device: str | None = None) -> EmotionClassifier:
+    """:data:`SUPERB_ER` or any audio-classification checkpoint with IEMOCAP's four labels."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"emotion classifier name must be a non-empty string, got {name!r}")
+    return EmotionClassifier(name, device)

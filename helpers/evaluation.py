@@ -16,9 +16,13 @@ Protocol (seed §14; the same on every run so numbers compare across runs):
   per-utterance rates (as Seed-TTS-eval does) and pooled over all words.
 * **Speaker similarity** — cosine of judge speaker embeddings of the generated audio and
   the reference clip (cloning items).
-* **PESQ / STOI** — wideband PESQ and STOI (16 kHz, :mod:`helpers.metrics`) of SNAC's
-  reconstruction of real held-out speech against the original: the codec's ceiling on
-  any audio the model can make (the seed's PESQ row is a codec-quality number).
+* **Provenance** — every headline number says what it was measured on: the model's output,
+  or *ground truth through SNAC* (:func:`codec_ceiling`: real held-out speech encoded and
+  decoded by the codec, scored with the same judges: WER, SIM, MOS, PESQ, STOI), the ceiling
+  on any audio the model can make. Only model-output numbers pass or fail a target
+  (:func:`passes`, :func:`report_rows`). PESQ/STOI need a recording of the same sentence in
+  the same voice: the project test set has none, so the model's are N/A here; the
+  LibriSpeech-PC protocol (:mod:`helpers.eval_protocols`) measures them.
 * **MOS** — a MOS predictor on every generated clip (UTMOS on Colab, DNSMOS offline).
 * **RTF** — generation seconds / audio seconds over all items (< 1 is faster than real
   time); **TTFA** — seconds until ``synth.stream`` yields its first chunk, on a few items.
@@ -28,7 +32,11 @@ Protocol (seed §14; the same on every run so numbers compare across runs):
   preprocessing normalizes every training clip to -23 LUFS, so the model cannot learn the
   table's energy column from loudness; the energy check reports what it finds.
 
-The judge models are parameters (:mod:`helpers.eval_models`); the profile picks them.
+The judge models are parameters (:mod:`helpers.eval_models`); the profile picks them. The
+per-clip metrics live in :mod:`helpers.eval_metrics`, the figures in
+:mod:`helpers.eval_figures` (both re-exported here); stability, long form and dialogue in
+:mod:`helpers.eval_stability`; the standard protocols in :mod:`helpers.eval_protocols`;
+best-of-N in :mod:`helpers.best_of`.
 ``evaluate`` takes any *synthesizer*: an object with ``sample_rate`` and
 ``generate(text, speaker=, emotion=, audio_prompt=, seed=) -> (n,) float``, like
 ``helpers.inference.OptimumTTS`` (and ``stream(...)`` for TTFA), so the metrics run on
@@ -41,12 +49,9 @@ Everything is written under one folder (``RunPaths.eval``): ``clips/`` (one WAV 
 """
 from __future__ import annotations
 
-import base64
 import bisect
-import html
 import io
 import json
-import math
 import os
 import re
 import time
@@ -58,29 +63,18 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import audio as au
-from .metrics import log_mel_distance, pesq_wb, stoi
+from .eval_figures import (breakdown, listening_html, plot_mos_per_emotion, plot_sim_distribution,  # noqa: F401
+                           plot_wer_per_voice)
+from .eval_metrics import (ANCHORS, METRIC_LABELS, METRICS, SEED_PROSODY, TARGETS, codec_quality,  # noqa: F401
+                           codec_round_trip, emotion_control, emotion_recognition, error_breakdown, error_rates,
+                           pooled_error_rates, prosody, reconstruction_quality, speaker_similarity, wer_normalize)
 from .profiles import ASSETS_DIR
-from .tokens import SEED_EMOTION_PROSODY, SEED_EMOTIONS, VOICES
+from .tokens import VOICES
 
 EVAL_ASSETS_DIR = ASSETS_DIR / "eval"
 TESTSET_FILE = "testset.json"
 TESTSET_VERSION = 1  # bump whenever items change: results are comparable only within a version
 ITEM_KINDS = ("voice", "clone")
-
-# Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) change vs neutral.
-SEED_PROSODY = SEED_EMOTION_PROSODY
-
-# Seed §14 "Benchmark Comparison Target". WER as a fraction; None = not reported by the seed.
-METRICS = ("mos", "wer", "sim", "pesq", "rtf")
-METRIC_LABELS = {"mos": "MOS", "wer": "WER", "sim": "Speaker Sim", "pesq": "PESQ", "rtf": "RTF"}
-TARGETS: dict[str, tuple[str, float]] = {
-    "mos": (">=", 4.0), "wer": ("<=", 0.05), "sim": (">=", 0.85), "pesq": (">=", 3.5), "rtf": ("<=", 1.5),
-}
-ANCHORS: dict[str, dict[str, float | None]] = {
-    "Kokoro (82M)": {"mos": 3.7, "wer": 0.04, "sim": None, "pesq": 3.3, "rtf": 0.05},
-    "OuteTTS (1B)": {"mos": 3.5, "wer": 0.06, "sim": 0.78, "pesq": 3.1, "rtf": 0.8},
-    "Orpheus (3B)": {"mos": 4.2, "wer": 0.03, "sim": 0.87, "pesq": 3.8, "rtf": 1.2},
-}
 
 
 class TestSetError(ValueError):
@@ -358,118 +352,7 @@ def references_frame(refs: Mapping[str, ResolvedReference]):
 
 
 # ============================================================================ metrics
-_TAG = re.compile(r"\[[^\]]*\]|<\|[^|>]*\|>")
-_KEEP = re.compile(r"[^a-z0-9' ]+")
-
-
-def wer_normalize(text: str, accent: str = "us") -> str:
-    """The text both sides of WER go through: tags removed, ``helpers.text.normalize``
-    (numbers, dates, money ... spelled as spoken, with ``accent``), lower case, hyphens
-    and punctuation to spaces, apostrophes dropped ("don't" -> "dont"), single spaces."""
-    from .text import normalize
-
-    if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
-    t = normalize(_TAG.sub(" ", text), accent).lower()
-    t = t.replace("’", "'")
-    t = _KEEP.sub(" ", t).replace("'", "")
-    return " ".join(t.split())
-
-
-def error_rates(reference: str, hypothesis: str, accent: str = "us") -> dict[str, float]:
-    """Per-utterance ``{"wer", "cer"}`` after :func:`wer_normalize` on both sides.
-    An empty hypothesis scores 1.0 (every word deleted); WER can exceed 1 with insertions."""
-    import jiwer
-
-    ref, hyp = wer_normalize(reference, accent), wer_normalize(hypothesis, accent)
-    if not ref:
-        raise ValueError(f"reference text {reference!r} is empty after normalization")
-    return {"wer": float(jiwer.wer(ref, hyp)), "cer": float(jiwer.cer(ref, hyp))}
-
-
-def pooled_error_rates(references: Sequence[str], hypotheses: Sequence[str], accents: Sequence[str]) -> dict:
-    """WER/CER pooled over all words/characters of many utterances (jiwer on lists)."""
-    import jiwer
-
-    if not (len(references) == len(hypotheses) == len(accents)) or not references:
-        raise ValueError("need equally many (>0) references, hypotheses and accents")
-    refs = [wer_normalize(r, a) for r, a in zip(references, accents)]
-    hyps = [wer_normalize(h, a) for h, a in zip(hypotheses, accents)]
-    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
-
-
-def speaker_similarity(encoder, wav: np.ndarray, sr: int, ref_wav: np.ndarray, ref_sr: int) -> float:
-    """Cosine of ``encoder`` embeddings of ``wav`` and ``ref_wav`` (-1..1; same speaker ~ high)."""
-    from .eval_models import cosine
-
-    return cosine(encoder.embed(wav, sr), encoder.embed(ref_wav, ref_sr))
-
-
-def codec_quality(codec, wav: np.ndarray, sr: int) -> dict[str, float]:
-    """Quality of ``codec``'s reconstruction (``codec.decode(codec.encode(wav, sr))`` at
-    ``codec.sample_rate``) against ``wav``: wideband PESQ, STOI, log-mel distance."""
-    ref = au.resample(np.asarray(wav, dtype=np.float32), sr, codec.sample_rate)
-    rec = np.asarray(codec.decode(codec.encode(ref, codec.sample_rate)), dtype=np.float32).reshape(-1)
-    csr = codec.sample_rate
-    return {"pesq": pesq_wb(ref, rec, csr), "stoi": stoi(ref, rec, csr), "mel_distance": log_mel_distance(ref, rec, csr)}
-
-
-PROSODY_SR = 16000
-ACTIVE_TOP_DB = 35.0  # frames within 35 dB of the loudest count as active speech
-
-
-def prosody(wav: np.ndarray, sr: int, text: str | None = None) -> dict[str, float]:
-    """Median F0 of voiced frames (Hz, pYIN 60–500 Hz; NaN if nothing is voiced, e.g. a
-    whisper), RMS level of active speech (dBFS), active-speech seconds and, with ``text``,
-    speaking rate in characters of normalized text per active second."""
-    import librosa
-
-    x = au.resample(np.asarray(wav, dtype=np.float32).reshape(-1), sr, PROSODY_SR)
-    if x.size == 0 or not np.isfinite(x).all():
-        raise ValueError("prosody needs non-empty, finite audio")
-    intervals = librosa.effects.split(x, top_db=ACTIVE_TOP_DB, frame_length=1024, hop_length=256)
-    active = np.concatenate([x[s:e] for s, e in intervals]) if len(intervals) else x[:0]
-    speech_s = active.size / PROSODY_SR
-    rms = float(np.sqrt(np.mean(active.astype(np.float64) ** 2))) if active.size else 0.0
-    level_db = 20 * math.log10(rms) if rms > 0 else float("-inf")
-    f0 = float("nan")
-    if active.size >= 2048:
-        f, voiced, _ = librosa.pyin(x, fmin=60, fmax=500, sr=PROSODY_SR, frame_length=1024, hop_length=256)
-        if voiced.any():
-            f0 = float(np.nanmedian(f[voiced]))
-    out = {"f0_hz": f0, "level_db": level_db, "speech_s": speech_s}
-    if text is not None:
-        n_chars = len(wer_normalize(text).replace(" ", ""))
-        out["chars_per_s"] = n_chars / speech_s if speech_s > 0 else float("nan")
-    return out
-
-
-def emotion_control(items) -> "pd.DataFrame":
-    """Per emotion: median relative change of pitch, speed and energy of built-in-voice items
-    against the *same voice's* neutral items, next to the seed's §12 change, with whether the
-    direction agrees. ``items``: the per-item table of :func:`evaluate`."""
-    import pandas as pd
-
-    df = items[items["kind"] == "voice"]
-    base = df[df["emotion"] == "neutral"].groupby("voice")[["f0_hz", "chars_per_s", "level_db"]].mean()
-    rows = []
-    for emo in [e for e in SEED_EMOTIONS if e != "neutral"]:
-        sub = df[(df["emotion"] == emo) & df["voice"].isin(base.index)]
-        if sub.empty:
-            continue
-        b = base.loc[sub["voice"]].to_numpy()
-        measured = {
-            "pitch": np.nanmedian(sub["f0_hz"].to_numpy() / b[:, 0] - 1) if np.isfinite(sub["f0_hz"]).any() else np.nan,
-            "speed": np.nanmedian(sub["chars_per_s"].to_numpy() / b[:, 1] - 1),
-            "energy": np.nanmedian(10 ** ((sub["level_db"].to_numpy() - b[:, 2]) / 20) - 1),
-        }
-        for k, (dim, expected) in enumerate(zip(("pitch", "speed", "energy"), SEED_PROSODY[emo])):
-            m = float(measured[dim])
-            agree = None if not np.isfinite(m) else bool(np.sign(m) == np.sign(expected))
-            rows.append({"emotion": emo, "dimension": dim, "seed_change": expected, "measured_change": m,
-                         "n_items": len(sub), "direction_ok": agree})
-    return pd.DataFrame(rows)
-
+# The per-clip metrics live in helpers.eval_metrics (imported above); re-exported here.
 
 # ============================================================================ runner
 @dataclass
@@ -532,18 +415,49 @@ def time_to_first_audio(synth, item: EvalItem, refs: Mapping[str, ResolvedRefere
     raise RuntimeError(f"item {item.item_id}: stream() yielded no audio")
 
 
+def synthesize(synth, text: str, **kwargs) -> tuple[np.ndarray, list[str] | None, float]:
+    """``(wav, stop_reasons, seconds)`` of one ``synth.generate`` call.
+
+    ``stop_reasons``: one per generated chunk ("end", "length" = the length guard stopped a
+    model that did not stop, "loop" = the loop guard) when ``synth.generate`` accepts
+    ``return_result=True`` (``OptimumTTS`` does); None for synthesizers that cannot say."""
+    import inspect
+
+    t0 = time.perf_counter()
+    try:
+        has_result = "return_result" in inspect.signature(synth.generate).parameters
+    except (TypeError, ValueError):
+        has_result = False
+    if has_result:
+        res = synth.generate(text, return_result=True, **kwargs)
+        wav, reasons = res.audio, [c.stop_reason for c in res.chunks]
+    else:
+        wav, reasons = synth.generate(text, **kwargs), None
+    seconds = time.perf_counter() - t0
+    wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+    return wav, reasons, seconds
+
+
 def score_item(item: EvalItem, wav: np.ndarray, sr: int, judges: Judges,
                refs: Mapping[str, ResolvedReference]) -> dict:
-    """Every per-item metric of one generated clip (WER/CER, MOS, SIM for clones, prosody)."""
+    """Every per-item metric of one generated clip: WER/CER and the WER's insertion, deletion
+    and substitution rates, MOS, SIM for clones, prosody, duration against the expected one and
+    whether the audio loops (:mod:`helpers.eval_stability`)."""
+    from .eval_stability import audio_loop, expected_seconds
+
     wav = np.asarray(wav, dtype=np.float32).reshape(-1)
     hyp = judges.asr.transcribe(wav, sr)
-    row = {"hypothesis": hyp, **error_rates(item.text, hyp, item.accent), "mos": float(judges.mos.score(wav, sr))}
+    eb = error_breakdown(item.text, hyp, lambda t: wer_normalize(t, item.accent))
+    row = {"hypothesis": hyp, **error_rates(item.text, hyp, item.accent),
+           "ins": eb["ins"], "del": eb["del"], "sub": eb["sub"], "mos": float(judges.mos.score(wav, sr))}
     if item.kind == "clone":
         r = refs[item.reference]
         row["sim"] = speaker_similarity(judges.speaker, wav, sr, r.wav, r.sample_rate)
     else:
         row["sim"] = float("nan")
     row.update(prosody(wav, sr, item.text))
+    row["duration_ratio"] = (wav.size / sr) / expected_seconds(item.text)
+    row["audio_loop"] = audio_loop(wav, sr) is not None
     return row
 
 
@@ -557,7 +471,9 @@ def evaluate(testset: TestSet, synth, out_dir: str | os.PathLike, judges: Judges
     else None); with ``ttfa_items > 0`` also ``stream(...)`` (same arguments) for TTFA on the
     first ``ttfa_items`` items. Item ``i`` uses seed ``seed + crc32(item_id)`` so results do
     not depend on item order. Each scored item is written to ``items/<id>.json`` and its clip
-    to ``clips/<id>.wav``; a rerun loads those instead of generating again.
+    to ``clips/<id>.wav``; a rerun loads those instead of generating again. Where ``generate``
+    takes ``return_result`` the chunks' stop reasons are kept (``stop_reasons``,
+    ``hit_length_guard``, ``hit_loop_guard``; None where the synthesizer cannot say).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -576,182 +492,212 @@ def evaluate(testset: TestSet, synth, out_dir: str | os.PathLike, judges: Judges
             rows.append(json.loads(item_json.read_text(encoding="utf-8")))
             continue
         item_seed = seed + item.seed_offset
-        t0 = time.perf_counter()
-        wav = synth.generate(item.text, **_synth_kwargs(item, refs, item_seed))
-        gen_s = time.perf_counter() - t0
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        wav, reasons, gen_s = synthesize(synth, item.text, **_synth_kwargs(item, refs, item_seed))
         if wav.size == 0:
             raise RuntimeError(f"item {item.item_id}: the synthesizer returned no audio")
         ttfa = time_to_first_audio(synth, item, refs, item_seed) if n < ttfa_items else float("nan")
         au.save_wav(clip, wav, sr)
         row = {**asdict(item), "seed": item_seed, "audio_s": wav.size / sr, "gen_s": gen_s,
-               "rtf": gen_s / (wav.size / sr), "ttfa_s": ttfa, "clip": f"clips/{item.item_id}.wav"}
+               "rtf": gen_s / (wav.size / sr), "ttfa_s": ttfa, "clip": f"clips/{item.item_id}.wav",
+               "stop_reasons": None if reasons is None else ",".join(reasons),
+               "hit_length_guard": None if reasons is None else "length" in reasons,
+               "hit_loop_guard": None if reasons is None else "loop" in reasons}
         row.update(score_item(item, wav, sr, judges, refs))
         row = {k: _json_safe(v) for k, v in row.items()}
         _atomic_write(item_json, json.dumps(row, indent=1))
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col in ("wer", "cer", "mos", "sim", "f0_hz", "level_db", "speech_s", "chars_per_s", "ttfa_s", "rtf"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("wer", "cer", "ins", "del", "sub", "mos", "sim", "f0_hz", "level_db", "speech_s", "chars_per_s",
+                "ttfa_s", "rtf", "duration_ratio"):
+        # items scored by an older version lack the newer columns: unknown, not zero
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float) if col in df else float("nan")
     return df
 
 
-def codec_ceiling(codec, references: Mapping[str, ResolvedReference]):
-    """:func:`codec_quality` on every reference clip (real held-out speech): one row each."""
+def codec_ceiling(codec, references: Mapping[str, ResolvedReference], judges: Judges | None = None):
+    """Ground truth through SNAC: every reference clip (real held-out speech) encoded and
+    decoded by ``codec``; one row each with PESQ, STOI and log-mel distance against the
+    original and, with ``judges``, WER of the reconstruction against the clip's transcript
+    (where it has one), SIM of reconstruction vs original and MOS of the reconstruction.
+    This is the best any audio the model makes through this codec could score: a ceiling,
+    never a measurement of the model."""
     import pandas as pd
 
-    rows = [{"reference": n, "speaker": r.reference.speaker, "seconds": round(r.seconds, 2),
-             **codec_quality(codec, r.wav, r.sample_rate)} for n, r in references.items()]
+    rows = []
+    for n, r in references.items():
+        ref, rec = codec_round_trip(codec, r.wav, r.sample_rate)
+        row = {"reference": n, "speaker": r.reference.speaker, "seconds": round(r.seconds, 2),
+               **reconstruction_quality(ref, rec, codec.sample_rate)}
+        if judges is not None:
+            text = r.text or ""
+            row["wer"] = error_rates(text, judges.asr.transcribe(rec, codec.sample_rate),
+                                     r.reference.accent)["wer"] if wer_normalize(text) else float("nan")
+            row["sim"] = speaker_similarity(judges.speaker, rec, codec.sample_rate, ref, codec.sample_rate)
+            row["mos"] = float(judges.mos.score(rec, codec.sample_rate))
+        rows.append(row)
     if not rows:
         raise ValueError("no reference clips to measure the codec on")
     return pd.DataFrame(rows)
 
 
 # ============================================================================ report
-def summarize(items, codec) -> dict[str, float]:
-    """Headline numbers: mean per-utterance WER/CER (+ pooled), mean SIM over clones, mean MOS,
-    mean codec PESQ/STOI, RTF = total generation s / total audio s, median TTFA."""
+# What a number was measured on. Only MODEL_OUTPUT numbers can pass or fail a target.
+MODEL_OUTPUT = "model output"
+CODEC_CEILING = "ground truth through SNAC"
+GROUND_TRUTH = "ground truth"
+NOT_MEASURED = "not measured"
+CEILING_LABEL = "Ground truth through SNAC (ceiling)"
+# Emotion control is always judged by prosody against the seed's §12 table; where an emotion
+# classifier can run (Colab: helpers.eval_models.SUPERB_ER) 07 also reports whether the
+# requested emotion is heard. Offline there is no classifier (none on PyPI ships weights).
+EMOTION_METHOD = "prosody proxy: median F0, speaking rate and level vs the same voice's neutral items"
+
+
+def summarize(items, codec=None) -> dict[str, float]:
+    """Headline numbers of the model's output: mean per-utterance WER/CER (+ pooled) and its
+    insertion/deletion/substitution rates, mean SIM over clones, mean MOS, RTF = total
+    generation s / total audio s, median TTFA, stability rates. PESQ/STOI need a reference
+    recording of the same sentence in the same voice, which the project test set does not
+    have: they are NaN here (``codec`` is accepted for old callers and ignored: its PESQ is
+    the codec's, see :func:`ceiling_summary`)."""
     pooled = pooled_error_rates(list(items["text"]), list(items["hypothesis"].fillna("")), list(items["accent"]))
     clones = items[items["kind"] == "clone"]
     ttfa = items["ttfa_s"].dropna()
-    return {
+
+    from .eval_stability import flag
+
+    def rate(col):
+        known = [v for v in items[col] if v is not None and v == v] if col in items else []
+        return float(np.mean([bool(v) for v in known])) if known else float("nan")
+
+    out = {
         "n_items": int(len(items)),
         "wer": float(items["wer"].mean()), "cer": float(items["cer"].mean()),
         "wer_pooled": pooled["wer"], "cer_pooled": pooled["cer"],
         "sim": float(clones["sim"].mean()) if len(clones) else float("nan"),
         "mos": float(items["mos"].mean()),
-        "pesq": float(codec["pesq"].mean()), "stoi": float(codec["stoi"].mean()),
+        "pesq": float("nan"), "stoi": float("nan"),
         "rtf": float(items["gen_s"].sum() / items["audio_s"].sum()),
         "ttfa_s": float(ttfa.median()) if len(ttfa) else float("nan"),
     }
+    for k in ("ins", "del", "sub", "duration_ratio"):
+        out[k] = float(items[k].mean()) if k in items else float("nan")
+    out["failure_to_stop_rate"] = rate("hit_length_guard")
+    loops = [c for c in ("hit_loop_guard", "audio_loop") if c in items]
+    out["loop_rate"] = float(np.mean([any(flag(items[c].iloc[i]) for c in loops) for i in range(len(items))])) \
+        if loops else float("nan")
+    return out
 
 
-def passes(metric: str, value: float | None) -> bool | None:
-    """Whether ``value`` meets the seed's target for ``metric`` (None if there is no value)."""
-    if value is None or not np.isfinite(value):
+def ceiling_summary(codec) -> dict[str, float]:
+    """Means over :func:`codec_ceiling`'s rows (WER/SIM/MOS only when it was given judges)."""
+    return {m: float(codec[m].mean()) if m in codec else float("nan") for m in ("wer", "sim", "mos", "pesq", "stoi")}
+
+
+def provenance(metric: str, summary: Mapping[str, float]) -> str:
+    """What ``summary[metric]`` was measured on: :data:`MODEL_OUTPUT`, or
+    :data:`NOT_MEASURED` where there is no value (e.g. PESQ without a matching reference)."""
+    v = summary.get(metric)
+    return MODEL_OUTPUT if v is not None and np.isfinite(v) else NOT_MEASURED
+
+
+def passes(metric: str, value: float | None, measured_on: str = MODEL_OUTPUT) -> bool | None:
+    """Whether ``value`` meets the seed's target for ``metric``; None if there is no value or
+    it was not measured on the model's output (a codec or ground-truth number never passes)."""
+    if measured_on != MODEL_OUTPUT or value is None or not np.isfinite(value):
         return None
     op, target = TARGETS[metric]
     return value >= target if op == ">=" else value <= target
 
 
-def targets_table(summary: Mapping[str, float], model_name: str = "This model"):
-    """Seed §14's table with this run's column and a pass/fail mark per metric."""
-    import pandas as pd
+def _fmt(metric, v):
+    if v is None or not np.isfinite(v):
+        return "N/A"
+    return f"{v * 100:.1f}%" if metric == "wer" else (f"{v:.2f}x" if metric == "rtf" else f"{v:.2f}")
 
-    def fmt(metric, v):
-        if v is None or not np.isfinite(v):
-            return "N/A"
-        return f"{v * 100:.1f}%" if metric == "wer" else (f"{v:.2f}x" if metric == "rtf" else f"{v:.2f}")
 
+def report_rows(summary: Mapping[str, float], ceiling: Mapping[str, float] | None = None) -> list[dict]:
+    """One record per target metric: the model's value, what it was measured on, whether it
+    passes (model output only) and the ceiling's value (ground truth through SNAC)."""
     rows = []
     for m in METRICS:
+        on = provenance(m, summary)
+        v = summary.get(m)
+        rows.append({"metric": m, "value": v if on == MODEL_OUTPUT else None, "measured_on": on,
+                     "pass": passes(m, v, on),
+                     "ceiling": None if ceiling is None or m == "rtf" else ceiling.get(m),
+                     "ceiling_measured_on": None if ceiling is None or m == "rtf" else CODEC_CEILING})
+    return rows
+
+
+def targets_table(summary: Mapping[str, float], model_name: str = "This model",
+                  ceiling: Mapping[str, float] | None = None):
+    """Seed §14's table: the anchors, the target, this run's model column with what each value
+    was measured on, the ground-truth-through-SNAC ceiling, and pass/fail (model output only)."""
+    import pandas as pd
+
+    rows = []
+    for r in report_rows(summary, ceiling):
+        m = r["metric"]
         op, target = TARGETS[m]
         row = {"metric": METRIC_LABELS[m]}
-        row.update({name: fmt(m, vals[m]) for name, vals in ANCHORS.items()})
-        row["target"] = f"{'≥' if op == '>=' else '≤'} {fmt(m, target)}"
-        row[model_name] = fmt(m, summary.get(m))
-        ok = passes(m, summary.get(m))
-        row["pass"] = "—" if ok is None else ("✅ pass" if ok else "❌ fail")
+        row.update({name: _fmt(m, vals[m]) for name, vals in ANCHORS.items()})
+        row["target"] = f"{'≥' if op == '>=' else '≤'} {_fmt(m, target)}"
+        row[model_name] = _fmt(m, r["value"])
+        row["measured on"] = r["measured_on"] if m != "pesq" or r["value"] is not None else \
+            "not measured: no recording of the same sentence in the same voice"
+        if ceiling is not None:
+            row[CEILING_LABEL] = "—" if m == "rtf" else _fmt(m, r["ceiling"])
+        row["pass"] = "—" if r["pass"] is None else ("✅ pass" if r["pass"] else "❌ fail")
         rows.append(row)
     return pd.DataFrame(rows).set_index("metric")
 
 
-def breakdown(items, by: str):
-    """Mean WER, CER, MOS, SIM and count per ``by`` (``"voice"``, ``"emotion"``, ``"reference"``)."""
-    sub = items.dropna(subset=[by])
-    g = sub.groupby(by)
-    return g.agg(n=("item_id", "size"), wer=("wer", "mean"), cer=("cer", "mean"), mos=("mos", "mean"),
-                 sim=("sim", "mean"))
-
-
-def plot_wer_per_voice(items):
-    import matplotlib.pyplot as plt
-
-    b = breakdown(items[items["kind"] == "voice"], "voice")
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar(b.index, 100 * b["wer"], color="tab:blue")
-    ax.axhline(100 * TARGETS["wer"][1], color="tab:red", ls="--", label="seed target")
-    ax.set_ylabel("WER (%)"), ax.set_title("WER per built-in voice"), ax.legend()
-    ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    return fig
-
-
-def plot_sim_distribution(items):
-    import matplotlib.pyplot as plt
-
-    sims = items.loc[items["kind"] == "clone", "sim"].dropna()
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(sims, bins=np.linspace(-0.2, 1.0, 25), color="tab:green")
-    ax.axvline(TARGETS["sim"][1], color="tab:red", ls="--", label="seed target")
-    ax.set_xlabel("speaker similarity (cosine)"), ax.set_ylabel("cloning items")
-    ax.set_title(f"Speaker similarity, {len(sims)} cloning items"), ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_mos_per_emotion(items):
-    import matplotlib.pyplot as plt
-
-    b = breakdown(items, "emotion")
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.bar(b.index, b["mos"], color="tab:purple")
-    ax.axhline(TARGETS["mos"][1], color="tab:red", ls="--", label="seed target")
-    ax.set_ylim(1, 5), ax.set_ylabel("predicted MOS"), ax.set_title("MOS per emotion"), ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _audio_tag(path: Path, embed: bool, rel: str) -> str:
-    if not embed:
-        return f'<audio controls preload="none" src="{html.escape(rel)}"></audio>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<audio controls preload="none" src="data:audio/wav;base64,{data}"></audio>'
-
-
-def listening_html(items, out_dir: str | os.PathLike, max_rows: int | None = None, embed: bool = True) -> str:
-    """An HTML table (text, voice, emotion, WER, MOS, player) of the generated clips.
-    ``embed=True`` inlines the WAVs (works in Colab output cells); False links ``clips/…``."""
-    out_dir = Path(out_dir)
-    rows = items if max_rows is None else items.head(max_rows)
-    head = "<tr><th>item</th><th>text</th><th>voice / reference</th><th>emotion</th><th>WER</th><th>MOS</th><th>clip</th></tr>"
-    body = []
-    for _, r in rows.iterrows():
-        who = r["voice"] if isinstance(r["voice"], str) else f"clone of {r['reference']}"
-        body.append(f"<tr><td>{html.escape(r['item_id'])}</td><td>{html.escape(r['text'])}</td>"
-                    f"<td>{html.escape(who)}</td><td>{html.escape(r['emotion'])}</td>"
-                    f"<td>{100 * r['wer']:.0f}%</td><td>{r['mos']:.2f}</td>"
-                    f"<td>{_audio_tag(out_dir / r['clip'], embed, r['clip'])}</td></tr>")
-    return f"<table>{head}{''.join(body)}</table>"
-
-
 def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[str, str] | None = None,
-                 testset: TestSet | None = None, model_name: str = "This model") -> dict[str, Path]:
+                 testset: TestSet | None = None, model_name: str = "This model",
+                 tables: Mapping[str, object] | None = None, sections: Mapping[str, object] | None = None
+                 ) -> dict[str, Path]:
     """Write every table, ``report.json``, the three figures and ``listening.html`` into
-    ``out_dir``; returns name -> path."""
+    ``out_dir``; returns name -> path.
+
+    ``codec``: :func:`codec_ceiling`'s table (the ceiling row). ``tables``: more named tables
+    (stability, long-form, dialogue, protocols, best-of-N) written as ``<name>.csv``;
+    ``sections``: more JSON-able entries for ``report.json``. In ``report.json``, ``rows``
+    says for every target metric what it was measured on; ``pass`` holds a value only for
+    numbers measured on the model's output."""
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    summary = summarize(items, codec)
+    summary = summarize(items)
+    ceiling = ceiling_summary(codec)
+    extra = dict(tables or {})
     tables = {
-        "items": items, "codec": codec, "targets": targets_table(summary, model_name),
+        "items": items, "codec": codec, "targets": targets_table(summary, model_name, ceiling),
         "per_voice": breakdown(items[items["kind"] == "voice"], "voice"), "per_emotion": breakdown(items, "emotion"),
         "per_reference": breakdown(items[items["kind"] == "clone"], "reference"),
         "emotion_control": emotion_control(items),
     }
+    clash = sorted(set(extra) & set(tables))
+    if clash:
+        raise ValueError(f"extra tables {clash} would overwrite the report's own tables")
     paths: dict[str, Path] = {}
-    for name, df in tables.items():
+    for name, df in {**tables, **extra}.items():
         paths[name] = out_dir / f"{name}.csv"
-        _atomic_write(paths[name], df.to_csv(index=name not in ("items", "codec", "emotion_control")))
+        _atomic_write(paths[name], df.to_csv(index=name in ("targets", "per_voice", "per_emotion", "per_reference")))
+    rows = report_rows(summary, ceiling)
     report = {
         "summary": {k: _json_safe(v) for k, v in summary.items()},
-        "pass": {m: passes(m, summary.get(m)) for m in METRICS},
+        "rows": [{k: _json_safe(v) for k, v in r.items()} for r in rows],
+        "pass": {r["metric"]: r["pass"] for r in rows},
+        "ceiling": {"measured_on": CODEC_CEILING, **{k: _json_safe(v) for k, v in ceiling.items()}},
+        "emotion_method": EMOTION_METHOD,
         "targets": {m: {"op": op, "value": v} for m, (op, v) in TARGETS.items()},
         "anchors": ANCHORS, "judges": dict(judges or {}),
         "testset": None if testset is None else {"version": testset.version, "profile": testset.profile,
                                                  "n_items": len(testset.items)},
         "emotion_control": json.loads(tables["emotion_control"].to_json(orient="records")),
+        **dict(sections or {}),
     }
     paths["report"] = out_dir / "report.json"
     _atomic_write(paths["report"], json.dumps(report, indent=1, ensure_ascii=False))
@@ -768,3 +714,41 @@ def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[st
     paths["listening"] = out_dir / "listening.html"
     _atomic_write(paths["listening"], "<html><body>" + listening_html(items, out_dir, embed=False) + "</body></html>")
     return paths
+
+
+def add_to_report(out_dir: str | os.PathLike, *, tables: Mapping[str, object] | None = None,
+                  sections: Mapping[str, object] | None = None) -> dict[str, Path]:
+    """Add tables (``<name>.csv``) and ``report.json`` entries to a report that
+    :func:`write_report` already wrote (stability, long form, dialogue, protocols, best-of-N).
+    Refuses to replace the core tables or entries. Returns name -> path of what it wrote."""
+    out_dir = Path(out_dir)
+    report_path = out_dir / "report.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(f"{report_path} does not exist: call write_report first")
+    core = {"items", "codec", "targets", "per_voice", "per_emotion", "per_reference", "emotion_control"}
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    clash = sorted(set(tables or {}) & core) + sorted(k for k in (sections or {})
+                                                      if k in ("summary", "rows", "pass", "ceiling", "targets"))
+    if clash:
+        raise ValueError(f"{clash} belong to the core report and cannot be replaced")
+    paths = {}
+    for name, df in (tables or {}).items():
+        paths[name] = out_dir / f"{name}.csv"
+        _atomic_write(paths[name], df.to_csv(index=False))
+    report.update({k: _json_clean(v) for k, v in (sections or {}).items()})
+    _atomic_write(report_path, json.dumps(report, indent=1, ensure_ascii=False))
+    paths["report"] = report_path
+    return paths
+
+
+def _json_clean(v):
+    """Nested dicts/lists/DataFrames -> JSON-able values (NaN -> None)."""
+    if hasattr(v, "to_dict") and hasattr(v, "columns"):
+        return json.loads(v.to_json(orient="records"))
+    if isinstance(v, Mapping):
+        return {str(k): _json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return _json_safe(v)

@@ -495,7 +495,7 @@ class OptimumTTS:
                  seed: int = 0, temperature: float | None = None, top_p: float | None = None,
                  top_k: int | None = None, repetition_penalty: float | None = None,
                  max_chunk_seconds: float = 20.0, crossfade_ms: float = 40.0, batch_size: int = 8,
-                 return_result: bool = False):
+                 return_result: bool = False, candidates: int = 1, judge=None):
         """Speech for ``text``: float32 ``(n,)`` at 24 kHz (a list of them for a list of texts).
 
         ``speaker``: built-in voice (:data:`VOICES`) or a saved profile path / VoiceProfile;
@@ -509,7 +509,18 @@ class OptimumTTS:
         ``max_chunk_seconds`` (estimated), generated in batches of ``batch_size`` with
         the same voice, joined with ``crossfade_ms`` equal-power crossfades.
         ``return_result``: a :class:`SynthesisResult` (audio, chunks, stop reasons, RTF).
+        ``candidates=N`` (> 1, one text): best-of-N, the candidate ``judge.asr`` transcribes
+        with the lowest CER, ties to speaker similarity (:mod:`helpers.best_of`; with
+        ``return_result`` a :class:`helpers.best_of.BestOf`).
         """
+        if candidates != 1:
+            from .best_of import generate_best_of
+
+            return generate_best_of(self, text, candidates=candidates, judge=judge, return_result=return_result,
+                                    speaker=speaker, audio_prompt=audio_prompt, emotion=emotion, seed=seed,
+                                    temperature=temperature, top_p=top_p, top_k=top_k,
+                                    repetition_penalty=repetition_penalty, max_chunk_seconds=max_chunk_seconds,
+                                    crossfade_ms=crossfade_ms, batch_size=batch_size)
         if isinstance(text, (list, tuple)):
             return self.generate_batch(list(text), speaker=speaker, audio_prompt=audio_prompt, emotion=emotion,
                                        seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,

@@ -20,6 +20,14 @@ Grid (``tiny``, 16 items): female_us_01 reads one sentence per seed emotion (7),
 the other 7 voices one neutral sentence each (7), and 2 cloning items whose
 references are espeak-ng voices the bundled corpus does not use (2).
 
+Protocol fixtures (``assets/eval/protocols/``): two zero-shot items per standard protocol
+(``helpers.eval_protocols``) in the protocols' own file formats, so the tiny profile runs
+the same parsers and normalisers offline: a Seed-TTS-eval ``en/meta.lst`` with
+``prompt-wavs/`` and ground-truth ``wavs/`` (16 kHz WAV), and an F5-TTS LibriSpeech-PC
+cross-sentence ``.lst`` with a LibriSpeech-style ``<speaker>/<chapter>/<utt>.flac`` tree
+(16 kHz FLAC). Speakers: the two held-out espeak-ng reference voices; every clip is a new
+sentence written for this project.
+
 Usage::
 
     python scripts/make_eval_assets.py            # rewrite assets/eval
@@ -110,6 +118,93 @@ ESPEAK_REFERENCES = {
 }
 
 
+# Protocol fixtures: per held-out voice, a prompt sentence and a target sentence (the
+# target's recording is the item's ground truth). Fake LibriSpeech ids: speaker 900xx.
+PROTOCOL_SR = 16000
+PROTOCOL_FIXTURES = {
+    "espeak_m2": dict(speaker="90002", chapter="1",
+                      prompt="The library keeps its oldest maps in a cool room downstairs.",
+                      target="Nobody expected the little boat to cross the bay before sunset."),
+    "espeak_f5": dict(speaker="90005", chapter="1",
+                      prompt="My sister bakes bread every Sunday for the whole street.",
+                      target="The children counted the stars until they fell asleep on the porch."),
+}
+
+
+def write_protocol_fixtures(out: Path) -> None:
+    """assets/eval/protocols: the Seed-TTS-eval and LibriSpeech-PC fixture lists and audio."""
+    seed_dir, ls_dir = out / "protocols" / "seedtts_testset" / "en", out / "protocols" / "librispeech_pc"
+    meta, lst = [], []
+    for name, fx in PROTOCOL_FIXTURES.items():
+        voice = ESPEAK_REFERENCES[name]
+        putt, gutt = f"{fx['speaker']}-{fx['chapter']}-0000", f"{fx['speaker']}-{fx['chapter']}-0001"
+        clips = {}
+        for utt, text in ((putt, fx["prompt"]), (gutt, fx["target"])):
+            spec = {**voice, "text": text}
+            wav = synthesize(utt, spec, ls_dir / fx["speaker"] / fx["chapter"] / f"{utt}.flac", sr=PROTOCOL_SR)
+            clips[utt] = wav
+        synthesize_wav(seed_dir / "prompt-wavs" / f"{putt}.wav", clips[putt])
+        synthesize_wav(seed_dir / "wavs" / f"{gutt}.wav", clips[gutt])
+        meta.append(f"{gutt}|{fx['prompt']}|prompt-wavs/{putt}.wav|{fx['target']}")
+        lst.append("\t".join([putt, f"{len(clips[putt]) / PROTOCOL_SR:.3f}", fx["prompt"],
+                              gutt, f"{len(clips[gutt]) / PROTOCOL_SR:.3f}", fx["target"]]))
+    (seed_dir / "meta.lst").write_text("\n".join(meta) + "\n", encoding="utf-8")
+    (ls_dir / "librispeech_pc_test_clean_cross_sentence.lst").write_text("\n".join(lst) + "\n", encoding="utf-8")
+    print(f"{seed_dir / 'meta.lst'}, {ls_dir}: {len(meta)} items each")
+
+
+def synthesize_wav(path: Path, q: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, q.astype(np.int16), PROTOCOL_SR, format="WAV", subtype="PCM_16")
+
+
+# Stability set (helpers.eval_stability): long-form paragraphs estimated over 60 s at 14
+# characters per second, read through the engine's chunked path, and a two-speaker dialogue.
+# Written for this project.
+LONG_FORM = {
+    "lf0": ("The old lighthouse on the northern cape was switched off in 1987, but the village never quite "
+            "stopped looking after it. Every spring a group of volunteers climbs the narrow stairs with buckets, "
+            "brushes and a radio, and spends a week scraping rust from the railings and painting the walls a "
+            "bright, stubborn white. Nobody pays them, and nobody asks them to come. When visitors ask why they "
+            "bother, the answers vary. Some say the tower is the first thing their grandparents saw when the "
+            "fishing boats came home in bad weather. Others simply like the view: on a clear day you can count "
+            "eleven islands and, if you are patient, a few seals resting on the rocks below. Last year the council "
+            "finally agreed to fund a small museum in the keeper's cottage, with old logbooks, a brass lamp and a "
+            "map of every wreck along the coast since 1850. The volunteers were pleased, of course, but they "
+            "still arrived in April with their buckets, as they always have."),
+    "lf1": ("Learning to bake bread at home takes less equipment than most people expect. You need flour, water, "
+            "salt and yeast, a large bowl, and a little patience. Start by mixing 500 grams of flour with ten "
+            "grams of salt and seven grams of dried yeast, then add about 350 millilitres of lukewarm water and "
+            "stir until no dry flour remains. The dough will feel sticky, and that is fine. Cover the bowl and "
+            "leave it somewhere warm for an hour, until it has roughly doubled in size. Then tip it onto a floured "
+            "table, fold it over itself a few times, and shape it into a round loaf. Let it rest again for forty "
+            "minutes while the oven heats to 230 degrees. Bake it for about half an hour, until the crust is deep "
+            "brown and the bottom sounds hollow when you tap it. The hardest part comes last: waiting for the loaf "
+            "to cool before you cut the first slice, because bread keeps cooking inside for a while after it "
+            "leaves the oven."),
+}
+DIALOGUE = {
+    "voices": {"host": "female_us_01", "guest": "male_uk_01"},
+    "script": [
+        ["host", "Welcome back to the show. Today we're talking about city gardens."],
+        ["guest", "Thanks for having me. It's a subject I could discuss for hours."],
+        ["host", "So where should a beginner with a small balcony start?"],
+        ["guest", "With herbs, honestly. Mint, basil and chives forgive almost every mistake."],
+        ["host", "And what about people who only have a north-facing window?"],
+        ["guest", "Try lettuce or spinach. They are happy with much less sunlight than tomatoes."],
+    ],
+}
+STABILITY_PROFILES = {"colab": {"long_form": ["lf0", "lf1"], "dialogue_turns": 6},
+                      "tiny": {"long_form": ["lf0"], "dialogue_turns": 4}}
+
+
+def stability_set() -> dict:
+    return {"description": "OptimumLLM Audio stability set (helpers.eval_stability); made by "
+                           "scripts/make_eval_assets.py",
+            "long_form": [{"id": k, "text": v} for k, v in LONG_FORM.items()],
+            "dialogue": DIALOGUE, "profiles": STABILITY_PROFILES}
+
+
 def sentences() -> dict[str, str]:
     out = {f"n{i:02d}": t for i, t in enumerate(NEUTRAL)}
     for emo, texts in EMOTIONAL.items():
@@ -177,7 +272,8 @@ def build() -> dict:
     }
 
 
-def synthesize(name: str, spec: dict, out: Path) -> None:
+def synthesize(name: str, spec: dict, out: Path, sr: int = REFERENCE_SR) -> np.ndarray:
+    """espeak-ng ``spec`` -> 16-bit FLAC at ``sr`` in ``out``; returns the int16 samples."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("espeak-ng not found; install it with: apt-get update && apt-get install -y espeak-ng")
@@ -188,14 +284,15 @@ def synthesize(name: str, spec: dict, out: Path) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or proc.stderr.strip() or not wav_path.is_file():
             raise RuntimeError(f"espeak-ng failed for {' '.join(cmd)!r}: {proc.stderr.strip()}")
-        wav, sr = read_audio(wav_path, name=f"espeak-ng output for {name}")
-    wav = resample(to_mono(wav), sr, REFERENCE_SR)
+        wav, espeak_sr = read_audio(wav_path, name=f"espeak-ng output for {name}")
+    wav = resample(to_mono(wav), espeak_sr, sr)
     q = np.round(wav * PCM16_SCALE)
     if np.abs(q).max() >= PCM16_SCALE:
         raise RuntimeError(f"reference {name} would clip; lower its amplitude")
     out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, q.astype(np.int16), REFERENCE_SR, format="FLAC", subtype="PCM_16")
-    print(f"{out}: {len(wav) / REFERENCE_SR:.2f} s")
+    sf.write(out, q.astype(np.int16), sr, format="FLAC", subtype="PCM_16")
+    print(f"{out}: {len(wav) / sr:.2f} s")
+    return q
 
 
 def main(argv=None) -> int:
@@ -207,9 +304,13 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / TESTSET_FILE).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{args.out / TESTSET_FILE}: " + ", ".join(f"{p} {len(v)} items" for p, v in data["profiles"].items()))
+    (args.out / "stability.json").write_text(json.dumps(stability_set(), indent=1, ensure_ascii=False) + "\n",
+                                             encoding="utf-8")
+    print(f"{args.out / 'stability.json'}: {len(LONG_FORM)} paragraphs, {len(DIALOGUE['script'])} dialogue turns")
     if not args.json_only:
         for name, spec in ESPEAK_REFERENCES.items():
             synthesize(name, spec, args.out / data["references"][name]["path"])
+        write_protocol_fixtures(args.out)
     return 0
 
 

@@ -157,6 +157,21 @@ def test_targets_table_marks_pass_and_fail():
     assert t.loc["WER", "run"] == "7.0%" and t.loc["WER", "target"] == "≤ 5.0%"
     assert t.loc["Speaker Sim", "Kokoro (82M)"] == "N/A"
     assert ev.passes("rtf", 1.5) and not ev.passes("rtf", 1.51) and ev.passes("mos", 4.0)
+    # a number not measured on the model's output never passes, however good it is
+    assert ev.passes("pesq", 4.4, ev.CODEC_CEILING) is None and ev.passes("wer", 0.0, ev.GROUND_TRUTH) is None
+
+
+def test_ceiling_row_is_shown_but_never_passes():
+    summary = {"mos": 4.1, "wer": 0.07, "sim": 0.9, "pesq": float("nan"), "rtf": 0.9}
+    ceiling = {"mos": 4.3, "wer": 0.01, "sim": 0.97, "pesq": 3.9, "stoi": 0.95}
+    t = ev.targets_table(summary, "run", ceiling)
+    assert t.loc["PESQ", "run"] == "N/A" and t.loc["PESQ", "pass"] == "—"  # no matching reference
+    assert t.loc["PESQ", ev.CEILING_LABEL] == "3.90" and t.loc["PESQ", "measured on"].startswith("not measured")
+    assert t.loc["WER", "measured on"] == ev.MODEL_OUTPUT and t.loc["RTF", ev.CEILING_LABEL] == "—"
+    rows = ev.report_rows(summary, ceiling)
+    assert [r["metric"] for r in rows if r["pass"] is not None] == ["mos", "wer", "sim", "rtf"]
+    assert all(r["measured_on"] == ev.MODEL_OUTPUT for r in rows if r["pass"] is not None)
+    assert all(r["ceiling_measured_on"] == ev.CODEC_CEILING for r in rows if r["ceiling"] is not None)
 
 
 def test_codec_quality_ranks_identity_codec_above_random_snac(snac_random):
@@ -196,6 +211,38 @@ def test_wavlm_speaker_encoder_loads_a_local_checkpoint_through_the_hub_code_pat
     e = enc.embed(wav, 24000)
     assert e.shape == (24,) and abs(np.linalg.norm(e) - 1) < 1e-5
     assert ev.speaker_similarity(enc, wav, 24000, wav, 24000) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_emotion_classifier_loads_a_local_checkpoint_and_judges_only_mapped_emotions(tmp_path):
+    """The Colab classifier (superb/wav2vec2-base-superb-er: Wav2Vec2ForSequenceClassification,
+    IEMOCAP's neu/hap/ang/sad) through the same loader, as a tiny random local checkpoint."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    labels = ["neu", "hap", "ang", "sad"]
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=2, classifier_proj_size=16, num_labels=4,
+                         id2label=dict(enumerate(labels)), label2id={v: k for k, v in enumerate(labels)})
+    torch.manual_seed(0)
+    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(tmp_path)
+    clf = em.load_emotion_classifier(str(tmp_path), device="cpu")
+    meta = {m["utterance_id"]: m for m in read_metadata()}
+    rows = []
+    for utt, emo in (("male_us_01_00_neutral", "neutral"), ("male_us_01_03_happy", "happy"),
+                     ("male_us_01_07_whisper", "whisper")):
+        rows.append({"item_id": utt, "emotion": emo, "clip": meta[utt]["file"]})
+    per_item, per_emotion = ev.emotion_recognition(pd.DataFrame(rows), "/", clf)
+    assert list(per_item["item_id"]) == ["male_us_01_00_neutral", "male_us_01_03_happy"]  # whisper: no class
+    assert list(per_item["expected_class"]) == ["neu", "hap"]
+    assert per_item["p_expected"].between(0, 1).all() and set(per_emotion["emotion"]) == {"neutral", "happy"}
+    assert (per_emotion["judge"] == str(tmp_path)).all()
+    cfg.id2label, cfg.label2id = {0: "a", 1: "b", 2: "c", 3: "d"}, {"a": 0, "b": 1, "c": 2, "d": 3}
+    Wav2Vec2ForSequenceClassification(cfg).save_pretrained(tmp_path / "other")
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="needs"):
+        em.load_emotion_classifier(str(tmp_path / "other"), device="cpu")
 
 
 def test_profiles_name_the_published_models_and_the_offline_stand_ins():
@@ -275,17 +322,28 @@ def test_evaluate_writes_report_and_resumes(tmp_path, judges, snac_random):
     assert df.set_index("item_id").loc["voice-male_us_01-happy", "f0_hz"] > \
         df.set_index("item_id").loc["voice-male_us_01-neutral", "f0_hz"]
 
-    codec = ev.codec_ceiling(snac_random, refs)
+    codec = ev.codec_ceiling(snac_random, refs, judges)
+    assert {"wer", "sim", "mos", "pesq", "stoi"} <= set(codec.columns)
+    assert codec["pesq"].iloc[0] < 2.5  # random-weight SNAC: a poor ceiling...
     paths = ev.write_report(df, codec, out, judges=judges.names(), testset=ts, model_name="corpus")
     for name in ("items", "codec", "targets", "per_voice", "per_emotion", "emotion_control", "report",
                  "wer_per_voice", "sim_distribution", "mos_per_emotion", "listening"):
         assert paths[name].is_file() and paths[name].stat().st_size > 0, name
     report = json.loads(paths["report"].read_text())
     assert report["judges"] == {"asr": em.WHISPER_TINY_EN_OFFLINE, "speaker": em.RESEMBLYZER, "mos": em.DNSMOS}
-    assert report["summary"]["n_items"] == 4 and report["pass"]["pesq"] is False  # random SNAC
+    # ...reported as the ceiling, never as the model's PESQ fail (or pass)
+    assert report["summary"]["n_items"] == 4 and report["pass"]["pesq"] is None
+    assert report["ceiling"]["pesq"] == pytest.approx(codec["pesq"].mean())
     assert set(report["pass"]) == set(ev.METRICS)
+    # the provenance of every pass: only numbers measured on the model's output pass or fail
+    for row in report["rows"]:
+        assert row["measured_on"] in (ev.MODEL_OUTPUT, ev.NOT_MEASURED), row
+        if row["pass"] is not None:
+            assert row["measured_on"] == ev.MODEL_OUTPUT and row["value"] is not None, row
+    assert report["summary"]["loop_rate"] == 0.0 and report["summary"]["del"] < 0.3
     targets = pd.read_csv(paths["targets"], index_col=0)
     assert "corpus" in targets.columns and "Orpheus (3B)" in targets.columns
+    assert targets.loc["PESQ", "pass"] == "—" and ev.CEILING_LABEL in targets.columns
     html = ev.listening_html(df, out, max_rows=2)
     assert html.count("<audio") == 2 and "data:audio/wav;base64," in html
     assert (out / "clips" / "clone-ref-s3.wav").is_file()
