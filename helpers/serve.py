@@ -173,6 +173,46 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio"):
     return app
 
 
+class BackgroundServer:
+    """Serve ``app`` with uvicorn in a daemon thread (notebooks, tests, benchmarks)::
+
+        with BackgroundServer(create_app(engine)) as server:
+            requests.post(f"{server.url}/v1/audio/speech", json={...})
+
+    ``port=0`` picks a free port; ``url`` is known once entered.
+    """
+
+    def __init__(self, app, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning"):
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.sock.bind((host, port))
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
+                                       name="optimumllm-tts-http")
+
+    def __enter__(self) -> "BackgroundServer":
+        import time
+
+        self.thread.start()
+        for _ in range(600):  # bounded: 60 s
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"the server at {self.url} did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
 def load_engine(model: str, *, snac: str | None = None, device: str | None = None, voices_dir=None,
                 max_seconds: float | None = None, max_batch: int = 8, max_queue: int = 32) -> SpeechEngine:
     """Load ``model`` (hub id, export folder or run directory) into a :class:`SpeechEngine`.

@@ -22,7 +22,7 @@ The queue is bounded (``max_queue`` waiting requests): a request that does not f
 refused at once (:class:`QueueFullError`, HTTP 503 with ``Retry-After``) rather than
 left to wait without limit. A client that goes away sets ``cancelled``: a queued job is
 skipped, a running one keeps its row in the batch (the batch is one forward pass) but
-its audio is dropped.
+its audio is dropped, and a decoder batch whose clients have all gone stops early.
 
 Limits (documented for API users): input text at most :data:`MAX_INPUT_CHARS`
 characters (OpenAI's limit; long text is cut into chunks of <= 20 s); a reference clip
@@ -215,7 +215,8 @@ class SpeechEngine:
         self._queue: queue.Queue = queue.Queue(maxsize=self.max_queue)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.batches: list[int] = []  # requests per batch run (for /health and the tests)
+        self.batches: list[int] = []  # requests per batch run (for the tests and benchmarks)
+        self.abandoned = 0  # decoder batches stopped early because all their clients had gone
 
     # ------------------------------------------------------------------ voices
     def saved_voice_ids(self) -> list[str]:
@@ -417,6 +418,9 @@ class SpeechEngine:
             # rows of one batch run in lock step; more rows than max_batch run as further batches
             for start in range(0, len(rows), self.max_batch):
                 part = rows[start:start + self.max_batch]
+                owners = [jobs[j] for j in {j for j, _, _ in part}]
+                if all(o.cancelled.is_set() for o in owners):
+                    continue  # every client of these rows has gone
                 dec = AudioDecoder(tts.model, tts.layout, [c["prompt"] for _, _, c in part],
                                    seeds=[c["seed"] for _, _, c in part],
                                    max_frames=[c["max_frames"] for _, _, c in part], sampling=SamplingConfig(),
@@ -427,14 +431,18 @@ class SpeechEngine:
                         j, k, _ = part[ev.row]
                         if j in routes:
                             routes[j].add(k, ev.frame)
-                for (j, k, c), g in zip(part, dec.results):
-                    c["generated"] = g
+                        if all(o.cancelled.is_set() for o in owners):
+                            self.abandoned += 1  # nobody is listening: stop generating these rows
+                            break
+                if dec.results is not None:
+                    for (j, k, c), g in zip(part, dec.results):
+                        c["generated"] = g
         except Exception as e:
             for job in jobs:
                 job.on_done(None, e)
             return
-        for j, (job, plan) in enumerate(zip(jobs, plans)):
-            if job.stream:
+        for job, plan in zip(jobs, plans):
+            if job.stream or job.cancelled.is_set():
                 job.on_done(None, None)
                 continue
             try:

@@ -25,7 +25,7 @@ import torch
 from helpers.generation import LengthGuard
 from helpers.inference import OptimumTTS
 from helpers.profiles import REPO_ROOT
-from helpers.serve import create_app
+from helpers.serve import BackgroundServer, create_app
 from helpers.serve_engine import MAX_INPUT_CHARS, SpeechEngine, pcm16, read_model_info
 from helpers.tokens import VOICES
 from tiny_export import make_tiny_export, speechy
@@ -35,31 +35,6 @@ SR = 24000
 CAP_S = 0.5  # the random tiny model never stops by itself: 0.5 s of audio per text chunk
 CAP_FRAMES = 6  # ceil(0.5 s * 11.72 frames/s)
 HOST = "127.0.0.1"
-
-
-class LiveServer:
-    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind((HOST, 0))
-        self.url = f"http://{HOST}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        for _ in range(300):  # bounded: 30 s
-            if self.server.started:
-                return self
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +63,7 @@ def voices_dir(tts, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tts, voices_dir, export):
     engine = SpeechEngine(tts, voices_dir=voices_dir, max_batch=8, max_queue=32, model_info=read_model_info(export))
-    with LiveServer(create_app(engine, "tiny-export")) as s:
+    with BackgroundServer(create_app(engine, "tiny-export")) as s:
         s.engine = engine
         yield s
 
@@ -248,7 +223,7 @@ def test_full_queue_answers_503_with_retry_after(tts):
         run(batch)
 
     engine.run_batch = held
-    with LiveServer(create_app(engine)) as s, ThreadPoolExecutor(2) as ex:
+    with BackgroundServer(create_app(engine)) as s, ThreadPoolExecutor(2) as ex:
         first = ex.submit(_post, s, input="One.", response_format="pcm")
         assert entered.wait(60)
         second = ex.submit(_post, s, input="Two.", response_format="pcm")
@@ -267,7 +242,7 @@ def test_full_queue_answers_503_with_retry_after(tts):
 
 def test_server_survives_a_client_that_disconnects_mid_stream(server):
     long_text = " ".join(f"Sentence number {i} goes on for a while to make the text long." for i in range(30))
-    before = len(server.engine.batches)
+    before, abandoned = len(server.engine.batches), server.engine.abandoned
     r = requests.post(f"{server.url}/v1/audio/speech", json={"input": long_text, "response_format": "pcm",
                                                              "stream": True}, stream=True, timeout=120)
     assert r.status_code == 200
@@ -275,9 +250,10 @@ def test_server_survives_a_client_that_disconnects_mid_stream(server):
     assert len(first) > 0
     r.close()  # hang up without reading the rest
     for _ in range(600):  # bounded: the engine finishes (or drops) that batch
-        if server.engine.waiting == 0 and len(server.engine.batches) > before:
+        if server.engine.abandoned > abandoned:
             break
         time.sleep(0.05)
+    assert server.engine.abandoned == abandoned + 1  # generation for the vanished client stopped early
     assert requests.get(f"{server.url}/health", timeout=10).json()["status"] == "ok"
     again = _post(server, input="Still here.", response_format="wav")
     assert again.status_code == 200 and len(_wav_samples(again.content)) > 0
