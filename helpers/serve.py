@@ -244,7 +244,12 @@ def main(argv=None) -> None:
     ap.add_argument("--max-queue", type=int, default=32, help="requests allowed to wait; more get 503")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    import uvicorn
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        raise SystemExit(f"the speech server needs FastAPI and uvicorn ({e}): pip install "
+                         f"\"optimumllm-audio[serve]\"") from None
 
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
