@@ -1,6 +1,7 @@
 """The installable engine: ``pip wheel .`` builds ``optimumllm-audio`` from the helpers source, and the
 installed wheel, used from a folder outside the repository, loads the tiny export and runs the seed's
 §8 examples (built-in voice + emotion, cloning from a reference clip, two-speaker dialogue) and streaming."""
+import ast
 import json
 import os
 import shutil
@@ -88,7 +89,8 @@ print(json.dumps({"sr": model.sample_rate, "spf": spf, "wav": len(wav), "cloned"
                   "turns": [t.voice for t in mix.turns], "mix": len(mix),
                   "stream_max_diff": float(np.abs(streamed - wav).max()) if len(streamed) == len(wav) else None,
                   "finite": bool(np.isfinite(wav).all() and np.isfinite(cloned).all()),
-                  "file": sf.info("welcome.wav").frames}))
+                  "file": sf.info("welcome.wav").frames,
+                  "modules": sorted(m for m in sys.modules if m.startswith("optimumllm_audio"))}))
 '''
 
 
@@ -119,3 +121,17 @@ def test_installed_wheel_outside_the_repo_runs_the_seed_examples(wheel, tmp_path
     assert out["turns"] == ["male_us_01", "custom_voice"]
     assert out["mix"] == 2 * 6 * out["spf"] + round(0.4 * 24000)  # two turns and the default 0.4 s pause
     assert out["stream_max_diff"] is not None and out["stream_max_diff"] <= 1e-5
+    # inference stays on the base dependencies: no training module was loaded, and the modules that
+    # were import only the standard library and the base requirements at module level
+    loaded = set(out["modules"])
+    assert not loaded & {"optimumllm_audio.train", "optimumllm_audio.shards", "optimumllm_audio.sequences"}, loaded
+    base = {"torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "snac", "numpy", "soundfile",
+            "soxr", "pyloudnorm", "num2words"}
+    for mod in loaded:
+        path = site / (mod.replace(".", "/") + ("/__init__.py" if (site / mod.replace(".", "/")).is_dir() else ".py"))
+        for node in ast.parse(path.read_text()).body:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top in base or top == "__future__", (mod, name)
