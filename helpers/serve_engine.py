@@ -216,7 +216,7 @@ class SpeechEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.batches: list[int] = []  # requests per batch run (for the tests and benchmarks)
-        self.abandoned = 0  # decoder batches stopped early because all their clients had gone
+        self.abandoned = 0  # decoder batches stopped early or skipped because all their clients had gone
 
     # ------------------------------------------------------------------ voices
     def saved_voice_ids(self) -> list[str]:
@@ -420,7 +420,8 @@ class SpeechEngine:
                 part = rows[start:start + self.max_batch]
                 owners = [jobs[j] for j in {j for j, _, _ in part}]
                 if all(o.cancelled.is_set() for o in owners):
-                    continue  # every client of these rows has gone
+                    self.abandoned += 1  # every client of these rows has gone: skip them
+                    continue
                 dec = AudioDecoder(tts.model, tts.layout, [c["prompt"] for _, _, c in part],
                                    seeds=[c["seed"] for _, _, c in part],
                                    max_frames=[c["max_frames"] for _, _, c in part], sampling=SamplingConfig(),

@@ -253,7 +253,7 @@ def test_server_survives_a_client_that_disconnects_mid_stream(server):
         if server.engine.abandoned > abandoned:
             break
         time.sleep(0.05)
-    assert server.engine.abandoned == abandoned + 1  # generation for the vanished client stopped early
+    assert server.engine.abandoned > abandoned  # generation for the vanished client stopped early
     assert requests.get(f"{server.url}/health", timeout=10).json()["status"] == "ok"
     again = _post(server, input="Still here.", response_format="wav")
     assert again.status_code == 200 and len(_wav_samples(again.content)) > 0
