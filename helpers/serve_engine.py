@@ -50,7 +50,7 @@ import numpy as np
 from .tokens import DEFAULT_EMOTION, EMOTIONS, FRAME_SIZE, VOICES, emotion_token
 from .voices import ReferenceAudioError, Voice, VoiceProfile, prepare_reference
 
-MAX_INPUT_CHARS = 4096  # OpenAI's limit for /v1/audio/speech; ~5 min of speech
+MAX_INPUT_CHARS = 4 * 1024  # OpenAI's limit for /v1/audio/speech: 4,096 characters (~5 min of speech)
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024  # an encoded reference clip (a 30 s WAV at 48 kHz stereo is ~5.8 MB)
 VOICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"  # saved voice-profile ids: a file name, never a path
 _VOICE_ID = re.compile(VOICE_ID_PATTERN)
