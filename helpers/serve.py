@@ -99,6 +99,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio"):
     @app.exception_handler(RequestValidationError)
     async def _invalid(request, exc):
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return _error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None,
+                          "json_invalid")
         loc = [str(x) for x in first.get("loc", ()) if x != "body"]
         param = loc[-1] if loc else None
         if first.get("type") == "string_too_long" and param == "input":

@@ -195,6 +195,9 @@ def test_every_bad_input_gets_its_status_and_names_its_field(server):
         err = r.json()["error"]
         assert (r.status_code, err["param"]) == (status, param), (body.keys(), r.status_code, err)
         assert fragment in err["message"], (fragment, err)
+    r = requests.post(f"{server.url}/v1/audio/speech", data="{not json", timeout=60,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
     ok = _post(server, input="Hi.", speed=1.0, response_format="pcm")  # speed 1.0 is accepted
     assert ok.status_code == 200
 
