@@ -339,13 +339,13 @@ def find_model_folder(path: str | os.PathLike) -> Path:
     ``model/``), or a run directory (the final model of the latest finished stage,
     4 -> 1). Raises FileNotFoundError naming what was looked for.
     """
+    p = Path(path).expanduser()
+    if (p / "config.json").is_file():
+        return p  # an export or hub snapshot: no training module is imported (pip install has no [train])
     from .models import COMPLETE_MARKER
     from .profiles import RunPaths
     from .train import FINAL_DIR, final_model_dir
 
-    p = Path(path).expanduser()
-    if (p / "config.json").is_file():
-        return p
     if (p / FINAL_DIR / COMPLETE_MARKER).is_file():
         return p / FINAL_DIR
     looked = []

@@ -693,14 +693,45 @@ def verify_export(folder: str | os.PathLike, paths: RunPaths | None = None) -> d
 
 
 # ----------------------------------------------------------------------------- model card
-_USAGE = '''```python
-# The project's inference helpers (git clone {repo_url} && pip install -r requirements.txt)
-import soundfile as sf
-from .inference import OptimumTTS
+_USAGE = '''Install the inference engine (Python >= 3.10; source: {repo_url}):
 
-tts = OptimumTTS.from_pretrained("{model_ref}")
-wav = tts.generate("Welcome to OptimumAI.", speaker="{voice}", emotion="{emotion}")
-sf.write("welcome.wav", wav, tts.sample_rate)  # {sr} Hz mono
+```bash
+pip install optimumllm-audio
+```
+
+```python
+from optimumllm_audio import OptimumTTS
+
+model = OptimumTTS.from_pretrained("{model_ref}")
+
+# Generate with built-in speaker
+wav = model.generate(text="Welcome to OptimumAI.", speaker="{voice}", emotion="{emotion}")
+model.save(wav, "welcome.wav")  # {sr} Hz mono, 16-bit WAV
+```
+
+```python
+# Voice cloning from audio prompt (10-30 s of clean speech of a consenting speaker)
+wav = model.generate(text="This is my cloned voice.", audio_prompt="reference_voice.wav", emotion="excited")
+
+# Two-speaker dialogue
+wav = model.generate_dialogue(
+    script=[("speaker1", "Welcome to the show!"), ("speaker2", "Thanks for having me.")],
+    speaker1="male_us_01", speaker2="custom_voice.wav",
+)
+
+# Streaming: float32 pieces at {sr} Hz, handed out as frames are decoded
+for chunk in model.stream("A long answer, spoken while it is generated.", speaker="{voice}"):
+    ...  # play or send each chunk
+```
+
+An OpenAI-compatible speech server (`POST /v1/audio/speech`, streaming, `GET /v1/voices`):
+
+```bash
+pip install "optimumllm-audio[serve]"
+python -m optimumllm_audio.serve --model {model_ref} --port 8000
+curl http://127.0.0.1:8000/v1/audio/speech -H "Content-Type: application/json" \\
+  -d '{{"input": "Welcome to OptimumAI.", "voice": "{voice}", "emotion": "{emotion}", "response_format": "wav"}}' \\
+  -o welcome.wav
 ```'''
 
 
@@ -762,9 +793,7 @@ def build_model_card(paths: RunPaths, *, repo_id: str,
 
     parts.append("## Usage\n\n" + _USAGE.format(repo_url=repo_url, model_ref=model_ref or repo_id,
                                                 voice=trained_voice, emotion=DEFAULT_EMOTION, sr=SAMPLE_RATE)
-                 + "\n\nVoice cloning: `tts.generate(text, audio_prompt=\"reference.wav\")` with 10–30 s of "
-                   "clean speech of a consenting speaker. Dialogue: `tts.generate_dialogue([(\"speaker1\", "
-                   "\"Hi!\"), (\"speaker2\", \"Hello.\")], speaker1=\"male_us_01\", speaker2=\"female_uk_01\")`.\n\n"
+                 + "\n\n"
                    f"The weights also load with plain `transformers` (`AutoModelForCausalLM`, `AutoTokenizer`); "
                    f"turning the generated tokens into audio needs the token contract in `{CONTRACT_FILE}` "
                    f"and the SNAC decoder. The prompt is `{TEXT_START} text {TEXT_END} <|emotion:NAME|> "

@@ -15,10 +15,7 @@ from helpers.voices import ReferenceAudioError, Voice, VoiceProfile, prepare_ref
 
 torch.set_num_threads(1)
 
-# (text, voice, emotion): already-normalized text, so the frontend leaves it as trained
-UTTERANCES = [("hello world", "male_us_01", "neutral"), ("good morning", "female_uk_01", "neutral"),
-              ("thank you", "male_us_01", "happy")]
-N_FRAMES = 8
+FRAMES = 14  # ~1.2 s of each assets utterance (as in tests/test_learns.py)
 
 
 def _extended(seed=0):
@@ -38,31 +35,29 @@ def random_tts(snac_random):
 
 
 @pytest.fixture(scope="module")
-def trained(snac_random):
-    """A tiny model that memorised UTTERANCES (random codes), trained with a minimal loop
-    on exactly the prompts OptimumTTS builds (~300 AdamW steps at lr 3e-3)."""
+def trained(snac_random, tmp_path_factory):
+    """The tiny model trained by the project's own recipe (:class:`helpers.train.StageRecipe`, stage 2
+    config) on four real assets utterances - their real SNAC codes, transcripts, speakers and emotions
+    - until it memorises them (the it-learns set-up of tests/test_learns.py). Returns the engine, the
+    utterances (the independent expectations) and each utterance's built-in voice."""
+    from helpers.config import stage_config
+    from helpers.sequences import choose_builtin_voices
+    from helpers.train import StageRecipe
+    from test_learns import _assets_utterances
+
+    tmp = tmp_path_factory.mktemp("recipe")
+    utts = _assets_utterances(snac_random)
     model, tok = _extended()
-    tts = OptimumTTS(model, tok, snac_random)
-    rng = np.random.default_rng(0)
-    data = []
-    for text, voice, emo in UTTERANCES:
-        codes = [rng.integers(0, 4096, N_FRAMES * k) for k in (1, 2, 4)]
-        (job,) = tts.plan(text, Voice(builtin=voice), emo)
-        audio = tts.layout.codes_to_tokens(codes).tolist() + [tts.layout.audio_end_id]
-        ids = torch.tensor([job["prompt"] + audio])
-        labels = ids.clone()
-        labels[0, :len(job["prompt"])] = -100
-        data.append((ids, labels, codes))
-    torch.manual_seed(0)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(300):
-        opt.zero_grad()
-        loss = sum(model(input_ids=i, labels=y).loss for i, y, _ in data) / len(data)
-        loss.backward()
-        opt.step()
-    model.eval()
-    return tts, [d[2] for d in data], float(loss)
+    voices = choose_builtin_voices(utts, min_utterances=1)
+    cfg = stage_config(2, "tiny", learning_rate=3e-3, max_steps=180, warmup_steps=10, min_lr_ratio=1.0,
+                       weight_decay=0.0, max_seq_len=1024, reference_prob=0.0, eval_fraction=0.0, eval_every=0,
+                       save_every=180, log_every=20, progress=False, local_dir=str(tmp / "local"))
+    recipe = StageRecipe(cfg, model, tok, utts, tmp / "stage2", voices, log=lambda m: None).setup()
+    result = recipe.train()
+    assert result.final_loss < 0.05, result
+    voice_of = {spk: v for v, spk in voices.assignments.items()}
+    tts = OptimumTTS(recipe.model, tok, snac_random)
+    return tts, utts, [voice_of[u.speaker] for u in utts], recipe
 
 
 def _speechy(seconds, sr=24000, seed=0):
@@ -74,17 +69,34 @@ def _speechy(seconds, sr=24000, seed=0):
 
 
 # ----------------------------------------------------------------------------- learning + loading
-def test_greedy_reproduces_trained_utterances(trained):
-    tts, codes, loss = trained
-    assert loss < 0.05
-    for (text, voice, emo), want in zip(UTTERANCES, codes):
-        res = tts.generate(text, speaker=voice, emotion=emo, temperature=0, return_result=True)
+def _emotion(u):
+    return u.emotion or "neutral"
+
+
+def test_engine_prompts_are_the_prompts_the_recipe_trained_on(trained):
+    """OptimumTTS.plan (text frontend + TokenLayout) builds exactly the recipe's prompt for each
+    utterance's transcript, voice and emotion: training and inference agree on the format."""
+    tts, utts, voices, recipe = trained
+    for u, v in zip(utts, voices):
+        (job,) = tts.plan(u.text, Voice(builtin=v), _emotion(u))
+        assert job["prompt"] == list(recipe.builder.prompt(u)), u.utterance_id
+
+
+def test_greedy_reproduces_the_real_codes_of_trained_utterances(trained):
+    tts, utts, voices, _ = trained
+    assert len(set(voices)) == 4  # four speakers, four different built-in voices
+    for u, v in zip(utts, voices):
+        res = tts.generate(u.text, speaker=v, emotion=_emotion(u), temperature=0, return_result=True)
         (chunk,) = res.chunks
-        assert chunk.stop_reason == "end"
-        for got, w in zip(chunk.codes, want):
-            np.testing.assert_array_equal(got, w)
-        np.testing.assert_allclose(res.audio, tts.frame_decoder.decode(want), atol=0)
-        assert res.audio.shape == (N_FRAMES * tts.codec.samples_per_frame,)
+        assert (chunk.stop_reason, chunk.n_frames, res.voice) == ("end", FRAMES, v), u.utterance_id
+        for got, want in zip(chunk.codes, u.codes):  # the asset's real SNAC codes
+            np.testing.assert_array_equal(got, want, err_msg=u.utterance_id)
+        assert res.audio.shape == (FRAMES * tts.codec.samples_per_frame,)
+        assert res.duration == pytest.approx(u.duration_s)
+    # the voice token matters: another trained voice does not give this utterance's codes
+    other = tts.generate(utts[0].text, speaker=voices[1], emotion=_emotion(utts[0]), temperature=0,
+                         return_result=True).chunks[0]
+    assert [c.tolist() for c in other.codes] != [c.tolist() for c in utts[0].codes]
 
 
 def test_saved_stage_loads_from_run_dir_and_plain_transformers(trained, tmp_path):
@@ -94,18 +106,19 @@ def test_saved_stage_loads_from_run_dir_and_plain_transformers(trained, tmp_path
     from helpers.profiles import RANDOM_SNAC_24KHZ, RunPaths
     from helpers.train import final_model_dir
 
-    tts, codes, _ = trained
+    tts, utts, voices, _ = trained
     run = RunPaths(tmp_path / "run")
     folder = save_stage(tts.model, tts.tokenizer, final_model_dir(run, 4))
     loaded = OptimumTTS.from_pretrained(run.root, snac=RANDOM_SNAC_24KHZ, device="cpu")
     assert loaded.model.dtype == torch.float32
-    text, voice, emo = UTTERANCES[1]
-    res = loaded.generate(text, speaker=voice, emotion=emo, temperature=0, return_result=True)
-    np.testing.assert_array_equal(res.chunks[0].codes[2], codes[1][2])
+    u, v = utts[1], voices[1]
+    res = loaded.generate(u.text, speaker=v, emotion=_emotion(u), temperature=0, return_result=True)
+    for got, want in zip(res.chunks[0].codes, u.codes):
+        np.testing.assert_array_equal(got, want)
     # a plain transformers load of the same folder works too
     m = AutoModelForCausalLM.from_pretrained(folder)
     tok = AutoTokenizer.from_pretrained(folder)
-    ids = torch.tensor([tts.plan(text, Voice(builtin=voice), emo)[0]["prompt"]])
+    ids = torch.tensor([tts.plan(u.text, Voice(builtin=v), _emotion(u))[0]["prompt"]])
     with torch.no_grad():
         np.testing.assert_allclose(m(ids).logits.numpy(), tts.model(ids).logits.numpy(), atol=1e-5)
     assert tok.convert_tokens_to_ids("<|audio_end|>") == tts.layout.audio_end_id
@@ -115,21 +128,23 @@ def test_saved_stage_loads_from_run_dir_and_plain_transformers(trained, tmp_path
 
 
 def test_dialogue_order_voices_and_pause(trained):
-    tts, codes, _ = trained
-    script = [("host", "hello world"), ("guest", "good morning"), ("host", "thank you", "happy")]
-    res = tts.generate_dialogue(script, host="male_us_01", guest="female_uk_01", pause_s=0.25, temperature=0)
+    """Each turn holds its utterance's real codes, decoded (the codes come from the asset, not from
+    a first generation), in script order, with the pause between turns."""
+    tts, utts, voices, _ = trained
+    order = [0, 2, 0]
+    script = [("host" if i == 0 else "guest", utts[i].text, _emotion(utts[i])) for i in order]
+    res = tts.generate_dialogue(script, host=voices[0], guest=voices[2], pause_s=0.25, temperature=0)
     assert [(t.speaker, t.voice, t.text) for t in res.turns] == [
-        ("host", "male_us_01", "hello world"), ("guest", "female_uk_01", "good morning"),
-        ("host", "male_us_01", "thank you")]
+        ("host", voices[0], utts[0].text), ("guest", voices[2], utts[2].text), ("host", voices[0], utts[0].text)]
     pause = round(0.25 * tts.sample_rate)
-    for turn, want in zip(res.turns, codes):  # each turn is the memorised utterance of its voice, in order
-        np.testing.assert_array_equal(turn.audio, tts.frame_decoder.decode(want))
+    for turn, i in zip(res.turns, order):
+        np.testing.assert_array_equal(turn.audio, tts.frame_decoder.decode(utts[i].codes))
         np.testing.assert_array_equal(res.audio[turn.start:turn.end], turn.audio)
     assert res.turns[1].start - res.turns[0].end == pause and res.turns[2].start - res.turns[1].end == pause
     assert np.all(res.audio[res.turns[0].end:res.turns[1].start] == 0)
-    assert len(np.asarray(res)) == res.turns[-1].end
+    assert len(np.asarray(res)) == res.turns[-1].end == 3 * FRAMES * tts.codec.samples_per_frame + 2 * pause
     with pytest.raises(ValueError, match="no voice for speaker"):
-        tts.generate_dialogue(script, host="male_us_01")
+        tts.generate_dialogue(script, host=voices[0])
 
 
 # ----------------------------------------------------------------------------- stream / batch

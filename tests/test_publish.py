@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from helpers import publish as pb
@@ -137,18 +138,30 @@ def test_card_usage_snippet_runs_against_the_export(run, tmp_path, monkeypatch):
     from helpers.generation import LengthGuard
     from helpers.inference import OptimumTTS
 
+    import sys
+
+    import helpers
+
     paths, _ = run
     card = (paths.export / pb.CARD_FILE).read_text()
-    code = re.search(r"```python\n(.*?)```", card, re.S).group(1)
-    assert '"someone/OptimumLLM-Audio-test"' in code
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)  # install + built-in voice; cloning, dialogue, stream
+    code = "\n".join(blocks)
+    assert len(blocks) == 2 and '"someone/OptimumLLM-Audio-test"' in blocks[0]
+    assert "from optimumllm_audio import OptimumTTS" in code and "pip install optimumllm-audio" in card
+    # the installed distribution's import name is this source (pyproject.toml maps optimumllm_audio -> helpers)
+    monkeypatch.setitem(sys.modules, "optimumllm_audio", helpers)
+    from tiny_export import speechy
+
+    sf.write(tmp_path / "reference_voice.wav", speechy(6.0, seed=1), 24000)
+    sf.write(tmp_path / "custom_voice.wav", speechy(6.0, seed=2), 24000)
     original = OptimumTTS.from_pretrained.__func__
     # A short length guard keeps the untrained model's output (it never stops by itself) to ~0.5 s.
     monkeypatch.setattr(OptimumTTS, "from_pretrained", classmethod(
         lambda cls, name, **kw: original(cls, name, length_guard=LengthGuard(0.3, 100.0, 0.5), **kw)))
     monkeypatch.chdir(tmp_path)
-    exec(code.replace('"someone/OptimumLLM-Audio-test"', repr(str(paths.export))), {})
-    import soundfile as sf
-
+    ns = {}
+    exec(code.replace('"someone/OptimumLLM-Audio-test"', repr(str(paths.export))), ns)
+    assert [t.voice for t in ns["wav"].turns] == ["male_us_01", "custom_voice"]  # the dialogue ran last
     wav, sr = sf.read(tmp_path / "welcome.wav")
     assert sr == 24000 and wav.size > 0 and np.isfinite(wav).all()
 
