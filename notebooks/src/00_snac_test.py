@@ -10,11 +10,9 @@
 # Nothing here is needed by later notebooks; run it to check your runtime and your ears.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 snac_model = None  # None: the profile codec (hubertsiuzdak/snac_24khz on Colab)
 clip_path = None  # a speech file of yours (wav/flac/ogg/mp3); None: a bundled clip from assets/
 clip_index = 0  # which bundled clip, when clip_path is None

@@ -15,11 +15,9 @@
 # Rerunning continues: each finished dataset split is saved as a part and skipped.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 datasets = None  # None: every dataset the three seed phases use; or a list like ["libritts_r", "vctk"]
 hours_scale = None  # multiplies the hours of every phase; None: 1.0 on the hub, 1e-5 for the tiny corpus
 workers = None  # preprocessing processes; None: all CPU cores on Colab, 1 in the tiny profile
