@@ -25,6 +25,19 @@ S = session.start(profile, run_name, runs_root)
 print(S); print(session.device_summary())
 
 # %% [markdown]
+# ## Preflight
+# A few minutes now instead of a failure hours later. One row per check: the HF token and its
+# scope (08 needs **write**), access to the base model (Llama licence accepted) and the codec,
+# every dataset of phases 1–3 (terms accepted, config and splits exist, one row streams with the
+# columns the catalog reads), free space on Drive against what the run will need (modelled), and
+# the GPU. Run it first, on the runtime you will train on. Anything that blocks stops here with what to do; the same checks
+# run from a terminal with `python -m helpers.preflight --profile {colab|pilot|tiny}`.
+
+# %%
+from helpers import preflight
+preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent))
+
+# %% [markdown]
 # ## Load the codec
 # On Colab this downloads `hubertsiuzdak/snac_24khz` (~80 MB). In the `tiny` profile it
 # builds the same architecture with **random weights** — offline, same code path.

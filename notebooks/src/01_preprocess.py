@@ -31,6 +31,19 @@ S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.pro
 print(S); print(session.device_summary())
 
 # %% [markdown]
+# ## Preflight
+# A few minutes now instead of a failure hours later. One row per check: the HF token and its
+# scope (08 needs **write**), access to the base model (Llama licence accepted) and the codec,
+# every dataset of phases 1–3 (terms accepted, config and splits exist, one row streams with the
+# columns the catalog reads), free space on Drive against what the run will need (modelled), and
+# the GPU. 01 itself runs on CPU, so the GPU row is skipped here. Anything that blocks stops here with what to do; the same checks
+# run from a terminal with `python -m helpers.preflight --profile {colab|pilot|tiny}`.
+
+# %%
+from helpers import preflight
+preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent), gpu=False)
+
+# %% [markdown]
 # ## What we will stream
 # One row per (dataset, split): how many kept hours to gather before stopping. Each phase's
 # target is scaled by `hours_scale`, and 25 % extra is gathered so the speaker-balanced draw
