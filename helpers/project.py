@@ -53,8 +53,8 @@ NOTEBOOK_PACKAGES = {
     "04_stage2": _STAGE,
     "05_stage3": _STAGE,
     "06_stage4": _STAGE,
-    "07_evaluate": _STAGE + ("jiwer", "pesq", "pystoi", "faster-whisper", "utmos-pytorch"),
-    "08_publish": _STAGE,
+    "07_evaluate": _SPEECH + ("jiwer", "pesq", "pystoi", "faster-whisper", "utmos-pytorch"),
+    "08_publish": _SPEECH,
 }
 BUILT_FROM_SOURCE = {"pesq": "pesq has no wheel for Python 3.13, so pip compiles it (about a minute)"}
 
