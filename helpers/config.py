@@ -284,6 +284,10 @@ _PROFILE_SIZES: dict[str, dict[str, Any]] = {
     # colab: memory fields stay None -> plan_stage picks them for the detected GPU.
     "colab": dict(epochs=1.0, grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=500,
                   eval_every=500, keep_last=2),
+    # pilot: colab at ~1 % of the data (helpers.profiles): a few dozen optimizer steps per stage, minutes
+    # each on an A100; smaller steps (grad_accum 4) so even stage 4's ~0.5 h of audio gives several.
+    "pilot": dict(epochs=1.0, grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=25,
+                  eval_every=25, keep_last=1),
     # tiny: CPU, so fp32 and torch AdamW; the plan is still computed and shown (for PLAN_TARGET_GPU).
     "tiny": dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,
                  keep_last=2, eval_max_new_frames=8, eval_fraction=0.1, precision="fp32", optimizer="adamw_torch",

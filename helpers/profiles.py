@@ -1,8 +1,11 @@
-"""The two profiles (``colab`` and ``tiny``) and the run-directory layout.
+"""The profiles (``colab``, ``pilot``, ``tiny``) and the run-directory layout.
 
 One code path: notebooks and helpers take a profile name and read model names,
-data sources and sizes from here. ``colab`` is the default everywhere; ``tiny``
-is the offline CPU profile used by tests, CI and the README's local demo.
+data sources and sizes from here. ``colab`` is the default everywhere (the full run);
+``pilot`` is ``colab`` at about 1 % of the data with stages of minutes (the real hub
+models and datasets on the same Colab hardware: try the whole path for a couple of
+compute-unit-hours first); ``tiny`` is the offline CPU profile used by tests, CI and
+the README's local demo.
 
 Nothing here loads a model or touches the network, GPU or Drive.
 """
@@ -46,6 +49,8 @@ class Profile:
     eval_speaker_model: str  # speaker-embedding model for similarity
     eval_mos_model: str  # MOS predictor
     hours_scale: float = 1.0  # multiplies every phase's hours of the seed mix (colab 1.0; tiny: the small corpus)
+    run_name: str = "optimumllm-audio-v1"  # default run folder under runs_root (notebooks' run_name = None)
+    eval_testset: str = "colab"  # which profile's items of assets/eval/testset.json 07 scores
     extra: dict = field(default_factory=dict)  # further per-profile sizes, documented where used
 
 
@@ -74,8 +79,12 @@ PROFILES: dict[str, Profile] = {
         eval_speaker_model="resemblyzer",
         eval_mos_model="dnsmos",
         hours_scale=1e-5,
+        eval_testset="tiny",
     ),
 }
+# pilot: colab with only the sizes changed — ~1 % of every phase's hours (a few hours of audio in
+# all), its own run folder, and the stage sizes of helpers.config (_PROFILE_SIZES["pilot"]).
+PROFILES["pilot"] = replace(PROFILES["colab"], name="pilot", hours_scale=0.01, run_name="optimumllm-audio-pilot")
 
 
 def get_profile(name: str, **overrides) -> Profile:

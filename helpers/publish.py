@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .hub_access import (DEFAULT_MODEL_NAME, PublishAccessError, PublishTarget, check_repo_id,  # noqa: F401
+                         default_repo_id, licence_name_warning, publish_target)
 from .profiles import ASSETS_CORPUS, RANDOM_SNAC_24KHZ, TINY_LLAMA, RunPaths
 from .tokens import (
     AUDIO_END, AUDIO_START, CODEBOOK_SIZE, DEFAULT_EMOTION, EMOTIONS, FRAME_SIZE, FRAME_SLOTS,
@@ -874,13 +876,8 @@ def write_model_card(paths: RunPaths, **kwargs) -> Path:
 
 
 # ----------------------------------------------------------------------------- upload
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
-
-
 def _check_repo_id(repo_id: str) -> None:
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise ValueError(f"repo_id must look like 'your-username/OptimumLLM-Audio-1.0' (owner/name, letters, "
-                         f"digits, '-', '_', '.'), got {repo_id!r}")
+    check_repo_id(repo_id)  # helpers.hub_access: where the default name, the licence check and access live
 
 
 def default_dry_run(profile_name: str, dry_run: bool | None = None) -> bool:
@@ -995,4 +992,6 @@ __all__ = [
     "contract_config", "read_contract_config", "ExportFile", "export_listing", "private_strings",
     "check_privacy", "ExportResult", "export_model", "verify_export", "md_table", "build_model_card",
     "write_model_card", "default_dry_run", "where", "UploadResult", "upload_export",
+    "DEFAULT_MODEL_NAME", "PublishAccessError", "PublishTarget", "default_repo_id", "licence_name_warning",
+    "publish_target",
 ]

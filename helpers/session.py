@@ -47,9 +47,13 @@ class Session:
         return f"profile {self.profile.name!r}, run directory {self.paths.root}"
 
 
-def start(profile: str = "colab", run_name: str = "optimumllm-audio-v1", runs_root: str | None = None) -> Session:
-    """Resolve the profile and run directory, mounting Drive when the run lives there."""
+def start(profile: str = "colab", run_name: str | None = None, runs_root: str | None = None) -> Session:
+    """Resolve the profile and run directory, mounting Drive when the run lives there.
+
+    ``run_name`` None: the profile's own (``optimumllm-audio-v1``, ``optimumllm-audio-pilot`` for pilot).
+    """
     prof = get_profile(profile)
+    run_name = run_name or prof.run_name
     root = runs_root or prof.runs_root
     if str(root).startswith(DRIVE_MOUNT) and in_colab() and not os.path.isdir(os.path.join(DRIVE_MOUNT, "MyDrive")):
         mount_drive()

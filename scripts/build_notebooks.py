@@ -8,13 +8,19 @@ outputs. Cell markers in the source:
     # %% [markdown]          a markdown cell; following lines are "# "-prefixed text
     # %% tags=["parameters"] the papermill parameters cell
     # %%                     a code cell
-    # %% [setup]             the setup cell: SETUP_CELL_HEAD, then the lines that follow
+    # %% [setup]             the setup cell (helpers/project.py + setup_notebook(name)); the lines that
+                             follow form the next code cell
+
+The README's Open-in-Colab table (between the colab-links markers) is written from
+helpers/project.py's REPO_URL too.
 
 Usage: python scripts/build_notebooks.py [--check]   (--check fails if any .ipynb is stale)
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib.util
 import json
 import re
 import sys
@@ -25,33 +31,77 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "notebooks" / "src"
 OUT = ROOT / "notebooks"
-# The first lines of every notebook's setup cell, written once here: a source cell marked
-# `# %% [setup]` starts with them (a notebook cannot import helpers before it has fetched them).
-SETUP_CELL_HEAD = """\
-# Colab: fetch the project and install what Colab lacks (requirements.txt never touches torch, numpy or ipywidgets).
-import os, subprocess, sys
-if "google.colab" in sys.modules and not os.path.isdir(PROJECT_DIR):
-    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, PROJECT_DIR], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", f"{PROJECT_DIR}/requirements.txt"], check=True)
-sys.path.insert(0, PROJECT_DIR if "google.colab" in sys.modules else os.path.abspath(".."))
-from helpers import session"""
+# The setup cell of every notebook: the code of helpers/project.py (where REPO_URL is defined, once),
+# then the call for this notebook. A notebook cannot import helpers before it has fetched them, so the
+# code is copied in here; a source cell marked `# %% [setup]` starts with it.
+PROJECT_FILE = ROOT / "helpers" / "project.py"
+SETUP_TITLE = "# @title Setup: fetch the project and install what this notebook needs (code: helpers/project.py)"
+# Runtimes: 01 streams and filters audio on CPU cores (no GPU work), the rest need an A100.
+CPU_NOTEBOOKS = {"01_preprocess"}
+README = ROOT / "README.md"
+LINKS_BEGIN, LINKS_END = "<!-- colab-links:begin (scripts/build_notebooks.py) -->", "<!-- colab-links:end -->"
+
+
+def project_code() -> str:
+    """helpers/project.py without its module docstring."""
+    text = PROJECT_FILE.read_text(encoding="utf-8")
+    doc = ast.parse(text).body[0]
+    if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)):
+        raise ValueError(f"{PROJECT_FILE} must start with a docstring")
+    return "\n".join(text.splitlines()[doc.end_lineno:]).strip("\n")
+
+
+def setup_cell(notebook: str) -> str:
+    return (f"{SETUP_TITLE}\n# Colab: fetch the project and install what this notebook needs; elsewhere use this "
+            f"repository.\n{project_code()}\n\n\nPROJECT_DIR = setup_notebook({notebook!r})\n"
+            f"from helpers import session")
+
+
+def project_module():
+    spec = importlib.util.spec_from_file_location("_project", PROJECT_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def readme_links(names: list[str]) -> str:
+    """The README's Open-in-Colab table, written from REPO_URL."""
+    p = project_module()
+    rows = [LINKS_BEGIN, "| notebook | open |", "|---|---|"]
+    for name in names:
+        rows.append(f"| `{name}` | [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+                    f"({p.colab_url(name, p.REPO_URL, p.REPO_REF)}) |")
+    return "\n".join(rows + [LINKS_END])
+
+
+def with_links(readme: str, names: list[str]) -> str:
+    if readme.count(LINKS_BEGIN) != 1 or readme.count(LINKS_END) != 1:
+        raise ValueError(f"README.md must hold the markers {LINKS_BEGIN!r} and {LINKS_END!r} once each")
+    head, rest = readme.split(LINKS_BEGIN)
+    return head + readme_links(names) + rest.split(LINKS_END, 1)[1]
+
+
 MARKER = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 
 
-def expand_setup(text: str) -> str:
-    """Replace each `# %% [setup]` marker by a code cell beginning with SETUP_CELL_HEAD."""
-    return re.sub(r"^# %% \[setup\][ \t]*$", lambda _: "# %%\n" + SETUP_CELL_HEAD, text, flags=re.M)
+def expand_setup(text: str, notebook: str) -> str:
+    """Replace each `# %% [setup]` marker by the :func:`setup_cell` cell; the lines after it form the next cell."""
+    return re.sub(r"^# %% \[setup\][ \t]*$", lambda _: "# %%\n" + setup_cell(notebook) + "\n# %%", text, flags=re.M)
 
 
 def parse(text: str, name: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
+    notebook = name.rsplit(".", 1)[0]
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
-        "accelerator": "GPU",
-        "colab": {"provenance": [], "gpuType": "A100", "machine_shape": "hm"},
     }
-    text = expand_setup(text)
+    if notebook in CPU_NOTEBOOKS:  # CPU High-RAM runtime
+        nb.metadata["colab"] = {"provenance": [], "machine_shape": "hm"}
+    else:  # A100 GPU, High-RAM
+        nb.metadata["accelerator"] = "GPU"
+        nb.metadata["colab"] = {"provenance": [], "gpuType": "A100", "machine_shape": "hm"}
+    text = expand_setup(text, notebook)
     cells: list[tuple[str, list[str], list[str]]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         m = MARKER.match(line)
@@ -81,6 +131,8 @@ def parse(text: str, name: str) -> nbformat.NotebookNode:
             cell = nbformat.v4.new_code_cell("\n".join(lines))
             if tags:
                 cell.metadata["tags"] = tags
+            if lines and lines[0] == SETUP_TITLE:
+                cell.metadata["cellView"] = "form"  # Colab shows the title; the code unfolds on click
         cell.pop("id", None)
         nb.cells.append(cell)
     if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
@@ -141,6 +193,14 @@ def main(argv=None) -> int:
         else:
             target.write_text(text, encoding="utf-8")
             print(f"wrote {target.relative_to(ROOT)}")
+    readme = README.read_text(encoding="utf-8")
+    linked = with_links(readme, [name for name, _ in sources()])
+    if args.check:
+        if linked != readme:
+            stale.append(README.name + " (Open-in-Colab links)")
+    elif linked != readme:
+        README.write_text(linked, encoding="utf-8")
+        print(f"wrote {README.relative_to(ROOT)} (Open-in-Colab links)")
     if stale:
         print(f"stale notebooks (run python scripts/build_notebooks.py): {', '.join(stale)}", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from helpers.chain import run_notebook, series
-from helpers.profiles import REPO_ROOT
+from helpers.profiles import REPO_ROOT, run_paths
 
 NOTEBOOKS = series()
 
@@ -53,6 +53,7 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
     if nb.stem == "01_preprocess":  # the assets rejects split: every reason shown, clips playable
         for needle in ("low_snr", "too_short", "clipped", "silent", "rejected_low_snr", "<audio", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
+    _check_results(nb.stem, run_paths("chain", "tiny", runs_root), text)
     if nb.stem == "00_snac_test":
         for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
@@ -70,3 +71,59 @@ def test_papermill_reads_every_parameter(nb):
     names = [line.split("=", 1)[0].strip() for line in src.splitlines()
              if line and not line.startswith("#") and "=" in line.split("#", 1)[0]]
     assert sorted(papermill.inspect_notebook(str(nb))) == sorted(names)
+
+
+def _check_results(stem: str, paths, text: str) -> None:
+    """What each notebook must have left in the run directory (not only: no traceback)."""
+    import pandas as pd
+
+    if stem == "00_snac_test":
+        assert "HF token" in text and "dataset assets" in text and "FAILED" not in text  # the preflight ran
+    elif stem == "01_preprocess":
+        from helpers import preprocess as pp
+        from helpers.corpus import load_local_corpus
+
+        manifest = pp.read_manifest(paths.preprocess)
+        report = pp.read_report(paths.preprocess)
+        inputs = sum(len(load_local_corpus(split=s)) for s in ("train", "rejects"))
+        assert report["kept"] + report["rejected"] + report["duplicates"] == report["rows"] == len(manifest)
+        assert report["rows"] == inputs, (report["rows"], inputs)  # every input clip kept or rejected, none lost
+        assert report["kept"] > 0 and report["rejected"] >= 4
+        assert (manifest.loc[manifest["status"] == pp.REJECTED, "reason"].astype(str).str.len() > 0).all()
+    elif stem == "02_tokenize":
+        from helpers import preprocess as pp, tokenize_audio as ta
+        from helpers.shards import iter_utterances
+
+        selected = set(ta.selected_rows(pp.read_manifest(paths.preprocess))["utterance_id"])
+        encoded = [u.utterance_id for u in iter_utterances(paths.tokens)]
+        assert len(encoded) == len(set(encoded)) and set(encoded) == selected and selected
+    elif stem == "03_vocab_extension":
+        from helpers import models
+
+        assert (paths.stage(1) / models.COMPLETE_MARKER).is_file()
+    elif stem in ("04_stage2", "05_stage3", "06_stage4"):
+        from helpers import models
+        from helpers.train import METRICS_FILE, final_model_dir
+
+        stage = int(stem[-1])
+        log = pd.read_csv(paths.stage(stage) / METRICS_FILE)
+        assert len(log) >= 2, log
+        first, last = float(log["loss"].iloc[0]), float(log["loss"].iloc[-1])
+        assert last < first, f"stage {stage}: loss {first} -> {last} did not go down"
+        assert (final_model_dir(paths, stage) / models.COMPLETE_MARKER).is_file()
+    elif stem == "07_evaluate":
+        from helpers.evaluation import load_testset
+
+        report = json.loads((paths.eval / "report.json").read_text())
+        items = pd.read_csv(paths.eval / "items.csv")
+        assert report["testset"]["n_items"] == len(load_testset("tiny").items) == len(items) > 0
+        assert set(report["summary"]) and set(report["pass"])
+    elif stem == "08_publish":
+        from helpers.publish import export_listing
+
+        files = [f.path for f in export_listing(paths.export)]
+        assert "DRY RUN: nothing was uploaded" in text
+        assert "your-username/Llama-3.2-3B-OptimumLLM-Audio" in text  # the default name, no fixed organisation
+        for f in files:
+            assert f in text, f"the dry run does not list {f}"
+        assert "README.md" in files and any(f.endswith(".safetensors") for f in files)

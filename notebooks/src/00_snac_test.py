@@ -10,11 +10,9 @@
 # Nothing here is needed by later notebooks; run it to check your runtime and your ears.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 snac_model = None  # None: the profile codec (hubertsiuzdak/snac_24khz on Colab)
 clip_path = None  # a speech file of yours (wav/flac/ogg/mp3); None: a bundled clip from assets/
 clip_index = 0  # which bundled clip, when clip_path is None
@@ -25,6 +23,19 @@ context_tokens = 8192  # the training context the token budget is compared again
 # %% [setup]
 S = session.start(profile, run_name, runs_root)
 print(S); print(session.device_summary())
+
+# %% [markdown]
+# ## Preflight
+# A few minutes now instead of a failure hours later. One row per check: the HF token and its
+# scope (08 needs **write**), access to the base model (Llama licence accepted) and the codec,
+# every dataset of phases 1–3 (terms accepted, config and splits exist, one row streams with the
+# columns the catalog reads), free space on Drive against what the run will need (modelled), and
+# the GPU. Run it first, on the runtime you will train on. Anything that blocks stops here with what to do; the same checks
+# run from a terminal with `python -m helpers.preflight --profile {colab|pilot|tiny}`.
+
+# %%
+from helpers import preflight
+preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent))
 
 # %% [markdown]
 # ## Load the codec

@@ -17,13 +17,11 @@
 # split was read at is pinned for this run (02 reads exactly the same data).
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 datasets = None  # None: every dataset the three seed phases use; or a list like ["libritts_r", "vctk"]
-hours_scale = None  # multiplies the hours of every phase; None: 1.0 on the hub, 1e-5 for the tiny corpus
+hours_scale = None  # multiplies the hours of every phase; None: the profile's (colab 1.0, pilot 0.01, tiny 1e-5)
 workers = None  # preprocessing processes; None: all CPU cores on Colab, 1 in the tiny profile
 seed = 0  # seed of the phase-mix sampler (same seed, same selection)
 n_samples = 3  # clips saved per outcome (kept / each rejection reason) for listening
@@ -34,6 +32,19 @@ checkpoint_rows = 1000  # source rows per saved piece: a disconnect loses at mos
 # %% [setup]
 S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
 print(S); print(session.device_summary())
+
+# %% [markdown]
+# ## Preflight
+# A few minutes now instead of a failure hours later. One row per check: the HF token and its
+# scope (08 needs **write**), access to the base model (Llama licence accepted) and the codec,
+# every dataset of phases 1–3 (terms accepted, config and splits exist, one row streams with the
+# columns the catalog reads), free space on Drive against what the run will need (modelled), and
+# the GPU. 01 itself runs on CPU, so the GPU row is skipped here. Anything that blocks stops here with what to do; the same checks
+# run from a terminal with `python -m helpers.preflight --profile {colab|pilot|tiny}`.
+
+# %%
+from helpers import preflight
+preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent), gpu=False)
 
 # %% [markdown]
 # ## What we will stream

@@ -16,11 +16,9 @@
 # pick a *different* utterance of the same speaker as a voice-cloning reference.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 snac_model = None  # None: the codec of the profile (hubertsiuzdak/snac_24khz on Colab)
 shard_size = 512  # utterances per shard (~1.4 h of speech); a kill loses at most the unsaved part of one
 encode_batch_seconds = None  # padded audio seconds per SNAC batch; None: the profile's (600 s: ~12 GiB on an A100 40 GB; halved on OOM)

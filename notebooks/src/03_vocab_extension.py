@@ -13,11 +13,9 @@
 # A rerun finds the finished folder and only shows it again.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 base_model = None  # None: the base LLaMA of the profile (meta-llama/Llama-3.2-3B on Colab)
 pad_to_multiple_of = 64  # embedding rows are rounded up to this (tensor-core friendly)
 init = "mean"  # how new rows start: "mean" (mean of base rows + small noise)

@@ -22,11 +22,9 @@
 # its plan before training; any of them can be set by hand below.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 stage = 2  # training stage: 2, 3 or 4 (the only difference between notebooks 04, 05 and 06)
 learning_rate = None  # None: the LR of seed §11 for this stage (5e-5 / 1e-5 / 5e-6)
 max_steps = None  # None: the profile default (colab: one epoch of the phase data)

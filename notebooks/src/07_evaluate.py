@@ -34,11 +34,9 @@
 # that the pipeline works.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
 stage = 4  # evaluate this training stage final model (4: the finished model)
 asr_model = None  # None: the profile ASR (Whisper large-v3-turbo on Colab)
 speaker_model = None  # None: the profile speaker encoder (microsoft/wavlm-base-plus-sv on Colab)
@@ -73,7 +71,7 @@ print(S); print(session.device_summary())
 import pandas as pd
 from IPython.display import HTML, Audio, Image, display
 from helpers import evaluation as ev
-testset = ev.load_testset(S.profile.name)
+testset = ev.load_testset(S.profile.eval_testset)
 print(f"test set v{testset.version}, profile {testset.profile}: {len(testset.items)} items")
 testset.to_frame().groupby(["kind", "emotion"]).size().unstack(fill_value=0)
 

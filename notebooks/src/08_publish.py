@@ -14,12 +14,10 @@
 # profile the upload is a dry run that shows exactly what would be sent.
 
 # %% tags=["parameters"]
-profile = "colab"  # "colab" (A100, hub models, Drive) or "tiny" (offline CPU demo/tests)
-run_name = "optimumllm-audio-v1"  # folder under the profile runs root; every notebook of a run uses the same
+profile = "colab"  # "colab" (the full run), "pilot" (the same at ~1 % of the data: try it first) or "tiny" (offline CPU demo/tests)
+run_name = None  # None: the profile's run folder (optimumllm-audio-v1; pilot: optimumllm-audio-pilot); every notebook of a run uses the same
 runs_root = None  # None: the profile default (Drive on Colab, ./runs locally)
-REPO_URL = "https://github.com/optimumai/optimumllm-audio"  # where Colab fetches this project
-PROJECT_DIR = "/content/optimumllm-audio"
-repo_id = "optimumai/OptimumLLM-Audio-1.0"  # Hub repo to create: <your username or organisation>/<model name>
+repo_id = None  # None: <your hub username>/Llama-3.2-3B-OptimumLLM-Audio (-pilot for the pilot); a name must start with "Llama"
 private = True  # create the repo private; make it public on the Hub once you have checked it
 dry_run = None  # None: dry run in the tiny profile (nothing leaves the machine), a real upload in colab
 export_stage = None  # None: the newest finished stage (4, else 3, 2, 1)
@@ -34,6 +32,27 @@ demo_max_seconds = None  # cap on audio per generated chunk; None: 40 s on colab
 S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
 print(S); print(session.device_summary())
 
+# %%
+from IPython.display import Audio, Markdown, display
+import pandas as pd
+from helpers import demo, project, publish
+
+# %% [markdown]
+# ## 0 · Where it will be published
+# Checked now, before the export: the HF token (Colab secret `HF_TOKEN`) must belong to the
+# repo's owner (you or one of your organisations) and have **write** access. With `repo_id = None`
+# the repo is `<your username>/Llama-3.2-3B-OptimumLLM-Audio`; the Llama 3.2 licence (§1.b.i)
+# asks for "Llama" at the beginning of the name of a model built from Llama, and any other name
+# gets a warning. A dry run (the tiny profile) only resolves the name.
+
+# %%
+from helpers.publish import base_model_licence
+is_dry_run = publish.default_dry_run(S.profile.name, dry_run)
+target = publish.publish_target(repo_id, profile_name=S.profile.name, dry_run=is_dry_run,
+                                built_with_llama=base_model_licence(S.profile.base_model).built_with_llama)
+repo_id = target.repo_id
+print(target)
+
 # %% [markdown]
 # ## 1 · Export
 # The newest finished stage is loaded (its checksums verified), cast to the Hub dtype and
@@ -42,10 +61,6 @@ print(S); print(session.device_summary())
 # before it replaces the previous export. Rerunning with unchanged weights skips this.
 
 # %%
-from IPython.display import Audio, Markdown, display
-import pandas as pd
-from helpers import demo, publish
-
 exported = publish.export_model(S.paths, base_model=S.profile.base_model, codec_model=S.profile.snac_model,
                                 stage=export_stage, dtype=export_dtype)
 print(exported)
@@ -75,7 +90,7 @@ Audio(samples.loc[0, "file"])
 # example "Not evaluated" when 07 has not run); it never invents a number.
 
 # %%
-card = publish.write_model_card(S.paths, repo_id=repo_id, repo_url=REPO_URL)
+card = publish.write_model_card(S.paths, repo_id=repo_id, repo_url=project.REPO_URL)
 Markdown(card.read_text())
 
 # %% [markdown]
@@ -98,7 +113,7 @@ app.widget
 
 # %%
 result = publish.upload_export(S.paths.export, repo_id, private=private,
-                               dry_run=publish.default_dry_run(S.profile.name, dry_run))
+                               dry_run=is_dry_run)
 print(result)
 
 # %%
