@@ -86,8 +86,7 @@ def best_of(generate_one: Callable[[int], tuple[np.ndarray, list]], text: str, n
 
     ``judge``: has ``asr`` (``transcribe(wav, sr) -> str``) and optionally ``speaker``
     (``embed(wav, sr)``) for the tie-break; ``reference``: the cloning prompt ``(wav, sr)``."""
-    from .eval_metrics import error_rates
-    from .eval_models import cosine
+    from .scores import cosine, error_rates
 
     if judge is None or getattr(judge, "asr", None) is None:
         raise ValueError("best-of-N needs a judge with an ASR model: pass judge=helpers.evaluation.load_judges(...) "
@@ -130,37 +129,3 @@ def generate_best_of(tts, text: str, *, candidates: int, judge, return_result: b
     out = best_of(one, text, candidates, tts.sample_rate, judge, seed=seed, reference=reference,
                   accent=getattr(tts, "accent", "us"))
     return out if return_result else out.audio
-
-
-def best_of_rows(testset_items, items, synth, judge, *, n: int, seed: int = 1234, references=None):
-    """07's best-of-N row: re-generate ``testset_items`` (``helpers.evaluation.EvalItem``) with
-    ``candidates=n`` and compare with the single-candidate results already in ``items`` (the
-    per-item table of ``evaluate``; candidate 0 *is* that clip). Returns ``(table, per_item)``:
-    two rows ("1 candidate", "best of n") with mean WER/CER and RTF (all candidates' generation
-    and judging time / audio seconds), and the per-item picks."""
-    import pandas as pd
-
-    from .eval_metrics import error_rates
-    from .evaluation import _synth_kwargs
-
-    by_id = items.set_index("item_id")
-    picks = []
-    for it in testset_items:
-        res = synth.generate(it.text, candidates=n, judge=judge, return_result=True,
-                             **_synth_kwargs(it, references or {}, seed + it.seed_offset))
-        best = res.candidates[res.chosen]
-        picks.append({"item_id": it.item_id, "chosen": res.chosen, "chosen_seed": best.seed,
-                      **{f"cand{c.index}_cer": c.cer for c in res.candidates},
-                      **{k: v for k, v in error_rates(it.text, best.hypothesis, it.accent).items()},
-                      "seconds": res.seconds, "audio_s": res.duration})
-    per_item = pd.DataFrame(picks)
-    single = by_id.loc[per_item["item_id"]]
-    table = pd.DataFrame([
-        {"row": "1 candidate", "measured_on": "model output", "n_items": len(per_item), "candidates": 1,
-         "wer": float(single["wer"].mean()), "cer": float(single["cer"].mean()),
-         "rtf": float(single["gen_s"].sum() / single["audio_s"].sum())},
-        {"row": f"best of {n}", "measured_on": "model output", "n_items": len(per_item), "candidates": n,
-         "wer": float(per_item["wer"].mean()), "cer": float(per_item["cer"].mean()),
-         "rtf": float(per_item["seconds"].sum() / per_item["audio_s"].sum())},
-    ])
-    return table, per_item

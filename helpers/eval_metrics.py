@@ -6,9 +6,7 @@ the protocol, stability and best-of-N modules can use them without the test-set 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -31,67 +29,12 @@ ANCHORS: dict[str, dict[str, float | None]] = {
     "Orpheus (3B)": {"mos": 4.2, "wer": 0.03, "sim": 0.87, "pesq": 3.8, "rtf": 1.2},
 }
 
-_TAG = re.compile(r"\[[^\]]*\]|<\|[^|>]*\|>")
-_KEEP = re.compile(r"[^a-z0-9' ]+")
-
-
-def wer_normalize(text: str, accent: str = "us") -> str:
-    """The text both sides of WER go through: tags removed, ``helpers.text.normalize``
-    (numbers, dates, money ... spelled as spoken, with ``accent``), lower case, hyphens
-    and punctuation to spaces, apostrophes dropped ("don't" -> "dont"), single spaces."""
-    from .text import normalize
-
-    if not isinstance(text, str):
-        raise TypeError(f"text must be str, got {type(text).__name__}")
-    t = normalize(_TAG.sub(" ", text), accent).lower()
-    t = t.replace("’", "'")
-    t = _KEEP.sub(" ", t).replace("'", "")
-    return " ".join(t.split())
-
-
-def error_rates(reference: str, hypothesis: str, accent: str = "us") -> dict[str, float]:
-    """Per-utterance ``{"wer", "cer"}`` after :func:`wer_normalize` on both sides.
-    An empty hypothesis scores 1.0 (every word deleted); WER can exceed 1 with insertions."""
-    import jiwer
-
-    ref, hyp = wer_normalize(reference, accent), wer_normalize(hypothesis, accent)
-    if not ref:
-        raise ValueError(f"reference text {reference!r} is empty after normalization")
-    return {"wer": float(jiwer.wer(ref, hyp)), "cer": float(jiwer.cer(ref, hyp))}
-
-
-def error_breakdown(reference: str, hypothesis: str, normalize=None) -> dict[str, float]:
-    """Per-utterance WER split into ``ins``/``del``/``sub`` rates (each / reference words, so
-    ``ins + del + sub == wer``) plus the raw counts, after ``normalize`` (default
-    :func:`wer_normalize`) on both sides. jiwer's alignment, as Seed-TTS-eval reports them."""
-    import jiwer
-
-    norm = normalize or wer_normalize
-    ref, hyp = norm(reference), norm(hypothesis)
-    if not ref.split():
-        raise ValueError(f"reference text {reference!r} is empty after normalization")
-    n = len(ref.split())
-    if not hyp.split():  # jiwer refuses an empty hypothesis: every reference word is deleted
-        return {"wer": 1.0, "ins": 0.0, "del": 1.0, "sub": 0.0, "n_ref_words": n, "n_ins": 0, "n_del": n, "n_sub": 0}
-    o = jiwer.process_words(ref, hyp)
-    return {"wer": float(o.wer), "ins": o.insertions / n, "del": o.deletions / n, "sub": o.substitutions / n,
-            "n_ref_words": n, "n_ins": int(o.insertions), "n_del": int(o.deletions), "n_sub": int(o.substitutions)}
-
-
-def pooled_error_rates(references: Sequence[str], hypotheses: Sequence[str], accents: Sequence[str]) -> dict:
-    """WER/CER pooled over all words/characters of many utterances (jiwer on lists)."""
-    import jiwer
-
-    if not (len(references) == len(hypotheses) == len(accents)) or not references:
-        raise ValueError("need equally many (>0) references, hypotheses and accents")
-    refs = [wer_normalize(r, a) for r, a in zip(references, accents)]
-    hyps = [wer_normalize(h, a) for h, a in zip(hypotheses, accents)]
-    return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}
+from .scores import error_breakdown, error_rates, pooled_error_rates, wer_normalize  # noqa: F401  (re-exported)
 
 
 def speaker_similarity(encoder, wav: np.ndarray, sr: int, ref_wav: np.ndarray, ref_sr: int) -> float:
     """Cosine of ``encoder`` embeddings of ``wav`` and ``ref_wav`` (-1..1; same speaker ~ high)."""
-    from .eval_models import cosine
+    from .scores import cosine
 
     return cosine(encoder.embed(wav, sr), encoder.embed(ref_wav, ref_sr))
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import resample
+from .scores import _unit, cosine  # noqa: F401  (re-exported)
 
 JUDGE_SR = 16000  # every judge model here works at 16 kHz
 
@@ -136,14 +137,6 @@ def load_asr(name: str, device: str | None = None, **kwargs) -> WhisperASR:
 
 
 # ============================================================================ speaker embeddings
-def _unit(v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32).reshape(-1)
-    n = float(np.linalg.norm(v))
-    if not np.isfinite(n) or n == 0.0:
-        raise ValueError("speaker embedding has zero or non-finite norm (is the audio silent?)")
-    return v / n
-
-
 class ResemblyzerEncoder:
     """GE2E d-vectors (256-d) from resemblyzer; voice-activity trimming as resemblyzer does."""
 
@@ -195,12 +188,6 @@ def load_speaker_encoder(name: str, device: str | None = None):
     return WavLMEncoder(name, device)
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two embeddings of the same shape (-1..1)."""
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
-    if a.shape != b.shape:
-        raise ValueError(f"embeddings differ in size: {a.shape} vs {b.shape}")
-    return float(_unit(a) @ _unit(b))
 
 
 # ============================================================================ MOS

@@ -51,7 +51,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import audio as au
-from .eval_metrics import error_breakdown
+from .scores import error_breakdown
 
 PROTOCOL_HUB_REPO = "k2-fsa/TTS_eval_datasets"  # Hub dataset holding both lists and their audio
 AUDIO_EXTS = (".wav", ".flac")
@@ -314,7 +314,7 @@ def score_clip(protocol: Protocol, item: ProtocolItem, wav: np.ndarray, sr: int,
                prompt: tuple[np.ndarray, int]) -> dict:
     """WER (+ ins/del/sub) under the protocol's normaliser, SIM against the prompt, MOS, and
     PESQ/STOI against the ground-truth recording where the item has one."""
-    from .eval_models import cosine
+    from .scores import cosine
     from .metrics import pesq_wb, stoi
 
     hyp = judges.asr.transcribe(wav, sr)

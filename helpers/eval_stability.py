@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import audio as au
-from .eval_metrics import error_breakdown, wer_normalize
+from .scores import error_breakdown, wer_normalize
 
 STABILITY_FILE = "stability.json"
 LOOP_SR = 16000
@@ -151,7 +151,7 @@ def stability_summary(rows) -> dict[str, float]:
 def drift_similarity(encoder, wav: np.ndarray, sr: int, window_s: float = 10.0) -> float:
     """Cosine of speaker embeddings of the first and the last ``window_s`` seconds (NaN when
     the clip is shorter than two windows): a voice that drifts over a long text lowers it."""
-    from .eval_models import cosine
+    from .scores import cosine
 
     x = np.asarray(wav, dtype=np.float32).reshape(-1)
     n = int(window_s * sr)
@@ -177,7 +177,7 @@ def score_dialogue(turns: Sequence[Mapping], sr: int, judges, accent: str = "us"
     "cross_speaker_sim", "speaker_separation", "wer", ...}``."""
     import pandas as pd
 
-    from .eval_models import cosine
+    from .scores import cosine
 
     if len(turns) < 2 or len({t["speaker"] for t in turns}) < 2:
         raise ValueError("a dialogue needs at least two turns by two different speakers")

@@ -752,3 +752,35 @@ def _json_clean(v):
     if isinstance(v, (np.bool_,)):
         return bool(v)
     return _json_safe(v)
+
+
+def best_of_rows(testset_items, items, synth, judge, *, n: int, seed: int = 1234, references=None):
+    """07's best-of-N row: re-generate ``testset_items`` (``helpers.evaluation.EvalItem``) with
+    ``candidates=n`` and compare with the single-candidate results already in ``items`` (the
+    per-item table of ``evaluate``; candidate 0 *is* that clip). Returns ``(table, per_item)``:
+    two rows ("1 candidate", "best of n") with mean WER/CER and RTF (all candidates' generation
+    and judging time / audio seconds), and the per-item picks."""
+    import pandas as pd
+
+
+    by_id = items.set_index("item_id")
+    picks = []
+    for it in testset_items:
+        res = synth.generate(it.text, candidates=n, judge=judge, return_result=True,
+                             **_synth_kwargs(it, references or {}, seed + it.seed_offset))
+        best = res.candidates[res.chosen]
+        picks.append({"item_id": it.item_id, "chosen": res.chosen, "chosen_seed": best.seed,
+                      **{f"cand{c.index}_cer": c.cer for c in res.candidates},
+                      **{k: v for k, v in error_rates(it.text, best.hypothesis, it.accent).items()},
+                      "seconds": res.seconds, "audio_s": res.duration})
+    per_item = pd.DataFrame(picks)
+    single = by_id.loc[per_item["item_id"]]
+    table = pd.DataFrame([
+        {"row": "1 candidate", "measured_on": "model output", "n_items": len(per_item), "candidates": 1,
+         "wer": float(single["wer"].mean()), "cer": float(single["cer"].mean()),
+         "rtf": float(single["gen_s"].sum() / single["audio_s"].sum())},
+        {"row": f"best of {n}", "measured_on": "model output", "n_items": len(per_item), "candidates": n,
+         "wer": float(per_item["wer"].mean()), "cer": float(per_item["cer"].mean()),
+         "rtf": float(per_item["seconds"].sum() / per_item["audio_s"].sum())},
+    ])
+    return table, per_item

@@ -54,7 +54,7 @@ NOTEBOOK_PACKAGES = {
     "05_stage3": _STAGE,
     "06_stage4": _STAGE,
     "07_evaluate": _SPEECH + ("jiwer", "pesq", "pystoi", "faster-whisper", "utmos-pytorch"),
-    "08_publish": _SPEECH,
+    "08_publish": _SPEECH + ("jiwer",),  # jiwer: OptimumTTS.generate(candidates=N) scores candidates by CER
 }
 BUILT_FROM_SOURCE = {"pesq": "pesq has no wheel for Python 3.13, so pip compiles it (about a minute)"}
 

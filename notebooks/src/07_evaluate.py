@@ -266,13 +266,12 @@ protocol_table
 # so the WER gain is an optimistic estimate.
 
 # %%
-from helpers.best_of import best_of_rows
 n_bo = tiny_best_of_items if S.profile.name == "tiny" else best_of_items
 bo_n = 2 if S.profile.name == "tiny" else best_of_n
 best_of_table = pd.DataFrame()
 if best_of_n > 1 and n_bo > 0:
     bo_items = [it for it in testset.items if it.kind == "voice"][:n_bo]
-    best_of_table, best_of_picks = best_of_rows(bo_items, items, tts, judges, n=bo_n, seed=seed)
+    best_of_table, best_of_picks = ev.best_of_rows(bo_items, items, tts, judges, n=bo_n, seed=seed)
 best_of_table
 
 # %%
