@@ -51,6 +51,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -171,10 +172,53 @@ def data_fingerprint(utterances: Sequence[Utterance], voices: VoiceSelection, la
 
 # ----------------------------------------------------------------------------- metrics log
 class CsvLog:
-    """Append-only CSV; every row is flushed and fsynced so a crash loses at most the row in flight."""
+    """Append-only CSV; every row is flushed and fsynced so a crash loses at most the row in flight.
 
-    def __init__(self, path: Path, fields: Sequence[str]):
+    With ``mirror`` (the run directory's copy, on Drive) rows are written to ``path`` on local disk
+    and the whole file is copied over ``mirror`` after each change with retries
+    (:func:`helpers.drive.sync_file`). A Drive error never stops training: it is reported through
+    ``log``, counted in ``sync_failures``, and the next sync (at most once a minute after a failure,
+    and always at the end of training) copies the complete local file again.
+    """
+
+    sync_retries = 2
+    sync_wait_s = 1.0
+    retry_after_s = 60.0
+
+    def __init__(self, path: Path, fields: Sequence[str], mirror: Path | None = None, log=print):
         self.path, self.fields = Path(path), tuple(fields)
+        self.mirror = None if mirror is None else Path(mirror)
+        self.log = log
+        self.sync_failures = 0
+        self._next_try = 0.0
+
+    @property
+    def published(self) -> Path:
+        """The copy in the run directory (the mirror when there is one)."""
+        return self.mirror or self.path
+
+    def adopt(self) -> None:
+        """Start the local file from the run directory's copy (a new VM resuming a run)."""
+        if self.mirror is None or self.path.is_file() or not self.mirror.is_file():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.parent / f".{self.path.name}.adopt"
+        tmp.write_bytes(self.mirror.read_bytes())
+        os.replace(tmp, self.path)
+
+    def sync(self, force: bool = False) -> bool:
+        """Copy the local file over the mirror; False (reported, not raised) when Drive fails."""
+        from . import drive
+
+        if self.mirror is None or not self.path.is_file():
+            return True
+        if not force and time.monotonic() < self._next_try:
+            return False
+        ok = drive.sync_file(self.path, self.mirror, retries=self.sync_retries, wait_s=self.sync_wait_s, log=self.log)
+        if not ok:
+            self.sync_failures += 1
+            self._next_try = time.monotonic() + self.retry_after_s
+        return ok
 
     def rows(self) -> list[dict]:
         if not self.path.is_file():
@@ -187,6 +231,7 @@ class CsvLog:
         rows = [r for r in self.rows() if int(r["step"]) <= step]
         lines = [",".join(self.fields)] + [",".join(r.get(k, "") for k in self.fields) for r in rows]
         _atomic_write_text(self.path, "\n".join(lines) + "\n")
+        self.sync(force=True)
 
     def append(self, row: dict) -> None:
         new = not self.path.is_file()
@@ -198,6 +243,7 @@ class CsvLog:
             w.writerow({k: row.get(k, "") for k in self.fields})
             f.flush()
             os.fsync(f.fileno())
+        self.sync()
 
 
 # ----------------------------------------------------------------------------- loss
@@ -294,8 +340,13 @@ class StageRecipe:
         self.utterances, self.voices, self.decoder, self.log = list(utterances), voices, decoder, log
         self.stage_dir = Path(stage_dir)
         self.ckpt_dir = self.stage_dir / CHECKPOINTS_DIR
-        self.metrics = CsvLog(self.stage_dir / METRICS_FILE, METRICS_FIELDS)
-        self.evals = CsvLog(self.stage_dir / EVAL_FILE, EVAL_FIELDS)
+        # Logs are written on local disk and synced to the run directory (Drive) with retries.
+        logs = self._local_root() / "logs"
+        self.metrics = CsvLog(logs / METRICS_FILE, METRICS_FIELDS, mirror=self.stage_dir / METRICS_FILE, log=log)
+        self.evals = CsvLog(logs / EVAL_FILE, EVAL_FIELDS, mirror=self.stage_dir / EVAL_FILE, log=log)
+        from .drive import Remover
+
+        self.remover = Remover(cfg.drive_deletion, log=log)
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._is_setup = False
 
@@ -305,6 +356,8 @@ class StageRecipe:
         cfg = self.cfg
         cfg.require_planned()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.deterministic:
+            set_deterministic()
         if cfg.precision == "bf16-mixed" and self.device.type != "cuda" and cfg.deepspeed is None:
             raise ValueError("precision='bf16-mixed' needs a CUDA GPU (bf16 autocast); use precision='fp32' on CPU")
         torch.manual_seed(cfg.seed)
@@ -374,9 +427,11 @@ class StageRecipe:
         return True
 
     def _resume(self) -> None:
+        self.metrics.adopt()
+        self.evals.adopt()
         path = ckpt.find_resume_path(self.ckpt_dir, log=self.log)
         if path is None:
-            if self.metrics.path.exists():
+            if self.metrics.path.exists() or self.metrics.published.exists():
                 self.metrics.truncate_after(0)
                 self.evals.truncate_after(0)
             return
@@ -451,7 +506,7 @@ class StageRecipe:
         last_loss = None
         if self.skipped or self.step >= self.total_steps:
             return TrainResult(cfg.stage, self.step, self.resumed_from, self._last_logged_loss(),
-                               self.metrics.path, skipped=self.skipped)
+                               self.metrics.published, skipped=self.skipped)
         if cfg.deepspeed is not None:
             return self._train_deepspeed()
         bar = None
@@ -460,6 +515,7 @@ class StageRecipe:
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._last_save = time.monotonic()
         while self.step < self.total_steps:
             t0 = time.perf_counter()
             batches = [self._next_bin() for _ in range(cfg.grad_accum)]
@@ -497,11 +553,23 @@ class StageRecipe:
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_tokens / dt:.0f}")
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
                 self.evaluate()
-            if self.step % cfg.save_every == 0 or self.step == self.total_steps:
+            if self._save_due():
                 self.save_checkpoint()
+                self._last_save = time.monotonic()
         if bar is not None:
             bar.close()
-        return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.path)
+        self.metrics.sync(force=True)
+        self.evals.sync(force=True)
+        return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.published)
+
+    def _save_due(self) -> bool:
+        """A checkpoint every ``save_every`` steps and/or every ``save_every_minutes`` of training, and at the end."""
+        cfg = self.cfg
+        if self.step == self.total_steps:
+            return True
+        if cfg.save_every is not None and self.step % cfg.save_every == 0:
+            return True
+        return cfg.save_every_minutes is not None and time.monotonic() - self._last_save >= cfg.save_every_minutes * 60
 
     # ------------------------------------------------------------------ DeepSpeed path
     def _train_deepspeed(self) -> TrainResult:
@@ -554,7 +622,7 @@ class StageRecipe:
             if cfg.eval_every and not self._zero3:  # ZeRO-3 weights are sharded: no generation here
                 self.evaluate()
         return TrainResult(cfg.stage, self.step, self.resumed_from, float(rows[-1]["loss"]) if rows else None,
-                           self.metrics.path)
+                           self.metrics.published)
 
     def _last_logged_loss(self) -> float | None:
         rows = self.metrics.rows()
@@ -622,10 +690,18 @@ class StageRecipe:
         info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
                 "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
                 "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen}
+        from .drive import require_free_space
+
         local = self._local_root() / ckpt.step_dir_name(self.step)
-        ckpt.write_local(local, self.model.state_dict(), tstate, info)
-        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last)
-        ckpt.prune(local.parent, 1)  # local scratch keeps only the newest
+        # Local scratch holds one checkpoint at a time: the previous one is already verified on Drive.
+        for _, old in ckpt.list_checkpoints(local.parent):
+            shutil.rmtree(old, ignore_errors=True)
+        model_state = self.model.state_dict()
+        require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
+                           f"local checkpoint of step {self.step}")
+        ckpt.write_local(local, model_state, tstate, info)
+        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
+        shutil.rmtree(local, ignore_errors=True)
         return dest
 
     # ------------------------------------------------------------------ finish
@@ -647,27 +723,74 @@ class StageRecipe:
                 "fingerprint": self.fingerprint, "voices": self.voices.assignments,
                 # helpers.publish.stage_rows reads "hardware" for the model card
                 "hardware": device_summary() + (f" × {world} processes" if world > 1 else "")}
+        rank0 = int(os.environ.get("RANK", "0")) == 0
         if not getattr(self, "_zero3", False):
-            if int(os.environ.get("RANK", "0")) == 0:
+            if rank0:
+                self._require_space_for_final(target)
                 save_stage(self.model, self.tokenizer, target, metadata=meta)
-            _barrier()
-            return target
-        import deepspeed
+        else:
+            import deepspeed
 
-        # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
-        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
-            if int(os.environ.get("RANK", "0")) == 0:
-                save_stage(self.model, self.tokenizer, target, metadata=meta)
+            # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
+            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
+                if rank0:
+                    self._require_space_for_final(target)
+                    save_stage(self.model, self.tokenizer, target, metadata=meta)
+        _barrier()
+        if rank0:
+            self._finish_checkpoints(target)
         _barrier()
         return target
 
+    def _require_space_for_final(self, target: Path) -> None:
+        from .drive import require_free_space
+
+        n = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        require_free_space(target.parent, n, f"stage {self.cfg.stage}'s final model")
+
+    def _finish_checkpoints(self, target: Path) -> None:
+        """Retention policy: once the final model is verified on disk, the stage's checkpoints go."""
+        from .models import read_complete_marker
+
+        data = read_complete_marker(target)
+        for rel, meta in data["files"].items():
+            f = target / rel
+            if not f.is_file() or f.stat().st_size != meta["bytes"]:
+                raise RuntimeError(f"final model {target} does not match its {rel} entry after saving; "
+                                   f"the stage's checkpoints are kept: resume and save again")
+        gone = ckpt.finish(self.ckpt_dir, self.remover) + ckpt.finish(self.stage_dir / HF_TRAINER_DIR, self.remover)
+        if gone:
+            trash = self.remover.trashed_bytes
+            self.log(f"stage {self.cfg.stage}: final model verified; deleted {len(gone)} checkpoint folder(s)"
+                     + (f" ({trash / 1e9:.1f} GB of this stage's deletions are in Drive's Trash)" if trash else ""))
+
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory."""
-        import shutil
-
         shutil.rmtree(self._local_root(), ignore_errors=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def state_bytes(obj) -> int:
+    """Bytes of every tensor in a (nested) state dict: what torch.save writes, give or take headers."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_bytes(v) for v in obj)
+    return 0
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels (StageConfig.deterministic): same GPU + same libraries -> same bits.
+
+    cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first use; ops without a deterministic
+    implementation raise instead of silently varying."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def _free_port() -> int:

@@ -73,7 +73,8 @@ def world(tmp_path_factory):
 
 def _cfg(**kw):
     base = dict(max_seq_len=256, max_steps=14, warmup_steps=2, learning_rate=2e-3, log_every=1, save_every=3,
-                eval_every=0, keep_last=2, progress=False, reference_prob=0.5, eval_fraction=0.0)
+                eval_every=0, keep_last=1, progress=False, reference_prob=0.5, eval_fraction=0.0,
+                save_every_minutes=None)
     base.update(kw)
     return stage_config(2, "tiny", **base)
 
@@ -131,7 +132,8 @@ def test_killed_run_resumes_bitwise(world, tmp_path):
     assert _trajectory(stage) == straight, f"killed after step {kill_after}\n{out}"
     a, b = _weights(tmp_path / "straight"), _weights(stage)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [s for s, _ in ckpt.list_checkpoints(stage / "checkpoints")] == [12, 14]  # keep_last=2
+    # retention policy: the finished stage leaves its final model and no checkpoints
+    assert not (stage / "checkpoints").exists() and not (tmp_path / "straight" / "checkpoints").exists()
 
 
 
@@ -147,7 +149,7 @@ def _recipe(world, stage_dir, **kw):
 
 def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path):
     stage = tmp_path / "stage2"
-    r = _recipe(world, stage, max_steps=6, local_dir=str(tmp_path / "l")).setup()
+    r = _recipe(world, stage, max_steps=6, keep_last=2, local_dir=str(tmp_path / "l")).setup()
     r.train()
     steps = [s for s, _ in ckpt.list_checkpoints(stage / "checkpoints")]
     assert steps == [3, 6]
@@ -158,7 +160,7 @@ def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path
     logs = []
     assert ckpt.find_resume_path(stage / "checkpoints", log=logs.append).name == ckpt.step_dir_name(3)
     assert "truncated" in logs[0]
-    r2 = _recipe(world, stage, max_steps=6, local_dir=str(tmp_path / "l")).setup()
+    r2 = _recipe(world, stage, max_steps=6, keep_last=2, local_dir=str(tmp_path / "l")).setup()
     assert r2.resumed_from.endswith(ckpt.step_dir_name(3)) and r2.step == 3
     # a copy whose manifest never arrived
     (newest / ckpt.MODEL_FILE).unlink()
@@ -177,18 +179,15 @@ def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path
 def test_resume_refuses_changed_config_or_data(world, tmp_path):
     stage = tmp_path / "stage2"
     r = _recipe(world, stage, max_steps=3, local_dir=str(tmp_path / "l")).setup()
-    r.train()
-    r.save_final()
-    again = _recipe(world, stage, max_steps=3, local_dir=str(tmp_path / "l")).setup()
-    assert again.skipped and again.train().skipped  # rerunning a finished stage is a no-op
-    import shutil
-    shutil.rmtree(stage / "model")
+    r.train()  # a checkpoint at step 3, no final model yet
     with pytest.raises(ResumeError, match=r"learning_rate: 0.002 -> 0.001"):
         _recipe(world, stage, max_steps=3, learning_rate=1e-3).setup()
     with pytest.raises(ResumeError, match="max_steps"):
         _recipe(world, stage, max_steps=5).setup()
-    # a safe change (how often to log) resumes
-    assert _recipe(world, stage, max_steps=3, log_every=2, local_dir=str(tmp_path / "l")).setup().step == 3
+    # safe changes (how often to log, how checkpoints are deleted) resume
+    again = _recipe(world, stage, max_steps=3, log_every=2, drive_deletion="permanent",
+                    local_dir=str(tmp_path / "l")).setup()
+    assert again.step == 3
     # changed data: one utterance's text differs
     from helpers import models
     from helpers.sequences import choose_builtin_voices
@@ -198,6 +197,15 @@ def test_resume_refuses_changed_config_or_data(world, tmp_path):
     utts[0].text = "a different sentence"
     with pytest.raises(ResumeError, match="training data changed"):
         StageRecipe(_cfg(max_steps=3), model, tok, utts, stage, choose_builtin_voices(utts)).setup()
+    # finishing: the final model is verified, then the stage's checkpoints are deleted
+    assert ckpt.list_checkpoints(stage / "checkpoints")
+    again.train()
+    again.save_final()
+    assert not (stage / "checkpoints").exists() and (stage / "model" / "COMPLETE.json").is_file()
+    done = _recipe(world, stage, max_steps=3, local_dir=str(tmp_path / "l")).setup()
+    assert done.skipped and done.train().skipped  # rerunning a finished stage is a no-op
+    with pytest.raises(ResumeError, match="finished stage 2 trained with another config"):
+        _recipe(world, stage, max_steps=3, learning_rate=1e-3).setup()
 
 
 # ----------------------------------------------------------------------------- memory techniques in the recipe
