@@ -19,7 +19,10 @@ stage-1 vocabulary-extended model).
 
 Resume safety: :data:`RESUME_SAFE_FIELDS` lists the fields that may change
 between a run and its resumption (how often to log/save/evaluate, where local
-scratch lives). Any other field changed since the newest checkpoint makes
+scratch lives, how Drive deletes), and :data:`REPLANNABLE_FIELDS` the memory
+settings that change how the same math is computed (activation checkpointing,
+CE chunk, attention kernel): :func:`plan_stage` re-plans those for the GPU of
+the resuming session. Any other field changed since the newest checkpoint makes
 :mod:`helpers.train` refuse to resume, naming the field.
 """
 from __future__ import annotations
@@ -295,7 +298,7 @@ class StageConfig:
         now = self.to_dict()
         out = []
         for name in sorted(set(now) | set(saved)):
-            if name in RESUME_SAFE_FIELDS:
+            if name in RESUME_SAFE_FIELDS or name in REPLANNABLE_FIELDS:
                 continue
             if _norm(now.get(name)) != _norm(saved.get(name)):
                 out.append(f"{name}: {saved.get(name)!r} -> {now.get(name)!r}")

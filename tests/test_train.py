@@ -335,10 +335,22 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     assert {k: getattr(kept, k) for k in mine} == mine
     assert any("WARNING" in m and "out of memory" in m for m in logs), logs
 
-    # a run in progress keeps its settings (exact resume), whatever this GPU's plan says
-    (tmp_path / "config.json").write_text(kept.to_json())
+    # a run in progress keeps the settings that change the math and re-plans the rest for this GPU:
+    # started on an 80 GB card without activation checkpointing, resumed on a 40 GB card
+    import dataclasses
+
+    started = dataclasses.replace(cfg, checkpointing="none", ce_chunk=0)
+    (tmp_path / "config.json").write_text(started.to_json())
+    logs.clear()
     _, resumed = plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
-    assert {k: getattr(resumed, k) for k in mine} == mine
+    assert (resumed.precision, resumed.optimizer, resumed.optimizer_state) == \
+        (started.precision, started.optimizer, started.optimizer_state)
+    assert (resumed.checkpointing, resumed.ce_chunk) == (cfg.checkpointing, cfg.ce_chunk) != ("none", 0)
+    assert "re-planning checkpointing" in logs[0] and "settings fit A100-40GB" in logs[-1]
+    # settings whose math cannot fit this GPU at all are refused, naming them
+    (tmp_path / "config.json").write_text(kept.to_json())
+    with pytest.raises(planner.NoFeasiblePlan, match="precision='bf16-mixed', optimizer='adamw_torch'"):
+        plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
 
     # Colab's L4 (24 GB, 53 GB host RAM): nothing fits, the message says what would
     with pytest.raises(planner.NoFeasiblePlan, match="no training configuration"):
@@ -384,3 +396,39 @@ def test_deepspeed_config_dispatches_to_hf_trainer(world, tmp_path):
     assert (stage / HF_TRAINER_DIR / "checkpoint-4").is_dir()  # HF Trainer's resume points
     meta = json.loads((stage / "model" / COMPLETE_MARKER).read_text())["metadata"]
     assert meta["config"]["deepspeed"] == "configs/ds_zero2.json" and meta["step"] == 4 and meta["hardware"]
+
+
+# ----------------------------------------------------------------------------- Drive failures
+def test_failing_drive_sync_of_metrics_does_not_stop_training(world, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from helpers import drive, models
+    from helpers.sequences import choose_builtin_voices
+    from helpers.train import CsvLog
+
+    def broken(src, dst):
+        raise OSError(107, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(drive, "_copy", broken)
+    monkeypatch.setattr(CsvLog, "sync_wait_s", 0.0)
+    stage, logs = tmp_path / "stage2", []
+    model, tok = models.load_stage(world / "stage1")
+    utts = _utts()
+    r = StageRecipe(_cfg(max_steps=4, local_dir=str(tmp_path / "l")), model, tok, utts, stage,
+                    choose_builtin_voices(utts), log=logs.append).setup()
+    res = r.train()
+    assert res.steps == 4 and r.metrics.sync_failures >= 1
+    assert any("could not copy metrics.csv" in m and "training continues" in m for m in logs), logs
+    assert [int(row["step"]) for row in r.metrics.rows()] == [1, 2, 3, 4]  # the local log is complete
+    assert not (stage / METRICS_FILE).exists()
+    monkeypatch.setattr(drive, "_copy", __import__("shutil").copyfile)  # Drive is back
+    assert r.metrics.sync(force=True)
+    assert (stage / METRICS_FILE).read_text() == r.metrics.path.read_text()
+
+    # the final model does not fit: a clear error before writing, the checkpoint stays
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(drive.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 10, 10))
+    with pytest.raises(drive.InsufficientSpace, match="stage 2's final model.*needs"):
+        r.save_final()
+    assert not (stage / "model").exists()
+    assert ckpt.find_resume_path(stage / "checkpoints").name == ckpt.step_dir_name(4)
