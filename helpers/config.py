@@ -314,8 +314,10 @@ def _norm(v):
 _PROFILE_SIZES: dict[str, dict[str, Any]] = {
     # colab: memory fields stay None -> plan_stage picks them for the detected GPU; epochs per stage
     # from STAGE_EPOCHS; checkpoints every 40 min of training (StageConfig.save_every_minutes).
+    # drive_deletion="permanent": deleted checkpoints skip Drive's Trash (Colab asks once for Drive access);
+    # with "trash" every deleted ~19.5 GB checkpoint counts against the quota for 30 days (helpers.drive).
     "colab": dict(grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=None, save_every_minutes=40.0,
-                  eval_every=500, keep_last=1),
+                  eval_every=500, keep_last=1, drive_deletion="permanent"),
     # tiny: CPU, so fp32 and torch AdamW; the plan is still computed and shown (for PLAN_TARGET_GPU).
     "tiny": dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,
                  keep_last=1, eval_max_new_frames=8, eval_fraction=0.1, precision="fp32", optimizer="adamw_torch",

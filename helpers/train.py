@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from . import checkpoints as ckpt
-from . import memory
+from . import drive, memory
 from .config import StageConfig
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval
@@ -385,6 +385,7 @@ class StageRecipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, cosine_lambda(self.total_steps, self.warmup_steps, cfg.min_lr_ratio))
         self.step, self.bin_pos, self.tokens_seen, self.elapsed = 0, 0, 0, 0.0
+        self.checkpoint_saves, self.checkpoint_bytes = 0, 0  # recorded with the final model for the run plan
         self.resumed_from: str | None = None
         self.skipped = self._final_is_current()
         if not self.skipped:
@@ -454,6 +455,8 @@ class StageRecipe:
         if torch.cuda.is_available() and tstate.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(tstate["cuda_rng"])
         self.step, self.tokens_seen, self.elapsed = tstate["step"], tstate["tokens_seen"], tstate["elapsed_s"]
+        self.checkpoint_saves = int(info.get("checkpoint_saves", 0))
+        self.checkpoint_bytes = drive.tree_bytes(path)
         if tstate["epoch"] != self._epoch.number:
             self._epoch = self._build_epoch(tstate["epoch"])
         self.bin_pos = tstate["bin_pos"]
@@ -687,9 +690,11 @@ class StageRecipe:
             "step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
             "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed,
         }
+        self.checkpoint_saves += 1
         info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
                 "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
-                "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen}
+                "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen,
+                "checkpoint_saves": self.checkpoint_saves}
         from .drive import require_free_space
 
         local = self._local_root() / ckpt.step_dir_name(self.step)
@@ -701,6 +706,7 @@ class StageRecipe:
                            f"local checkpoint of step {self.step}")
         ckpt.write_local(local, model_state, tstate, info)
         dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
+        self.checkpoint_bytes = drive.tree_bytes(dest)
         shutil.rmtree(local, ignore_errors=True)
         return dest
 
@@ -722,7 +728,10 @@ class StageRecipe:
         meta = {"stage": self.cfg.stage, "step": self.step, "config": self.cfg.to_dict(),
                 "fingerprint": self.fingerprint, "voices": self.voices.assignments,
                 # helpers.publish.stage_rows reads "hardware" for the model card
-                "hardware": device_summary() + (f" × {world} processes" if world > 1 else "")}
+                "hardware": device_summary() + (f" × {world} processes" if world > 1 else ""),
+                # what the checkpoints of this stage cost on Drive (helpers.plan reads them back)
+                "checkpoint_bytes": self.checkpoint_bytes, "checkpoint_saves": self.checkpoint_saves,
+                "drive_deletion": self.cfg.drive_deletion}
         rank0 = int(os.environ.get("RANK", "0")) == 0
         if not getattr(self, "_zero3", False):
             if rank0:
