@@ -46,6 +46,7 @@ MODEL_FILE = "model.pt"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "state.json"
 FORMAT = 1
+HF_KIND = "hf_trainer"  # a manifest over an HF Trainer / DeepSpeed checkpoint folder (DeepSpeed path)
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -83,6 +84,18 @@ def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dic
     return folder
 
 
+def write_manifest(folder: str | os.PathLike, step: int, kind: str = HF_KIND) -> Path:
+    """Hash every file under ``folder`` (recursively) into its manifest, written last: makes any
+    checkpoint folder (e.g. HF Trainer's ``checkpoint-N`` with DeepSpeed shards) verifiable."""
+    folder = Path(folder)
+    (folder / MANIFEST).unlink(missing_ok=True)
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file()}
+    _write_json(folder / MANIFEST, {"format": FORMAT, "kind": kind, "step": int(step),
+                                    "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+    return folder
+
+
 def verify(folder: str | os.PathLike, hashes: bool = True) -> str | None:
     """None if ``folder`` is a complete checkpoint, else the reason it is not (one line)."""
     folder = Path(folder)
@@ -94,7 +107,8 @@ def verify(folder: str | os.PathLike, hashes: bool = True) -> str | None:
         files = data["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         return f"{MANIFEST} unreadable ({type(e).__name__}: {e})"
-    for name in (MODEL_FILE, TRAINER_FILE, STATE_FILE):
+    required = () if data.get("kind") == HF_KIND else (MODEL_FILE, TRAINER_FILE, STATE_FILE)
+    for name in required:
         if name not in files:
             return f"{MANIFEST} does not list {name}"
     for name, meta in files.items():
@@ -130,6 +144,11 @@ def find_resume_path(ckpt_dir: str | os.PathLike, log=None) -> Path | None:
             return path
         log(f"checkpoint {path.name} is incomplete and is skipped: {why}")
     return None
+
+
+def read_manifest_step(folder: str | os.PathLike) -> int:
+    """The step recorded in a checkpoint's manifest."""
+    return int(json.loads((Path(folder) / MANIFEST).read_text())["step"])
 
 
 def read_info(folder: str | os.PathLike) -> dict:
@@ -224,7 +243,7 @@ def _stale_temps(ckpt_dir: Path) -> list[Path]:
 
 
 def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_last: int = KEEP_LAST,
-            remover: Remover | None = None) -> Path:
+            remover: Remover | None = None, step: int | None = None) -> Path:
     """Copy a local checkpoint into ``ckpt_dir`` atomically, verify the copy, then apply the policy.
 
     Leftover temp copies of a killed process are removed first; free space for the whole
@@ -236,26 +255,32 @@ def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_l
     remover = remover or Remover("trash")
     if verify(local_folder, hashes=False) is not None:
         raise CheckpointError(f"refusing to publish incomplete local checkpoint {local_folder}")
-    new_step = int(_STEP_DIR.match(local_folder.name).group(1))
+    if step is None:
+        m = _STEP_DIR.match(local_folder.name)
+        if m is None:
+            raise ValueError(f"{local_folder.name}: name it step-NNNNNNNN or pass step=")
+        step = int(m.group(1))
+    new_step = int(step)
+    name = step_dir_name(new_step)
     for p in _stale_temps(ckpt_dir):
         remover.remove(p)
     # The copy goes to a temp name beside the target: all of it must fit next to what is there now.
-    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {local_folder.name}")
+    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {name}")
     complete, other = [], []
-    for step, path in list_checkpoints(ckpt_dir):
-        (complete if verify(path, hashes=False) is None else other).append(step)
+    for st, path in list_checkpoints(ckpt_dir):
+        (complete if verify(path, hashes=False) is None else other).append(st)
     acts = publish_actions(complete, new_step, keep_last, other)
     dest = None
-    for what, step in acts:
+    for what, s in acts:
         if what == "write":
-            dest = copy_into_run(local_folder, ckpt_dir / local_folder.name)
+            dest = copy_into_run(local_folder, ckpt_dir / name)
             # Sizes only: re-reading tens of GB back from Drive to hash them would cost minutes per save;
             # full hashes are checked when a run resumes (find_resume_path).
             why = verify(dest, hashes=False)
             if why is not None:
                 raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
         else:
-            remover.remove(ckpt_dir / step_dir_name(step))
+            remover.remove(ckpt_dir / step_dir_name(s))
     return dest
 
 

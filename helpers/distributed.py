@@ -380,7 +380,8 @@ def train_with_trainer(model, train_dataset, *, output_dir: str | os.PathLike, l
                        adam_eps: float = 1e-8, max_grad_norm: float = 1.0, warmup_steps: int = 0,
                        min_lr_ratio: float = 0.1, bf16: bool | None = None, gradient_checkpointing: bool = False,
                        ce_chunk: int = 1024, seed: int = 1234, logging_steps: int = 1, save_steps: int = 500,
-                       save_total_limit: int = 2, resume: bool = True, extra_args: dict | None = None):
+                       save_total_limit: int = 2, resume: bool = True, extra_args: dict | None = None,
+                       callbacks: Sequence | None = None):
     """Train ``model`` on packed rows with HF Trainer, through DeepSpeed when ``deepspeed`` is given.
 
     The same hyper-parameters as :class:`helpers.config.StageConfig` (cosine schedule
@@ -397,6 +398,8 @@ def train_with_trainer(model, train_dataset, *, output_dir: str | os.PathLike, l
         ce_chunk: tokens per chunk of :func:`helpers.memory.causal_lm_loss`; 0 = HF's loss.
         resume: continue from the newest ``output_dir/checkpoint-N`` if any (HF semantics:
             model, optimizer/ZeRO shards, scheduler, RNG and data position).
+        callbacks: extra ``transformers.TrainerCallback`` objects (the stage recipe publishes each
+            saved checkpoint to the run directory from one).
     Returns:
         ``(train_output, log_history)``: HF's ``TrainOutput`` and the Trainer's list of
         logged dicts (``loss``, ``learning_rate``, ``grad_norm`` per ``logging_steps``).
@@ -430,7 +433,8 @@ def train_with_trainer(model, train_dataset, *, output_dir: str | os.PathLike, l
     kwargs.update(extra_args or {})
     args = TrainingArguments(**kwargs)
     trainer_cls = _chunked_trainer_class()
-    trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, data_collator=collator)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, data_collator=collator,
+                          callbacks=list(callbacks or []))
     trainer.ce_chunk = int(ce_chunk)
     last = get_last_checkpoint(str(output_dir)) if (resume and output_dir.is_dir()) else None
     out = trainer.train(resume_from_checkpoint=last)

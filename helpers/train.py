@@ -604,14 +604,18 @@ class StageRecipe:
             parts.append(dist.PackedBinsDataset(ep.examples, ep.bins))
         data = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         self.log(f"stage {cfg.stage}: DeepSpeed {ds_path.name}, {world} process(es), {steps} steps")
+        # HF Trainer writes its checkpoints to local scratch; a callback publishes each one into the run
+        # directory (manifest, atomic copy, the same retention policy); resume restores the newest one.
+        local_out = self._local_root() / HF_TRAINER_DIR
+        self._restore_hf_checkpoint(local_out, rank)
         out, logs = dist.train_with_trainer(
-            self.model, data, output_dir=self.stage_dir / HF_TRAINER_DIR, deepspeed=str(ds_path),
+            self.model, data, output_dir=local_out, deepspeed=str(ds_path),
             learning_rate=cfg.learning_rate, max_steps=steps, grad_accum=cfg.grad_accum,
             weight_decay=cfg.weight_decay, adam_betas=cfg.adam_betas, adam_eps=cfg.adam_eps,
             max_grad_norm=cfg.max_grad_norm, warmup_steps=self.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
             bf16=cfg.precision != "fp32", gradient_checkpointing=False,  # already set up by enable_checkpointing
-            ce_chunk=cfg.ce_chunk, seed=cfg.seed, logging_steps=cfg.log_every, save_steps=cfg.save_every,
-            save_total_limit=cfg.keep_last, resume=True)
+            ce_chunk=cfg.ce_chunk, seed=cfg.seed, logging_steps=cfg.log_every, save_steps=cfg.save_every or steps,
+            save_total_limit=1, resume=True, callbacks=[self._hf_publisher(rank, steps)])
         self.step = self.total_steps if out.global_step >= steps else out.global_step
         rows = [r for r in logs if "loss" in r]
         if rank == 0:
@@ -626,6 +630,59 @@ class StageRecipe:
                 self.evaluate()
         return TrainResult(cfg.stage, self.step, self.resumed_from, float(rows[-1]["loss"]) if rows else None,
                            self.metrics.published)
+
+    def _restore_hf_checkpoint(self, local_out: Path, rank: int) -> None:
+        """Copy the newest complete published HF checkpoint back to local scratch (rank 0; the others wait)."""
+        marker = local_out / f".restored-{os.environ.get('MASTER_PORT', '0')}"
+        if rank == 0:
+            path = ckpt.find_resume_path(self.stage_dir / HF_TRAINER_DIR, log=self.log)
+            if path is not None:
+                step = ckpt.read_manifest_step(path)
+                target = local_out / f"checkpoint-{step}"
+                if not (target.is_dir() and ckpt.verify(target, hashes=False) is None):
+                    shutil.rmtree(local_out, ignore_errors=True)
+                    shutil.copytree(path, target)
+                self.resumed_from = str(path)
+                self.log(f"resumed stage {self.cfg.stage} (DeepSpeed) from {path.name}")
+            local_out.mkdir(parents=True, exist_ok=True)
+            marker.write_text("ok")
+            return
+        deadline = time.monotonic() + 3600
+        while not marker.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"rank {rank}: rank 0 did not restore the checkpoint into {local_out} within 1 h")
+            time.sleep(1.0)
+
+    def _hf_publisher(self, rank: int, steps: int):
+        """TrainerCallback: saves by wall clock and at the end; publishes every save like the main loop's."""
+        from transformers import TrainerCallback
+
+        recipe, cfg = self, self.cfg
+
+        class Publisher(TrainerCallback):
+            last = time.monotonic()
+
+            def on_step_end(self, args, state, control, **kw):
+                minutes = cfg.save_every_minutes
+                if state.global_step >= steps or (minutes and time.monotonic() - self.last >= minutes * 60):
+                    control.should_save = True
+                return control
+
+            def on_save(self, args, state, control, **kw):
+                _barrier()  # every rank has written its shards
+                if rank == 0:
+                    folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                    ckpt.write_manifest(folder, state.global_step)
+                    recipe.checkpoint_saves += 1
+                    dest = ckpt.publish(folder, recipe.stage_dir / HF_TRAINER_DIR, cfg.keep_last,
+                                        remover=recipe.remover, step=state.global_step)
+                    recipe.checkpoint_bytes = drive.tree_bytes(dest)
+                    recipe.log(f"published DeepSpeed checkpoint {dest.name} ({recipe.checkpoint_bytes / 1e9:.3f} GB)")
+                _barrier()
+                self.last = time.monotonic()
+                return control
+
+        return Publisher()
 
     def _last_logged_loss(self) -> float | None:
         rows = self.metrics.rows()

@@ -387,15 +387,19 @@ def test_deepspeed_config_dispatches_to_hf_trainer(world, tmp_path):
     from helpers.train import HF_TRAINER_DIR
 
     stage = tmp_path / "stage2"
-    cfg = _cfg(max_steps=4, save_every=4, log_every=1, deepspeed="configs/ds_zero2.json", ce_chunk=16,
+    cfg = _cfg(max_steps=4, save_every=2, log_every=1, deepspeed="configs/ds_zero2.json", ce_chunk=16,
                checkpointing="full", local_dir=str(tmp_path / "l"))
     out = _run(world, cfg, stage)
     assert "DeepSpeed ds_zero2.json, 1 process(es), 4 steps" in out, out
     losses = [float(r[1]) for r in _trajectory(stage)]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
-    assert (stage / HF_TRAINER_DIR / "checkpoint-4").is_dir()  # HF Trainer's resume points
+    # HF Trainer's checkpoints were written locally and published like the main loop's (manifest, atomic
+    # copy, one kept); the finished stage leaves its final model and no checkpoints
+    assert "published DeepSpeed checkpoint step-00000002" in out and "step-00000004" in out, out
+    assert not (stage / HF_TRAINER_DIR).exists() and not (stage / "checkpoints").exists()
     meta = json.loads((stage / "model" / COMPLETE_MARKER).read_text())["metadata"]
     assert meta["config"]["deepspeed"] == "configs/ds_zero2.json" and meta["step"] == 4 and meta["hardware"]
+    assert meta["checkpoint_saves"] == 2 and meta["checkpoint_bytes"] > 0
 
 
 # ----------------------------------------------------------------------------- Drive failures
