@@ -32,6 +32,15 @@ n_samples = 3  # clips saved per outcome (kept / each rejection reason) for list
 S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
 print(S); print(session.device_summary())
 
+# %%
+# The run plan (helpers/plan.py): data hours, tokens, steps, GPU hours, compute units, local and Drive peaks per notebook.
+from helpers import drive, plan as run_plan
+rp = run_plan.build_plan(S.profile.name, run_dir=S.paths.root,
+                         drive_free_gb=(drive.free_bytes(S.paths.root) + drive.tree_bytes(S.paths.root)) / drive.GB)
+print(run_plan.format_plan(rp))
+for line in run_plan.plan_problems(rp):
+    print("WARNING, does not fit:", line)
+
 # %% [markdown]
 # ## What we will stream
 # One row per (dataset, split): how many kept hours to gather before stopping. Each phase's
