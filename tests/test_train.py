@@ -240,7 +240,7 @@ def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, 
     from helpers import memory, session
     from helpers.models import COMPLETE_MARKER
 
-    kw = dict(max_steps=6, save_every=3, precision=precision, optimizer=optimizer, optimizer_state=state,
+    kw = dict(max_steps=6, save_every=3, keep_last=2, precision=precision, optimizer=optimizer, optimizer_state=state,
               checkpointing=checkpointing, selective_every=2, ce_chunk=24, local_dir=str(tmp_path / "l"))
     stage = tmp_path / "stage2"
     r1 = _recipe(world, stage, **kw).setup()
