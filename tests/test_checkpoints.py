@@ -175,3 +175,20 @@ def test_sync_file_reports_and_returns_false_when_drive_fails(tmp_path, monkeypa
     monkeypatch.undo()
     assert drive.sync_file(src, tmp_path / "drive" / "m.csv", wait_s=0)
     assert (tmp_path / "drive" / "m.csv").read_text() == "step\n1\n"
+
+
+def test_config_and_drive_agree_on_deletion_modes_and_deterministic_flag_is_an_option():
+    from helpers import config, train
+
+    assert config.DRIVE_DELETION == drive.DELETION_MODES
+    cfg = config.stage_config(2, "colab")
+    assert cfg.drive_deletion == "permanent" and cfg.keep_last == 1 and cfg.save_every_minutes == 40
+    assert {"drive_deletion", "deterministic", "save_every_minutes"} <= config.RESUME_SAFE_FIELDS
+    with pytest.raises(ValueError, match="drive_deletion"):
+        config.stage_config(2, "tiny", drive_deletion="shred")
+    was = torch.are_deterministic_algorithms_enabled()
+    try:
+        train.set_deterministic()
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"]
+    finally:
+        torch.use_deterministic_algorithms(was)
