@@ -22,20 +22,23 @@ selective), the chunked LM-head cross entropy and the attention kernel.
 DeepSpeed: with ``cfg.deepspeed`` set, :meth:`StageRecipe.train` hands the same
 packed data and hyper-parameters to :func:`helpers.distributed.train_with_trainer`
 (HF Trainer + ZeRO) instead of the hand-written loop; the notebooks do not change.
-That path resumes with HF Trainer's ``hf_trainer/checkpoint-N`` folders (ZeRO shards
-optimizer state across ranks, which only DeepSpeed can write and read) and is not
-bit-exact. :func:`launch_command` prints the command that runs a stage on several GPUs.
+That path resumes with HF Trainer's checkpoints (ZeRO shards optimizer state across ranks,
+which only DeepSpeed can write and read): written to local scratch, then published into
+``hf_trainer/step-NNNNNNNN`` with a manifest, through the same atomic copy and retention
+policy as the main loop (:func:`helpers.distributed.train_recipe`); it is not bit-exact.
+:func:`launch_command` prints the command that runs a stage on several GPUs.
 
 Run-directory layout of a stage (``RunPaths.stage(n)``)::
 
     config.json        the StageConfig of the run
     voices.json        built-in voice -> corpus speaker (chosen once, stage 2; copied forward)
-    metrics.csv        one row per logged step (flushed + fsynced: survives crashes)
+    metrics.csv        one row per logged step (written locally, synced here with retries: helpers.runlog)
     eval.csv           held-out loss and the generated sample of each evaluation
     samples/           step-NNNNNNNN.npz (codes) and .wav (decoded) per evaluation
-    checkpoints/       step-NNNNNNNN/ (see helpers.checkpoints), newest keep_last
+    checkpoints/       step-NNNNNNNN/ (see helpers.checkpoints): newest keep_last (1) + the one being
+                       written; deleted once model/ is verified
     model/             final weights + tokenizer (helpers.models.save_stage, COMPLETE.json)
-    hf_trainer/        DeepSpeed path only: HF Trainer checkpoints
+    hf_trainer/        DeepSpeed path only: published HF Trainer checkpoints (same policy)
 
 Subprocess entry point (used by the kill/resume test)::
 
@@ -46,7 +49,6 @@ Subprocess entry point (used by the kill/resume test)::
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
@@ -65,6 +67,7 @@ import torch
 from . import checkpoints as ckpt
 from . import drive, memory
 from .config import StageConfig
+from .runlog import CsvLog
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval
 from .shards import Utterance
@@ -171,81 +174,6 @@ def data_fingerprint(utterances: Sequence[Utterance], voices: VoiceSelection, la
 
 
 # ----------------------------------------------------------------------------- metrics log
-class CsvLog:
-    """Append-only CSV; every row is flushed and fsynced so a crash loses at most the row in flight.
-
-    With ``mirror`` (the run directory's copy, on Drive) rows are written to ``path`` on local disk
-    and the whole file is copied over ``mirror`` after each change with retries
-    (:func:`helpers.drive.sync_file`). A Drive error never stops training: it is reported through
-    ``log``, counted in ``sync_failures``, and the next sync (at most once a minute after a failure,
-    and always at the end of training) copies the complete local file again.
-    """
-
-    sync_retries = 2
-    sync_wait_s = 1.0
-    retry_after_s = 60.0
-
-    def __init__(self, path: Path, fields: Sequence[str], mirror: Path | None = None, log=print):
-        self.path, self.fields = Path(path), tuple(fields)
-        self.mirror = None if mirror is None else Path(mirror)
-        self.log = log
-        self.sync_failures = 0
-        self._next_try = 0.0
-
-    @property
-    def published(self) -> Path:
-        """The copy in the run directory (the mirror when there is one)."""
-        return self.mirror or self.path
-
-    def adopt(self) -> None:
-        """Start the local file from the run directory's copy (a new VM resuming a run)."""
-        if self.mirror is None or self.path.is_file() or not self.mirror.is_file():
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.parent / f".{self.path.name}.adopt"
-        tmp.write_bytes(self.mirror.read_bytes())
-        os.replace(tmp, self.path)
-
-    def sync(self, force: bool = False) -> bool:
-        """Copy the local file over the mirror; False (reported, not raised) when Drive fails."""
-        from . import drive
-
-        if self.mirror is None or not self.path.is_file():
-            return True
-        if not force and time.monotonic() < self._next_try:
-            return False
-        ok = drive.sync_file(self.path, self.mirror, retries=self.sync_retries, wait_s=self.sync_wait_s, log=self.log)
-        if not ok:
-            self.sync_failures += 1
-            self._next_try = time.monotonic() + self.retry_after_s
-        return ok
-
-    def rows(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        with self.path.open(newline="") as f:
-            return list(csv.DictReader(f))
-
-    def truncate_after(self, step: int) -> None:
-        """Drop rows of steps after ``step`` (written after the checkpoint we resume from)."""
-        rows = [r for r in self.rows() if int(r["step"]) <= step]
-        lines = [",".join(self.fields)] + [",".join(r.get(k, "") for k in self.fields) for r in rows]
-        _atomic_write_text(self.path, "\n".join(lines) + "\n")
-        self.sync(force=True)
-
-    def append(self, row: dict) -> None:
-        new = not self.path.is_file()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields)
-            if new:
-                w.writeheader()
-            w.writerow({k: row.get(k, "") for k in self.fields})
-            f.flush()
-            os.fsync(f.fileno())
-        self.sync()
-
-
 # ----------------------------------------------------------------------------- loss
 def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, int]:
     """Summed cross entropy over the target tokens of one packed batch, and their count.
@@ -576,113 +504,10 @@ class StageRecipe:
 
     # ------------------------------------------------------------------ DeepSpeed path
     def _train_deepspeed(self) -> TrainResult:
-        """Train through HF Trainer + DeepSpeed (``cfg.deepspeed``) on the same packed bins and schedule.
+        """Train through HF Trainer + DeepSpeed (``cfg.deepspeed``): :func:`helpers.distributed.train_recipe`."""
+        from .distributed import train_recipe
 
-        Launched with :func:`launch_command` every process runs this; in a notebook it forms a
-        one-process group (ZeRO offload on one GPU). With N processes each optimizer step consumes
-        N × grad_accum bins, so the step count is ``ceil(total_steps / N)``. metrics.csv is rewritten
-        from the Trainer's log on rank 0 (tokens per step are not tracked on this path).
-        """
-        from torch.utils.data import ConcatDataset
-
-        from . import distributed as dist
-
-        cfg = self.cfg
-        if "WORLD_SIZE" not in os.environ:  # not under a launcher: a one-process DeepSpeed group
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                              MASTER_PORT=str(_free_port()))
-        world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
-        ds_path = dist.resolve_config_path(cfg.deepspeed)
-        self._zero3 = dist.zero_settings(ds_path)[0] == 3
-        steps = max(1, math.ceil(self.total_steps / world))
-        # Bins of enough epochs for the planned steps (each epoch has its own reference clips and order).
-        n_epochs = (max(1, math.ceil(cfg.epochs)) if cfg.max_steps is None else
-                    max(1, math.ceil(cfg.max_steps * cfg.grad_accum / len(self._epoch.bins))))
-        parts = [dist.PackedBinsDataset(self._epoch.examples, self._epoch.bins)]
-        for e in range(1, n_epochs):
-            ep = self._build_epoch(e)
-            parts.append(dist.PackedBinsDataset(ep.examples, ep.bins))
-        data = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        self.log(f"stage {cfg.stage}: DeepSpeed {ds_path.name}, {world} process(es), {steps} steps")
-        # HF Trainer writes its checkpoints to local scratch; a callback publishes each one into the run
-        # directory (manifest, atomic copy, the same retention policy); resume restores the newest one.
-        local_out = self._local_root() / HF_TRAINER_DIR
-        self._restore_hf_checkpoint(local_out, rank)
-        out, logs = dist.train_with_trainer(
-            self.model, data, output_dir=local_out, deepspeed=str(ds_path),
-            learning_rate=cfg.learning_rate, max_steps=steps, grad_accum=cfg.grad_accum,
-            weight_decay=cfg.weight_decay, adam_betas=cfg.adam_betas, adam_eps=cfg.adam_eps,
-            max_grad_norm=cfg.max_grad_norm, warmup_steps=self.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
-            bf16=cfg.precision != "fp32", gradient_checkpointing=False,  # already set up by enable_checkpointing
-            ce_chunk=cfg.ce_chunk, seed=cfg.seed, logging_steps=cfg.log_every, save_steps=cfg.save_every or steps,
-            save_total_limit=1, resume=True, callbacks=[self._hf_publisher(rank, steps)])
-        self.step = self.total_steps if out.global_step >= steps else out.global_step
-        rows = [r for r in logs if "loss" in r]
-        if rank == 0:
-            self.metrics.truncate_after(0)
-            elapsed = float(out.metrics.get("train_runtime", 0.0))
-            for r in rows:
-                self.metrics.append({"step": int(r["step"]), "epoch": int(float(r.get("epoch", 0))),
-                                     "loss": repr(float(r["loss"])), "lr": repr(float(r.get("learning_rate", 0.0))),
-                                     "grad_norm": repr(float(r.get("grad_norm", float("nan")))),
-                                     "elapsed_s": f"{elapsed * int(r['step']) / max(1, steps):.2f}"})
-            if cfg.eval_every and not self._zero3:  # ZeRO-3 weights are sharded: no generation here
-                self.evaluate()
-        return TrainResult(cfg.stage, self.step, self.resumed_from, float(rows[-1]["loss"]) if rows else None,
-                           self.metrics.published)
-
-    def _restore_hf_checkpoint(self, local_out: Path, rank: int) -> None:
-        """Copy the newest complete published HF checkpoint back to local scratch (rank 0; the others wait)."""
-        marker = local_out / f".restored-{os.environ.get('MASTER_PORT', '0')}"
-        if rank == 0:
-            path = ckpt.find_resume_path(self.stage_dir / HF_TRAINER_DIR, log=self.log)
-            if path is not None:
-                step = ckpt.read_manifest_step(path)
-                target = local_out / f"checkpoint-{step}"
-                if not (target.is_dir() and ckpt.verify(target, hashes=False) is None):
-                    shutil.rmtree(local_out, ignore_errors=True)
-                    shutil.copytree(path, target)
-                self.resumed_from = str(path)
-                self.log(f"resumed stage {self.cfg.stage} (DeepSpeed) from {path.name}")
-            local_out.mkdir(parents=True, exist_ok=True)
-            marker.write_text("ok")
-            return
-        deadline = time.monotonic() + 3600
-        while not marker.exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"rank {rank}: rank 0 did not restore the checkpoint into {local_out} within 1 h")
-            time.sleep(1.0)
-
-    def _hf_publisher(self, rank: int, steps: int):
-        """TrainerCallback: saves by wall clock and at the end; publishes every save like the main loop's."""
-        from transformers import TrainerCallback
-
-        recipe, cfg = self, self.cfg
-
-        class Publisher(TrainerCallback):
-            last = time.monotonic()
-
-            def on_step_end(self, args, state, control, **kw):
-                minutes = cfg.save_every_minutes
-                if state.global_step >= steps or (minutes and time.monotonic() - self.last >= minutes * 60):
-                    control.should_save = True
-                return control
-
-            def on_save(self, args, state, control, **kw):
-                _barrier()  # every rank has written its shards
-                if rank == 0:
-                    folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                    ckpt.write_manifest(folder, state.global_step)
-                    recipe.checkpoint_saves += 1
-                    dest = ckpt.publish(folder, recipe.stage_dir / HF_TRAINER_DIR, cfg.keep_last,
-                                        remover=recipe.remover, step=state.global_step)
-                    recipe.checkpoint_bytes = drive.tree_bytes(dest)
-                    recipe.log(f"published DeepSpeed checkpoint {dest.name} ({recipe.checkpoint_bytes / 1e9:.3f} GB)")
-                _barrier()
-                self.last = time.monotonic()
-                return control
-
-        return Publisher()
+        return train_recipe(self)
 
     def _last_logged_loss(self) -> float | None:
         rows = self.metrics.rows()
