@@ -12,7 +12,18 @@ It is written to local disk first, then copied into the run directory with
 retry). A checkpoint counts only if its manifest exists and every file matches
 it, so a copy that was cut off (missing manifest, truncated file, flipped
 bytes) is detected and :func:`find_resume_path` falls back to the previous one.
-The newest ``keep_last`` complete checkpoints are kept.
+
+Retention policy (what stays on Drive), one place for the trainer AND the run plan:
+
+* :func:`publish_actions`: write the new checkpoint, verify it, THEN delete older ones so that
+  ``keep_last`` complete checkpoints remain (default 1): during a stage at most one complete
+  checkpoint plus the one being written exist.
+* :func:`finish_actions`: once a stage's final model is verified, all its checkpoints go.
+* :func:`simulate_stage` replays those same action lists on byte counts: the run plan's Drive
+  peak and Trash figures come from it (``helpers.plan``), so plan and trainer cannot drift.
+* Deletions go through :class:`helpers.drive.Remover`: permanent (Drive API, with the user's
+  consent) or into Drive's Trash, whose bytes still count against the quota for 30 days.
+* Free space is checked before every copy (:func:`helpers.drive.require_free_space`).
 """
 from __future__ import annotations
 
@@ -26,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from .drive import Remover, require_free_space, tree_bytes
 from .models import sha256_file
 from .session import copy_into_run
 
@@ -34,6 +46,7 @@ MODEL_FILE = "model.pt"
 TRAINER_FILE = "trainer.pt"
 STATE_FILE = "state.json"
 FORMAT = 1
+HF_KIND = "hf_trainer"  # a manifest over an HF Trainer / DeepSpeed checkpoint folder (DeepSpeed path)
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -71,6 +84,18 @@ def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dic
     return folder
 
 
+def write_manifest(folder: str | os.PathLike, step: int, kind: str = HF_KIND) -> Path:
+    """Hash every file under ``folder`` (recursively) into its manifest, written last: makes any
+    checkpoint folder (e.g. HF Trainer's ``checkpoint-N`` with DeepSpeed shards) verifiable."""
+    folder = Path(folder)
+    (folder / MANIFEST).unlink(missing_ok=True)
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file()}
+    _write_json(folder / MANIFEST, {"format": FORMAT, "kind": kind, "step": int(step),
+                                    "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files})
+    return folder
+
+
 def verify(folder: str | os.PathLike, hashes: bool = True) -> str | None:
     """None if ``folder`` is a complete checkpoint, else the reason it is not (one line)."""
     folder = Path(folder)
@@ -82,7 +107,8 @@ def verify(folder: str | os.PathLike, hashes: bool = True) -> str | None:
         files = data["files"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         return f"{MANIFEST} unreadable ({type(e).__name__}: {e})"
-    for name in (MODEL_FILE, TRAINER_FILE, STATE_FILE):
+    required = () if data.get("kind") == HF_KIND else (MODEL_FILE, TRAINER_FILE, STATE_FILE)
+    for name in required:
         if name not in files:
             return f"{MANIFEST} does not list {name}"
     for name, meta in files.items():
@@ -120,6 +146,11 @@ def find_resume_path(ckpt_dir: str | os.PathLike, log=None) -> Path | None:
     return None
 
 
+def read_manifest_step(folder: str | os.PathLike) -> int:
+    """The step recorded in a checkpoint's manifest."""
+    return int(json.loads((Path(folder) / MANIFEST).read_text())["step"])
+
+
 def read_info(folder: str | os.PathLike) -> dict:
     return json.loads((Path(folder) / STATE_FILE).read_text())
 
@@ -140,24 +171,133 @@ def load(folder: str | os.PathLike, map_location="cpu", hashes: bool = True) -> 
     return model_state, trainer_state, info
 
 
-def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_last: int) -> Path:
-    """Copy a local checkpoint into ``ckpt_dir`` atomically, verify the copy, prune old ones.
+# ----------------------------------------------------------------------------- retention policy
+KEEP_LAST = 1  # complete checkpoints kept on Drive during a stage (plus the one being written)
 
-    Returns the published folder. Keeps the newest ``keep_last`` complete checkpoints;
-    incomplete folders and leftover temp copies are removed as well (this process is the
-    only writer of ``ckpt_dir``).
+
+def publish_actions(complete_steps, new_step: int, keep_last: int = KEEP_LAST,
+                    other_steps=()) -> list[tuple[str, int]]:
+    """The ordered actions of publishing checkpoint ``new_step``: ``[("write", new_step), ("delete", s)...]``.
+
+    ``complete_steps``: steps of the complete checkpoints already in the folder; ``other_steps``:
+    incomplete ones (cut-off copies). The write (copy + verify) comes first, deletions after it, so a
+    failure at any point leaves the previous complete checkpoint in place. Kept: the newest
+    ``keep_last`` complete checkpoints including the new one; incomplete ones older than the new
+    one are deleted too.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+    kept = set(sorted(set(complete_steps) | {new_step})[-keep_last:])
+    acts = [("write", int(new_step))]
+    for s in sorted(set(complete_steps) | {x for x in other_steps if x < new_step}):
+        if s not in kept and s != new_step:
+            acts.append(("delete", int(s)))
+    return acts
+
+
+def finish_actions(steps) -> list[tuple[str, int]]:
+    """Actions once the stage's final model is verified: delete every checkpoint of the stage."""
+    return [("delete", int(s)) for s in sorted(set(steps))]
+
+
+def simulate_stage(ckpt_bytes: int, n_saves: int, final_bytes: int, *, keep_last: int = KEEP_LAST,
+                   deletion: str = "permanent", base_bytes: int = 0) -> dict:
+    """Replay a stage's checkpoint policy on byte counts: what Drive holds at its peak and in the Trash.
+
+    ``n_saves`` checkpoints of ``ckpt_bytes`` each (the last one at the end of the stage), then the
+    final model (``final_bytes``), then :func:`finish_actions`. ``base_bytes``: what the run directory
+    already holds. ``deletion``: "permanent" (deleted bytes are freed) or "trash" (they stay in the
+    Trash, counted against the quota). Returns bytes: ``peak`` (live + Trash at the worst moment),
+    ``peak_live``, ``trash`` (added by this stage), ``end_live`` (what the finished stage leaves) and
+    ``max_checkpoints`` (complete or being written at once).
+    """
+    live, trash, peak, peak_live, most = base_bytes, 0, base_bytes, base_bytes, 0
+    complete: list[int] = []
+
+    def apply(acts):
+        nonlocal live, trash, peak, peak_live, most
+        for what, step in acts:
+            if what == "write":
+                live += ckpt_bytes
+                most = max(most, len(complete) + 1)
+                peak, peak_live = max(peak, live + trash), max(peak_live, live)
+                complete.append(step)
+            else:
+                complete.remove(step)
+                live -= ckpt_bytes
+                if deletion == "trash":
+                    trash += ckpt_bytes
+    for i in range(1, int(n_saves) + 1):
+        apply(publish_actions(list(complete), i, keep_last))
+    live += final_bytes
+    peak, peak_live = max(peak, live + trash), max(peak_live, live)
+    apply(finish_actions(list(complete)))
+    return {"peak": peak, "peak_live": peak_live, "trash": trash, "end_live": live, "max_checkpoints": most}
+
+
+def _stale_temps(ckpt_dir: Path) -> list[Path]:
+    if not ckpt_dir.is_dir():
+        return []
+    return [p for p in ckpt_dir.iterdir()
+            if p.name.startswith(".step-") and (".partial-" in p.name or ".old-" in p.name)]
+
+
+def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_last: int = KEEP_LAST,
+            remover: Remover | None = None, step: int | None = None) -> Path:
+    """Copy a local checkpoint into ``ckpt_dir`` atomically, verify the copy, then apply the policy.
+
+    Leftover temp copies of a killed process are removed first; free space for the whole
+    checkpoint is checked before anything is written (:class:`helpers.drive.InsufficientSpace`);
+    older checkpoints are deleted (through ``remover``) only after the new one is verified.
+    Returns the published folder.
     """
     local_folder, ckpt_dir = Path(local_folder), Path(ckpt_dir)
+    remover = remover or Remover("trash")
     if verify(local_folder, hashes=False) is not None:
         raise CheckpointError(f"refusing to publish incomplete local checkpoint {local_folder}")
-    dest = copy_into_run(local_folder, ckpt_dir / local_folder.name)
-    # Sizes only: re-reading tens of GB back from Drive to hash them would cost minutes per save;
-    # full hashes are checked when a run resumes (find_resume_path).
-    why = verify(dest, hashes=False)
-    if why is not None:
-        raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
-    prune(ckpt_dir, keep_last)
+    if step is None:
+        m = _STEP_DIR.match(local_folder.name)
+        if m is None:
+            raise ValueError(f"{local_folder.name}: name it step-NNNNNNNN or pass step=")
+        step = int(m.group(1))
+    new_step = int(step)
+    name = step_dir_name(new_step)
+    for p in _stale_temps(ckpt_dir):
+        remover.remove(p)
+    # The copy goes to a temp name beside the target: all of it must fit next to what is there now.
+    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {name}")
+    complete, other = [], []
+    for st, path in list_checkpoints(ckpt_dir):
+        (complete if verify(path, hashes=False) is None else other).append(st)
+    acts = publish_actions(complete, new_step, keep_last, other)
+    dest = None
+    for what, s in acts:
+        if what == "write":
+            dest = copy_into_run(local_folder, ckpt_dir / name)
+            # Sizes only: re-reading tens of GB back from Drive to hash them would cost minutes per save;
+            # full hashes are checked when a run resumes (find_resume_path).
+            why = verify(dest, hashes=False)
+            if why is not None:
+                raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
+        else:
+            remover.remove(ckpt_dir / step_dir_name(s))
     return dest
+
+
+def finish(ckpt_dir: str | os.PathLike, remover: Remover | None = None) -> list[Path]:
+    """Delete every checkpoint (and temp copy) of a stage whose final model is verified; returns them."""
+    ckpt_dir = Path(ckpt_dir)
+    remover = remover or Remover("trash")
+    gone = []
+    for _, step in finish_actions([s for s, _ in list_checkpoints(ckpt_dir)]):
+        remover.remove(ckpt_dir / step_dir_name(step))
+        gone.append(ckpt_dir / step_dir_name(step))
+    for p in _stale_temps(ckpt_dir):
+        remover.remove(p)
+        gone.append(p)
+    if ckpt_dir.is_dir() and not any(ckpt_dir.iterdir()):
+        ckpt_dir.rmdir()
+    return gone
 
 
 def prune(ckpt_dir: str | os.PathLike, keep_last: int) -> list[Path]:

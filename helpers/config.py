@@ -19,7 +19,10 @@ stage-1 vocabulary-extended model).
 
 Resume safety: :data:`RESUME_SAFE_FIELDS` lists the fields that may change
 between a run and its resumption (how often to log/save/evaluate, where local
-scratch lives). Any other field changed since the newest checkpoint makes
+scratch lives, how Drive deletes), and :data:`REPLANNABLE_FIELDS` the memory
+settings that change how the same math is computed (activation checkpointing,
+CE chunk, attention kernel): :func:`plan_stage` re-plans those for the GPU of
+the resuming session. Any other field changed since the newest checkpoint makes
 :mod:`helpers.train` refuse to resume, naming the field.
 """
 from __future__ import annotations
@@ -52,8 +55,16 @@ LOSS_ON = ("audio", "all")  # "audio": target audio tokens + <|audio_end|>; "all
 
 # Fields that may differ between a run and its resumption without changing the result.
 RESUME_SAFE_FIELDS = frozenset({
-    "log_every", "save_every", "eval_every", "keep_last", "local_dir", "progress", "eval_max_new_frames",
+    "log_every", "save_every", "save_every_minutes", "eval_every", "keep_last", "local_dir", "progress",
+    "eval_max_new_frames", "drive_deletion", "deterministic",
 })
+# Memory settings that change how the same math is computed, not the math: a resumed run re-plans them
+# for the GPU at hand (helpers.config.plan_stage). Activation checkpointing recomputes the same forward;
+# the chunked cross entropy sums the same per-token losses in chunks; the attention kernel computes the
+# same softmax(QK^T)V. On CPU in fp32 they reproduce bit for bit (tests); on GPU they change rounding
+# order only. precision / optimizer / optimizer_state / deepspeed change the update itself: resume refuses.
+REPLANNABLE_FIELDS = ("checkpointing", "selective_every", "ce_chunk", "attention")
+DRIVE_DELETION = ("trash", "permanent")  # = helpers.drive.DELETION_MODES (a test keeps them equal)
 
 
 @dataclass
@@ -108,14 +119,29 @@ class StageConfig:
     """Fraction of utterances held out for the evaluation loss (at least one, at most 64)."""
     log_every: int = 10
     """Steps between rows of metrics.csv (the last step is always logged)."""
-    save_every: int = 200
-    """Steps between checkpoints (the last step is always saved)."""
+    save_every: int | None = None
+    """Steps between checkpoints; None = by wall clock only (``save_every_minutes``). The last step is
+    always saved."""
+    save_every_minutes: float | None = 40.0
+    """Minutes of training between checkpoints (a disconnect loses at most this much); None = by steps
+    only. 40 min: one ~19.5 GB checkpoint copy to Drive takes a few minutes, so saving more often
+    would spend a noticeable share of the session copying."""
     eval_every: int = 200
     """Steps between evaluations (held-out loss + one generated sample); 0 disables."""
     eval_max_new_frames: int = 250
     """Cap on frames generated for the evaluation sample (250 frames ≈ 21 s)."""
-    keep_last: int = 2
-    """Complete checkpoints kept in the run directory (older ones are deleted)."""
+    keep_last: int = 1
+    """Complete checkpoints kept in the run directory during the stage (older ones are deleted after
+    the new one is verified, so one more exists while it is written); all are deleted once the
+    stage's final model is verified (helpers.checkpoints retention policy)."""
+    drive_deletion: str = "trash"
+    """How checkpoints are deleted from the run directory on Drive: "trash" (a plain delete; Drive
+    keeps the bytes in its Trash for 30 days, counted against the quota) or "permanent" (Drive API
+    files.delete; asks once for the user's consent to Drive access). See helpers.drive."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms + cuDNN/cuBLAS deterministic settings. Resume is bit for bit
+    on CPU either way (tested); on a GPU this makes repeated runs of the same kernels repeat, at some
+    speed cost; it cannot make a different GPU model or library version give the same bits."""
     local_dir: str | None = None
     """Local scratch for checkpoints before the atomic copy to the run directory; None = a temp dir."""
     progress: bool = True
@@ -186,9 +212,15 @@ class StageConfig:
             bad("loss_on", f"one of {LOSS_ON}")
         if not 0 <= self.eval_fraction < 0.5:
             bad("eval_fraction", "in [0, 0.5)")
-        for name in ("log_every", "save_every", "keep_last"):
+        for name in ("log_every", "keep_last"):
             if getattr(self, name) < 1:
                 bad(name, ">= 1")
+        if self.save_every is not None and self.save_every < 1:
+            bad("save_every", "None or >= 1")
+        if self.save_every_minutes is not None and not self.save_every_minutes > 0:
+            bad("save_every_minutes", "None or > 0 minutes")
+        if self.drive_deletion not in DRIVE_DELETION:
+            bad("drive_deletion", f"one of {DRIVE_DELETION}")
         if self.eval_every < 0:
             bad("eval_every", ">= 0 (0 disables evaluation)")
         # memory fields: None = not decided yet (plan_stage), else validated
@@ -267,7 +299,7 @@ class StageConfig:
         now = self.to_dict()
         out = []
         for name in sorted(set(now) | set(saved)):
-            if name in RESUME_SAFE_FIELDS:
+            if name in RESUME_SAFE_FIELDS or name in REPLANNABLE_FIELDS:
                 continue
             if _norm(now.get(name)) != _norm(saved.get(name)):
                 out.append(f"{name}: {saved.get(name)!r} -> {now.get(name)!r}")
@@ -281,18 +313,35 @@ def _norm(v):
 # Per-profile sizes of the stages. colab: the real run on an A100 (context 4,096 tokens, ~48k tokens
 # per step); tiny: a CPU demo that trains a few dozen steps so the chained notebook test stays fast.
 _PROFILE_SIZES: dict[str, dict[str, Any]] = {
-    # colab: memory fields stay None -> plan_stage picks them for the detected GPU.
-    "colab": dict(epochs=1.0, grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=500,
-                  eval_every=500, keep_last=2),
+    # colab: memory fields stay None -> plan_stage picks them for the detected GPU; epochs per stage
+    # from STAGE_EPOCHS; checkpoints every 40 min of training (StageConfig.save_every_minutes).
+    # drive_deletion="permanent": deleted checkpoints skip Drive's Trash (Colab asks once for Drive access);
+    # with "trash" every deleted ~19.5 GB checkpoint counts against the quota for 30 days (helpers.drive).
+    "colab": dict(grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=None, save_every_minutes=40.0,
+                  eval_every=500, keep_last=1, drive_deletion="permanent"),
     # pilot: colab at ~1 % of the data (helpers.profiles): a few dozen optimizer steps per stage, minutes
     # each on an A100; smaller steps (grad_accum 4) so even stage 4's ~0.5 h of audio gives several.
-    "pilot": dict(epochs=1.0, grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=25,
-                  eval_every=25, keep_last=1),
+    "pilot": dict(grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=25, save_every_minutes=40.0,
+                  eval_every=25, keep_last=1, drive_deletion="permanent"),
     # tiny: CPU, so fp32 and torch AdamW; the plan is still computed and shown (for PLAN_TARGET_GPU).
     "tiny": dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,
-                 keep_last=2, eval_max_new_frames=8, eval_fraction=0.1, precision="fp32", optimizer="adamw_torch",
+                 keep_last=1, eval_max_new_frames=8, eval_fraction=0.1, precision="fp32", optimizer="adamw_torch",
                  optimizer_state="fp32", checkpointing="none", selective_every=2, ce_chunk=0),
 }
+
+# Default passes over each stage's data (profiles that set neither max_steps nor epochs). At the planned
+# A100-40GB speed (~6,100 tokens/s, helpers.planner) one epoch is ~15 h (stage 2, 1,050 h of speech,
+# ~330 M tokens), ~2.6 h (stage 3, 184 h) and ~0.8 h (stage 4, 54 h); the seed budgets 72-120 h /
+# 24-40 h / 12-20 h of A100 time.
+#  - stage 2: 2 epochs (~30 h planned). ~330 M tokens is little for a 3B model learning a new modality;
+#    repeating data up to ~4 epochs costs almost nothing against fresh data (Muennighoff et al. 2023,
+#    "Scaling Data-Constrained Language Models"), and 2 keeps the planned time under half the seed's
+#    lower budget: margin for a planner that assumes 55 % hardware utilisation.
+#  - stage 3: 3 epochs (~8 h planned). 184 h of clean speech at a 5x lower LR; a small set, so more
+#    passes, still a third of the seed's budget. The held-out loss (eval.csv) shows any overfitting.
+#  - stage 4: 3 epochs (~2.3 h planned). 54 h from few speakers (Expresso 4, RAVDESS 24, EmoV-DB 4):
+#    more passes would memorise those voices; the seed's 12-20 h budget would allow ~20.
+STAGE_EPOCHS: dict[int, float] = {2: 2.0, 3: 3.0, 4: 3.0}
 
 
 def stage_config(stage: int, profile, **overrides) -> StageConfig:
@@ -312,7 +361,10 @@ def stage_config(stage: int, profile, **overrides) -> StageConfig:
         raise ValueError(f"no stage sizes for profile {prof.name!r}; known: {sorted(_PROFILE_SIZES)}")
     lr, phase = SEED_STAGES[stage]
     kw: dict[str, Any] = dict(stage=stage, phase=phase, learning_rate=lr, max_seq_len=prof.max_seq_len)
-    kw.update(_PROFILE_SIZES[prof.name])
+    sizes = _PROFILE_SIZES[prof.name]
+    if "max_steps" not in sizes and "epochs" not in sizes:
+        kw["epochs"] = STAGE_EPOCHS[stage]
+    kw.update(sizes)
     names = {f.name for f in dataclasses.fields(StageConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
@@ -372,6 +424,33 @@ def _settings_from_plan(plan) -> dict[str, Any]:
                            if st.zero_stage else None))
 
 
+def _replan_for_gpu(values: dict, replan: list, shape, plan, cfg: StageConfig, n: int) -> dict:
+    """Activation checkpointing / CE chunk for a resumed run's kept math settings on this GPU."""
+    from . import planner
+
+    probe = dataclasses.replace(cfg, **{k: (values[k] if values[k] is not None else _CPU_DEFAULTS.get(k))
+                                        for k in PLANNED_FIELDS if k != "deepspeed"},
+                                deepspeed=values["deepspeed"])
+    fixed = train_plan_of(probe, n)
+    if fixed is None:  # fp32 compute is not modelled: keep the CPU-like defaults
+        return {k: _CPU_DEFAULTS[k] for k in replan}
+    best = planner.replan_memory(shape, plan.gpu, fixed)
+    if best is None:
+        need = min(planner.estimate_memory(shape, dataclasses.replace(fixed, checkpointing=c, ce=e)).peak
+                   for c in planner.CHECKPOINTING for e in planner.CROSS_ENTROPY)
+        raise planner.NoFeasiblePlan(
+            f"the run in progress uses precision={values['precision']!r}, optimizer={values['optimizer']!r}, "
+            f"optimizer_state={values['optimizer_state']!r}, deepspeed={values['deepspeed']!r} (they change the "
+            f"math, so resume keeps them); with the most memory-saving checkpointing and CE chunk that needs "
+            f"{need / planner.GIB:.1f} GiB, more than {plan.usable_bytes / planner.GIB:.1f} GiB usable on "
+            f"{plan.gpu.name}. Resume on a larger GPU, or delete the stage's checkpoints to restart it with this "
+            f"GPU's plan.")
+    import types
+
+    st = _settings_from_plan(types.SimpleNamespace(train=best))
+    return {k: st[k] for k in replan}
+
+
 def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float | None = None,
                n_gpus: int | None = None, stage_dir: str | os.PathLike | None = None, log=print):
     """``(plan, cfg')``: the planner's choice for this stage's model and token budget, applied to ``cfg``.
@@ -423,11 +502,21 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
         previous = {k: saved.get(k) for k in PLANNED_FIELDS if saved.get(k) is not None}
     unset = [k for k in PLANNED_FIELDS if values[k] is None and k != "deepspeed"]
     if previous and unset:
-        for k in PLANNED_FIELDS:
-            if values[k] is None and k in previous:
-                values[k] = previous[k]
-        log(f"plan_stage: a run of this stage is in progress in {stage_dir}; keeping its memory settings "
-            f"({', '.join(f'{k}={previous[k]!r}' for k in unset if k in previous)}) so that it resumes exactly")
+        # A run in progress: keep what changes the math (precision, optimizer, its states, DeepSpeed);
+        # re-plan how it is computed (activation checkpointing, CE chunk) for the GPU at hand.
+        math_fields = [k for k in PLANNED_FIELDS if k not in REPLANNABLE_FIELDS]
+        kept = [k for k in math_fields if values[k] is None and k in previous]
+        for k in kept:
+            values[k] = previous[k]
+        replan = [k for k in unset if k in REPLANNABLE_FIELDS]
+        if not on_gpu:  # nothing to re-plan for: the CPU run keeps what it started with
+            for k in replan:
+                values[k] = previous.get(k)
+        log(f"plan_stage: a run of this stage is in progress in {stage_dir}; keeping the settings that change "
+            f"the math ({', '.join(f'{k}={previous[k]!r}' for k in kept)}) so that it resumes exactly"
+            + (f"; re-planning {', '.join(replan)} for this GPU" if on_gpu and replan else ""))
+        if on_gpu and replan:
+            values.update(_replan_for_gpu(values, replan, shape, plan, cfg, n))
         unset = [k for k in unset if values[k] is None]
     if unset:
         source = _settings_from_plan(plan) if on_gpu else dict(_CPU_DEFAULTS, deepspeed=None)

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shlex
+import shutil
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,6 +54,7 @@ __all__ = [
     "PackedBinsDataset",
     "packed_collator",
     "train_with_trainer",
+    "train_recipe",
 ]
 
 AUTO = "auto"
@@ -380,7 +384,8 @@ def train_with_trainer(model, train_dataset, *, output_dir: str | os.PathLike, l
                        adam_eps: float = 1e-8, max_grad_norm: float = 1.0, warmup_steps: int = 0,
                        min_lr_ratio: float = 0.1, bf16: bool | None = None, gradient_checkpointing: bool = False,
                        ce_chunk: int = 1024, seed: int = 1234, logging_steps: int = 1, save_steps: int = 500,
-                       save_total_limit: int = 2, resume: bool = True, extra_args: dict | None = None):
+                       save_total_limit: int = 2, resume: bool = True, extra_args: dict | None = None,
+                       callbacks: Sequence | None = None):
     """Train ``model`` on packed rows with HF Trainer, through DeepSpeed when ``deepspeed`` is given.
 
     The same hyper-parameters as :class:`helpers.config.StageConfig` (cosine schedule
@@ -397,6 +402,8 @@ def train_with_trainer(model, train_dataset, *, output_dir: str | os.PathLike, l
         ce_chunk: tokens per chunk of :func:`helpers.memory.causal_lm_loss`; 0 = HF's loss.
         resume: continue from the newest ``output_dir/checkpoint-N`` if any (HF semantics:
             model, optimizer/ZeRO shards, scheduler, RNG and data position).
+        callbacks: extra ``transformers.TrainerCallback`` objects (the stage recipe publishes each
+            saved checkpoint to the run directory from one).
     Returns:
         ``(train_output, log_history)``: HF's ``TrainOutput`` and the Trainer's list of
         logged dicts (``loss``, ``learning_rate``, ``grad_norm`` per ``logging_steps``).
@@ -430,8 +437,130 @@ def train_with_trainer(model, train_dataset, *, output_dir: str | os.PathLike, l
     kwargs.update(extra_args or {})
     args = TrainingArguments(**kwargs)
     trainer_cls = _chunked_trainer_class()
-    trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, data_collator=collator)
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_dataset, data_collator=collator,
+                          callbacks=list(callbacks or []))
     trainer.ce_chunk = int(ce_chunk)
     last = get_last_checkpoint(str(output_dir)) if (resume and output_dir.is_dir()) else None
     out = trainer.train(resume_from_checkpoint=last)
     return out, list(trainer.state.log_history)
+
+
+# ----------------------------------------------------------------------------- the stage recipe on this path
+def train_recipe(recipe):
+    """Train a :class:`helpers.train.StageRecipe` through HF Trainer + DeepSpeed (``cfg.deepspeed``) on the
+    same packed bins and schedule; returns its ``TrainResult``.
+
+    Launched with :func:`helpers.train.launch_command` every process runs this; in a notebook it forms a
+    one-process group (ZeRO offload on one GPU). With N processes each optimizer step consumes
+    N × grad_accum bins, so the step count is ``ceil(total_steps / N)``. metrics.csv is rewritten
+    from the Trainer's log on rank 0 (tokens per step are not tracked on this path).
+    """
+    from torch.utils.data import ConcatDataset
+
+    from .train import HF_TRAINER_DIR, TrainResult, _free_port
+
+    cfg = recipe.cfg
+    if "WORLD_SIZE" not in os.environ:  # not under a launcher: a one-process DeepSpeed group
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(_free_port()))
+    world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
+    ds_path = resolve_config_path(cfg.deepspeed)
+    recipe._zero3 = zero_settings(ds_path)[0] == 3
+    steps = max(1, math.ceil(recipe.total_steps / world))
+    # Bins of enough epochs for the planned steps (each epoch has its own reference clips and order).
+    n_epochs = (max(1, math.ceil(cfg.epochs)) if cfg.max_steps is None else
+                max(1, math.ceil(cfg.max_steps * cfg.grad_accum / len(recipe._epoch.bins))))
+    parts = [PackedBinsDataset(recipe._epoch.examples, recipe._epoch.bins)]
+    for e in range(1, n_epochs):
+        ep = recipe._build_epoch(e)
+        parts.append(PackedBinsDataset(ep.examples, ep.bins))
+    data = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    recipe.log(f"stage {cfg.stage}: DeepSpeed {ds_path.name}, {world} process(es), {steps} steps")
+    # HF Trainer writes its checkpoints to local scratch; a callback publishes each one into the run
+    # directory (manifest, atomic copy, the same retention policy); resume restores the newest one.
+    local_out = recipe._local_root() / HF_TRAINER_DIR
+    _restore_hf_checkpoint(recipe, local_out, rank)
+    out, logs = train_with_trainer(
+        recipe.model, data, output_dir=local_out, deepspeed=str(ds_path),
+        learning_rate=cfg.learning_rate, max_steps=steps, grad_accum=cfg.grad_accum,
+        weight_decay=cfg.weight_decay, adam_betas=cfg.adam_betas, adam_eps=cfg.adam_eps,
+        max_grad_norm=cfg.max_grad_norm, warmup_steps=recipe.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
+        bf16=cfg.precision != "fp32", gradient_checkpointing=False,  # already set up by enable_checkpointing
+        ce_chunk=cfg.ce_chunk, seed=cfg.seed, logging_steps=cfg.log_every, save_steps=cfg.save_every or steps,
+        save_total_limit=1, resume=True, callbacks=[_hf_publisher(recipe, rank, steps)])
+    recipe.step = recipe.total_steps if out.global_step >= steps else out.global_step
+    rows = [r for r in logs if "loss" in r]
+    if rank == 0:
+        recipe.metrics.truncate_after(0)
+        elapsed = float(out.metrics.get("train_runtime", 0.0))
+        for r in rows:
+            recipe.metrics.append({"step": int(r["step"]), "epoch": int(float(r.get("epoch", 0))),
+                                 "loss": repr(float(r["loss"])), "lr": repr(float(r.get("learning_rate", 0.0))),
+                                 "grad_norm": repr(float(r.get("grad_norm", float("nan")))),
+                                 "elapsed_s": f"{elapsed * int(r['step']) / max(1, steps):.2f}"})
+        if cfg.eval_every and not recipe._zero3:  # ZeRO-3 weights are sharded: no generation here
+            recipe.evaluate()
+    return TrainResult(cfg.stage, recipe.step, recipe.resumed_from, float(rows[-1]["loss"]) if rows else None,
+                       recipe.metrics.published)
+
+
+def _restore_hf_checkpoint(recipe, local_out: Path, rank: int) -> None:
+    """Copy the newest complete published HF checkpoint back to local scratch (rank 0; the others wait)."""
+    from . import checkpoints as ckpt
+    from .train import HF_TRAINER_DIR
+
+    marker = local_out / f".restored-{os.environ.get('MASTER_PORT', '0')}"
+    if rank == 0:
+        path = ckpt.find_resume_path(recipe.stage_dir / HF_TRAINER_DIR, log=recipe.log)
+        if path is not None:
+            step = ckpt.read_manifest_step(path)
+            target = local_out / f"checkpoint-{step}"
+            if not (target.is_dir() and ckpt.verify(target, hashes=False) is None):
+                shutil.rmtree(local_out, ignore_errors=True)
+                shutil.copytree(path, target)
+            recipe.resumed_from = str(path)
+            recipe.log(f"resumed stage {recipe.cfg.stage} (DeepSpeed) from {path.name}")
+        local_out.mkdir(parents=True, exist_ok=True)
+        marker.write_text("ok")
+        return
+    deadline = time.monotonic() + 3600
+    while not marker.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {rank}: rank 0 did not restore the checkpoint into {local_out} within 1 h")
+        time.sleep(1.0)
+
+
+def _hf_publisher(recipe, rank: int, steps: int):
+    """TrainerCallback: saves by wall clock and at the end; publishes every save like the main loop's."""
+    from transformers import TrainerCallback
+
+    from . import checkpoints as ckpt
+    from . import drive
+    from .train import HF_TRAINER_DIR, _barrier
+
+    recipe, cfg = recipe, recipe.cfg
+
+    class Publisher(TrainerCallback):
+        last = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            minutes = cfg.save_every_minutes
+            if state.global_step >= steps or (minutes and time.monotonic() - self.last >= minutes * 60):
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kw):
+            _barrier()  # every rank has written its shards
+            if rank == 0:
+                folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                ckpt.write_manifest(folder, state.global_step)
+                recipe.checkpoint_saves += 1
+                dest = ckpt.publish(folder, recipe.stage_dir / HF_TRAINER_DIR, cfg.keep_last,
+                                    remover=recipe.remover, step=state.global_step)
+                recipe.checkpoint_bytes = drive.tree_bytes(dest)
+                recipe.log(f"published DeepSpeed checkpoint {dest.name} ({recipe.checkpoint_bytes / 1e9:.3f} GB)")
+            _barrier()
+            self.last = time.monotonic()
+            return control
+
+    return Publisher()

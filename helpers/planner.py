@@ -290,6 +290,32 @@ _DIMENSIONS = {
 }
 
 
+REPLANNABLE = ("checkpointing", "ce", "ce_chunk_tokens", "selective_every")  # same math, other memory/speed
+
+
+def replan_memory(shape: ModelShape, gpu, fixed: TrainPlan, headroom: float = HEADROOM_FRACTION) -> TrainPlan | None:
+    """The fastest plan that keeps every math-changing field of ``fixed`` (precision, optimizer,
+    gradient dtype, rounding, ZeRO/offload, tokens per micro-batch, accumulation, GPUs) and varies
+    only :data:`REPLANNABLE` fields, that fits ``gpu``; None when none fits.
+
+    What a resumed run uses when the new session got another GPU than the one it started on.
+    """
+    gpu = _resolve_gpu(gpu)
+    usable = int(gpu.memory_bytes * (1 - headroom))
+    host_limit = None if gpu.host_ram_gib is None else gpu.host_ram_gib * GIB * HOST_RAM_USABLE_FRACTION
+    best = None
+    for ckpt in CHECKPOINTING:
+        for ce in CROSS_ENTROPY:
+            p = replace(fixed, checkpointing=ckpt, ce=ce)
+            mem = estimate_memory(shape, p)
+            if mem.peak > usable or (host_limit is not None and mem.cpu > host_limit):
+                continue
+            tps = estimate_throughput(shape, p, gpu).tokens_per_s
+            if best is None or tps > best[0] * (1 + 1e-9) or (abs(tps - best[0]) <= best[0] * 1e-9 and mem.peak < best[1]):
+                best = (tps, mem.peak, p)
+    return None if best is None else best[2]
+
+
 def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_step: int = 8192, n_gpus: int = 1,
                  *, grad_accum: int = 8, train_tokens: int | None = None, host_ram_gib: float | None = None,
                  allow_lost_updates: bool = False, headroom: float = HEADROOM_FRACTION,

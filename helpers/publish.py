@@ -643,6 +643,9 @@ def export_model(paths: RunPaths, *, base_model: str, codec_model: str, stage: i
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        from .drive import require_free_space, tree_bytes
+
+        require_free_space(export_dir.parent, tree_bytes(out), "the export")  # before copying: clear error, old kept
         copy_into_run(out, export_dir)
     files = export_listing(export_dir)
     log(f"exported stage {s} ({source.relative_to(paths.root)}) to {export_dir}")

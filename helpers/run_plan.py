@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an existing run directory: use its manifest and shards instead of catalog facts")
     p.add_argument("--drive-free-gb", type=float, default=None,
                    help="free space on the user's Drive in GB; exit 1 when the run's Drive peak does not fit")
+    p.add_argument("--drive-deletion", choices=("trash", "permanent"), default=None,
+                   help="how deleted checkpoints leave Drive (default: the profile's stage config)")
     p.add_argument("--coverage", action="store_true",
                    help="print minutes per stage x voice x emotion instead of the run plan")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .plan import build_plan, format_plan, plan_problems
 
-    plan = build_plan(args.profile, run_dir=args.run_dir, drive_free_gb=args.drive_free_gb)
+    plan = build_plan(args.profile, run_dir=args.run_dir, drive_free_gb=args.drive_free_gb,
+                      **({"drive_deletion": args.drive_deletion} if args.drive_deletion else {}))
     print(json.dumps(plan, indent=2, default=str) if args.json else format_plan(plan))
     problems = plan_problems(plan)
     for line in problems:

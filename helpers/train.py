@@ -22,20 +22,23 @@ selective), the chunked LM-head cross entropy and the attention kernel.
 DeepSpeed: with ``cfg.deepspeed`` set, :meth:`StageRecipe.train` hands the same
 packed data and hyper-parameters to :func:`helpers.distributed.train_with_trainer`
 (HF Trainer + ZeRO) instead of the hand-written loop; the notebooks do not change.
-That path resumes with HF Trainer's ``hf_trainer/checkpoint-N`` folders (ZeRO shards
-optimizer state across ranks, which only DeepSpeed can write and read) and is not
-bit-exact. :func:`launch_command` prints the command that runs a stage on several GPUs.
+That path resumes with HF Trainer's checkpoints (ZeRO shards optimizer state across ranks,
+which only DeepSpeed can write and read): written to local scratch, then published into
+``hf_trainer/step-NNNNNNNN`` with a manifest, through the same atomic copy and retention
+policy as the main loop (:func:`helpers.distributed.train_recipe`); it is not bit-exact.
+:func:`launch_command` prints the command that runs a stage on several GPUs.
 
 Run-directory layout of a stage (``RunPaths.stage(n)``)::
 
     config.json        the StageConfig of the run
     voices.json        built-in voice -> corpus speaker (chosen once, stage 2; copied forward)
-    metrics.csv        one row per logged step (flushed + fsynced: survives crashes)
+    metrics.csv        one row per logged step (written locally, synced here with retries: helpers.runlog)
     eval.csv           held-out loss and the generated sample of each evaluation
     samples/           step-NNNNNNNN.npz (codes) and .wav (decoded) per evaluation
-    checkpoints/       step-NNNNNNNN/ (see helpers.checkpoints), newest keep_last
+    checkpoints/       step-NNNNNNNN/ (see helpers.checkpoints): newest keep_last (1) + the one being
+                       written; deleted once model/ is verified
     model/             final weights + tokenizer (helpers.models.save_stage, COMPLETE.json)
-    hf_trainer/        DeepSpeed path only: HF Trainer checkpoints
+    hf_trainer/        DeepSpeed path only: published HF Trainer checkpoints (same policy)
 
 Subprocess entry point (used by the kill/resume test)::
 
@@ -46,11 +49,11 @@ Subprocess entry point (used by the kill/resume test)::
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -63,8 +66,9 @@ import torch
 
 from . import attention
 from . import checkpoints as ckpt
-from . import memory
+from . import drive, memory
 from .config import StageConfig
+from .runlog import CsvLog
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval
 from .shards import Utterance
@@ -171,36 +175,6 @@ def data_fingerprint(utterances: Sequence[Utterance], voices: VoiceSelection, la
 
 
 # ----------------------------------------------------------------------------- metrics log
-class CsvLog:
-    """Append-only CSV; every row is flushed and fsynced so a crash loses at most the row in flight."""
-
-    def __init__(self, path: Path, fields: Sequence[str]):
-        self.path, self.fields = Path(path), tuple(fields)
-
-    def rows(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        with self.path.open(newline="") as f:
-            return list(csv.DictReader(f))
-
-    def truncate_after(self, step: int) -> None:
-        """Drop rows of steps after ``step`` (written after the checkpoint we resume from)."""
-        rows = [r for r in self.rows() if int(r["step"]) <= step]
-        lines = [",".join(self.fields)] + [",".join(r.get(k, "") for k in self.fields) for r in rows]
-        _atomic_write_text(self.path, "\n".join(lines) + "\n")
-
-    def append(self, row: dict) -> None:
-        new = not self.path.is_file()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.fields)
-            if new:
-                w.writeheader()
-            w.writerow({k: row.get(k, "") for k in self.fields})
-            f.flush()
-            os.fsync(f.fileno())
-
-
 # ----------------------------------------------------------------------------- loss
 def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, int]:
     """Summed cross entropy over the target tokens of one packed batch, and their count.
@@ -297,8 +271,13 @@ class StageRecipe:
         self.utterances, self.voices, self.decoder, self.log = list(utterances), voices, decoder, log
         self.stage_dir = Path(stage_dir)
         self.ckpt_dir = self.stage_dir / CHECKPOINTS_DIR
-        self.metrics = CsvLog(self.stage_dir / METRICS_FILE, METRICS_FIELDS)
-        self.evals = CsvLog(self.stage_dir / EVAL_FILE, EVAL_FIELDS)
+        # Logs are written on local disk and synced to the run directory (Drive) with retries.
+        logs = self._local_root() / "logs"
+        self.metrics = CsvLog(logs / METRICS_FILE, METRICS_FIELDS, mirror=self.stage_dir / METRICS_FILE, log=log)
+        self.evals = CsvLog(logs / EVAL_FILE, EVAL_FIELDS, mirror=self.stage_dir / EVAL_FILE, log=log)
+        from .drive import Remover
+
+        self.remover = Remover(cfg.drive_deletion, log=log)
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._is_setup = False
 
@@ -308,6 +287,8 @@ class StageRecipe:
         cfg = self.cfg
         cfg.require_planned()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.deterministic:
+            set_deterministic()
         if cfg.precision == "bf16-mixed" and self.device.type != "cuda" and cfg.deepspeed is None:
             raise ValueError("precision='bf16-mixed' needs a CUDA GPU (bf16 autocast); use precision='fp32' on CPU")
         torch.manual_seed(cfg.seed)
@@ -335,6 +316,7 @@ class StageRecipe:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, cosine_lambda(self.total_steps, self.warmup_steps, cfg.min_lr_ratio))
         self.step, self.bin_pos, self.tokens_seen, self.elapsed = 0, 0, 0, 0.0
+        self.checkpoint_saves, self.checkpoint_bytes = 0, 0  # recorded with the final model for the run plan
         self.resumed_from: str | None = None
         self.skipped = self._final_is_current()
         if not self.skipped:
@@ -377,9 +359,11 @@ class StageRecipe:
         return True
 
     def _resume(self) -> None:
+        self.metrics.adopt()
+        self.evals.adopt()
         path = ckpt.find_resume_path(self.ckpt_dir, log=self.log)
         if path is None:
-            if self.metrics.path.exists():
+            if self.metrics.path.exists() or self.metrics.published.exists():
                 self.metrics.truncate_after(0)
                 self.evals.truncate_after(0)
             return
@@ -402,6 +386,8 @@ class StageRecipe:
         if torch.cuda.is_available() and tstate.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(tstate["cuda_rng"])
         self.step, self.tokens_seen, self.elapsed = tstate["step"], tstate["tokens_seen"], tstate["elapsed_s"]
+        self.checkpoint_saves = int(info.get("checkpoint_saves", 0))
+        self.checkpoint_bytes = drive.tree_bytes(path)
         if tstate["epoch"] != self._epoch.number:
             self._epoch = self._build_epoch(tstate["epoch"])
         self.bin_pos = tstate["bin_pos"]
@@ -454,7 +440,7 @@ class StageRecipe:
         last_loss = None
         if self.skipped or self.step >= self.total_steps:
             return TrainResult(cfg.stage, self.step, self.resumed_from, self._last_logged_loss(),
-                               self.metrics.path, skipped=self.skipped)
+                               self.metrics.published, skipped=self.skipped)
         if cfg.deepspeed is not None:
             return self._train_deepspeed()
         bar = None
@@ -463,6 +449,7 @@ class StageRecipe:
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._last_save = time.monotonic()
         while self.step < self.total_steps:
             t0 = time.perf_counter()
             batches = [self._next_bin() for _ in range(cfg.grad_accum)]
@@ -500,64 +487,30 @@ class StageRecipe:
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_tokens / dt:.0f}")
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
                 self.evaluate()
-            if self.step % cfg.save_every == 0 or self.step == self.total_steps:
+            if self._save_due():
                 self.save_checkpoint()
+                self._last_save = time.monotonic()
         if bar is not None:
             bar.close()
-        return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.path)
+        self.metrics.sync(force=True)
+        self.evals.sync(force=True)
+        return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.published)
+
+    def _save_due(self) -> bool:
+        """A checkpoint every ``save_every`` steps and/or every ``save_every_minutes`` of training, and at the end."""
+        cfg = self.cfg
+        if self.step == self.total_steps:
+            return True
+        if cfg.save_every is not None and self.step % cfg.save_every == 0:
+            return True
+        return cfg.save_every_minutes is not None and time.monotonic() - self._last_save >= cfg.save_every_minutes * 60
 
     # ------------------------------------------------------------------ DeepSpeed path
     def _train_deepspeed(self) -> TrainResult:
-        """Train through HF Trainer + DeepSpeed (``cfg.deepspeed``) on the same packed bins and schedule.
+        """Train through HF Trainer + DeepSpeed (``cfg.deepspeed``): :func:`helpers.distributed.train_recipe`."""
+        from .distributed import train_recipe
 
-        Launched with :func:`launch_command` every process runs this; in a notebook it forms a
-        one-process group (ZeRO offload on one GPU). With N processes each optimizer step consumes
-        N × grad_accum bins, so the step count is ``ceil(total_steps / N)``. metrics.csv is rewritten
-        from the Trainer's log on rank 0 (tokens per step are not tracked on this path).
-        """
-        from torch.utils.data import ConcatDataset
-
-        from . import distributed as dist
-
-        cfg = self.cfg
-        if "WORLD_SIZE" not in os.environ:  # not under a launcher: a one-process DeepSpeed group
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                              MASTER_PORT=str(_free_port()))
-        world, rank = int(os.environ["WORLD_SIZE"]), int(os.environ.get("RANK", "0"))
-        ds_path = dist.resolve_config_path(cfg.deepspeed)
-        self._zero3 = dist.zero_settings(ds_path)[0] == 3
-        steps = max(1, math.ceil(self.total_steps / world))
-        # Bins of enough epochs for the planned steps (each epoch has its own reference clips and order).
-        n_epochs = (max(1, math.ceil(cfg.epochs)) if cfg.max_steps is None else
-                    max(1, math.ceil(cfg.max_steps * cfg.grad_accum / len(self._epoch.bins))))
-        parts = [dist.PackedBinsDataset(self._epoch.examples, self._epoch.bins)]
-        for e in range(1, n_epochs):
-            ep = self._build_epoch(e)
-            parts.append(dist.PackedBinsDataset(ep.examples, ep.bins))
-        data = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        self.log(f"stage {cfg.stage}: DeepSpeed {ds_path.name}, {world} process(es), {steps} steps")
-        out, logs = dist.train_with_trainer(
-            self.model, data, output_dir=self.stage_dir / HF_TRAINER_DIR, deepspeed=str(ds_path),
-            learning_rate=cfg.learning_rate, max_steps=steps, grad_accum=cfg.grad_accum,
-            weight_decay=cfg.weight_decay, adam_betas=cfg.adam_betas, adam_eps=cfg.adam_eps,
-            max_grad_norm=cfg.max_grad_norm, warmup_steps=self.warmup_steps, min_lr_ratio=cfg.min_lr_ratio,
-            bf16=cfg.precision != "fp32", gradient_checkpointing=False,  # already set up by enable_checkpointing
-            ce_chunk=cfg.ce_chunk, seed=cfg.seed, logging_steps=cfg.log_every, save_steps=cfg.save_every,
-            save_total_limit=cfg.keep_last, resume=True)
-        self.step = self.total_steps if out.global_step >= steps else out.global_step
-        rows = [r for r in logs if "loss" in r]
-        if rank == 0:
-            self.metrics.truncate_after(0)
-            elapsed = float(out.metrics.get("train_runtime", 0.0))
-            for r in rows:
-                self.metrics.append({"step": int(r["step"]), "epoch": int(float(r.get("epoch", 0))),
-                                     "loss": repr(float(r["loss"])), "lr": repr(float(r.get("learning_rate", 0.0))),
-                                     "grad_norm": repr(float(r.get("grad_norm", float("nan")))),
-                                     "elapsed_s": f"{elapsed * int(r['step']) / max(1, steps):.2f}"})
-            if cfg.eval_every and not self._zero3:  # ZeRO-3 weights are sharded: no generation here
-                self.evaluate()
-        return TrainResult(cfg.stage, self.step, self.resumed_from, float(rows[-1]["loss"]) if rows else None,
-                           self.metrics.path)
+        return train_recipe(self)
 
     def _last_logged_loss(self) -> float | None:
         rows = self.metrics.rows()
@@ -622,13 +575,24 @@ class StageRecipe:
             "step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
             "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed,
         }
+        self.checkpoint_saves += 1
         info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
                 "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
-                "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen}
+                "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen,
+                "checkpoint_saves": self.checkpoint_saves}
+        from .drive import require_free_space
+
         local = self._local_root() / ckpt.step_dir_name(self.step)
-        ckpt.write_local(local, self.model.state_dict(), tstate, info)
-        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last)
-        ckpt.prune(local.parent, 1)  # local scratch keeps only the newest
+        # Local scratch holds one checkpoint at a time: the previous one is already verified on Drive.
+        for _, old in ckpt.list_checkpoints(local.parent):
+            shutil.rmtree(old, ignore_errors=True)
+        model_state = self.model.state_dict()
+        require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
+                           f"local checkpoint of step {self.step}")
+        ckpt.write_local(local, model_state, tstate, info)
+        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
+        self.checkpoint_bytes = drive.tree_bytes(dest)
+        shutil.rmtree(local, ignore_errors=True)
         return dest
 
     # ------------------------------------------------------------------ finish
@@ -649,28 +613,78 @@ class StageRecipe:
         meta = {"stage": self.cfg.stage, "step": self.step, "config": self.cfg.to_dict(),
                 "fingerprint": self.fingerprint, "voices": self.voices.assignments,
                 # helpers.publish.stage_rows reads "hardware" for the model card
-                "hardware": device_summary() + (f" × {world} processes" if world > 1 else "")}
+                "hardware": device_summary() + (f" × {world} processes" if world > 1 else ""),
+                # what the checkpoints of this stage cost on Drive (helpers.plan reads them back)
+                "checkpoint_bytes": self.checkpoint_bytes, "checkpoint_saves": self.checkpoint_saves,
+                "drive_deletion": self.cfg.drive_deletion}
+        rank0 = int(os.environ.get("RANK", "0")) == 0
         if not getattr(self, "_zero3", False):
-            if int(os.environ.get("RANK", "0")) == 0:
+            if rank0:
+                self._require_space_for_final(target)
                 save_stage(self.model, self.tokenizer, target, metadata=meta)
-            _barrier()
-            return target
-        import deepspeed
+        else:
+            import deepspeed
 
-        # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
-        with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
-            if int(os.environ.get("RANK", "0")) == 0:
-                save_stage(self.model, self.tokenizer, target, metadata=meta)
+            # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
+            with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
+                if rank0:
+                    self._require_space_for_final(target)
+                    save_stage(self.model, self.tokenizer, target, metadata=meta)
+        _barrier()
+        if rank0:
+            self._finish_checkpoints(target)
         _barrier()
         return target
 
+    def _require_space_for_final(self, target: Path) -> None:
+        from .drive import require_free_space
+
+        n = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        require_free_space(target.parent, n, f"stage {self.cfg.stage}'s final model")
+
+    def _finish_checkpoints(self, target: Path) -> None:
+        """Retention policy: once the final model is verified on disk, the stage's checkpoints go."""
+        from .models import read_complete_marker
+
+        data = read_complete_marker(target)
+        for rel, meta in data["files"].items():
+            f = target / rel
+            if not f.is_file() or f.stat().st_size != meta["bytes"]:
+                raise RuntimeError(f"final model {target} does not match its {rel} entry after saving; "
+                                   f"the stage's checkpoints are kept: resume and save again")
+        gone = ckpt.finish(self.ckpt_dir, self.remover) + ckpt.finish(self.stage_dir / HF_TRAINER_DIR, self.remover)
+        if gone:
+            trash = self.remover.trashed_bytes
+            self.log(f"stage {self.cfg.stage}: final model verified; deleted {len(gone)} checkpoint folder(s)"
+                     + (f" ({trash / 1e9:.1f} GB of this stage's deletions are in Drive's Trash)" if trash else ""))
+
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory."""
-        import shutil
-
         shutil.rmtree(self._local_root(), ignore_errors=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def state_bytes(obj) -> int:
+    """Bytes of every tensor in a (nested) state dict: what torch.save writes, give or take headers."""
+    if torch.is_tensor(obj):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_bytes(v) for v in obj)
+    return 0
+
+
+def set_deterministic() -> None:
+    """Deterministic kernels (StageConfig.deterministic): same GPU + same libraries -> same bits.
+
+    cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first use; ops without a deterministic
+    implementation raise instead of silently varying."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def _free_port() -> int:

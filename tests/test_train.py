@@ -73,7 +73,8 @@ def world(tmp_path_factory):
 
 def _cfg(**kw):
     base = dict(max_seq_len=256, max_steps=14, warmup_steps=2, learning_rate=2e-3, log_every=1, save_every=3,
-                eval_every=0, keep_last=2, progress=False, reference_prob=0.5, eval_fraction=0.0)
+                eval_every=0, keep_last=1, progress=False, reference_prob=0.5, eval_fraction=0.0,
+                save_every_minutes=None)
     base.update(kw)
     return stage_config(2, "tiny", **base)
 
@@ -86,7 +87,7 @@ def _run(world, cfg, stage_dir, wait=True):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
     p = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if wait:
-        out, _ = p.communicate(timeout=300)
+        out, _ = p.communicate(timeout=900)  # DeepSpeed builds a CPU op on first use: slow on a loaded machine
         assert p.returncode == 0, out
         return out
     return p
@@ -131,7 +132,8 @@ def test_killed_run_resumes_bitwise(world, tmp_path):
     assert _trajectory(stage) == straight, f"killed after step {kill_after}\n{out}"
     a, b = _weights(tmp_path / "straight"), _weights(stage)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [s for s, _ in ckpt.list_checkpoints(stage / "checkpoints")] == [12, 14]  # keep_last=2
+    # retention policy: the finished stage leaves its final model and no checkpoints
+    assert not (stage / "checkpoints").exists() and not (tmp_path / "straight" / "checkpoints").exists()
 
 
 
@@ -147,7 +149,7 @@ def _recipe(world, stage_dir, **kw):
 
 def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path):
     stage = tmp_path / "stage2"
-    r = _recipe(world, stage, max_steps=6, local_dir=str(tmp_path / "l")).setup()
+    r = _recipe(world, stage, max_steps=6, keep_last=2, local_dir=str(tmp_path / "l")).setup()
     r.train()
     steps = [s for s, _ in ckpt.list_checkpoints(stage / "checkpoints")]
     assert steps == [3, 6]
@@ -158,7 +160,7 @@ def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path
     logs = []
     assert ckpt.find_resume_path(stage / "checkpoints", log=logs.append).name == ckpt.step_dir_name(3)
     assert "truncated" in logs[0]
-    r2 = _recipe(world, stage, max_steps=6, local_dir=str(tmp_path / "l")).setup()
+    r2 = _recipe(world, stage, max_steps=6, keep_last=2, local_dir=str(tmp_path / "l")).setup()
     assert r2.resumed_from.endswith(ckpt.step_dir_name(3)) and r2.step == 3
     # a copy whose manifest never arrived
     (newest / ckpt.MODEL_FILE).unlink()
@@ -177,18 +179,15 @@ def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path
 def test_resume_refuses_changed_config_or_data(world, tmp_path):
     stage = tmp_path / "stage2"
     r = _recipe(world, stage, max_steps=3, local_dir=str(tmp_path / "l")).setup()
-    r.train()
-    r.save_final()
-    again = _recipe(world, stage, max_steps=3, local_dir=str(tmp_path / "l")).setup()
-    assert again.skipped and again.train().skipped  # rerunning a finished stage is a no-op
-    import shutil
-    shutil.rmtree(stage / "model")
+    r.train()  # a checkpoint at step 3, no final model yet
     with pytest.raises(ResumeError, match=r"learning_rate: 0.002 -> 0.001"):
         _recipe(world, stage, max_steps=3, learning_rate=1e-3).setup()
     with pytest.raises(ResumeError, match="max_steps"):
         _recipe(world, stage, max_steps=5).setup()
-    # a safe change (how often to log) resumes
-    assert _recipe(world, stage, max_steps=3, log_every=2, local_dir=str(tmp_path / "l")).setup().step == 3
+    # safe changes (how often to log, how checkpoints are deleted) resume
+    again = _recipe(world, stage, max_steps=3, log_every=2, drive_deletion="permanent",
+                    local_dir=str(tmp_path / "l")).setup()
+    assert again.step == 3
     # changed data: one utterance's text differs
     from helpers import models
     from helpers.sequences import choose_builtin_voices
@@ -198,6 +197,15 @@ def test_resume_refuses_changed_config_or_data(world, tmp_path):
     utts[0].text = "a different sentence"
     with pytest.raises(ResumeError, match="training data changed"):
         StageRecipe(_cfg(max_steps=3), model, tok, utts, stage, choose_builtin_voices(utts)).setup()
+    # finishing: the final model is verified, then the stage's checkpoints are deleted
+    assert ckpt.list_checkpoints(stage / "checkpoints")
+    again.train()
+    again.save_final()
+    assert not (stage / "checkpoints").exists() and (stage / "model" / "COMPLETE.json").is_file()
+    done = _recipe(world, stage, max_steps=3, local_dir=str(tmp_path / "l")).setup()
+    assert done.skipped and done.train().skipped  # rerunning a finished stage is a no-op
+    with pytest.raises(ResumeError, match="finished stage 2 trained with another config"):
+        _recipe(world, stage, max_steps=3, learning_rate=1e-3).setup()
 
 
 # ----------------------------------------------------------------------------- memory techniques in the recipe
@@ -232,7 +240,7 @@ def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, 
     from helpers import memory, session
     from helpers.models import COMPLETE_MARKER
 
-    kw = dict(max_steps=6, save_every=3, precision=precision, optimizer=optimizer, optimizer_state=state,
+    kw = dict(max_steps=6, save_every=3, keep_last=2, precision=precision, optimizer=optimizer, optimizer_state=state,
               checkpointing=checkpointing, selective_every=2, ce_chunk=24, local_dir=str(tmp_path / "l"))
     stage = tmp_path / "stage2"
     r1 = _recipe(world, stage, **kw).setup()
@@ -327,10 +335,22 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     assert {k: getattr(kept, k) for k in mine} == mine
     assert any("WARNING" in m and "out of memory" in m for m in logs), logs
 
-    # a run in progress keeps its settings (exact resume), whatever this GPU's plan says
-    (tmp_path / "config.json").write_text(kept.to_json())
+    # a run in progress keeps the settings that change the math and re-plans the rest for this GPU:
+    # started on an 80 GB card without activation checkpointing, resumed on a 40 GB card
+    import dataclasses
+
+    started = dataclasses.replace(cfg, checkpointing="none", ce_chunk=0)
+    (tmp_path / "config.json").write_text(started.to_json())
+    logs.clear()
     _, resumed = plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
-    assert {k: getattr(resumed, k) for k in mine} == mine
+    assert (resumed.precision, resumed.optimizer, resumed.optimizer_state) == \
+        (started.precision, started.optimizer, started.optimizer_state)
+    assert (resumed.checkpointing, resumed.ce_chunk) == (cfg.checkpointing, cfg.ce_chunk) != ("none", 0)
+    assert "re-planning checkpointing" in logs[0] and "settings fit A100-40GB" in logs[-1]
+    # settings whose math cannot fit this GPU at all are refused, naming them
+    (tmp_path / "config.json").write_text(kept.to_json())
+    with pytest.raises(planner.NoFeasiblePlan, match="precision='bf16-mixed', optimizer='adamw_torch'"):
+        plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
 
     # Colab's L4 (24 GB, 53 GB host RAM): nothing fits, the message says what would
     with pytest.raises(planner.NoFeasiblePlan, match="no training configuration"):
@@ -367,12 +387,52 @@ def test_deepspeed_config_dispatches_to_hf_trainer(world, tmp_path):
     from helpers.train import HF_TRAINER_DIR
 
     stage = tmp_path / "stage2"
-    cfg = _cfg(max_steps=4, save_every=4, log_every=1, deepspeed="configs/ds_zero2.json", ce_chunk=16,
+    cfg = _cfg(max_steps=4, save_every=2, log_every=1, deepspeed="configs/ds_zero2.json", ce_chunk=16,
                checkpointing="full", local_dir=str(tmp_path / "l"))
     out = _run(world, cfg, stage)
     assert "DeepSpeed ds_zero2.json, 1 process(es), 4 steps" in out, out
     losses = [float(r[1]) for r in _trajectory(stage)]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
-    assert (stage / HF_TRAINER_DIR / "checkpoint-4").is_dir()  # HF Trainer's resume points
+    # HF Trainer's checkpoints were written locally and published like the main loop's (manifest, atomic
+    # copy, one kept); the finished stage leaves its final model and no checkpoints
+    assert "published DeepSpeed checkpoint step-00000002" in out and "step-00000004" in out, out
+    assert not (stage / HF_TRAINER_DIR).exists() and not (stage / "checkpoints").exists()
     meta = json.loads((stage / "model" / COMPLETE_MARKER).read_text())["metadata"]
     assert meta["config"]["deepspeed"] == "configs/ds_zero2.json" and meta["step"] == 4 and meta["hardware"]
+    assert meta["checkpoint_saves"] == 2 and meta["checkpoint_bytes"] > 0
+
+
+# ----------------------------------------------------------------------------- Drive failures
+def test_failing_drive_sync_of_metrics_does_not_stop_training(world, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from helpers import drive, models
+    from helpers.sequences import choose_builtin_voices
+    from helpers.train import CsvLog
+
+    def broken(src, dst):
+        raise OSError(107, "Transport endpoint is not connected")
+
+    monkeypatch.setattr(drive, "_copy", broken)
+    monkeypatch.setattr(CsvLog, "sync_wait_s", 0.0)
+    stage, logs = tmp_path / "stage2", []
+    model, tok = models.load_stage(world / "stage1")
+    utts = _utts()
+    r = StageRecipe(_cfg(max_steps=4, local_dir=str(tmp_path / "l")), model, tok, utts, stage,
+                    choose_builtin_voices(utts), log=logs.append).setup()
+    res = r.train()
+    assert res.steps == 4 and r.metrics.sync_failures >= 1
+    assert any("could not copy metrics.csv" in m and "training continues" in m for m in logs), logs
+    assert [int(row["step"]) for row in r.metrics.rows()] == [1, 2, 3, 4]  # the local log is complete
+    assert not (stage / METRICS_FILE).exists()
+    monkeypatch.setattr(drive, "_copy", __import__("shutil").copyfile)  # Drive is back
+    assert r.metrics.sync(force=True)
+    assert (stage / METRICS_FILE).read_text() == r.metrics.path.read_text()
+
+    # the final model does not fit: a clear error before writing, the checkpoint stays
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(drive.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 10, 10))
+    with pytest.raises(drive.InsufficientSpace, match="stage 2's final model.*needs"):
+        r.save_final()
+    assert not (stage / "model").exists()
+    assert ckpt.find_resume_path(stage / "checkpoints").name == ckpt.step_dir_name(4)

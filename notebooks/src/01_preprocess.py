@@ -33,6 +33,15 @@ checkpoint_rows = 1000  # source rows per saved piece: a disconnect loses at mos
 S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.profile, S.paths (helpers.profiles.RunPaths)
 print(S); print(session.device_summary())
 
+# %%
+# The run plan (helpers/plan.py): data hours, tokens, steps, GPU hours, compute units, local and Drive peaks per notebook.
+from helpers import drive, plan as run_plan
+rp = run_plan.build_plan(S.profile.name, run_dir=S.paths.root,
+                         drive_free_gb=(drive.free_bytes(S.paths.root) + drive.tree_bytes(S.paths.root)) / drive.GB)
+print(run_plan.format_plan(rp))
+for line in run_plan.plan_problems(rp):
+    print("WARNING, does not fit:", line)
+
 # %% [markdown]
 # ## Preflight
 # A few minutes now instead of a failure hours later. One row per check: the HF token and its

@@ -9,12 +9,27 @@
 # takes the seed's learning rate and data phase (stage 2: 5e-5 on phase 1, stage 3: 1e-5 on
 # phase 2, stage 4: 5e-6 on phase 3). Each stage starts from the previous stage's final weights.
 #
-# **Disconnects.** Checkpoints (weights, optimizer, schedule, RNG, data position) are written to
-# local disk, then copied atomically into the run directory with a manifest of SHA-256 hashes.
-# Rerun this notebook after a disconnect and it resumes from the newest complete checkpoint,
-# bit for bit; a copy that was cut off is detected and the one before it is used. If you changed
-# a parameter that would make the resumed run differ (learning rate, steps, data…), it refuses
-# and names the parameter.
+# **Disconnects.** A checkpoint (weights, optimizer, schedule, RNG, data position) is written every
+# `save_every_minutes` of training (40 by default) and at the end of the stage: to local disk first, then
+# copied atomically into the run directory with a manifest of SHA-256 hashes. Rerun this notebook after a
+# disconnect and it resumes from the newest complete checkpoint; a copy that was cut off is detected and
+# the one before it is used. If you changed a parameter that would change the math of the resumed run
+# (learning rate, steps, data, precision, optimizer…), it refuses and names the parameter; settings that
+# only change how the same math is computed (activation checkpointing, CE chunk) are re-planned for the
+# GPU this session got.
+#
+# **What "exact" means here.** On CPU (fp32), a run killed with SIGKILL and resumed matches the
+# uninterrupted run bit for bit — losses and final weights (`tests/test_train.py`). On a GPU the resumed
+# run continues from the very same state, but GPU kernels may sum in a different order from one run to
+# the next, so the curves agree to rounding, not to the bit; `deterministic=True` makes repeated runs on
+# the same GPU and library versions repeat (slower), and no setting makes different GPUs agree.
+#
+# **Drive space.** At most one complete checkpoint plus the one being written is on Drive (a 3B
+# checkpoint is ~19.5 GB); once the stage's final model is saved and verified, its checkpoints are
+# deleted. Files deleted through the Drive mount go to Drive's Trash, which still counts against your
+# quota for 30 days, so by default (`drive_deletion="permanent"`) checkpoints are deleted through the
+# Drive API instead (Colab asks once for access to your Drive). The run plan below shows the Drive peak
+# of the whole run, Trash included; free space is checked before every large write.
 #
 # **Memory.** Full fine-tuning of a 3B model on one 40 GB A100 needs memory techniques (bf16, an
 # optimizer with small states, activation checkpointing, a chunked cross entropy over the 140k
@@ -29,9 +44,12 @@ stage = 2  # training stage: 2, 3 or 4 (the only difference between notebooks 04
 learning_rate = None  # None: the LR of seed §11 for this stage (5e-5 / 1e-5 / 5e-6)
 max_steps = None  # None: the profile default (colab: one epoch of the phase data)
 grad_accum = None  # packed sequences per optimizer step; None: the profile default
-save_every = None  # steps between checkpoints; None: the profile default
+save_every = None  # steps between checkpoints; None: the profile default (colab: by wall clock only)
+save_every_minutes = None  # minutes of training between checkpoints; None: the profile default (40)
 eval_every = None  # steps between evaluations (held-out loss + a generated sample)
-keep_last = None  # complete checkpoints kept on Drive
+keep_last = None  # complete checkpoints kept on Drive during the stage (default 1; all deleted once the final model is verified)
+drive_deletion = None  # "permanent" (Drive API, skips the Trash; asks once for Drive access) or "trash"; None: profile default
+deterministic = None  # True: deterministic GPU kernels (repeatable on the same GPU, slower); None: off
 reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
 seed = None  # data order and reference choice; None: the default
 # memory / speed: None: the planner choice for this GPU (the plan is printed before training)
@@ -49,6 +67,21 @@ S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.pro
 print(S); print(session.device_summary())
 
 # %% [markdown]
+# ## The run plan
+#
+# What the whole run costs, per notebook: data hours, tokens, optimizer steps, GPU hours, Colab compute
+# units, local-disk and Drive peaks (Trash included). Sizes come from this run directory where they
+# exist, from the catalog before; the Drive figures replay the checkpoint policy the trainer uses.
+
+# %%
+from helpers import drive, plan as run_plan
+free_gb = (drive.free_bytes(S.paths.root) + drive.tree_bytes(S.paths.root)) / drive.GB  # what this run may use
+rp = run_plan.build_plan(S.profile.name, run_dir=S.paths.root, drive_free_gb=free_gb, drive_deletion=drive_deletion)
+print(run_plan.format_plan(rp))
+for line in run_plan.plan_problems(rp):
+    print("WARNING, does not fit:", line)
+
+# %% [markdown]
 # ## The stage config
 #
 # One typed dataclass; every field is documented in `helpers/config.py` and validated. Memory fields
@@ -58,7 +91,8 @@ print(S); print(session.device_summary())
 import pandas as pd
 from helpers import config, train
 cfg = config.stage_config(stage, S.profile, learning_rate=learning_rate, max_steps=max_steps, grad_accum=grad_accum,
-                          save_every=save_every, eval_every=eval_every, keep_last=keep_last,
+                          save_every=save_every, save_every_minutes=save_every_minutes, eval_every=eval_every,
+                          keep_last=keep_last, drive_deletion=drive_deletion, deterministic=deterministic,
                           reference_prob=reference_prob, seed=seed, precision=precision, optimizer=optimizer,
                           checkpointing=checkpointing, ce_chunk=ce_chunk, deepspeed=deepspeed)
 pd.DataFrame(cfg.rows())
@@ -140,7 +174,8 @@ print(train.launch_command(S.paths, stage, cfg, launch_gpus))
 # ## Train
 #
 # The plan above is what runs. The bar shows loss, learning rate, tokens/s and the ETA.
-# `metrics.csv` in the stage folder gets a row every `log_every` steps and survives a crash.
+# `metrics.csv` gets a row every `log_every` steps on local disk and is copied to the stage folder on
+# Drive with retries; a Drive error is reported and training goes on (the next copy catches up).
 # With `deepspeed` set, the same call trains through HF Trainer + DeepSpeed instead.
 
 # %%
@@ -149,6 +184,8 @@ result
 
 # %% [markdown]
 # ## Save the final weights (the next stage starts from them)
+#
+# Free space is checked first; once the saved model is verified, the stage's checkpoints are deleted.
 
 # %%
 final_dir = recipe.save_final()
