@@ -321,7 +321,7 @@ _PROFILE_SIZES: dict[str, dict[str, Any]] = {
                   eval_every=500, keep_last=1, drive_deletion="permanent"),
     # pilot: colab at ~1 % of the data (helpers.profiles): a few dozen optimizer steps per stage, minutes
     # each on an A100; smaller steps (grad_accum 4) so even stage 4's ~0.5 h of audio gives several.
-    "pilot": dict(grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=25, save_every_minutes=40.0,
+    "pilot": dict(grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=100, save_every_minutes=40.0,
                   eval_every=25, keep_last=1, drive_deletion="permanent"),
     # tiny: CPU, so fp32 and torch AdamW; the plan is still computed and shown (for PLAN_TARGET_GPU).
     "tiny": dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,

@@ -34,11 +34,6 @@ from .profiles import ASSETS_CORPUS, RANDOM_SNAC_24KHZ, TINY_LLAMA, Profile, get
 
 OK, FAILED, WARNING, SKIPPED = "ok", "FAILED", "warning", "skipped"
 GB = 1e9
-# Modelled sizes (not measured): LLaMA 3.2 3B in bf16 is ~6.5 GB; a training checkpoint (bf16 weights
-# + two AdamW states) ~19.5 GB; the bf16 export ~6.4 GB; SNAC codes ~0.3 M tokens per hour of speech
-# (the planner's 313 M tokens for phase 1's 1,050 h), stored as 2-byte codes plus metadata.
-MODEL_GB, CHECKPOINT_GB, EXPORT_GB = 6.5, 19.5, 6.4
-TOKENS_PER_AUDIO_HOUR = 298_000
 MIN_GPU_GIB = 39.0  # an A100 40 GB reports ~39.4 GiB
 
 
@@ -162,26 +157,13 @@ def check_dataset(name: str, roles: list[str], token: str | None, *, api=None, o
     return Check(label, OK, f"splits {splits} found; one row streamed, columns as the catalog expects")
 
 
-def _steps(hours: float, cfg) -> int:
-    return int(hours * TOKENS_PER_AUDIO_HOUR / (cfg.max_seq_len * cfg.grad_accum)) + 1
-
-
 def modelled_drive_gb(profile: Profile | str) -> float:
-    """Modelled Drive use of a whole run (00→08) in GB: the stage-1 model, per stage its final
-    weights and the checkpoints it keeps, the token shards, the export. Not measured."""
-    from .config import stage_config
+    """Drive peak of a whole run (00→08) in GB, Trash included: the run plan's figure
+    (:func:`helpers.plan.build_plan`, which replays the trainer's checkpoint policy). Modelled."""
+    from .plan import build_plan
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    total = MODEL_GB + EXPORT_GB
-    for phase in PHASES.values():
-        hours = phase.hours * prof.hours_scale
-        cfg = stage_config(phase.stage, prof)
-        steps = cfg.max_steps or _steps(hours, cfg)
-        kept = min(cfg.keep_last, steps // cfg.save_every)
-        total += MODEL_GB + kept * CHECKPOINT_GB + hours * TOKENS_PER_AUDIO_HOUR * 2.5 / GB
-    if prof.name == "tiny":  # a toy model: megabytes
-        return 0.5
-    return round(total, 1)
+    return round(build_plan(prof.name)["totals"]["drive_peak_gb"], 1)
 
 
 def check_drive(profile: Profile, runs_root: str | None = None) -> Check:

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .drive import require_free_space
 from .tokens import CODES_PER_FRAME, CODEBOOK_SIZE, N_CODEBOOKS
 
 SHARD_PATTERN = re.compile(r"^shard-(\d{5})\.parquet$")
@@ -101,6 +102,8 @@ def write_shard(path: str | os.PathLike, utterances: Iterable[Utterance]) -> Pat
             cols[f"cb{i + 1}"].append(u.codes[i].astype(np.int16))
     table = pa.table(cols, schema=SHARD_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # the in-memory table bounds the parquet file from above: a full Drive fails here, before writing
+    require_free_space(path.parent, table.nbytes, f"token shard {path.name}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

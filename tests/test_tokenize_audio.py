@@ -190,3 +190,22 @@ def test_kill_and_rerun_gives_identical_shards(reference, manifest_path, tmp_pat
                     progress=False, **SHARD_KW)
     assert files(out) == files(ref_folder)  # shards, plan, speakers.json, phases.json: byte-identical
     assert not partial.exists() or not any(partial.iterdir())
+
+
+def test_full_disk_refuses_a_shard_before_writing(tmp_path, monkeypatch):
+    """A shard that does not fit fails with the sizes named, and the shard already there is untouched."""
+    from helpers import drive
+    from helpers.shards import Utterance, write_shard
+
+    def utt(i):
+        codes = [np.full(4 * 2 ** k, i, dtype=np.int64) for k in range(3)]
+        return Utterance(f"ds:{i}", "ds", "ds:spk", "us", "female", "", f"sentence {i}", 4 / 12, codes)
+
+    path = tmp_path / "shard-00000.parquet"
+    write_shard(path, [utt(1)])
+    before = path.read_bytes()
+    monkeypatch.setattr(drive, "free_bytes", lambda p: 10)
+    with pytest.raises(drive.InsufficientSpace, match="token shard shard-00000.parquet"):
+        write_shard(path, [utt(2), utt(3)])
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.parquet"]  # no temp file left
