@@ -81,11 +81,12 @@ def test_reference_comes_from_a_different_utterance_of_the_same_speaker():
     utts = [utt(i, f"ds:s{i % 2}", frames=20) for i in range(6)]
     b = builder(reference_prob=1.0, reference_max_frames=8, reference_min_frames=4)
     exs, rep = b.build(utts, seed=3, epoch=0)
-    assert rep.with_reference == 6 and rep.references_cropped == 6
+    assert rep.with_reference == 6 and rep.references_cropped == 6 and rep.references_joined == 0
+    assert all(4 <= n <= 8 for n in rep.reference_frames) and len(rep.reference_frames) == 6
     for u, ex in zip(utts, exs):
         ids = ex.input_ids.tolist()
         ref = ids[ids.index(LAYOUT.speaker_start_id) + 1: ids.index(LAYOUT.speaker_end_id)]
-        assert len(ref) == 8 * FRAME_SIZE
+        assert 4 * FRAME_SIZE <= len(ref) <= 8 * FRAME_SIZE and len(ref) % FRAME_SIZE == 0
         src = [o for o in utts if o.speaker == u.speaker and o.utterance_id != u.utterance_id]
         tok = [LAYOUT.codes_to_tokens(o.codes).tolist() for o in src]
         assert any(any(t[k:k + len(ref)] == ref for k in range(0, len(t), FRAME_SIZE)) for t in tok)
@@ -96,6 +97,43 @@ def test_reference_comes_from_a_different_utterance_of_the_same_speaker():
     assert all((a.input_ids == c.input_ids).all() for a, c in zip(exs, again))
     other, _ = b.build(utts, seed=3, epoch=1)
     assert any(len(a) != len(c) or (a.input_ids != c.input_ids).any() for a, c in zip(exs, other))
+
+
+def test_reference_lengths_span_the_range_and_join_short_clips():
+    """Clips of 1 s: references of 3-20 s (the default bounds) are joined from several clips of the
+    speaker, never from the target itself, and their lengths spread over the whole range."""
+    from helpers.config import REFERENCE_MAX_FRAMES, REFERENCE_MIN_FRAMES
+
+    utts = [utt(i, f"ds:s{i % 3}", frames=12) for i in range(90)]  # 30 clips of 12 frames per speaker
+    b = builder(max_seq_len=4096, reference_prob=1.0)
+    assert (b.reference_min_frames, b.reference_max_frames) == (REFERENCE_MIN_FRAMES, REFERENCE_MAX_FRAMES) == (35, 234)
+    exs, rep = b.build(utts, seed=0, epoch=0)
+    n = np.array(rep.reference_frames)
+    assert rep.with_reference == 90 and rep.references_joined == 90
+    assert n.min() >= 35 and n.max() <= 234 and n.min() < 80 and n.max() > 190  # spread over the range
+    hist = {(h["from_s"], h["to_s"]): h["references"] for h in rep.reference_histogram()}
+    assert sum(hist.values()) == 90 and hist[(15.0, 20.0)] > 0 and hist[(3.0, 5.0)] > 0 and hist[(0.0, 3.0)] == 0
+    for u, ex in zip(utts, exs):
+        ids = ex.input_ids.tolist()
+        ref = ids[ids.index(LAYOUT.speaker_start_id) + 1: ids.index(LAYOUT.speaker_end_id)]
+        own = LAYOUT.codes_to_tokens(u.codes).tolist()
+        frames = {tuple(ref[k:k + FRAME_SIZE]) for k in range(0, len(ref), FRAME_SIZE)}
+        assert not frames & {tuple(own[k:k + FRAME_SIZE]) for k in range(0, len(own), FRAME_SIZE)}
+
+
+def test_references_come_only_from_the_pool():
+    """Training passes its training split as the pool: a held-out clip never becomes a reference."""
+    utts = [utt(i, "ds:a", frames=40) for i in range(6)]
+    train, held = utts[:4], utts[4:]
+    exs, rep = builder(reference_prob=1.0, reference_min_frames=4, reference_max_frames=30).build(
+        train, seed=1, epoch=0, pool=train)
+    assert rep.with_reference == 4
+    held_frames = {tuple(LAYOUT.codes_to_tokens(h.codes).tolist()[k:k + FRAME_SIZE]) for h in held
+                   for k in range(0, 40 * FRAME_SIZE, FRAME_SIZE)}
+    for ex in exs:
+        ids = ex.input_ids.tolist()
+        ref = ids[ids.index(LAYOUT.speaker_start_id) + 1: ids.index(LAYOUT.speaker_end_id)]
+        assert not {tuple(ref[k:k + FRAME_SIZE]) for k in range(0, len(ref), FRAME_SIZE)} & held_frames
 
 
 def test_speaker_without_other_clip_gets_no_reference_and_is_counted():
