@@ -60,13 +60,14 @@ REFERENCE_MIN_S = 3.0  # shortest reference trained on / accepted at inference
 REFERENCE_MAX_S = 20.0  # longest reference trained on; inference crops longer clips to this
 
 
-def seconds_to_frames(seconds: float) -> int:
-    """Whole SNAC frames (CB1) in ``seconds`` of audio (rounded down)."""
-    return int(seconds * SNAC_FRAMES_PER_SECOND)
+def seconds_to_frames(seconds: float, round_up: bool = False) -> int:
+    """Whole SNAC frames (CB1) in ``seconds`` of audio (rounded down, or up)."""
+    x = seconds * SNAC_FRAMES_PER_SECOND
+    return int(-(-x // 1)) if round_up else int(x)
 
 
-REFERENCE_MIN_FRAMES = seconds_to_frames(REFERENCE_MIN_S)  # 35
-REFERENCE_MAX_FRAMES = seconds_to_frames(REFERENCE_MAX_S)  # 234
+REFERENCE_MIN_FRAMES = seconds_to_frames(REFERENCE_MIN_S, round_up=True)  # 36 frames = 3.07 s: never under 3 s
+REFERENCE_MAX_FRAMES = seconds_to_frames(REFERENCE_MAX_S)  # 234 frames = 19.97 s: never over 20 s
 
 # Fields that may differ between a run and its resumption without changing the result.
 RESUME_SAFE_FIELDS = frozenset({
@@ -120,7 +121,7 @@ class StageConfig:
     bound inference crops to). Each reference length is drawn uniformly between the min and this,
     bounded by the context left beside the target; clips of the same speaker are joined to reach it."""
     reference_min_frames: int = REFERENCE_MIN_FRAMES
-    """Shortest reference (35 frames = 3 s, :data:`REFERENCE_MIN_S`, the shortest inference accepts);
+    """Shortest reference (36 frames ≈ 3 s, :data:`REFERENCE_MIN_S`, the shortest inference accepts);
     no room for it beside the target = no reference (counted)."""
     loss_on: str = "audio"
     """Which tokens carry loss: "audio" (target audio + <|audio_end|>) or "all"."""

@@ -106,11 +106,11 @@ def test_reference_lengths_span_the_range_and_join_short_clips():
 
     utts = [utt(i, f"ds:s{i % 3}", frames=12) for i in range(90)]  # 30 clips of 12 frames per speaker
     b = builder(max_seq_len=4096, reference_prob=1.0)
-    assert (b.reference_min_frames, b.reference_max_frames) == (REFERENCE_MIN_FRAMES, REFERENCE_MAX_FRAMES) == (35, 234)
+    assert (b.reference_min_frames, b.reference_max_frames) == (REFERENCE_MIN_FRAMES, REFERENCE_MAX_FRAMES) == (36, 234)
     exs, rep = b.build(utts, seed=0, epoch=0)
     n = np.array(rep.reference_frames)
     assert rep.with_reference == 90 and rep.references_joined == 90
-    assert n.min() >= 35 and n.max() <= 234 and n.min() < 80 and n.max() > 190  # spread over the range
+    assert n.min() >= 36 and n.max() <= 234 and n.min() < 80 and n.max() > 190  # spread over the range
     hist = {(h["from_s"], h["to_s"]): h["references"] for h in rep.reference_histogram()}
     assert sum(hist.values()) == 90 and hist[(15.0, 20.0)] > 0 and hist[(3.0, 5.0)] > 0 and hist[(0.0, 3.0)] == 0
     for u, ex in zip(utts, exs):
