@@ -486,3 +486,45 @@ def voice_emotion_minutes(record: dict | None, voice: str, emotion: str) -> floa
 __all__ = ["MIN_EMOTION_MINUTES", "EMOTION_STAGE", "emotion_sources", "coverage_report", "coverage_from_catalog",
            "coverage_from_utterances", "coverage_from_run", "format_coverage", "model_record", "run_record",
            "voice_emotion_minutes"]
+
+
+# ----------------------------------------------------------------------------- inference checks
+class UntrainedEmotionWarning(UserWarning):
+    """A (voice, emotion) pair, or an emotion, without training data: the output is a guess."""
+
+
+_RECIPE_TRAINED: list[str] = []
+
+
+def recipe_trained_emotions() -> list[str]:
+    """Emotions the seed recipe's data trains (catalog facts, colab profile); cached."""
+    if not _RECIPE_TRAINED:
+        _RECIPE_TRAINED.extend(coverage_report("colab")["trained_emotions"])
+    return list(_RECIPE_TRAINED)
+
+
+def check_emotion(record: dict | None, emotion: str, voice: str | None = None) -> None:
+    """What :class:`helpers.inference.OptimumTTS` does before generating with ``emotion``.
+
+    ``record``: the model's coverage record (``optimum_tts.json``'s ``"coverage"``). With one, an
+    emotion outside its ``trained_emotions`` raises ValueError listing them, and a built-in
+    ``voice`` with no minutes of ``emotion`` warns (:class:`UntrainedEmotionWarning`). Without
+    one (a stage folder, not an export) an emotion the recipe's data does not train warns.
+    """
+    import warnings
+
+    if record:
+        trained = list(record.get("trained_emotions", []))
+        if emotion not in trained:
+            raise ValueError(f"emotion {emotion!r} was not trained in this model (under "
+                             f"{record.get('min_emotion_minutes', MIN_EMOTION_MINUTES):g} min of data); trained "
+                             f"emotions: {', '.join(trained) or 'none'}")
+        if voice is not None and voice_emotion_minutes(record, voice, emotion) <= 0:
+            warnings.warn(f"built-in voice {voice!r} was never trained with emotion {emotion!r} (0 minutes of that "
+                          f"pair); the result may not sound {emotion}", UntrainedEmotionWarning, stacklevel=3)
+        return
+    trained = recipe_trained_emotions()
+    if emotion not in trained:
+        warnings.warn(f"this model records no training coverage (no optimum_tts.json 'coverage'); emotion "
+                      f"{emotion!r} has no data in the training recipe's mix (trained: {', '.join(trained)})",
+                      UntrainedEmotionWarning, stacklevel=3)
