@@ -521,10 +521,10 @@ def check_emotion(record: dict | None, emotion: str, voice: str | None = None) -
                              f"emotions: {', '.join(trained) or 'none'}")
         if voice is not None and voice_emotion_minutes(record, voice, emotion) <= 0:
             warnings.warn(f"built-in voice {voice!r} was never trained with emotion {emotion!r} (0 minutes of that "
-                          f"pair); the result may not sound {emotion}", UntrainedEmotionWarning, stacklevel=3)
+                          f"pair); the result may not sound {emotion}", UntrainedEmotionWarning, stacklevel=2)
         return
     trained = recipe_trained_emotions()
     if emotion not in trained:
         warnings.warn(f"this model records no training coverage (no optimum_tts.json 'coverage'); emotion "
                       f"{emotion!r} has no data in the training recipe's mix (trained: {', '.join(trained)})",
-                      UntrainedEmotionWarning, stacklevel=3)
+                      UntrainedEmotionWarning, stacklevel=2)

@@ -350,7 +350,8 @@ class StageRecipe:
 
     def _build_epoch(self, n: int) -> _Epoch:
         # Examples and bin order are pure functions of (data, config, epoch): resume rebuilds them.
-        examples, report = self.builder.build(self.train_utts, self.cfg.seed, n, pool=self.utterances)
+        # References come from training utterances only: a held-out one never leaks into training.
+        examples, report = self.builder.build(self.train_utts, self.cfg.seed, n, pool=self.train_utts)
         bins = shuffled_bins([len(e) for e in examples], self.cfg.max_seq_len, self.cfg.seed, n)
         return _Epoch(n, examples, bins, report)
 
