@@ -538,9 +538,10 @@ _add(DatasetSpec(
     gender=Col("gender"), gender_map={g: g for g in GENDERS},
     accent=Col("accent"), accent_map={a: a for a in ACCENTS},
     emotion=Col("emotion"), emotion_map={e: e for e in EMOTIONS}, text_transform="none", row_filter="none",
-    native_sr=24_000, seed_hours=0.057, hours=0.057, n_speakers=8, licence="project-generated (espeak-ng)",
+    native_sr=24_000, seed_hours=0.068, hours=0.068, n_speakers=10, licence="project-generated (espeak-ng)",
     gated=False, priority="tiny",
-    verified="measured: assets/corpus/metadata.csv, 72 utterances, 205 s, 8 speakers, 24 kHz FLAC (checked by tests/test_corpus.py)",
+    verified="measured: assets/corpus/metadata.csv, 80 utterances, 243 s, 10 speakers (8 built-in voices + 2 "
+             "cloning speakers), 24 kHz FLAC (checked by tests/test_corpus.py)",
     notes="The tiny profile's data source (helpers.profiles.ASSETS_CORPUS); loaded by "
           "helpers.corpus.load_local_corpus.",
 ))
