@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audio
+from .gender_estimate import estimate_gender
 
 # ----------------------------------------------------------------------------- reasons
 # Every rejection carries one of these keys; the report counts them per dataset.
@@ -373,6 +374,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "utterance_id", "dataset", "split_role", "source_index", "speaker", "accent", "gender", "emotion",
     "text", "raw_text", "duration_s", "source_duration_s", "source_sr", "loudness_lufs", "snr_db",
     "status", "reason", "detail",
+    "gender_estimated",  # F0 estimate (helpers.gender_estimate), only where the corpus documents no gender; else ""
 )
 KEPT, REJECTED = "kept", "rejected"
 
@@ -408,7 +410,7 @@ def preprocess_row(row, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[dict, P
         rec.update(status=REJECTED, reason=r.reason, detail=r.detail)
         return rec, None
     rec.update(status=KEPT, reason="", detail="", duration_s=p.duration_s, loudness_lufs=p.loudness_lufs,
-               snr_db=p.snr_db)
+               snr_db=p.snr_db, gender_estimated=estimate_gender(p.wav, p.sr) if rec["gender"] == "unknown" else "")
     return rec, p
 
 
