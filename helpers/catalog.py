@@ -31,8 +31,8 @@ Three parts:
    speakers are mixed without per-speaker labels). Such speakers stay in training data; the
    built-in voices are the documented speakers of :data:`helpers.speaker_facts.BUILTIN_VOICE_PLAN`.
    Per-speaker gender comes from the shipped facts tables (``helpers/facts/*.csv``) wherever
-   a corpus documents it; where none does (LibriTTS-R, GigaSpeech, MLS) it stays "unknown"
-   here and 01 adds an F0-based estimate in a separate, labelled manifest column.
+   a corpus documents it; where none does (GigaSpeech, MLS) it stays "unknown" here and 01
+   adds an F0-based estimate in a separate, labelled manifest column (``gender_estimated``).
 
 3. :data:`PHASES` and :func:`sample_hours` / :func:`sample_phase` (:mod:`helpers.sampling`) — the seed's three
    training mixes as data (plus a replay share of the built-in voices' own data in every
@@ -386,14 +386,15 @@ _add(DatasetSpec(
             "train_clean": ("train.clean.100", "train.clean.360"),
             "dev": ("dev.clean",), "test": ("test.clean",)},
     audio_column="audio", text=Col("text_normalized"), speaker=Col("speaker_id"), utterance_id=Col("id"),
-    gender=Fixed("unknown"), gender_map={}, accent=Fixed("us"), accent_map={},
+    gender=Col("speaker_id"), gender_map=SF.gender_map("libritts_r"), accent=Fixed("us"), accent_map={},
     emotion=_NEUTRAL, emotion_map={}, text_transform="none", row_filter="none",
     native_sr=24_000, seed_hours=585, hours=555, n_speakers=2456, licence="CC-BY-4.0", gated=False,
     priority="P0",
     verified="dataset card/viewer 2026: configs all/clean/dev/other and split names seen; columns from notes",
     alternatives=("blabble-io/libritts_r (same layout, older copy)",),
     notes="Train splits ≈ 54 h (clean.100) + 191 h (clean.360) + 310 h (other.500); 'train_clean' ≈ 245 h. "
-          "No gender column (LibriTTS SPEAKERS.txt has it, not this copy). Accent per seed table.",
+          "No gender column in this copy: the reader's sex comes from LibriSpeech's SPEAKERS.TXT (the same LibriVox "
+          "reader ids; helpers/facts/libritts_r.csv). Accent per seed table (LibriVox documents none per reader).",
 ))
 
 _add(DatasetSpec(

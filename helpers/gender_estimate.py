@@ -1,4 +1,4 @@
-"""An F0-based speaker-gender *estimate* for corpora that document none (GigaSpeech, LibriTTS-R here).
+"""An F0-based speaker-gender *estimate* for corpora that document none (GigaSpeech, MLS).
 
 01_preprocess writes it into its own manifest column, ``gender_estimated``, only for clips
 whose documented gender is "unknown"; it never replaces a documented label and never chooses a

@@ -12,7 +12,7 @@ HiFi-TTS        gender of the 10 readers                                        
 Expresso        gender of ex01..ex04 (2 male, 2 female)                            corpus + voice card
 EmoV-DB         gender of Bea, Jenie, Sam, Josh                                    EmoV-DB paper
 RAVDESS         gender of the 24 actors (odd = male)                               RAVDESS paper
-LibriTTS-R      not shipped: no per-reader accent; gender is estimated from F0 in 01
+LibriTTS-R      sex of the 2,484 LibriSpeech/LibriVox readers (no accent)          SPEAKERS.TXT
 GigaSpeech      nothing documented: gender estimated from F0 in 01, labelled as such
 ==============  ================================================================  ===================
 
@@ -185,7 +185,7 @@ def gender_map(dataset: str) -> dict[str, str]:
     return {k.lower(): f.gender for k, f in speaker_facts(dataset).items()}
 
 
-def facts_table(datasets=("vctk", "hifi_tts", "expresso", "emov_db", "ravdess")) -> list[dict]:
+def facts_table(datasets=("libritts_r", "vctk", "hifi_tts", "expresso", "emov_db", "ravdess")) -> list[dict]:
     """One row per dataset: speakers by gender and accent, and the table's source."""
     rows = []
     for d in datasets:

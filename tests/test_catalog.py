@@ -148,8 +148,13 @@ def common(name, row):
 def test_libritts_r_row():
     out = common("libritts_r", {"audio": AUDIO, "text_normalized": "Hello  there.", "text_original": "x",
                                 "speaker_id": "1034", "chapter_id": "121119", "path": "p", "id": "1034_121119_000001_000001"})
-    assert out == {**out, "text": "Hello there.", "speaker": "libritts_r:1034", "accent": "us", "gender": "unknown",
+    assert out == {**out, "text": "Hello there.", "speaker": "libritts_r:1034", "accent": "us", "gender": "male",
                    "emotion": "neutral", "utterance_id": "libritts_r:1034_121119_000001_000001", "dataset": "libritts_r"}
+    # the reader's sex from LibriSpeech's SPEAKERS.TXT (same LibriVox ids); an unknown reader fails loudly
+    assert len(CATALOG["libritts_r"].gender_map) == 2484 and CATALOG["libritts_r"].gender_map["19"] == "female"
+    with pytest.raises(CatalogError, match="gender label '99999999'"):
+        to_common(CATALOG["libritts_r"], {"audio": AUDIO, "text_normalized": "Hi.", "speaker_id": "99999999",
+                                          "id": "99999999_1_1"})
 
 
 def vctk_row(mic="mic1", accent="English", text="Please call Stella."):

@@ -32,10 +32,10 @@ def _rows():
     """(dataset, raw row, seconds) of a synthetic catalog shaped like the real one."""
     rng = np.random.default_rng(0)
     out = []
-    for k in range(40):  # LibriTTS-R readers (gender undocumented here), long-ish read clips
+    for spk in list(SF.speaker_facts("libritts_r"))[:40]:  # LibriTTS-R readers, long-ish read clips
         for i in range(10):
-            out.append(("libritts_r", {"audio": AUDIO, "text_normalized": f"Sentence {i}.", "speaker_id": str(1000 + k),
-                                       "id": f"{1000 + k}_{i}"}, rng.uniform(4, 9)))
+            out.append(("libritts_r", {"audio": AUDIO, "text_normalized": f"Sentence {i}.", "speaker_id": spk,
+                                       "id": f"{spk}_{i}"}, rng.uniform(4, 9)))
     for k in range(20):  # GigaSpeech recordings without speaker labels
         for i in range(8):
             out.append(("gigaspeech", {"audio": AUDIO, "text": "HELLO THERE <PERIOD>", "speaker": "N/A",
@@ -110,8 +110,9 @@ def test_catalog_carries_documented_genders_and_accents(synthetic_run):
     assert by_speaker["vctk:p237"].accent == "scottish" and by_speaker["vctk:p253"].accent == "welsh"
     assert by_speaker["vctk:p238"].accent == "irish" and by_speaker["vctk:p225"].accent == "uk"
     assert by_speaker["ravdess:actor_01"].gender == "male" and by_speaker["emov_db:Josh"].gender == "male"
-    # undocumented corpora stay "unknown" (01 adds a separate, labelled F0 estimate)
-    assert {u.gender for u in utts if u.dataset in ("libritts_r", "gigaspeech")} == {"unknown"}
+    # LibriTTS-R readers: SPEAKERS.TXT; GigaSpeech documents nothing: "unknown" (01 adds a labelled F0 estimate)
+    assert {u.gender for u in utts if u.dataset == "libritts_r"} == {"male", "female"}
+    assert {u.gender for u in utts if u.dataset == "gigaspeech"} == {"unknown"}
     genders = {g: sum(f.gender == g for f in SF.speaker_facts("vctk").values()) for g in ("male", "female")}
     assert len(SF.speaker_facts("vctk")) == 109 and genders == {"male": 47, "female": 62}
     assert sum(f.accent == "uk" for f in SF.speaker_facts("vctk").values()) == 33
