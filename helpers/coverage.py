@@ -132,7 +132,7 @@ def _speaker_minutes(dataset: str) -> tuple[dict[str, float], str]:
     even = spec.hours * 60.0 / n
     basis = f"{spec.hours:g} h over {n} speakers, split evenly (estimate)"
     if dataset == "expresso":
-        rows, _ = SF._read_table("expresso")
+        rows, _ = SF.read_table("expresso")
         return {f"expresso:{r['speaker']}": float(r["read_minutes"]) for r in rows}, "facts table (read part split evenly)"
     if facts:
         return {f.speaker_id: even for f in facts.values()}, basis

@@ -144,7 +144,7 @@ class SpeakerFact:
         return f"{self.dataset}:{self.speaker}"
 
 
-def _read_table(name: str) -> tuple[list[dict], str]:
+def read_table(name: str) -> tuple[list[dict], str]:
     path = FACTS_DIR / f"{name}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"speaker facts table {path} is missing (shipped with helpers/)")
@@ -160,7 +160,7 @@ def _read_table(name: str) -> tuple[list[dict], str]:
 def speaker_facts(dataset: str) -> dict[str, SpeakerFact]:
     """Local speaker id -> :class:`SpeakerFact` for ``dataset`` (a name with a table in
     :data:`FACTS_DIR`); raises FileNotFoundError / ValueError naming the table and row."""
-    rows, basis = _read_table(dataset)
+    rows, basis = read_table(dataset)
     out: dict[str, SpeakerFact] = {}
     for i, r in enumerate(rows, 1):
         spk = (r.get("speaker") or "").strip()
@@ -251,6 +251,6 @@ def voice_replay_entries(phase_datasets: dict[int, set], minutes: float = VOICE_
 __all__ = [
     "FACTS_DIR", "ACCENTS", "GENDERS", "VCTK_ACCENT_MAP", "SOUTHERN_ENGLISH_REGIONS", "EXPRESSO_STYLE_MAP",
     "EXPRESSO_EXCLUDED", "RAVDESS_EMOTION_MAP", "EMOVDB_EMOTION_MAP", "UNTRAINED_EMOTION_NOTES", "LABEL_MINUTES",
-    "LABEL_MINUTES_BASIS", "SpeakerFact", "speaker_facts", "gender_map", "facts_table", "BUILTIN_VOICE_PLAN",
+    "LABEL_MINUTES_BASIS", "SpeakerFact", "read_table", "speaker_facts", "gender_map", "facts_table", "BUILTIN_VOICE_PLAN",
     "VOICE_REPLAY_MINUTES", "plan_fact", "voice_replay_entries",
 ]

@@ -72,7 +72,7 @@ def _rows():
     return out
 
 
-RAW_ACCENT = {r["speaker"]: r["accent_raw"] for r in SF._read_table("vctk")[0]}  # speaker-info's spelling
+RAW_ACCENT = {r["speaker"]: r["accent_raw"] for r in SF.read_table("vctk")[0]}  # speaker-info's spelling
 
 
 @pytest.fixture(scope="module")

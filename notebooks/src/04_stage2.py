@@ -35,6 +35,7 @@ save_every = None  # steps between checkpoints; None: the profile default
 eval_every = None  # steps between evaluations (held-out loss + a generated sample)
 keep_last = None  # complete checkpoints kept on Drive
 reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
+voice_overrides = None  # e.g. {"male_uk_01": "vctk:p243"}: corpus speaker per built-in voice (chosen once, in stage 2)
 seed = None  # data order and reference choice; None: the default
 # memory / speed: None: the planner choice for this GPU (the plan is printed before training)
 precision = None  # "bf16-mixed" (fp32 weights, bf16 autocast), "bf16-pure" (bf16 weights) or "fp32"
@@ -85,7 +86,7 @@ pd.DataFrame(train.phase_table(utterances))
 # example carries 3-20 s cut from *other* utterances of the same speaker.
 
 # %%
-voices = train.voices_for_stage(S.paths, stage, all_utterances)
+voices = train.voices_for_stage(S.paths, stage, all_utterances, overrides=voice_overrides)
 pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
 
 # %% [markdown]
