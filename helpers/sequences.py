@@ -121,7 +121,8 @@ def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int =
     for v, spk in plan.items():
         if v not in VOICES:
             raise ValueError(f"voice plan names unknown voice {v!r}; built-in voices: {VOICES}")
-        if v in overrides or spk not in stats or stats[spk]["utterances"] < min_utterances:
+        if (v in overrides or spk in overrides.values() or spk not in stats
+                or stats[spk]["utterances"] < min_utterances):
             continue
         gender, accent = v.split("_")[:2]
         if (stats[spk]["gender"], stats[spk]["accent"]) != (gender, accent):

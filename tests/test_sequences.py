@@ -66,6 +66,24 @@ def test_voice_selection_rule():
     assert VoiceSelection.from_dict(sel.to_dict()).assignments == sel.assignments
 
 
+def test_catalog_voice_plan_decides_when_its_speakers_are_present():
+    plan = {"male_uk_01": "vctk:p232", "female_us_01": "expresso:ex02"}
+    utts = ([utt(i, "vctk:p232", accent="uk", seconds=1) for i in range(3)]
+            + [utt(10 + i, "ds:big_uk_m", accent="uk", seconds=50) for i in range(3)]  # more speech, not planned
+            + [utt(20 + i, "expresso:ex02", gender="female", seconds=2) for i in range(3)])
+    sel = choose_builtin_voices(utts, plan=plan)
+    assert sel.assignments["male_uk_01"] == "vctk:p232" and sel.assignments["male_uk_02"] == "ds:big_uk_m"
+    assert sel.assignments["female_us_01"] == "expresso:ex02"
+    assert any(c["why"].startswith("catalog voice plan") for c in sel.candidates)
+    # a user override wins, and a planned speaker is never given to two voices
+    sel = choose_builtin_voices(utts, plan=plan, overrides={"male_uk_02": "vctk:p232"})
+    assert sel.assignments["male_uk_02"] == "vctk:p232" and sel.assignments["male_uk_01"] == "ds:big_uk_m"
+    # planned speakers absent from the corpus (the tiny corpus): the rule decides
+    assert choose_builtin_voices(utts[3:6], plan=plan).assignments == {"male_uk_01": "ds:big_uk_m"}
+    with pytest.raises(ValueError, match="the data says male/us"):  # facts and data disagree: loud
+        choose_builtin_voices([utt(i, "vctk:p232") for i in range(3)], plan=plan)
+
+
 def test_builtin_speaker_gets_its_voice_token():
     u = utt(0, "ds:star")
     b = builder(VoiceSelection({"female_uk_02": "ds:star"}), reference_prob=1.0)
