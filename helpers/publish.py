@@ -789,7 +789,7 @@ def build_model_card(paths: RunPaths, *, repo_id: str,
             mins = cov["emotion_minutes"].get(r["emotion"], {})
             r.update({f"stage {k} min": m for k, m in mins.items()})
             r["learned"] = ("yes" if r["emotion"] in cov["trained_emotions"] else
-                            f"no (under {cov['min_emotion_minutes']:g} min in stage {cov['emotion_stage']}): "
+                            f"no (under {cov['min_emotion_minutes']:g} min of training speech): "
                             f"generate() refuses it")
     parts.append("## Voices\n\n" + ("Minutes of each voice's own speech per training stage (built-in voices are "
                                      "replayed into every stage after they appear):\n\n" if cov else "")

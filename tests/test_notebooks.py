@@ -53,6 +53,12 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
     if nb.stem == "01_preprocess":  # the assets rejects split: every reason shown, clips playable
         for needle in ("low_snr", "too_short", "clipped", "silent", "rejected_low_snr", "<audio", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
+    if nb.stem == "04_stage2":  # speakers that are no built-in voice train cloning references
+        import re
+
+        m = re.search(r"examples: with_reference\s+(\d+)", text)
+        assert m and int(m.group(1)) > 0, f"{nb.name}: no example carries a cloning reference"
+        assert "Coverage — profile tiny" in text and "Examples and cloning references per stage" in text
     if nb.stem == "00_snac_test":
         for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
