@@ -308,8 +308,10 @@ def coverage_from_utterances(stage_utterances: Mapping[int, Sequence], voices, c
                     "voices": vrows, "stages": stages}, hours_scale, {})
 
 
-def coverage_from_run(run_dir: str | Path, profile, encode_text=None) -> dict:
-    """The report from a run directory's token shards, phase selection and voices."""
+def coverage_from_run(run_dir: str | Path, profile, encode_text=None, utterances: Sequence | None = None) -> dict:
+    """The report from a run directory's token shards, phase selection and voices.
+    ``utterances``: every utterance of the shards when the caller holds them already (a stage
+    notebook: reading ~1,000 h of codes twice would double the RAM they take)."""
     import json
 
     from .config import stage_config
@@ -320,7 +322,7 @@ def coverage_from_run(run_dir: str | Path, profile, encode_text=None) -> dict:
     from .train import VOICES_FILE
 
     paths = RunPaths(Path(run_dir).expanduser().resolve())
-    everything = list(iter_utterances(paths.tokens))
+    everything = list(iter_utterances(paths.tokens)) if utterances is None else list(utterances)
     by_id = {u.utterance_id: u for u in everything}
     cfgs, stage_utts = {}, {}
     for stage in STAGES:
@@ -397,17 +399,19 @@ def _finish(rep: dict, hours_scale: float, titles: dict) -> dict:
     return rep
 
 
-def coverage_report(profile_name: str = "colab", run_dir: str | Path | None = None, encode_text=None) -> dict:
+def coverage_report(profile_name: str = "colab", run_dir: str | Path | None = None, encode_text=None,
+                    utterances: Sequence | None = None) -> dict:
     """Minutes per stage × voice × emotion, references per stage, the emotion table.
 
     ``run_dir`` None: from the catalog's facts (hub profiles; before any download). Otherwise
-    from the run's token shards (any profile). See the module docstring for the shape.
+    from the run's token shards (any profile; ``utterances``: the shards' utterances, if already
+    loaded). See the module docstring for the shape.
     """
     from .profiles import get_profile
 
     profile = get_profile(profile_name)
     if run_dir is not None:
-        return coverage_from_run(run_dir, profile, encode_text)
+        return coverage_from_run(run_dir, profile, encode_text, utterances)
     return coverage_from_catalog(profile)
 
 

@@ -100,7 +100,7 @@ pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
 
 # %%
 from helpers import coverage
-cov = coverage.coverage_report(S.profile.name, run_dir=S.paths.root)
+cov = coverage.coverage_report(S.profile.name, run_dir=S.paths.root, utterances=all_utterances)
 print(coverage.format_coverage(cov))
 
 # %% [markdown]
