@@ -453,12 +453,12 @@ def format_coverage(report: dict) -> str:
            f"(voice replay: {report['replay_minutes_per_voice']:g} min per voice per phase without its corpus; "
            f"references {report['reference_bounds_s'][0]:g}-{report['reference_bounds_s'][1]:g} s)", "",
            "Built-in voices: minutes per stage"]
-    head = f"  {'voice':<13} {'speaker':<16} {'gender':<7} {'accent':<8} {'ok':<3} " + " ".join(
+    head = f"  {'voice':<13} {'speaker':<20} {'gender':<7} {'accent':<8} {'ok':<3} " + " ".join(
         f"{'stage ' + str(s):>9}" for s in STAGES)
     out.append(head)
     for v, r in report["voices"].items():
         mins = " ".join(f"{report['stages'][s]['voice_minutes'][v]:>9.1f}" for s in STAGES)
-        out.append(f"  {v:<13} {str(r['speaker']):<16} {str(r['gender']):<7} {str(r['accent']):<8} "
+        out.append(f"  {v:<13} {str(r['speaker']):<20} {str(r['gender']):<7} {str(r['accent']):<8} "
                    f"{'yes' if r['matches_name'] else 'NO':<3} {mins}")
     out += ["", f"Emotions: minutes per stage (trained = >= {report['min_emotion_minutes']:g} min in stages 2-4; "
                 f"stage {report['emotion_stage']} is the emotion stage)"]
