@@ -343,7 +343,8 @@ def coverage_from_run(run_dir: str | Path, profile, encode_text=None, utterances
     if sel is None:
         sel = choose_builtin_voices(everything)
     rep = coverage_from_utterances(stage_utts, sel, cfgs, encode_text, profile.name, float(profile.hours_scale))
-    rep["source"] = f"run directory {paths.root}"
+    rep["source"] = "token shards of the run directory"
+    rep["run_dir"] = str(paths.root)  # never copied into an export (model_record): no private paths there
     return rep
 
 
