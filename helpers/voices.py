@@ -135,7 +135,7 @@ def prepare_reference(src, sample_rate: int = au.DEFAULT_SR, *, max_seconds: flo
         seconds = max_seconds
     if seconds < WARN_REFERENCE_S:
         notes.append(f"reference audio {name} is only {seconds:.1f} s; cloning quality is fair at 5 s and best "
-                     f"with 10-30 s")
+                     f"with 10-20 s")
     # A generous tolerance so normalize_loudness never rejects: a clip whose peak
     # limits the gain is used as loud as it can be, with a warning, not refused.
     loose = pp.PreprocessConfig(**{**cfg.__dict__, "lufs_tolerance_db": 1e9})
