@@ -14,7 +14,7 @@ Three parts:
        audio         the Audio(decode=False) dict ({"bytes", "path"}), untouched
        text          transcript (dataset-specific clean-up applied, whitespace collapsed)
        speaker       "<dataset>:<speaker>"   (globally unique)
-       accent        "us" | "uk" | "other"
+       accent        "us" | "uk" | "scottish" | "irish" | "welsh" | "other"
        gender        "male" | "female" | "unknown"
        emotion       a name in helpers.tokens.EMOTIONS
        utterance_id  "<dataset>:<id>"        (globally unique)
@@ -25,15 +25,20 @@ Three parts:
    not understand (a missing column, a label absent from a mapping) raise
    :class:`CatalogError`: a new label must be mapped by a person, not guessed.
 
-   Accent policy: ``other`` covers every accent that is neither US nor British English
-   (and corpora whose speakers are mixed without per-speaker labels). Such speakers stay in
-   training data; only the built-in voices (``male_us_01`` … ``female_uk_02``) must be
-   chosen among ``us``/``uk`` speakers.
+   Accent policy (:mod:`helpers.speaker_facts`): ``uk`` is English English (the seed's
+   British voices are RP / southern English); Scottish, Irish (incl. Northern Irish) and
+   Welsh are accents of their own; ``other`` covers every other accent (and corpora whose
+   speakers are mixed without per-speaker labels). Such speakers stay in training data; the
+   built-in voices are the documented speakers of :data:`helpers.speaker_facts.BUILTIN_VOICE_PLAN`.
+   Per-speaker gender comes from the shipped facts tables (``helpers/facts/*.csv``) wherever
+   a corpus documents it; where none does (GigaSpeech, MLS) it stays "unknown" here and 01
+   adds an F0-based estimate in a separate, labelled manifest column (``gender_estimated``).
 
-3. :data:`PHASES` and :func:`sample_hours` / :func:`sample_phase` — the seed's three
-   training mixes as data, and a deterministic sampler that draws a target number of hours
-   from a pool of (utterance_id, speaker, duration_s) records, balanced across speakers
-   where the seed implies it, reporting any shortfall loudly.
+3. :data:`PHASES` and :func:`sample_hours` / :func:`sample_phase` (:mod:`helpers.sampling`) — the seed's three
+   training mixes as data (plus a replay share of the built-in voices' own data in every
+   phase that would not otherwise hold it), and a deterministic sampler that draws a target
+   number of hours from a pool of (utterance_id, speaker, duration_s) records, balanced
+   across speakers where the seed implies it, reporting any shortfall loudly.
 
 Importing this module touches no network; :func:`open_dataset` is the only function that
 reads data (from the Hub, or a local folder laid out like a hub repository).
@@ -41,20 +46,17 @@ reads data (from the Hub, or a local folder laid out like a hub repository).
 from __future__ import annotations
 
 import hashlib
-import heapq
-import math
-import random
 import re
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Iterable, Mapping, Union
 
+from . import speaker_facts as SF
 from .profiles import ASSETS_CORPUS
+from .speaker_facts import (ACCENTS, EMOVDB_EMOTION_MAP, GENDERS, RAVDESS_EMOTION_MAP,  # noqa: F401 (re-exported)
+                            VCTK_ACCENT_MAP)
 from .tokens import EMOTIONS
 
-ACCENTS: tuple[str, ...] = ("us", "uk", "other")
-GENDERS: tuple[str, ...] = ("male", "female", "unknown")
 COMMON_COLUMNS: tuple[str, ...] = (
     "audio", "text", "speaker", "accent", "gender", "emotion", "utterance_id", "dataset",
 )
@@ -366,46 +368,10 @@ ROW_FILTERS = {
 # ============================================================================ the catalog
 _NEUTRAL = Fixed("neutral")  # corpora without emotion labels: read / conversational speech
 
-# Expresso styles (read: 8 + "emphasis" in the ylacombe copy; conversational: 26). Styles that
-# are no emotion or voice quality we can ask for at inference are excluded, not forced onto
-# a wrong token.
-EXPRESSO_STYLE_MAP = {
-    "default": "neutral",
-    "narration": "neutral",  # storytelling read; the seed's neutral is "default narration"
-    "emphasis": "neutral",  # neutral reading with contrastive stress on marked words
-    "confused": "confused", "enunciated": "enunciated", "happy": "happy", "laughing": "laughing",
-    "sad": "sad", "whisper": "whisper",
-    "angry": "angry", "awe": "awe", "bored": "bored", "calm": "calm", "desire": "desire",
-    "disgusted": "disgusted", "fearful": "fearful", "projected": "projected",
-    "sarcastic": "sarcastic", "sleepy": "sleepy", "sympathetic": "sympathetic",
-    "animal": Exclude("pet-directed / animal-voice speech: no emotion token fits"),
-    "animaldir": Exclude("pet-directed / animal-voice speech: no emotion token fits"),
-    "child": Exclude("child-directed / child-voice speech: no emotion token fits"),
-    "childdir": Exclude("child-directed / child-voice speech: no emotion token fits"),
-    "fast": Exclude("a speaking rate, not an emotion: would blur <|emotion:neutral|>"),
-    "non_verbal": Exclude("mostly non-speech vocalisations without a transcript"),
-    "singing": Exclude("singing, not speech"),
-}
-
-RAVDESS_EMOTION_MAP = {
-    "neutral": "neutral", "calm": "calm", "happy": "happy", "sad": "sad", "angry": "angry",
-    "fearful": "fearful", "disgust": "disgusted", "surprised": "surprised",
-}
-
-EMOVDB_EMOTION_MAP = {
-    "neutral": "neutral", "amused": "amused", "angry": "angry", "sleepy": "sleepy",
-    "disgust": "disgusted", "disgusted": "disgusted",  # card spells it "disgust"; both accepted
-}
-
-# VCTK speaker-info accents. British-Isles accents inside the UK -> "uk" (candidates for the
-# *_uk_* voices); Irish (Republic) and every non-UK, non-US accent -> "other" (kept for training).
-VCTK_ACCENT_MAP = {
-    "english": "uk", "scottish": "uk", "welsh": "uk", "northernirish": "uk", "northern irish": "uk",
-    "american": "us",
-    "irish": "other", "canadian": "other", "southafrican": "other", "south african": "other",
-    "australian": "other", "newzealand": "other", "new zealand": "other", "indian": "other",
-    "unknown": "other", "": "other",  # p280 has no accent in speaker-info
-}
+# Emotion and accent label maps live in helpers.speaker_facts (with their sources); Expresso's
+# styles that are no emotion or voice quality we can ask for at inference are excluded, not
+# forced onto a wrong token.
+EXPRESSO_STYLE_MAP = {**SF.EXPRESSO_STYLE_MAP, **{k: Exclude(r) for k, r in SF.EXPRESSO_EXCLUDED.items()}}
 
 CATALOG: dict[str, DatasetSpec] = {}
 
@@ -420,14 +386,15 @@ _add(DatasetSpec(
             "train_clean": ("train.clean.100", "train.clean.360"),
             "dev": ("dev.clean",), "test": ("test.clean",)},
     audio_column="audio", text=Col("text_normalized"), speaker=Col("speaker_id"), utterance_id=Col("id"),
-    gender=Fixed("unknown"), gender_map={}, accent=Fixed("us"), accent_map={},
+    gender=Col("speaker_id"), gender_map=SF.gender_map("libritts_r"), accent=Fixed("us"), accent_map={},
     emotion=_NEUTRAL, emotion_map={}, text_transform="none", row_filter="none",
     native_sr=24_000, seed_hours=585, hours=555, n_speakers=2456, licence="CC-BY-4.0", gated=False,
     priority="P0",
     verified="dataset card/viewer 2026: configs all/clean/dev/other and split names seen; columns from notes",
     alternatives=("blabble-io/libritts_r (same layout, older copy)",),
     notes="Train splits ≈ 54 h (clean.100) + 191 h (clean.360) + 310 h (other.500); 'train_clean' ≈ 245 h. "
-          "No gender column (LibriTTS SPEAKERS.txt has it, not this copy). Accent per seed table.",
+          "No gender column in this copy: the reader's sex comes from LibriSpeech's SPEAKERS.TXT (the same LibriVox "
+          "reader ids; helpers/facts/libritts_r.csv). Accent per seed table (LibriVox documents none per reader).",
 ))
 
 _add(DatasetSpec(
@@ -443,7 +410,9 @@ _add(DatasetSpec(
              "text_id, age, gender, accent, region, comment)",
     alternatives=("CSTR-Edinburgh/vctk (loading script: fails with datasets 4)",),
     notes="88,156 rows = every utterance twice (mic1/mic2); the row filter keeps mic1. p315 has no "
-          "transcripts (rejected as empty_text).",
+          "transcripts (rejected as empty_text). Accents per speaker-info (helpers/facts/vctk.csv): English -> uk, "
+          "Scottish/Irish/Northern Irish/Welsh their own accents; the four British built-in voices are "
+          "southern-English speakers.",
 ))
 
 _add(DatasetSpec(
@@ -452,19 +421,20 @@ _add(DatasetSpec(
             "dev": ("dev.clean", "dev.other"), "test": ("test.clean", "test.other")},
     audio_column="audio", text=Col("text_normalized"), speaker=Col("speaker"),
     utterance_id=Derived("file_stem", ("file",)),
-    gender=Fixed("unknown"), gender_map={}, accent=Fixed("us"), accent_map={},
+    gender=Col("speaker"), gender_map=SF.gender_map("hifi_tts"), accent=Fixed("us"), accent_map={},
     emotion=_NEUTRAL, emotion_map={}, text_transform="none", row_filter="none",
     native_sr=44_100, seed_hours=292, hours=292, n_speakers=10, licence="CC-BY-4.0", gated=False,
     priority="P1",
     verified="dataset card 2026: configs clean/other/all, split names and columns seen",
-    notes="Has a 'duration' column (s) usable for a manifest without decoding. Accent per seed table.",
+    notes="Has a 'duration' column (s) usable for a manifest without decoding. Accent per seed table. Gender per "
+          "reader from the HiFi-TTS paper's speaker table (helpers/facts/hifi_tts.csv: 6 female, 4 male).",
 ))
 
 _add(DatasetSpec(
     name="expresso", title="Expresso", hub_id="ylacombe/expresso", config="read", revision=None,
     splits={"train": ("train",)},
     audio_column="audio", text=Col("text"), speaker=Col("speaker_id"), utterance_id=Col("id"),
-    gender=Fixed("unknown"), gender_map={}, accent=Fixed("us"), accent_map={},
+    gender=Col("speaker_id"), gender_map=SF.gender_map("expresso"), accent=Fixed("us"), accent_map={},
     emotion=Col("style"), emotion_map=EXPRESSO_STYLE_MAP, text_transform="none", row_filter="none",
     native_sr=48_000, seed_hours=40, hours=11.5, n_speakers=4, licence="CC-BY-NC-4.0", gated=False,
     priority="P0",
@@ -472,7 +442,8 @@ _add(DatasetSpec(
     alternatives=("shangeth/expresso (has a 'conversational' config; columns unseen; Expresso's improvised "
                   "dialogues carry no transcripts, so they cannot train TTS as-is)",),
     notes="Seed counts 40 h = 11 h read + 30 h improvised dialogue; only the read part has transcripts, so "
-          "phases asking for 40 h get ≈ 11.5 h and report the shortfall. Non-commercial licence.",
+          "phases asking for 40 h get ≈ 11.5 h and report the shortfall. Non-commercial licence. Speakers ex01/ex03 "
+          "male, ex02/ex04 female (helpers/facts/expresso.csv); they are the four US built-in voices.",
 ))
 
 _add(DatasetSpec(
@@ -499,7 +470,7 @@ _add(DatasetSpec(
     splits={"train": ("train",)},
     audio_column="audio", text=Col("transcript"), speaker=Col("speaker_name"),
     utterance_id=Derived("emov_id", ("speaker_name", "audio")),
-    gender=Col("speaker_name"), gender_map={"bea": "female", "jenie": "female", "josh": "male", "sam": "male"},
+    gender=Col("speaker_name"), gender_map=SF.gender_map("emov_db"),
     accent=Fixed("other"), accent_map={},
     emotion=Col("emotion"), emotion_map=EMOVDB_EMOTION_MAP, text_transform="none", row_filter="none",
     native_sr=44_100, seed_hours=7, hours=7, n_speakers=4, licence="OpenSLR 115 terms (non-commercial use)",
@@ -572,9 +543,10 @@ _add(DatasetSpec(
     gender=Col("gender"), gender_map={g: g for g in GENDERS},
     accent=Col("accent"), accent_map={a: a for a in ACCENTS},
     emotion=Col("emotion"), emotion_map={e: e for e in EMOTIONS}, text_transform="none", row_filter="none",
-    native_sr=24_000, seed_hours=0.057, hours=0.057, n_speakers=8, licence="project-generated (espeak-ng)",
+    native_sr=24_000, seed_hours=0.068, hours=0.068, n_speakers=10, licence="project-generated (espeak-ng)",
     gated=False, priority="tiny",
-    verified="measured: assets/corpus/metadata.csv, 72 utterances, 205 s, 8 speakers, 24 kHz FLAC (checked by tests/test_corpus.py)",
+    verified="measured: assets/corpus/metadata.csv, 80 utterances, 243 s, 10 speakers (8 built-in voices + 2 "
+             "cloning speakers), 24 kHz FLAC (checked by tests/test_corpus.py)",
     notes="The tiny profile's data source (helpers.profiles.ASSETS_CORPUS); loaded by "
           "helpers.corpus.load_local_corpus.",
 ))
@@ -725,12 +697,21 @@ def iter_common(spec: DatasetSpec | str, rows: Iterable[Mapping]):
 # ============================================================================ phase mixes (seed §9)
 @dataclass(frozen=True)
 class PhaseEntry:
-    """``hours`` of ``dataset`` drawn from its ``split_role``; ``balance_speakers`` as the seed implies."""
+    """``hours`` of ``dataset`` drawn from its ``split_role``; ``balance_speakers`` as the seed implies.
+
+    ``speakers`` (catalog speaker ids, "vctk:p232"): draw only from these speakers' clips — a
+    replay of built-in voice data (:func:`helpers.speaker_facts.voice_replay_entries`); empty = all.
+    """
 
     dataset: str
     split_role: str
     hours: float
     balance_speakers: bool
+    speakers: tuple[str, ...] = ()
+
+    @property
+    def replay(self) -> bool:
+        return bool(self.speakers)
 
 
 @dataclass(frozen=True)
@@ -741,32 +722,61 @@ class Phase:
     seed_total_hours: float  # as printed in the seed ("~1,050 hours")
     entries: tuple[PhaseEntry, ...]
 
+    def __post_init__(self):
+        names = [e.dataset for e in self.entries]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase {self.number}: a dataset may appear once per phase, got {names}")
+
     @property
     def hours(self) -> float:
         return sum(e.hours for e in self.entries)
+
+    @property
+    def replay_hours(self) -> float:
+        return sum(e.hours for e in self.entries if e.replay)
 
 
 # Seed §9 "Recommended Training Mix". Phase 1 is broad pretraining: a uniform random draw keeps
 # the natural diversity (and 2,456 LibriTTS speakers cannot dominate anyway). Phases 2 and 3 are
 # "quality fine-tuning" and "emotion & speaker alignment": balanced across speakers so that a few
 # prolific speakers do not dominate the voices the model aligns to.
-PHASES: dict[int, Phase] = {
-    1: Phase(1, 2, "Large-scale pretraining", 1050, (
+_SEED_MIX: dict[int, tuple] = {
+    1: (2, "Large-scale pretraining", 1050, (
         PhaseEntry("libritts_r", "train", 460, False),
         PhaseEntry("gigaspeech", "train", 300, False),
         PhaseEntry("hifi_tts", "train", 292, False),
     )),
-    2: Phase(2, 3, "Quality fine-tuning", 184, (
+    2: (3, "Quality fine-tuning", 184, (
         PhaseEntry("libritts_r", "train_clean", 100, True),
         PhaseEntry("vctk", "train", 44, True),
         PhaseEntry("expresso", "train", 40, True),
     )),
-    3: Phase(3, 4, "Emotion & speaker alignment", 54, (
+    3: (4, "Emotion & speaker alignment", 54, (
         PhaseEntry("expresso", "train", 40, True),
         PhaseEntry("ravdess", "train", 7, True),
         PhaseEntry("emov_db", "train", 7, True),
     )),
 }
+
+
+def build_phases(replay_minutes: float = SF.VOICE_REPLAY_MINUTES) -> dict[int, Phase]:
+    """The seed's mixes plus ``replay_minutes`` of every built-in voice's own speech in each phase
+    whose mix does not hold the voice's corpus (phase 1: 4 x 20 min of Expresso and of VCTK;
+    phase 3: 4 x 20 min of VCTK), balanced across the voice speakers. 0 = the seed's mixes only
+    (then stages 2 and 4 train no British voice token and stage 2 no US one)."""
+    if not replay_minutes >= 0:
+        raise ValueError(f"replay_minutes must be >= 0, got {replay_minutes!r}")
+    replay = SF.voice_replay_entries({n: {e.dataset for e in mix[3]} for n, mix in _SEED_MIX.items()},
+                                     replay_minutes)
+    out = {}
+    for n, (stage, title, total, entries) in _SEED_MIX.items():
+        extra = tuple(PhaseEntry(ds, "train", hours, True, spks) for ds, (hours, spks) in sorted(replay[n].items())
+                      if hours > 0)
+        out[n] = Phase(n, stage, title, total, entries + extra)
+    return out
+
+
+PHASES: dict[int, Phase] = build_phases()
 
 
 def expected_shortfalls() -> list[str]:
@@ -780,180 +790,6 @@ def expected_shortfalls() -> list[str]:
     return out
 
 
-# ============================================================================ sampler
-class ShortfallWarning(UserWarning):
-    """A pool holds fewer hours than the target: everything was taken; see Selection.shortfall_hours."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """A lightweight pool record (e.g. a manifest row)."""
-
-    utterance_id: str
-    speaker: str
-    duration_s: float
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What :func:`sample_hours` drew. Hours are sums of ``duration_s`` / 3600."""
-
-    utterance_ids: tuple[str, ...]  # in draw order
-    target_hours: float
-    achieved_hours: float
-    pool_hours: float
-    shortfall_hours: float  # target - pool when the pool is too small, else 0
-    per_speaker_hours: dict = field(default_factory=dict)  # speaker -> hours drawn
-    seed: int = 0
-    balanced: bool = True
-
-    @property
-    def short(self) -> bool:
-        return self.shortfall_hours > 0
-
-    def summary(self) -> str:
-        s = (f"{len(self.utterance_ids)} clips, {self.achieved_hours:.3f} h of {self.target_hours:.3f} h target "
-             f"from {len(self.per_speaker_hours)} speakers (pool {self.pool_hours:.3f} h)")
-        return s + (f"; SHORTFALL {self.shortfall_hours:.3f} h" if self.short else "")
-
-
-def _as_items(items: Iterable) -> list[Item]:
-    if hasattr(items, "to_dict") and hasattr(items, "columns"):  # a pandas DataFrame (manifest)
-        items = items.to_dict("records")
-    out, seen = [], set()
-    for i, it in enumerate(items):
-        if isinstance(it, Item):
-            rec = it
-        elif isinstance(it, Mapping):
-            missing = [k for k in ("utterance_id", "speaker", "duration_s") if k not in it]
-            if missing:
-                raise ValueError(f"pool record {i} lacks {missing}; expected utterance_id, speaker, duration_s")
-            rec = Item(str(it["utterance_id"]), str(it["speaker"]), float(it["duration_s"]))
-        else:
-            raise TypeError(f"pool record {i}: expected Item or mapping, got {type(it).__name__}")
-        if not math.isfinite(rec.duration_s) or rec.duration_s <= 0:
-            raise ValueError(f"pool record {rec.utterance_id!r}: duration_s must be a positive number of seconds, "
-                             f"got {rec.duration_s}")
-        if rec.utterance_id in seen:
-            raise ValueError(f"pool holds utterance_id {rec.utterance_id!r} twice")
-        seen.add(rec.utterance_id)
-        out.append(rec)
-    return out
-
-
-def sample_hours(items: Iterable, target_hours: float, seed: int, balance_speakers: bool = True) -> Selection:
-    """Draw clips totalling ``target_hours`` from ``items``, deterministically by ``seed``.
-
-    ``items``: :class:`Item` records, mappings with utterance_id / speaker / duration_s (s), or
-    a DataFrame with those columns. The result does not depend on the order of ``items``.
-
-    ``balance_speakers=False``: a seeded shuffle of the pool, taken in order. ``True``: each
-    speaker's clips are shuffled by the seed and speakers are visited round-robin in a seeded
-    order, always giving the next clip to the speaker with the fewest hours so far (so speakers
-    with long clips do not get more time); a speaker leaves when its clips run out.
-
-    Stops as soon as the total reaches the target, so it overshoots by less than one clip. If
-    the pool is smaller than the target, everything is taken, ``shortfall_hours`` says by how
-    much, and a :class:`ShortfallWarning` is raised as a warning.
-    """
-    if not (isinstance(target_hours, (int, float)) and math.isfinite(target_hours) and target_hours >= 0):
-        raise ValueError(f"target_hours must be a finite number >= 0, got {target_hours!r}")
-    pool = sorted(_as_items(items), key=lambda r: r.utterance_id)  # input order must not matter
-    rng = random.Random(seed)
-    target_s = target_hours * 3600.0
-    pool_s = sum(r.duration_s for r in pool)
-    chosen: list[Item] = []
-    total = 0.0
-    if balance_speakers:
-        by_speaker: dict[str, list[Item]] = {}
-        for r in pool:
-            by_speaker.setdefault(r.speaker, []).append(r)
-        speakers = sorted(by_speaker)
-        rng.shuffle(speakers)
-        for sp in speakers:
-            rng.shuffle(by_speaker[sp])
-        # heap of (hours so far, seeded rank, speaker, next clip index)
-        heap = [(0.0, rank, sp, 0) for rank, sp in enumerate(speakers)]
-        heapq.heapify(heap)
-        while heap and total < target_s:
-            spent, rank, sp, idx = heapq.heappop(heap)
-            clip = by_speaker[sp][idx]
-            chosen.append(clip)
-            total += clip.duration_s
-            if idx + 1 < len(by_speaker[sp]):
-                heapq.heappush(heap, (spent + clip.duration_s, rank, sp, idx + 1))
-    else:
-        order = list(pool)
-        rng.shuffle(order)
-        for clip in order:
-            if total >= target_s:
-                break
-            chosen.append(clip)
-            total += clip.duration_s
-    per_speaker: dict[str, float] = {}
-    for c in chosen:
-        per_speaker[c.speaker] = per_speaker.get(c.speaker, 0.0) + c.duration_s / 3600.0
-    shortfall = max(0.0, (target_s - pool_s) / 3600.0)
-    sel = Selection(tuple(c.utterance_id for c in chosen), float(target_hours), total / 3600.0, pool_s / 3600.0,
-                    shortfall, per_speaker, seed, balance_speakers)
-    if sel.short:
-        warnings.warn(f"pool too small: {sel.summary()}", ShortfallWarning, stacklevel=2)
-    return sel
-
-
-@dataclass(frozen=True)
-class PhaseSelection:
-    phase: int
-    stage: int
-    scale: float
-    selections: dict  # dataset -> Selection
-
-    @property
-    def target_hours(self) -> float:
-        return sum(s.target_hours for s in self.selections.values())
-
-    @property
-    def achieved_hours(self) -> float:
-        return sum(s.achieved_hours for s in self.selections.values())
-
-    @property
-    def shortfalls(self) -> dict:
-        """dataset -> missing hours, for entries whose pool was too small."""
-        return {d: s.shortfall_hours for d, s in self.selections.items() if s.short}
-
-    def utterance_ids(self) -> list[str]:
-        return [u for s in self.selections.values() for u in s.utterance_ids]
-
-    def table(self) -> list[dict]:
-        return [{"dataset": d, "target_h": s.target_hours, "achieved_h": s.achieved_hours,
-                 "pool_h": s.pool_hours, "shortfall_h": s.shortfall_hours, "clips": len(s.utterance_ids),
-                 "speakers": len(s.per_speaker_hours), "balanced": s.balanced}
-                for d, s in self.selections.items()]
-
-
-def _entry_seed(seed: int, phase: int, dataset: str) -> int:
-    # Python's hash() is salted per process; a digest keeps the draw reproducible.
-    return int(hashlib.sha256(f"{seed}:{phase}:{dataset}".encode()).hexdigest()[:16], 16)
-
-
-def sample_phase(phase: int, pools_by_dataset: Mapping[str, Iterable], seed: int, scale: float = 1.0) -> PhaseSelection:
-    """Apply phase ``phase`` of :data:`PHASES`: ``entry.hours * scale`` hours of each dataset.
-
-    ``pools_by_dataset``: dataset name -> pool records (see :func:`sample_hours`) drawn from the
-    entry's split role. ``scale`` shrinks every target (the tiny profile uses 1/60: minutes
-    instead of hours). Each entry gets its own seed derived from (seed, phase, dataset).
-    """
-    if phase not in PHASES:
-        raise ValueError(f"phase must be one of {sorted(PHASES)}, got {phase!r}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
-    ph = PHASES[phase]
-    missing = [e.dataset for e in ph.entries if e.dataset not in pools_by_dataset]
-    if missing:
-        need = ", ".join(f"{e.dataset} (split role {e.split_role!r})" for e in ph.entries)
-        raise KeyError(f"phase {phase} needs pools for {need}; missing: {missing}")
-    sels = {}
-    for e in ph.entries:
-        sels[e.dataset] = sample_hours(pools_by_dataset[e.dataset], e.hours * scale,
-                                       _entry_seed(seed, phase, e.dataset), e.balance_speakers)
-    return PhaseSelection(phase, ph.stage, float(scale), sels)
+# ============================================================================ sampler (helpers.sampling)
+from .sampling import (Item, PhaseSelection, Selection, ShortfallWarning, _as_items, _entry_seed,  # noqa: E402,F401
+                       sample_hours, sample_phase)

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import audio
+from .gender_estimate import estimate_gender
 
 # ----------------------------------------------------------------------------- reasons
 # Every rejection carries one of these keys; the report counts them per dataset.
@@ -383,6 +384,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "status", "reason", "detail",
     # 01's decisions for a kept clip, which 02 applies without analysing again (replay_row):
     "trim_start", "trim_end", "gain_db", "source_channels",
+    "gender_estimated",  # F0 estimate (helpers.gender_estimate), only where the corpus documents no gender; else ""
 )
 # Column types, fixed so a manifest's bytes do not depend on which rows one part happened to hold.
 _INT_COLUMNS = ("source_index", "source_sr", "trim_start", "trim_end", "source_channels")
@@ -422,7 +424,8 @@ def preprocess_row(row, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[dict, P
         return rec, None
     rec.update(status=KEPT, reason="", detail="", duration_s=p.duration_s, loudness_lufs=p.loudness_lufs,
                snr_db=p.snr_db, trim_start=p.trim_start, trim_end=p.trim_end, gain_db=p.gain_db,
-               source_channels=p.source_channels)
+               source_channels=p.source_channels,
+               gender_estimated=estimate_gender(p.wav, p.sr) if rec["gender"] == "unknown" else "")
     return rec, p
 
 

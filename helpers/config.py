@@ -53,6 +53,25 @@ PLANNED_FIELDS = ("precision", "optimizer", "optimizer_state", "checkpointing", 
 PLAN_TARGET_GPU = "A100-40GB"  # the GPU the plan is shown for where no CUDA GPU is present (Colab's A100)
 LOSS_ON = ("audio", "all")  # "audio": target audio tokens + <|audio_end|>; "all": every token after BOS
 
+# Cloning references (seed §8: 10-30 s recommended). ONE pair of bounds shared by training
+# (helpers.sequences draws reference lengths uniformly in this range, bounded by the room the
+# context leaves beside the target) and inference (helpers.voices refuses shorter clips and
+# crops longer ones), so the model never sees at inference a reference length it never trained on.
+# 20 s is the seed's "very good"; 30 s adds little and costs 820 more prompt tokens per example.
+SNAC_FRAMES_PER_SECOND = 24_000 / 2048  # CB1 frames per second of SNAC 24 kHz (11.72 Hz)
+REFERENCE_MIN_S = 3.0  # shortest reference trained on / accepted at inference
+REFERENCE_MAX_S = 20.0  # longest reference trained on; inference crops longer clips to this
+
+
+def seconds_to_frames(seconds: float, round_up: bool = False) -> int:
+    """Whole SNAC frames (CB1) in ``seconds`` of audio (rounded down, or up)."""
+    x = seconds * SNAC_FRAMES_PER_SECOND
+    return int(-(-x // 1)) if round_up else int(x)
+
+
+REFERENCE_MIN_FRAMES = seconds_to_frames(REFERENCE_MIN_S, round_up=True)  # 36 frames = 3.07 s: never under 3 s
+REFERENCE_MAX_FRAMES = seconds_to_frames(REFERENCE_MAX_S)  # 234 frames = 19.97 s: never over 20 s
+
 # Fields that may differ between a run and its resumption without changing the result.
 RESUME_SAFE_FIELDS = frozenset({
     "log_every", "save_every", "save_every_minutes", "eval_every", "keep_last", "local_dir", "progress",
@@ -108,11 +127,13 @@ class StageConfig:
     reference_prob: float = 0.5
     """Probability that an utterance of a non-built-in speaker gets a reference clip of another
     utterance of the same speaker in its speaker block (teaches zero-shot cloning)."""
-    reference_max_frames: int = 72
-    """Longest reference clip in SNAC frames (72 frames ≈ 6 s, 504 tokens); longer ones are cropped
-    to a window of whole frames."""
-    reference_min_frames: int = 12
-    """Shortest useful reference (≈ 1 s); a speaker whose other clips are all shorter gets none."""
+    reference_max_frames: int = REFERENCE_MAX_FRAMES
+    """Longest reference in SNAC frames (234 frames = 20 s, 1,638 tokens; :data:`REFERENCE_MAX_S`, the
+    bound inference crops to). Each reference length is drawn uniformly between the min and this,
+    bounded by the context left beside the target; clips of the same speaker are joined to reach it."""
+    reference_min_frames: int = REFERENCE_MIN_FRAMES
+    """Shortest reference (36 frames ≈ 3 s, :data:`REFERENCE_MIN_S`, the shortest inference accepts);
+    no room for it beside the target = no reference (counted)."""
     loss_on: str = "audio"
     """Which tokens carry loss: "audio" (target audio + <|audio_end|>) or "all"."""
     eval_fraction: float = 0.02
@@ -208,6 +229,9 @@ class StageConfig:
             bad("reference_prob", "a probability in [0, 1]")
         if not 1 <= self.reference_min_frames <= self.reference_max_frames:
             bad("reference_min_frames", f"in 1..reference_max_frames ({self.reference_max_frames})")
+        if self.reference_max_frames > REFERENCE_MAX_FRAMES:
+            bad("reference_max_frames", f"at most {REFERENCE_MAX_FRAMES} ({REFERENCE_MAX_S:g} s): inference crops "
+                "references to that length, so longer training references would never be used")
         if self.loss_on not in LOSS_ON:
             bad("loss_on", f"one of {LOSS_ON}")
         if not 0 <= self.eval_fraction < 0.5:

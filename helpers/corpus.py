@@ -1,9 +1,10 @@
 """The bundled speech corpus (``assets/corpus``) as a HuggingFace ``datasets`` dataset.
 
-The ``tiny`` profile's data source (:data:`helpers.profiles.ASSETS_CORPUS`): 72
-short espeak-ng utterances, 8 speakers named after the built-in voices
+The ``tiny`` profile's data source (:data:`helpers.profiles.ASSETS_CORPUS`): 80
+short espeak-ng utterances; 8 speakers named after the built-in voices
 (``male_us_01`` … ``female_uk_02``), US and British English, male and female,
-neutral plus the seed's §12 emotions. ``scripts/make_assets.py`` makes it;
+neutral plus the seed's §12 emotions, and 2 speakers that are not built-in voices
+(Scottish, Caribbean English) whose examples train cloning references. ``scripts/make_assets.py`` makes it;
 ``assets/README.md`` describes it.
 
 The dataset has the same columns the hub loaders produce, so everything after
@@ -11,8 +12,8 @@ loading is one code path::
 
     audio         Audio(decode=False): {"bytes": None, "path": "/abs/…/x.flac"}
     text          str
-    speaker       str   (here one of helpers.tokens.VOICES)
-    accent        str   "us" | "uk"
+    speaker       str   (a helpers.tokens.VOICES name, or a cloning speaker "clone_…")
+    accent        str   "us" | "uk" | "scottish" | "other" …
     gender        str   "male" | "female"
     emotion       str   one of helpers.tokens.EMOTIONS
     utterance_id  str   unique within the dataset
@@ -40,7 +41,7 @@ METADATA_COLUMNS: tuple[str, ...] = ("file", "text", "speaker", "accent", "gende
                                      "utterance_id")
 DATASET_COLUMNS: tuple[str, ...] = ("audio", "text", "speaker", "accent", "gender", "emotion",
                                     "utterance_id", "dataset")
-ACCENTS: tuple[str, ...] = ("us", "uk")
+ACCENTS: tuple[str, ...] = ("us", "uk", "scottish", "irish", "welsh", "other")  # = helpers.speaker_facts.ACCENTS
 GENDERS: tuple[str, ...] = ("male", "female")
 CORPUS_SAMPLE_RATE = 24000  # Hz; the files are written at SNAC 24 kHz's rate
 SPLITS: tuple[str, ...] = ("train", "rejects")

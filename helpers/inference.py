@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from . import audio as au
+from .coverage import check_emotion
 from .generation import (AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig)
 from .tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
 from .voices import Voice, VoiceProfile, clone_voice, resolve_voice
@@ -369,7 +370,8 @@ class OptimumTTS:
     """
 
     def __init__(self, model, tokenizer, codec, *, accent: str = "us", snac_seed: int = 0,
-                 length_guard: LengthGuard = LengthGuard(), loop_guard: LoopGuard | None = LoopGuard()):
+                 length_guard: LengthGuard = LengthGuard(), loop_guard: LoopGuard | None = LoopGuard(),
+                 coverage: dict | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.codec = codec
@@ -378,6 +380,7 @@ class OptimumTTS:
         self.length_guard, self.loop_guard = length_guard, loop_guard
         self.frame_decoder = FrameDecoder(codec, seed=snac_seed)
         self._voice_cache: dict = {}
+        self.coverage = coverage  # optimum_tts.json "coverage": trained emotions, minutes per voice x emotion
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -404,10 +407,12 @@ class OptimumTTS:
             else:
                 model, tok = load_base(folder, dtype=dtype)
             cfg_file = folder / INFERENCE_CONFIG
-            snac_name = snac or (json.loads(cfg_file.read_text()).get("snac_model") if cfg_file.is_file() else None)
+            info = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
         else:
             model, tok = load_base(str(name_or_path), dtype=dtype)
-            snac_name = snac or _hub_inference_config(str(name_or_path)).get("snac_model")
+            info = _hub_inference_config(str(name_or_path))
+        snac_name = snac or info.get("snac_model")
+        kw.setdefault("coverage", info.get("coverage"))
         model = model.to(device=device, dtype=dtype)
         codec = SnacCodec.load(snac_name or DEFAULT_SNAC, device=device)
         return cls(model, tok, codec, accent=accent, **kw)
@@ -463,6 +468,7 @@ class OptimumTTS:
         out = []
         for k, seg in enumerate(segments):
             emo = seg.emotion or emotion or DEFAULT_EMOTION
+            check_emotion(self.coverage, emo, voice.builtin)  # refuses an untrained emotion, warns for a pair
             ids = self.tokenizer.encode(seg.text, add_special_tokens=False)
             prompt = self.layout.build_prompt(ids, emotion=emo, voice=voice.builtin, reference_codes=ref,
                                               bos_id=self.tokenizer.bos_token_id)

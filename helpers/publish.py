@@ -408,12 +408,16 @@ def generation_defaults(tokenizer) -> dict:
 
 
 def contract_config(tokenizer, *, base_model: str, codec_model: str, voices: dict, stage: int,
-                    source_fingerprint: str, embedding_rows: int) -> dict:
+                    source_fingerprint: str, embedding_rows: int, coverage: dict | None = None) -> dict:
     """The dict written to :data:`CONTRACT_FILE`: everything beyond the HF files that
     ``OptimumTTS.from_pretrained`` needs (codec, token contract, voices, emotions, defaults).
 
-    ``voices``: :func:`read_voices`'s dict. Checks the tokenizer against the contract.
+    ``voices``: :func:`read_voices`'s dict. ``coverage``: :func:`helpers.coverage.model_record` of
+    the run (minutes per voice and per emotion per stage, the trained emotions): inference refuses
+    an emotion outside it and warns for a (voice, emotion) pair without minutes. Checks the
+    tokenizer against the contract.
     """
+    from .config import REFERENCE_MAX_S, REFERENCE_MIN_S
     from .generation import SamplingConfig
 
     layout = TokenLayout.from_tokenizer(tokenizer)
@@ -442,7 +446,9 @@ def contract_config(tokenizer, *, base_model: str, codec_model: str, voices: dic
         "nonverbals": [nonverbal_token(n) for n in NONVERBALS],
         "sampling": {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
                      "repetition_penalty": s.repetition_penalty},
-        "max_reference_seconds": MAX_REFERENCE_SECONDS,
+        # the bounds training drew reference lengths from; inference refuses shorter and crops longer clips
+        "min_reference_seconds": REFERENCE_MIN_S, "max_reference_seconds": REFERENCE_MAX_S,
+        "coverage": coverage,
         "source": {"stage": int(stage), "fingerprint": source_fingerprint},
     }
 
@@ -626,8 +632,11 @@ def export_model(paths: RunPaths, *, base_model: str, codec_model: str, stage: i
     if dtype is not None:
         model = model.to(_resolve_dtype(dtype))
     rows = model.get_input_embeddings().weight.shape[0]
+    from .coverage import run_record
+
     cfg = contract_config(tokenizer, base_model=base_model, codec_model=codec_model, voices=read_voices(paths),
-                          stage=s, source_fingerprint=fingerprint, embedding_rows=rows)
+                          stage=s, source_fingerprint=fingerprint, embedding_rows=rows,
+                          coverage=run_record(paths, base_model))
     cfg["source"]["dtype"] = dtype
     gen = generation_defaults(tokenizer)
     with tempfile.TemporaryDirectory(prefix="optimumllm-export-") as tmp:
@@ -715,8 +724,9 @@ model.save(wav, "welcome.wav")  # {sr} Hz mono, 16-bit WAV
 ```
 
 ```python
-# Voice cloning from audio prompt (10-30 s of clean speech of a consenting speaker)
-wav = model.generate(text="This is my cloned voice.", audio_prompt="reference_voice.wav", emotion="excited")
+# Voice cloning from audio prompt: 3-20 s (10-20 s recommended, the lengths training used;
+# longer clips are cut to 20 s) of clean speech of a consenting speaker
+wav = model.generate(text="This is my cloned voice.", audio_prompt="reference_voice.wav", emotion="{emotion}")
 
 # Two-speaker dialogue
 wav = model.generate_dialogue(
@@ -805,9 +815,23 @@ def build_model_card(paths: RunPaths, *, repo_id: str,
                    f"{SPEAKER_START} <|speaker:NAME|> {SPEAKER_END} {AUDIO_START}`; generation stops at "
                    f"`{AUDIO_END}`.")
 
-    parts.append("## Voices\n\n" + md_table(voices))
-    parts.append("## Emotions and tags\n\nEmotion tokens, with the hours of training speech labelled with "
-                 "each (an emotion without data is in the vocabulary but has no learned effect):\n\n"
+    cov = contract.get("coverage")
+    if cov:  # minutes per stage from the run's shards (helpers.coverage), recorded in optimum_tts.json
+        for r in voices:
+            r.update({f"stage {k} min": m for k, m in cov["voice_minutes"].get(r["voice"], {}).items()})
+        for r in emotions:
+            mins = cov["emotion_minutes"].get(r["emotion"], {})
+            r.update({f"stage {k} min": m for k, m in mins.items()})
+            r["learned"] = ("yes" if r["emotion"] in cov["trained_emotions"] else
+                            f"no (under {cov['min_emotion_minutes']:g} min of training speech): "
+                            f"generate() refuses it")
+    parts.append("## Voices\n\n" + ("Minutes of each voice's own speech per training stage (built-in voices are "
+                                     "replayed into every stage after they appear):\n\n" if cov else "")
+                 + md_table(voices))
+    parts.append("## Emotions and tags\n\nEmotion tokens, with the training speech labelled with each"
+                 + (" (minutes per stage; `generate()` accepts only the trained ones and warns for a voice that "
+                    "never spoke an emotion)" if cov else " (an emotion without data is in the vocabulary but "
+                                                           "has no learned effect)") + ":\n\n"
                  + md_table(emotions)
                  + "\n\nNon-verbal tags written inside the text: "
                  + ", ".join(f"`{nonverbal_token(n)}`" for n in NONVERBALS) + ".")

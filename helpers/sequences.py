@@ -11,9 +11,14 @@ where X is
 * the speaker's built-in voice token when the speaker was chosen as one of the
   eight built-in voices (:func:`choose_builtin_voices`);
 * otherwise, with probability ``reference_prob``, the SNAC frames of a
-  reference clip cut from a *different* utterance of the same speaker (this is
-  what teaches zero-shot cloning: the model must copy the voice of the
-  reference into the target audio);
+  reference cut from *other* utterances of the same speaker (this is what
+  teaches zero-shot cloning: the model must copy the voice of the reference into
+  the target audio). Its length is drawn uniformly between
+  ``reference_min_frames`` and ``reference_max_frames`` (3-20 s by default: the
+  bounds inference accepts, :mod:`helpers.config`), bounded by the room the
+  context leaves beside the target; consecutive clips of the speaker are joined
+  at frame boundaries when one clip is shorter than the drawn length (most
+  corpus clips are 2-10 s), so long references occur too;
 * otherwise nothing (the model learns to produce some voice unconditioned).
 
 The emotion token comes from the utterance's label (``neutral`` when empty).
@@ -35,6 +40,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from .config import REFERENCE_MAX_FRAMES, REFERENCE_MIN_FRAMES, SNAC_FRAMES_PER_SECOND
 from .shards import Utterance
 from .tokens import DEFAULT_EMOTION, EMOTIONS, FRAME_SIZE, VOICES, TokenLayout
 
@@ -74,17 +80,28 @@ class VoiceSelection:
 
 
 def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int = 2,
-                          overrides: dict[str, str] | None = None) -> VoiceSelection:
+                          overrides: dict[str, str] | None = None,
+                          plan: dict[str, str] | None = None) -> VoiceSelection:
     """Pick the corpus speakers behind the eight built-in voices (seed §8: 4 US, 4 British).
 
-    Rule (documented, deterministic): voice ``{gender}_{accent}_{NN}`` goes to the
-    speakers with that gender and accent ("us"/"uk" in the shards), ranked by total
-    seconds of speech (more data = a steadier voice), ties by speaker id; ``_01``
-    is the speaker with the most speech. Speakers with fewer than ``min_utterances``
-    utterances are not eligible. ``overrides`` (voice -> speaker) replace the rule
-    for single voices. A voice with no eligible speaker is listed in ``unassigned``.
-    A speaker whose utterances disagree on gender or accent raises ValueError.
+    ``plan`` (voice -> speaker; default :data:`helpers.speaker_facts.BUILTIN_VOICE_PLAN`, the
+    catalog's documented choice: Expresso for the US voices, southern-English VCTK speakers for
+    the British ones, whose data every phase replays) decides a voice whenever its speaker is in
+    the corpus with at least ``min_utterances`` utterances; a planned speaker whose data says
+    another gender/accent than the voice's name raises ValueError.
+
+    Otherwise the rule (documented, deterministic): voice ``{gender}_{accent}_{NN}`` goes to the
+    speakers with that gender and accent ("us"/"uk" in the shards; "uk" = English English,
+    Scottish/Irish/Welsh are accents of their own), ranked by total seconds of speech (more
+    data = a steadier voice), ties by speaker id. Speakers with fewer than ``min_utterances``
+    utterances are not eligible. ``overrides`` (voice -> speaker) replace plan and rule for
+    single voices. A voice with no eligible speaker is listed in ``unassigned``. A speaker whose
+    utterances disagree on gender or accent raises ValueError.
     """
+    if plan is None:
+        from .speaker_facts import BUILTIN_VOICE_PLAN
+
+        plan = BUILTIN_VOICE_PLAN
     stats: dict[str, dict] = {}
     for u in utterances:
         s = stats.setdefault(u.speaker, {"speaker": u.speaker, "gender": u.gender, "accent": u.accent,
@@ -95,11 +112,23 @@ def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int =
         s["utterances"] += 1
         s["seconds"] += float(u.duration_s)
     overrides = dict(overrides or {})
+    user_overrides = set(overrides)
     for v, spk in overrides.items():
         if v not in VOICES:
             raise ValueError(f"override for unknown voice {v!r}; built-in voices: {VOICES}")
         if spk not in stats:
             raise ValueError(f"override {v} -> {spk!r}: no such speaker in the corpus")
+    for v, spk in plan.items():
+        if v not in VOICES:
+            raise ValueError(f"voice plan names unknown voice {v!r}; built-in voices: {VOICES}")
+        if (v in overrides or spk in overrides.values() or spk not in stats
+                or stats[spk]["utterances"] < min_utterances):
+            continue
+        gender, accent = v.split("_")[:2]
+        if (stats[spk]["gender"], stats[spk]["accent"]) != (gender, accent):
+            raise ValueError(f"voice plan {v} -> {spk!r}: the data says {stats[spk]['gender']}/{stats[spk]['accent']}, "
+                             f"the voice needs {gender}/{accent}; fix helpers/speaker_facts.py or the catalog")
+        overrides[v] = spk
     taken = set(overrides.values())
     assignments: dict[str, str] = {}
     candidates: list[dict] = []
@@ -113,7 +142,8 @@ def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int =
             for v in voices:
                 if v in overrides:
                     assignments[v] = overrides[v]
-                    candidates.append({"voice": v, **stats[overrides[v]], "why": "override"})
+                    why = "override" if v in user_overrides else "catalog voice plan (helpers.speaker_facts)"
+                    candidates.append({"voice": v, **stats[overrides[v]], "why": why})
                 elif pool:
                     s = pool.pop(0)
                     assignments[v] = s["speaker"]
@@ -149,9 +179,11 @@ class SequenceReport:
     with_voice: int = 0
     with_reference: int = 0
     without_speaker: int = 0
-    references_cropped: int = 0  # reference longer than reference_max_frames / the context: whole frames kept
-    references_left_out_for_length: int = 0  # no room for even reference_min_frames
-    no_reference_candidate: int = 0  # speaker has no other clip of >= reference_min_frames
+    references_cropped: int = 0  # window shorter than the clip(s) it was cut from (whole frames)
+    references_joined: int = 0  # references made of two or more clips of the speaker
+    references_left_out_for_length: int = 0  # the context leaves no room for even reference_min_frames
+    no_reference_candidate: int = 0  # the speaker's other clips hold fewer than reference_min_frames
+    reference_frames: list[int] = field(default_factory=list)  # length of every reference, in frames
     too_long: list[str] = field(default_factory=list)  # utterance ids skipped: text + audio exceed the context
     tokens: int = 0
     loss_tokens: int = 0
@@ -159,6 +191,11 @@ class SequenceReport:
     def rows(self) -> list[dict]:
         """(what, count) rows for a table."""
         return [{"what": k, "count": (len(v) if isinstance(v, list) else v)} for k, v in self.__dict__.items()]
+
+    def reference_histogram(self, edges_s: Sequence[float] | None = None) -> list[dict]:
+        """References per length bin: rows {"from_s", "to_s", "references"} (frames at 11.72 Hz)."""
+        return reference_histogram([f / SNAC_FRAMES_PER_SECOND for f in self.reference_frames],
+                                   REFERENCE_BINS_S if edges_s is None else edges_s)
 
 
 TextEncoder = Callable[[str], Sequence[int]]
@@ -181,7 +218,8 @@ class SequenceBuilder:
 
     def __init__(self, layout: TokenLayout, encode_text: TextEncoder, bos_id: int | None,
                  voices: VoiceSelection, max_seq_len: int, reference_prob: float = 0.5,
-                 reference_max_frames: int = 72, reference_min_frames: int = 12, loss_on: str = "audio"):
+                 reference_max_frames: int = REFERENCE_MAX_FRAMES, reference_min_frames: int = REFERENCE_MIN_FRAMES,
+                 loss_on: str = "audio"):
         if loss_on not in ("audio", "all"):
             raise ValueError(f"loss_on must be 'audio' or 'all', got {loss_on!r}")
         if not 0 <= reference_prob <= 1:
@@ -246,15 +284,15 @@ class SequenceBuilder:
               pool: Sequence[Utterance] | None = None) -> tuple[list[Example], SequenceReport]:
         """Examples of ``utterances`` for ``epoch`` (order kept), with a report.
 
-        ``pool``: utterances references may be cut from (default: ``utterances``);
-        a reference always comes from a different utterance of the same speaker.
+        ``pool``: utterances references may be cut from (default: ``utterances``; training passes
+        its training utterances so that no reference comes from a held-out one); a reference
+        never contains the target utterance itself.
         """
         rng = np.random.default_rng([int(seed), int(epoch)])
         pool = utterances if pool is None else pool
         by_speaker: dict[str, list[Utterance]] = {}
         for p in pool:
-            if p.n_frames >= self.reference_min_frames:
-                by_speaker.setdefault(p.speaker, []).append(p)
+            by_speaker.setdefault(p.speaker, []).append(p)
         rep = SequenceReport(utterances=len(utterances))
         out: list[Example] = []
         for u in utterances:
@@ -266,20 +304,19 @@ class SequenceBuilder:
             ref = None
             if voice is None and self.reference_prob > 0 and rng.random() < self.reference_prob:
                 others = [p for p in by_speaker.get(u.speaker, []) if p.utterance_id != u.utterance_id]
-                if not others:
-                    rep.no_reference_candidate += 1
-                else:
-                    src = others[int(rng.integers(len(others)))]
-                    # Room left in the context for reference frames (whole frames only).
-                    room = (self.max_seq_len - base_len) // FRAME_SIZE
-                    n = min(src.n_frames, self.reference_max_frames, room)
-                    if n < self.reference_min_frames:
+                # Room left in the context for reference frames (whole frames only).
+                room = (self.max_seq_len - base_len) // FRAME_SIZE
+                drawn = draw_reference(rng, others, room, self.reference_min_frames, self.reference_max_frames)
+                if isinstance(drawn, str):
+                    if drawn == "no_room":
                         rep.references_left_out_for_length += 1
                     else:
-                        if n < src.n_frames:
-                            rep.references_cropped += 1
-                        start = int(rng.integers(src.n_frames - n + 1))
-                        ref = crop_codes(src.codes, start, n)
+                        rep.no_reference_candidate += 1
+                else:
+                    ref, n_clips, cropped = drawn
+                    rep.references_joined += n_clips > 1
+                    rep.references_cropped += cropped
+                    rep.reference_frames.append(int(ref[0].shape[0]))
             ex = self.example(u, voice=voice, reference_codes=ref)
             if len(ex) > self.max_seq_len:  # cannot happen by construction; fail loudly if it does
                 raise AssertionError(f"{u.utterance_id}: built {len(ex)} tokens > max_seq_len {self.max_seq_len}")
@@ -293,7 +330,64 @@ class SequenceBuilder:
         return out, rep
 
 
+REFERENCE_BINS_S: tuple[float, ...] = (0, 3, 5, 10, 15, 20, 30)  # seconds; the seed's quality-vs-length steps
+
+
+def reference_histogram(seconds: Sequence[float], edges_s: Sequence[float] = REFERENCE_BINS_S) -> list[dict]:
+    """Counts of ``seconds`` per bin [edge_i, edge_i+1) (the last bin includes its right edge)."""
+    edges = [float(e) for e in edges_s]
+    if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"histogram edges must be increasing, got {edges_s!r}")
+    counts = [0] * (len(edges) - 1)
+    outside = 0
+    for x in seconds:
+        k = int(np.searchsorted(edges, x, side="right")) - 1
+        if k == len(counts) and x == edges[-1]:
+            k -= 1
+        if 0 <= k < len(counts):
+            counts[k] += 1
+        else:
+            outside += 1
+    if outside:
+        raise ValueError(f"{outside} reference length(s) outside the histogram range {edges[0]}-{edges[-1]} s")
+    return [{"from_s": a, "to_s": b, "references": c} for a, b, c in zip(edges, edges[1:], counts)]
+
+
+def draw_reference(rng: np.random.Generator, others: Sequence[Utterance], room: int, min_frames: int,
+                   max_frames: int):
+    """A cloning reference from ``others`` (the speaker's clips other than the target).
+
+    Length: uniform in ``[min_frames, min(max_frames, room, frames available)]``. Clips are
+    taken in pool order from a random start (wrapping around) and joined at frame boundaries
+    until they hold that many frames; a random window of exactly that length is cut from them.
+    Returns ``(codes [cb1 (n,), cb2 (2n,), cb3 (4n,)], clips used, cropped)`` or why there is
+    none: ``"no_room"`` (the context leaves fewer than ``min_frames``) or ``"no_candidate"``
+    (the speaker's other clips hold fewer than ``min_frames`` frames).
+    """
+    total = sum(o.n_frames for o in others)
+    if total < min_frames:
+        return "no_candidate"
+    hi = min(max_frames, room, total)
+    if hi < min_frames:
+        return "no_room"
+    n = int(rng.integers(min_frames, hi + 1))
+    k0 = int(rng.integers(len(others)))
+    parts, have = [], 0
+    for j in range(len(others)):
+        o = others[(k0 + j) % len(others)]
+        if o.n_frames == 0:
+            continue
+        parts.append(o.codes)
+        have += o.n_frames
+        if have >= n:
+            break
+    joined = [np.concatenate([p[c] for p in parts]) for c in range(3)]
+    start = int(rng.integers(have - n + 1))
+    return crop_codes(joined, start, n), len(parts), n < have
+
+
 def crop_codes(codes: Sequence[np.ndarray], start: int, n_frames: int) -> list[np.ndarray]:
+
     """Frames ``start .. start+n_frames`` of SNAC codes [cb1 (T,), cb2 (2T,), cb3 (4T,)]."""
     t = int(np.asarray(codes[0]).shape[0])
     if not (0 <= start and n_frames >= 0 and start + n_frames <= t):

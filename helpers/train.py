@@ -113,11 +113,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance]) -> VoiceSelection:
+def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
+                     overrides: dict[str, str] | None = None) -> VoiceSelection:
     """The run's built-in voice selection: read from an earlier stage's ``voices.json`` when one
     exists (voices must not move between stages), else chosen with
     :func:`helpers.sequences.choose_builtin_voices` from ``all_utterances`` (every phase, so the
-    British voices of phase 2 are chosen before stage 2 runs) and written into this stage's folder."""
+    British voices of phase 2 are chosen before stage 2 runs; ``overrides``: voice -> speaker,
+    a notebook parameter) and written into this stage's folder."""
     from .sequences import choose_builtin_voices
 
     for s in range(2, stage + 1):
@@ -126,7 +128,7 @@ def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance]) -> 
             sel = VoiceSelection.from_dict(json.loads(f.read_text()))
             break
     else:
-        sel = choose_builtin_voices(all_utterances)
+        sel = choose_builtin_voices(all_utterances, overrides=overrides)
     _atomic_write_text(paths.stage(stage) / VOICES_FILE, json.dumps(sel.to_dict(), indent=1, sort_keys=True))
     return sel
 
@@ -335,7 +337,8 @@ class StageRecipe:
 
     def _build_epoch(self, n: int) -> _Epoch:
         # Examples and bin order are pure functions of (data, config, epoch): resume rebuilds them.
-        examples, report = self.builder.build(self.train_utts, self.cfg.seed, n, pool=self.utterances)
+        # References come from training utterances only: a held-out one never leaks into training.
+        examples, report = self.builder.build(self.train_utts, self.cfg.seed, n, pool=self.train_utts)
         bins = shuffled_bins([len(e) for e in examples], self.cfg.max_seq_len, self.cfg.seed, n)
         return _Epoch(n, examples, bins, report)
 

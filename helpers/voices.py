@@ -13,11 +13,14 @@ A voice is one of
   prepared reference, so the WAV need not be kept and is not re-encoded.
 
 Reference length (seed's "voice cloning quality vs reference length" table: 5 s
-fair, 10 s good, 15 s very good, 30 s excellent, 60 s+ diminishing returns):
-shorter than :data:`MIN_REFERENCE_S` after trimming is an error (training never
-shows a reference under ~1 s: ``reference_min_frames=12``), under
-:data:`WARN_REFERENCE_S` a warning, longer than :data:`MAX_REFERENCE_S` is cut to
-its first 30 s with a warning (30 s ≈ 2,460 prompt tokens already).
+fair, 10 s good, 15 s very good, 30 s excellent, 60 s+ diminishing returns): the
+bounds are the ones training draws its reference lengths from
+(:data:`helpers.config.REFERENCE_MIN_S` .. :data:`helpers.config.REFERENCE_MAX_S`,
+3-20 s), so the model is never asked to clone from a length it never saw. Shorter
+than :data:`MIN_REFERENCE_S` after trimming is an error, under
+:data:`WARN_REFERENCE_S` a warning, longer than :data:`MAX_REFERENCE_S` is cut to its
+first 20 s with a warning. A saved :class:`VoiceProfile` is held to the same bounds
+in frames when it is used.
 """
 from __future__ import annotations
 
@@ -32,11 +35,12 @@ import numpy as np
 
 from . import audio as au
 from . import preprocess as pp
+from .config import REFERENCE_MAX_FRAMES, REFERENCE_MAX_S, REFERENCE_MIN_FRAMES, REFERENCE_MIN_S
 from .tokens import VOICES, as_codebooks
 
-MIN_REFERENCE_S = 1.0  # below this there is no voice to copy (and training never shows one)
+MIN_REFERENCE_S = REFERENCE_MIN_S  # training never shows a shorter reference (3 s)
 WARN_REFERENCE_S = 5.0  # seed: 5 s is "fair"; 10-30 s recommended
-MAX_REFERENCE_S = 30.0  # seed: 30 s "excellent", more gives diminishing returns
+MAX_REFERENCE_S = REFERENCE_MAX_S  # training never shows a longer reference (20 s)
 PROFILE_FORMAT = 1
 PROFILE_KIND = "optimumllm-audio-voice"
 
@@ -104,6 +108,9 @@ def prepare_reference(src, sample_rate: int = au.DEFAULT_SR, *, max_seconds: flo
     shorter than :data:`MIN_REFERENCE_S` after trimming. Warnings are issued (and kept
     in ``.warnings``) under :data:`WARN_REFERENCE_S` and when cut to ``max_seconds``.
     """
+    if not 0 < max_seconds <= MAX_REFERENCE_S:
+        raise ValueError(f"max_seconds must be in (0, {MAX_REFERENCE_S:g}] (the longest reference the model was "
+                         f"trained on), got {max_seconds!r}")
     name = _describe_source(src)
     wav = _load(src, sample_rate)
     notes: list[str] = []
@@ -117,17 +124,18 @@ def prepare_reference(src, sample_rate: int = au.DEFAULT_SR, *, max_seconds: flo
     seconds = len(wav) / sample_rate
     if seconds < MIN_REFERENCE_S:
         raise ReferenceAudioError(f"reference audio {name} has {seconds:.2f} s of speech after trimming silence; "
-                                  f"at least {MIN_REFERENCE_S:.0f} s is needed (10-30 s recommended)")
+                                  f"at least {MIN_REFERENCE_S:g} s is needed (the shortest reference the model was "
+                                  f"trained on; {MIN_REFERENCE_S:g}-{MAX_REFERENCE_S:g} s accepted, 10-20 s recommended)")
     cut = 0.0
     if seconds > max_seconds:
         cut = seconds - max_seconds
         wav = wav[: int(round(max_seconds * sample_rate))]
-        notes.append(f"reference audio {name} is {seconds:.1f} s; only its first {max_seconds:.0f} s are used "
-                     f"(longer references give diminishing returns and cost prompt length)")
+        notes.append(f"reference audio {name} is {seconds:.1f} s; only its first {max_seconds:g} s are used "
+                     f"(the longest reference the model was trained on)")
         seconds = max_seconds
     if seconds < WARN_REFERENCE_S:
         notes.append(f"reference audio {name} is only {seconds:.1f} s; cloning quality is fair at 5 s and best "
-                     f"with 10-30 s")
+                     f"with 10-20 s")
     # A generous tolerance so normalize_loudness never rejects: a clip whose peak
     # limits the gain is used as loud as it can be, with a warning, not refused.
     loose = pp.PreprocessConfig(**{**cfg.__dict__, "lufs_tolerance_db": 1e9})
@@ -212,9 +220,32 @@ def clone_voice(src, codec, name: str | None = None, **kw) -> VoiceProfile:
     (a :class:`helpers.codec.SnacCodec`) into a :class:`VoiceProfile`."""
     ref = prepare_reference(src, codec.sample_rate, **kw)
     codes = codec.encode(ref.wav)
+    # The codec pads to whole frames: a clip of exactly REFERENCE_MAX_S may come back one frame
+    # longer than training ever showed; that padding frame is dropped.
+    codes = [c[: REFERENCE_MAX_FRAMES * m] for c, m in zip(codes, (1, 2, 4))]
     label = name or (Path(src).stem if isinstance(src, (str, os.PathLike)) else "cloned")
     return VoiceProfile(name=label, codes=codes, codec=codec.name, seconds=ref.seconds, source=ref.source,
                         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def bounded_profile(profile: VoiceProfile) -> VoiceProfile:
+    """``profile`` held to the training bounds in frames: fewer than
+    :data:`helpers.config.REFERENCE_MIN_FRAMES` raises :class:`ReferenceAudioError`, more than
+    :data:`helpers.config.REFERENCE_MAX_FRAMES` is cut to its first frames with a warning."""
+    n = profile.n_frames
+    if n < REFERENCE_MIN_FRAMES:
+        raise ReferenceAudioError(f"voice profile {profile.name!r} holds {n} frames ({profile.seconds:.1f} s); at least "
+                                  f"{REFERENCE_MIN_FRAMES} frames ({MIN_REFERENCE_S:g} s) are needed, the shortest "
+                                  f"reference the model was trained on")
+    if n <= REFERENCE_MAX_FRAMES:
+        return profile
+    warnings.warn(f"voice profile {profile.name!r} holds {n} frames ({profile.seconds:.1f} s); only its first "
+                  f"{REFERENCE_MAX_FRAMES} frames ({MAX_REFERENCE_S:g} s, the longest reference the model was trained "
+                  f"on) are used", stacklevel=3)
+    k = REFERENCE_MAX_FRAMES
+    return VoiceProfile(name=profile.name, codes=[c[: k * m] for c, m in zip(profile.codes, (1, 2, 4))],
+                        codec=profile.codec, seconds=k / profile.n_frames * profile.seconds, source=profile.source,
+                        created=profile.created)
 
 
 @dataclass(frozen=True)
@@ -239,6 +270,7 @@ def resolve_voice(spec, codec) -> Voice:
     if isinstance(spec, Voice):
         return spec
     if isinstance(spec, VoiceProfile):
+        spec = bounded_profile(spec)
         if spec.codec != codec.name:
             warnings.warn(f"voice profile {spec.name!r} was made with codec {spec.codec!r}, the model uses "
                           f"{codec.name!r}: its codes may not describe the same sound", stacklevel=3)
@@ -263,5 +295,5 @@ def resolve_voice(spec, codec) -> Voice:
 
 __all__ = [
     "MIN_REFERENCE_S", "WARN_REFERENCE_S", "MAX_REFERENCE_S", "ReferenceAudioError", "PreparedReference",
-    "prepare_reference", "VoiceProfile", "clone_voice", "Voice", "resolve_voice",
+    "prepare_reference", "VoiceProfile", "bounded_profile", "clone_voice", "Voice", "resolve_voice",
 ]

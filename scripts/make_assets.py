@@ -20,7 +20,11 @@ Eight speakers, one per built-in voice name of seed §8 (``male_us_01`` …
 ``female_uk_02``), each with 3 neutral utterances and one each of happy, sad,
 angry, excited, whisper and calm (72 utterances). Emotions follow the seed's §12
 table (pitch / speed / energy offsets) through espeak-ng's -p / -s / -a; whisper
-also switches to espeak-ng's whisper voice variant.
+also switches to espeak-ng's whisper voice variant. Two more speakers are *not*
+built-in voices (a Scottish man and a Caribbean-English woman, accents that no
+built-in voice has), with 4 neutral utterances of 3-6 s each (80 utterances in
+all): their examples carry cloning references in training, so the tiny chain and
+the recipe tests exercise zero-shot cloning.
 
 Requires espeak-ng (Debian/Ubuntu: ``apt-get install -y espeak-ng``).
 
@@ -70,8 +74,8 @@ BASE_AMPLITUDE = 75
 
 @dataclass(frozen=True)
 class Speaker:
-    name: str  # one of helpers.tokens.VOICES
-    accent: str  # "us" or "uk"
+    name: str  # one of helpers.tokens.VOICES, or a CLONE_SPEAKERS name (not a built-in voice)
+    accent: str  # "us" or "uk" (built-in voices); "scottish" / "other" (cloning speakers)
     gender: str  # "male" or "female"
     voice: str  # espeak-ng voice + variant for every emotion except whisper
     whisper_voice: str  # the same language with espeak-ng's whisper variant
@@ -95,6 +99,25 @@ SPEAKERS: tuple[Speaker, ...] = (
     Speaker("female_uk_01", "uk", "female", "en-gb-x-rp+f2", "en-gb-x-rp+whisperf", 52, 172),  # RP, professional
     Speaker("female_uk_02", "uk", "female", "en+f3", "en+whisperf", 47, 170),  # natural, warm
 )
+
+# Speakers that are NOT built-in voices (accents no built-in voice has): training gives their
+# examples a cloning reference cut from their other utterances. Their sentences are long enough
+# (>= 3 s) for the shortest reference training draws (helpers.config.REFERENCE_MIN_S).
+CLONE_SPEAKERS: tuple[Speaker, ...] = (
+    Speaker("clone_scottish_m", "scottish", "male", "en-gb-scotland", "en-gb-scotland+whisper", 48, 160),
+    Speaker("clone_caribbean_f", "other", "female", "en-029+f2", "en-029+whisperf", 52, 160),
+)
+CLONE_TEXTS: tuple[str, ...] = (
+    "The ferry to the islands leaves from the harbour every morning at half past eight.",
+    "We walked along the cliffs for hours and watched the seabirds circling below us.",
+    "My brother keeps a small boat in the village and takes it out when the weather is calm.",
+    "The market in the square sells fresh bread, bright flowers and baskets of ripe fruit.",
+    "She painted the kitchen door a cheerful shade of yellow to match the morning light.",
+    "A gentle breeze came in from the sea and carried the smell of salt across the town.",
+    "The children built a sandcastle with four towers and a long wall around the moat.",
+    "After supper we sat on the porch and listened to the rain drumming on the roof.",
+)
+CLONE_MIN_SECONDS = 3.1  # every clip can be a whole reference on its own
 
 # Seed §12 "Emotion Control at Inference": relative (pitch, speed, energy) changes.
 # Breathiness has no espeak-ng flag; only whisper gets it, through the whisper variant.
@@ -225,6 +248,8 @@ def build_plan() -> list[Utterance]:
                 (NEUTRAL_TEXTS[2 * i + 1], "neutral")]
         rows += [(EMOTION_TEXTS[e][i], e) for e in EMOTION_ORDER]
         plan += [Utterance(spk, k, text, emo) for k, (text, emo) in enumerate(rows)]
+    for i, spk in enumerate(CLONE_SPEAKERS):
+        plan += [Utterance(spk, k, CLONE_TEXTS[4 * i + k], "neutral") for k in range(4)]
     return plan
 
 
@@ -233,6 +258,11 @@ def _check_tables() -> None:
     for spk in SPEAKERS:
         if spk.name not in VOICES:
             raise ValueError(f"speaker {spk.name!r} is not a built-in voice; expected one of {VOICES}")
+    for spk in CLONE_SPEAKERS:
+        if spk.name in VOICES or spk.accent in ("us", "uk"):
+            raise ValueError(f"cloning speaker {spk.name!r} must not be (or be eligible as) a built-in voice")
+    if len(CLONE_TEXTS) != 4 * len(CLONE_SPEAKERS):
+        raise ValueError(f"need 4 texts per cloning speaker ({4 * len(CLONE_SPEAKERS)})")
     for emo in EMOTION_OFFSETS:
         if emo not in EMOTIONS:
             raise ValueError(f"emotion {emo!r} is not in helpers.tokens.EMOTIONS")
@@ -277,8 +307,8 @@ def check_voices_distinct(exe: str, tmpdir: Path) -> None:
     ``en-gb+f4``), which would give two "speakers" the same voice.
     """
     probe = "Checking that every voice sounds different."
-    speech = {s.voice for s in SPEAKERS}
-    whisper = {s.whisper_voice for s in SPEAKERS}
+    speech = {s.voice for s in SPEAKERS + CLONE_SPEAKERS}
+    whisper = {s.whisper_voice for s in SPEAKERS + CLONE_SPEAKERS}
     if speech & whisper:
         raise RuntimeError(f"voice(s) {sorted(speech & whisper)} used both for speech and whisper")
     used = sorted(speech | whisper)
@@ -314,7 +344,7 @@ def generate(out_dir: Path, limit: int | None = None, verbose: bool = True) -> l
         plan = plan[:limit]
     out_dir.mkdir(parents=True, exist_ok=True)
     # Remove audio this script wrote before, so a shrunken plan leaves no stale files.
-    for spk in SPEAKERS:
+    for spk in SPEAKERS + CLONE_SPEAKERS:
         for old in sorted((out_dir / spk.name).glob("*.flac")):
             old.unlink()
 
@@ -327,9 +357,10 @@ def generate(out_dir: Path, limit: int | None = None, verbose: bool = True) -> l
             wav, sr = synthesize(exe, utt.text, tmpdir=tmpdir, **s)
             wav = resample(wav, sr, CORPUS_SAMPLE_RATE)  # soxr, helpers.audio.RESAMPLE_QUALITY
             seconds = len(wav) / CORPUS_SAMPLE_RATE
-            if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+            lo = CLONE_MIN_SECONDS if utt.speaker in CLONE_SPEAKERS else MIN_SECONDS
+            if not lo <= seconds <= MAX_SECONDS:
                 raise RuntimeError(f"{utt.utterance_id}: {seconds:.2f} s is outside "
-                                   f"{MIN_SECONDS}-{MAX_SECONDS} s; shorten or lengthen {utt.text!r}")
+                                   f"{lo}-{MAX_SECONDS} s; shorten or lengthen {utt.text!r}")
             path = out_dir / utt.file
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, to_pcm16(wav, utt.utterance_id), CORPUS_SAMPLE_RATE,
@@ -356,7 +387,7 @@ def generate(out_dir: Path, limit: int | None = None, verbose: bool = True) -> l
         "pitch_ratio_per_10": PITCH_RATIO_PER_10,
         "emotion_offsets": EMOTION_OFFSETS,
         "speakers": {s.name: {"voice": s.voice, "whisper_voice": s.whisper_voice,
-                              "pitch": s.pitch, "speed": s.speed} for s in SPEAKERS},
+                              "pitch": s.pitch, "speed": s.speed} for s in SPEAKERS + CLONE_SPEAKERS},
         "utterances": settings,
     }
     (out_dir / GENERATOR_FILE).write_text(json.dumps(generator, indent=1, sort_keys=True) + "\n",

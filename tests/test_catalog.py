@@ -119,11 +119,12 @@ def test_spec_validation_rejects_unmapped_targets():
         dataclasses.replace(spec, speaker=C.Derived("nope", ("file",)))
 
 
-def test_vctk_accents_map_to_us_uk_other():
+def test_vctk_accents_keep_scottish_irish_welsh_apart_from_uk():
     m = CATALOG["vctk"].accent_map
-    assert m["english"] == m["scottish"] == m["welsh"] == m["northernirish"] == "uk"
+    assert m["english"] == "uk"  # the seed's British voices are RP / southern English
+    assert (m["scottish"], m["welsh"], m["irish"], m["northernirish"]) == ("scottish", "welsh", "irish", "irish")
     assert m["american"] == "us"
-    assert m["canadian"] == m["indian"] == m["irish"] == m["australian"] == "other"
+    assert m["canadian"] == m["indian"] == m["australian"] == "other"
 
 
 def test_band_limited_and_table():
@@ -147,8 +148,13 @@ def common(name, row):
 def test_libritts_r_row():
     out = common("libritts_r", {"audio": AUDIO, "text_normalized": "Hello  there.", "text_original": "x",
                                 "speaker_id": "1034", "chapter_id": "121119", "path": "p", "id": "1034_121119_000001_000001"})
-    assert out == {**out, "text": "Hello there.", "speaker": "libritts_r:1034", "accent": "us", "gender": "unknown",
+    assert out == {**out, "text": "Hello there.", "speaker": "libritts_r:1034", "accent": "us", "gender": "male",
                    "emotion": "neutral", "utterance_id": "libritts_r:1034_121119_000001_000001", "dataset": "libritts_r"}
+    # the reader's sex from LibriSpeech's SPEAKERS.TXT (same LibriVox ids); an unknown reader fails loudly
+    assert len(CATALOG["libritts_r"].gender_map) == 2484 and CATALOG["libritts_r"].gender_map["19"] == "female"
+    with pytest.raises(CatalogError, match="gender label '99999999'"):
+        to_common(CATALOG["libritts_r"], {"audio": AUDIO, "text_normalized": "Hi.", "speaker_id": "99999999",
+                                          "id": "99999999_1_1"})
 
 
 def vctk_row(mic="mic1", accent="English", text="Please call Stella."):
@@ -175,6 +181,12 @@ def test_hifi_tts_row():
     out = common("hifi_tts", {"speaker": "92", "file": "audio/92_clean/10425/fat_00_ptw_0001.flac", "duration": 3.2,
                               "text": "a", "text_no_preprocessing": "b", "text_normalized": "Some text.", "audio": AUDIO})
     assert out["utterance_id"] == "hifi_tts:fat_00_ptw_0001" and out["speaker"] == "hifi_tts:92"
+    assert out["gender"] == "female"  # Cori Samuel, the HiFi-TTS paper's speaker table
+    row = {"speaker": "6097", "file": "a/6097_x.flac", "duration": 1.0, "text": "a", "text_no_preprocessing": "b",
+           "text_normalized": "Text.", "audio": AUDIO}
+    assert common("hifi_tts", row)["gender"] == "male"
+    with pytest.raises(CatalogError, match="gender label '1234'"):
+        to_common(CATALOG["hifi_tts"], {**row, "speaker": "1234"})  # a reader the table does not know
 
 
 def expresso_row(style):
@@ -184,6 +196,9 @@ def expresso_row(style):
 
 def test_expresso_styles():
     assert common("expresso", expresso_row("default"))["emotion"] == "neutral"
+    assert common("expresso", expresso_row("default"))["gender"] == "male"  # ex01
+    assert {s: CATALOG["expresso"].gender_map[s] for s in ("ex01", "ex02", "ex03", "ex04")} == {
+        "ex01": "male", "ex02": "female", "ex03": "male", "ex04": "female"}
     assert common("expresso", expresso_row("Whisper"))["emotion"] == "whisper"  # case-insensitive lookup
     rej = to_common(CATALOG["expresso"], expresso_row("singing"))
     assert isinstance(rej, Rejected) and rej.reason == "excluded_emotion" and "singing" in rej.detail
@@ -307,11 +322,20 @@ def test_open_dataset_reads_a_hub_layout_and_concatenates_splits(tmp_path, strea
 
 # ----------------------------------------------------------------------------- phases
 def test_phases_match_the_seed():
-    assert {n: [(e.dataset, e.hours) for e in p.entries] for n, p in PHASES.items()} == {
+    assert {n: [(e.dataset, e.hours) for e in p.entries if not e.replay] for n, p in PHASES.items()} == {
         1: [("libritts_r", 460), ("gigaspeech", 300), ("hifi_tts", 292)],
         2: [("libritts_r", 100), ("vctk", 44), ("expresso", 40)],
         3: [("expresso", 40), ("ravdess", 7), ("emov_db", 7)],
     }
+    # replay: 20 min of each built-in voice's speaker where the seed's mix lacks its corpus
+    replay = {n: {e.dataset: (round(e.hours * 60), e.speakers) for e in p.entries if e.replay}
+              for n, p in PHASES.items()}
+    uk = ("vctk:p228", "vctk:p229", "vctk:p232", "vctk:p258")
+    us = ("expresso:ex01", "expresso:ex02", "expresso:ex03", "expresso:ex04")
+    assert replay == {1: {"expresso": (80, us), "vctk": (80, uk)}, 2: {}, 3: {"vctk": (80, uk)}}
+    assert all(not e.replay for e in C.build_phases(0)[1].entries)
+    with pytest.raises(ValueError, match="once per phase"):
+        C.Phase(9, 2, "x", 1, (C.PhaseEntry("vctk", "train", 1, True), C.PhaseEntry("vctk", "train", 1, True)))
     assert [p.stage for p in PHASES.values()] == [2, 3, 4]
     assert PHASES[2].entries[0].split_role == "train_clean"
     for p in PHASES.values():
@@ -410,14 +434,22 @@ def test_sample_phase_scaled_with_shortfall_and_dataframe_pool():
              "emov_db": pool("emov_db", 4, 40)}
     with pytest.warns(ShortfallWarning):
         ps = sample_phase(3, pools, seed=5, scale=1 / 60)  # minutes instead of hours
-    assert ps.stage == 4 and set(ps.selections) == {"expresso", "ravdess", "emov_db"}
+    assert ps.stage == 4 and set(ps.selections) == {"expresso", "ravdess", "emov_db", "vctk"}
     assert math.isclose(ps.selections["expresso"].target_hours, 40 / 60)
-    assert set(ps.shortfalls) == {"expresso", "ravdess"}  # 20 min < 40 min, 2 min < 7 min
+    # 20 min < 40 min, 2 min < 7 min; the VCTK voice replay has no pool here: it draws nothing, reported
+    assert set(ps.shortfalls) == {"expresso", "ravdess", "vctk"} and not ps.selections["vctk"].utterance_ids
     assert ps.selections["emov_db"].achieved_hours >= 7 / 60 and not ps.selections["emov_db"].short
     with pytest.warns(ShortfallWarning):
         again = sample_phase(3, pools, seed=5, scale=1 / 60)
     assert again.utterance_ids() == ps.utterance_ids()
-    assert [r["dataset"] for r in ps.table()] == ["expresso", "ravdess", "emov_db"]
+    assert [r["dataset"] for r in ps.table()] == ["expresso", "ravdess", "emov_db", "vctk"]
+    # a replay entry draws only its listed speakers (the built-in voices' own clips)
+    vctk = [{"utterance_id": f"vctk:{s}_{i}", "speaker": f"vctk:{s}", "duration_s": 3.0}
+            for s in ("p225", "p228", "p229", "p232", "p258", "p300") for i in range(40)]
+    with pytest.warns(ShortfallWarning):
+        ps3 = sample_phase(3, {**pools, "vctk": vctk}, seed=5, scale=1 / 60)
+    drawn = {u.rsplit("_", 1)[0] for u in ps3.selections["vctk"].utterance_ids}
+    assert drawn == {"vctk:p228", "vctk:p229", "vctk:p232", "vctk:p258"}
     with pytest.raises(KeyError, match="missing: \\['emov_db'\\]"):
         sample_phase(3, {"expresso": [], "ravdess": []}, seed=0)
     with pytest.raises(ValueError, match="phase"):

@@ -220,8 +220,8 @@ def test_default_voice_and_save(random_tts, tmp_path):
 
 
 def test_clone_profile_roundtrip(random_tts, tmp_path):
-    ref = (np.stack([_speechy(2.5, 16000)] * 2, axis=1), 16000)  # stereo at 16 kHz
-    with pytest.warns(UserWarning, match="only 2.5 s"):
+    ref = (np.stack([_speechy(4.0, 16000)] * 2, axis=1), 16000)  # stereo at 16 kHz
+    with pytest.warns(UserWarning, match=r"only 3\.\d s"):
         prof = random_tts.clone_voice(ref, name="me")
     path = prof.save(tmp_path / "me.json")
     back = VoiceProfile.load(path)
@@ -244,17 +244,65 @@ def test_reference_rules():
     with pytest.raises(ReferenceAudioError, match="silent"):
         prepare_reference(np.zeros(sr * 6, np.float32))
     short = np.concatenate([np.zeros(sr * 2), _speechy(0.4), np.zeros(sr * 2)]).astype(np.float32)
-    with pytest.raises(ReferenceAudioError, match="at least 1 s"):
+    with pytest.raises(ReferenceAudioError, match="at least 3 s"):
         prepare_reference(short)
-    with pytest.warns(UserWarning, match="first 30 s"):
+    with pytest.raises(ReferenceAudioError, match="at least 3 s"):  # the shortest reference training shows
+        prepare_reference(_speechy(2.5))
+    with pytest.warns(UserWarning, match="first 20 s"):  # the longest reference training shows
         long = prepare_reference((_speechy(32.0, 16000), 16000))
-    assert long.seconds == 30.0 and len(long.wav) == 30 * sr and long.cut_seconds > 1.5
+    assert long.seconds == 20.0 and len(long.wav) == 20 * sr and long.cut_seconds > 11.5
+    with pytest.raises(ValueError, match="max_seconds"):
+        prepare_reference(_speechy(12.0), max_seconds=25.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # 12 s: no warning
         ok = prepare_reference(_speechy(12.0))
     assert abs(ok.loudness_lufs - (-23.0)) <= 1.0 and np.abs(ok.wav).max() <= 10 ** (-1 / 20) + 1e-4
     with pytest.raises(ReferenceAudioError, match="float"):
         prepare_reference(np.ones(sr * 6, dtype=np.int16))
+
+
+def test_saved_profiles_are_held_to_the_training_bounds():
+    """The same bounds as training (helpers.config): >= 36 frames (3 s), at most 234 frames (20 s)."""
+    from helpers.config import REFERENCE_MAX_FRAMES, REFERENCE_MIN_FRAMES
+    from helpers.voices import bounded_profile
+
+    def prof(n):
+        rng = np.random.default_rng(n)
+        return VoiceProfile("p", [rng.integers(0, 4096, k * n) for k in (1, 2, 4)], "snac", n / 11.72)
+
+    with pytest.warns(UserWarning, match="first 234 frames"):
+        cut = bounded_profile(prof(300))
+    assert cut.n_frames == REFERENCE_MAX_FRAMES and [len(c) for c in cut.codes] == [234, 468, 936]
+    assert bounded_profile(prof(REFERENCE_MIN_FRAMES)).n_frames == REFERENCE_MIN_FRAMES
+    with pytest.raises(ReferenceAudioError, match="at least 36 frames"):
+        bounded_profile(prof(REFERENCE_MIN_FRAMES - 1))
+
+
+def test_untrained_emotions_are_refused_and_pairs_warn(random_tts):
+    """An export records its coverage: an emotion without data raises, listing the trained ones;
+    a (built-in voice, emotion) pair without data warns. Without a record: a warning only."""
+    from helpers.coverage import UntrainedEmotionWarning
+
+    record = {"trained_emotions": ["neutral", "happy"], "min_emotion_minutes": 10.0,
+              "voice_emotion_minutes": {"male_us_01": {"neutral": 30.0, "happy": 12.0}, "male_uk_01": {"neutral": 20.0}}}
+    old = random_tts.coverage
+    try:
+        random_tts.coverage = record
+        for emo in ("excited", "friendly"):
+            with pytest.raises(ValueError, match="trained emotions: neutral, happy"):
+                random_tts.generate("Hi.", emotion=emo)
+            with pytest.raises(ValueError, match=f"emotion '{emo}' was not trained"):
+                random_tts.generate(f"[{emo}] Hi.")
+        with pytest.warns(UntrainedEmotionWarning, match="'male_uk_01' was never trained with emotion 'happy'"):
+            random_tts.plan("Hi.", random_tts._voice("male_uk_01"), emotion="happy")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UntrainedEmotionWarning)
+            random_tts.plan("Hi.", random_tts._voice("male_us_01"), emotion="happy")  # trained pair: silent
+        random_tts.coverage = None
+        with pytest.warns(UntrainedEmotionWarning, match="no training coverage.*'excited'"):
+            random_tts.plan("Hi.", random_tts._voice("male_us_01"), emotion="excited")
+    finally:
+        random_tts.coverage = old
 
 
 def test_bad_inputs_name_the_valid_choices(random_tts, tmp_path):

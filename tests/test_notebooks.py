@@ -54,6 +54,16 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
         for needle in ("low_snr", "too_short", "clipped", "silent", "rejected_low_snr", "<audio", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
     _check_results(nb.stem, run_paths("chain", "tiny", runs_root), text)
+    if nb.stem == "04_stage2":  # speakers that are no built-in voice train cloning references
+        import re
+
+        m = re.search(r"examples: with_reference\s+(\d+)", text)
+        assert m and int(m.group(1)) > 0, f"{nb.name}: no example carries a cloning reference"
+        assert "Coverage — profile tiny" in text and "Examples and cloning references per stage" in text
+    if nb.stem == "08_publish":  # the export records what the run trained
+        runs_root_run = runs_root / "chain" / "export" / "optimum_tts.json"
+        cov = json.loads(runs_root_run.read_text())["coverage"]
+        assert cov["trained_emotions"] and set(cov["voice_minutes"]) and "friendly" not in cov["trained_emotions"]
     if nb.stem == "00_snac_test":
         for needle in ("CB1", "CB2", "CB3", "<|snac1_", "PESQ-WB", "STOI", "<audio", "random-weight SNAC", "fits", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"

@@ -66,6 +66,24 @@ def test_voice_selection_rule():
     assert VoiceSelection.from_dict(sel.to_dict()).assignments == sel.assignments
 
 
+def test_catalog_voice_plan_decides_when_its_speakers_are_present():
+    plan = {"male_uk_01": "vctk:p232", "female_us_01": "expresso:ex02"}
+    utts = ([utt(i, "vctk:p232", accent="uk", seconds=1) for i in range(3)]
+            + [utt(10 + i, "ds:big_uk_m", accent="uk", seconds=50) for i in range(3)]  # more speech, not planned
+            + [utt(20 + i, "expresso:ex02", gender="female", seconds=2) for i in range(3)])
+    sel = choose_builtin_voices(utts, plan=plan)
+    assert sel.assignments["male_uk_01"] == "vctk:p232" and sel.assignments["male_uk_02"] == "ds:big_uk_m"
+    assert sel.assignments["female_us_01"] == "expresso:ex02"
+    assert any(c["why"].startswith("catalog voice plan") for c in sel.candidates)
+    # a user override wins, and a planned speaker is never given to two voices
+    sel = choose_builtin_voices(utts, plan=plan, overrides={"male_uk_02": "vctk:p232"})
+    assert sel.assignments["male_uk_02"] == "vctk:p232" and sel.assignments["male_uk_01"] == "ds:big_uk_m"
+    # planned speakers absent from the corpus (the tiny corpus): the rule decides
+    assert choose_builtin_voices(utts[3:6], plan=plan).assignments == {"male_uk_01": "ds:big_uk_m"}
+    with pytest.raises(ValueError, match="the data says male/us"):  # facts and data disagree: loud
+        choose_builtin_voices([utt(i, "vctk:p232") for i in range(3)], plan=plan)
+
+
 def test_builtin_speaker_gets_its_voice_token():
     u = utt(0, "ds:star")
     b = builder(VoiceSelection({"female_uk_02": "ds:star"}), reference_prob=1.0)
@@ -81,11 +99,12 @@ def test_reference_comes_from_a_different_utterance_of_the_same_speaker():
     utts = [utt(i, f"ds:s{i % 2}", frames=20) for i in range(6)]
     b = builder(reference_prob=1.0, reference_max_frames=8, reference_min_frames=4)
     exs, rep = b.build(utts, seed=3, epoch=0)
-    assert rep.with_reference == 6 and rep.references_cropped == 6
+    assert rep.with_reference == 6 and rep.references_cropped == 6 and rep.references_joined == 0
+    assert all(4 <= n <= 8 for n in rep.reference_frames) and len(rep.reference_frames) == 6
     for u, ex in zip(utts, exs):
         ids = ex.input_ids.tolist()
         ref = ids[ids.index(LAYOUT.speaker_start_id) + 1: ids.index(LAYOUT.speaker_end_id)]
-        assert len(ref) == 8 * FRAME_SIZE
+        assert 4 * FRAME_SIZE <= len(ref) <= 8 * FRAME_SIZE and len(ref) % FRAME_SIZE == 0
         src = [o for o in utts if o.speaker == u.speaker and o.utterance_id != u.utterance_id]
         tok = [LAYOUT.codes_to_tokens(o.codes).tolist() for o in src]
         assert any(any(t[k:k + len(ref)] == ref for k in range(0, len(t), FRAME_SIZE)) for t in tok)
@@ -96,6 +115,43 @@ def test_reference_comes_from_a_different_utterance_of_the_same_speaker():
     assert all((a.input_ids == c.input_ids).all() for a, c in zip(exs, again))
     other, _ = b.build(utts, seed=3, epoch=1)
     assert any(len(a) != len(c) or (a.input_ids != c.input_ids).any() for a, c in zip(exs, other))
+
+
+def test_reference_lengths_span_the_range_and_join_short_clips():
+    """Clips of 1 s: references of 3-20 s (the default bounds) are joined from several clips of the
+    speaker, never from the target itself, and their lengths spread over the whole range."""
+    from helpers.config import REFERENCE_MAX_FRAMES, REFERENCE_MIN_FRAMES
+
+    utts = [utt(i, f"ds:s{i % 3}", frames=12) for i in range(90)]  # 30 clips of 12 frames per speaker
+    b = builder(max_seq_len=4096, reference_prob=1.0)
+    assert (b.reference_min_frames, b.reference_max_frames) == (REFERENCE_MIN_FRAMES, REFERENCE_MAX_FRAMES) == (36, 234)
+    exs, rep = b.build(utts, seed=0, epoch=0)
+    n = np.array(rep.reference_frames)
+    assert rep.with_reference == 90 and rep.references_joined == 90
+    assert n.min() >= 36 and n.max() <= 234 and n.min() < 80 and n.max() > 190  # spread over the range
+    hist = {(h["from_s"], h["to_s"]): h["references"] for h in rep.reference_histogram()}
+    assert sum(hist.values()) == 90 and hist[(15.0, 20.0)] > 0 and hist[(3.0, 5.0)] > 0 and hist[(0.0, 3.0)] == 0
+    for u, ex in zip(utts, exs):
+        ids = ex.input_ids.tolist()
+        ref = ids[ids.index(LAYOUT.speaker_start_id) + 1: ids.index(LAYOUT.speaker_end_id)]
+        own = LAYOUT.codes_to_tokens(u.codes).tolist()
+        frames = {tuple(ref[k:k + FRAME_SIZE]) for k in range(0, len(ref), FRAME_SIZE)}
+        assert not frames & {tuple(own[k:k + FRAME_SIZE]) for k in range(0, len(own), FRAME_SIZE)}
+
+
+def test_references_come_only_from_the_pool():
+    """Training passes its training split as the pool: a held-out clip never becomes a reference."""
+    utts = [utt(i, "ds:a", frames=40) for i in range(6)]
+    train, held = utts[:4], utts[4:]
+    exs, rep = builder(reference_prob=1.0, reference_min_frames=4, reference_max_frames=30).build(
+        train, seed=1, epoch=0, pool=train)
+    assert rep.with_reference == 4
+    held_frames = {tuple(LAYOUT.codes_to_tokens(h.codes).tolist()[k:k + FRAME_SIZE]) for h in held
+                   for k in range(0, 40 * FRAME_SIZE, FRAME_SIZE)}
+    for ex in exs:
+        ids = ex.input_ids.tolist()
+        ref = ids[ids.index(LAYOUT.speaker_start_id) + 1: ids.index(LAYOUT.speaker_end_id)]
+        assert not {tuple(ref[k:k + FRAME_SIZE]) for k in range(0, len(ref), FRAME_SIZE)} & held_frames
 
 
 def test_speaker_without_other_clip_gets_no_reference_and_is_counted():

@@ -51,7 +51,8 @@ def _utts(n=8, seed=0):
     out = []
     for i in range(n):
         t = int(rng.integers(6, 14))
-        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "us"][i % 3], "female", "",
+        # spk2 ("other" accent) is no built-in voice: its examples carry cloning references
+        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "other"][i % 3], "female", "",
                              f"sentence number {i}", t / 12,
                              [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
     return out
@@ -74,7 +75,8 @@ def world(tmp_path_factory):
 def _cfg(**kw):
     base = dict(max_seq_len=256, max_steps=14, warmup_steps=2, learning_rate=2e-3, log_every=1, save_every=3,
                 eval_every=0, keep_last=1, progress=False, reference_prob=0.5, eval_fraction=0.0,
-                save_every_minutes=None)
+                save_every_minutes=None,
+                reference_min_frames=4, reference_max_frames=16)  # ~1 s clips: references of 0.3-1.4 s fit
     base.update(kw)
     return stage_config(2, "tiny", **base)
 
@@ -150,6 +152,8 @@ def _recipe(world, stage_dir, **kw):
 def test_cut_off_checkpoint_falls_back_and_config_changes_refuse(world, tmp_path):
     stage = tmp_path / "stage2"
     r = _recipe(world, stage, max_steps=6, keep_last=2, local_dir=str(tmp_path / "l")).setup()
+    rows = {row["what"]: row["value"] for row in r.data_report()}
+    assert rows["examples: with_reference"] > 0  # the non-voice speaker's examples carry references
     r.train()
     steps = [s for s, _ in ckpt.list_checkpoints(stage / "checkpoints")]
     assert steps == [3, 6]

@@ -51,6 +51,7 @@ keep_last = None  # complete checkpoints kept on Drive during the stage (default
 drive_deletion = None  # "permanent" (Drive API, skips the Trash; asks once for Drive access) or "trash"; None: profile default
 deterministic = None  # True: deterministic GPU kernels (repeatable on the same GPU, slower); None: off
 reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
+voice_overrides = None  # e.g. {"male_uk_01": "vctk:p243"}: corpus speaker per built-in voice (chosen once, in stage 2)
 seed = None  # data order and reference choice; None: the default
 # memory / speed: None: the planner choice for this GPU (the plan is printed before training)
 precision = None  # "bf16-mixed" (fp32 weights, bf16 autocast), "bf16-pure" (bf16 weights) or "fp32"
@@ -109,14 +110,30 @@ pd.DataFrame(train.phase_table(utterances))
 # %% [markdown]
 # ## Built-in voices
 #
-# Eight corpus speakers become the built-in voices (4 US, 4 British; rule in
-# `helpers.sequences.choose_builtin_voices`). They are chosen once, in stage 2, and kept
-# in later stages. Every other speaker trains zero-shot cloning: with probability
-# `reference_prob` its example carries a clip of *another* utterance of the same speaker.
+# Eight corpus speakers become the built-in voices (4 US, 4 British): the documented speakers of
+# `helpers.speaker_facts.BUILTIN_VOICE_PLAN` (Expresso's two men and two women for the US voices,
+# southern-English VCTK speakers for the British ones), else the rule in
+# `helpers.sequences.choose_builtin_voices`. They are chosen once, in stage 2, and kept in later
+# stages. Every other speaker trains zero-shot cloning: with probability `reference_prob` its
+# example carries 3-20 s cut from *other* utterances of the same speaker.
 
 # %%
-voices = train.voices_for_stage(S.paths, stage, all_utterances)
+voices = train.voices_for_stage(S.paths, stage, all_utterances, overrides=voice_overrides)
 pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
+
+# %% [markdown]
+# ## Coverage: what this run's data really trains
+#
+# From the token shards: minutes of every built-in voice and every emotion in each of stages 2, 3
+# and 4 (the voices' own speech is replayed into every phase after it appears, so later stages
+# do not forget them), the emotions that will count as trained (an export refuses the others),
+# and how many examples carry a cloning reference, with the reference lengths (3-20 s, the range
+# inference accepts). `python -m helpers.run_plan --coverage` shows the same before any download.
+
+# %%
+from helpers import coverage
+cov = coverage.coverage_report(S.profile.name, run_dir=S.paths.root, utterances=all_utterances)
+print(coverage.format_coverage(cov))
 
 # %% [markdown]
 # ## The training plan
