@@ -46,7 +46,7 @@ NEVER_INSTALL = ("torch", "numpy", "ipywidgets")  # Colab's own: moving them bre
 _SPEECH = ("snac", "pyloudnorm", "num2words")
 _STAGE = _SPEECH + ("bitsandbytes",)
 NOTEBOOK_PACKAGES = {
-    "00_snac_test": ("snac", "pesq", "pystoi"),
+    "00_snac_test": _SPEECH + ("pesq", "pystoi"),  # _SPEECH: the preflight cell prints the run plan (helpers.plan)
     "01_preprocess": ("pyloudnorm", "num2words"),
     "02_tokenize": _SPEECH,
     "03_vocab_extension": (),

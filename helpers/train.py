@@ -68,7 +68,7 @@ from . import attention
 from . import checkpoints as ckpt
 from . import drive, memory
 from .config import StageConfig
-from .runlog import CsvLog
+from .runlog import CsvLog, atomic_write_text
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval
 from .shards import Utterance
@@ -103,16 +103,6 @@ def init_model_dir(paths, stage: int) -> Path:
     return final_model_dir(paths, stage - 1)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
                      overrides: dict[str, str] | None = None) -> VoiceSelection:
     """The run's built-in voice selection: read from an earlier stage's ``voices.json`` when one
@@ -129,7 +119,7 @@ def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
             break
     else:
         sel = choose_builtin_voices(all_utterances, overrides=overrides)
-    _atomic_write_text(paths.stage(stage) / VOICES_FILE, json.dumps(sel.to_dict(), indent=1, sort_keys=True))
+    atomic_write_text(paths.stage(stage) / VOICES_FILE, json.dumps(sel.to_dict(), indent=1, sort_keys=True))
     return sel
 
 
@@ -323,7 +313,7 @@ class StageRecipe:
         self.skipped = self._final_is_current()
         if not self.skipped:
             self._resume()
-        _atomic_write_text(self.stage_dir / CONFIG_FILE, cfg.to_json())
+        atomic_write_text(self.stage_dir / CONFIG_FILE, cfg.to_json())
         self._is_setup = True
         return self
 
