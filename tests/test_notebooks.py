@@ -121,6 +121,9 @@ def _check_results(stem: str, paths, text: str) -> None:
         first, last = float(log["loss"].iloc[0]), float(log["loss"].iloc[-1])
         assert last < first, f"stage {stage}: loss {first} -> {last} did not go down"
         assert (final_model_dir(paths, stage) / models.COMPLETE_MARKER).is_file()
+        # a finished stage keeps its final model and no checkpoint (helpers.checkpoints retention policy)
+        left = [p for d in ("checkpoints", "hf_trainer") for p in (paths.stage(stage) / d).glob("*")]
+        assert not left, f"stage {stage} left checkpoints behind: {left}"
     elif stem == "07_evaluate":
         from helpers.evaluation import load_testset
 
@@ -128,6 +131,8 @@ def _check_results(stem: str, paths, text: str) -> None:
         items = pd.read_csv(paths.eval / "items.csv")
         assert report["testset"]["n_items"] == len(load_testset("tiny").items) == len(items) > 0
         assert set(report["summary"]) and set(report["pass"])
+        for needle in ("measured on", "ceiling", "Seed-TTS-eval", "LibriSpeech-PC", "best of"):
+            assert needle in text, f"07 output lacks {needle!r}"
     elif stem == "08_publish":
         from helpers.publish import export_listing
 
