@@ -53,7 +53,6 @@ SAMPLES_DIR = "samples"
 MODEL_NAME = "OptimumLLM Audio 1.0"
 SAMPLE_RATE = 24_000  # SNAC 24 kHz
 MAX_AUDIO_SECONDS = 30.0  # longest training clip (seed §10): the generation config's default budget
-MAX_REFERENCE_SECONDS = 30.0  # seed §12: 10-30 s reference clips; longer ones add little
 
 # What may be in an export (anything else, e.g. optimizer.pt or a checkpoint, is refused).
 _ALLOWED = (
