@@ -390,6 +390,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 _INT_COLUMNS = ("source_index", "source_sr", "trim_start", "trim_end", "source_channels")
 _FLOAT_COLUMNS = ("duration_s", "source_duration_s", "loudness_lufs", "snr_db", "gain_db")
 KEPT, REJECTED = "kept", "rejected"
+BRITISH_ISLES_ACCENTS = ("uk", "scottish", "irish", "welsh")  # text normalised with the UK reading
 
 
 def preprocess_row(row, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[dict, Processed | None]:
@@ -502,9 +503,10 @@ def _normalized_text(raw_text, accent) -> str:
 
     if raw_text is None or not str(raw_text).strip():
         raise Reject("missing_transcript", "transcript is missing" if raw_text is None else "transcript is empty")
-    # The frontend speaks US or UK English; corpora tagged "other" (Irish, Canadian, EmoV-DB, MLS …)
-    # get US number/date reading, the closer default for non-British North-Atlantic speech.
-    spoken_accent = "uk" if accent == "uk" else "us"
+    # The frontend speaks US or UK English: English, Scottish, Welsh and Irish speakers read numbers and
+    # dates the British way; "other" (Canadian, EmoV-DB, MLS …) gets the US reading, the closer default
+    # for non-British North-Atlantic speech.
+    spoken_accent = "uk" if accent in BRITISH_ISLES_ACCENTS else "us"
     try:
         text = normalize_transcript(str(raw_text), spoken_accent)
     except ValueError as e:  # unknown [tag] or an inline emotion tag inside a transcript

@@ -386,3 +386,14 @@ def test_workers_give_the_same_manifest(tmp_path, speech):
     pp.run_preprocess(tmp_path / "w2", src, reader=ListReader(rows), workers=2, **kw)
     for name in ("manifest.parquet", "parts/assets__train.parquet"):
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name
+
+
+def test_british_isles_accents_read_numbers_the_uk_way():
+    from helpers.clips import _normalized_text
+
+    text = "Meet me on 3/4/2021 at 10:30."
+    uk, us = _normalized_text(text, "uk"), _normalized_text(text, "us")
+    assert uk != us  # day/month order differs: the check below can fail
+    for accent in ("scottish", "irish", "welsh"):
+        assert _normalized_text(text, accent) == uk
+    assert _normalized_text(text, "other") == us
