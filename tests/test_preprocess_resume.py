@@ -69,6 +69,10 @@ def repo(tmp_path_factory):
     texts = {r["file"]: r["text"] for r in read_metadata()}
     feats = Features({"audio": Audio(sampling_rate=24000), "text_normalized": Value("string"),
                       "speaker_id": Value("string"), "id": Value("string")})
+    # LibriTTS-R speaker ids are LibriSpeech reader ids (the catalog maps their documented sex):
+    # each corpus voice folder stands in for one real reader id
+    reader = {name: rid for name, rid in zip(sorted({p.parent.name for p in flacs}), ("14", "16", "17", "19", "20",
+                                                                                       "22", "23", "25", "26", "27"))}
     k = 0
     for split in ("train.clean.100", "train.clean.360"):
         for f in range(FILES_PER_SPLIT):
@@ -77,7 +81,7 @@ def repo(tmp_path_factory):
             Dataset.from_dict({
                 "audio": [{"bytes": p.read_bytes(), "path": p.name} for p in batch],
                 "text_normalized": [texts[str(p)] for p in batch],
-                "speaker_id": [p.parent.name for p in batch],
+                "speaker_id": [reader[p.parent.name] for p in batch],
                 "id": [f"{split}_{p.stem}" for p in batch],
             }, features=feats).to_parquet(str(root / "data" / f"{split}-{f:05d}-of-{FILES_PER_SPLIT:05d}.parquet"))
     (root / "README.md").write_text(textwrap.dedent("""\

@@ -222,6 +222,8 @@ def test_no_token_ids_or_offsets_outside_the_contract():
             continue
         for n, line in enumerate(f.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
+            if "CUBLAS_WORKSPACE_CONFIG" in code:  # ":4096:8" is cuBLAS's workspace size, not a token number
+                continue
             if pattern.search(code):
                 offenders.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
     assert not offenders, "magic token numbers outside helpers/tokens.py:\n" + "\n".join(offenders)
