@@ -187,7 +187,7 @@ def test_every_bad_input_gets_its_status_and_names_its_field(server):
         (dict(input="Hi.", reference_audio=base64.b64encode(b"no audio here" * 50).decode()), 400,
          "reference_audio", "not a readable audio file"),
         (dict(input="Hi.", reference_audio=silent), 400, "reference_audio", "silent"),
-        (dict(input="Hi.", reference_audio=short), 400, "reference_audio", "at least 1 s"),
+        (dict(input="Hi.", reference_audio=short), 400, "reference_audio", "at least 3 s"),
         (dict(input="Hi.", voice="me", reference_audio=short), 400, "reference_audio", "not both"),
     ]
     for body, status, param, fragment in cases:
