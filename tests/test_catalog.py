@@ -3,11 +3,11 @@ import dataclasses
 import io
 import math
 import random
-import textwrap
 import warnings
 
 import numpy as np
 import pytest
+from hub_layout import write_libritts_card
 import soundfile as sf
 import torch
 
@@ -290,17 +290,7 @@ def write_hub_like_repo(root):
                 "text_normalized": [f"Sentence {i}." for i in range(2)], "speaker_id": [spk, spk],
                 "id": [f"{spk}_0_{i}" for i in range(2)]}
         Dataset.from_dict(rows, features=feats).to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
-    (root / "README.md").write_text(textwrap.dedent("""\
-        ---
-        configs:
-        - config_name: all
-          data_files:
-          - split: train.clean.100
-            path: data/train.clean.100-*.parquet
-          - split: train.clean.360
-            path: data/train.clean.360-*.parquet
-        ---
-        """))
+    write_libritts_card(root)
 
 
 @pytest.mark.parametrize("streaming", [True, False])

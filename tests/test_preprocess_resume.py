@@ -11,12 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hub_layout import write_libritts_card
 
 from helpers import preprocess as pp
 from helpers import tokenize_audio as ta
@@ -84,17 +84,7 @@ def repo(tmp_path_factory):
                 "speaker_id": [reader[p.parent.name] for p in batch],
                 "id": [f"{split}_{p.stem}" for p in batch],
             }, features=feats).to_parquet(str(root / "data" / f"{split}-{f:05d}-of-{FILES_PER_SPLIT:05d}.parquet"))
-    (root / "README.md").write_text(textwrap.dedent("""\
-        ---
-        configs:
-        - config_name: all
-          data_files:
-          - split: train.clean.100
-            path: data/train.clean.100-*.parquet
-          - split: train.clean.360
-            path: data/train.clean.360-*.parquet
-        ---
-        """))
+    write_libritts_card(root)
     return root
 
 
