@@ -31,7 +31,11 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import audio, preprocess as pp  # noqa: E402
+from helpers import audio  # noqa: E402
+from helpers.data import preprocess as pp  # noqa: E402
+from helpers import clip_audio
+from helpers.data import clips
+from helpers.data import source_stream
 from helpers.profiles import ASSETS_CORPUS_DIR, RANDOM_SNAC_24KHZ  # noqa: E402
 
 
@@ -51,7 +55,7 @@ def corpus_clips(n: int, seconds: float, sr: int = 44100) -> list[dict]:
     return rows
 
 
-class SyntheticSource(pp.SourceReader):
+class SyntheticSource(source_stream.SourceReader):
     """``n`` cheap common rows; records when each row index is handed to 01 (1 worker: no read-ahead)."""
 
     def __init__(self, n: int, audio_every: int, marks: set):
@@ -86,7 +90,7 @@ def bench_row_overhead(after: int, window: int, audio_every: int) -> None:
     src = SyntheticSource(after + window + 1, audio_every, marks)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        pp.run_preprocess(tmp, [pp.Source("assets", "train", None)], reader=src, n_samples=0, progress=False,
+        pp.run_preprocess(tmp, [source_stream.Source("assets", "train", None)], reader=src, n_samples=0, progress=False,
                           hours_scale=1e-5)
         total = time.perf_counter() - t
     tm = src.times
@@ -99,8 +103,8 @@ def bench_row_overhead(after: int, window: int, audio_every: int) -> None:
 
 def bench_preprocess(rows: list[dict], workers: int) -> tuple[float, list]:
     t = time.perf_counter()
-    fn = functools.partial(pp.preprocess_row, cfg=pp.DEFAULT_CONFIG)
-    out = list(pp.process_rows(((r["utterance_id"], r) for r in rows), fn, workers=workers))
+    fn = functools.partial(clips.preprocess_row, cfg=clip_audio.DEFAULT_CONFIG)
+    out = list(source_stream.process_rows(((r["utterance_id"], r) for r in rows), fn, workers=workers))
     wall = time.perf_counter() - t
     kept = [p for _, rec, p in out if p is not None]
     return wall, kept
@@ -204,9 +208,9 @@ def main(argv=None) -> None:
         st = codec.last_encode_stats
         mem = (f", peak {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB" if dev.type == "cuda" else "")
         report(f"batch_seconds={b:g}", wall, f"   ({st['batches']} batches, {st['oom_retries']} OOM retries{mem})")
+        record(b, wall)
     print(f"(real audio {real_s:.0f} s; each clip is padded to whole frames + a "
           f"{codec.guard_samples / 24000:.3f} s guard)")
-        record(b, wall)
 
 
 if __name__ == "__main__":

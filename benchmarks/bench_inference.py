@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.generation import AudioDecoder, LengthGuard, SamplingConfig  # noqa: E402
-from helpers.inference import OptimumTTS  # noqa: E402
+from helpers.infer.generation import AudioDecoder, LengthGuard, SamplingConfig  # noqa: E402
+from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.tokens import FRAME_SIZE  # noqa: E402
 
 # Llama-3.2-3B's config.json (meta-llama/Llama-3.2-3B), so the GPU numbers are for the real shape.
@@ -45,7 +45,8 @@ TEXT = "Welcome to OptimumAI. This benchmark measures how fast speech tokens com
 
 def build(model_name: str, device: torch.device, dtype):
     from helpers.codec import SnacCodec
-    from helpers.models import build_tiny_tokenizer, extend_vocabulary, load_base
+    from helpers.models import extend_vocabulary, load_base
+    from helpers.tiny_models import build_tiny_tokenizer
     from helpers.profiles import RANDOM_SNAC_24KHZ, TINY_LLAMA
 
     if model_name == "tiny":

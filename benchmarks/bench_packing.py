@@ -1,18 +1,18 @@
 """Budget waste of packing on realistic example lengths: pass/fail at <= 2 %.
 
-A packed row holds whole examples up to a token budget (``helpers.packing``). Nothing
+A packed row holds whole examples up to a token budget (``helpers.train.packing``). Nothing
 is padded, so the figure that matters is ``budget_waste`` = 1 - tokens / (rows x
 budget): the share of each fixed-size micro-batch left empty, i.e. compute (and a
 fixed-shape batcher's padding) spent on nothing.
 
 Synthetic corpora (default 20,000 examples, 8,192-token budget), lengths built the
-way ``helpers.sequences`` builds examples:
+way ``helpers.train.sequences`` builds examples:
 
 * clip durations 1-30 s, two shapes: ``lognormal`` (median 6 s, sigma 0.6: the
   shape of read-speech corpora such as LibriTTS-R) and ``uniform`` (every duration
   equally likely: many long clips, the harder case);
 * audio tokens: whole SNAC frames, 24,000 / 2,048 frames/s x 7 tokens
-  (= ``helpers.planner.AUDIO_TOKENS_PER_SECOND``, 82.03 tokens/s);
+  (= ``helpers.train.planner.AUDIO_TOKENS_PER_SECOND``, 82.03 tokens/s);
 * text: 3.5 tokens/s of speech; 10 tokens of markers (BOS, voice/text/audio tags);
 * ``with references``: half the examples (stage 2's ``reference_prob`` 0.5) carry a
   cloning reference of 12-72 SNAC frames (``reference_min/max_frames``) + 4 markers.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TEXT_TOKENS_PER_S = 3.5  # same assumption as helpers.planner.stage_tokens
+TEXT_TOKENS_PER_S = 3.5  # same assumption as helpers.train.planner.stage_tokens
 MARKER_TOKENS = 10
 REFERENCE_MARKERS = 4
 
@@ -42,7 +42,7 @@ def synthetic_lengths(n: int, shape: str, reference_prob: float, seed: int = 0) 
     """Example lengths (tokens) of ``n`` synthetic clips of 1-30 s; see the module docstring."""
     import numpy as np
 
-    from helpers.planner import AUDIO_TOKENS_PER_SECOND
+    from helpers.tokens import AUDIO_TOKENS_PER_SECOND
     from helpers.tokens import FRAME_SIZE
 
     rng = np.random.default_rng([seed, 0 if shape == "lognormal" else 1, int(reference_prob * 100)])
@@ -67,11 +67,11 @@ def assets_rows(budgets, epochs: int):
 
     from helpers import models
     from helpers.codec import SnacCodec
-    from helpers.config import stage_config
-    from helpers.packing import packing_stats, shuffled_bins
+    from helpers.train.config import stage_config
+    from helpers.train.packing import packing_stats, shuffled_bins
     from helpers.profiles import ASSETS_CORPUS_DIR, RANDOM_SNAC_24KHZ, TINY_LLAMA
-    from helpers.sequences import SequenceBuilder, VoiceSelection, choose_builtin_voices
-    from helpers.shards import Utterance
+    from helpers.train.sequences import SequenceBuilder, VoiceSelection, choose_builtin_voices
+    from helpers.data.shards import Utterance
 
     codec = SnacCodec.load(RANDOM_SNAC_24KHZ, device="cpu")  # random weights: code counts are exact
     rows = list(csv.DictReader(open(ASSETS_CORPUS_DIR / "metadata.csv", newline="")))
@@ -96,7 +96,7 @@ def assets_rows(budgets, epochs: int):
 def main(argv=None) -> int:
     import torch
 
-    from helpers.packing import pack, packing_stats
+    from helpers.train.packing import pack, packing_stats
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=20_000, help="examples per synthetic corpus")

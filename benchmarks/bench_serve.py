@@ -3,7 +3,7 @@
     python benchmarks/bench_serve.py                       # CPU, tiny model (CI-sized)
     python benchmarks/bench_serve.py --device cuda --frames 48 --clients 1 4 16 64
 
-A real server (helpers.serve: FastAPI + uvicorn) runs in this process on 127.0.0.1 over
+A real server (helpers.infer.serve: FastAPI + uvicorn) runs in this process on 127.0.0.1 over
 the tiny LLaMA (random weights, so every request generates exactly ``--frames`` frames: a
 fixed amount of work) and random-weight SNAC. Each client sends ``--requests`` streaming
 requests one after another (``response_format=pcm``, ``stream=true``, different seeds);
@@ -29,14 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.generation import LengthGuard  # noqa: E402
-from helpers.serve import BackgroundServer, create_app  # noqa: E402
-from helpers.serve_engine import SpeechEngine  # noqa: E402
+from helpers.infer.generation import LengthGuard  # noqa: E402
+from helpers.infer.serve import BackgroundServer, create_app  # noqa: E402
+from helpers.infer.serve_engine import SpeechEngine  # noqa: E402
 
 
 def build_engine(device: str, frames: int, max_batch: int, max_queue: int) -> SpeechEngine:
     from helpers.codec import SnacCodec
-    from helpers.inference import OptimumTTS
+    from helpers.infer.engine import OptimumTTS
     from helpers.models import extend_vocabulary, load_base
     from helpers.profiles import RANDOM_SNAC_24KHZ, TINY_LLAMA
 

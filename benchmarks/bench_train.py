@@ -4,7 +4,7 @@ No hub access needed: the model is Llama-3.2-3B's architecture built from its
 config with random weights and the extended (padded) vocabulary of the token
 contract. Each step trains on packed rows of random token ids whose position ids
 restart every ~1-3K tokens (like real packed TTS examples), with the memory
-techniques of :mod:`helpers.memory` chosen by :mod:`helpers.planner` for the
+techniques of :mod:`helpers.train.memory` chosen by :mod:`helpers.train.planner` for the
 ``--plan-gpu`` (default: Colab's A100 40 GB) unless overridden.
 
 GPU (see benchmarks/README.md)::
@@ -33,12 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 import torch  # noqa: E402
 
-from helpers import attention  # noqa: E402
-from helpers import memory as mem  # noqa: E402
-from helpers import planner  # noqa: E402
+from helpers.train import attention  # noqa: E402
+from helpers.train import memory as mem  # noqa: E402
+from helpers.train import planner  # noqa: E402
+from helpers.train import plan_gpus
+from helpers.train import plan_memory
+from helpers.train import plan_model
 from helpers.tokens import TokenLayout  # noqa: E402
 
-LLAMA_3_2_3B_BASE_VOCAB = planner.LLAMA_3_2_3B.vocab  # 128,256 (meta-llama/Llama-3.2-3B config.json)
+LLAMA_3_2_3B_BASE_VOCAB = plan_model.LLAMA_3_2_3B.vocab  # 128,256 (meta-llama/Llama-3.2-3B config.json)
 
 
 def llama_config(name: str):
@@ -46,7 +49,7 @@ def llama_config(name: str):
     from transformers import LlamaConfig
 
     if name == "llama-3.2-3b":
-        s = planner.LLAMA_3_2_3B
+        s = plan_model.LLAMA_3_2_3B
         vocab = TokenLayout(LLAMA_3_2_3B_BASE_VOCAB).padded_vocab_size()
         return LlamaConfig(
             vocab_size=vocab, hidden_size=s.hidden, num_hidden_layers=s.layers, num_attention_heads=s.heads,
@@ -58,7 +61,7 @@ def llama_config(name: str):
                              "original_max_position_embeddings": 8192},
             use_cache=False)
     if name == "tiny":
-        from helpers.models import TINY_BPE_VOCAB_SIZE, TINY_LLAMA_CONFIG
+        from helpers.tiny_models import TINY_BPE_VOCAB_SIZE, TINY_LLAMA_CONFIG
 
         c = dict(TINY_LLAMA_CONFIG)
         theta = c.pop("rope_theta")
@@ -71,7 +74,7 @@ def packed_batch(vocab: int, tokens: int, doc_range: tuple[int, int], generator:
     """(input_ids, labels, position_ids), each (1, tokens) int64; documents of doc_range tokens.
 
     Positions restart at 0 per document; the first label of each document is -100
-    (as :func:`helpers.packing.collate` does). Returns also the document lengths.
+    (as :func:`helpers.train.packing.collate` does). Returns also the document lengths.
     """
     lo, hi = doc_range
     lens = []
@@ -91,7 +94,7 @@ def peak_tflops(device: torch.device) -> tuple[str, float | None, int | None]:
         return f"CPU ({platform.processor() or platform.machine()})", None, None
     name = torch.cuda.get_device_name(device)
     total = torch.cuda.get_device_properties(device).total_memory
-    spec = planner.match_gpu(name, total)
+    spec = plan_gpus.match_gpu(name, total)
     return name, (None if spec.assumed_compute else spec.bf16_tflops), total
 
 
@@ -121,7 +124,7 @@ def choose_settings(args, shape, tokens: int, attention: str):
 def run_budget(args, config, device, tokens: int) -> dict:
     from transformers import LlamaForCausalLM
 
-    shape = planner.ModelShape.from_config(config)
+    shape = plan_model.ModelShape.from_config(config)
     # the kernel the recipe would pick here (bf16 compute: autocast or a bf16 model)
     attn = mem.choose_attention(device, torch.bfloat16, prefer=args.attention)
     plan, s = choose_settings(args, shape, tokens, attn)
@@ -176,7 +179,7 @@ def run_budget(args, config, device, tokens: int) -> dict:
     tps = n_tokens / dt
     card, peak, total = peak_tflops(device)
     mean_span = sum(n * n for n in docs) / max(1, sum(docs))  # token-weighted attention span
-    flops_tok = planner.model_flops_per_token(shape, int(round(mean_span)))
+    flops_tok = plan_model.model_flops_per_token(shape, int(round(mean_span)))
     mfu = tps * flops_tok / (peak * 1e12) if peak else None
     if device.type == "cuda":
         peak_mem = torch.cuda.max_memory_allocated(device)
@@ -188,8 +191,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         mem_kind = "process max RSS (CPU)"
     ran = model.config._attn_implementation  # the kernel that actually ran
     pred_plan = replace_tokens(plan, mean_doc_tokens=max(1, int(round(mean_span))), attention=ran)
-    pred_mem = planner.estimate_memory(shape, pred_plan).peak
-    pred_gpu = args.plan_gpu if device.type != "cuda" else planner.match_gpu(card, total)
+    pred_mem = plan_memory.estimate_memory(shape, pred_plan).peak
+    pred_gpu = args.plan_gpu if device.type != "cuda" else plan_gpus.match_gpu(card, total)
     pred_tp = planner.estimate_throughput(shape, pred_plan, pred_gpu)
     result = {
         "date": _dt.date.today().isoformat(), "card": card, "model": args.model, "params": shape.param_count(),
@@ -198,18 +201,18 @@ def run_budget(args, config, device, tokens: int) -> dict:
         "precision": "bf16-mixed (fp32 master, autocast)" if s.autocast else str(dtype).replace("torch.", ""),
         "optimizer": s.optimizer, "state_dtype": str(s.state_dtype).replace("torch.", ""),
         "checkpointing": s.checkpointing, "checkpointed_layers": len(layers), "ce_chunk": s.ce_chunk,
-        "attention": ran, "attention_gflop_per_token": round(planner.attention_flops_per_token(
+        "attention": ran, "attention_gflop_per_token": round(plan_model.attention_flops_per_token(
             shape, ran, tokens, max(1, int(round(mean_span)))) / 1e9, 3), "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
         "tokens_per_s": round(tps, 1), "mfu": None if mfu is None else round(mfu, 4),
-        "model_flops_per_token": flops_tok, "peak_memory_gib": round(peak_mem / planner.GIB, 3),
+        "model_flops_per_token": flops_tok, "peak_memory_gib": round(peak_mem / plan_model.GIB, 3),
         "peak_memory_kind": mem_kind, "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
-        "planner_peak_gib": round(pred_mem / planner.GIB, 3),
+        "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
         "torch": torch.__version__,
     }
     if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
-        # the hfu under which the planner would have predicted this measurement (helpers.plan_gpus.CALIBRATIONS)
-        cal = planner.calibrate(pred_gpu, pred_tp.tokens_per_s, tps, pred_tp.compute_s / pred_tp.step_time_s,
+        # the hfu under which the planner would have predicted this measurement (helpers.train.plan_gpus.CALIBRATIONS)
+        cal = plan_gpus.calibrate(pred_gpu, pred_tp.tokens_per_s, tps, pred_tp.compute_s / pred_tp.step_time_s,
                                 f"bench_train {result['date']} {card}, {tokens} tokens/step, {ran}")
         result["calibrated_hfu"] = cal.hfu
         result["planner_hfu"] = pred_gpu.hfu
@@ -237,8 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--optimizer", default="auto", choices=("auto",) + mem.OPTIMIZER_KINDS)
     ap.add_argument("--checkpointing", default="auto", choices=("auto",) + mem.CHECKPOINTING_MODES)
     ap.add_argument("--ce-chunk", type=int, default=None, help="tokens per CE chunk (0 = all at once)")
-    ap.add_argument("--attention", default="auto", choices=("auto",) + planner.ATTENTION_KERNELS,
-                    help="packed-row kernel (helpers.attention); auto: flash-attn if installed, else flex on CUDA")
+    ap.add_argument("--attention", default="auto", choices=("auto",) + plan_model.ATTENTION_KERNELS,
+                    help="packed-row kernel (helpers.train.attention); auto: flash-attn if installed, else flex on CUDA")
     ap.add_argument("--doc-tokens", type=int, nargs=2, default=[1024, 3072], metavar=("MIN", "MAX"),
                     help="packed document lengths (position ids restart per document)")
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto")

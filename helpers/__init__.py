@@ -10,7 +10,7 @@ optimumllm-audio``; see pyproject.toml), whose seed §8 entry point is
 """
 __version__ = "1.0.0.dev0"
 
-_LAZY = {"OptimumTTS": "inference"}  # public name -> submodule that defines it
+_LAZY = {"OptimumTTS": "infer.engine"}  # public name -> submodule that defines it
 
 
 def __getattr__(name: str):

@@ -1,7 +1,7 @@
 """The profiles (``colab``, ``pilot``, ``tiny``) and the run-directory layout.
 
-One code path: notebooks and helpers take a profile name and read model names,
-data sources and sizes from here. ``colab`` is the default everywhere (the full run);
+One code path: notebooks and helpers take a :class:`Profile` and read model names,
+data sources, sizes and behaviours from it. ``colab`` is the default everywhere (the full run);
 ``pilot`` is ``colab`` at about 1 % of the data with stages of minutes (the real hub
 models and datasets on the same Colab hardware: try the whole path for a couple of
 compute-unit-hours first); ``tiny`` is the offline CPU profile used by tests, CI and
@@ -14,16 +14,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
+EVAL_ASSETS_DIR = ASSETS_DIR / "eval"  # evaluation test set, stability set, protocol fixtures (scripts/make_eval_assets.py)
 ASSETS_CORPUS_DIR = ASSETS_DIR / "corpus"  # espeak-ng speech corpus (see scripts/make_assets.py)
 ASSETS_REJECTS_DIR = ASSETS_DIR / "corpus_rejects"  # clips preprocessing must reject (scripts/make_rejects.py)
 
 # Sentinels understood by the loaders: build the real architecture offline.
 TINY_LLAMA = "tiny-llama"  # a LLaMA of a few layers built from a config (helpers.models)
 RANDOM_SNAC_24KHZ = "random-snac-24khz"  # SNAC 24 kHz architecture, random weights (helpers.codec)
-ASSETS_CORPUS = "assets"  # the bundled speech corpus as a dataset source (helpers.corpus)
+ASSETS_CORPUS = "assets"  # the bundled speech corpus as a dataset source (helpers.data.corpus)
 
 # Padded audio seconds per SNAC encoder batch (encode_batch). Sizing for an A100 40 GB: the
 # encoder's activations were measured at ~0.6 GiB per 30 s clip in fp32 (CPU, linear in batch),
@@ -36,7 +38,10 @@ DEFAULT_ENCODE_BATCH_SECONDS = 600.0
 
 @dataclass(frozen=True)
 class Profile:
-    """Names and sizes that differ between Colab and the offline tiny run."""
+    """Names, sizes and behaviours that differ between Colab and the offline tiny run.
+
+    Everything that differs by profile is a field here, so no helper branches on a profile's name.
+    """
 
     name: str
     base_model: str  # LLaMA to extend: a hub id, a local folder, or TINY_LLAMA
@@ -45,14 +50,39 @@ class Profile:
     runs_root: str  # where run directories live (Drive on Colab)
     max_seq_len: int  # longest training example in tokens (seed §5: 30 s ≈ 2,620 tokens; a 30 s cloning reference doubles it)
     encode_batch_seconds: float  # padded audio seconds per SNAC encoder batch (02; halved on CUDA OOM)
-    eval_asr_model: str  # ASR for WER (helpers.metrics)
+    eval_asr_model: str  # ASR for WER (helpers.evaluate.judges)
     eval_speaker_model: str  # speaker-embedding model for similarity
     eval_mos_model: str  # MOS predictor
     hours_scale: float = 1.0  # multiplies every phase's hours of the seed mix (colab 1.0; tiny: the small corpus)
     run_name: str = "optimumllm-audio-v1"  # default run folder under runs_root (notebooks' run_name = None)
     eval_testset: str = "colab"  # which profile's items of assets/eval/testset.json 07 scores
-    extra: dict = field(default_factory=dict)  # further per-profile sizes, documented where used
+    # Stage sizes (helpers.train.config.stage_config): StageConfig fields this profile sets for stages 2-4.
+    stage_sizes: Mapping[str, Any] = field(default_factory=dict)
+    # Offline: no Hub, token or network anywhere — preflight skips the token, 07 reads the protocol
+    # fixtures in assets/eval, 08 defaults to a dry run (nothing leaves the machine).
+    offline: bool = False
+    requires_gpu: bool = True  # preflight: an A100-class GPU is required for 02-08
+    preprocess_workers: int | None = None  # 01/02 processes; None = every CPU core
+    demo_max_seconds: float | None = None  # 08's demo: cap on audio per chunk (an untrained model never stops)
+    repo_suffix: str = ""  # appended to 08's default Hub repo name
 
+
+# Stage sizes. colab: the real run on an A100; memory fields stay None -> plan_stage picks them for the
+# detected GPU; epochs per stage from helpers.train.config.STAGE_EPOCHS; checkpoints every 40 min of
+# training (StageConfig.save_every_minutes). drive_deletion="permanent": deleted checkpoints skip Drive's
+# Trash (Colab asks once for Drive access); with "trash" every deleted ~19.5 GB checkpoint counts against
+# the quota for 30 days (helpers.colab.drive).
+_COLAB_STAGES = dict(grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=None, save_every_minutes=40.0,
+                     eval_every=500, keep_last=1, drive_deletion="permanent")
+# pilot: colab at ~1 % of the data: a few dozen optimizer steps per stage, minutes each on an A100;
+# smaller steps (grad_accum 4) so even stage 4's ~0.5 h of audio gives several.
+_PILOT_STAGES = dict(grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=100, save_every_minutes=40.0,
+                     eval_every=25, keep_last=1, drive_deletion="permanent")
+# tiny: a CPU demo that trains a few dozen steps so the chained notebook test stays fast; fp32 and torch
+# AdamW; the plan is still computed and shown (for helpers.train.config.PLAN_TARGET_GPU).
+_TINY_STAGES = dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,
+                    keep_last=1, eval_max_new_frames=8, eval_fraction=0.1, precision="fp32", optimizer="adamw_torch",
+                    optimizer_state="fp32", checkpointing="none", selective_every=2, ce_chunk=0)
 
 PROFILES: dict[str, Profile] = {
     "colab": Profile(
@@ -66,6 +96,7 @@ PROFILES: dict[str, Profile] = {
         eval_asr_model="large-v3-turbo",
         eval_speaker_model="microsoft/wavlm-base-plus-sv",
         eval_mos_model="utmos",
+        stage_sizes=_COLAB_STAGES,
     ),
     "tiny": Profile(
         name="tiny",
@@ -82,11 +113,17 @@ PROFILES: dict[str, Profile] = {
         # the two non-voice speakers and trains cloning references; phases 2/3 stay small (33 s / 10 s).
         hours_scale=5e-5,
         eval_testset="tiny",
+        stage_sizes=_TINY_STAGES,
+        offline=True,
+        requires_gpu=False,
+        preprocess_workers=1,  # no pool overhead on 2 CPU cores
+        demo_max_seconds=1.0,  # an untrained model never ends an utterance: cap each chunk's audio
     ),
 }
 # pilot: colab with only the sizes changed — ~1 % of every phase's hours (a few hours of audio in
-# all), its own run folder, and the stage sizes of helpers.config (_PROFILE_SIZES["pilot"]).
-PROFILES["pilot"] = replace(PROFILES["colab"], name="pilot", hours_scale=0.01, run_name="optimumllm-audio-pilot")
+# all), its own run folder and Hub repo name, and its own stage sizes.
+PROFILES["pilot"] = replace(PROFILES["colab"], name="pilot", hours_scale=0.01, run_name="optimumllm-audio-pilot",
+                            stage_sizes=_PILOT_STAGES, repo_suffix="-pilot")
 
 
 def get_profile(name: str, **overrides) -> Profile:
@@ -94,6 +131,20 @@ def get_profile(name: str, **overrides) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     return replace(PROFILES[name], **overrides) if overrides else PROFILES[name]
+
+
+def as_profile(profile: str | Profile) -> Profile:
+    """``profile`` itself, or the named profile: the one place a name becomes a :class:`Profile`
+    (entry points that take either: command lines, :func:`run_paths`, ``stage_config``)."""
+    if isinstance(profile, Profile):
+        return profile
+    if isinstance(profile, str):
+        return get_profile(profile)
+    raise TypeError(f"profile must be a Profile or one of {sorted(PROFILES)}, got {type(profile).__name__}")
+
+
+FINAL_MODEL_DIR = "model"  # a training stage's final model, inside its stage folder
+HF_TRAINER_DIR = "hf_trainer"  # the DeepSpeed path's HF Trainer checkpoints, inside the stage folder
 
 
 @dataclass(frozen=True)
@@ -118,6 +169,20 @@ class RunPaths:
             raise ValueError(f"stages are 1..4, got {n}")
         return self.root / f"stage{n}"
 
+    def final_model(self, stage: int) -> Path:
+        """Where stage ``stage``'s final model lives (stage 1: the vocabulary-extended model itself)."""
+        return self.stage(1) if stage == 1 else self.stage(stage) / FINAL_MODEL_DIR
+
+    def init_model(self, stage: int) -> Path:
+        """Training stage ``stage`` (2..4) starts from the previous stage's final weights."""
+        if stage not in (2, 3, 4):
+            raise ValueError(f"training stages are 2..4, got {stage}")
+        return self.final_model(stage - 1)
+
+    def hf_trainer(self, stage: int) -> Path:
+        """The DeepSpeed path's HF Trainer checkpoints of a training stage."""
+        return self.stage(stage) / HF_TRAINER_DIR
+
     @property
     def eval(self) -> Path:  # 07: report.csv/json, figures, listening clips
         return self.root / "eval"
@@ -133,7 +198,7 @@ class RunPaths:
 
 def run_paths(run_name: str, profile: str | Profile = "colab", runs_root: str | os.PathLike | None = None) -> RunPaths:
     """Run directory ``<runs_root>/<run_name>`` (``runs_root`` defaults to the profile's)."""
-    prof = get_profile(profile) if isinstance(profile, str) else profile
+    prof = as_profile(profile)
     if not run_name or "/" in run_name or run_name in (".", ".."):
         raise ValueError(f"run_name must be a plain folder name, got {run_name!r}")
     return RunPaths(Path(runs_root or prof.runs_root).expanduser().resolve() / run_name)

@@ -1,8 +1,8 @@
 """Scores of what the judges return: text error rates of a transcript, cosine of two embeddings.
 
-Kept apart from the judges (:mod:`helpers.eval_models`) and the audio metrics
-(:mod:`helpers.metrics`: PESQ, STOI) so that best-of-N selection at inference time
-(:mod:`helpers.best_of`) needs only ``jiwer`` and numpy, not the evaluation stack.
+Kept apart from the judges (:mod:`helpers.evaluate.judges`) and the audio metrics
+(:mod:`helpers.evaluate.signal`: PESQ, STOI) so that best-of-N selection at inference time
+(:mod:`helpers.infer.best_of`) needs only ``jiwer`` and numpy, not the evaluation stack.
 """
 from __future__ import annotations
 

@@ -44,6 +44,28 @@ AUDIO_VOCAB_SIZE = N_CODEBOOKS * CODEBOOK_SIZE  # 12,288 audio tokens
 FRAME_SLOTS: tuple[int, ...] = (0, 1, 1, 2, 2, 2, 2)
 FRAME_SIZE = len(FRAME_SLOTS)  # 7
 CODES_PER_FRAME: tuple[int, ...] = (1, 2, 4)  # CB1, CB2, CB3 codes per frame
+SNAC_SAMPLE_RATE = 24_000  # Hz: the codec's audio rate
+SNAC_HOP = 512  # samples per finest-codebook (CB3) step
+SNAC_FRAMES_PER_SECOND = SNAC_SAMPLE_RATE / (SNAC_HOP * max(CODES_PER_FRAME))  # one frame = 2048 samples: 11.72 Hz
+AUDIO_TOKENS_PER_SECOND = SNAC_FRAMES_PER_SECOND * FRAME_SIZE  # 82.03 tokens of audio per second
+
+# Cloning references (seed §8: 10-30 s recommended). ONE pair of bounds shared by training
+# (helpers.train.sequences draws reference lengths uniformly in this range, bounded by the room the
+# context leaves beside the target) and inference (helpers.infer.voices refuses shorter clips and
+# crops longer ones), so the model never sees at inference a reference length it never trained on.
+# 20 s is the seed's "very good"; 30 s adds little and costs 820 more prompt tokens per example.
+REFERENCE_MIN_S = 3.0  # shortest reference trained on / accepted at inference
+REFERENCE_MAX_S = 20.0  # longest reference trained on; inference crops longer clips to this
+
+
+def seconds_to_frames(seconds: float, round_up: bool = False) -> int:
+    """Whole SNAC frames (CB1) in ``seconds`` of audio (rounded down, or up)."""
+    x = seconds * SNAC_FRAMES_PER_SECOND
+    return int(-(-x // 1)) if round_up else int(x)
+
+
+REFERENCE_MIN_FRAMES = seconds_to_frames(REFERENCE_MIN_S, round_up=True)  # 36 frames = 3.07 s: never under 3 s
+REFERENCE_MAX_FRAMES = seconds_to_frames(REFERENCE_MAX_S)  # 234 frames = 19.97 s: never over 20 s
 
 
 def audio_token(codebook: int, code: int) -> str:

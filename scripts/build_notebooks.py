@@ -8,11 +8,11 @@ outputs. Cell markers in the source:
     # %% [markdown]          a markdown cell; following lines are "# "-prefixed text
     # %% tags=["parameters"] the papermill parameters cell
     # %%                     a code cell
-    # %% [setup]             the setup cell (helpers/project.py + setup_notebook(name)); the lines that
+    # %% [setup]             the setup cell (helpers/colab/project.py + setup_notebook(name)); the lines that
                              follow form the next code cell
 
 The README's Open-in-Colab table (between the colab-links markers) is written from
-helpers/project.py's REPO_URL too.
+helpers/colab/project.py's REPO_URL too.
 
 Usage: python scripts/build_notebooks.py [--check]   (--check fails if any .ipynb is stale)
 """
@@ -31,11 +31,11 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "notebooks" / "src"
 OUT = ROOT / "notebooks"
-# The setup cell of every notebook: the code of helpers/project.py (where REPO_URL is defined, once),
+# The setup cell of every notebook: the code of helpers/colab/project.py (where REPO_URL is defined, once),
 # then the call for this notebook. A notebook cannot import helpers before it has fetched them, so the
 # code is copied in here; a source cell marked `# %% [setup]` starts with it.
-PROJECT_FILE = ROOT / "helpers" / "project.py"
-SETUP_TITLE = "# @title Setup: fetch the project and install what this notebook needs (code: helpers/project.py)"
+PROJECT_FILE = ROOT / "helpers" / "colab" / "project.py"
+SETUP_TITLE = "# @title Setup: fetch the project and install what this notebook needs (code: helpers/colab/project.py)"
 # Runtimes: 01 streams and filters audio on CPU cores (no GPU work), the rest need an A100.
 CPU_NOTEBOOKS = {"01_preprocess"}
 README = ROOT / "README.md"
@@ -43,7 +43,7 @@ LINKS_BEGIN, LINKS_END = "<!-- colab-links:begin (scripts/build_notebooks.py) --
 
 
 def project_code() -> str:
-    """helpers/project.py without its module docstring."""
+    """helpers/colab/project.py without its module docstring."""
     text = PROJECT_FILE.read_text(encoding="utf-8")
     doc = ast.parse(text).body[0]
     if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)):
@@ -54,7 +54,7 @@ def project_code() -> str:
 def setup_cell(notebook: str) -> str:
     return (f"{SETUP_TITLE}\n# Colab: fetch the project and install what this notebook needs; elsewhere use this "
             f"repository.\n{project_code()}\n\n\nPROJECT_DIR = setup_notebook({notebook!r})\n"
-            f"from helpers import session")
+            f"from helpers.colab import session")
 
 
 def project_module():

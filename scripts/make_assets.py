@@ -53,7 +53,7 @@ import soxr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from helpers.audio import PCM16_SCALE, RESAMPLE_QUALITY, read_audio, resample, to_mono  # noqa: E402
-from helpers.corpus import CORPUS_SAMPLE_RATE, METADATA_COLUMNS, METADATA_FILE  # noqa: E402
+from helpers.data.corpus import CORPUS_SAMPLE_RATE, METADATA_COLUMNS, METADATA_FILE  # noqa: E402
 from helpers.profiles import ASSETS_CORPUS_DIR  # noqa: E402
 from helpers.tokens import EMOTIONS, SEED_EMOTION_PROSODY, VOICES  # noqa: E402
 
@@ -102,7 +102,7 @@ SPEAKERS: tuple[Speaker, ...] = (
 
 # Speakers that are NOT built-in voices (accents no built-in voice has): training gives their
 # examples a cloning reference cut from their other utterances. Their sentences are long enough
-# (>= 3 s) for the shortest reference training draws (helpers.config.REFERENCE_MIN_S).
+# (>= 3 s) for the shortest reference training draws (helpers.tokens.REFERENCE_MIN_S).
 CLONE_SPEAKERS: tuple[Speaker, ...] = (
     Speaker("clone_scottish_m", "scottish", "male", "en-gb-scotland", "en-gb-scotland+whisper", 48, 160),
     Speaker("clone_caribbean_f", "other", "female", "en-029+f2", "en-029+whisperf", 52, 160),

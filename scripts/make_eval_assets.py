@@ -2,7 +2,7 @@
 """Write the fixed evaluation test set: ``assets/eval/testset.json`` and the two
 held-out espeak-ng reference clips in ``assets/eval/references/``.
 
-The JSON is the contract (``helpers.evaluation.load_testset`` reads it; its tests
+The JSON is the contract (``helpers.evaluate.report.load_testset`` reads it; its tests
 check coverage and held-out-ness); this script only documents how it was made and
 remakes it deterministically. Rerunning it changes nothing in git unless the
 sentences or grid rules below change — and then the test set's version must be
@@ -15,13 +15,13 @@ Grid (``colab``, 104 items):
     all 28 neutral sentences are read (32);
   * cloning items: 8 LibriTTS-R test.clean speakers (held out: the catalog trains on
     train.* only) x 3 neutral sentences (24); each reference clip is resolved once per
-    run by a fixed rule (``helpers.evaluation.resolve_references``).
+    run by a fixed rule (``helpers.evaluate.report.resolve_references``).
 Grid (``tiny``, 16 items): female_us_01 reads one sentence per seed emotion (7),
 the other 7 voices one neutral sentence each (7), and 2 cloning items whose
 references are espeak-ng voices the bundled corpus does not use (2).
 
 Protocol fixtures (``assets/eval/protocols/``): two zero-shot items per standard protocol
-(``helpers.eval_protocols``) in the protocols' own file formats, so the tiny profile runs
+(``helpers.evaluate.protocols``) in the protocols' own file formats, so the tiny profile runs
 the same parsers and normalisers offline: a Seed-TTS-eval ``en/meta.lst`` with
 ``prompt-wavs/`` and ground-truth ``wavs/`` (16 kHz WAV), and an F5-TTS LibriSpeech-PC
 cross-sentence ``.lst`` with a LibriSpeech-style ``<speaker>/<chapter>/<utt>.flac`` tree
@@ -49,7 +49,8 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from helpers.audio import PCM16_SCALE, read_audio, resample, to_mono  # noqa: E402
-from helpers.evaluation import EVAL_ASSETS_DIR, TESTSET_FILE, TESTSET_VERSION  # noqa: E402
+from helpers.evaluate.report import TESTSET_FILE, TESTSET_VERSION  # noqa: E402
+from helpers.profiles import EVAL_ASSETS_DIR  # noqa: E402
 from helpers.tokens import SEED_EMOTIONS, VOICES  # noqa: E402
 
 REFERENCE_SR = 24000  # like the corpus: SNAC's rate
@@ -158,7 +159,7 @@ def synthesize_wav(path: Path, q: np.ndarray) -> None:
     sf.write(path, q.astype(np.int16), PROTOCOL_SR, format="WAV", subtype="PCM_16")
 
 
-# Stability set (helpers.eval_stability): long-form paragraphs estimated over 60 s at 14
+# Stability set (helpers.evaluate.stability): long-form paragraphs estimated over 60 s at 14
 # characters per second, read through the engine's chunked path, and a two-speaker dialogue.
 # Written for this project.
 LONG_FORM = {
@@ -199,7 +200,7 @@ STABILITY_PROFILES = {"colab": {"long_form": ["lf0", "lf1"], "dialogue_turns": 6
 
 
 def stability_set() -> dict:
-    return {"description": "OptimumLLM Audio stability set (helpers.eval_stability); made by "
+    return {"description": "OptimumLLM Audio stability set (helpers.evaluate.stability); made by "
                            "scripts/make_eval_assets.py",
             "long_form": [{"id": k, "text": v} for k, v in LONG_FORM.items()],
             "dialogue": DIALOGUE, "profiles": STABILITY_PROFILES}

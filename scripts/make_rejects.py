@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers.corpus import CORPUS_SAMPLE_RATE, METADATA_COLUMNS, METADATA_FILE, read_metadata  # noqa: E402
+from helpers.data.corpus import CORPUS_SAMPLE_RATE, METADATA_COLUMNS, METADATA_FILE, read_metadata  # noqa: E402
 from helpers.profiles import ASSETS_CORPUS_DIR, ASSETS_REJECTS_DIR  # noqa: E402
 
 

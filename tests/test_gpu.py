@@ -41,7 +41,7 @@ def _tiny(seed=0, dtype=torch.float32):
 
 
 def _ex(rng, n, vocab, n_prompt=2):
-    from helpers.sequences import IGNORE_INDEX, Example
+    from helpers.train.sequences import IGNORE_INDEX, Example
 
     ids = rng.integers(0, vocab, n).astype(np.int64)
     labels = ids.copy()
@@ -52,10 +52,10 @@ def _ex(rng, n, vocab, n_prompt=2):
 # ----------------------------------------------------------------------------- per-document attention
 @pytest.mark.parametrize("kernel", ["flex_attention", "flash_attention_2", "sdpa"])
 def test_packed_equals_unpacked_losses_and_gradients_on_cuda(kernel):
-    from helpers import attention
-    from helpers.models import build_tiny_llama
-    from helpers.packing import collate
-    from helpers.train import packed_loss_sum
+    from helpers.train import attention
+    from helpers.tiny_models import build_tiny_llama
+    from helpers.train.packing import collate
+    from helpers.train.recipe import packed_loss_sum
 
     dtype = torch.float32
     if kernel == "flash_attention_2":
@@ -86,9 +86,9 @@ def test_packed_equals_unpacked_losses_and_gradients_on_cuda(kernel):
 def test_bf16_mixed_autocast_with_bitsandbytes_8bit_trains():
     """The A100-80GB plan: fp32 parameters, bf16 autocast, bitsandbytes AdamW8bit states."""
     _needs("bitsandbytes", "the 8-bit optimizer step")
-    from helpers import memory
-    from helpers.packing import collate
-    from helpers.train import packed_loss_sum
+    from helpers.train import memory
+    from helpers.train.packing import collate
+    from helpers.train.recipe import packed_loss_sum
 
     model, _, _ = _tiny(seed=1)
     model.train()
@@ -114,7 +114,7 @@ def test_bf16_mixed_autocast_with_bitsandbytes_8bit_trains():
 
 @pytest.mark.parametrize("rounding,tol", [("master", 0.10), ("stochastic", 0.45)])
 def test_bf16adamw_on_cuda_follows_the_fp32_reference(rounding, tol):
-    from helpers.precision import BF16AdamW
+    from helpers.train.precision import BF16AdamW
 
     def mlp():
         torch.manual_seed(0)
@@ -151,7 +151,7 @@ def test_bf16adamw_on_cuda_follows_the_fp32_reference(rounding, tol):
 
 
 def test_chunked_ce_equals_full_ce_on_cuda():
-    from helpers import memory
+    from helpers.train import memory
 
     g = torch.Generator().manual_seed(5)
     n, h, v = 1500, 64, 5003
@@ -177,13 +177,13 @@ def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory
     the recipe on CUDA give the same loss bits, and a run resumed from its step-3 checkpoint lands on them."""
     import shutil
 
-    from helpers import checkpoints as ckpt
+    from helpers.train import checkpoints as ckpt
     from helpers import models
-    from helpers.config import stage_config
+    from helpers.train.config import stage_config
     from helpers.profiles import TINY_LLAMA
-    from helpers.sequences import choose_builtin_voices
-    from helpers.shards import Utterance
-    from helpers.train import METRICS_FILE, StageRecipe
+    from helpers.train.sequences import choose_builtin_voices
+    from helpers.data.shards import Utterance
+    from helpers.train.recipe import METRICS_FILE, StageRecipe
 
     root = tmp_path_factory.mktemp("gpu_resume")
     model, tok = models.load_base(TINY_LLAMA)
@@ -249,7 +249,7 @@ def test_snac_batch_equals_single_on_cuda():
 
 
 def test_static_cache_compiled_decode_equals_eager_tokens():
-    from helpers.generation import GREEDY, SamplingConfig, generate_audio_tokens
+    from helpers.infer.generation import GREEDY, SamplingConfig, generate_audio_tokens
 
     model, tok, layout = _tiny(seed=2)
     prompts = [layout.build_prompt(tok.encode(t, add_special_tokens=False), bos_id=tok.bos_token_id, voice=v)
@@ -271,8 +271,8 @@ def test_static_cache_compiled_decode_equals_eager_tokens():
 def test_streaming_equals_non_streaming_on_cuda():
     _needs("snac", "the SNAC codec")
     from helpers.codec import SnacCodec
-    from helpers.generation import LengthGuard
-    from helpers.inference import STREAM_TOLERANCE, OptimumTTS
+    from helpers.infer.generation import LengthGuard
+    from helpers.infer.engine import STREAM_TOLERANCE, OptimumTTS
     from helpers.profiles import RANDOM_SNAC_24KHZ
 
     model, tok, _ = _tiny(seed=0)
@@ -295,9 +295,9 @@ def test_evaluation_judges_run_on_cuda_when_their_weights_are_local():
     """Judges whose weights ship inside pip packages (no hub): the speaker encoder on CUDA agrees with CPU,
     and Whisper on CUDA transcribes a clean corpus clip."""
     _needs("resemblyzer", "the speaker-similarity judge's weights ship with it")
-    from helpers import eval_models as em
+    from helpers.evaluate import judges as em
     from helpers.audio import load_audio
-    from helpers.corpus import read_metadata
+    from helpers.data.corpus import read_metadata
 
     meta = {r["utterance_id"]: r for r in read_metadata()}
     utt = "male_us_01_01_neutral"
@@ -309,6 +309,6 @@ def test_evaluation_judges_run_on_cuda_when_their_weights_are_local():
         asr = em.load_asr(em.WHISPER_TINY_EN_OFFLINE, device="cuda")
     except (ImportError, FileNotFoundError, RuntimeError, ValueError) as e:
         pytest.skip(f"Whisper tiny.en (offline package) cannot load on CUDA here: {e}")
-    from helpers.evaluation import error_rates
+    from helpers.scores import error_rates
 
     assert error_rates(meta[utt]["text"], asr.transcribe(wav, sr))["wer"] < 0.35

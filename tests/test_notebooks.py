@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers.chain import run_notebook, series
+from helpers.colab.chain import run_notebook, series
 from helpers.profiles import REPO_ROOT, run_paths
 
 NOTEBOOKS = series()
@@ -90,8 +90,9 @@ def _check_results(stem: str, paths, text: str) -> None:
     if stem == "00_snac_test":
         assert "HF token" in text and "dataset assets" in text and "FAILED" not in text  # the preflight ran
     elif stem == "01_preprocess":
-        from helpers import preprocess as pp
-        from helpers.corpus import load_local_corpus
+        from helpers.data import preprocess as pp
+        from helpers.data import clips
+        from helpers.data.corpus import load_local_corpus
 
         manifest = pp.read_manifest(paths.preprocess)
         report = pp.read_report(paths.preprocess)
@@ -99,10 +100,11 @@ def _check_results(stem: str, paths, text: str) -> None:
         assert report["kept"] + report["rejected"] + report["duplicates"] == report["rows"] == len(manifest)
         assert report["rows"] == inputs, (report["rows"], inputs)  # every input clip kept or rejected, none lost
         assert report["kept"] > 0 and report["rejected"] >= 4
-        assert (manifest.loc[manifest["status"] == pp.REJECTED, "reason"].astype(str).str.len() > 0).all()
+        assert (manifest.loc[manifest["status"] == clips.REJECTED, "reason"].astype(str).str.len() > 0).all()
     elif stem == "02_tokenize":
-        from helpers import preprocess as pp, tokenize_audio as ta
-        from helpers.shards import iter_utterances
+        from helpers.data import preprocess as pp, tokenize_audio as ta
+        from helpers.data import clips
+        from helpers.data.shards import iter_utterances
 
         selected = set(ta.selected_rows(pp.read_manifest(paths.preprocess))["utterance_id"])
         encoded = [u.utterance_id for u in iter_utterances(paths.tokens)]
@@ -113,19 +115,19 @@ def _check_results(stem: str, paths, text: str) -> None:
         assert (paths.stage(1) / models.COMPLETE_MARKER).is_file()
     elif stem in ("04_stage2", "05_stage3", "06_stage4"):
         from helpers import models
-        from helpers.train import METRICS_FILE, final_model_dir
+        from helpers.train.recipe import METRICS_FILE
 
         stage = int(stem[-1])
         log = pd.read_csv(paths.stage(stage) / METRICS_FILE)
         assert len(log) >= 2, log
         first, last = float(log["loss"].iloc[0]), float(log["loss"].iloc[-1])
         assert last < first, f"stage {stage}: loss {first} -> {last} did not go down"
-        assert (final_model_dir(paths, stage) / models.COMPLETE_MARKER).is_file()
-        # a finished stage keeps its final model and no checkpoint (helpers.checkpoints retention policy)
+        assert (paths.final_model(stage) / models.COMPLETE_MARKER).is_file()
+        # a finished stage keeps its final model and no checkpoint (helpers.train.checkpoints retention policy)
         left = [p for d in ("checkpoints", "hf_trainer") for p in (paths.stage(stage) / d).glob("*")]
         assert not left, f"stage {stage} left checkpoints behind: {left}"
     elif stem == "07_evaluate":
-        from helpers.evaluation import load_testset
+        from helpers.evaluate.report import load_testset
 
         report = json.loads((paths.eval / "report.json").read_text())
         items = pd.read_csv(paths.eval / "items.csv")
@@ -134,7 +136,7 @@ def _check_results(stem: str, paths, text: str) -> None:
         for needle in ("measured on", "ceiling", "Seed-TTS-eval", "LibriSpeech-PC", "best of"):
             assert needle in text, f"07 output lacks {needle!r}"
     elif stem == "08_publish":
-        from helpers.publish import export_listing
+        from helpers.publish.export import export_listing
 
         files = [f.path for f in export_listing(paths.export)]
         assert "DRY RUN: nothing was uploaded" in text

@@ -12,7 +12,8 @@ socket.socket.connect = no_network
 import helpers
 assert "torch" not in sys.modules, "import helpers pulled in torch"
 for m in pkgutil.walk_packages(helpers.__path__, "helpers."):
-    importlib.import_module(m.name)
+    if not m.name.endswith(".__main__"):  # `python -m` entry points run when imported
+        importlib.import_module(m.name)
 assert "snac" not in sys.modules, "a helpers module imported snac (the codec) at import time"
 import torch
 assert not torch.cuda.is_initialized(), "a helpers module initialised CUDA at import time"

@@ -44,7 +44,8 @@ def test_wheel_holds_optimumllm_audio_and_no_helpers(wheel):
                          for p in (REPO_ROOT / "helpers").rglob("*.py"))
     wheel_modules = sorted(n.split("/", 1)[1] for n in names if n.startswith("optimumllm_audio/") and n.endswith(".py"))
     assert wheel_modules == src_modules  # every helpers module (subpackages too), one copy, nothing else
-    assert "optimumllm_audio/serve.py" in names and "optimumllm_audio/inference.py" in names
+    assert "optimumllm_audio/serve.py" in names and "optimumllm_audio/infer/engine.py" in names
+    assert "optimumllm_audio/data/facts/vctk.csv" in names  # package data
 
 
 def test_wheel_base_requirements_are_inference_only(wheel):
@@ -67,7 +68,7 @@ import importlib.util, json, sys
 import numpy as np, soundfile as sf
 import optimumllm_audio
 from optimumllm_audio import OptimumTTS
-from optimumllm_audio.generation import LengthGuard
+from optimumllm_audio.infer.generation import LengthGuard
 
 assert importlib.util.find_spec("helpers") is None, "helpers is importable: the test is not outside the repo"
 assert optimumllm_audio.__file__.startswith(sys.argv[2]), optimumllm_audio.__file__
@@ -103,7 +104,8 @@ def test_installed_wheel_outside_the_repo_runs_the_seed_examples(wheel, tmp_path
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site),
                         str(wheel)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert (site / "optimumllm_audio" / "inference.py").is_file() and not (site / "helpers").exists()
+    assert (site / "optimumllm_audio" / "infer" / "engine.py").is_file() and not (site / "helpers").exists()
+    assert (site / "optimumllm_audio" / "data" / "facts" / "vctk.csv").is_file()  # package data ships
     export = make_tiny_export(tmp_path / "run")
     work = tmp_path / "user"  # a user's folder: no checkout, no assets next to the installed package
     work.mkdir()
@@ -124,7 +126,7 @@ def test_installed_wheel_outside_the_repo_runs_the_seed_examples(wheel, tmp_path
     # inference stays on the base dependencies: no training module was loaded, and the modules that
     # were import only the standard library and the base requirements at module level
     loaded = set(out["modules"])
-    assert not loaded & {"optimumllm_audio.train", "optimumllm_audio.shards", "optimumllm_audio.sequences"}, loaded
+    assert not {m for m in loaded if m.split(".")[1:2] in (["train"], ["data"], ["plan"], ["colab"])}, loaded
     base = {"torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "snac", "numpy", "soundfile",
             "soxr", "pyloudnorm", "num2words"}
     for mod in loaded:

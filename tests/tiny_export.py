@@ -1,7 +1,7 @@
 """A tiny export as notebook 08 writes it (shared by the wheel, server and benchmark code).
 
 Stage 4 of a run holds the tiny profile's extended 2-layer LLaMA (random weights, so it
-never stops by itself: callers cap the length guard); :func:`helpers.publish.export_model`
+never stops by itself: callers cap the length guard); :func:`helpers.publish.export.export_model`
 turns it into the folder a user downloads from the Hub.
 """
 from __future__ import annotations
@@ -13,13 +13,12 @@ def make_tiny_export(root: str | Path, seed: int = 0) -> Path:
     """Build ``root``'s run (stage 4 only) and its export; returns the export folder."""
     from helpers.models import extend_vocabulary, load_base, save_stage
     from helpers.profiles import RANDOM_SNAC_24KHZ, TINY_LLAMA, RunPaths
-    from helpers.publish import export_model
-    from helpers.train import final_model_dir
+    from helpers.publish.export import export_model
 
     paths = RunPaths(Path(root)).ensure()
     model, tok = load_base(TINY_LLAMA)
     model, tok, _, _ = extend_vocabulary(model, tok, seed=seed)
-    save_stage(model, tok, final_model_dir(paths, 4))
+    save_stage(model, tok, paths.final_model(4))
     return export_model(paths, base_model=TINY_LLAMA, codec_model=RANDOM_SNAC_24KHZ, log=lambda *_: None).folder
 
 

@@ -14,10 +14,9 @@ this module, so the model is trained and prompted on the same spoken form.
 """
 from __future__ import annotations
 
-from .normalize import (ACCENTS, DATE_ORDERS, DEFAULT_DATE_ORDER, READ_ACRONYMS, SPELL_ACRONYMS,
-                                    cardinal, normalize_plain, ordinal, year)
-from .split import (CHARS_PER_SECOND, DEFAULT_MAX_SECONDS, NONVERBAL_SECONDS, estimate_seconds,
-                                split_sentences)
+from .normalize import (ACCENTS, DATE_ORDERS, DEFAULT_DATE_ORDER, READ_ACRONYMS, SPELL_ACRONYMS, cardinal,
+    normalize_plain, ordinal, year)
+from .split import CHARS_PER_SECOND, DEFAULT_MAX_SECONDS, NONVERBAL_SECONDS, estimate_seconds, split_sentences
 from .tags import TAG_ALIASES, TAG_RE, Nonverbal, Segment, UnknownTagError, parse_tags
 
 __all__ = [

@@ -31,10 +31,10 @@ print(S); print(session.device_summary())
 # every dataset of phases 1–3 (terms accepted, config and splits exist, one row streams with the
 # columns the catalog reads), free space on Drive against what the run will need (modelled), and
 # the GPU. Run it first, on the runtime you will train on. Anything that blocks stops here with what to do; the same checks
-# run from a terminal with `python -m helpers.preflight --profile {colab|pilot|tiny}`.
+# run from a terminal with `python -m helpers.plan.preflight --profile {colab|pilot|tiny}`.
 
 # %%
-from helpers import preflight
+from helpers.plan import preflight
 preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent))
 
 # %% [markdown]
@@ -44,7 +44,7 @@ preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent
 
 # %%
 from IPython.display import Audio, display
-from helpers import codec_report
+from helpers.evaluate import codec_report
 from helpers.audio import load_audio
 from helpers.codec import SnacCodec
 from helpers.profiles import RANDOM_SNAC_24KHZ

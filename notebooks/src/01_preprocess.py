@@ -34,9 +34,10 @@ S = session.start(profile, run_name, runs_root)   # mounts Drive on Colab; S.pro
 print(S); print(session.device_summary())
 
 # %%
-# The run plan (helpers/plan.py): data hours, tokens, steps, GPU hours, compute units, local and Drive peaks per notebook.
-from helpers import drive, plan as run_plan
-rp = run_plan.build_plan(S.profile.name, run_dir=S.paths.root,
+# The run plan (helpers/plan/costs.py): data hours, tokens, steps, GPU hours, compute units, local and Drive peaks per notebook.
+from helpers.colab import drive
+from helpers.plan import costs as run_plan
+rp = run_plan.build_plan(S.profile, run_dir=S.paths.root,
                          drive_free_gb=(drive.free_bytes(S.paths.root) + drive.tree_bytes(S.paths.root)) / drive.GB)
 print(run_plan.format_plan(rp))
 for line in run_plan.plan_problems(rp):
@@ -49,10 +50,10 @@ for line in run_plan.plan_problems(rp):
 # every dataset of phases 1–3 (terms accepted, config and splits exist, one row streams with the
 # columns the catalog reads), free space on Drive against what the run will need (modelled), and
 # the GPU. 01 itself runs on CPU, so the GPU row is skipped here. Anything that blocks stops here with what to do; the same checks
-# run from a terminal with `python -m helpers.preflight --profile {colab|pilot|tiny}`.
+# run from a terminal with `python -m helpers.plan.preflight --profile {colab|pilot|tiny}`.
 
 # %%
-from helpers import preflight
+from helpers.plan import preflight
 preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent), gpu=False)
 
 # %% [markdown]
@@ -64,17 +65,19 @@ preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent
 # %%
 import pandas as pd
 from IPython.display import Audio, display
-from helpers import preprocess as pp
+from helpers.data import preprocess as pp
+from helpers import clip_audio
+from helpers.data import source_stream
 scale = S.profile.hours_scale if hours_scale is None else hours_scale
-n_workers = pp.default_workers(S.profile.name) if workers is None else workers
-sources = pp.plan_sources(S.profile.data_source, datasets, scale)
+n_workers = pp.default_workers(S.profile) if workers is None else workers
+sources = source_stream.plan_sources(S.profile.data_source, datasets, scale)
 pd.DataFrame([vars(s) for s in sources])
 
 # %% [markdown]
 # The rules every clip goes through (seed §10 plus the documented estimator settings):
 
 # %%
-pd.Series(vars(pp.DEFAULT_CONFIG), name="value").to_frame()
+pd.Series(vars(clip_audio.DEFAULT_CONFIG), name="value").to_frame()
 
 # %% [markdown]
 # ## Run
@@ -90,7 +93,7 @@ pp.summary_table(manifest)
 
 # %% [markdown]
 # ## Why clips were rejected
-# Counts by reason and dataset (reasons from `helpers.preprocess.REASONS`, or a catalog rule).
+# Counts by reason and dataset (reasons from `helpers.data.preprocess.REASONS`, or a catalog rule).
 
 # %%
 pp.rejection_table(manifest)

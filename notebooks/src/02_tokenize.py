@@ -38,7 +38,7 @@ print(S); print(session.device_summary())
 # %%
 import pandas as pd
 from IPython.display import Audio, display
-from helpers import preprocess as pp, tokenize_audio as ta
+from helpers.data import preprocess as pp, tokenize_audio as ta
 from helpers.codec import SnacCodec
 manifest = pp.read_manifest(S.paths.preprocess)
 selected = ta.selected_rows(manifest)
@@ -63,7 +63,7 @@ codec.info()
 # %%
 summary = ta.run_tokenize(S.paths.tokens, manifest, codec, sources=pp.read_sources(S.paths.preprocess),
                           shard_size=shard_size, batch_seconds=encode_batch_seconds or S.profile.encode_batch_seconds,
-                          workers=pp.default_workers(S.profile.name) if workers is None else workers,
+                          workers=pp.default_workers(S.profile) if workers is None else workers,
                           cfg=pp.config_from_report(S.paths.preprocess))
 summary
 

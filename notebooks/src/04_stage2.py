@@ -4,8 +4,8 @@
 # The model learns to turn text into SNAC audio tokens on the broad phase-1 mix
 # (seed §9: LibriTTS-R, GigaSpeech, HiFi-TTS, ~1,050 h; seed §11: LR 5e-5, 72–120 h on an A100).
 #
-# This notebook is one of three that run the **same training recipe** (`helpers/train.py`);
-# 04, 05 and 06 differ only in the `stage` parameter, from which `helpers.config.stage_config`
+# This notebook is one of three that run the **same training recipe** (`helpers/train/recipe.py`);
+# 04, 05 and 06 differ only in the `stage` parameter, from which `helpers.train.config.stage_config`
 # takes the seed's learning rate and data phase (stage 2: 5e-5 on phase 1, stage 3: 1e-5 on
 # phase 2, stage 4: 5e-6 on phase 3). Each stage starts from the previous stage's final weights.
 #
@@ -19,7 +19,7 @@
 # GPU this session got.
 #
 # **What "exact" means here.** On CPU (fp32), a run killed with SIGKILL and resumed matches the
-# uninterrupted run bit for bit — losses and final weights (`tests/test_train.py`). On a GPU the resumed
+# uninterrupted run bit for bit — losses and final weights (`tests/train/test_train.py`). On a GPU the resumed
 # run continues from the very same state, but GPU kernels may sum in a different order from one run to
 # the next, so the curves agree to rounding, not to the bit; `deterministic=True` makes repeated runs on
 # the same GPU and library versions repeat (slower), and no setting makes different GPUs agree.
@@ -33,7 +33,7 @@
 #
 # **Memory.** Full fine-tuning of a 3B model on one 40 GB A100 needs memory techniques (bf16, an
 # optimizer with small states, activation checkpointing, a chunked cross entropy over the 140k
-# vocabulary). A planner (`helpers/planner.py`) picks them for the GPU this session got and prints
+# vocabulary). A planner (`helpers/train/planner.py`) picks them for the GPU this session got and prints
 # its plan before training; any of them can be set by hand below.
 
 # %% tags=["parameters"]
@@ -75,9 +75,10 @@ print(S); print(session.device_summary())
 # exist, from the catalog before; the Drive figures replay the checkpoint policy the trainer uses.
 
 # %%
-from helpers import drive, plan as run_plan
+from helpers.colab import drive
+from helpers.plan import costs as run_plan
 free_gb = (drive.free_bytes(S.paths.root) + drive.tree_bytes(S.paths.root)) / drive.GB  # what this run may use
-rp = run_plan.build_plan(S.profile.name, run_dir=S.paths.root, drive_free_gb=free_gb, drive_deletion=drive_deletion)
+rp = run_plan.build_plan(S.profile, run_dir=S.paths.root, drive_free_gb=free_gb, drive_deletion=drive_deletion)
 print(run_plan.format_plan(rp))
 for line in run_plan.plan_problems(rp):
     print("WARNING, does not fit:", line)
@@ -85,12 +86,12 @@ for line in run_plan.plan_problems(rp):
 # %% [markdown]
 # ## The stage config
 #
-# One typed dataclass; every field is documented in `helpers/config.py` and validated. Memory fields
+# One typed dataclass; every field is documented in `helpers/train/config.py` and validated. Memory fields
 # left at None are filled in by the planner further down.
 
 # %%
 import pandas as pd
-from helpers import config, train
+from helpers.train import config, recipe as train, stage_plan
 cfg = config.stage_config(stage, S.profile, learning_rate=learning_rate, max_steps=max_steps, grad_accum=grad_accum,
                           save_every=save_every, save_every_minutes=save_every_minutes, eval_every=eval_every,
                           keep_last=keep_last, drive_deletion=drive_deletion, deterministic=deterministic,
@@ -111,9 +112,9 @@ pd.DataFrame(train.phase_table(utterances))
 # ## Built-in voices
 #
 # Eight corpus speakers become the built-in voices (4 US, 4 British): the documented speakers of
-# `helpers.speaker_facts.BUILTIN_VOICE_PLAN` (Expresso's two men and two women for the US voices,
+# `helpers.data.speaker_facts.BUILTIN_VOICE_PLAN` (Expresso's two men and two women for the US voices,
 # southern-English VCTK speakers for the British ones), else the rule in
-# `helpers.sequences.choose_builtin_voices`. They are chosen once, in stage 2, and kept in later
+# `helpers.train.sequences.choose_builtin_voices`. They are chosen once, in stage 2, and kept in later
 # stages. Every other speaker trains zero-shot cloning: with probability `reference_prob` its
 # example carries 3-20 s cut from *other* utterances of the same speaker.
 
@@ -128,11 +129,11 @@ pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
 # and 4 (the voices' own speech is replayed into every phase after it appears, so later stages
 # do not forget them), the emotions that will count as trained (an export refuses the others),
 # and how many examples carry a cloning reference, with the reference lengths (3-20 s, the range
-# inference accepts). `python -m helpers.run_plan --coverage` shows the same before any download.
+# inference accepts). `python -m helpers.plan --coverage` shows the same before any download.
 
 # %%
-from helpers import coverage
-cov = coverage.coverage_report(S.profile.name, run_dir=S.paths.root, utterances=all_utterances)
+from helpers.plan import coverage
+cov = coverage.coverage_report(S.profile, run_dir=S.paths.root, utterances=all_utterances)
 print(coverage.format_coverage(cov))
 
 # %% [markdown]
@@ -149,7 +150,7 @@ print(coverage.format_coverage(cov))
 from IPython.display import display
 from transformers import AutoConfig
 hours = sum(r["hours"] for r in train.phase_table(utterances))
-plan, cfg = config.plan_stage(cfg, AutoConfig.from_pretrained(train.init_model_dir(S.paths, stage)),
+plan, cfg = stage_plan.plan_stage(cfg, AutoConfig.from_pretrained(S.paths.init_model(stage)),
                               audio_hours=hours, stage_dir=S.paths.stage(stage))
 display(plan)  # the choice, its memory breakdown, the speed estimate and why
 pd.DataFrame([r for r in cfg.rows() if r["field"] in config.PLANNED_FIELDS + ("attention",)])
@@ -162,9 +163,9 @@ pd.DataFrame([r for r in cfg.rows() if r["field"] in config.PLANNED_FIELDS + ("a
 # %%
 from helpers import models
 from helpers.codec import SnacCodec
-model, tokenizer = models.load_stage(train.init_model_dir(S.paths, stage), dtype=cfg.model_dtype)
+model, tokenizer = models.load_stage(S.paths.init_model(stage), dtype=cfg.model_dtype)
 codec = SnacCodec.load(S.profile.snac_model)
-print(f"{models.count_parameters(model):,} parameters from {train.init_model_dir(S.paths, stage)}")
+print(f"{models.count_parameters(model):,} parameters from {S.paths.init_model(stage)}")
 
 # %% [markdown]
 # ## Setup: examples, packing, resume

@@ -47,7 +47,7 @@ ttfa_items = 3  # items whose time to first audio is measured with streaming
 listening_rows = 16  # clips shown in the listening table (all are saved in eval/clips)
 max_audio_seconds = None  # cap on each clip (None: the engine guard: 3 s + 1 s per 5 characters, at most 40 s)
 tiny_max_audio_seconds = 2.0  # the tiny profile toy model rarely emits <|audio_end|>: its clips stop here
-protocols = ("seedtts-test-en", "librispeech-pc-test-clean")  # standard protocols to run (helpers.eval_protocols); () skips
+protocols = ("seedtts-test-en", "librispeech-pc-test-clean")  # standard protocols to run (helpers.evaluate.protocols); () skips
 protocol_limit = None  # None: every item of each list (~1,000 each: about an hour each on an A100)
 tiny_protocol_limit = 1  # the tiny profile: the first fixture item of each protocol
 stability = True  # long-form paragraphs (> 60 s) and the two-voice dialogue (assets/eval/stability.json)
@@ -70,7 +70,9 @@ print(S); print(session.device_summary())
 # %%
 import pandas as pd
 from IPython.display import HTML, Audio, Image, display
-from helpers import evaluation as ev
+from helpers.evaluate import report as ev
+from helpers.evaluate import clip_metrics
+from helpers.evaluate import figures
 testset = ev.load_testset(S.profile.eval_testset)
 print(f"test set v{testset.version}, profile {testset.profile}: {len(testset.items)} items")
 testset.to_frame().groupby(["kind", "emotion"]).size().unstack(fill_value=0)
@@ -103,13 +105,12 @@ Audio(first.wav, rate=first.sample_rate)
 # A clip that hits the length cap is scored as it is (a model that cannot stop is a finding).
 
 # %%
-from helpers.generation import LengthGuard
-from helpers.inference import OptimumTTS
-from helpers.train import final_model_dir
+from helpers.infer.generation import LengthGuard
+from helpers.infer.engine import OptimumTTS
 judges = ev.load_judges(S.profile, asr=asr_model, speaker=speaker_model, mos=mos_model)
 cap = max_audio_seconds or (tiny_max_audio_seconds if S.profile.name == "tiny" else None)
 guard = LengthGuard(cap_seconds=cap) if cap else LengthGuard()
-tts = OptimumTTS.from_pretrained(final_model_dir(S.paths, stage), snac=S.profile.snac_model, length_guard=guard)
+tts = OptimumTTS.from_pretrained(S.paths.final_model(stage), snac=S.profile.snac_model, length_guard=guard)
 judges.names()
 
 # %% [markdown]
@@ -152,18 +153,18 @@ ev.targets_table(ev.summarize(items), model_name, ev.ceiling_summary(codec_table
 
 # %%
 display(Image(filename=str(paths["wer_per_voice"])))
-ev.breakdown(items[items["kind"] == "voice"], "voice")
+figures.breakdown(items[items["kind"] == "voice"], "voice")
 
 # %%
 display(Image(filename=str(paths["mos_per_emotion"])))
-ev.breakdown(items, "emotion")
+figures.breakdown(items, "emotion")
 
 # %% [markdown]
 # ## Voice cloning: speaker similarity
 
 # %%
 display(Image(filename=str(paths["sim_distribution"])))
-ev.breakdown(items[items["kind"] == "clone"], "reference")
+figures.breakdown(items[items["kind"] == "clone"], "reference")
 
 # %% [markdown]
 # ## Emotion control
@@ -174,7 +175,7 @@ ev.breakdown(items[items["kind"] == "clone"], "reference")
 
 # %%
 print("emotion judged by:", ev.EMOTION_METHOD)
-ev.emotion_control(items)
+clip_metrics.emotion_control(items)
 
 # %% [markdown]
 # Is the requested emotion *heard*? An emotion classifier (IEMOCAP's neutral, happy, angry,
@@ -182,11 +183,11 @@ ev.emotion_control(items)
 # clip, where one can run.
 
 # %%
-from helpers import eval_models as em
+from helpers.evaluate import judges as em
 emotion_heard_table = pd.DataFrame()
 emotion_judge = emotion_model or (None if S.profile.name == "tiny" else em.SUPERB_ER)
 if emotion_judge:
-    _, emotion_heard_table = ev.emotion_recognition(items, S.paths.eval, em.load_emotion_classifier(emotion_judge))
+    _, emotion_heard_table = clip_metrics.emotion_recognition(items, S.paths.eval, em.load_emotion_classifier(emotion_judge))
     display(emotion_heard_table)
 else:
     print("no emotion classifier runs offline: emotion control is judged by the prosody proxy above only")
@@ -200,7 +201,7 @@ else:
 # words) and substitutions.
 
 # %%
-from helpers import eval_stability as st
+from helpers.evaluate import stability as st
 stability_tables, stability_sections = {}, {}
 test_stability = st.stability_summary(items.to_dict("records"))
 stability_sections["stability_testset"] = test_stability
@@ -243,12 +244,12 @@ if stability:
 # prompt's speaker, so the model's PESQ/STOI are measured there, against it.
 
 # %%
-from helpers import eval_protocols as ep
+from helpers.evaluate import protocols as ep
 protocol_tables, protocol_sections = [], {}
 for name in protocols:
     proto = ep.get_protocol(name)
     limit = tiny_protocol_limit if S.profile.name == "tiny" else protocol_limit
-    p_items, p_source = ep.protocol_items(proto, S.profile.name, S.paths.eval / "protocols", limit=limit)
+    p_items, p_source = ep.protocol_items(proto, S.profile, S.paths.eval / "protocols", limit=limit)
     p_judges = ep.protocol_judges(proto, S.profile, reuse=judges)
     p_clips = ep.run_protocol(proto, p_items, tts, p_judges, seed=seed, out_dir=S.paths.eval / "protocols" / "items")
     protocol_tables.append(ep.protocol_table(proto, p_clips, p_judges.names(), p_source))
@@ -289,7 +290,7 @@ paths.update(ev.add_to_report(S.paths.eval, tables={k: v for k, v in extra.items
 # All clips are in the run's `eval/clips/`; `eval/listening.html` links them all.
 
 # %%
-HTML(ev.listening_html(items, S.paths.eval, max_rows=listening_rows))
+HTML(figures.listening_html(items, S.paths.eval, max_rows=listening_rows))
 
 # %% [markdown]
 # ## What was written

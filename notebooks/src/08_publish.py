@@ -35,7 +35,11 @@ print(S); print(session.device_summary())
 # %%
 from IPython.display import Audio, Markdown, display
 import pandas as pd
-from helpers import demo, project, publish
+from helpers.publish import demo, upload as publish
+from helpers.colab import hub_access
+from helpers.publish import export
+from helpers.publish import model_card
+from helpers.colab import project
 
 # %% [markdown]
 # ## 0 · Where it will be published
@@ -46,9 +50,9 @@ from helpers import demo, project, publish
 # gets a warning. A dry run (the tiny profile) only resolves the name.
 
 # %%
-from helpers.publish import base_model_licence
-is_dry_run = publish.default_dry_run(S.profile.name, dry_run)
-target = publish.publish_target(repo_id, profile_name=S.profile.name, dry_run=is_dry_run,
+from helpers.publish.export import base_model_licence
+is_dry_run = publish.default_dry_run(S.profile, dry_run)
+target = hub_access.publish_target(repo_id, profile=S.profile, dry_run=is_dry_run,
                                 built_with_llama=base_model_licence(S.profile.base_model).built_with_llama)
 repo_id = target.repo_id
 print(target)
@@ -61,7 +65,7 @@ print(target)
 # before it replaces the previous export. Rerunning with unchanged weights skips this.
 
 # %%
-exported = publish.export_model(S.paths, base_model=S.profile.base_model, codec_model=S.profile.snac_model,
+exported = export.export_model(S.paths, base_model=S.profile.base_model, codec_model=S.profile.snac_model,
                                 stage=export_stage, dtype=export_dtype)
 print(exported)
 exported.table()
@@ -71,7 +75,7 @@ exported.table()
 # would and runs one forward pass over a prompt.
 
 # %%
-pd.Series(publish.verify_export(S.paths.export, S.paths), name="export check").to_frame()
+pd.Series(export.verify_export(S.paths.export, S.paths), name="export check").to_frame()
 
 # %% [markdown]
 # ## 2 · Listen
@@ -79,8 +83,8 @@ pd.Series(publish.verify_export(S.paths.export, S.paths), name="export check").t
 # sample clips are saved in `export/samples/` and published with the model.
 
 # %%
-tts = demo.load_engine(S.paths.export, S.profile.name, demo_max_seconds)
-samples = demo.render_samples(tts, S.paths.export / publish.SAMPLES_DIR, sample_items, sample_text)
+tts = demo.load_engine(S.paths.export, S.profile, demo_max_seconds)
+samples = demo.render_samples(tts, S.paths.export / export.SAMPLES_DIR, sample_items, sample_text)
 display(samples)
 Audio(samples.loc[0, "file"])
 
@@ -90,7 +94,7 @@ Audio(samples.loc[0, "file"])
 # example "Not evaluated" when 07 has not run); it never invents a number.
 
 # %%
-card = publish.write_model_card(S.paths, repo_id=repo_id, repo_url=project.REPO_URL)
+card = model_card.write_model_card(S.paths, repo_id=repo_id, repo_url=project.REPO_URL)
 Markdown(card.read_text())
 
 # %% [markdown]

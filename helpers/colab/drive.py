@@ -1,0 +1,199 @@
+"""Google Drive as Colab mounts it: free space, deletions that do not fill the Trash, retried syncs.
+
+What the mounted Drive really does (``/content/drive``, Colab's DriveFS FUSE mount), and what this
+module does about it:
+
+* **Deleting moves to the Trash.** ``rm`` / ``shutil.rmtree`` on the mount trashes the files; trashed
+  files keep counting against the storage quota for 30 days (Drive API guide "Trash or delete files
+  and folders"; the same reports in googlecolab/colabtools and gpt-2-simple#155). A 3B checkpoint is
+  ~19.5 GB, so pruning checkpoints by ``rmtree`` would put tens to hundreds of GB into the Trash.
+* **The Drive API deletes permanently.** ``files.delete`` "permanently deletes a file owned by the
+  user without moving it to the trash; if the target is a folder, all descendants owned by the user
+  are also deleted" (Drive API v3 reference). The mount exposes every file's and folder's Drive id as
+  the extended attribute ``user.drive.id`` (``os.getxattr(path, "user.drive.id")``, what
+  ``xattr -p user.drive.id FILE`` prints on Colab). The API needs the user's OAuth consent
+  (``google.colab.auth.authenticate_user()``): this is asked once, only when the run's
+  ``drive_deletion`` is ``"permanent"`` (:data:`DELETION_MODES`).
+* **What cannot be avoided** without that consent: every deleted checkpoint sits in the Trash for up
+  to 30 days (or until the user empties it). :func:`helpers.train.checkpoints.simulate_stage` counts those
+  bytes and the run plan shows them.
+* **Free space**: ``statvfs`` on the mount reports the Drive quota (total / free), so
+  :func:`require_free_space` works the same on Drive and on local disk.
+
+Nothing here runs at import time; the Google client libraries are imported only when a permanent
+deletion is made on Colab.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+GB = 1e9  # Drive quotas and the run plan are in decimal GB, as Google shows them
+DELETION_MODES = ("trash", "permanent")
+DRIVE_ID_XATTR = "user.drive.id"
+
+
+class InsufficientSpace(OSError):
+    """Not enough free space for a write; raised before anything is written."""
+
+    def __init__(self, what: str, path: Path, need: int, free: int):
+        self.what, self.path, self.need, self.free = what, Path(path), int(need), int(free)
+        super().__init__(errno.ENOSPC,
+                         f"not enough space for {what} in {path}: needs {need / GB:.2f} GB, "
+                         f"{free / GB:.2f} GB free (short by {(need - free) / GB:.2f} GB). Free space there "
+                         f"(empty Drive's Trash: deleted files count against the quota for 30 days) or use a "
+                         f"location with more room")
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path).expanduser()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_bytes(path: str | os.PathLike) -> int:
+    """Free bytes on the file system holding ``path`` (the nearest existing parent if absent)."""
+    return int(shutil.disk_usage(_existing(Path(path))).free)
+
+
+def tree_bytes(path: str | os.PathLike) -> int:
+    """Bytes of a file, or of every file under a folder (0 when absent)."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    if not p.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, reclaimable: int = 0) -> int:
+    """Raise :class:`InsufficientSpace` unless ``need_bytes`` fit at ``path``; returns the free bytes.
+
+    Call it BEFORE a large write (checkpoint, stage model, token shards, export) so a full disk
+    fails with a message naming the sizes instead of a truncated file mid-copy. ``reclaimable``:
+    bytes the write itself frees at ``path`` before it needs them (e.g. a folder it replaces in place).
+    """
+    free = free_bytes(path)
+    if int(need_bytes) > free + int(reclaimable):
+        raise InsufficientSpace(what, Path(path), int(need_bytes), free + int(reclaimable))
+    return free
+
+
+# ----------------------------------------------------------------------------- deletion
+def drive_file_id(path: str | os.PathLike) -> str | None:
+    """The Drive id of a file or folder on the Colab Drive mount, or None where none is exposed."""
+    try:
+        raw = os.getxattr(str(path), DRIVE_ID_XATTR)
+    except (OSError, AttributeError):  # not on DriveFS, or a platform without xattrs
+        return None
+    return raw.decode().strip() or None
+
+
+def _colab_drive_service():
+    """The Drive v3 client with the Colab user's credentials (asks for consent once per VM)."""
+    from google.colab import auth  # only importable on Colab
+    from googleapiclient.discovery import build
+
+    auth.authenticate_user()
+    return build("drive", "v3", cache_discovery=False)
+
+
+class Remover:
+    """Deletes folders from the run directory, permanently when allowed, and counts what went to the Trash.
+
+    ``mode``: ``"trash"`` (plain ``rmtree``; on the Drive mount the bytes go to the Trash and keep
+    counting against the quota) or ``"permanent"`` (Drive API ``files.delete`` by the folder's
+    ``user.drive.id``; the user's consent to that is the mode). Where a folder has no Drive id
+    (local disk, tests) it is removed with ``rmtree``, which on a local disk frees the space.
+    ``api_delete``: ``f(file_id)`` that deletes permanently (default: the Drive v3 client on Colab).
+    """
+
+    def __init__(self, mode: str = "trash", api_delete: Callable[[str], None] | None = None,
+                 log: Callable[[str], None] | None = None, wait_s: float = 60.0):
+        if mode not in DELETION_MODES:
+            raise ValueError(f"drive deletion mode {mode!r}: expected one of {DELETION_MODES}")
+        self.mode, self._api_delete, self.wait_s = mode, api_delete, wait_s
+        self.log = log or (lambda m: print(m, file=sys.stderr))
+        self.trashed_bytes = 0  # bytes this remover sent to Drive's Trash (they still count against the quota)
+        self.deleted_bytes = 0  # bytes freed at once
+
+    def _delete_by_id(self, file_id: str) -> None:
+        if self._api_delete is None:
+            service = _colab_drive_service()
+            self._api_delete = lambda fid: service.files().delete(fileId=fid).execute()
+        self._api_delete(file_id)
+
+    def remove(self, path: str | os.PathLike) -> int:
+        """Delete ``path`` (file or folder); returns the bytes that went to the Trash (0 if none)."""
+        path = Path(path)
+        if not path.exists():
+            return 0
+        size = tree_bytes(path)
+        file_id = drive_file_id(path)
+        if file_id is not None and self.mode == "permanent":
+            try:
+                self._delete_by_id(file_id)
+            except Exception as e:  # an API failure must not lose the run: fall back to the Trash, loudly
+                self.log(f"WARNING: permanent deletion of {path} through the Drive API failed "
+                         f"({type(e).__name__}: {e}); moving it to Drive's Trash instead ({size / GB:.2f} GB)")
+            else:
+                deadline = time.monotonic() + self.wait_s
+                while path.exists() and time.monotonic() < deadline:  # DriveFS shows the deletion shortly
+                    time.sleep(1.0)
+                if not path.exists():
+                    self.deleted_bytes += size
+                    return 0
+                self.log(f"{path} still visible {self.wait_s:.0f} s after its permanent deletion; removing it "
+                         "from the mount as well")
+        _rmtree(path)
+        if file_id is not None:  # a Drive folder removed through the mount: it is in the Trash now
+            self.trashed_bytes += size
+            return size
+        self.deleted_bytes += size
+        return 0
+
+
+def _rmtree(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists():
+        p.unlink()
+
+
+# ----------------------------------------------------------------------------- retried sync
+_copy = shutil.copyfile  # indirection so tests can make Drive fail
+def sync_file(src: str | os.PathLike, dest: str | os.PathLike, *, retries: int = 3, wait_s: float = 2.0,
+              log: Callable[[str], None] | None = None) -> bool:
+    """Copy a small local file (metrics, logs) over ``dest`` atomically, retrying; never raises OSError.
+
+    Returns True when ``dest`` holds the copy. A Drive error is reported through ``log`` and the
+    caller carries on: the local file stays complete, and the next sync copies all of it again.
+    """
+    src, dest = Path(src), Path(dest)
+    log = log or (lambda m: print(m, file=sys.stderr))
+    last = None
+    for attempt in range(retries + 1):
+        tmp = dest.parent / f".{dest.name}.sync-{os.getpid()}"
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _copy(src, tmp)
+            os.replace(tmp, dest)
+            return True
+        except OSError as e:
+            last = e
+            try:
+                if tmp.exists():
+                    tmp.unlink()
+            except OSError:
+                pass
+            if attempt < retries:
+                time.sleep(wait_s * (attempt + 1))
+    log(f"WARNING: could not copy {src.name} to {dest.parent} after {retries + 1} tries ({last}); training "
+        f"continues, the local copy {src} is complete and the next sync retries")
+    return False

@@ -1,0 +1,119 @@
+"""Notebook session setup: profile, run directory, Google Drive, device summary.
+
+Every notebook calls :func:`start` right after its parameters cell. On Colab
+with the ``colab`` profile it mounts Google Drive (the run directory lives
+there so work survives a disconnect); elsewhere it only creates the folder.
+
+Drive mounts drop after hours ("Transport endpoint is not connected"), so
+anything that copies into the run directory goes through :func:`copy_into_run`
+(write locally, copy to a temp name beside the target, ``os.replace``, retry
+with a forced remount).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..profiles import Profile, RunPaths, get_profile, run_paths
+
+DRIVE_MOUNT = "/content/drive"
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def mount_drive(force_remount: bool = False) -> None:
+    """Mount Google Drive at /content/drive (Colab only)."""
+    if not in_colab():
+        raise RuntimeError("Google Drive can only be mounted inside Colab; pass runs_root= to use a local folder")
+    from google.colab import drive  # only importable on Colab
+
+    drive.mount(DRIVE_MOUNT, force_remount=force_remount)
+
+
+@dataclass(frozen=True)
+class Session:
+    profile: Profile
+    paths: RunPaths
+
+    def __str__(self) -> str:
+        return f"profile {self.profile.name!r}, run directory {self.paths.root}"
+
+
+def start(profile: str = "colab", run_name: str | None = None, runs_root: str | None = None) -> Session:
+    """Resolve the profile and run directory, mounting Drive when the run lives there.
+
+    ``run_name`` None: the profile's own (``optimumllm-audio-v1``, ``optimumllm-audio-pilot`` for pilot).
+    """
+    prof = get_profile(profile)
+    run_name = run_name or prof.run_name
+    root = runs_root or prof.runs_root
+    if str(root).startswith(DRIVE_MOUNT) and in_colab() and not os.path.isdir(os.path.join(DRIVE_MOUNT, "MyDrive")):
+        mount_drive()
+    paths = run_paths(run_name, prof, root).ensure()
+    return Session(prof, paths)
+
+
+def device_summary() -> str:
+    """One line about the accelerator (no CUDA initialisation beyond a query)."""
+    import torch
+
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        return f"GPU: {p.name}, {p.total_memory / 2**30:.1f} GiB, bf16={torch.cuda.is_bf16_supported()}"
+    return "no GPU: running on CPU (fine for the tiny profile; the colab profile needs an A100)"
+
+
+def _is_transport_error(e: OSError) -> bool:
+    return e.errno in (errno.ENOTCONN, errno.EIO, errno.ESTALE) or "Transport endpoint is not connected" in str(e)
+
+
+def copy_into_run(src: str | os.PathLike, dest: str | os.PathLike, retries: int = 3, wait_s: float = 5.0) -> Path:
+    """Copy a local file or folder to ``dest`` atomically: ``dest`` is either absent or complete.
+
+    The copy goes to a hidden temp sibling first, then ``os.replace`` moves it into
+    place (an existing ``dest`` is replaced). A dropped Drive mount is remounted and
+    the copy retried ``retries`` times before the error is raised.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.exists():
+        raise FileNotFoundError(f"nothing to copy: {src} does not exist")
+    for attempt in range(retries + 1):
+        tmp = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, tmp)
+            else:
+                shutil.copy2(src, tmp)
+            if dest.is_dir() and tmp.is_dir():
+                old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(dest, old)
+                os.replace(tmp, dest)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, dest)
+            return dest
+        except OSError as e:
+            _remove(tmp)
+            if not _is_transport_error(e) or attempt == retries:
+                raise
+            print(f"Drive write failed ({e}); remounting and retrying ({attempt + 1}/{retries})", file=sys.stderr)
+            if in_colab():
+                mount_drive(force_remount=True)
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists():
+        p.unlink()

@@ -1,0 +1,692 @@
+"""The inference engine: ``OptimumTTS`` (seed §8 API).
+
+::
+
+    tts = OptimumTTS.from_pretrained("optimumai/OptimumLLM-Audio-1.0")   # hub id, folder or run dir
+    wav = tts.generate("Welcome to OptimumAI.", speaker="male_us_01", emotion="friendly")
+    wav = tts.generate("This is my cloned voice.", audio_prompt="reference_voice.wav", emotion="excited")
+    mix = tts.generate_dialogue([("speaker1", "Welcome to the show!"), ("speaker2", "Thanks for having me.")],
+                                speaker1="male_us_01", speaker2="custom_voice.wav")
+    for chunk in tts.stream("A long answer ..."): play(chunk)
+    tts.save(wav, "out.wav")                                            # 24 kHz 16-bit WAV
+
+Pipeline per call: text frontend (:func:`helpers.text.prepare`: inline ``[happy]``
+tags, normalization, long text cut into chunks of <= ``max_chunk_seconds``) ->
+one prompt per chunk (:meth:`TokenLayout.build_prompt`, every chunk with the same
+voice: the same voice token or the same reference frames, so the voice stays
+consistent) -> constrained decoding (:mod:`helpers.infer.generation`) -> SNAC decoding
+-> chunks joined with short equal-power crossfades.
+
+SNAC decoding is deterministic and position-indexed (:class:`FrameDecoder`): the
+decoder's NoiseBlocks normally draw fresh ``torch.randn`` on every call, so a
+window decoded for streaming would get different noise than the same frames in a
+full decode. Here each NoiseBlock reads its noise from a fixed table indexed by
+absolute time (seeded by ``snac_seed``), so any window of frames gets exactly the
+noise the full decode gives those samples. Streaming then decodes a sliding window
+with :data:`STREAM_LEFT_CONTEXT` frames of left context and waits for
+:data:`STREAM_LOOKAHEAD` frames of right context (the decoder is non-causal);
+measured on the random-weight 24 kHz SNAC, the streamed audio equals the full
+decode to float32 rounding (measured max abs difference ~7e-7 with 3 + 3 frames of
+context, 3e-4 with 2 + 2; the tests allow 1e-5, see
+``tests/infer/test_engine.py``).
+
+Seeds: a call's ``seed`` makes it reproducible; chunk ``k`` of a text uses
+``seed + k`` and dialogue turn ``i`` uses ``seed + 1000 * i`` as its base. Each
+row of a batch has its own generator, so a batch equals one-by-one calls.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import audio as au
+from ..models import COMPLETE_MARKER, load_base, load_stage
+from ..profiles import FINAL_MODEL_DIR, RunPaths
+from .emotions import check_emotion
+from .generation import AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig
+from ..tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
+from .voices import Voice, VoiceProfile, clone_voice, resolve_voice
+from ..codec import SnacCodec
+from .best_of import generate_best_of
+
+DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
+INFERENCE_CONFIG = "optimum_tts.json"  # optional file in a model folder: {"snac_model": ...}
+DEFAULT_VOICE = VOICES[0]  # used when neither speaker nor audio_prompt is given
+STREAM_LEFT_CONTEXT = 3  # frames of left context per streaming window (measured: 2 -> 3e-4 error, 3 -> 7e-7)
+STREAM_LOOKAHEAD = 3  # frames of right context awaited (decoder is non-causal; measured like the left)
+STREAM_TOLERANCE = 1e-5  # max |stream - full| allowed: float32 conv rounding (measured ~7e-7), not noise
+NOISE_CHUNK = 8192  # noise table positions generated per seeded piece
+
+
+# ----------------------------------------------------------------------------- SNAC decoding
+class FrameDecoder:
+    """Deterministic, position-indexed SNAC decoding (see the module docstring).
+
+    ``decode(codes)``: full decode, float32 ``(T * samples_per_frame,)`` at 24 kHz.
+    ``decode_window(codes, start, stop, emit_from, emit_to)``: decode frames
+    ``start..stop`` and return the samples of frames ``emit_from..emit_to``.
+    """
+
+    def __init__(self, codec, seed: int = 0):
+        self.codec, self.seed = codec, int(seed)
+        self.blocks = [m for m in codec.model.decoder.modules() if type(m).__name__ == "NoiseBlock"]
+        self._table: dict = {}
+
+    def _noise(self, block: int, offset: int, length: int) -> torch.Tensor:
+        first, last = offset // NOISE_CHUNK, (offset + length - 1) // NOISE_CHUNK
+        parts = []
+        for c in range(first, last + 1):
+            key = (block, c)
+            if key not in self._table:
+                s = np.random.SeedSequence([self.seed, block, c]).generate_state(1)[0]
+                g = torch.Generator().manual_seed(int(s))
+                self._table[key] = torch.randn(NOISE_CHUNK, generator=g)
+            parts.append(self._table[key])
+        cat = torch.cat(parts)
+        start = offset - first * NOISE_CHUNK
+        return cat[start:start + length]
+
+    @torch.inference_mode()
+    def _run(self, codes: list[np.ndarray], start_frame: int) -> np.ndarray:
+        n_frames = codes[0].shape[0]
+        dev = self.codec.device
+        originals = []
+
+        def make(i, blk):
+            def forward(x):
+                b, _, t = x.shape
+                per_frame = t // n_frames  # this block's time steps per frame
+                n = self._noise(i, start_frame * per_frame, t).to(device=x.device, dtype=x.dtype)
+                return x + n.view(1, 1, t) * blk.linear(x)
+            return forward
+
+        for i, blk in enumerate(self.blocks):
+            originals.append(blk.forward)
+            blk.forward = make(i, blk)
+        try:
+            tensors = [torch.from_numpy(np.ascontiguousarray(c)).to(dev)[None] for c in codes]
+            audio = self.codec.model.decode(tensors)
+        finally:
+            for blk, f in zip(self.blocks, originals):
+                blk.forward = f
+        return audio.reshape(-1).float().cpu().numpy()
+
+    def decode(self, codes) -> np.ndarray:
+        cb = as_codebooks(codes)
+        if cb[0].shape[0] == 0:
+            raise ValueError("no frames to decode")
+        return self._run(cb, 0)
+
+    def decode_window(self, codes, start: int, stop: int, emit_from: int, emit_to: int) -> np.ndarray:
+        cb = as_codebooks(codes)
+        if not (0 <= start <= emit_from <= emit_to <= stop <= cb[0].shape[0]):
+            raise ValueError(f"bad window {start}..{stop} emitting {emit_from}..{emit_to} of {cb[0].shape[0]} frames")
+        win = [c[start * k: stop * k] for c, k in zip(cb, (1, 2, 4))]
+        wav = self._run(win, start)
+        spf = self.codec.samples_per_frame
+        return wav[(emit_from - start) * spf: (emit_to - start) * spf]
+
+
+class StreamDecoder:
+    """Turns frames arriving one by one into final audio samples (sliding window).
+
+    ``push(frame_codes)`` with one frame's codes ``(cb1 (1,), cb2 (2,), cb3 (4,))``
+    returns new samples once ``chunk_frames`` frames are final (their ``lookahead``
+    right context has arrived), else an empty array; ``flush()`` returns the rest.
+    """
+
+    def __init__(self, decoder: FrameDecoder, chunk_frames: int = 4, left_context: int = STREAM_LEFT_CONTEXT,
+                 lookahead: int = STREAM_LOOKAHEAD, first_chunk_frames: int | None = None):
+        if chunk_frames < 1 or left_context < 0 or lookahead < 0:
+            raise ValueError("need chunk_frames >= 1, left_context >= 0, lookahead >= 0")
+        self.dec, self.chunk, self.left, self.ahead = decoder, chunk_frames, left_context, lookahead
+        self.first_chunk = first_chunk_frames or chunk_frames
+        self.frames: list[list[np.ndarray]] = [[], [], []]
+        self.emitted = 0
+
+    def _codes(self):
+        return [np.concatenate(f) if f else np.zeros(0, np.int64) for f in self.frames]
+
+    def push(self, frame_codes) -> np.ndarray:
+        for i, c in enumerate(frame_codes):
+            self.frames[i].append(np.asarray(c, dtype=np.int64))
+        n = len(self.frames[0])
+        final = n - self.ahead
+        need = self.first_chunk if self.emitted == 0 else self.chunk
+        if final - self.emitted < need:
+            return np.zeros(0, np.float32)
+        out = self.dec.decode_window(self._codes(), max(0, self.emitted - self.left), n, self.emitted, final)
+        self.emitted = final
+        return out
+
+    def flush(self) -> np.ndarray:
+        n = len(self.frames[0])
+        if n == self.emitted:
+            return np.zeros(0, np.float32)
+        out = self.dec.decode_window(self._codes(), max(0, self.emitted - self.left), n, self.emitted, n)
+        self.emitted = n
+        return out
+
+
+class Joiner:
+    """Joins pieces of audio (chunks or dialogue turns) incrementally.
+
+    Between pieces: an equal-power crossfade of ``crossfade`` samples (shortened to
+    the shorter piece), or, with ``gap > 0``, ``gap`` samples of silence and no
+    crossfade. The same object serves whole pieces and streamed bits, with
+    identical output: the last ``crossfade`` samples of a piece are held back until
+    the next piece (or :meth:`finish`) decides what they become.
+    """
+
+    def __init__(self, crossfade: int = 0, gap: int = 0):
+        self.xf, self.gap = max(0, int(crossfade)), max(0, int(gap))
+        self.held: np.ndarray | None = None  # tail of the previous piece, to be faded out
+        self.pending = np.zeros(0, np.float32)  # current piece's audio not yet emitted
+        self.pieces = 0
+
+    @staticmethod
+    def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        k = len(a)
+        if k == 0:
+            return np.asarray(b, np.float32)
+        t = (np.arange(k, dtype=np.float64) + 0.5) / k
+        return (a * np.cos(t * np.pi / 2) + b * np.sin(t * np.pi / 2)).astype(np.float32)
+
+    def start_piece(self) -> np.ndarray:
+        out = []
+        if self.pieces and self.gap and self.held is not None:
+            out += [self.held, np.zeros(self.gap, np.float32)]
+            self.held = None
+        self.pieces += 1
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def add(self, samples: np.ndarray) -> np.ndarray:
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32)])
+        out = []
+        if self.held is not None:
+            k = len(self.held)
+            if len(self.pending) <= k:
+                return np.zeros(0, np.float32)
+            out.append(self._mix(self.held, self.pending[:k]))
+            self.pending, self.held = self.pending[k:], None
+        keep = min(self.xf, len(self.pending))
+        out.append(self.pending[: len(self.pending) - keep])
+        self.pending = self.pending[len(self.pending) - keep:]
+        return np.concatenate(out)
+
+    def end_piece(self) -> np.ndarray:
+        out = []
+        if self.held is not None:  # this piece was shorter than the held tail
+            k = min(len(self.held), len(self.pending))
+            out += [self.held[: len(self.held) - k], self._mix(self.held[len(self.held) - k:], self.pending[:k])]
+            self.pending = self.pending[k:]
+        self.held, self.pending = self.pending, np.zeros(0, np.float32)
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def finish(self) -> np.ndarray:
+        out = self.held if self.held is not None else np.zeros(0, np.float32)
+        self.held = None
+        return out
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class ChunkInfo:
+    """One generated chunk: its text, emotion, seed, codes and why generation stopped."""
+
+    text: str
+    emotion: str
+    seed: int
+    codes: list
+    n_frames: int
+    stop_reason: str
+    loop: object = None
+
+
+@dataclass
+class SynthesisResult:
+    """``audio`` float32 ``(n,)`` at ``sample_rate`` Hz plus what made it."""
+
+    audio: np.ndarray
+    sample_rate: int
+    voice: str
+    chunks: list[ChunkInfo] = field(default_factory=list)
+    seconds: float = 0.0  # wall time
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: generation time / audio duration (< 1 is faster than real time)."""
+        return self.seconds / max(self.duration, 1e-9)
+
+
+@dataclass
+class Turn:
+    """One dialogue turn inside the mix: ``audio[start:end]`` of the mix is this turn."""
+
+    index: int
+    speaker: str
+    voice: str
+    text: str
+    start: int
+    end: int
+    audio: np.ndarray
+
+
+@dataclass
+class DialogueResult:
+    """The mix (float32 ``(n,)`` at ``sample_rate``) and its turns, in script order.
+    ``np.asarray(result)`` is the mix, so it can be used where a waveform is expected."""
+
+    audio: np.ndarray
+    sample_rate: int
+    turns: list[Turn]
+
+    def __array__(self, dtype=None, copy=None):
+        return self.audio if dtype is None else self.audio.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+
+class AudioStream:
+    """Iterator of float32 audio chunks (24 kHz) from :meth:`OptimumTTS.stream`.
+
+    After iteration: ``time_to_first_audio_s`` (call -> first chunk handed out),
+    ``seconds`` (total wall time), ``chunks`` (:class:`ChunkInfo` per text chunk).
+    """
+
+    def __init__(self, gen_fn):
+        self._gen_fn = gen_fn
+        self.time_to_first_audio_s: float | None = None
+        self.seconds: float | None = None
+        self.chunks: list[ChunkInfo] = []
+
+    def __iter__(self):
+        t0 = time.perf_counter()
+        for piece in self._gen_fn(self):
+            if len(piece) == 0:
+                continue
+            if self.time_to_first_audio_s is None:
+                self.time_to_first_audio_s = time.perf_counter() - t0
+            yield piece
+        self.seconds = time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- loading
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _default_dtype(device: torch.device):
+    # bf16 halves memory and doubles speed on Ampere+; CPU matmuls stay in float32.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32 if device.type == "cpu" else torch.float16
+
+
+def find_model_folder(path: str | os.PathLike) -> Path:
+    """The folder of weights to load for ``path``.
+
+    ``path`` may be a model folder (``config.json``: an export, a hub snapshot, a
+    stage folder with ``COMPLETE.json``), a stage folder of a run (its final
+    ``model/``), or a run directory (the final model of the latest finished stage,
+    4 -> 1). Raises FileNotFoundError naming what was looked for.
+    """
+    p = Path(path).expanduser()
+    if (p / "config.json").is_file():
+        return p  # an export or hub snapshot: no training module is imported (pip install has no [train])
+    if (p / FINAL_MODEL_DIR / COMPLETE_MARKER).is_file():
+        return p / FINAL_MODEL_DIR
+    looked = []
+    for stage in (4, 3, 2, 1):
+        d = RunPaths(p).final_model(stage)
+        looked.append(str(d))
+        if (d / COMPLETE_MARKER).is_file():
+            return d
+    raise FileNotFoundError(f"{p} holds no model: expected a model folder (config.json) or a run directory "
+                            f"with a finished stage (looked for {', '.join(looked)})")
+
+
+class OptimumTTS:
+    """LLaMA + SNAC text-to-speech with built-in voices, cloning, emotions, dialogue, streaming.
+
+    Build it with :meth:`from_pretrained`, or directly from a loaded model, tokenizer
+    (extended with the token contract) and :class:`helpers.codec.SnacCodec`.
+    ``accent``: text normalization ("us" or "uk"); ``snac_seed``: seed of the SNAC
+    decoder's noise table; ``length_guard`` / ``loop_guard``: see
+    :mod:`helpers.infer.generation`.
+    """
+
+    def __init__(self, model, tokenizer, codec, *, accent: str = "us", snac_seed: int = 0,
+                 length_guard: LengthGuard = LengthGuard(), loop_guard: LoopGuard | None = LoopGuard(),
+                 coverage: dict | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.codec = codec
+        self.layout = TokenLayout.from_tokenizer(tokenizer)
+        self.accent = accent
+        self.length_guard, self.loop_guard = length_guard, loop_guard
+        self.frame_decoder = FrameDecoder(codec, seed=snac_seed)
+        self._voice_cache: dict = {}
+        self.coverage = coverage  # optimum_tts.json "coverage": trained emotions, minutes per voice x emotion
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, snac: str | None = None, device=None, dtype=None,
+                        accent: str = "us", verify: bool = True, **kw) -> "OptimumTTS":
+        """Load from a hub id, a model folder or a run directory (see :func:`find_model_folder`).
+
+        ``snac``: codec name or folder (default: ``optimum_tts.json``'s ``snac_model`` in
+        the model folder, else ``hubertsiuzdak/snac_24khz``; tests pass
+        :data:`helpers.profiles.RANDOM_SNAC_24KHZ`). ``device``: default CUDA if present,
+        else CPU. ``dtype``: default bfloat16 on CUDA (float16 without bf16 support),
+        float32 on CPU. ``verify``: check SHA-256 of a stage folder's files.
+        """
+
+        device = torch.device(device) if device is not None else _default_device()
+        dtype = dtype if dtype is not None else _default_dtype(device)
+        p = Path(name_or_path).expanduser()
+        if p.exists():
+            folder = find_model_folder(p)
+            if (folder / COMPLETE_MARKER).is_file():
+                model, tok = load_stage(folder, dtype=dtype, verify=verify)
+            else:
+                model, tok = load_base(folder, dtype=dtype)
+            cfg_file = folder / INFERENCE_CONFIG
+            info = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        else:
+            model, tok = load_base(str(name_or_path), dtype=dtype)
+            info = _hub_inference_config(str(name_or_path))
+        snac_name = snac or info.get("snac_model")
+        kw.setdefault("coverage", info.get("coverage"))
+        model = model.to(device=device, dtype=dtype)
+        codec = SnacCodec.load(snac_name or DEFAULT_SNAC, device=device)
+        return cls(model, tok, codec, accent=accent, **kw)
+
+    @staticmethod
+    def write_inference_config(folder: str | os.PathLike, snac_model: str = DEFAULT_SNAC) -> Path:
+        """Write ``optimum_tts.json`` naming the codec into a model folder (for export)."""
+        out = Path(folder) / INFERENCE_CONFIG
+        out.write_text(json.dumps({"snac_model": snac_model}, indent=1) + "\n")
+        return out
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ voices
+    def clone_voice(self, audio, name: str | None = None) -> VoiceProfile:
+        """A reusable :class:`VoiceProfile` from a reference clip (path, array, (array, sr)).
+        ``profile.save("me.json")``; later ``generate(..., speaker="me.json")``."""
+        return clone_voice(audio, self.codec, name=name)
+
+    def _voice(self, speaker=None, audio_prompt=None) -> Voice:
+        if speaker is not None and audio_prompt is not None:
+            raise ValueError("give either speaker= (a built-in voice or a saved profile) or audio_prompt= "
+                             "(a reference clip), not both")
+        spec = audio_prompt if audio_prompt is not None else (speaker if speaker is not None else DEFAULT_VOICE)
+        key = spec if isinstance(spec, (str, os.PathLike)) else None
+        if key is not None and str(key) in self._voice_cache:
+            return self._voice_cache[str(key)]
+        v = resolve_voice(spec, self.codec)
+        if key is not None:
+            self._voice_cache[str(key)] = v
+        return v
+
+    # ------------------------------------------------------------------ prompts
+    def plan(self, text: str, voice: Voice, emotion: str | None = None, seed: int = 0,
+             max_chunk_seconds: float = 20.0) -> list[dict]:
+        """The chunks a text becomes: dicts with ``text``, ``emotion``, ``seed``, ``prompt``
+        (token ids ending with ``<|audio_start|>``) and ``max_frames`` (length guard)."""
+        from ..text import prepare
+
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if emotion is not None:
+            emotion_token(emotion)  # raises, listing the valid emotions
+        segments = prepare(text, accent=self.accent, max_seconds=max_chunk_seconds)
+        fps = self.codec.sample_rate / self.codec.samples_per_frame
+        ref = voice.profile.codes if voice.profile is not None else None
+        out = []
+        for k, seg in enumerate(segments):
+            emo = seg.emotion or emotion or DEFAULT_EMOTION
+            check_emotion(self.coverage, emo, voice.builtin)  # refuses an untrained emotion, warns for a pair
+            ids = self.tokenizer.encode(seg.text, add_special_tokens=False)
+            prompt = self.layout.build_prompt(ids, emotion=emo, voice=voice.builtin, reference_codes=ref,
+                                              bos_id=self.tokenizer.bos_token_id)
+            out.append(dict(text=seg.text, emotion=emo, seed=int(seed) + k, prompt=prompt,
+                            max_frames=self.length_guard.max_frames(seg.text, fps)))
+        return out
+
+    def _sampling(self, temperature, top_p, top_k, repetition_penalty) -> SamplingConfig:
+        d = SamplingConfig()
+        return SamplingConfig(temperature=d.temperature if temperature is None else temperature,
+                              top_p=d.top_p if top_p is None else top_p,
+                              top_k=d.top_k if top_k is None else top_k,
+                              repetition_penalty=d.repetition_penalty if repetition_penalty is None
+                              else repetition_penalty)
+
+    def _run_jobs(self, jobs: list[dict], sampling: SamplingConfig, batch_size: int) -> list[Generated]:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        fps = self.codec.sample_rate / self.codec.samples_per_frame
+        results: list[Generated] = []
+        for i in range(0, len(jobs), batch_size):
+            part = jobs[i:i + batch_size]
+            results += AudioDecoder(self.model, self.layout, [j["prompt"] for j in part],
+                                    seeds=[j["seed"] for j in part], max_frames=[j["max_frames"] for j in part],
+                                    sampling=sampling, loop_guard=self.loop_guard, frames_per_second=fps).run()
+        return results
+
+    # ------------------------------------------------------------------ generate
+    def generate(self, text: str | Sequence[str], speaker=None, audio_prompt=None, emotion: str | None = None, *,
+                 seed: int = 0, temperature: float | None = None, top_p: float | None = None,
+                 top_k: int | None = None, repetition_penalty: float | None = None,
+                 max_chunk_seconds: float = 20.0, crossfade_ms: float = 40.0, batch_size: int = 8,
+                 return_result: bool = False, candidates: int = 1, judge=None):
+        """Speech for ``text``: float32 ``(n,)`` at 24 kHz (a list of them for a list of texts).
+
+        ``speaker``: built-in voice (:data:`VOICES`) or a saved profile path / VoiceProfile;
+        ``audio_prompt``: a reference clip to clone (path, array at 24 kHz, (array, sr)).
+        Neither: the first built-in voice, ``male_us_01``. ``emotion``: one of
+        :data:`EMOTIONS` (default neutral); inline ``[happy]`` tags override it for the text
+        after them. Sampling defaults: :class:`helpers.infer.generation.SamplingConfig`
+        (temperature 0.6, top-p 0.95, top-k 50, repetition penalty 1.1; temperature 0 is
+        greedy). ``seed``: same seed, same audio (each text of a list uses ``seed``, so a
+        list equals one-by-one calls). Long text is cut into chunks of at most
+        ``max_chunk_seconds`` (estimated), generated in batches of ``batch_size`` with
+        the same voice, joined with ``crossfade_ms`` equal-power crossfades.
+        ``return_result``: a :class:`SynthesisResult` (audio, chunks, stop reasons, RTF).
+        ``candidates=N`` (> 1, one text): best-of-N, the candidate ``judge.asr`` transcribes
+        with the lowest CER, ties to speaker similarity (:mod:`helpers.infer.best_of`; with
+        ``return_result`` a :class:`helpers.infer.best_of.BestOf`).
+        """
+        if candidates != 1:
+
+            return generate_best_of(self, text, candidates=candidates, judge=judge, return_result=return_result,
+                                    speaker=speaker, audio_prompt=audio_prompt, emotion=emotion, seed=seed,
+                                    temperature=temperature, top_p=top_p, top_k=top_k,
+                                    repetition_penalty=repetition_penalty, max_chunk_seconds=max_chunk_seconds,
+                                    crossfade_ms=crossfade_ms, batch_size=batch_size)
+        if isinstance(text, (list, tuple)):
+            return self.generate_batch(list(text), speaker=speaker, audio_prompt=audio_prompt, emotion=emotion,
+                                       seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
+                                       repetition_penalty=repetition_penalty, max_chunk_seconds=max_chunk_seconds,
+                                       crossfade_ms=crossfade_ms, batch_size=batch_size,
+                                       return_result=return_result)
+        return self.generate_batch([text], speaker=speaker, audio_prompt=audio_prompt, emotion=emotion, seed=seed,
+                                   temperature=temperature, top_p=top_p, top_k=top_k,
+                                   repetition_penalty=repetition_penalty, max_chunk_seconds=max_chunk_seconds,
+                                   crossfade_ms=crossfade_ms, batch_size=batch_size, return_result=return_result)[0]
+
+    def generate_batch(self, texts: Sequence[str], speaker=None, audio_prompt=None, emotion: str | None = None, *,
+                       seed: int | Sequence[int] = 0, temperature=None, top_p=None, top_k=None,
+                       repetition_penalty=None, max_chunk_seconds: float = 20.0, crossfade_ms: float = 40.0,
+                       batch_size: int = 8, return_result: bool = False) -> list:
+        """Several texts in one call (all chunks batched together); result ``i`` equals
+        ``generate(texts[i], seed=seeds[i], ...)``. ``seed``: one int for all, or one per text."""
+        t0 = time.perf_counter()
+        if not texts:
+            raise ValueError("texts is empty")
+        seeds = [int(seed)] * len(texts) if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+        if len(seeds) != len(texts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(texts)} texts")
+        voice = self._voice(speaker, audio_prompt)
+        sampling = self._sampling(temperature, top_p, top_k, repetition_penalty)
+        plans = [self.plan(t, voice, emotion, s, max_chunk_seconds) for t, s in zip(texts, seeds)]
+        flat = [j for p in plans for j in p]
+        gens = self._run_jobs(flat, sampling, batch_size)
+        out, pos = [], 0
+        for p in plans:
+            res = self._assemble(p, gens[pos:pos + len(p)], voice, crossfade_ms)
+            pos += len(p)
+            res.seconds = time.perf_counter() - t0
+            out.append(res if return_result else res.audio)
+        return out
+
+    def _assemble(self, plan: list[dict], gens: list[Generated], voice: Voice, crossfade_ms: float):
+        joiner = Joiner(crossfade=round(crossfade_ms * self.sample_rate / 1000))
+        parts, chunks = [], []
+        for job, g in zip(plan, gens):
+            parts.append(joiner.start_piece())
+            parts.append(joiner.add(self.frame_decoder.decode(g.codes)))
+            parts.append(joiner.end_piece())
+            chunks.append(ChunkInfo(job["text"], job["emotion"], job["seed"], g.codes, g.n_frames, g.stop_reason,
+                                    g.loop))
+        parts.append(joiner.finish())
+        return SynthesisResult(np.concatenate(parts), self.sample_rate, voice.label, chunks)
+
+    # ------------------------------------------------------------------ streaming
+    def stream(self, text: str, speaker=None, audio_prompt=None, emotion: str | None = None, *, seed: int = 0,
+               temperature=None, top_p=None, top_k=None, repetition_penalty=None, max_chunk_seconds: float = 20.0,
+               crossfade_ms: float = 40.0, chunk_frames: int = 4, first_chunk_frames: int = 2) -> AudioStream:
+        """Like :meth:`generate` but yields float32 audio pieces as frames are generated.
+
+        The first piece comes after ``first_chunk_frames`` + :data:`STREAM_LOOKAHEAD` frames,
+        later ones every ``chunk_frames`` frames. Concatenated, the pieces equal
+        ``generate(...)`` with the same arguments to within :data:`STREAM_TOLERANCE`.
+        Returns an :class:`AudioStream` (``time_to_first_audio_s`` after iterating).
+        """
+        voice = self._voice(speaker, audio_prompt)
+        sampling = self._sampling(temperature, top_p, top_k, repetition_penalty)
+        plan = self.plan(text, voice, emotion, seed, max_chunk_seconds)
+        fps = self.codec.sample_rate / self.codec.samples_per_frame
+
+        def run(stream: AudioStream):
+            joiner = Joiner(crossfade=round(crossfade_ms * self.sample_rate / 1000))
+            for job in plan:
+                yield joiner.start_piece()
+                sd = StreamDecoder(self.frame_decoder, chunk_frames=chunk_frames,
+                                   first_chunk_frames=first_chunk_frames)
+                dec = AudioDecoder(self.model, self.layout, [job["prompt"]], seeds=[job["seed"]],
+                                   max_frames=[job["max_frames"]], sampling=sampling, loop_guard=self.loop_guard,
+                                   frames_per_second=fps)
+                for ev in dec:
+                    if ev.frame is not None:
+                        codes = self.layout.tokens_to_codes(ev.frame)
+                        yield joiner.add(sd.push(codes))
+                yield joiner.add(sd.flush())
+                yield joiner.end_piece()
+                g = dec.results[0]
+                stream.chunks.append(ChunkInfo(job["text"], job["emotion"], job["seed"], g.codes, g.n_frames,
+                                               g.stop_reason, g.loop))
+            yield joiner.finish()
+
+        return AudioStream(run)
+
+    # ------------------------------------------------------------------ dialogue
+    def generate_dialogue(self, script: Sequence, *, pause_s: float = 0.4, seed: int = 0, emotion: str | None = None,
+                          temperature=None, top_p=None, top_k=None, repetition_penalty=None,
+                          max_chunk_seconds: float = 20.0, crossfade_ms: float = 40.0, batch_size: int = 8,
+                          **voices) -> DialogueResult:
+        """Render ``script`` (``(speaker, text)`` or ``(speaker, text, emotion)`` items) in order.
+
+        Each speaker name in the script needs a voice keyword: ``speaker1="male_us_01",
+        speaker2="custom_voice.wav"`` (built-in name, reference clip, saved profile or
+        VoiceProfile). Turns are joined with ``pause_s`` seconds of silence; turn ``i``
+        uses seed ``seed + 1000 * i``. Returns a :class:`DialogueResult` (mix + turns).
+        """
+        if not isinstance(script, (list, tuple)) or not script:
+            raise ValueError("script must be a non-empty list of (speaker, text) tuples")
+        if not pause_s >= 0:
+            raise ValueError(f"pause_s must be >= 0 seconds, got {pause_s}")
+        turns = []
+        for i, item in enumerate(script):
+            if not isinstance(item, (list, tuple)) or len(item) not in (2, 3):
+                raise ValueError(f"script item {i} must be (speaker, text) or (speaker, text, emotion), got {item!r}")
+            turns.append((item[0], item[1], item[2] if len(item) == 3 else emotion))
+        missing = sorted({s for s, _, _ in turns if s not in voices})
+        if missing:
+            raise ValueError(f"no voice for speaker(s) {missing}: pass them as keywords, e.g. "
+                             f"{missing[0]}='male_us_01' (built-in voices: {', '.join(VOICES)}) or a reference clip")
+        resolved = {name: self._voice(speaker=v) if not _is_audio_like(v) else self._voice(audio_prompt=v)
+                    for name, v in voices.items() if name in {s for s, _, _ in turns}}
+        sampling = self._sampling(temperature, top_p, top_k, repetition_penalty)
+        plans = [self.plan(t, resolved[s], e, seed + 1000 * i, max_chunk_seconds) for i, (s, t, e) in enumerate(turns)]
+        gens = self._run_jobs([j for p in plans for j in p], sampling, batch_size)
+        mixer = Joiner(crossfade=0, gap=round(pause_s * self.sample_rate))
+        parts, out_turns, pos, n = [], [], 0, 0
+        for i, ((spk, t, _), p) in enumerate(zip(turns, plans)):
+            res = self._assemble(p, gens[pos:pos + len(p)], resolved[spk], crossfade_ms)
+            pos += len(p)
+            lead = mixer.start_piece()
+            body = mixer.add(res.audio)
+            tail = mixer.end_piece()
+            parts += [lead, body, tail]
+            n += len(lead)
+            out_turns.append(Turn(i, spk, resolved[spk].label, t, n, n + len(res.audio), res.audio))
+            n += len(body) + len(tail)
+        parts.append(mixer.finish())
+        return DialogueResult(np.concatenate(parts), self.sample_rate, out_turns)
+
+    # ------------------------------------------------------------------ output
+    def save(self, wav, path: str | os.PathLike) -> Path:
+        """Write audio (array or :class:`DialogueResult` / :class:`SynthesisResult`) as a 16-bit WAV
+        at the codec's 24 kHz; warns if samples had to be clipped. Returns the path."""
+        a = wav.audio if isinstance(wav, (DialogueResult, SynthesisResult)) else np.asarray(wav)
+        clipped = au.save_wav(path, a, self.sample_rate)
+        if clipped:
+            warnings.warn(f"{clipped} sample(s) outside [-1, 1] were clipped when writing {path}", stacklevel=2)
+        return Path(path)
+
+
+def _is_audio_like(v) -> bool:
+    """True for a reference clip (array, (array, sr), bytes, or an existing non-JSON file)."""
+    if isinstance(v, (str, os.PathLike)):
+        p = Path(v).expanduser()
+        return p.is_file() and p.suffix.lower() != ".json"
+    return not isinstance(v, (Voice, VoiceProfile))
+
+
+__all__ = [
+    "OptimumTTS", "FrameDecoder", "StreamDecoder", "Joiner", "SynthesisResult", "ChunkInfo", "DialogueResult",
+    "Turn", "AudioStream", "find_model_folder", "DEFAULT_VOICE", "DEFAULT_SNAC", "STREAM_LEFT_CONTEXT",
+    "STREAM_LOOKAHEAD", "STREAM_TOLERANCE",
+]
+
+
+def _hub_inference_config(repo_id: str) -> dict:
+    """``optimum_tts.json`` of a hub model repo ({} when the repo has none, e.g. a plain LLaMA)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(repo_id, INFERENCE_CONFIG)).read_text())
+    except EntryNotFoundError:
+        return {}

@@ -1,0 +1,519 @@
+"""Constrained decoding of audio tokens: the frame grammar, sampling, guards, the loop.
+
+Why a hand-written loop rather than ``model.generate``: streaming (frames are
+handed out as they are made), the frame grammar, one random generator per batch
+row (so a batch gives the same tokens as one-by-one calls), and loop detection
+all live in one ~150-line loop over ``model(input_ids, past_key_values=...,
+use_cache=True)``. :class:`FrameGrammar` is also a ``transformers``
+``LogitsProcessor`` for anyone who prefers ``model.generate``.
+
+Frame grammar (the token contract, :mod:`helpers.tokens`)
+----------------------------------------------------------
+After ``<|audio_start|>`` the model may only emit audio tokens, and slot ``k``
+of each 7-token frame only a token of codebook ``FRAME_SLOTS[k]``;
+``<|audio_end|>`` is allowed only at a frame boundary (after at least
+``min_frames`` frames) and forced once the row's length guard is reached. Every
+other logit is set to ``-inf`` *before* sampling, so a generated sequence always
+parses with ``tokens_to_codes(on_error="raise")`` - no frames are dropped after
+the fact (the Orpheus notebooks drop invalid tokens afterwards and get clicks
+and skipped frames).
+
+Sampling (defaults documented on :class:`SamplingConfig`)
+----------------------------------------------------------
+repetition penalty -> grammar mask -> temperature -> top-k -> top-p -> draw.
+The draw is an inverse-CDF draw with a uniform number from the row's own CPU
+``torch.Generator`` in float64, so it is the same on CPU and CUDA for the same
+probabilities. ``temperature=0`` is greedy (argmax).
+
+Batch == one-by-one: rows are left-padded, with an ``attention_mask`` and
+``position_ids`` that start at 0 at each row's first real token, so every row
+sees exactly the tokens and RoPE positions it would see alone. Matmuls over a
+different batch shape can round differently in the last bit; on CPU float32
+with the tiny model the tests find the tokens identical (greedy and sampled).
+A token could only differ where a uniform draw falls within ~1e-7 of a CDF
+boundary (or an argmax is tied to ~1e-7), which the tests have not hit.
+
+Guards
+------
+:class:`LengthGuard`: a row may not exceed ``max_frames`` derived from its text
+(no runaway generation); reaching it forces ``<|audio_end|>`` and the result
+says ``stop_reason="length"`` with a warning. :class:`LoopGuard`: the same block
+of 1..``max_period`` frames repeated for ``min_seconds`` is a degenerate loop;
+it is reported (warning + ``stop_reason="loop"`` + :class:`LoopInfo`), and by
+default generation of that row stops there.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..tokens import FRAME_SIZE, SNAC_FRAMES_PER_SECOND, TokenLayout
+
+# Only the default of the guards; the inference engine passes the loaded codec's own rate.
+DEFAULT_FRAMES_PER_SECOND = SNAC_FRAMES_PER_SECOND
+
+
+# ----------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the next audio token is drawn.
+
+    Defaults follow what works for LLaMA + SNAC TTS (Orpheus' published settings):
+    ``temperature=0.6`` (lower = steadier prosody, higher = more varied; 0 = greedy),
+    ``top_p=0.95`` (nucleus: drop the unlikely tail that produces artefacts),
+    ``top_k=50`` (per slot: at most 50 of the 4,096 codes of the slot's codebook),
+    ``repetition_penalty=1.1`` (>= 1.1 keeps the model out of stuck, repeating
+    audio; 1.0 = off) applied HF-style (positive logits divided, negative
+    multiplied) to the tokens generated in the last ``repetition_window`` tokens
+    (default 224 = 32 frames, 2.7 s). Only *generated* tokens are penalised: the
+    prompt's reference-clip frames are codes the model should feel free to reuse.
+    """
+
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 50
+    repetition_penalty: float = 1.1
+    repetition_window: int = 32 * FRAME_SIZE
+
+    def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0 (0 = off), got {self.top_k!r}")
+        if not (isinstance(self.repetition_penalty, (int, float)) and self.repetition_penalty >= 1.0):
+            raise ValueError(f"repetition_penalty must be >= 1.0 (1.0 = off), got {self.repetition_penalty!r}")
+        if isinstance(self.repetition_window, bool) or not isinstance(self.repetition_window, int) \
+                or self.repetition_window < 0:
+            raise ValueError(f"repetition_window must be an int >= 0 tokens, got {self.repetition_window!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+GREEDY = SamplingConfig(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0)
+
+
+@dataclass(frozen=True)
+class LengthGuard:
+    """Upper bound on the audio of one utterance, from its text.
+
+    ``max_seconds(text) = min(base_seconds + n_chars / chars_per_second, cap_seconds)``.
+    5 characters per second is a third of the usual read-speech rate (~14 chars/s,
+    :mod:`helpers.text.split`), so slow or expressive speech fits while a model that
+    never emits ``<|audio_end|>`` stops after a bounded time. ``cap_seconds`` keeps a
+    chunk inside what the model was trained on (clips of at most 30 s).
+    """
+
+    base_seconds: float = 3.0
+    chars_per_second: float = 5.0
+    cap_seconds: float = 40.0
+
+    def __post_init__(self):
+        if not (self.base_seconds > 0 and self.chars_per_second > 0 and self.cap_seconds > 0):
+            raise ValueError(f"LengthGuard fields must be > 0, got {self}")
+
+    def max_seconds(self, text: str) -> float:
+        return min(self.base_seconds + len(text) / self.chars_per_second, self.cap_seconds)
+
+    def max_frames(self, text: str, frames_per_second: float = DEFAULT_FRAMES_PER_SECOND) -> int:
+        return max(1, math.ceil(self.max_seconds(text) * frames_per_second))
+
+
+@dataclass(frozen=True)
+class LoopGuard:
+    """Degenerate-loop detection: the last ``min_seconds`` of frames are copies of one
+    block of ``p`` frames, for some ``1 <= p <= max_period`` (exact token equality).
+
+    3 s by default: a real pause of silence can repeat one SNAC frame for a while,
+    a stuck model repeats for ever. ``action``: "stop" (default: end the row there,
+    warn, ``stop_reason="loop"``), "warn" (warn once, keep generating) or "raise"
+    (:class:`DegenerateLoopError`).
+    """
+
+    max_period: int = 8
+    min_seconds: float = 3.0
+    action: str = "stop"
+
+    def __post_init__(self):
+        if self.action not in ("stop", "warn", "raise"):
+            raise ValueError(f"LoopGuard.action must be 'stop', 'warn' or 'raise', got {self.action!r}")
+        if self.max_period < 1 or not self.min_seconds > 0:
+            raise ValueError(f"LoopGuard needs max_period >= 1 and min_seconds > 0, got {self}")
+
+    def min_frames(self, frames_per_second: float = DEFAULT_FRAMES_PER_SECOND) -> int:
+        return max(2, math.ceil(self.min_seconds * frames_per_second))
+
+
+class DegenerateLoopError(RuntimeError):
+    """Generation got stuck repeating the same frames (``LoopGuard(action="raise")``)."""
+
+
+@dataclass
+class LoopInfo:
+    """Where a loop was found: frames ``start_frame .. end_frame`` repeat a ``period``-frame block."""
+
+    start_frame: int
+    end_frame: int
+    period: int
+
+    def describe(self, fps: float = DEFAULT_FRAMES_PER_SECOND) -> str:
+        return (f"frames {self.start_frame}..{self.end_frame} ({self.start_frame / fps:.2f}-"
+                f"{self.end_frame / fps:.2f} s) repeat a block of {self.period} frame(s)")
+
+
+class LoopDetector:
+    """Incremental loop check: ``run[p]`` counts consecutive frames equal to the frame
+    ``p`` before them; a loop is ``run[p] >= min_frames`` (O(max_period) per frame)."""
+
+    def __init__(self, max_period: int, min_frames: int):
+        self.max_period, self.min_frames = max_period, min_frames
+        self.frames: list[tuple] = []
+        self.run = [0] * (max_period + 1)
+
+    def add(self, frame: Sequence[int]) -> LoopInfo | None:
+        f = tuple(int(t) for t in frame)
+        self.frames.append(f)
+        n = len(self.frames)
+        found = None
+        for p in range(1, self.max_period + 1):
+            self.run[p] = self.run[p] + 1 if n > p and self.frames[n - 1 - p] == f else 0
+            if found is None and self.run[p] >= self.min_frames:
+                found = LoopInfo(start_frame=n - self.run[p] - p, end_frame=n, period=p)
+        return found
+
+
+def find_loop(frames: Sequence[Sequence[int]], max_period: int = 8, min_frames: int = 36) -> LoopInfo | None:
+    """First loop in a list of frames (7-token tuples), or None. See :class:`LoopDetector`."""
+    det = LoopDetector(max_period, min_frames)
+    for f in frames:
+        info = det.add(f)
+        if info is not None:
+            return info
+    return None
+
+
+# ----------------------------------------------------------------------------- grammar
+class FrameGrammar:
+    """Logits mask enforcing the frame grammar after ``<|audio_start|>``.
+
+    ``apply(scores (B, V), n_generated, max_frames)``: adds ``-inf`` to every id not
+    allowed at token position ``n_generated`` (0-based, counted from the first token
+    after ``<|audio_start|>``; all rows of a batch are at the same position).
+    ``max_frames``: int or per-row sequence; at a frame boundary with ``n_frames >=
+    max_frames[row]`` only ``<|audio_end|>`` remains. ``min_frames``: frames before
+    ``<|audio_end|>`` is allowed (>= 1: an empty utterance cannot be decoded).
+
+    As a ``transformers`` logits processor: ``FrameGrammar(layout, V, prompt_length=L,
+    max_frames=...)(input_ids, scores)`` with the (padded) prompt length ``L``.
+    """
+
+    def __init__(self, layout: TokenLayout, vocab_size: int, *, min_frames: int = 1,
+                 max_frames: int | Sequence[int] | None = None, prompt_length: int | None = None):
+        if vocab_size < layout.vocab_size:
+            raise ValueError(f"vocab_size {vocab_size} is smaller than the token contract's {layout.vocab_size}")
+        if min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1 (an empty utterance cannot be decoded), got {min_frames}")
+        self.layout, self.vocab_size, self.min_frames = layout, vocab_size, min_frames
+        self.max_frames, self.prompt_length = max_frames, prompt_length
+        allowed = np.zeros((FRAME_SIZE + 2, vocab_size), dtype=bool)
+        allowed[:FRAME_SIZE] = layout.slot_masks(vocab_size)
+        allowed[FRAME_SIZE] = allowed[0]  # boundary row where <|audio_end|> is also allowed
+        allowed[FRAME_SIZE, layout.audio_end_id] = True
+        allowed[FRAME_SIZE + 1, layout.audio_end_id] = True  # boundary row at the length limit
+        add = np.where(allowed, 0.0, -np.inf).astype(np.float32)
+        self._add_cpu = torch.from_numpy(add)  # (9, V): 7 slots, boundary+end, end only
+        self._add: dict = {}
+        self._idx: dict = {}  # (device, row kinds) -> index tensor on that device
+
+    def _rows(self, device, dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        if key not in self._add:
+            self._add[key] = self._add_cpu.to(device=device, dtype=dtype)
+        return self._add[key]
+
+    def row_kinds(self, n_generated: int, batch: int, max_frames=None) -> list[int]:
+        """Which mask row each batch row gets at position ``n_generated``."""
+        slot, n_frames = n_generated % FRAME_SIZE, n_generated // FRAME_SIZE
+        if slot:
+            return [slot] * batch
+        mf = self.max_frames if max_frames is None else max_frames
+        mf = [mf] * batch if mf is None or isinstance(mf, (int, np.integer)) else list(mf)
+        if len(mf) != batch:
+            raise ValueError(f"max_frames has {len(mf)} entries for a batch of {batch}")
+        kinds = []
+        for m in mf:
+            if m is not None and n_frames >= m:
+                kinds.append(FRAME_SIZE + 1)
+            elif n_frames >= self.min_frames:
+                kinds.append(FRAME_SIZE)
+            else:
+                kinds.append(0)
+        return kinds
+
+    def apply(self, scores: torch.Tensor, n_generated: int, max_frames=None) -> torch.Tensor:
+        if scores.ndim != 2 or scores.shape[1] != self.vocab_size:
+            raise ValueError(f"scores must be (B, {self.vocab_size}), got {tuple(scores.shape)}")
+        kinds = tuple(self.row_kinds(n_generated, scores.shape[0], max_frames))
+        rows = self._rows(scores.device, scores.dtype)
+        key = (str(scores.device), kinds)
+        idx = self._idx.get(key)
+        if idx is None:  # a handful of distinct patterns per batch: no host->device copy per token
+            idx = self._idx[key] = torch.tensor(kinds, device=scores.device)
+        return scores + rows.index_select(0, idx)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.prompt_length is None:
+            raise ValueError("FrameGrammar used as a logits processor needs prompt_length")
+        return self.apply(scores, int(input_ids.shape[1]) - self.prompt_length)
+
+
+# ----------------------------------------------------------------------------- sampling
+def apply_repetition_penalty(scores: torch.Tensor, history: torch.Tensor | None, penalty: float) -> torch.Tensor:
+    """HF rule on ``scores (B, V)`` for ids in ``history (B, W)``: logit/p if > 0 else logit*p."""
+    if history is None or history.numel() == 0 or penalty == 1.0:
+        return scores
+    picked = torch.gather(scores, 1, history)
+    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return scores.scatter(1, history, picked)
+
+
+def draw(scores: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.Generator]) -> list[int]:
+    """One token id per row of masked ``scores (B, V)``.
+
+    Greedy: argmax. Otherwise: top-k on the device, so only ``k`` values per row leave
+    it (no ranking at all with top_k=0 and top_p=1); then on the CPU in float64, row-wise:
+    temperature, softmax, top-p, inverse-CDF draw with one uniform from that row's
+    generator (exactly one draw per row per step). Every operation is row-wise, so a
+    row's token does not depend on the other rows of the batch.
+    """
+    if cfg.greedy:
+        return scores.argmax(dim=-1).tolist()
+    if cfg.top_k == 0 and cfg.top_p == 1.0:  # plain sampling: no ranking needed
+        vals = scores
+        idx = torch.arange(scores.shape[1]).expand(scores.shape[0], -1)
+    else:  # ranked: top-k (or a full sort for top-p alone); masked ids rank last with p = 0
+        k = cfg.top_k if cfg.top_k > 0 else scores.shape[1]
+        vals, idx = torch.topk(scores, k=min(k, scores.shape[1]), dim=-1)  # (B, k) sorted descending
+    vals, idx = vals.double().cpu(), idx.cpu()
+    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # (B,)
+    p = torch.softmax(vals / cfg.temperature, dim=-1)  # -inf -> 0
+    if cfg.top_p < 1.0:
+        before = torch.cumsum(p, dim=-1) - p  # mass of the tokens ranked above each one
+        p = torch.where(before < cfg.top_p, p, torch.zeros_like(p))  # the top token is always kept
+    cdf = torch.cumsum(p, dim=-1)
+    j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    last = (torch.arange(p.shape[1]) * (p > 0)).max(dim=-1).values  # last id with p > 0
+    j = torch.minimum(j, last)  # guard the u*total == total rounding edge
+    return idx.gather(1, j.unsqueeze(1)).squeeze(1).tolist()
+
+
+# ----------------------------------------------------------------------------- the loop
+@dataclass
+class Generated:
+    """One row's result. ``tokens``: audio ids (7T,) int64 without the markers;
+    ``codes``: [cb1 (T,), cb2 (2T,), cb3 (4T,)]; ``stop_reason``: "end" (the model
+    emitted ``<|audio_end|>``), "length" (length guard) or "loop" (loop guard)."""
+
+    tokens: np.ndarray
+    codes: list
+    stop_reason: str
+    max_frames: int
+    prompt_tokens: int
+    loop: LoopInfo | None = None
+    seconds: float = 0.0  # wall time of the batch it was generated in
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.tokens.shape[0] // FRAME_SIZE)
+
+
+@dataclass
+class FrameEvent:
+    """Row ``row`` completed frame ``index`` (7 audio token ids), or finished (``frame`` None)."""
+
+    row: int
+    index: int
+    frame: tuple | None
+    stop_reason: str | None = None
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = [len(p) for p in prompts]
+    L = max(lengths)
+    ids = torch.full((len(prompts), L), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), L), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[i, L - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+class AudioDecoder:
+    """Generates audio tokens for a batch of prompts (each ending with ``<|audio_start|>``).
+
+    Iterate it to receive :class:`FrameEvent` s as frames complete (streaming), or call
+    :meth:`run` for the list of :class:`Generated`. ``seeds``: one per row; row ``i``
+    draws only from ``torch.Generator().manual_seed(seeds[i])``. ``max_frames``: per-row
+    length guard. ``static_cache``: preallocate a ``transformers.StaticCache`` (needed
+    for ``torch.compile`` of the decode step; see benchmarks/bench_inference.py).
+    """
+
+    def __init__(self, model, layout: TokenLayout, prompts: Sequence[Sequence[int]], *,
+                 seeds: Sequence[int], max_frames: Sequence[int], sampling: SamplingConfig = SamplingConfig(),
+                 loop_guard: LoopGuard | None = LoopGuard(), min_frames: int = 1,
+                 frames_per_second: float = DEFAULT_FRAMES_PER_SECOND, static_cache: bool = False,
+                 step_fn=None):
+        if not prompts:
+            raise ValueError("no prompts to generate from")
+        if not (len(seeds) == len(max_frames) == len(prompts)):
+            raise ValueError(f"need one seed and one max_frames per prompt: {len(prompts)} prompts, "
+                             f"{len(seeds)} seeds, {len(max_frames)} max_frames")
+        for i, p in enumerate(prompts):
+            if not len(p) or int(p[-1]) != layout.audio_start_id:
+                raise ValueError(f"prompt {i} must end with <|audio_start|> (id {layout.audio_start_id}); "
+                                 f"build it with TokenLayout.build_prompt")
+        self.model, self.layout, self.prompts = model, layout, [list(map(int, p)) for p in prompts]
+        self.seeds = [int(s) for s in seeds]
+        self.max_frames = [int(m) for m in max_frames]
+        self.sampling, self.loop_guard, self.min_frames = sampling, loop_guard, min_frames
+        self.fps, self.static_cache = frames_per_second, static_cache
+        self.step_fn = step_fn  # optional compiled replacement of model.forward for decode steps
+        self.results: list[Generated] | None = None
+        self.first_frame_s: float | None = None  # wall time to the first completed frame of any row
+
+    def run(self) -> list[Generated]:
+        for _ in self:
+            pass
+        return self.results
+
+    @torch.inference_mode()
+    def __iter__(self) -> Iterator[FrameEvent]:
+        t0 = time.perf_counter()
+        model, lay = self.model, self.layout
+        device = next(model.parameters()).device
+        vocab = model.get_output_embeddings().weight.shape[0]
+        grammar = FrameGrammar(lay, vocab, min_frames=self.min_frames)
+        B = len(self.prompts)
+        ids, mask = _left_pad(self.prompts, lay.pad_id, device)
+        L = ids.shape[1]
+        total = L + max(self.max_frames) * FRAME_SIZE + 1
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and total > limit:
+            raise ValueError(f"prompt ({L} tokens) + up to {max(self.max_frames)} frames needs {total} positions; "
+                             f"the model has {limit}. Shorten the text or the reference clip.")
+        full_mask = torch.ones((B, total), dtype=torch.long, device=device)
+        full_mask[:, :L] = mask
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): RoPE positions start at 0 per row
+        next_pos = positions[:, -1:] + 1  # (B, 1)
+        cache = None
+        if self.static_cache:
+            from transformers import StaticCache
+            cache = StaticCache(config=model.config, max_cache_len=total)
+        gens = [torch.Generator().manual_seed(s) for s in self.seeds]
+        # Per-token work is O(1) in the tokens made so far: history and positions are preallocated on the
+        # device and sliced; the only host<->device traffic per token is the unavoidable read of the picked
+        # ids (they drive streaming, the grammar state and the per-row CPU generators) and one (B, 1) copy back.
+        history = torch.empty((B, max(self.max_frames) * FRAME_SIZE + 1), dtype=torch.long, device=device)
+        cache_positions = torch.arange(total, device=device)
+        step_host = torch.empty((B, 1), dtype=torch.long, pin_memory=device.type == "cuda")
+        step = torch.empty((B, 1), dtype=torch.long, device=device)
+        tokens: list[list[int]] = [[] for _ in range(B)]
+        done = [False] * B
+        reasons: list[str | None] = [None] * B
+        loops: list[LoopInfo | None] = [None] * B
+        detectors = [LoopDetector(self.loop_guard.max_period, self.loop_guard.min_frames(self.fps))
+                     if self.loop_guard else None for _ in range(B)]
+        warned_loop = [False] * B
+
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                    use_cache=True, logits_to_keep=1, cache_position=torch.arange(L, device=device))
+        cache = out.past_key_values
+        past = L
+        n = 0  # tokens generated per row so far (rows move in lock step)
+        while True:
+            scores = out.logits[:, -1, :].float()
+            if self.sampling.repetition_penalty != 1.0 and self.sampling.repetition_window:
+                w = self.sampling.repetition_window
+                scores = apply_repetition_penalty(scores, history[:, max(0, n - w):n],
+                                                  self.sampling.repetition_penalty)
+            scores = grammar.apply(scores, n, self.max_frames)
+            picked = draw(scores, self.sampling, gens)
+            for b in range(B):
+                if done[b]:
+                    continue
+                t = picked[b]
+                if t == lay.audio_end_id:
+                    done[b] = True
+                    reasons[b] = "length" if len(tokens[b]) // FRAME_SIZE >= self.max_frames[b] else "end"
+                    yield FrameEvent(b, len(tokens[b]) // FRAME_SIZE, None, reasons[b])
+                    continue
+                tokens[b].append(t)
+                if len(tokens[b]) % FRAME_SIZE == 0:
+                    fi = len(tokens[b]) // FRAME_SIZE - 1
+                    frame = tuple(tokens[b][-FRAME_SIZE:])
+                    if self.first_frame_s is None:
+                        self.first_frame_s = time.perf_counter() - t0
+                    yield FrameEvent(b, fi, frame)
+                    info = detectors[b].add(frame) if detectors[b] is not None else None
+                    if info is not None and not warned_loop[b]:
+                        loops[b] = info
+                        warned_loop[b] = True
+                        msg = f"row {b} (seed {self.seeds[b]}): degenerate loop: {info.describe(self.fps)}"
+                        if self.loop_guard.action == "raise":
+                            raise DegenerateLoopError(msg)
+                        if self.loop_guard.action == "stop":
+                            warnings.warn(msg + "; generation of this row stopped there", stacklevel=2)
+                            done[b], reasons[b] = True, "loop"
+                            yield FrameEvent(b, fi + 1, None, "loop")
+                        else:
+                            warnings.warn(msg + "; generation continues (LoopGuard action='warn')", stacklevel=2)
+            n += 1
+            if all(done):
+                break
+            for b, t in enumerate(picked):
+                step_host[b, 0] = t if not done[b] else lay.pad_id
+            step.copy_(step_host, non_blocking=True)
+            history[:, n - 1:n] = step
+            step_mask = full_mask if self.static_cache else full_mask[:, :past + 1]
+            fwd = self.step_fn or model
+            out = fwd(input_ids=step, attention_mask=step_mask, position_ids=next_pos, past_key_values=cache,
+                      use_cache=True, logits_to_keep=1, cache_position=cache_positions[past:past + 1])
+            past += 1
+            next_pos = next_pos + 1
+        elapsed = time.perf_counter() - t0
+        self.results = []
+        cut = [b for b in range(B) if reasons[b] == "length"]
+        if cut:  # one warning per batch, naming the rows
+            warnings.warn(f"{len(cut)} of {B} row(s) stopped by the length guard without <|audio_end|> "
+                          f"(rows {cut[:10]}{' ...' if len(cut) > 10 else ''}, at "
+                          f"{[self.max_frames[b] for b in cut[:10]]} frames); their audio may be cut off",
+                          stacklevel=2)
+        for b in range(B):
+            arr = np.asarray(tokens[b], dtype=np.int64)
+            self.results.append(Generated(tokens=arr, codes=lay.tokens_to_codes(arr, on_error="raise"),
+                                          stop_reason=reasons[b], max_frames=self.max_frames[b],
+                                          prompt_tokens=len(self.prompts[b]), loop=loops[b], seconds=elapsed))
+
+
+def generate_audio_tokens(model, layout: TokenLayout, prompts: Sequence[Sequence[int]], *, seeds: Sequence[int],
+                          max_frames: Sequence[int], sampling: SamplingConfig = SamplingConfig(),
+                          loop_guard: LoopGuard | None = LoopGuard(), **kw) -> list[Generated]:
+    """Convenience: ``AudioDecoder(...).run()``."""
+    return AudioDecoder(model, layout, prompts, seeds=seeds, max_frames=max_frames, sampling=sampling,
+                        loop_guard=loop_guard, **kw).run()
+
+
+__all__ = [
+    "SamplingConfig", "GREEDY", "LengthGuard", "LoopGuard", "LoopInfo", "LoopDetector", "find_loop",
+    "DegenerateLoopError", "FrameGrammar", "apply_repetition_penalty", "draw", "Generated", "FrameEvent",
+    "AudioDecoder", "generate_audio_tokens", "DEFAULT_FRAMES_PER_SECOND",
+]

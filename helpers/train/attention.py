@@ -1,0 +1,137 @@
+"""Attention kernels for packed rows: which one runs, and the per-document mask it needs.
+
+A packed row (``helpers.train.packing.collate``) lays several examples end to end; an
+example must attend only to itself. Three kernels can do that, at very different
+cost (the planner, :func:`helpers.train.plan_model.attention_flops_per_token`, prices each):
+
+- ``flex_attention``: a :class:`~torch.nn.attention.flex_attention.BlockMask` built here
+  from the row's example lengths; PyTorch-native, no extra install. Work: only the
+  128-token tiles on each example's causal diagonal (~ sum of len² / 2, rounded up to tiles).
+- ``flash_attention_2``: flash-attn's varlen kernel; transformers derives the boundaries
+  from the restarting ``position_ids``. Needs the ``flash_attn`` wheel, CUDA and bf16/fp16.
+  Work: each example's causal triangle.
+- ``sdpa``: transformers builds a dense (N, N) block-diagonal causal mask from the
+  restarting ``position_ids``; with an explicit mask SDPA computes the whole N × N square.
+  For 8K-token rows of ~1K-token examples that is ~16x the attention FLOPs of the others.
+
+All three give the same losses and gradients (``tests/train/test_packing.py`` on CPU,
+``tests/test_gpu.py`` on CUDA). Why not always flex: PyTorch has no FlexAttention
+*backward* on CPU (torch <= 2.13 raises "FlexAttention does not support backward on
+CPU"), so on CPU training uses SDPA; its forward runs on CPU and is tested there.
+
+``choose_kernel("auto")``: flash-attn varlen where it is installed on CUDA with a
+bf16/fp16 model, else FlexAttention on CUDA, else SDPA. Nothing here touches a GPU
+at import.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Sequence
+
+import torch
+
+KERNELS = ("sdpa", "flex_attention", "flash_attention_2")
+"""attn_implementation names transformers knows; = :data:`helpers.train.config.ATTENTION` minus "auto" and
+:data:`helpers.train.plan_model.ATTENTION_KERNELS` (a test keeps them equal)."""
+PER_DOCUMENT = ("flex_attention", "flash_attention_2")
+"""Kernels whose attention work is per example; ``sdpa`` computes the whole causal row."""
+
+
+def flash_attn_available() -> bool:
+    """True when the ``flash_attn`` package is importable (FlashAttention-2 kernels)."""
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def flex_attention_available() -> bool:
+    """True when this torch has FlexAttention (torch >= 2.5)."""
+    return importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
+
+
+def choose_kernel(device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                  prefer: str = "auto", *, training: bool = True) -> str:
+    """The attention kernel for packed rows on ``device`` with parameters (or autocast) in ``dtype``.
+
+    ``prefer="auto"``: ``flash_attention_2`` where flash-attn is installed, the device is CUDA
+    and ``dtype`` is bf16/fp16; else ``flex_attention`` on CUDA (or on CPU when not
+    ``training``: no CPU backward); else ``sdpa``. An explicit ``prefer`` is returned when it
+    can run here and raises a clear error when it cannot.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    flash_ok = flash_attn_available() and dev.type == "cuda" and dtype in (torch.bfloat16, torch.float16)
+    flex_ok = flex_attention_available() and (dev.type == "cuda" or not training)
+    if prefer == "sdpa":
+        return "sdpa"
+    if prefer == "flash_attention_2":
+        if not flash_ok:
+            raise RuntimeError("flash_attention_2 needs the flash_attn package, a CUDA device and a bf16/fp16 model "
+                               f"(here: flash_attn {'found' if flash_attn_available() else 'missing'}, "
+                               f"device {dev}, dtype {dtype})")
+        return "flash_attention_2"
+    if prefer == "flex_attention":
+        if not flex_ok:
+            raise RuntimeError(f"flex_attention cannot train on {dev}: PyTorch has no FlexAttention backward on CPU "
+                               f"(torch {torch.__version__}); use attention='sdpa' or 'auto' there")
+        return "flex_attention"
+    if prefer != "auto":
+        raise ValueError(f"attention must be 'auto' or one of {KERNELS}, got {prefer!r}")
+    if flash_ok:
+        return "flash_attention_2"
+    return "flex_attention" if flex_ok else "sdpa"
+
+
+def set_kernel(model, kernel: str) -> str:
+    """Switch a loaded HF model to ``kernel`` (one of :data:`KERNELS` or "eager"); returns the name now set."""
+    if kernel not in KERNELS + ("eager",):
+        raise ValueError(f"attention implementation must be one of {KERNELS + ('eager',)}, got {kernel!r}")
+    model.set_attn_implementation(kernel)
+    return model.config._attn_implementation
+
+
+def document_ids(seq_lens: Sequence[int] | torch.Tensor, device=None) -> torch.Tensor:
+    """(N,) int64: the example index of every token of a packed row with these example lengths."""
+    lens = torch.as_tensor(seq_lens, dtype=torch.int64, device=device)
+    if lens.ndim != 1 or lens.numel() == 0 or bool((lens <= 0).any()):
+        raise ValueError(f"seq_lens must be a non-empty 1-D list of positive lengths, got {lens.tolist()}")
+    return torch.repeat_interleave(torch.arange(lens.numel(), device=lens.device), lens)
+
+
+def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None):
+    """The FlexAttention :class:`BlockMask` of one packed row: causal *and* inside its own example.
+
+    ``seq_lens``: the row's example lengths (``collate(...)["seq_lens"]``); N = their sum.
+    Shape (1, 1, N, N) in 128-token blocks; blocks wholly across two examples are skipped by
+    the kernel, which is where the per-document saving comes from.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    doc = document_ids(seq_lens, device)
+    n = int(doc.numel())
+
+    def same_doc_causal(b, h, q_idx, kv_idx):
+        return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
+
+    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device, _compile=False)
+
+
+def packed_attention_mask(model, batch: dict):
+    """What to pass as ``attention_mask`` for a packed batch under the model's current kernel.
+
+    ``flex_attention``: the row's :func:`document_block_mask` (checked against the restarting
+    ``position_ids``); ``sdpa`` / ``flash_attention_2`` / ``eager``: None — transformers derives
+    the per-example mask (sdpa, eager) or the varlen boundaries (flash) from ``position_ids``.
+    """
+    if model.config._attn_implementation != "flex_attention":
+        return None
+    ids, seq_lens = batch["input_ids"], batch.get("seq_lens")
+    if seq_lens is None:
+        raise ValueError("a packed batch for flex_attention needs 'seq_lens' (helpers.train.packing.collate output)")
+    if ids.shape[0] != 1 or int(seq_lens.sum()) != ids.shape[1]:
+        raise ValueError(f"seq_lens {seq_lens.tolist()} (sum {int(seq_lens.sum())}) do not tile the packed row "
+                         f"of shape {tuple(ids.shape)}; expected one row whose length is their sum")
+    pos = batch.get("position_ids")
+    if pos is not None:
+        starts = torch.cumsum(seq_lens, 0) - seq_lens
+        if bool((pos[0, starts] != 0).any()) or int((pos[0] == 0).sum()) != seq_lens.numel():
+            raise ValueError("position_ids do not restart at 0 exactly at the seq_lens boundaries")
+    dev = next(model.parameters()).device
+    return document_block_mask(seq_lens, device=dev)

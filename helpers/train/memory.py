@@ -1,0 +1,473 @@
+"""Memory techniques for full fine-tuning of the extended LLaMA, each one optional.
+
+What is here (the planner, :mod:`helpers.train.planner`, decides which to use; the
+training recipe calls these functions):
+
+- :func:`chunked_causal_lm_loss` — LM head + cross entropy over the ~140K-token
+  vocabulary without ever holding the (tokens, vocab) logits of the whole
+  micro-batch: logits exist for ``chunk_size`` tokens at a time, in the forward
+  *and* in the backward pass (a custom autograd Function that computes the
+  gradients chunk by chunk during the forward pass and only scales them in
+  backward). Uses Liger's fused Triton kernel instead when ``liger_kernel`` is
+  installed and the tensors are on CUDA.
+- :func:`causal_lm_loss` — the whole model: ``model.model(...)`` (decoder) -> final
+  hidden states -> shifted labels -> chunked CE. Equals ``model(..., labels=).loss``.
+- :func:`build_optimizer` — torch AdamW, bitsandbytes 8-bit AdamW, or
+  :class:`helpers.train.precision.BF16AdamW` (stochastic rounding / fp32 master), with
+  the no-decay parameter groups documented there.
+- :func:`enable_checkpointing` — activation checkpointing: none, full (every
+  decoder layer) or selective (every k-th layer).
+- :func:`choose_attention` / :func:`set_attention` — the packed-row attention kernel
+  (:mod:`helpers.train.attention`: flash-attn varlen, FlexAttention with a document mask, or SDPA).
+- :func:`settings_for_plan` — turns a planner :class:`helpers.train.planner.TrainPlan`
+  into the arguments of the functions above.
+
+Packed sequences (several examples in one row, ``position_ids`` restarting at 0,
+``attention_mask=None``, or FlexAttention's document BlockMask) work with every
+kernel of :mod:`helpers.train.attention`; ``tests/train/test_packing.py`` proves packed ==
+separate forwards; this module does not repeat that test.
+
+Nothing here touches a GPU or loads a model at import.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+import torch
+import torch.nn.functional as F
+
+from . import attention
+from .sequences import IGNORE_INDEX
+from .precision import BF16AdamW
+
+__all__ = [
+    "DEFAULT_CE_CHUNK",
+    "chunked_causal_lm_loss",
+    "causal_lm_loss",
+    "liger_available",
+    "OPTIMIZER_KINDS",
+    "param_groups",
+    "build_optimizer",
+    "CHECKPOINTING_MODES",
+    "enable_checkpointing",
+    "checkpointed_layers",
+    "flash_attn_available",
+    "choose_attention",
+    "set_attention",
+    "MemorySettings",
+    "settings_for_plan",
+]
+
+# Tokens per CE chunk. 1,024 tokens × 128,256+ vocab × ~12 B per logit ≈ 1.7 GB at
+# the peak of one chunk, vs ~13.8 GB for an 8K-token micro-batch in one go.
+DEFAULT_CE_CHUNK = 1024
+
+
+# ============================================================================ cross entropy
+
+
+def liger_available() -> bool:
+    """True when ``liger_kernel`` can be imported (its fused linear CE needs CUDA + Triton)."""
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The matmul dtype: autocast's when autocast is on for the device, else the inputs'."""
+    dev = hidden.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
+class _ChunkedLinearCE(torch.autograd.Function):
+    """Summed cross entropy of ``hidden @ weight.T`` over the rows ``rows``, in chunks.
+
+    Forward, per chunk of C rows: logits (C, V) in the compute dtype, upcast to
+    fp32, log-sum-exp, loss; then, while the chunk's logits are still alive, the
+    gradient of the summed loss w.r.t. those logits (``softmax - onehot``) and
+    from it the chunk's share of ``d hidden`` (C, H) and ``d weight`` (V, H,
+    accumulated in fp32). Backward only multiplies the stored gradients by the
+    incoming scalar. So the full (N, V) logits never exist, nothing is
+    recomputed (3 matmuls per chunk, one fewer than checkpointing each chunk),
+    and what is kept between forward and backward is ``d hidden`` (same size as
+    ``hidden``) and ``d weight`` (the size of the gradient the weight gets anyway).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, rows, targets, chunk_size, compute_dtype):
+        # hidden (N, H); weight (V, H); rows (M,) int64 indices into N; targets (M,) int64 in [0, V)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            w = weight.detach().to(compute_dtype)
+            acc = torch.promote_types(compute_dtype, torch.float32)  # softmax / accumulation dtype (>= fp32)
+            need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+            grad_h = torch.zeros_like(hidden) if need_h else None
+            grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_w else None
+            total = torch.zeros((), dtype=acc, device=hidden.device)
+            for lo in range(0, rows.numel(), chunk_size):
+                r = rows[lo:lo + chunk_size]
+                y = targets[lo:lo + chunk_size]
+                h = hidden.detach().index_select(0, r).to(compute_dtype)  # (C, H)
+                logits = (h @ w.T).to(acc)  # (C, V) fp32: the only chunk-sized big tensors
+                lse = torch.logsumexp(logits, dim=-1)  # (C,)
+                total += (lse - logits.gather(1, y[:, None]).squeeze(1)).sum()
+                if need_h or need_w:
+                    # d(sum of losses)/d logits = softmax - onehot, written over the logits buffer
+                    g = logits.sub_(lse[:, None]).exp_()
+                    g[torch.arange(y.numel(), device=y.device), y] -= 1.0
+                    g = g.to(compute_dtype)
+                    if need_h:
+                        grad_h.index_copy_(0, r, (g @ w).to(hidden.dtype))
+                    if need_w:
+                        grad_w += (g.T @ h).to(acc)
+                del logits
+        ctx.save_for_backward(*(t for t in (grad_h, grad_w) if t is not None))
+        ctx.has = (need_h, need_w)
+        ctx.weight_dtype = weight.dtype
+        ctx.used = False
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if ctx.used:
+            raise RuntimeError("the chunked CE scales its stored gradients in place: backward through it once "
+                               "(retain_graph=True with a second backward is not supported)")
+        ctx.used = True
+        saved = list(ctx.saved_tensors)
+        need_h, need_w = ctx.has
+        # In place: these buffers are the gradients themselves, a copy would double their memory.
+        gh = saved.pop(0).mul_(grad_out) if need_h else None
+        gw = saved.pop(0).mul_(grad_out).to(ctx.weight_dtype) if need_w else None
+        return gh, gw, None, None, None, None
+
+
+def chunked_causal_lm_loss(hidden_states: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *,
+                           chunk_size: int = DEFAULT_CE_CHUNK, reduction: str = "mean",
+                           ignore_index: int = IGNORE_INDEX, use_liger: bool | None = None) -> torch.Tensor:
+    """Cross entropy of ``hidden_states @ lm_head_weight.T`` against ``labels``, in token chunks.
+
+    Labels are already aligned (``labels[i]`` is the target for ``hidden_states[i]``;
+    :func:`causal_lm_loss` does the causal shift). The result equals
+    ``F.cross_entropy(hidden_states @ lm_head_weight.T, labels, ignore_index=..., reduction=...)``
+    and so do its gradients w.r.t. both inputs, but at most ``chunk_size`` rows of
+    logits exist at any time, forward and backward.
+
+    Args:
+        hidden_states: (N, H) float — final (normed) hidden states, any float dtype.
+        lm_head_weight: (V, H) float — the LM head (the tied embedding for Llama 3.2).
+        labels: (N,) int64 — target ids in [0, V), or ``ignore_index`` for no loss.
+        chunk_size: rows of logits computed at once (memory ≈ chunk_size × V × 12 B).
+        reduction: ``"mean"`` over non-ignored tokens (HF's convention) or ``"sum"``
+            (for normalising over a whole gradient-accumulation step yourself).
+            With no target token at all, both return 0 (HF's mean would be NaN).
+        ignore_index: label value that carries no loss.
+        use_liger: None = Liger's fused kernel when installed and on CUDA; True =
+            require it (error otherwise); False = never.
+    Returns:
+        fp32 scalar. Matmuls run in autocast's dtype when autocast is on, else in
+        the inputs' dtype; log-softmax is always fp32.
+    """
+    if hidden_states.ndim != 2 or lm_head_weight.ndim != 2:
+        raise ValueError(f"hidden_states must be (N, H) and lm_head_weight (V, H); got "
+                         f"{tuple(hidden_states.shape)} and {tuple(lm_head_weight.shape)}")
+    if hidden_states.shape[1] != lm_head_weight.shape[1]:
+        raise ValueError(f"hidden size mismatch: hidden_states has {hidden_states.shape[1]} features, "
+                         f"lm_head_weight has {lm_head_weight.shape[1]}")
+    if labels.shape != hidden_states.shape[:1]:
+        raise ValueError(f"labels must have shape ({hidden_states.shape[0]},) to match hidden_states; "
+                         f"got {tuple(labels.shape)} (shift causal labels first, or use causal_lm_loss)")
+    if labels.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    labels = labels.to(device=hidden_states.device, dtype=torch.int64)
+    keep = labels != ignore_index
+    rows = keep.nonzero().squeeze(1)  # (M,)
+    targets = labels.index_select(0, rows)
+    V = lm_head_weight.shape[0]
+    if targets.numel() and bool(((targets < 0) | (targets >= V)).any()):
+        bad = targets[(targets < 0) | (targets >= V)][:5].tolist()
+        raise ValueError(f"labels {bad} are outside the vocabulary [0, {V}) (and not ignore_index={ignore_index})")
+    n = int(targets.numel())
+
+    want_liger = use_liger if use_liger is not None else (liger_available() and hidden_states.is_cuda)
+    if want_liger:
+        if not (liger_available() and hidden_states.is_cuda):
+            raise RuntimeError("use_liger=True needs the liger_kernel package and CUDA tensors")
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        total = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum")(
+            lm_head_weight, hidden_states, labels).float()
+    elif n == 0:
+        # Keep the graph connected so backward works and gives zero gradients.
+        total = (hidden_states.sum() * 0.0 + lm_head_weight.sum() * 0.0).float()
+    else:
+        grad_needed = torch.is_grad_enabled() and (hidden_states.requires_grad or lm_head_weight.requires_grad)
+        dtype = _compute_dtype(hidden_states, lm_head_weight)
+        if grad_needed:
+            total = _ChunkedLinearCE.apply(hidden_states, lm_head_weight, rows, targets, int(chunk_size), dtype)
+        else:
+            total = _ChunkedLinearCE.forward(_NoGradCtx(), hidden_states, lm_head_weight, rows, targets,
+                                             int(chunk_size), dtype)
+    return total / max(n, 1) if reduction == "mean" else total
+
+
+class _NoGradCtx:
+    """Stand-in autograd context for evaluation (no gradients are computed or stored)."""
+
+    needs_input_grad = (False, False, False, False, False, False)
+
+    def save_for_backward(self, *tensors):
+        return None
+
+
+def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, position_ids: torch.Tensor | None = None,
+                   attention_mask: torch.Tensor | None = None, chunk_size: int = DEFAULT_CE_CHUNK,
+                   reduction: str = "mean", ignore_index: int = IGNORE_INDEX,
+                   use_liger: bool | None = None) -> tuple[torch.Tensor, int]:
+    """Loss of a HF causal LM (e.g. ``LlamaForCausalLM``) with the chunked CE; labels in HF convention.
+
+    Runs the decoder (``model.get_decoder()``, i.e. ``model.model``) to the final
+    normed hidden states, shifts (hidden state t predicts ``labels[t + 1]``, exactly
+    as ``model(..., labels=labels).loss`` does) and applies
+    :func:`chunked_causal_lm_loss` with ``model.get_output_embeddings().weight``.
+    For a packed batch pass ``position_ids`` restarting at 0 per example and no
+    ``attention_mask``; :func:`helpers.train.packing.collate` already puts -100 on the
+    first label of every example, so no target crosses an example boundary.
+
+    Args:
+        input_ids, labels: (B, T) int64; labels -100 where no loss is wanted.
+        position_ids: (B, T) int64 or None; attention_mask: (B, T) or None.
+        reduction: "mean" (= HF's loss) or "sum".
+    Returns:
+        (loss fp32 scalar, number of target tokens).
+    """
+    if input_ids.ndim != 2 or labels.shape != input_ids.shape:
+        raise ValueError(f"input_ids and labels must both be (B, T); got {tuple(input_ids.shape)} "
+                         f"and {tuple(labels.shape)}")
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise ValueError("the chunked CE supports an LM head without bias (LLaMA has none)")
+    scaling = getattr(model.config, "logit_scale", None) or getattr(model.config, "final_logit_softcapping", None)
+    if scaling:
+        raise ValueError("models with logit scaling / soft-capping need the plain HF loss")
+    dev = head.weight.device
+    out = model.get_decoder()(input_ids=input_ids.to(dev),
+                              position_ids=None if position_ids is None else position_ids.to(dev),
+                              attention_mask=None if attention_mask is None else attention_mask.to(dev),
+                              use_cache=False)
+    h = out.last_hidden_state[:, :-1]  # (B, T-1, H)
+    y = labels.to(dev)[:, 1:]  # (B, T-1)
+    n = int((y != ignore_index).sum())
+    loss = chunked_causal_lm_loss(h.reshape(-1, h.shape[-1]), head.weight, y.reshape(-1), chunk_size=chunk_size,
+                                  reduction=reduction, ignore_index=ignore_index, use_liger=use_liger)
+    return loss, n
+
+
+# ============================================================================ optimizer
+
+OPTIMIZER_KINDS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master")
+
+
+def param_groups(model_or_params, weight_decay: float) -> list[dict]:
+    """Split trainable parameters into a decayed and a non-decayed group.
+
+    Choice: every matrix (``ndim >= 2``: attention and MLP projections *and* the
+    tied embedding / LM head) is decayed; vectors (RMSNorm weights; LLaMA has no
+    biases) are not, since shrinking a norm's gain towards 0 is not regularisation.
+    The embedding is decayed like the rest because in Llama 3.2 it is also the LM
+    head; decay at the seed's 0.01 × lr is far too small to hold back the new
+    audio-token rows, which get gradients every step and train normally
+    (``tests/train/test_memory.py`` checks that they move). Frozen parameters are skipped.
+
+    ``model_or_params``: an ``nn.Module``, an iterable of parameters, or ready-made
+    param-group dicts (returned unchanged).
+    """
+    if isinstance(model_or_params, torch.nn.Module):
+        params = list(model_or_params.parameters())
+    else:
+        params = list(model_or_params)
+    if params and isinstance(params[0], dict):
+        return params
+    seen, decay, no_decay = set(), [], []
+    for p in params:
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"expected parameters (tensors), got {type(p).__name__}")
+        if not p.requires_grad or id(p) in seen:  # tied weights appear once
+            continue
+        seen.add(id(p))
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("no trainable parameters (all requires_grad=False?)")
+    return [g for g in ({"params": decay, "weight_decay": float(weight_decay)},
+                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+
+
+def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, betas: tuple[float, float] = (0.9, 0.95),
+                    weight_decay: float = 0.01, eps: float = 1e-8, state_dtype: torch.dtype = torch.float32,
+                    seed: int = 0) -> torch.optim.Optimizer:
+    """The optimizer for the recipe. Parameter groups as in :func:`param_groups`.
+
+    ``kind``:
+
+    - ``"adamw_torch"``: ``torch.optim.AdamW`` (fp32 states, 8 B/param); ``fused=True``
+      when every parameter is a CUDA float tensor. Use with fp32 parameters (fp32
+      model + autocast): no lost updates.
+    - ``"adamw_8bit"``: ``bitsandbytes.optim.AdamW8bit`` (8-bit block-quantised states,
+      ~2 B/param). With fp32 parameters it is exact in the weights; on *bf16*
+      parameters small updates are lost (see :mod:`helpers.train.precision`) — pair it
+      with an fp32 model under autocast.
+    - ``"adamw_bf16_stochastic"``: :class:`helpers.train.precision.BF16AdamW` with
+      ``rounding="stochastic"`` for a pure-bf16 model (no fp32 copy, unbiased).
+    - ``"adamw_bf16_master"``: ``BF16AdamW(rounding="master")``: a bf16 model with
+      the fp32 master inside the optimizer state.
+
+    ``state_dtype`` (BF16AdamW only): fp32 or bf16 moments. ``seed``: BF16AdamW's
+    rounding-noise seed (saved in its state_dict).
+    """
+    if kind not in OPTIMIZER_KINDS:
+        raise ValueError(f"optimizer kind must be one of {OPTIMIZER_KINDS}, got {kind!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    groups = param_groups(model_or_params, weight_decay)
+    betas = (float(betas[0]), float(betas[1]))
+    if kind == "adamw_torch":
+        flat = [p for g in groups for p in g["params"]]
+        fused = all(p.is_cuda and p.is_floating_point() for p in flat)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
+    if kind == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise ImportError("optimizer 'adamw_8bit' needs bitsandbytes (pip install bitsandbytes==0.50.2); "
+                              "use 'adamw_torch' otherwise") from e
+        return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
+
+    rounding = "stochastic" if kind == "adamw_bf16_stochastic" else "master"
+    return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed)
+
+
+# ============================================================================ activation checkpointing
+
+CHECKPOINTING_MODES = ("none", "full", "selective")
+
+
+def _decoder_layers(model) -> list[torch.nn.Module]:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__} has no decoder `.layers`; expected a LLaMA-style HF model")
+    return list(layers)
+
+
+def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[int]:
+    """Activation checkpointing on a HF decoder model; returns the checkpointed layer indices.
+
+    - ``"none"``: off (every layer keeps its activations).
+    - ``"full"``: every decoder layer keeps only its input and is recomputed in
+      backward (``gradient_checkpointing_enable(use_reentrant=False)``): ~1/3 more
+      layer FLOPs, activation memory ≈ one layer's worth.
+    - ``"selective"``: only layers ``i`` with ``i % every == every - 1`` are
+      checkpointed (``L // every`` layers, as the planner counts them): a middle
+      ground when full checkpointing is not needed to fit. (Checkpointing whole
+      layers rather than only MLPs keeps HF's own mechanism; an MLP-only scheme
+      would need patching the layer code.)
+
+    Checkpointing acts only in ``model.train()`` mode; the loss and gradients
+    are the same as without it (``tests/train/test_memory.py``).
+    """
+    if mode not in CHECKPOINTING_MODES:
+        raise ValueError(f"checkpointing mode must be one of {CHECKPOINTING_MODES}, got {mode!r}")
+    if int(every) < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    layers = _decoder_layers(model)
+    if mode == "none":
+        if getattr(model, "is_gradient_checkpointing", False):
+            model.gradient_checkpointing_disable()
+        return []
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    chosen = list(range(len(layers))) if mode == "full" else \
+        [i for i in range(len(layers)) if i % every == every - 1]
+    for i, layer in enumerate(layers):
+        if not hasattr(layer, "gradient_checkpointing"):
+            raise ValueError(f"layer {i} ({type(layer).__name__}) does not support HF gradient checkpointing")
+        layer.gradient_checkpointing = i in chosen
+    return chosen
+
+
+def checkpointed_layers(model) -> list[int]:
+    """Indices of decoder layers that are currently checkpointed."""
+    return [i for i, layer in enumerate(_decoder_layers(model)) if getattr(layer, "gradient_checkpointing", False)]
+
+
+# ============================================================================ attention
+
+
+def flash_attn_available() -> bool:
+    """True when the ``flash_attn`` package is importable (FlashAttention-2 kernels)."""
+    return attention.flash_attn_available()
+
+
+def choose_attention(device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                     prefer: str = "auto") -> str:
+    """The ``attn_implementation`` for training packed rows: :func:`helpers.train.attention.choose_kernel`
+    (flash-attn varlen where installed on CUDA with bf16/fp16, else FlexAttention on CUDA, else SDPA)."""
+    return attention.choose_kernel(device, dtype, prefer, training=True)
+
+
+def set_attention(model, implementation: str) -> str:
+    """Switch a loaded HF model to ``implementation`` (:func:`helpers.train.attention.set_kernel`); returns it."""
+    return attention.set_kernel(model, implementation)
+
+
+# ============================================================================ plan -> settings
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """How the recipe realises a planner :class:`~helpers.train.planner.TrainPlan` (arguments of this module).
+
+    model_dtype: dtype to hold the parameters in (fp32 for autocast mixed precision).
+    autocast: run forward/backward under ``torch.autocast(dtype=bfloat16)``.
+    optimizer / state_dtype: :func:`build_optimizer` arguments.
+    checkpointing / selective_every: :func:`enable_checkpointing` arguments.
+    ce_chunk: ``chunk_size`` of :func:`causal_lm_loss` (0 = one chunk holding all tokens).
+    zero_stage / offload_*: for :func:`helpers.train.distributed.deepspeed_config` (0 = no DeepSpeed).
+    """
+
+    model_dtype: torch.dtype
+    autocast: bool
+    optimizer: str
+    state_dtype: torch.dtype
+    checkpointing: str
+    selective_every: int
+    ce_chunk: int
+    zero_stage: int
+    offload_optimizer: bool
+    offload_params: bool
+
+
+def settings_for_plan(plan) -> MemorySettings:
+    """Translate the planner's choice into this module's arguments (see ``TrainPlan.implementation``)."""
+    state = torch.bfloat16 if plan.optimizer == "adamw_bf16" else torch.float32
+    if plan.zero_stage:
+        # DeepSpeed bf16: bf16 model, fp32 master + states inside DeepSpeed's optimizer.
+        model_dtype, autocast, opt = torch.bfloat16, False, "adamw_torch"
+    elif plan.precision == "bf16_pure":
+        model_dtype, autocast = torch.bfloat16, False
+        if plan.stochastic_rounding:
+            opt = "adamw_bf16_stochastic"
+        else:
+            opt = "adamw_8bit" if plan.optimizer == "adamw_8bit" else "adamw_torch"
+    elif plan.grad_dtype == "fp32":
+        model_dtype, autocast = torch.float32, True
+        opt = "adamw_8bit" if plan.optimizer == "adamw_8bit" else "adamw_torch"
+    else:
+        model_dtype, autocast, opt = torch.bfloat16, False, "adamw_bf16_master"
+    return MemorySettings(model_dtype=model_dtype, autocast=autocast, optimizer=opt, state_dtype=state,
+                          checkpointing=plan.checkpointing, selective_every=plan.selective_every,
+                          ce_chunk=plan.ce_chunk_tokens if plan.ce == "chunked" else 0,
+                          zero_stage=plan.zero_stage, offload_optimizer=plan.offload_optimizer,
+                          offload_params=plan.offload_params)
+

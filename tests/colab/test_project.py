@@ -1,0 +1,284 @@
+"""Where the project comes from (helpers/colab/project.py): one definition, every setup cell, a fake Colab."""
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.colab import project
+from helpers.colab.chain import series
+from helpers.profiles import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import build_notebooks  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- one definition
+def _tracked_text_files():
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in out.splitlines():
+        p = REPO_ROOT / rel
+        if p.suffix in {".py", ".sh", ".md", ".txt", ".toml", ".cfg", ".json", ".yaml", ".yml"} and p.is_file():
+            yield rel, p
+
+
+def test_the_project_url_is_defined_in_exactly_one_file():
+    definition = re.compile(r"^\s*REPO_URL\s*=\s*['\"]", re.M)
+    defining = [rel for rel, p in _tracked_text_files() if definition.search(p.read_text(encoding="utf-8", errors="replace"))]
+    assert defining == ["helpers/colab/project.py"], defining
+    # the URL string itself appears in no other hand-written file (notebooks and the README link table are
+    # generated from it by scripts/build_notebooks.py and checked below)
+    for rel, p in _tracked_text_files():
+        if rel in ("helpers/colab/project.py", "README.md") or rel.startswith("notebooks/") and rel.endswith(".ipynb"):
+            continue
+        assert project.REPO_URL not in p.read_text(encoding="utf-8", errors="replace"), rel
+    for src in (REPO_ROOT / "notebooks" / "src").glob("*.py"):
+        assert "REPO_URL =" not in src.read_text(encoding="utf-8"), f"{src.name} defines REPO_URL again"
+
+
+def test_every_built_setup_cell_reads_the_url_from_helpers_project():
+    code = build_notebooks.project_code()
+    assert f"REPO_URL = {project.REPO_URL!r}".replace("'", '"') in code
+    names = [name for name, _ in build_notebooks.sources()]
+    assert sorted(names) == sorted(p.stem for p in series())
+    for name, source in build_notebooks.sources():
+        nb = build_notebooks.parse(source, name + ".py")
+        setup = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(build_notebooks.SETUP_TITLE)]
+        assert len(setup) == 1, name
+        cell = setup[0].source
+        assert code in cell, f"{name}: the setup cell is not helpers/colab/project.py"
+        assert cell.rstrip().endswith(f"PROJECT_DIR = setup_notebook({name!r})\nfrom helpers.colab import session"), name
+        assert setup[0].metadata.get("cellView") == "form"
+        assert name in project.NOTEBOOK_PACKAGES
+        # the cell runs: outside Colab it finds this repository and imports helpers from it
+        ns = {}
+        exec(compile(cell.replace(f"setup_notebook({name!r})", f"setup_notebook({name!r}, in_colab=False, "
+                                  f"local_dir={str(REPO_ROOT)!r})"), name, "exec"), ns)
+        assert ns["PROJECT_DIR"] == str(REPO_ROOT) and ns["REPO_URL"] == project.REPO_URL
+
+
+def test_readme_colab_links_come_from_the_one_url():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for nb in series():
+        assert project.colab_url(nb.stem) in readme, nb.stem
+    assert build_notebooks.with_links(readme, [p.stem for p in series()]) == readme
+
+
+def test_notebook_runtimes():
+    for nb in series():
+        meta = json.loads(nb.read_text())["metadata"]
+        if nb.stem == "01_preprocess":  # CPU-bound: a CPU High-RAM runtime
+            assert "accelerator" not in meta and meta["colab"]["machine_shape"] == "hm"
+        else:
+            assert meta["accelerator"] == "GPU" and meta["colab"]["gpuType"] == "A100", nb.stem
+
+
+# ----------------------------------------------------------------------------- a fake Colab
+class FakeColab:
+    """subprocess.run stand-in: git clone makes a project folder; pip succeeds, or is interrupted."""
+
+    def __init__(self, tmp_path, clone_ok=True):
+        self.calls, self.clone_ok, self.interrupt_pip = [], clone_ok, 0
+        self.kw = dict(clone_dir=str(tmp_path / "content" / "optimumllm-audio"),
+                       drive_copy=str(tmp_path / "drive" / "MyDrive" / "optimumllm-audio"),
+                       state_dir=str(tmp_path / "content" / ".optimumllm_audio"),
+                       run=self, mount=self.mount, held=["torch==2.11.0", "numpy==2.1.3", "ipywidgets==7.7.1"])
+        self.mounts = 0
+
+    def mount(self):
+        self.mounts += 1
+
+    def __call__(self, cmd, **kw):
+        self.calls.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            if not self.clone_ok:
+                return subprocess.CompletedProcess(cmd, 128, "", "fatal: repository 'x' not found\n")
+            make_project(Path(cmd[-1]))
+        elif cmd[:2] == ["rm", "-rf"]:
+            import shutil
+
+            shutil.rmtree(cmd[2], ignore_errors=True)
+        elif "pip" in cmd:
+            if self.interrupt_pip:
+                self.interrupt_pip -= 1
+                raise KeyboardInterrupt  # the user (or a disconnect) stops the install half way
+            return subprocess.CompletedProcess(cmd, 0, "Successfully installed snac-1.2.1\n", "")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    def of(self, tool):
+        return [c for c in self.calls if tool in c]
+
+
+def make_project(folder: Path):
+    (folder / "helpers").mkdir(parents=True)
+    (folder / "helpers" / "__init__.py").write_text("")
+    (folder / "requirements.txt").write_text((REPO_ROOT / "requirements.txt").read_text())
+
+
+URL = "https://github.com/someone/optimumllm-audio"
+
+
+def test_placeholder_url_fails_with_one_sentence_saying_what_to_set(tmp_path, capsys):
+    fake = FakeColab(tmp_path)
+    with pytest.raises(project.SetupError) as e:
+        project.setup_notebook("02_tokenize", in_colab=True, add_to_path=False, **fake.kw)
+    msg = str(e.value)
+    assert "REPO_URL" in msg and "helpers/colab/project.py" in msg and "MyDrive/optimumllm-audio" in msg
+    assert msg.count(". ") == 0 and "\n" not in msg and msg.endswith(".")  # one sentence
+    assert not fake.of("git") and not fake.of("pip")
+
+
+def test_unreachable_url_fails_with_one_sentence(tmp_path):
+    fake = FakeColab(tmp_path, clone_ok=False)
+    with pytest.raises(project.SetupError, match=r"Could not fetch the project .*not found.*REPO_URL in helpers/colab/project.py"):
+        project.setup_notebook("02_tokenize", repo_url=URL, in_colab=True, add_to_path=False, **fake.kw)
+    assert not (tmp_path / "content" / ".optimumllm_audio" / "clone.done").exists()
+
+
+def test_a_project_copy_on_drive_is_used_without_cloning(tmp_path, capsys):
+    fake = FakeColab(tmp_path)
+    make_project(Path(fake.kw["drive_copy"]))
+    got = project.setup_notebook("02_tokenize", in_colab=True, add_to_path=False, **fake.kw)  # placeholder URL: fine
+    assert got == fake.kw["drive_copy"] and fake.mounts == 1
+    assert not fake.of("git")
+    pip = fake.of("pip")
+    assert len(pip) == 1 and pip[0][-3:] == ["snac==1.2.1", "pyloudnorm==0.2.0", "num2words==0.5.14"]
+    out = capsys.readouterr().out
+    assert "02_tokenize installs: snac==1.2.1, pyloudnorm==0.2.0, num2words==0.5.14" in out
+
+
+def test_clone_then_install_with_separate_markers_and_an_interrupted_install_is_retried(tmp_path, capsys):
+    fake = FakeColab(tmp_path)
+    fake.interrupt_pip = 1
+    with pytest.raises(KeyboardInterrupt):
+        project.setup_notebook("07_evaluate", repo_url=URL, in_colab=True, add_to_path=False, **fake.kw)
+    assert len(fake.of("clone")) == 1 and len(fake.of("pip")) == 1
+    state = Path(fake.kw["state_dir"])
+    assert (state / "clone.done").is_file() and not (state / "install-07_evaluate.done").exists()
+    # rerun: the clone is finished (not repeated), the install is retried
+    got = project.setup_notebook("07_evaluate", repo_url=URL, in_colab=True, add_to_path=False, **fake.kw)
+    assert got == fake.kw["clone_dir"]
+    assert len(fake.of("clone")) == 1 and len(fake.of("pip")) == 2
+    assert (state / "install-07_evaluate.done").is_file()
+    out = capsys.readouterr().out
+    assert "pesq has no wheel for Python 3.13" in out and "torch==2.11.0" in out
+    # the runtime's torch, numpy, ipywidgets are pinned through a constraints file, never installed
+    pip = fake.of("pip")[-1]
+    constraints = Path(pip[pip.index("-c") + 1]).read_text()
+    assert "torch==2.11.0" in constraints and not any(a.split("==")[0] in project.NEVER_INSTALL for a in pip[pip.index("-c") + 2:])
+    # third run: nothing to do
+    project.setup_notebook("07_evaluate", repo_url=URL, in_colab=True, add_to_path=False, **fake.kw)
+    assert len(fake.of("clone")) == 1 and len(fake.of("pip")) == 2
+    # another notebook in the same runtime installs its own list
+    project.setup_notebook("03_vocab_extension", repo_url=URL, in_colab=True, add_to_path=False, **fake.kw)
+    assert len(fake.of("pip")) == 2  # 03 needs nothing beyond Colab's runtime
+
+
+def test_pinned_ref_is_fetched_and_checked_out(tmp_path):
+    fake = FakeColab(tmp_path)
+    project.fetch_project(URL, "v1.0", **{k: fake.kw[k] for k in ("clone_dir", "drive_copy", "state_dir", "run", "mount")})
+    git = fake.of("git")
+    assert git[1][-2:] == ["origin", "v1.0"] and git[2][-1] == "FETCH_HEAD"
+
+
+def test_failed_pip_says_rerun_and_leaves_no_marker(tmp_path, capsys):
+    fake = FakeColab(tmp_path)
+    make_project(Path(fake.kw["drive_copy"]))
+
+    def failing(cmd, **kw):
+        if "pip" in cmd:
+            return subprocess.CompletedProcess(cmd, 1, "", "error: subprocess-exited-with-error\nbuild failed\n")
+        return fake(cmd, **kw)
+
+    with pytest.raises(project.SetupError, match="rerun this cell to retry"):
+        project.setup_notebook("00_snac_test", in_colab=True, add_to_path=False, **{**fake.kw, "run": failing})
+    assert "build failed" in capsys.readouterr().out
+    assert not (Path(fake.kw["state_dir"]) / "install-00_snac_test.done").exists()
+
+
+# ----------------------------------------------------------------------------- install lists
+_PIP = {"snac": "snac", "pyloudnorm": "pyloudnorm", "jiwer": "jiwer", "num2words": "num2words", "pesq": "pesq",
+        "pystoi": "pystoi", "accelerate": "accelerate", "bitsandbytes": "bitsandbytes", "deepspeed": "deepspeed",
+        "faster_whisper": "faster-whisper", "utmos_pytorch": "utmos-pytorch", "papermill": "papermill"}
+NOT_ON_COLAB = {"deepspeed", "papermill"}  # multi-GPU launches only; runs notebooks from the command line
+# Reached only through helpers.train.config's lazy planner import (the 8-bit optimizer of helpers.train.memory):
+# needed where training runs (04-06, listed there), not by the preflight of 00/01 that imports config.
+TRAINING_ONLY = {"bitsandbytes"}
+
+
+def _module_file(mod: str) -> Path | None:
+    """The file of helpers module ``mod`` (dotted, without the ``helpers.`` prefix; "" = the package)."""
+    base = REPO_ROOT / "helpers" / Path(*mod.split(".")) if mod else REPO_ROOT / "helpers"
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _imports(path: Path):
+    """``(helpers modules, third-party top-level names)`` imported anywhere in ``path`` (functions too)."""
+    rel = path.relative_to(REPO_ROOT / "helpers").with_suffix("") if path.is_relative_to(REPO_ROOT / "helpers") else None
+    here = list(rel.parts[:-1]) if rel is not None else []  # the package the file is in, under helpers
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    local, ext = set(), set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.ImportFrom):
+            if n.level or (n.module or "").startswith("helpers"):
+                if n.level:
+                    parts = here[:len(here) - (n.level - 1)] + ((n.module or "").split(".") if n.module else [])
+                else:
+                    parts = (n.module or "").split(".")[1:]
+                base = ".".join(parts)
+                for a in n.names:
+                    sub = f"{base}.{a.name}" if base else a.name
+                    local.add(sub if _module_file(sub) else base)
+            elif n.module:
+                ext.add(n.module.split(".")[0])
+        elif isinstance(n, ast.Import):
+            for a in n.names:
+                if a.name.startswith("helpers."):
+                    local.add(a.name.removeprefix("helpers."))
+                else:
+                    ext.add(a.name.split(".")[0])
+        elif isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_import" and n.args:
+            ext.add(getattr(n.args[0], "value", ""))  # helpers.evaluate.judges._import("faster_whisper", ...)
+    return local, ext
+
+
+def _needed(names):
+    seen, ext, todo = set(), set(), list(names)
+    while todo:
+        m = todo.pop()
+        p = _module_file(m)
+        if m in seen or p is None:
+            continue
+        seen.add(m)
+        local, e = _imports(p)
+        ext |= e
+        todo += list(local)
+    return {_PIP[x] for x in ext if x in _PIP}
+
+
+def test_each_notebook_installs_what_its_code_imports_and_requirements_pin_it():
+    for name, source in build_notebooks.sources():
+        local = set()
+        for line in source.splitlines():
+            m = re.match(r"\s*from helpers((?:\.\w+)*) import (.+)", line)
+            if m:
+                base = m.group(1).lstrip(".")
+                for x in m.group(2).strip("()").split(","):
+                    sub = ".".join(filter(None, [base, x.strip().split(" as ")[0]]))
+                    local.add(sub if _module_file(sub) else base)
+        needed = _needed(local | {"colab.session"}) - NOT_ON_COLAB
+        listed = set(project.NOTEBOOK_PACKAGES[name])
+        if name in ("04_stage2", "05_stage3", "06_stage4"):
+            assert TRAINING_ONLY <= listed, name
+        else:
+            needed -= TRAINING_ONLY
+        assert needed <= listed, f"{name} imports {sorted(needed - listed)} but helpers/colab/project.py does not install it"
+        assert not listed & NOT_ON_COLAB
+        assert len(project.pinned(REPO_ROOT, sorted(listed))) == len(listed)  # every one pinned in requirements.txt
+    assert "pesq" not in project.NOTEBOOK_PACKAGES["01_preprocess"]  # a CPU notebook compiles nothing it does not use

@@ -1,0 +1,101 @@
+"""The run plan: CLI exit codes, the colab Drive budget, and the plan against what a tiny run leaves."""
+import numpy as np
+import pytest
+import torch
+
+from helpers.train import checkpoints as ckpt
+from helpers.colab import drive
+from helpers.plan.costs import build_plan, format_plan, plan_problems
+from helpers.plan.run_plan import main
+
+torch.set_num_threads(1)
+
+
+def test_colab_plan_fits_60_gb_with_permanent_deletion_and_names_the_shortfall(capsys):
+    assert main(["--profile", "colab", "--drive-free-gb", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "Drive peak" in out and "fits" in out
+    plan = build_plan("colab", drive_free_gb=100)
+    t = plan["totals"]
+    assert t["drive_peak_gb"] <= 60 and t["trash_gb"] == 0 and plan["drive_deletion"] == "permanent"
+    s2 = plan["stages"]["2"]
+    # 3.25 B parameters: bf16 weights + bf16 AdamW moments = 6 bytes per parameter
+    assert s2["checkpoint_bytes"] == pytest.approx(6 * 3.25e9, rel=0.01) and s2["max_checkpoints"] == 2
+    assert s2["epochs"] == 2.0 and 10 < s2["gpu_hours"] < 60 and s2["steps"] > 1000
+    assert t["compute_units"] == pytest.approx(t["gpu_hours"] * plan["cu_per_gpu_hour"])
+
+    assert main(["--profile", "colab", "--drive-free-gb", "15"]) == 1
+    err = capsys.readouterr().err
+    assert "15.0 GB are free: short by" in err and "Change:" in err
+
+    # without consent to permanent deletion every deleted checkpoint sits in the Trash: it cannot fit 100 GB
+    trash = build_plan("colab", drive_free_gb=100, drive_deletion="trash")
+    assert trash["totals"]["trash_gb"] > 500
+    assert "drive_deletion='permanent'" in plan_problems(trash)[0]
+    assert "DOES NOT FIT" in format_plan(trash)
+
+
+def _utts(n=8):
+    from helpers.data.shards import Utterance
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        t = int(rng.integers(6, 14))
+        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "us"][i % 3], "female", "",
+                             f"sentence number {i}", t / 12,
+                             [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
+    return out
+
+
+def test_plan_matches_what_a_tiny_stage_leaves_on_the_run_directory(tmp_path, monkeypatch):
+    """Train a real tiny stage with the run directory 'on Drive' (Trash deletions), watch its size,
+    then compare with the plan built from that run directory."""
+    from helpers import models
+    from helpers.train.config import stage_config
+    from helpers.profiles import TINY_LLAMA, RunPaths
+    from helpers.train.sequences import choose_builtin_voices
+    from helpers.data.shards import write_shard
+    from helpers.train.recipe import StageRecipe
+
+    paths = RunPaths(tmp_path / "run").ensure()
+    model, tok = models.load_base(TINY_LLAMA)
+    model, tok, _, _ = models.extend_vocabulary(model, tok)
+    models.save_stage(model, tok, paths.stage(1))
+    utts = _utts()
+    write_shard(paths.tokens / "shard-00000.parquet", utts)
+
+    monkeypatch.setattr(drive, "drive_file_id", lambda p: "on-drive")  # every deletion goes to the Trash
+    seen = {"peak": 0, "trash": 0}
+    real_remove = drive.Remover.remove
+
+    def remove(self, p):
+        seen["peak"] = max(seen["peak"], drive.tree_bytes(paths.root) + seen["trash"])
+        got = real_remove(self, p)
+        seen["trash"] += got
+        return got
+
+    monkeypatch.setattr(drive.Remover, "remove", remove)
+    cfg = stage_config(2, "tiny", max_steps=6, save_every=2, eval_every=0, max_seq_len=256, progress=False,
+                       local_dir=str(tmp_path / "local"), eval_fraction=0.0)
+    model, tok = models.load_stage(paths.stage(1))
+    r = StageRecipe(cfg, model, tok, utts, paths.stage(2), choose_builtin_voices(utts), log=lambda m: None).setup()
+    r.train()
+    r.save_final()
+    seen["peak"] = max(seen["peak"], drive.tree_bytes(paths.root) + seen["trash"])
+
+    # what the finished stage leaves: its final model, no checkpoints
+    assert not (paths.stage(2) / "checkpoints").exists() and (paths.stage(2) / "model").is_dir()
+    plan = build_plan("tiny", run_dir=paths.root, drive_deletion="trash")
+    s2 = plan["stages"]["2"]
+    assert s2["saves"] == r.checkpoint_saves == 3 and s2["checkpoint_bytes"] == r.checkpoint_bytes
+    assert s2["max_checkpoints"] == 2 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=64)
+    assert seen["trash"] == pytest.approx(s2["trash_added"], abs=64)  # checkpoints differ by a few JSON bytes
+    # the plan's peak for stage 2 (real sizes of what was there before + the policy replayed) is what
+    # the directory held at its fullest, give or take the small files (metrics, config, voices)
+    assert s2["drive_peak"] == pytest.approx(seen["peak"], rel=0.02)
+    row = next(x for x in plan["notebooks"] if x["notebook"] == "04_stage2")
+    assert row["drive_after_gb"] * drive.GB == pytest.approx(
+        drive.tree_bytes(paths.preprocess) + drive.tree_bytes(paths.tokens) + drive.tree_bytes(paths.stage(1))
+        + drive.tree_bytes(paths.stage(2) / "model"), rel=0.02)
+    assert ckpt.list_checkpoints(paths.stage(2) / "checkpoints") == []

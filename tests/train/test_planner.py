@@ -1,0 +1,446 @@
+"""GPU memory/speed planner (helpers.train.planner): hand-computed cases, monotonicity, plans per GPU."""
+import dataclasses
+
+import pytest
+import torch
+
+from helpers.train import planner as pl
+from helpers import tokens
+from helpers.train import plan_gpus
+from helpers.train import plan_memory
+from helpers.train import plan_model
+from helpers.train.planner import NoFeasiblePlan, estimate_throughput, plan_for_gpu
+from helpers.train.plan_gpus import get_gpu, match_gpu
+from helpers.train.plan_memory import TrainPlan, activation_bytes, activation_bytes_per_token_per_layer, estimate_memory
+from helpers.train.plan_model import GIB, LLAMA_3_2_3B, LLAMA_3_2_3B_AUDIO, ModelShape, stage_tokens
+from helpers.tokens import TokenLayout
+
+torch.set_num_threads(1)
+
+N_BASE = 3_212_749_824  # published parameter count of meta-llama/Llama-3.2-3B
+V_EXT = TokenLayout(128_256).padded_vocab_size()  # 140,608 rows after Stage 1
+N_EXT = N_BASE + (V_EXT - 128_256) * 3072  # tied: the new rows are counted once
+
+
+# ----------------------------------------------------------------------------- parameter counts
+def test_llama_3_2_3b_param_count_matches_published():
+    # embeddings 128,256 × 3072 = 394,002,432
+    # per layer: q 3072² + k,v 2 × 3072×1024 + o 3072² = 25,165,824; MLP 3 × 3072×8192 = 75,497,472; norms 6,144
+    # 28 × 100,669,440 = 2,818,744,320; + final norm 3,072
+    assert LLAMA_3_2_3B.layer_params() == 25_165_824 + 75_497_472 + 6_144
+    assert LLAMA_3_2_3B.param_count() == 394_002_432 + 28 * 100_669_440 + 3_072 == N_BASE
+
+
+def test_extended_vocabulary_param_count():
+    assert V_EXT == 140_608 and V_EXT % 64 == 0
+    assert LLAMA_3_2_3B_AUDIO.vocab == V_EXT
+    assert LLAMA_3_2_3B_AUDIO.param_count() == N_EXT == 3_250_695_168
+    untied = dataclasses.replace(LLAMA_3_2_3B_AUDIO, tied=False)
+    assert untied.param_count() == N_EXT + V_EXT * 3072
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_from_config_counts_real_model_parameters(tied):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=320, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(cfg)
+    real = sum(p.numel() for p in model.parameters())  # shared (tied) tensors counted once
+    assert ModelShape.from_config(cfg).param_count() == real
+
+
+def test_from_config_of_the_3b_config_equals_the_constant():
+    from transformers import LlamaConfig  # building the config allocates no weights
+
+    cfg = LlamaConfig(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
+                      num_key_value_heads=8, head_dim=128, vocab_size=128_256, tie_word_embeddings=True)
+    assert ModelShape.from_config(cfg) == LLAMA_3_2_3B
+    assert ModelShape.from_config(cfg, vocab=V_EXT) == LLAMA_3_2_3B_AUDIO
+    with pytest.raises(ValueError, match="hidden_size"):
+        ModelShape.from_config(object())
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="kv_heads"):
+        ModelShape(hidden=64, layers=2, heads=4, kv_heads=3, intermediate=128, vocab=100)
+    with pytest.raises(ValueError, match="layers"):
+        ModelShape(hidden=64, layers=0, heads=4, kv_heads=4, intermediate=128, vocab=100)
+
+
+# ----------------------------------------------------------------------------- activations vs the real layer
+def test_activation_formula_matches_what_autograd_saves():
+    """Measure the bytes HF's LlamaDecoderLayer saves for backward (bf16, SDPA) per token."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=704, num_hidden_layers=1, num_attention_heads=8,
+                      num_key_value_heads=2, vocab_size=256, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    T = 256
+    x = torch.randn(1, T, 256, dtype=torch.bfloat16, requires_grad=True)
+    pos = torch.arange(T)[None]
+    pe = model.model.rotary_emb(x, pos)
+    saved = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        saved[s.data_ptr()] = max(saved.get(s.data_ptr(), 0), s.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.model.layers[0](x, position_embeddings=pe, attention_mask=None, position_ids=pos)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    measured = sum(v for k, v in saved.items() if k not in weights and k != x.untyped_storage().data_ptr()) / T
+    shape = ModelShape.from_config(cfg)
+    formula = activation_bytes_per_token_per_layer(shape)
+    assert formula == 20 * 256 + 4 * 64 + 8 * 704 + 4 * 8  # 20h + 4·kv_dim + 8I + 4·heads
+    # The rest is RoPE cos/sin and the norms' rsqrt (a few bytes per token).
+    assert abs(measured - formula) / formula < 0.03, (measured, formula)
+
+
+# ----------------------------------------------------------------------------- hand-computed memory
+A_3B = 20 * 3072 + 4 * 1024 + 8 * 8192 + 4 * 24  # 131,168 B per token per layer
+FULL_CKPT_PER_TOKEN = 28 * 2 * 3072 + A_3B + 8 * 3072 + (4 * 3072 + 6 * 8192)  # 389,216
+CHUNKED_CE = 1024 * V_EXT * 12 + 8192 * 2 * 3072  # one 1024-token chunk of fp32 CE + grad of hidden
+
+
+FLEX_BLOCK_MASK = 4 * 4 * 64 ** 2  # 8,192 tokens = 64 tiles of 128: four int32 (64, 64) index tensors
+
+
+def _overhead(before):
+    return int(1.5 * GIB) + int(0.05 * before)
+
+
+def test_hand_computed_mixed_autocast_8bit():
+    """fp32 model + autocast + bitsandbytes 8-bit: the usual HF Trainer setup."""
+    plan = TrainPlan(precision="bf16_mixed_fp32_master", optimizer="adamw_8bit", checkpointing="full",
+                     ce="chunked", tokens_per_step=8192)
+    mem = estimate_memory(LLAMA_3_2_3B_AUDIO, plan)
+    N = N_EXT
+    assert plan.grad_dtype == "fp32"
+    assert mem.weights == 2 * N == 6_501_390_336  # bf16 casts autocast caches
+    assert mem.master_weights == 4 * N == 13_002_780_672  # the fp32 parameters
+    assert mem.gradients == 4 * N
+    assert mem.optimizer_states == 2 * N + 2 * 4 * N // 256 == 6_602_974_560  # 2 × int8 + absmax per block
+    assert mem.activations == 8192 * FULL_CKPT_PER_TOKEN == 3_188_457_472
+    assert mem.logits == CHUNKED_CE == 1_778_122_752
+    assert mem.attention_mask == FLEX_BLOCK_MASK  # FlexAttention's BlockMask: a few int32 per 128² tile
+    before = 2 * N + 4 * N + 4 * N + 6_602_974_560 + 3_188_457_472 + 1_778_122_752 + FLEX_BLOCK_MASK
+    assert mem.peak == before + _overhead(before) == 47_891_013_336
+    # 44.6 GiB: this setup does NOT fit a 40 GB A100.
+    assert mem.peak > get_gpu("A100-40GB").memory_bytes
+
+
+def test_hand_computed_pure_bf16_stochastic_rounding():
+    plan = TrainPlan(precision="bf16_pure", optimizer="adamw_bf16", checkpointing="full", ce="chunked")
+    mem = estimate_memory(LLAMA_3_2_3B_AUDIO, plan)
+    N = N_EXT
+    assert plan.stochastic_rounding and not plan.lost_updates
+    # 2 (bf16 weights) + 0 (master) + 2 (bf16 grads) + 2 × 2 (bf16 moments) = 8 B/param
+    assert (mem.weights, mem.master_weights, mem.gradients, mem.optimizer_states) == (2 * N, 0, 2 * N, 4 * N)
+    assert mem.optimizer_step == 2 ** 24 * 32  # BF16AdamW works in 16 M-element chunks
+    from helpers.train.precision import BF16AdamW
+
+    assert plan_memory.BF16ADAMW_CHUNK_ELEMENTS == BF16AdamW.CHUNK_ELEMENTS  # the planner models the real optimizer
+    before = 8 * N + 8192 * FULL_CKPT_PER_TOKEN + CHUNKED_CE + FLEX_BLOCK_MASK
+    assert mem.peak == before + _overhead(before)  # 31.8 GiB
+    # SDPA's dense (T, T) mask (bool + its additive bf16 copy) costs 192 MiB more at 8K
+    sdpa = estimate_memory(LLAMA_3_2_3B_AUDIO, dataclasses.replace(plan, attention="sdpa"))
+    assert sdpa.attention_mask == 3 * 8192 ** 2 and sdpa.peak > mem.peak
+
+
+def test_hand_computed_full_ce_and_no_checkpointing():
+    plan = TrainPlan(checkpointing="none", ce="full", tokens_per_step=2048)
+    assert activation_bytes(LLAMA_3_2_3B_AUDIO, plan) == 2048 * (28 * A_3B + 8 * 3072 + 4 * 3072 + 6 * 8192)
+    assert plan_memory.logits_bytes(LLAMA_3_2_3B_AUDIO, plan) == 2048 * V_EXT * 12  # 3.45 GB of fp32 CE buffers
+
+
+def test_hand_computed_zero3_offload_host_ram():
+    plan = TrainPlan(zero_stage=3, offload_optimizer=True, offload_params=True)
+    mem = estimate_memory(LLAMA_3_2_3B_AUDIO, plan)
+    N = N_EXT
+    gather = 2 * (V_EXT * 3072 + 2 * LLAMA_3_2_3B.layer_params())  # embedding + two prefetched layers, bf16
+    assert mem.weights == gather and mem.master_weights == 0 and mem.optimizer_states == 0
+    assert mem.gradients == 2 * 50_000_000 * 2  # two bf16 reduce buckets
+    assert mem.cpu == (4 + 8 + 4 + 2) * N  # fp32 master, fp32 Adam moments, fp32 grads, bf16 params
+
+
+# ----------------------------------------------------------------------------- monotonicity
+def test_more_checkpointing_less_activation_memory():
+    acts = [estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(checkpointing=c)).activations
+            for c in ("none", "selective", "full")]
+    assert acts[0] > acts[1] > acts[2]
+    # Full checkpointing keeps 2h = 6 KB per layer and token instead of ~131 KB: ~10× less overall.
+    assert acts[0] > 9 * acts[2]
+
+
+def test_chunked_ce_less_logits_memory():
+    full = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(ce="full")).logits
+    chunked = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(ce="chunked", ce_chunk_tokens=1024)).logits
+    assert full == 8192 * V_EXT * 12
+    assert chunked < full / 7  # 1024 of 8192 rows, plus the hidden-state gradient
+
+
+def test_memory_grows_with_tokens_per_step():
+    small = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(tokens_per_step=4096))
+    large = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(tokens_per_step=8192))
+    assert large.activations == 2 * small.activations and large.peak > small.peak
+
+
+def test_zero3_on_four_gpus_shards_states_to_a_quarter():
+    one = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(grad_dtype="bf16", optimizer="adamw_fp32"))
+    z3 = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(zero_stage=3, n_gpus=4))
+    z2 = estimate_memory(LLAMA_3_2_3B_AUDIO, TrainPlan(zero_stage=2, n_gpus=4))
+    assert z3.optimizer_states == 8 * -(-N_EXT // 4) == pytest.approx(one.optimizer_states / 4, rel=1e-9)
+    assert z3.master_weights == pytest.approx(one.master_weights / 4, rel=1e-9)
+    gather = 2 * (V_EXT * 3072 + 2 * LLAMA_3_2_3B.layer_params())
+    assert z3.weights == 2 * -(-N_EXT // 4) + gather  # a quarter of the bf16 weights + the gather buffer
+    assert z2.weights == one.weights  # ZeRO-2 keeps full bf16 weights on every GPU
+    assert z3.peak < z2.peak < one.peak
+
+
+# ----------------------------------------------------------------------------- throughput
+def test_hand_computed_throughput_a100():
+    plan = TrainPlan(precision="bf16_pure", optimizer="adamw_bf16", checkpointing="full", ce="chunked")
+    tp = estimate_throughput(LLAMA_3_2_3B_AUDIO, plan, "A100-40GB")
+    model = 6 * N_EXT + 12 * 28 * 3072 * 1024  # MFU convention: 6N + attention at a 1,024-token mean document
+    # FlexAttention on 8 documents of 1,024 tokens = 8 tiles of 128 each: 8 × 36 tiles on/below the diagonals
+    flex_pairs_per_token = 8 * 36 * 128 * 128 / 8192
+    attn_fwd = flex_pairs_per_token * 4 * 3072 * 28
+    recompute = 28 * 2 * LLAMA_3_2_3B.layer_params() + attn_fwd + 2 * 3072 * V_EXT
+    hardware = 6 * N_EXT + 3.5 * attn_fwd + recompute
+    assert tp.model_flops_per_token == model == 20_561_135_616
+    assert tp.hardware_flops_per_token == pytest.approx(hardware, rel=1e-12)
+    micro = 8192 * hardware / (312e12 * 0.55)
+    optimizer = N_EXT * 120 / (1555e9 * 0.7)  # unfused BF16AdamW: ~120 B of HBM traffic per parameter
+    assert tp.tokens_per_s == pytest.approx(8192 * 8 / (8 * micro + optimizer), rel=1e-12)
+    assert tp.mfu == pytest.approx(tp.tokens_per_s * model / 312e12, rel=1e-12)
+
+
+def test_full_checkpointing_recomputes_one_third_of_layer_flops():
+    shape = LLAMA_3_2_3B_AUDIO
+    none = estimate_throughput(shape, TrainPlan(checkpointing="none", ce="full"), "A100-40GB")
+    full = estimate_throughput(shape, TrainPlan(checkpointing="full", ce="full"), "A100-40GB")
+    attn_fwd = plan_model.attention_flops_per_token(shape, "flex_attention", 8192, 1024, training=False)
+    layers_fwd = 2 * 28 * shape.layer_params() + attn_fwd  # full checkpointing: one more forward of every layer
+    assert full.hardware_flops_per_token - none.hardware_flops_per_token == pytest.approx(layers_fwd, rel=1e-12)
+    assert full.tokens_per_s < none.tokens_per_s
+    assert full.model_flops_per_token == none.model_flops_per_token  # MFU counts useful work only
+
+
+def test_offload_is_slower():
+    base = estimate_throughput(LLAMA_3_2_3B_AUDIO, TrainPlan(grad_dtype="bf16"), "A100-40GB")
+    off = estimate_throughput(LLAMA_3_2_3B_AUDIO, TrainPlan(zero_stage=2, offload_optimizer=True), "A100-40GB")
+    off_params = estimate_throughput(LLAMA_3_2_3B_AUDIO, TrainPlan(zero_stage=3, offload_optimizer=True,
+                                                                   offload_params=True), "A100-40GB")
+    assert base.tokens_per_s > off.tokens_per_s > off_params.tokens_per_s
+    assert off.optimizer_s >= N_EXT / 1e9  # CPU Adam at ~1e9 params/s
+
+
+def test_stage2_token_budget():
+    assert tokens.AUDIO_TOKENS_PER_SECOND == 24_000 / 512 / 4 * 7 == 82.03125
+    # 1,000 h × 3,600 s × (82.03 audio + 3.5 text tokens/s) + 450,000 utterances × 12 prompt tokens
+    assert stage_tokens(1000) == round(3.6e6 * (82.03125 + 3.5) + 3.6e6 / 8 * 12) == 313_312_500
+    with pytest.raises(ValueError, match="audio_hours"):
+        stage_tokens(0)
+
+
+# ----------------------------------------------------------------------------- plans per GPU
+def test_a100_40gb_at_8k_tokens_fits_pure_bf16_with_stochastic_rounding():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192)
+    t = plan.train
+    # fp32 masters need >= 10 B/param (32.5 GB) before activations: only pure bf16 with bf16 moments
+    # (8 B/param) fits without offload, and offload is ~1/3 slower.
+    assert (t.precision, t.optimizer, t.stochastic_rounding) == ("bf16_pure", "adamw_bf16", True)
+    assert (t.checkpointing, t.ce, t.zero_stage, t.offload_optimizer) == ("full", "chunked", 0, False)
+    assert plan.memory.peak <= plan.usable_bytes < 40 * GIB
+    assert 5_000 < plan.throughput.tokens_per_s < 8_000
+    assert 0.3 < plan.throughput.mfu < 0.5
+    assert plan.train_tokens == stage_tokens(1000)
+    assert plan.hours == pytest.approx(313_312_500 / plan.throughput.tokens_per_s / 3600)
+    text = str(plan)
+    for needle in ("A100-40GB", "| **peak** |", "bf16_pure", "BF16AdamW(rounding='stochastic'", "tokens/s",
+                   "activation checkpointing = full; instead: none needs", " h."):
+        assert needle in text, needle
+    assert plan.to_markdown() == text == plan._repr_markdown_()
+
+
+def test_a100_80gb_keeps_fp32_master_weights():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-80GB")
+    assert plan.train.precision == "bf16_mixed_fp32_master"
+    assert plan.memory.peak <= plan.usable_bytes
+    # Faster than the 40 GB card: less (or no) recompute.
+    assert plan.throughput.tokens_per_s > plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB").throughput.tokens_per_s
+
+
+def test_l4_refuses_with_a_clear_message_on_colab_ram():
+    with pytest.raises(NoFeasiblePlan) as err:
+        plan_for_gpu(LLAMA_3_2_3B_AUDIO, "L4")
+    msg = str(err.value)
+    for needle in ("L4-24GB", "GiB usable", "host RAM", "CPU offload", "tokens_per_step"):
+        assert needle in msg, needle
+
+
+def test_l4_with_enough_host_ram_uses_offload():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "L4", host_ram_gib=128)
+    assert plan.train.offload_optimizer and plan.train.zero_stage in (2, 3)
+    assert plan.memory.peak <= plan.usable_bytes and plan.memory.cpu > 40 * GIB
+    assert "host RAM for offload" in str(plan)
+
+
+def test_four_gpus_use_zero_sharding():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", n_gpus=4)
+    assert plan.train.zero_stage in (2, 3) and not plan.train.offload_optimizer
+    assert plan.train.precision == "bf16_mixed_fp32_master"  # sharded fp32 masters fit again
+
+
+def test_describe_candidates_table():
+    rows = pl.describe_candidates(LLAMA_3_2_3B_AUDIO, "A100-40GB", pl.enumerate_plans())
+    assert len(rows) == len(pl.enumerate_plans())
+    chosen = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB")
+    fitting = [r for r in rows if r["fits"]]
+    assert max(r["tokens_per_s"] for r in fitting) == pytest.approx(chosen.throughput.tokens_per_s, rel=0.035)
+
+
+def test_lost_update_configurations_only_on_request():
+    default = pl.enumerate_plans()
+    assert not any(p.lost_updates for p in default)
+    assert any(p.lost_updates for p in pl.enumerate_plans(allow_lost_updates=True))
+
+
+def test_plan_by_memory_size_and_unknown_cards():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, 80)
+    assert plan.gpu.assumed_compute and any("assumed" in n for n in plan.notes)
+    with pytest.raises(ValueError, match="unknown GPU"):
+        plan_for_gpu(LLAMA_3_2_3B_AUDIO, "T4")
+
+
+# ----------------------------------------------------------------------------- GPU detection
+def test_detect_gpu_is_none_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert plan_gpus.detect_gpu() is None
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        plan_for_gpu(LLAMA_3_2_3B_AUDIO)
+
+
+@pytest.mark.parametrize("name,gib,expected", [
+    ("NVIDIA A100-SXM4-40GB", 39.4, "A100-40GB"),
+    ("NVIDIA A100-SXM4-80GB", 79.2, "A100-80GB"),
+    ("NVIDIA A100 80GB PCIe", 79.2, "A100-80GB"),
+    ("NVIDIA L4", 22.0, "L4-24GB"),
+    ("NVIDIA H100 80GB HBM3", 79.1, "H100-80GB"),
+    ("NVIDIA H200", 139.8, "H200-141GB"),
+])
+def test_match_gpu_names(name, gib, expected):
+    spec = match_gpu(name, int(gib * GIB))
+    assert spec.name == expected and spec.memory_gib == pytest.approx(gib) and not spec.assumed_compute
+
+
+def test_match_gpu_unknown_card_keeps_name_and_memory():
+    spec = match_gpu("NVIDIA L40S", int(44.4 * GIB))  # not an L4
+    assert spec.name == "NVIDIA L40S" and spec.assumed_compute and spec.memory_gib == pytest.approx(44.4)
+
+
+def test_get_gpu_aliases():
+    assert get_gpu("a100").name == "A100-40GB"
+    assert get_gpu("H100").name == "H100-80GB"
+    assert get_gpu("l4-24gb").name == "L4-24GB"
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(offload_optimizer=True), "offload_optimizer"),
+    (dict(zero_stage=2, offload_params=True, offload_optimizer=True), "offload_params"),
+    (dict(zero_stage=2, precision="bf16_pure"), "precision"),
+    (dict(zero_stage=3, optimizer="adamw_8bit"), "optimizer"),
+    (dict(precision="bf16_pure", optimizer="adamw_8bit", stochastic_rounding=True), "stochastic"),
+    (dict(precision="bf16_mixed_fp32_master", stochastic_rounding=True), "stochastic_rounding"),
+    (dict(precision="bf16_pure", grad_dtype="fp32"), "grad_dtype"),
+    (dict(grad_dtype="bf16", optimizer="adamw_8bit"), "autocast"),
+    (dict(checkpointing="some"), "checkpointing"),
+    (dict(tokens_per_step=0), "tokens_per_step"),
+    (dict(zero_stage=1), "zero_stage"),
+])
+def test_invalid_plans_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainPlan(**kwargs)
+
+
+def test_implementation_strings():
+    assert "autocast" in TrainPlan(optimizer="adamw_8bit").implementation
+    assert "rounding='master'" in TrainPlan(grad_dtype="bf16").implementation
+    assert "LOST UPDATES" in TrainPlan(precision="bf16_pure", optimizer="adamw_8bit",
+                                       stochastic_rounding=False).implementation
+    assert "ZeRO-3" in TrainPlan(zero_stage=3, offload_optimizer=True).implementation
+
+
+# ----------------------------------------------------------------------------- attention cost per kernel
+def test_attention_pairs_per_kernel_hand_counted():
+    assert plan_model.attention_pairs([3, 2], "sdpa") == 25  # dense mask: the whole 5 × 5 square
+    assert plan_model.attention_pairs([3, 2], "flash_attention_2") == 6 + 3  # two causal triangles
+    # flex: whole 128² tiles; one 200-token document touches tiles (0,0), (1,0), (1,1)
+    assert plan_model.attention_pairs([200], "flex_attention") == 3 * 128 ** 2
+    # two 100-token documents share tile (0,0), the second spills into (1,0), (1,1)
+    assert plan_model.attention_pairs([100, 100], "flex_attention") == 3 * 128 ** 2
+    with pytest.raises(ValueError, match="unknown attention kernel"):
+        plan_model.attention_pairs([10], "xformers")
+    with pytest.raises(ValueError, match="positive"):
+        plan_model.attention_pairs([10, 0], "sdpa")
+
+
+def test_per_kernel_attention_cost_llama_3b_at_8k():
+    """SDPA pays for the whole packed row; per-document kernels ~1/16 of it at 8K rows of 1K documents."""
+    rows = {r["kernel"]: r for r in plan_model.attention_cost_table(LLAMA_3_2_3B_AUDIO, 8192, 1024)}
+    print("\nattention GFLOP/token (training, 8K row, 1K documents):",
+          {k: r["attention_gflop_per_token"] for k, r in rows.items()})
+    full = 8192 * 4 * 3072 * 28 * 3.5 / 1e9  # every pair of the 8K square, forward + backward
+    assert rows["sdpa"]["attention_gflop_per_token"] == pytest.approx(full, abs=1e-3) == pytest.approx(9.865, abs=1e-3)
+    docs = 1025 / 2 * 4 * 3072 * 28 * 3.5 / 1e9  # a causal triangle: 1,024·1,025/2 pairs per 1,024 tokens
+    assert rows["flash_attention_2"]["attention_gflop_per_token"] == pytest.approx(docs, abs=1e-3)
+    assert rows["flash_attention_2"]["attention_gflop_per_token"] < rows["flex_attention"]["attention_gflop_per_token"] \
+        < 1.2 * rows["flash_attention_2"]["attention_gflop_per_token"]
+    assert rows["sdpa"]["attention_gflop_per_token"] > 14 * rows["flex_attention"]["attention_gflop_per_token"]
+    # the planner's speed follows the kernel: SDPA is ~30 % slower on an A100 at 8K, flex ~ flash
+    tps = {k: plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192, attention=k).throughput.tokens_per_s
+           for k in plan_model.ATTENTION_KERNELS}
+    assert tps["sdpa"] < 0.75 * tps["flex_attention"]
+    assert tps["flex_attention"] == pytest.approx(tps["flash_attention_2"], rel=0.02)
+    # at 4K rows the full square is half as large per token: SDPA's penalty shrinks
+    four_k = {r["kernel"]: r for r in plan_model.attention_cost_table(LLAMA_3_2_3B_AUDIO, 4096, 1024)}
+    assert four_k["sdpa"]["attention_gflop_per_token"] == pytest.approx(full / 2, abs=1e-3)
+
+
+def test_kernel_names_agree_across_modules():
+    from helpers.train import attention, config
+
+    assert plan_model.ATTENTION_KERNELS == attention.KERNELS
+    assert set(config.ATTENTION) == {"auto", *attention.KERNELS}
+    with pytest.raises(ValueError, match="attention"):
+        TrainPlan(attention="xformers")
+
+
+def test_every_plan_states_its_assumptions():
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192, attention="sdpa")
+    text = plan.to_markdown()
+    assert "Assumptions:" in text and "attention kernel sdpa" in text
+    assert any("assumed: no GPU measurement" in a for a in plan.assumptions)
+    assert any("dense block-diagonal mask" in n for n in plan.notes)
+
+
+def test_calibration_reproduces_the_measurement(monkeypatch):
+    from helpers.train import plan_gpus
+
+    a100 = get_gpu("A100-40GB")
+    plan = plan_for_gpu(LLAMA_3_2_3B_AUDIO, a100, tokens_per_step=8192)
+    tp = plan.throughput
+    measured = 0.8 * tp.tokens_per_s
+    cal = plan_gpus.calibrate(a100, tp.tokens_per_s, measured, tp.compute_s / tp.step_time_s, "test: A100 2026-01-01")
+    assert cal.hfu < a100.hfu
+    monkeypatch.setattr(plan_gpus, "CALIBRATIONS", [cal])
+    recal = plan_for_gpu(LLAMA_3_2_3B_AUDIO, "A100-40GB", tokens_per_step=8192, attention=plan.train.attention)
+    assert recal.gpu.calibration == "test: A100 2026-01-01"
+    assert recal.throughput.tokens_per_s == pytest.approx(measured, rel=2e-3)
+    assert any("calibrated to a measurement (test: A100" in a for a in recal.assumptions)
+    with pytest.raises(ValueError, match="compute_fraction"):
+        plan_gpus.calibrate(a100, 1.0, 1.0, 0.0, "x")
