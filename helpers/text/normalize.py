@@ -34,6 +34,8 @@ from functools import lru_cache
 
 from num2words import num2words
 
+from .guard import strip_unspeakable
+
 ACCENTS = ("us", "uk")
 DATE_ORDERS = ("mdy", "dmy")
 DEFAULT_DATE_ORDER = {"us": "mdy", "uk": "dmy"}
@@ -511,7 +513,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     order = _check(accent, date_order)
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
-    t = _unicode(text)
+    t = _unicode(strip_unspeakable(text))
     # Non-tag square brackets ("[1]") become parentheses so a second pass cannot
     # mistake normalized words ("[one]") for an inline tag.
     if "[" in t:
