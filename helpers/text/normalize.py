@@ -51,14 +51,18 @@ _MONTH_ABBR = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "Jun": 6, "Jul": 7, "Aug"
                "Sep": 9, "Sept": 9, "Oct": 10, "Nov": 11, "Dec": 12}
 _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS)}
 _MONTH_ALT = "|".join(list(_MONTHS) + [f"{a}\\.?" for a in sorted(_MONTH_ABBR, key=len, reverse=True)])
+# Month names in any case ("july", "JULY", "JUL."); the words "may" and "march" in lower
+# case are verbs far more often, so they count only after a day number ("17 may").
+_MONTH_ANYCASE = r"(?i:" + _MONTH_ALT + r")"
+_MONTH_LEAD = r"(?!may\b|march\b)" + _MONTH_ANYCASE
 
 
-_MONTH_HINT_RE = re.compile(r"\b(?:" + "|".join(list(_MONTHS) + list(_MONTH_ABBR)) + r")\b")
+_MONTH_HINT_RE = re.compile(r"(?i)\b(?:" + "|".join(list(_MONTHS) + list(_MONTH_ABBR)) + r")\b")
+_MONTH_NUM_LOWER = {**{m.lower(): i for m, i in _MONTH_NUM.items()}, **{a.lower(): i for a, i in _MONTH_ABBR.items()}}
 
 
 def _month_number(word: str) -> int:
-    w = word.rstrip(".")
-    return _MONTH_NUM.get(w) or _MONTH_ABBR[w]
+    return _MONTH_NUM_LOWER[word.rstrip(".").lower()]
 
 
 # --------------------------------------------------------------------------- unicode
@@ -66,7 +70,7 @@ _VULGAR = {"½": "1/2", "¼": "1/4", "¾": "3/4", "⅓": "1/3", "⅔": "2/3", "�
            "⅗": "3/5", "⅘": "4/5", "⅙": "1/6", "⅚": "5/6", "⅛": "1/8", "⅜": "3/8", "⅝": "5/8", "⅞": "7/8"}
 _VULGAR_RE = re.compile(r"(\d?)([" + "".join(_VULGAR) + "])")
 _PRE_NFKC = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
-                           "²": "^2", "³": "^3", "−": "-", "‐": "-", "‑": "-", "⁄": "/"})
+                           "²": "^2", "³": "^3", "º": "°", "−": "-", "‐": "-", "‑": "-", "⁄": "/"})
 
 
 def _unicode(text: str) -> str:
@@ -137,13 +141,19 @@ def _read_phone(s: str, accent: str) -> str:
 
 
 # Dates.
-_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_ISO_DATE_RE = re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b(?![-/.]\d)")
 _NUM_DATE_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
 _DATE_CUES = r"on|by|until|till|since|from|before|after|dated|due|until|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
 _ORD_SUFFIX = r"(?:st|nd|rd|th)"
-_MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_ALT + r")\s+(\d{1,2})" + _ORD_SUFFIX + r"?\b(?:(,?)\s+(\d{4})\b)?")
-_DAY_MONTH_RE = re.compile(r"\b(?:the\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ALT + r")(?![\w])(?:(,?)\s+(\d{4})\b)?")
+_MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_SUFFIX + r"?\b(?![/:.]?\d)(?!-(?!\d{4}\b)\d)"
+                           r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
+_DAY_MONTH_RE = re.compile(r"\b(?:([Tt]he)\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ANYCASE
+                           + r")(?![\w])(?:(,?)\s*(\d{4})\b)?")
+# Years with an era ("340 A.D", "500 BC"), business quarters ("2Q22", "Q3 2021"), "1980 s".
+_ERA_RE = re.compile(r"(?<![\w.])(\d{1,4})\s?(A\.?D|B\.?C\.?E|B\.?C|C\.?E|BCE|BC|AD|CE)(\.?)(?![\w])")
+_QUARTER_RE = re.compile(r"\b(?:([1-4])Q(\d{2}|\d{4})|Q([1-4])\s(\d{4}))\b")
+_SPACED_DECADE_RE = re.compile(r"\b(1\d|20)(\d0) s\b")
 
 
 def _valid_date(y: int | None, m: int, d: int) -> bool:
@@ -169,15 +179,23 @@ def _say_date(y: int | None, m: int, d: int, accent: str, year_digits: int = 4, 
 
 
 # Times.
-_AMPM = r"(?P<ap>[aApP])\.?\s?(?P<m>[mM])(?P<dot>\.?)(?![\w])"
-_TIME_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2}):(?P<min>\d{2})(?::(?P<s>\d{2}))?(?![\d:])(?:\s?" + _AMPM + ")?")
-_HOUR_AMPM_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})\s?" + _AMPM)
+_ZONES = ("EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT", "AKST", "HST", "GMT", "UTC", "BST", "CET", "CEST",
+          "EET", "IST", "JST", "AEST", "AEDT", "ET", "PT", "CT", "MT")
+_ZONE = (r"(?:\s?(?P<zone>" + "|".join(r"\.?".join(z) for z in sorted(_ZONES, key=len, reverse=True))
+         + r"|(?i:e\.s\.t|p\.s\.t|c\.s\.t|est|pst|cst|gmt|utc))\.?(?![\w]))?")
+_AMPM = r"(?P<ap>[aApP])\.?\s?(?P<m>[mM])(?P<dot>\.?)(?![a-zA-Z0-9])"
+_TIME_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})(?::(?P<min>\d{2})(?::(?P<s>\d{2}))?(?![\d:])(?:\s?" + _AMPM + ")?"
+                      r"|\.(?P<dmin>\d{2})\s?" + _AMPM.replace("?P<", "?P<d") + ")" + _ZONE)
+_HOUR_AMPM_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})\s?" + _AMPM + _ZONE)
+_AMPM_RANGE_RE = re.compile(r"(?<=[AP] M)\.?\s?[-–]\s?(?=[a-z])")
 
 
-def _ampm_tail(m: re.Match, following: str) -> str:
-    tail = " A M" if m["ap"] in "aA" else " P M"
+def _ampm_tail(m: re.Match, following: str, prefix: str = "") -> str:
+    tail = " A M" if m[prefix + "ap"] in "aA" else " P M"
+    if m["zone"]:
+        tail += " " + " ".join(m["zone"].replace(".", "").upper())
     # "at 10 a.m. The" - the dot also ends the sentence: keep one.
-    if m["dot"] and (not following.strip() or re.match(r"\s+[A-Z\"]", following)):
+    elif m[prefix + "dot"] and (not following.strip() or re.match(r"\s+[A-Z\"]", following)):
         tail += "."
     return tail
 
@@ -201,6 +219,15 @@ _CURRENCY = {  # symbol: (singular, plural, minor singular, minor plural)
     "€": ("euro", "euros", "cent", "cents"),
     "¥": ("yen", "yen", None, None),
     "₹": ("rupee", "rupees", "paisa", "paise"),
+    "₩": ("won", "won", None, None),
+    "US$": ("U S dollar", "U S dollars", "cent", "cents"),
+    "A$": ("Australian dollar", "Australian dollars", "cent", "cents"),
+    "AU$": ("Australian dollar", "Australian dollars", "cent", "cents"),
+    "C$": ("Canadian dollar", "Canadian dollars", "cent", "cents"),
+    "CA$": ("Canadian dollar", "Canadian dollars", "cent", "cents"),
+    "NZ$": ("New Zealand dollar", "New Zealand dollars", "cent", "cents"),
+    "HK$": ("Hong Kong dollar", "Hong Kong dollars", "cent", "cents"),
+    "S$": ("Singapore dollar", "Singapore dollars", "cent", "cents"),
     "USD": ("dollar", "dollars", "cent", "cents"),
     "GBP": ("pound", "pounds", "penny", "pence"),
     "EUR": ("euro", "euros", "cent", "cents"),
@@ -208,17 +235,22 @@ _CURRENCY = {  # symbol: (singular, plural, minor singular, minor plural)
 _SCALES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million", "b": "billion",
            "B": "billion", "bn": "billion", "tn": "trillion", "thousand": "thousand", "million": "million",
            "billion": "billion", "trillion": "trillion"}
-_SCALE_TAIL = r"(?:(?P<abbr>bn|mn|tn|[kKmMbB])(?![\w])|\s(?P<word>thousand|million|billion|trillion)\b)?"
-_MONEY_RE = re.compile(r"(?P<sign>(?<![\w.])[-−])?(?P<sym>[$£€¥₹])\s?(?P<num>" + _NUM + ")" + _SCALE_TAIL)
+_SCALE_TAIL = (r"(?:(?P<abbr>bn|mn|tn|[kKmMbB])(?![\w])|\s(?P<sabbr>bn|mn|tn|[bB])(?![\w'])"
+               r"|\s(?P<word>thousand|million|billion|trillion)\b)?")
+_MONEY_RE = re.compile(r"(?P<sign>(?<![\w.])[-−])?(?P<sym>(?<![A-Za-z])(?:US|AU?|CA?|NZ|HK|S)\$|[$£€¥₹₩])\s?"
+                       r"(?P<num>" + _NUM + ")" + _SCALE_TAIL)
 _MONEY_POST_RE = re.compile(_B + r"(?P<sign>[-−])?(?P<num>" + _NUM + r")" + _SCALE_TAIL + r"\s?(?P<sym>€|USD|GBP|EUR)(?![\w])")
 # "50p" (pence) only for one or two digits: "1080p" is a video resolution.
-_MONEY_HINT_RE = re.compile(r"[$£€¥₹¢]|\dp|USD|EUR|GBP")
+_MONEY_HINT_RE = re.compile(r"[$£€¥₹₩¢]|\dp|USD|EUR|GBP")
 _CENTS_RE = re.compile(_B + r"(?:(?P<num>\d+)\s?¢|(?P<pence>\d{1,2})p(?![\w']))")
 
 
 def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) -> str:
     one, many, minor_one, minor_many = _CURRENCY[sym]
     intpart, _, frac = num.replace(",", "").partition(".")
+    if len(frac) > 2 and not frac[2:].strip("0"):  # "$2.000", "$20.500": the extra zeros say nothing
+        frac = frac[:2]
+        num = intpart + "." + frac
     if scale:
         s = f"{number(num, accent)} {_SCALES[scale]} {many}"
     elif frac and len(frac) <= 2 and minor_one:
@@ -270,20 +302,64 @@ for _forms, _spec in [
     (("bpm",), _u("beat per minute", "beats per minute")), (("px",), _u("pixel")),
     (("m^2", "sq m"), _u("square meter", uk_sg="square metre")), (("km^2", "sq km"), _u("square kilometer", uk_sg="square kilometre")),
     (("cm^2",), _u("square centimeter", uk_sg="square centimetre")), (("ft^2", "sq ft"), _u("square foot", "square feet")),
-    (("m^3",), _u("cubic meter", uk_sg="cubic metre")), (("cm^3", "cc"), _u("cubic centimeter", uk_sg="cubic centimetre")),
+    (("m^3", "m3"), _u("cubic meter", uk_sg="cubic metre")),
+    (("km^3",), _u("cubic kilometer", uk_sg="cubic kilometre")), (("ft^3", "cu ft"), _u("cubic foot", "cubic feet")),
+    (("KG", "Kg"), _u("kilogram")), (("KM", "Km"), _u("kilometer", uk_sg="kilometre")),
+    (("mbps", "MBPS"), _u("megabit per second", "megabits per second")),
+    (("kbps", "Kbps"), _u("kilobit per second", "kilobits per second")),
+    (("gbps", "GBPS"), _u("gigabit per second", "gigabits per second")),
+    (("m2",), _u("square meter", uk_sg="square metre")), (("km2",), _u("square kilometer", uk_sg="square kilometre")), (("cm^3", "cc"), _u("cubic centimeter", uk_sg="cubic centimetre")),
 ]:
     for _f in _forms:
         _UNITS[_f] = _spec
 _UNIT_ALT = "|".join(re.escape(f) for f in sorted(_UNITS, key=len, reverse=True))
 # A unit needs a number right before it and nothing word-like after it ("5 miles" is not "5 mi").
-_UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
+_UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")(?:\s(?P<scale>thousand|million|billion|trillion))?"
+                      r"\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
+# "4 1/2 lbs", "3/4 mi": a fraction before a unit.
+_FRACTION_UNIT_RE = re.compile(r"(?<![\w/.])(?:(\d+)\s)?(\d+)/(\d+)\s?(" + _UNIT_ALT + r")(?![\w^/])")
+# "1234-123kg", "2-5lb": both ends of a range before a unit are quantities, never years.
+_UNIT_RANGE_RE = re.compile(r"(?<![\w.,-])(" + _NUM + r")\s?[-–]\s?(" + _NUM + r")\s?(?=(?:" + _UNIT_ALT + r")(?![\w^/]))")
 _DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?(?![\w.])")
 _TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
+
+_PER_UNITS = {"mo": "month", "month": "month", "yr": "year", "year": "year", "wk": "week", "week": "week",
+              "d": "day", "day": "day", "hr": "hour", "h": "hour", "hour": "hour", "min": "minute", "s": "second",
+              "sec": "second", "kg": "kilogram", "g": "gram", "mg": "milligram", "lb": "pound", "oz": "ounce",
+              "km": "kilometer", "m": "meter", "cm": "centimeter", "mm": "millimeter", "mi": "mile", "ft": "foot",
+              "l": "liter", "L": "liter", "ml": "milliliter", "gal": "gallon", "person": "person", "head": "head",
+              "unit": "unit", "item": "item", "night": "night", "sq ft": "square foot", "m2": "square meter"}
+_PER_UK = {"kilometer": "kilometre", "meter": "metre", "centimeter": "centimetre", "millimeter": "millimetre",
+           "liter": "litre", "milliliter": "millilitre", "square meter": "square metre"}
+_PER_RE = re.compile(r"(?<=\d)(?P<unit>\s?(?:" + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
+                     + r"))?\s?/\s?(?P<per>" + "|".join(sorted(_PER_UNITS, key=len, reverse=True)) + r")(?![\w/])")
+
+
+def _per(m: re.Match, accent: str) -> str:
+    name = _PER_UNITS[m["per"]]
+    if accent == "uk":
+        name = _PER_UK.get(name, name)
+    return (m["unit"] or "") + " per " + name
+
 
 _PERCENT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?%")
 _ORDINAL_RE = re.compile(_B + r"(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
 _DECADE_RE = re.compile(r"(?<![\w.])(?:'(\d0)|(\d{2})?(\d0))'?s\b")
-_RANGE_RE = re.compile(r"(?<=\d)(?:-|\s?–\s?)(?=[$£€]?\.?\d)")
+_RANGE_RE = re.compile(r"(?<=[\d%])(?:-|\s?–\s?)(?=[$£€]?\.?\d)")
+_CHAIN_LEFT_RE = re.compile(r"[\w.]-[\d.,]*$")
+_CHAIN_RIGHT_RE = re.compile(r"[$£€]?[\d.,]*\d%?-[\w$]")
+_DECADE_RANGE_RE = re.compile(r"(?<=\d0s)\s?[-–]\s?(?=(?:\d\d)?\d0s\b)")
+_MINUS_RE = re.compile(r"(?<=\d)\s?-\s?(?=\d)")
+
+
+def _range(m: re.Match) -> str:
+    s = m.string
+    start = m.start()
+    while start > 0 and (s[start - 1].isdigit() or s[start - 1] in ".,%"):
+        start -= 1
+    if _CHAIN_LEFT_RE.search(s[max(0, start - 2):m.start()]) or _CHAIN_RIGHT_RE.match(s, m.end()):
+        return m[0]  # a part of a serial or code, not a range
+    return " to "
 _SPECIAL_SLASH = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "fifty-fifty", "365/24/7": "three sixty-five twenty-four seven"}
 _SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(_SPECIAL_SLASH, key=len, reverse=True)) + r")(?![\w/])")
 _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
@@ -411,8 +487,8 @@ _NEG_RE = re.compile(r"(?<![\w.,)\]])-(?=\.?\d)")
 _NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+")
 _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
             "°": " degrees ", "º": " degrees ", "~": " about ", "<": " less than ", ">": " greater than ",
-            "^": " to the power of ", "\\": " backslash ", "$": " dollars ", "£": " pounds ", "€": " euros ",
-            "¥": " yen ", "₹": " rupees ", "¢": " cents ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
+            "^": " to the power of ", "\\": " backslash ", "$": " dollar ", "£": " pound ", "€": " euro ", "₩": " won ",
+            "¥": " yen ", "₹": " rupee ", "¢": " cent ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
             "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark ", "%": " percent "}
 _W_SLASH_RE = re.compile(r"\b([wW])/(o\b)?(?=\s|$)")  # "w/" with, "w/o" without
 _SLASH_WORDS_RE = re.compile(r"\b[aA]nd/or\b|(?<=[A-Za-z])\s*/\s*(?=[A-Za-z])")  # "his/her" -> "his or her"
@@ -456,11 +532,20 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
             t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)
         t = _dates(t, accent, order)
-        if ":" in t:
+        if ":" in t or "." in t:
             t = _TIME_RE.sub(lambda m: _time(m, accent), t)
         t = _HOUR_AMPM_RE.sub(lambda m: _hour_ampm(m, accent), t)
+        if " M" in t:
+            t = _AMPM_RANGE_RE.sub(" to ", t)
         if "-" in t or "–" in t:
-            t = _RANGE_RE.sub(" to ", t)
+            if "=" in t:  # "1-2=5": arithmetic
+                t = _MINUS_RE.sub(" minus ", t)
+            if "s" in t:
+                t = _DECADE_RANGE_RE.sub(" to ", t)
+            t = _UNIT_RANGE_RE.sub(lambda m: f"{number(m[1], accent)} to {m[2]} ", t)
+            t = _RANGE_RE.sub(_range, t)
+        if "/" in t:
+            t = _PER_RE.sub(lambda m: _per(m, accent), t)
         if _MONEY_HINT_RE.search(t):
             t = _MONEY_RE.sub(lambda m: _money_match(m, accent), t)
             t = _MONEY_POST_RE.sub(lambda m: _money_match(m, accent), t)
@@ -470,10 +555,12 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if "x" in t or "×" in t:
             t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups() if g), t)
             t = _TIMES_RE.sub(lambda m: number(m[1], accent) + " times", t)
+        if "/" in t:
+            t = _FRACTION_UNIT_RE.sub(lambda m: _fraction_unit(m, accent), t)
         t = _UNIT_RE.sub(lambda m: _unit(m, accent), t)
         if "s" in t:
             t = _DECADE_RE.sub(lambda m: _decade(m, accent), t)
-        t = _ORDINAL_RE.sub(lambda m: ordinal(int(m[1].replace(",", "")), accent), t)
+        t = _ORDINAL_RE.sub(lambda m: _ordinal(m, accent), t)
         if "/" in t:
             t = _SPECIAL_SLASH_RE.sub(lambda m: _SPECIAL_SLASH[m[1]], t)
             t = _MIXED_FRACTION_RE.sub(lambda m: f"{cardinal(int(m[1]), accent)} and "
@@ -507,7 +594,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if "/" in t:
         # Slashes no rule claimed ("1/1/0", "5/a"): the numbers around them are words
         # only now, so decide here, once: between words "or", elsewhere "slash".
-        t = _SLASH_WORDS_RE.sub(_slash_words, t).replace("/", " slash ")
+        t = t.replace("/", " slash ")
     return _tidy_space(t)
 
 
@@ -529,7 +616,7 @@ def _tidy_space(t: str) -> str:
 
 def _dates(t: str, accent: str, order: str) -> str:
     def iso(m):
-        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+        y, mo, d = int(m[1]), int(m[3]), int(m[4])
         return _say_date(y, mo, d, accent) if _valid_date(y, mo, d) else m[0]
 
     def numeric(m):
@@ -560,48 +647,72 @@ def _dates(t: str, accent: str, order: str) -> str:
         return s
 
     def day_month(m):
-        d, mo = int(m[1]), _month_number(m[2])
+        d, mo = int(m[2]), _month_number(m[3])
         if not _valid_date(None, mo, d):
             return m[0]
         s = _say_date(None, mo, d, accent, style="day_of_month")
-        if m[4]:
-            s += (", " if m[3] else " ") + year(int(m[4]), accent)
+        if m[1]:  # "The 5th of November": the article is already written
+            s = m[1] + s[3:]
+        if m[5]:
+            s += (", " if m[4] else " ") + year(int(m[5]), accent)
         return s
 
     if "-" in t or "/" in t or "." in t:
         t = _ISO_DATE_RE.sub(iso, t)
+        if "." in t:
+            t = _ERA_RE.sub(lambda m: f"{year(int(m[1]), accent)} {' '.join(m[2].replace('.', ''))}"
+                                      f"{_keep_stop(_after(m)) if m[3] else ''}", t)
         t = _NUM_DATE_RE.sub(numeric, t)
         if "/" in t:
             t = _SHORT_DATE_RE.sub(short, t)
     if _MONTH_HINT_RE.search(t):
         t = _MONTH_DAY_RE.sub(month_day, t)
         t = _DAY_MONTH_RE.sub(day_month, t)
+    if "Q" in t:
+        t = _QUARTER_RE.sub(lambda m: f"the {ordinal(int(m[1] or m[3]), accent)} quarter of "
+                                      + (cardinal(int(m[2]), accent) if m[2] and len(m[2]) == 2
+                                         else year(int(m[2] or m[4]), accent)), t)
+    if "AD" in t or "BC" in t or "CE" in t:
+        t = _ERA_RE.sub(lambda m: f"{year(int(m[1]), accent)} {' '.join(m[2].replace('.', ''))}", t)
+    if " s" in t:
+        t = _SPACED_DECADE_RE.sub(r"\1\2s", t)
     return t
 
 
 def _time(m: re.Match, accent: str) -> str:
+    if m["dmin"] is not None:  # "1.59 p.m."
+        h, mi = int(m["h"]), int(m["dmin"])
+        if mi > 59 or not 0 <= h <= 12:
+            return m[0]
+        return _say_clock(h or 12, mi, accent, True) + _ampm_tail(m, _after(m), "d")
+    if m["min"] is None:
+        return m[0]
     h, mi = int(m["h"]), int(m["min"])
     ampm = m["ap"] is not None
-    if mi > 59 or h > 23 or (ampm and not 1 <= h <= 12) or (m["s"] and int(m["s"]) > 59):
+    if mi > 59 or h > 23 or (ampm and not 0 <= h <= 12) or (m["s"] and int(m["s"]) > 59):
         return m[0]  # not a clock time; the generic rules read the numbers
+    if ampm and h == 0:
+        h = 12  # "00:05am" is five past midnight
     s = _say_clock(h, mi, accent, ampm)
     if m["s"] and int(m["s"]):
         sec = int(m["s"])
         s += f" and {cardinal(sec, accent)} second{'' if sec == 1 else 's'}"
     if ampm:
         s += _ampm_tail(m, _after(m))
+    elif m["zone"]:
+        s += " " + " ".join(m["zone"].replace(".", "").upper())
     return s
 
 
 def _hour_ampm(m: re.Match, accent: str) -> str:
     h = int(m["h"])
-    if not 1 <= h <= 12:
+    if not 0 <= h <= 12:
         return m[0]
-    return cardinal(h, accent) + _ampm_tail(m, _after(m))
+    return cardinal(h or 12, accent) + _ampm_tail(m, _after(m))
 
 
 def _money_match(m: re.Match, accent: str) -> str:
-    scale = m["abbr"] or m["word"]
+    scale = m["abbr"] or m["sabbr"] or m["word"]
     return _say_money(m["num"], m["sym"], scale, bool(m["sign"]), accent)
 
 
@@ -612,11 +723,34 @@ def _cents(m: re.Match, accent: str) -> str:
     return f"{cardinal(n, accent)} {'cent' if n == 1 else 'cents'}"
 
 
+def _unit_name(unit: str, one: bool, accent: str) -> str:
+    us_sg, us_pl, uk_sg, uk_pl = _UNITS[unit]
+    return (us_sg if one else us_pl) if accent == "us" else (uk_sg if one else uk_pl)
+
+
 def _unit(m: re.Match, accent: str) -> str:
-    us_sg, us_pl, uk_sg, uk_pl = _UNITS[m["unit"]]
-    one = _is_one(m["num"])
-    name = (us_sg if one else us_pl) if accent == "us" else (uk_sg if one else uk_pl)
-    return f"{number(m['num'], accent)} {name}"
+    one = _is_one(m["num"]) and not m["scale"]
+    scale = f" {m['scale']}" if m["scale"] else ""
+    return f"{number(m['num'], accent)}{scale} {_unit_name(m['unit'], one, accent)}"
+
+
+def _fraction_unit(m: re.Match, accent: str) -> str:
+    a, b = int(m[2]), int(m[3])
+    if m[1]:  # "four and a half pounds"
+        return (f"{cardinal(int(m[1]), accent)} and {_fraction(a, b, accent, mixed=True)} "
+                f"{_unit_name(m[4], False, accent)}")
+    if a < b:  # "three quarters of a mile"
+        return f"{_fraction(a, b, accent)} of a {_unit_name(m[4], True, accent)}"
+    return f"{_fraction(a, b, accent)} {_unit_name(m[4], False, accent)}"
+
+
+def _ordinal(m: re.Match, accent: str) -> str:
+    n = int(m[1].replace(",", ""))
+    suffix = m[0][len(m[1]):].lower()
+    right = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    if suffix != right:  # a typo or a code: say what is written
+        return f"{number(m[1], accent)} {suffix}"
+    return ordinal(n, accent)
 
 
 def _decade(m: re.Match, accent: str) -> str:
