@@ -84,16 +84,22 @@ def _unicode(text: str) -> str:
 
 # --------------------------------------------------------------------------- rules
 _BRACKET_RE = re.compile(r"\[([^\[\]]*)\]")
+_MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:[\s=][^<>]*)?/?>")
 
 # URLs and e-mail addresses: read the way people dictate them ("example dot com slash docs").
-_EMAIL_RE = re.compile(r"(?<![\w.])[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_URL_RE = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"]+|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_EMAIL_RE = re.compile(r"(?<![\w.])[A-Za-z0-9][\w.+&-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\s<>\"]*)?")
+_URL_RE = re.compile(r"\b(?:https?://|ftp://|file:///?|www\.)[^\s<>\"]+|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
                      r"\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b(?:/[^\s<>\"]*)?")
 _URL_SYMBOLS = {".": " dot ", "/": " slash ", "-": " dash ", "_": " underscore ", "@": " at ", ":": " colon ",
-                "?": " question mark ", "=": " equals ", "&": " and ", "#": " hash ", "+": " plus ", "~": " tilde ",
+                "?": " question mark ", "=": " equals ", "&": " ampersand ", "#": " hash ", "+": " plus ", "~": " tilde ",
                 "%": " percent "}
-_URL_HINT_RE = re.compile(r"://|www\.|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
+_URL_HINT_RE = re.compile(r":/|www\.|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
 _URL_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+|.")
+# "test.abc", "readme.md": a lower-case name and extension with no space is read as written.
+_BARE_DOMAIN_RE = re.compile(r"(?<![\w.@/'])[a-z][a-z0-9-]*[a-z0-9]\.[a-z]{2,6}(?![\w.]|\.\w)")
+# Digits after these cues are a code, read digit by digit ("card ending in 8876", "your PIN is 4921").
+_CODE_CUE_RE = re.compile(r"\b((?:ending|ends) (?:in|with)|(?:PIN|pin|OTP|otp|passcode|code)(?: is|:)?)"
+                          r"(\s+[A-Za-z]{0,3})(\d{3,})\b")
 
 
 def _read_url(s: str, accent: str) -> str:
@@ -119,10 +125,12 @@ def _read_url(s: str, accent: str) -> str:
 _PHONE_RE = re.compile(
     r"(?<![\w+])(?:"
     r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,4}"  # +44 20 7946 0958
-    r"|(?:1[\s.-])?\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (555) 123-4567
-    r"|(?:1[.-])?\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567, 1-800-555-1234
+    r"|(?:1[\s.-])?\(\d{3}\)[\s-]?\d{3}[\s.-]\d{4}"  # (555) 123-4567, (555)-123-4567
+    r"|(?:1[.-])?\d{3}[.-]\d{3}[.-]\d{4}(?:-\d{1,4}\b)?"  # 555-123-4567, 1-800-555-1234, an extension
+    r"|\d{3}-\d{2}-\d{4}"  # 111-22-3333 (social security and other serials)
     r"|0\d{2,4}[\s-]\d{3,6}(?:[\s-]\d{3,4})?"  # 020 7946 0958, 07700 900123
     r")(?![\w])")
+_IP_RE = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
 _PHONE_CUE_RE = re.compile(r"\b((?:[Tt]el|[Pp]hone|[Cc]all|[Dd]ial|[Ff]ax|[Mm]obile|[Cc]ell)\.?:?\s+)(\d{3}-\d{4})\b")
 
 
@@ -320,7 +328,8 @@ _UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")(?:\s(?P<scale>thousand|million|b
 _FRACTION_UNIT_RE = re.compile(r"(?<![\w/.])(?:(\d+)\s)?(\d+)/(\d+)\s?(" + _UNIT_ALT + r")(?![\w^/])")
 # "1234-123kg", "2-5lb": both ends of a range before a unit are quantities, never years.
 _UNIT_RANGE_RE = re.compile(r"(?<![\w.,-])(" + _NUM + r")\s?[-–]\s?(" + _NUM + r")\s?(?=(?:" + _UNIT_ALT + r")(?![\w^/]))")
-_DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?(?![\w.])")
+_DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?"
+                      r"(?:\s?(" + _UNIT_ALT + r")(?![\w^/]))?(?![\w]|\.\d)")
 _TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
 
 _PER_UNITS = {"mo": "month", "month": "month", "yr": "year", "year": "year", "wk": "week", "week": "week",
@@ -363,6 +372,9 @@ def _range(m: re.Match) -> str:
 _SPECIAL_SLASH = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "fifty-fifty", "365/24/7": "three sixty-five twenty-four seven"}
 _SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(_SPECIAL_SLASH, key=len, reverse=True)) + r")(?![\w/])")
 _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
+_FRACTION_SUFFIX_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
+_TIMES_SIGN_RE = re.compile(r"(?<=\d)\s?\*\s?(?=\d)")
+_RATIO_RE = re.compile(r"(?<![\w:.])(\d+):(\d)(?![\d:])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
 _NUMBER_SIGN_RE = re.compile(r"#\s?(?=\d)")
 
@@ -440,8 +452,9 @@ _REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "
                  "Ivan", "Olaf", "Harald", "Gustav", "Wilhelm", "Francis", "Anne", "Victoria", "Stephen", "Edmund",
                  "Urban", "Boniface", "Sixtus", "Felipe", "Rama", "Akihito", "Otto", "Rudolf", "Malcolm", "David")
 # The numeral must end the word ("Part I'm" is not a numeral; "Henry VIII's" is).
-_ROMAN_END = r"(?=['’]s\b|[^\w'’-]|$)"
-_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(_ROMAN_KEYWORDS) + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
+_ROMAN_END = r"(?=['’]s\b|--|[^\w'’-]|$)"
+_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(list(_ROMAN_KEYWORDS) + [k.upper() for k in _ROMAN_KEYWORDS])
+                               + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
 _ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")" + _ROMAN_END)
 _ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
 
@@ -484,7 +497,7 @@ _WORD_DIGIT_HYPHEN_RE = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
 _DOTTED_NUMBER_RE = re.compile(r"\d+(?:\.\d+){2,}")
 _NEG_RE = re.compile(r"(?<![\w.,)\]])-(?=\.?\d)")
-_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+")
+_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|(?<!\.)\.\d+")
 _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
             "°": " degrees ", "º": " degrees ", "~": " about ", "<": " less than ", ">": " greater than ",
             "^": " to the power of ", "\\": " backslash ", "$": " dollar ", "£": " pound ", "€": " euro ", "₩": " won ",
@@ -514,6 +527,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     t = _unicode(strip_unspeakable(text))
+    if "<" in t:
+        t = _MARKUP_RE.sub(" ", t)
     # Non-tag square brackets ("[1]") become parentheses so a second pass cannot
     # mistake normalized words ("[one]") for an inline tag.
     if "[" in t:
@@ -525,12 +540,18 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = _EMAIL_RE.sub(lambda m: _read_url(m[0], accent), t)
     if "." in t and _URL_HINT_RE.search(t):
         t = _URL_RE.sub(lambda m: _read_url(m[0], accent), t)
+    if "." in t:
+        t = _BARE_DOMAIN_RE.sub(lambda m: m[0].replace(".", " dot "), t)
 
     has_digit = any(c.isdigit() for c in t)
     if has_digit:
         if sum(c.isdigit() for c in t) >= 7:
             t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
             t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)
+            if "." in t:
+                t = _IP_RE.sub(lambda m: " dot ".join(digits(g, accent) for g in m[0].split(".")), t)
+        if _CODE_CUE_RE.search(t):
+            t = _CODE_CUE_RE.sub(lambda m: f"{m[1]}{m[2]} {digits(m[3], accent)}", t)
         t = _dates(t, accent, order)
         if ":" in t or "." in t:
             t = _TIME_RE.sub(lambda m: _time(m, accent), t)
@@ -553,13 +574,16 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if "%" in t:
             t = _PERCENT_RE.sub(lambda m: number(m["num"], accent) + (" percent" if accent == "us" else " per cent"), t)
         if "x" in t or "×" in t:
-            t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups() if g), t)
+            t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups()[:3] if g)
+                             + (" " + _unit_name(m[4], False, accent) if m[4] else ""), t)
             t = _TIMES_RE.sub(lambda m: number(m[1], accent) + " times", t)
         if "/" in t:
             t = _FRACTION_UNIT_RE.sub(lambda m: _fraction_unit(m, accent), t)
         t = _UNIT_RE.sub(lambda m: _unit(m, accent), t)
         if "s" in t:
             t = _DECADE_RE.sub(lambda m: _decade(m, accent), t)
+        if "/" in t:
+            t = _FRACTION_SUFFIX_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
         t = _ORDINAL_RE.sub(lambda m: _ordinal(m, accent), t)
         if "/" in t:
             t = _SPECIAL_SLASH_RE.sub(lambda m: _SPECIAL_SLASH[m[1]], t)
@@ -568,6 +592,10 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _FRACTION_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
         if "#" in t:
             t = _NUMBER_SIGN_RE.sub("number ", t)
+        if "*" in t:
+            t = _TIMES_SIGN_RE.sub(" times ", t)
+        if ":" in t:
+            t = _RATIO_RE.sub(r"\1 to \2", t)
         # Letters glued to digits are separate words ("MP3", "B2B"); split before the
         # word rules so they see the same word boundaries on every pass.
         t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)

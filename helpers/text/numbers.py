@@ -69,8 +69,9 @@ def number(text: str, accent: str = "us") -> str:
     neg = text[:1] in "-−"
     body = text.lstrip("-−+")
     intpart, _, frac = body.partition(".")
+    grouped = "," in intpart  # "124,444,234,854,823,834,553": grouping says it is a quantity
     intpart = intpart.replace(",", "")
-    if not frac and (len(intpart) > _MAX_CARDINAL_DIGITS or (len(intpart) > 1 and intpart[0] == "0")):
+    if not frac and ((len(intpart) > _MAX_CARDINAL_DIGITS and not grouped) or (len(intpart) > 1 and intpart[0] == "0")):
         words = digits(intpart, accent)
     else:
         words = ""
