@@ -31,6 +31,7 @@ import datetime
 import re
 import unicodedata
 
+from .address import addresses
 from .guard import strip_unspeakable
 from .numbers import (_DIGIT_WORDS, _DIGIT_WORDS_UK_DECIMAL, _DIGIT_WORDS_UK_PHONE,  # noqa: F401
                       _MAX_CARDINAL_DIGITS, _is_one, _plural, _tidy, cardinal, digits, number, ordinal, year)
@@ -397,7 +398,9 @@ def _fraction(a: int, b: int, accent: str, mixed: bool = False) -> str:
 _TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Mx": "Mix", "Prof": "Professor", "Mt": "Mount",
            "Gen": "General", "Capt": "Captain", "Lt": "Lieutenant", "Col": "Colonel", "Sgt": "Sergeant",
            "Gov": "Governor", "Sen": "Senator", "Rep": "Representative", "Rev": "Reverend", "Fr": "Father",
-           "Pres": "President", "Cpl": "Corporal", "Adm": "Admiral", "Hon": "Honorable"}
+           "Pres": "President", "Cpl": "Corporal", "Adm": "Admiral", "Hon": "Honorable",
+           "Maj": "Major", "Brig": "Brigadier", "Cmdr": "Commander", "Cdr": "Commander", "Pvt": "Private",
+           "Supt": "Superintendent", "Insp": "Inspector", "Amb": "Ambassador", "Atty": "Attorney"}
 _TITLES_NO_DOT = ("Mr", "Mrs", "Ms", "Mx", "Mt")
 _TITLE_RE = re.compile(r"\b(" + "|".join(sorted(_TITLES, key=len, reverse=True)) + r")(\.)(?!\w)"
                        r"|\b(" + "|".join(_TITLES_NO_DOT) + r")(?=\s+[A-Z])")
@@ -418,7 +421,8 @@ _PHRASES = [  # (regex, replacement): always expanded
     (r"\b(P)h\.?D\.?(?![A-Za-z0-9])", "P H D"),
 ]
 _PHRASES = [(re.compile(p), r) for p, r in _PHRASES]
-_MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(_MONTH_ABBR, key=len, reverse=True)) + r")\.(?!\w)")
+_MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(list(_MONTH_ABBR) + [a.upper() for a in _MONTH_ABBR], key=len,
+                                                     reverse=True)) + r")\.(?!\w)")
 _DOTTED_ACRONYM_RE = re.compile(r"\b((?:[A-Za-z]\.){2,})(?![A-Za-z0-9])")
 
 
@@ -503,6 +507,9 @@ _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " t
             "^": " to the power of ", "\\": " backslash ", "$": " dollar ", "£": " pound ", "€": " euro ", "₩": " won ",
             "¥": " yen ", "₹": " rupee ", "¢": " cent ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
             "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark ", "%": " percent "}
+_ETC_RE = re.compile(r"&c\.")
+_WORLD_WAR_RE = re.compile(r"\bWW ?(II|I|1|2)\b")
+_PLAN_RE = re.compile(r"\b(\d)0(\d)\s?\(([a-z])\)")  # retirement plans: "401(k)", "403(b)"
 _W_SLASH_RE = re.compile(r"\b([wW])/(o\b)?(?=\s|$)")  # "w/" with, "w/o" without
 _SLASH_WORDS_RE = re.compile(r"\b[aA]nd/or\b|(?<=[A-Za-z])\s*/\s*(?=[A-Za-z])")  # "his/her" -> "his or her"
 _SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
@@ -552,6 +559,9 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
                 t = _IP_RE.sub(lambda m: " dot ".join(digits(g, accent) for g in m[0].split(".")), t)
         if _CODE_CUE_RE.search(t):
             t = _CODE_CUE_RE.sub(lambda m: f"{m[1]}{m[2]} {digits(m[3], accent)}", t)
+        t = addresses(t, accent)
+        if "(" in t:
+            t = _PLAN_RE.sub(lambda m: f"{cardinal(int(m[1]))} oh {cardinal(int(m[2]))} {m[3].upper()}", t)
         t = _dates(t, accent, order)
         if ":" in t or "." in t:
             t = _TIME_RE.sub(lambda m: _time(m, accent), t)
@@ -604,9 +614,13 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     # Symbols become words before the word rules so every pass sees the same words.
     t = _W_SLASH_RE.sub(lambda m: _case_like(m[1], "without" if m[2] else "with"), t)
     t = _SLASH_WORDS_RE.sub(_slash_words, t)
+    if "&c" in t:
+        t = _ETC_RE.sub(lambda m: "et cetera" + _keep_stop(_after(m)), t)
     t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
 
     t = _abbreviations(t, accent)
+    if "WW" in t:
+        t = _WORLD_WAR_RE.sub(lambda m: "World War " + cardinal(2 if m[1] in ("II", "2") else 1), t)
     t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
     t = _ROMAN_NAME_RE.sub(lambda m: f"{m[1]} the {ordinal(roman_to_int(m[2]), accent).capitalize()}", t)
 
@@ -789,9 +803,30 @@ def _decade(m: re.Match, accent: str) -> str:
     return _plural(cardinal(int(m[3]), accent))  # 90s
 
 
+_COUNT_AFTER_RE = re.compile(r"\s+(?:more |new |other |extra |additional |of )?([a-z]{3,})\b")
+_COUNT_BEFORE_RE = re.compile(r"\b(?:than|about|around|over|under|approximately|nearly|almost|exactly|some|only|"
+                              r"just|total of|bought|sold|had|has|have|with|the first|the last|all)\s+$")
+_YEAR_BEFORE_RE = re.compile(r"\b(?:[Ii]n|[Ss]ince|[Bb]y|of|[Ff]rom|[Uu]ntil|till|[Tt]he|year|circa|[Dd]uring|[Bb]efore|"
+                             r"[Aa]fter|to|and|or|early|late|mid|spring|summer|autumn|fall|winter)[\s-]+$")
+_NOT_NOUNS = frozenset("was is has its this thus as us his hers yes plus minus versus always perhaps less unless "
+                       "whereas besides afterwards towards across upon onwards".split())
+
+
+def _is_count(m: re.Match) -> bool:
+    """A four-digit number is a count, not a year, before a plural noun ("1035 cans") or
+    after a quantity word ("over 1500")."""
+    before = m.string[max(0, m.start() - 12):m.start()]
+    if _YEAR_BEFORE_RE.search(before):
+        return False
+    nxt = _COUNT_AFTER_RE.match(m.string, m.end())
+    if nxt and nxt[1].endswith("s") and not nxt[1].endswith("ss") and nxt[1] not in _NOT_NOUNS:
+        return True
+    return _COUNT_BEFORE_RE.search(m.string[max(0, m.start() - 20):m.start()]) is not None
+
+
 def _bare_number(m: re.Match, accent: str) -> str:
     s = m[0]
-    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099:
+    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099 and not _is_count(m):
         return year(int(s), accent)  # a bare four-digit number in this range is nearly always a year
     return number(s, accent)
 
@@ -830,6 +865,6 @@ def _abbreviations(t: str, accent: str) -> str:
     t = _DR_ST_RE.sub(dr_st, t)
     t = _STREET_RE.sub(lambda m: _STREET_SUFFIX[m[1]] + _keep_stop(_after(m)), t)
     t = _POSTNOMINAL_RE.sub(lambda m: _POSTNOMINAL[m[1]] + _keep_stop(_after(m)), t)
-    t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_MONTH_ABBR[m[1]] - 1], t)
+    t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_month_number(m[1]) - 1] + _keep_stop(_after(m)), t)
     t = _DOTTED_ACRONYM_RE.sub(lambda m: " ".join(m[1].replace(".", "").upper()) + _keep_stop(_after(m)), t)
     return t
