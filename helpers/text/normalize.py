@@ -32,6 +32,8 @@ import re
 import unicodedata
 
 from .address import addresses
+from .electronic import (_BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
+                         _URL_RE, _read_phone, _read_url)
 from .guard import strip_unspeakable
 from .numbers import (_DIGIT_WORDS, _DIGIT_WORDS_UK_DECIMAL, _DIGIT_WORDS_UK_PHONE,  # noqa: F401
                       _MAX_CARDINAL_DIGITS, _is_one, _plural, _tidy, cardinal, digits, number, ordinal, year)
@@ -86,68 +88,6 @@ def _unicode(text: str) -> str:
 # --------------------------------------------------------------------------- rules
 _BRACKET_RE = re.compile(r"\[([^\[\]]*)\]")
 _MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:[\s=][^<>]*)?/?>")
-
-# URLs and e-mail addresses: read the way people dictate them ("example dot com slash docs").
-_EMAIL_RE = re.compile(r"(?<![\w.])[A-Za-z0-9][\w.+&-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\s<>\"]*)?")
-_URL_RE = re.compile(r"\b(?:https?://|ftp://|file:///?|www\.)[^\s<>\"]+|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-                     r"\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b(?:/[^\s<>\"]*)?")
-_URL_SYMBOLS = {".": " dot ", "/": " slash ", "-": " dash ", "_": " underscore ", "@": " at ", ":": " colon ",
-                "?": " question mark ", "=": " equals ", "&": " ampersand ", "#": " hash ", "+": " plus ", "~": " tilde ",
-                "%": " percent "}
-_URL_HINT_RE = re.compile(r":/|www\.|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
-_URL_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+|.")
-# "test.abc", "readme.md": a lower-case name and extension with no space is read as written.
-_BARE_DOMAIN_RE = re.compile(r"(?<![\w.@/'])[a-z][a-z0-9-]*[a-z0-9]\.[a-z]{2,6}(?![\w.]|\.\w)")
-# Digits after these cues are a code, read digit by digit ("card ending in 8876", "your PIN is 4921").
-_CODE_CUE_RE = re.compile(r"\b((?:ending|ends) (?:in|with)|(?:PIN|pin|OTP|otp|passcode|code)(?: is|:)?)"
-                          r"(\s+[A-Za-z]{0,3})(\d{3,})\b")
-
-
-def _read_url(s: str, accent: str) -> str:
-    trail = ""
-    while s and s[-1] in ".,;:!?)":  # sentence punctuation after the address is not part of it
-        trail = s[-1] + trail
-        s = s[:-1]
-    s = re.sub(r"^(?:https?|ftp)://", "", s, flags=re.I)
-    if s.endswith("/"):
-        s = s[:-1]
-    out = []
-    for tok in _URL_TOKEN_RE.findall(s):
-        if tok.isdigit():
-            out.append(digits(tok, accent))
-        elif tok.isalpha():
-            out.append(" ".join(tok.upper()) if tok.lower() == "www" else tok)
-        else:
-            out.append(_URL_SYMBOLS.get(tok, " "))
-    return re.sub(r"\s+", " ", " ".join(out)).strip() + trail
-
-
-# Phone numbers: digit by digit, a comma (pause) between the written groups.
-_PHONE_RE = re.compile(
-    r"(?<![\w+])(?:"
-    r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,4}"  # +44 20 7946 0958
-    r"|(?:1[\s.-])?\(\d{3}\)[\s-]?\d{3}[\s.-]\d{4}"  # (555) 123-4567, (555)-123-4567
-    r"|(?:1[.-])?\d{3}[.-]\d{3}[.-]\d{4}(?:-\d{1,4}\b)?"  # 555-123-4567, 1-800-555-1234, an extension
-    r"|\d{3}-\d{2}-\d{4}"  # 111-22-3333 (social security and other serials)
-    r"|0\d{2,4}[\s-]\d{3,6}(?:[\s-]\d{3,4})?"  # 020 7946 0958, 07700 900123
-    r")(?![\w])")
-_IP_RE = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
-_PHONE_CUE_RE = re.compile(r"\b((?:[Tt]el|[Pp]hone|[Cc]all|[Dd]ial|[Ff]ax|[Mm]obile|[Cc]ell)\.?:?\s+)(\d{3}-\d{4})\b")
-
-
-def _read_phone(s: str, accent: str) -> str:
-    groups = re.findall(r"\+|\d+", s)
-    if sum(len(g) for g in groups if g != "+") < 7:
-        return s  # too short for a phone number: leave it to the other rules
-    out, plus = [], False
-    for g in groups:
-        if g == "+":
-            plus = True
-            continue
-        out.append(("plus " if plus else "") + digits(g, accent))
-        plus = False
-    return ", ".join(out)
-
 
 # Dates.
 _ISO_DATE_RE = re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b(?![-/.]\d)")
@@ -374,6 +314,7 @@ _SPECIAL_SLASH = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "
 _SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(_SPECIAL_SLASH, key=len, reverse=True)) + r")(?![\w/])")
 _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
 _FRACTION_SUFFIX_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
+_INCH_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\"")
 _TIMES_SIGN_RE = re.compile(r"(?<=\d)\s?\*\s?(?=\d)")
 _RATIO_RE = re.compile(r"(?<![\w:.])(\d+):(\d)(?![\d:])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
@@ -545,10 +486,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     # Each rule runs only when a cheap test says it can match (several times faster on prose).
     if "@" in t:
         t = _EMAIL_RE.sub(lambda m: _read_url(m[0], accent), t)
-    if "." in t and _URL_HINT_RE.search(t):
+    if ("." in t or ":" in t) and _URL_HINT_RE.search(t):
         t = _URL_RE.sub(lambda m: _read_url(m[0], accent), t)
-    if "." in t:
-        t = _BARE_DOMAIN_RE.sub(lambda m: m[0].replace(".", " dot "), t)
 
     has_digit = any(c.isdigit() for c in t)
     if has_digit:
@@ -602,6 +541,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _FRACTION_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
         if "#" in t:
             t = _NUMBER_SIGN_RE.sub("number ", t)
+        if '"' in t and t.count('"') % 2:  # 12" with no closing quote: inches
+            t = _INCH_RE.sub(lambda m: m[1] + (" inch" if _is_one(m[1]) else " inches"), t)
         if "*" in t:
             t = _TIMES_SIGN_RE.sub(" times ", t)
         if ":" in t:
@@ -637,6 +578,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         # Slashes no rule claimed ("1/1/0", "5/a"): the numbers around them are words
         # only now, so decide here, once: between words "or", elsewhere "slash".
         t = t.replace("/", " slash ")
+    if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
+        t = _BARE_DOMAIN_RE.sub(lambda m: m[0].replace(".", " dot "), t)
     return _tidy_space(t)
 
 
