@@ -578,9 +578,10 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         # Slashes no rule claimed ("1/1/0", "5/a"): the numbers around them are words
         # only now, so decide here, once: between words "or", elsewhere "slash".
         t = t.replace("/", " slash ")
+    t = _tidy_space(t)
     if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
         t = _BARE_DOMAIN_RE.sub(lambda m: m[0].replace(".", " dot "), t)
-    return _tidy_space(t)
+    return t
 
 
 def _slash_words(m: re.Match) -> str:
