@@ -78,7 +78,75 @@ _AND_AFTER = frozenset("hundred thousand million billion trillion dollar dollars
 
 # (category, input): why NeMo's expected output is not what this frontend should say.
 # These are counted as misses.
+_SCHEME = "the http(s):// scheme is not read aloud (tests/text_cases.tsv: 'Visit https://www.example.com/docs.')"
+_SECONDS = "a clock time with seconds is read 'ten thirty and fifteen seconds' (existing tested convention), not as a duration"
+_MARKUP = "markup tags have no reading and are removed before the prompt; NeMo passes them through"
+_HYPHEN = "a hyphen between two bare numbers is read 'to' (a range); NeMo leaves it unread"
+_SLASH = "a slash between two words is read 'or' ('his/her', tests/text_cases.tsv); NeMo says 'slash'"
 DEVIATIONS = {
+    ("cardinal", "13000"): "a round number is a quantity: 'thirteen thousand', not digit by digit",
+    ("cardinal", "123000"): "a round number is a quantity: 'one hundred twenty-three thousand', not digit by digit",
+    ("cardinal", "978-0"): _HYPHEN,
+    ("range", "978-0"): _HYPHEN,
+    ("range", "2-5"): _HYPHEN,
+    ("range", "from 2-10"): _HYPHEN,
+    ("range", "170 - 45190"): "45190 is a quantity here, not a digit string",
+    ("serial", "1-8090"): _HYPHEN,
+    ("punctuation", "1961–1965 and (2006–2012)"): "an en dash between years is a range: 'to'",
+    ("normalize_with_audio", "2%-10%"): "a hyphen between two percentages is a range: 'to'",
+    ("date", "11/17/05"): "a two-digit year 05 is 'oh five' (tests/text_cases.tsv: '3/4/05')",
+    ("date", "15-01-2020"): "dates are spoken in the accent's style whatever the written order (US: 'January "
+                            "fifteenth, twenty twenty'; test_date_order_parameter_overrides_accent)",
+    ("date", "15.01.2020"): "as 15-01-2020",
+    ("date", "1998/2/30"): "30 February does not exist: not read as a date",
+    ("time", "23:00"): "24-hour whole hours are 'twenty-three hundred' (tests/text_cases.tsv: '14:00')",
+    ("time", "10:00:00 p.m. e.s.t"): _SECONDS,
+    ("time", "1:01:01"): _SECONDS,
+    ("time", "01:01:01"): _SECONDS,
+    ("time", "14:10:30"): _SECONDS,
+    ("time", "21:51:31"): _SECONDS,
+    ("electronic", "http://www.ourdailynews.com.sm"): _SCHEME,
+    ("electronic", "https://www.ourdailynews.com.sm"): _SCHEME,
+    ("electronic", "https://developer.nvidia.com/drive-sim-early-access-program"): _SCHEME,
+    ("electronic", "https://developer.nvidia.com/cv-cuda/early-access"): _SCHEME,
+    ("electronic", "https://www.nvidia.com/dgx-basepod"): _SCHEME,
+    ("electronic", "https://www.nvidia.com/dgx-basepod.sm/3"): _SCHEME,
+    ("electronic", "https://www.nvidia.com/dgx-basepod/"): _SCHEME + "; a trailing slash is not read",
+    ("electronic", "http://www.nvidia.com/rtx-6000"): _SCHEME + "; digits in a URL are read one by one",
+    ("electronic", "rtxprohelp@exchange.nvidia.com"): "no dictionary word segmentation of run-together names",
+    ("electronic", "enterpriseservices@nvidia.com"): "no dictionary word segmentation of run-together names",
+    ("electronic", "file:///photos/image.jpg"): "an extension is read as written ('jpg'), not as 'jpeg'",
+    ("electronic", "upgrade/update"): _SLASH,
+    ("electronic", "upgrade / update"): _SLASH,
+    ("electronic", "upgrade/update/downgrade"): _SLASH,
+    ("fraction", "1795 / 1805"): "not a fraction a speaker would say ('... one thousand eight hundred fifths')",
+    ("normalize_with_audio", "1/24"): "a bare n/m with no date cue is a fraction (tests/text_cases.tsv: '1/2 cup')",
+    ("normalize_with_audio", "2/8"): "a bare n/m is a fraction ('two eighths'), not a division",
+    ("normalize_with_audio", "2,500"): "a grouped number is read as a cardinal ('two thousand five hundred')",
+    ("normalize_with_audio", "/ and $"): "a lone slash is read 'slash'",
+    ("measure", "3 cc/s"): "cc is cubic centimetres (a unit), not letters",
+    ("measure", "4.4x"): "'4.4x' is a multiplier: 'four point four times'",
+    ("serial", "2x"): "'2x' is a multiplier: 'two times'",
+    ("range", "2x8"): "'2x8' is a dimension: 'two by eight' (as NeMo's own '2x8 m2')",
+    ("range", "2+3 m2"): "m2 after a number is square metres (as NeMo's own '2x8 m2')",
+    ("serial", "2*8"): "'*' between numbers is multiplication (NeMo's with_audio case says 'times')",
+    ("measure", "45º&C"): "'degrees' is plural after forty-five",
+    ("serial", "$12@12%"): "'$12' is twelve dollars",
+    ("punctuation", "80's"): "'80's' is the decade: 'eighties'",
+    ("whitelist", "Mrs. Norris"): "'Missus' is the spelling of the spoken title (tests/text_cases.tsv)",
+    ("address", "Main St."): "'St.' after a name is Street (tests/text_cases.tsv: 'Main St. is busy.')",
+    ("roman", "Sam II"): "roman numerals become regnal only after known regnal names ('Henry VIII'); "
+                         "NeMo's 'Sam second' drops 'the' anyway",
+    ("normalize_with_audio", "Sam I"): "'Sam I' is ambiguous with the pronoun ('Sam I am'): not read as a numeral",
+    ("special_text", "[HH AH0 L OW1]"): "the output never contains digits (phoneme strings are not passed through)",
+    ("special_text", "<pitch=-.3>123 123</pitch>"): _MARKUP + "; the output never contains digits",
+    ("punctuation", "<pitch=-.3>123?123</pitch>"): _MARKUP + "; the output never contains digits",
+    ("special_text", "<breathing/>"): _MARKUP,
+    ("special_text", "go <noise/> home"): _MARKUP,
+    ("special_text", "go<noise/>home"): _MARKUP,
+    ("special_text", "<pausing/>"): _MARKUP,
+    ("special_text", "<cough/>"): _MARKUP,
+    ("special_text", "<singing> haleluja </singing>"): _MARKUP,
 }
 
 
