@@ -130,7 +130,7 @@ def _say_date(y: int | None, m: int, d: int, accent: str, year_digits: int = 4, 
 # Times.
 _ZONES = ("EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT", "AKST", "HST", "GMT", "UTC", "BST", "CET", "CEST",
           "EET", "IST", "JST", "AEST", "AEDT", "ET", "PT", "CT", "MT")
-_ZONE = (r"(?:\s?(?P<zone>" + "|".join(r"\.?".join(z) for z in sorted(_ZONES, key=len, reverse=True))
+_ZONE = (r"(?:[\s.]?(?P<zone>" + "|".join(r"\.?".join(z) for z in sorted(_ZONES, key=len, reverse=True))
          + r"|(?i:e\.s\.t|p\.s\.t|c\.s\.t|est|pst|cst|gmt|utc))\.?(?![\w]))?")
 _AMPM = r"(?P<ap>[aApP])\.?\s?(?P<m>[mM])(?P<dot>\.?)(?![a-zA-Z0-9])"
 _TIME_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})(?::(?P<min>\d{2})(?::(?P<s>\d{2}))?(?![\d:])(?:\s?" + _AMPM + ")?"
