@@ -23,7 +23,28 @@ Conventions (chosen once, tested in ``tests/test_text.py``):
   zero in decimals, "oh" for a zero in phone numbers, day-month date order,
   "the fourth of March" / "March the fourth", "Honourable".
 - Inline tags (``[laugh]``, ``<|laugh|>``) are passed through untouched; use
-  :func:`helpers.text.prepare` to interpret them.
+  :func:`helpers.text.prepare` to interpret them. Markup tags (``<breathing/>``,
+  ``<singing>...</singing>``) have no reading and are removed (their content stays).
+- Characters with no reading (control, zero-width, emoji) are removed first
+  (:mod:`helpers.text.guard`).
+
+Context decides between readings (tests in ``tests/test_text_rules.py``):
+
+- four-digit numbers are years unless a plural noun follows or a quantity word
+  precedes ("I bought 1035 cans", "over 1500 people"); "in/since/the ..." keep the year;
+- an ordinal after "the" before a month does not add a second "the"; a suffix
+  that does not agree with the number ("1th") is not an ordinal;
+- "St." before a name is Saint, after a name or in an address Street; addresses
+  (:mod:`helpers.text.address`) read house numbers in pairs, states and ZIP codes;
+- a hyphen between numbers is "to" (a range) unless it is part of a longer
+  hyphenated code ("1-413-te-b") or the text is arithmetic ("1-2=5": minus);
+- a slash is "per" between a number (and unit) and a unit ("12/kg", "$20/mo"),
+  a fraction between numbers, "or" between words, else "slash";
+- months in any case ("july", "JAN."); lower-case "may"/"march" only after a day;
+- times take seconds, zones (EST, "e.s.t"), every a.m./p.m. spelling, dotted
+  forms ("1.59 p.m."); 00:xx a.m. is twelve;
+- electronic text, telephone numbers, SSN-like serials and IPv4 addresses are
+  in :mod:`helpers.text.electronic`.
 """
 from __future__ import annotations
 
@@ -35,6 +56,7 @@ from .address import addresses
 from .electronic import (_BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, _read_phone, _read_url)
 from .guard import strip_unspeakable
+from .units import _PER_RE, _UNIT_ALT, _UNITS, _per, _unit_name  # noqa: F401
 from .numbers import (_DIGIT_WORDS, _DIGIT_WORDS_UK_DECIMAL, _DIGIT_WORDS_UK_PHONE,  # noqa: F401
                       _MAX_CARDINAL_DIGITS, _is_one, _plural, _tidy, cardinal, digits, number, ordinal, year)
 
@@ -217,51 +239,6 @@ def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) ->
     return ("minus " + s) if neg else s
 
 
-# Units after a number. Each: written forms -> (US singular, US plural, UK singular, UK plural).
-def _u(sg: str, pl: str | None = None, uk_sg: str | None = None, uk_pl: str | None = None):
-    pl = pl or sg + "s"
-    return (sg, pl, uk_sg or sg, uk_pl or (uk_sg + "s" if uk_sg else pl))
-
-
-_UNITS = {}
-for _forms, _spec in [
-    (("km",), _u("kilometer", uk_sg="kilometre")), (("m",), _u("meter", uk_sg="metre")),
-    (("cm",), _u("centimeter", uk_sg="centimetre")), (("mm",), _u("millimeter", uk_sg="millimetre")),
-    (("µm", "μm"), _u("micrometer", uk_sg="micrometre")), (("nm",), _u("nanometer", uk_sg="nanometre")),
-    (("mi",), _u("mile")), (("ft",), _u("foot", "feet")), (("yd", "yds"), _u("yard")),
-    (("kg", "kgs"), _u("kilogram")), (("g",), _u("gram")), (("mg",), _u("milligram")),
-    (("lb", "lbs"), _u("pound")), (("oz",), _u("ounce")),
-    (("l", "L"), _u("liter", uk_sg="litre")), (("ml", "mL"), _u("milliliter", uk_sg="millilitre")),
-    (("gal",), _u("gallon")),
-    (("mph",), _u("mile per hour", "miles per hour")),
-    (("km/h", "kph", "kmh", "km/hr"), _u("kilometer per hour", "kilometers per hour", "kilometre per hour", "kilometres per hour")),
-    (("m/s",), _u("meter per second", "meters per second", "metre per second", "metres per second")),
-    (("°C", "ºC", "° C"), _u("degree Celsius", "degrees Celsius")),
-    (("°F", "ºF", "° F"), _u("degree Fahrenheit", "degrees Fahrenheit")),
-    (("°", "º"), _u("degree")),
-    (("Hz",), _u("hertz", "hertz")), (("kHz",), _u("kilohertz", "kilohertz")),
-    (("MHz",), _u("megahertz", "megahertz")), (("GHz",), _u("gigahertz", "gigahertz")),
-    (("W",), _u("watt")), (("kW",), _u("kilowatt")), (("kWh",), _u("kilowatt hour")), (("V",), _u("volt")),
-    (("mAh",), _u("milliamp hour")),
-    (("KB", "kB"), _u("kilobyte")), (("MB",), _u("megabyte")), (("GB",), _u("gigabyte")), (("TB",), _u("terabyte")),
-    (("Mbps",), _u("megabit per second", "megabits per second")), (("Gbps",), _u("gigabit per second", "gigabits per second")),
-    (("ms",), _u("millisecond")), (("sec", "secs"), _u("second")), (("min", "mins"), _u("minute")),
-    (("h", "hr", "hrs"), _u("hour")), (("yr", "yrs"), _u("year")),
-    (("dB",), _u("decibel")), (("kcal",), _u("kilocalorie")), (("cal",), _u("calorie")),
-    (("bpm",), _u("beat per minute", "beats per minute")), (("px",), _u("pixel")),
-    (("m^2", "sq m"), _u("square meter", uk_sg="square metre")), (("km^2", "sq km"), _u("square kilometer", uk_sg="square kilometre")),
-    (("cm^2",), _u("square centimeter", uk_sg="square centimetre")), (("ft^2", "sq ft"), _u("square foot", "square feet")),
-    (("m^3", "m3"), _u("cubic meter", uk_sg="cubic metre")),
-    (("km^3",), _u("cubic kilometer", uk_sg="cubic kilometre")), (("ft^3", "cu ft"), _u("cubic foot", "cubic feet")),
-    (("KG", "Kg"), _u("kilogram")), (("KM", "Km"), _u("kilometer", uk_sg="kilometre")),
-    (("mbps", "MBPS"), _u("megabit per second", "megabits per second")),
-    (("kbps", "Kbps"), _u("kilobit per second", "kilobits per second")),
-    (("gbps", "GBPS"), _u("gigabit per second", "gigabits per second")),
-    (("m2",), _u("square meter", uk_sg="square metre")), (("km2",), _u("square kilometer", uk_sg="square kilometre")), (("cm^3", "cc"), _u("cubic centimeter", uk_sg="cubic centimetre")),
-]:
-    for _f in _forms:
-        _UNITS[_f] = _spec
-_UNIT_ALT = "|".join(re.escape(f) for f in sorted(_UNITS, key=len, reverse=True))
 # A unit needs a number right before it and nothing word-like after it ("5 miles" is not "5 mi").
 _UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")(?:\s(?P<scale>thousand|million|billion|trillion))?"
                       r"\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
@@ -272,25 +249,6 @@ _UNIT_RANGE_RE = re.compile(r"(?<![\w.,-])(" + _NUM + r")\s?[-–]\s?(" + _NUM +
 _DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?"
                       r"(?:\s?(" + _UNIT_ALT + r")(?![\w^/]))?(?![\w]|\.\d)")
 _TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
-
-_PER_UNITS = {"mo": "month", "month": "month", "yr": "year", "year": "year", "wk": "week", "week": "week",
-              "d": "day", "day": "day", "hr": "hour", "h": "hour", "hour": "hour", "min": "minute", "s": "second",
-              "sec": "second", "kg": "kilogram", "g": "gram", "mg": "milligram", "lb": "pound", "oz": "ounce",
-              "km": "kilometer", "m": "meter", "cm": "centimeter", "mm": "millimeter", "mi": "mile", "ft": "foot",
-              "l": "liter", "L": "liter", "ml": "milliliter", "gal": "gallon", "person": "person", "head": "head",
-              "unit": "unit", "item": "item", "night": "night", "sq ft": "square foot", "m2": "square meter"}
-_PER_UK = {"kilometer": "kilometre", "meter": "metre", "centimeter": "centimetre", "millimeter": "millimetre",
-           "liter": "litre", "milliliter": "millilitre", "square meter": "square metre"}
-_PER_RE = re.compile(r"(?<=\d)(?P<unit>\s?(?:" + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-                     + r"))?\s?/\s?(?P<per>" + "|".join(sorted(_PER_UNITS, key=len, reverse=True)) + r")(?![\w/])")
-
-
-def _per(m: re.Match, accent: str) -> str:
-    name = _PER_UNITS[m["per"]]
-    if accent == "uk":
-        name = _PER_UK.get(name, name)
-    return (m["unit"] or "") + " per " + name
-
 
 _PERCENT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?%")
 _ORDINAL_RE = re.compile(_B + r"(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
@@ -707,11 +665,6 @@ def _cents(m: re.Match, accent: str) -> str:
     if m["pence"]:
         return f"{cardinal(n, accent)} {'penny' if n == 1 else 'pence'}"
     return f"{cardinal(n, accent)} {'cent' if n == 1 else 'cents'}"
-
-
-def _unit_name(unit: str, one: bool, accent: str) -> str:
-    us_sg, us_pl, uk_sg, uk_pl = _UNITS[unit]
-    return (us_sg if one else us_pl) if accent == "us" else (uk_sg if one else uk_pl)
 
 
 def _unit(m: re.Match, accent: str) -> str:
