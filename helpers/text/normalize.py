@@ -11,7 +11,7 @@ output never contains a digit. Every rule's output is made of plain words and
 punctuation that no rule matches again, which is what makes ``normalize``
 idempotent (tests check both properties on random text).
 
-Conventions (chosen once, tested in ``tests/test_text.py``):
+Conventions (chosen once, tested in ``tests/core/test_text.py``):
 
 - Number spelling comes from num2words. Its English converter writes the British
   "and" ("one hundred and five") and commas between groups; there is no en_US
@@ -23,95 +23,45 @@ Conventions (chosen once, tested in ``tests/test_text.py``):
   zero in decimals, "oh" for a zero in phone numbers, day-month date order,
   "the fourth of March" / "March the fourth", "Honourable".
 - Inline tags (``[laugh]``, ``<|laugh|>``) are passed through untouched; use
-  :func:`helpers.text.prepare` to interpret them.
+  :func:`helpers.text.prepare` to interpret them. Markup tags (``<breathing/>``,
+  ``<singing>...</singing>``) have no reading and are removed (their content stays).
+- Characters with no reading (control, zero-width, emoji) are removed first
+  (:mod:`helpers.text.guard`).
+
+Context decides between readings (tests in ``tests/core/test_text_rules.py``):
+
+- four-digit numbers are years unless a plural noun follows or a quantity word
+  precedes ("I bought 1035 cans", "over 1500 people"); "in/since/the ..." keep the year;
+- an ordinal after "the" before a month does not add a second "the"; a suffix
+  that does not agree with the number ("1th") is not an ordinal;
+- "St." before a name is Saint, after a name or in an address Street; addresses
+  (:mod:`helpers.text.address`) read house numbers in pairs, states and ZIP codes;
+- a hyphen between numbers is "to" (a range) unless it is part of a longer
+  hyphenated code ("1-413-te-b") or the text is arithmetic ("1-2=5": minus);
+- a slash is "per" between a number (and unit) and a unit ("12/kg", "$20/mo"),
+  a fraction between numbers, "or" between words, else "slash";
+- months in any case ("july", "JAN."); lower-case "may"/"march" only after a day;
+- times take seconds, zones (EST, "e.s.t"), every a.m./p.m. spelling, dotted
+  forms ("1.59 p.m."); 00:xx a.m. is twelve;
+- electronic text, telephone numbers, SSN-like serials and IPv4 addresses are
+  in :mod:`helpers.text.electronic`.
 """
 from __future__ import annotations
 
 import datetime
 import re
 import unicodedata
-from functools import lru_cache
 
-from num2words import num2words
+from .address import addresses
+from .electronic import (_BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
+                         _URL_RE, _read_phone, _read_url)
+from .guard import strip_unspeakable
+from .units import _PER_RE, _UNIT_ALT, _per, _unit_name
+from .numbers import _is_one, _plural, cardinal, digits, number, ordinal, year
 
 ACCENTS = ("us", "uk")
 DATE_ORDERS = ("mdy", "dmy")
 DEFAULT_DATE_ORDER = {"us": "mdy", "uk": "dmy"}
-
-# --------------------------------------------------------------------------- number words
-_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_DIGIT_WORDS_UK_PHONE = ("oh",) + _DIGIT_WORDS[1:]
-_DIGIT_WORDS_UK_DECIMAL = ("nought",) + _DIGIT_WORDS[1:]
-_MAX_CARDINAL_DIGITS = 15  # longer digit strings are IDs (card numbers...): read digit by digit
-
-
-def _tidy(words: str, accent: str) -> str:
-    """num2words' British output -> the accent's form, without commas."""
-    words = words.replace(",", "")
-    if accent == "us":
-        words = words.replace(" and ", " ")
-    return words
-
-
-@lru_cache(maxsize=32768)
-def cardinal(n: int, accent: str = "us") -> str:
-    """``cardinal(105, "uk") == "one hundred and five"``; negative numbers say "minus"."""
-    if n < 0:
-        return "minus " + cardinal(-n, accent)
-    return _tidy(num2words(n, lang="en"), accent)
-
-
-@lru_cache(maxsize=8192)
-def ordinal(n: int, accent: str = "us") -> str:
-    """``ordinal(21) == "twenty-first"``."""
-    return _tidy(num2words(n, lang="en", to="ordinal"), accent)
-
-
-@lru_cache(maxsize=8192)
-def year(n: int, accent: str = "us") -> str:
-    """``year(1999) == "nineteen ninety-nine"``, ``year(2005, "us") == "two thousand five"``."""
-    return _tidy(num2words(n, lang="en", to="year"), accent).replace("oh-", "oh ")
-
-
-def digits(s: str, accent: str = "us", style: str = "phone") -> str:
-    """Digit-by-digit reading of a string of ASCII digits ("phone": UK says "oh")."""
-    if accent == "uk":
-        table = _DIGIT_WORDS_UK_PHONE if style == "phone" else _DIGIT_WORDS_UK_DECIMAL
-    else:
-        table = _DIGIT_WORDS
-    return " ".join(table[ord(c) - 48] for c in s)
-
-
-def _plural(words: str) -> str:
-    """"nineteen ninety" -> "nineteen nineties" (for decades and fractions)."""
-    if words.endswith("y"):
-        return words[:-1] + "ies"
-    if words.endswith("x"):  # "six" -> "sixes"
-        return words + "es"
-    return words + "s"
-
-
-def number(text: str, accent: str = "us") -> str:
-    """Speak a written number: ``"-1,234.50"``, ``".5"``, ``"007"``, ``"3.14"``."""
-    neg = text[:1] in "-−"
-    body = text.lstrip("-−+")
-    intpart, _, frac = body.partition(".")
-    intpart = intpart.replace(",", "")
-    if not frac and (len(intpart) > _MAX_CARDINAL_DIGITS or (len(intpart) > 1 and intpart[0] == "0")):
-        words = digits(intpart, accent)
-    else:
-        words = ""
-        if intpart:
-            value = int(intpart)
-            words = _DIGIT_WORDS_UK_DECIMAL[0] if (value == 0 and frac and accent == "uk") else cardinal(value, accent)
-        if frac:
-            words = (words + " " if words else "") + "point " + digits(frac, accent, "decimal")
-    return ("minus " + words) if neg else words
-
-
-def _is_one(num_text: str) -> bool:
-    return num_text.lstrip("+-−") == "1"
-
 
 # --------------------------------------------------------------------------- patterns
 # A written number: 1,234,567.89 | 1234.5 | .5 (no sign; signs are captured by rules).
@@ -125,14 +75,18 @@ _MONTH_ABBR = {"Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "Jun": 6, "Jul": 7, "Aug"
                "Sep": 9, "Sept": 9, "Oct": 10, "Nov": 11, "Dec": 12}
 _MONTH_NUM = {m: i + 1 for i, m in enumerate(_MONTHS)}
 _MONTH_ALT = "|".join(list(_MONTHS) + [f"{a}\\.?" for a in sorted(_MONTH_ABBR, key=len, reverse=True)])
+# Month names in any case ("july", "JULY", "JUL."); the words "may" and "march" in lower
+# case are verbs far more often, so they count only after a day number ("17 may").
+_MONTH_ANYCASE = r"(?i:" + _MONTH_ALT + r")"
+_MONTH_LEAD = r"(?!may\b|march\b)" + _MONTH_ANYCASE
 
 
-_MONTH_HINT_RE = re.compile(r"\b(?:" + "|".join(list(_MONTHS) + list(_MONTH_ABBR)) + r")\b")
+_MONTH_HINT_RE = re.compile(r"(?i)\b(?:" + "|".join(list(_MONTHS) + list(_MONTH_ABBR)) + r")\b")
+_MONTH_NUM_LOWER = {**{m.lower(): i for m, i in _MONTH_NUM.items()}, **{a.lower(): i for a, i in _MONTH_ABBR.items()}}
 
 
 def _month_number(word: str) -> int:
-    w = word.rstrip(".")
-    return _MONTH_NUM.get(w) or _MONTH_ABBR[w]
+    return _MONTH_NUM_LOWER[word.rstrip(".").lower()]
 
 
 # --------------------------------------------------------------------------- unicode
@@ -140,7 +94,7 @@ _VULGAR = {"½": "1/2", "¼": "1/4", "¾": "3/4", "⅓": "1/3", "⅔": "2/3", "�
            "⅗": "3/5", "⅘": "4/5", "⅙": "1/6", "⅚": "5/6", "⅛": "1/8", "⅜": "3/8", "⅝": "5/8", "⅞": "7/8"}
 _VULGAR_RE = re.compile(r"(\d?)([" + "".join(_VULGAR) + "])")
 _PRE_NFKC = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"',
-                           "²": "^2", "³": "^3", "−": "-", "‐": "-", "‑": "-", "⁄": "/"})
+                           "²": "^2", "³": "^3", "º": "°", "−": "-", "‐": "-", "‑": "-", "⁄": "/"})
 
 
 def _unicode(text: str) -> str:
@@ -154,70 +108,22 @@ def _unicode(text: str) -> str:
 
 # --------------------------------------------------------------------------- rules
 _BRACKET_RE = re.compile(r"\[([^\[\]]*)\]")
-
-# URLs and e-mail addresses: read the way people dictate them ("example dot com slash docs").
-_EMAIL_RE = re.compile(r"(?<![\w.])[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_URL_RE = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"]+|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-                     r"\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b(?:/[^\s<>\"]*)?")
-_URL_SYMBOLS = {".": " dot ", "/": " slash ", "-": " dash ", "_": " underscore ", "@": " at ", ":": " colon ",
-                "?": " question mark ", "=": " equals ", "&": " and ", "#": " hash ", "+": " plus ", "~": " tilde ",
-                "%": " percent "}
-_URL_HINT_RE = re.compile(r"://|www\.|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
-_URL_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+|.")
-
-
-def _read_url(s: str, accent: str) -> str:
-    trail = ""
-    while s and s[-1] in ".,;:!?)":  # sentence punctuation after the address is not part of it
-        trail = s[-1] + trail
-        s = s[:-1]
-    s = re.sub(r"^(?:https?|ftp)://", "", s, flags=re.I)
-    if s.endswith("/"):
-        s = s[:-1]
-    out = []
-    for tok in _URL_TOKEN_RE.findall(s):
-        if tok.isdigit():
-            out.append(digits(tok, accent))
-        elif tok.isalpha():
-            out.append(" ".join(tok.upper()) if tok.lower() == "www" else tok)
-        else:
-            out.append(_URL_SYMBOLS.get(tok, " "))
-    return re.sub(r"\s+", " ", " ".join(out)).strip() + trail
-
-
-# Phone numbers: digit by digit, a comma (pause) between the written groups.
-_PHONE_RE = re.compile(
-    r"(?<![\w+])(?:"
-    r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]\d{2,4}){1,4}"  # +44 20 7946 0958
-    r"|(?:1[\s.-])?\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (555) 123-4567
-    r"|(?:1[.-])?\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567, 1-800-555-1234
-    r"|0\d{2,4}[\s-]\d{3,6}(?:[\s-]\d{3,4})?"  # 020 7946 0958, 07700 900123
-    r")(?![\w])")
-_PHONE_CUE_RE = re.compile(r"\b((?:[Tt]el|[Pp]hone|[Cc]all|[Dd]ial|[Ff]ax|[Mm]obile|[Cc]ell)\.?:?\s+)(\d{3}-\d{4})\b")
-
-
-def _read_phone(s: str, accent: str) -> str:
-    groups = re.findall(r"\+|\d+", s)
-    if sum(len(g) for g in groups if g != "+") < 7:
-        return s  # too short for a phone number: leave it to the other rules
-    out, plus = [], False
-    for g in groups:
-        if g == "+":
-            plus = True
-            continue
-        out.append(("plus " if plus else "") + digits(g, accent))
-        plus = False
-    return ", ".join(out)
-
+_MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:[\s=][^<>]*)?/?>")
 
 # Dates.
-_ISO_DATE_RE = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+_ISO_DATE_RE = re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b(?![-/.]\d)")
 _NUM_DATE_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
 _DATE_CUES = r"on|by|until|till|since|from|before|after|dated|due|until|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
 _ORD_SUFFIX = r"(?:st|nd|rd|th)"
-_MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_ALT + r")\s+(\d{1,2})" + _ORD_SUFFIX + r"?\b(?:(,?)\s+(\d{4})\b)?")
-_DAY_MONTH_RE = re.compile(r"\b(?:the\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ALT + r")(?![\w])(?:(,?)\s+(\d{4})\b)?")
+_MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_SUFFIX + r"?\b(?![/:.]?\d)(?!-(?!\d{4}\b)\d)"
+                           r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
+_DAY_MONTH_RE = re.compile(r"\b(?:([Tt]he)\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ANYCASE
+                           + r")(?![\w])(?:(,?)\s*(\d{4})\b)?")
+# Years with an era ("340 A.D", "500 BC"), business quarters ("2Q22", "Q3 2021"), "1980 s".
+_ERA_RE = re.compile(r"(?<![\w.])(\d{1,4})\s?(A\.?D|B\.?C\.?E|B\.?C|C\.?E|BCE|BC|AD|CE)(\.?)(?![\w])")
+_QUARTER_RE = re.compile(r"\b(?:([1-4])Q(\d{2}|\d{4})|Q([1-4])\s(\d{4}))\b")
+_SPACED_DECADE_RE = re.compile(r"\b(1\d|20)(\d0) s\b")
 
 
 def _valid_date(y: int | None, m: int, d: int) -> bool:
@@ -243,15 +149,23 @@ def _say_date(y: int | None, m: int, d: int, accent: str, year_digits: int = 4, 
 
 
 # Times.
-_AMPM = r"(?P<ap>[aApP])\.?\s?(?P<m>[mM])(?P<dot>\.?)(?![\w])"
-_TIME_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2}):(?P<min>\d{2})(?::(?P<s>\d{2}))?(?![\d:])(?:\s?" + _AMPM + ")?")
-_HOUR_AMPM_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})\s?" + _AMPM)
+_ZONES = ("EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT", "AKST", "HST", "GMT", "UTC", "BST", "CET", "CEST",
+          "EET", "IST", "JST", "AEST", "AEDT", "ET", "PT", "CT", "MT")
+_ZONE = (r"(?:[\s.]?(?P<zone>" + "|".join(r"\.?".join(z) for z in sorted(_ZONES, key=len, reverse=True))
+         + r"|(?i:e\.s\.t|p\.s\.t|c\.s\.t|est|pst|cst|gmt|utc))\.?(?![\w]))?")
+_AMPM = r"(?P<ap>[aApP])\.?\s?(?P<m>[mM])(?P<dot>\.?)(?![a-zA-Z0-9])"
+_TIME_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})(?::(?P<min>\d{2})(?::(?P<s>\d{2}))?(?![\d:])(?:\s?" + _AMPM + ")?"
+                      r"|\.(?P<dmin>\d{2})\s?" + _AMPM.replace("?P<", "?P<d") + ")" + _ZONE)
+_HOUR_AMPM_RE = re.compile(r"(?<![\w:.])(?P<h>\d{1,2})\s?" + _AMPM + _ZONE)
+_AMPM_RANGE_RE = re.compile(r"(?<=[AP] M)\.?\s?[-–]\s?(?=[a-z])")
 
 
-def _ampm_tail(m: re.Match, following: str) -> str:
-    tail = " A M" if m["ap"] in "aA" else " P M"
+def _ampm_tail(m: re.Match, following: str, prefix: str = "") -> str:
+    tail = " A M" if m[prefix + "ap"] in "aA" else " P M"
+    if m["zone"]:
+        tail += " " + " ".join(m["zone"].replace(".", "").upper())
     # "at 10 a.m. The" - the dot also ends the sentence: keep one.
-    if m["dot"] and (not following.strip() or re.match(r"\s+[A-Z\"]", following)):
+    elif m[prefix + "dot"] and (not following.strip() or re.match(r"\s+[A-Z\"]", following)):
         tail += "."
     return tail
 
@@ -275,6 +189,15 @@ _CURRENCY = {  # symbol: (singular, plural, minor singular, minor plural)
     "€": ("euro", "euros", "cent", "cents"),
     "¥": ("yen", "yen", None, None),
     "₹": ("rupee", "rupees", "paisa", "paise"),
+    "₩": ("won", "won", None, None),
+    "US$": ("U S dollar", "U S dollars", "cent", "cents"),
+    "A$": ("Australian dollar", "Australian dollars", "cent", "cents"),
+    "AU$": ("Australian dollar", "Australian dollars", "cent", "cents"),
+    "C$": ("Canadian dollar", "Canadian dollars", "cent", "cents"),
+    "CA$": ("Canadian dollar", "Canadian dollars", "cent", "cents"),
+    "NZ$": ("New Zealand dollar", "New Zealand dollars", "cent", "cents"),
+    "HK$": ("Hong Kong dollar", "Hong Kong dollars", "cent", "cents"),
+    "S$": ("Singapore dollar", "Singapore dollars", "cent", "cents"),
     "USD": ("dollar", "dollars", "cent", "cents"),
     "GBP": ("pound", "pounds", "penny", "pence"),
     "EUR": ("euro", "euros", "cent", "cents"),
@@ -282,17 +205,22 @@ _CURRENCY = {  # symbol: (singular, plural, minor singular, minor plural)
 _SCALES = {"k": "thousand", "K": "thousand", "m": "million", "M": "million", "mn": "million", "b": "billion",
            "B": "billion", "bn": "billion", "tn": "trillion", "thousand": "thousand", "million": "million",
            "billion": "billion", "trillion": "trillion"}
-_SCALE_TAIL = r"(?:(?P<abbr>bn|mn|tn|[kKmMbB])(?![\w])|\s(?P<word>thousand|million|billion|trillion)\b)?"
-_MONEY_RE = re.compile(r"(?P<sign>(?<![\w.])[-−])?(?P<sym>[$£€¥₹])\s?(?P<num>" + _NUM + ")" + _SCALE_TAIL)
+_SCALE_TAIL = (r"(?:(?P<abbr>bn|mn|tn|[kKmMbB])(?![\w])|\s(?P<sabbr>bn|mn|tn|[bB])(?![\w'])"
+               r"|\s(?P<word>thousand|million|billion|trillion)\b)?")
+_MONEY_RE = re.compile(r"(?P<sign>(?<![\w.])[-−])?(?P<sym>(?<![A-Za-z])(?:US|AU?|CA?|NZ|HK|S)\$|[$£€¥₹₩])\s?"
+                       r"(?P<num>" + _NUM + ")" + _SCALE_TAIL)
 _MONEY_POST_RE = re.compile(_B + r"(?P<sign>[-−])?(?P<num>" + _NUM + r")" + _SCALE_TAIL + r"\s?(?P<sym>€|USD|GBP|EUR)(?![\w])")
 # "50p" (pence) only for one or two digits: "1080p" is a video resolution.
-_MONEY_HINT_RE = re.compile(r"[$£€¥₹¢]|\dp|USD|EUR|GBP")
+_MONEY_HINT_RE = re.compile(r"[$£€¥₹₩¢]|\dp|USD|EUR|GBP")
 _CENTS_RE = re.compile(_B + r"(?:(?P<num>\d+)\s?¢|(?P<pence>\d{1,2})p(?![\w']))")
 
 
 def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) -> str:
     one, many, minor_one, minor_many = _CURRENCY[sym]
     intpart, _, frac = num.replace(",", "").partition(".")
+    if len(frac) > 2 and not frac[2:].strip("0"):  # "$2.000", "$20.500": the extra zeros say nothing
+        frac = frac[:2]
+        num = intpart + "." + frac
     if scale:
         s = f"{number(num, accent)} {_SCALES[scale]} {many}"
     elif frac and len(frac) <= 2 and minor_one:
@@ -310,57 +238,42 @@ def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) ->
     return ("minus " + s) if neg else s
 
 
-# Units after a number. Each: written forms -> (US singular, US plural, UK singular, UK plural).
-def _u(sg: str, pl: str | None = None, uk_sg: str | None = None, uk_pl: str | None = None):
-    pl = pl or sg + "s"
-    return (sg, pl, uk_sg or sg, uk_pl or (uk_sg + "s" if uk_sg else pl))
-
-
-_UNITS = {}
-for _forms, _spec in [
-    (("km",), _u("kilometer", uk_sg="kilometre")), (("m",), _u("meter", uk_sg="metre")),
-    (("cm",), _u("centimeter", uk_sg="centimetre")), (("mm",), _u("millimeter", uk_sg="millimetre")),
-    (("µm", "μm"), _u("micrometer", uk_sg="micrometre")), (("nm",), _u("nanometer", uk_sg="nanometre")),
-    (("mi",), _u("mile")), (("ft",), _u("foot", "feet")), (("yd", "yds"), _u("yard")),
-    (("kg", "kgs"), _u("kilogram")), (("g",), _u("gram")), (("mg",), _u("milligram")),
-    (("lb", "lbs"), _u("pound")), (("oz",), _u("ounce")),
-    (("l", "L"), _u("liter", uk_sg="litre")), (("ml", "mL"), _u("milliliter", uk_sg="millilitre")),
-    (("gal",), _u("gallon")),
-    (("mph",), _u("mile per hour", "miles per hour")),
-    (("km/h", "kph", "kmh", "km/hr"), _u("kilometer per hour", "kilometers per hour", "kilometre per hour", "kilometres per hour")),
-    (("m/s",), _u("meter per second", "meters per second", "metre per second", "metres per second")),
-    (("°C", "ºC", "° C"), _u("degree Celsius", "degrees Celsius")),
-    (("°F", "ºF", "° F"), _u("degree Fahrenheit", "degrees Fahrenheit")),
-    (("°", "º"), _u("degree")),
-    (("Hz",), _u("hertz", "hertz")), (("kHz",), _u("kilohertz", "kilohertz")),
-    (("MHz",), _u("megahertz", "megahertz")), (("GHz",), _u("gigahertz", "gigahertz")),
-    (("W",), _u("watt")), (("kW",), _u("kilowatt")), (("kWh",), _u("kilowatt hour")), (("V",), _u("volt")),
-    (("mAh",), _u("milliamp hour")),
-    (("KB", "kB"), _u("kilobyte")), (("MB",), _u("megabyte")), (("GB",), _u("gigabyte")), (("TB",), _u("terabyte")),
-    (("Mbps",), _u("megabit per second", "megabits per second")), (("Gbps",), _u("gigabit per second", "gigabits per second")),
-    (("ms",), _u("millisecond")), (("sec", "secs"), _u("second")), (("min", "mins"), _u("minute")),
-    (("h", "hr", "hrs"), _u("hour")), (("yr", "yrs"), _u("year")),
-    (("dB",), _u("decibel")), (("kcal",), _u("kilocalorie")), (("cal",), _u("calorie")),
-    (("bpm",), _u("beat per minute", "beats per minute")), (("px",), _u("pixel")),
-    (("m^2", "sq m"), _u("square meter", uk_sg="square metre")), (("km^2", "sq km"), _u("square kilometer", uk_sg="square kilometre")),
-    (("cm^2",), _u("square centimeter", uk_sg="square centimetre")), (("ft^2", "sq ft"), _u("square foot", "square feet")),
-    (("m^3",), _u("cubic meter", uk_sg="cubic metre")), (("cm^3", "cc"), _u("cubic centimeter", uk_sg="cubic centimetre")),
-]:
-    for _f in _forms:
-        _UNITS[_f] = _spec
-_UNIT_ALT = "|".join(re.escape(f) for f in sorted(_UNITS, key=len, reverse=True))
 # A unit needs a number right before it and nothing word-like after it ("5 miles" is not "5 mi").
-_UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
-_DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?(?![\w.])")
+_UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")(?:\s(?P<scale>thousand|million|billion|trillion))?"
+                      r"\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
+# "4 1/2 lbs", "3/4 mi": a fraction before a unit.
+_FRACTION_UNIT_RE = re.compile(r"(?<![\w/.])(?:(\d+)\s)?(\d+)/(\d+)\s?(" + _UNIT_ALT + r")(?![\w^/])")
+# "1234-123kg", "2-5lb": both ends of a range before a unit are quantities, never years.
+_UNIT_RANGE_RE = re.compile(r"(?<![\w.,-])(" + _NUM + r")\s?[-–]\s?(" + _NUM + r")\s?(?=(?:" + _UNIT_ALT + r")(?![\w^/]))")
+_DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?"
+                      r"(?:\s?(" + _UNIT_ALT + r")(?![\w^/]))?(?![\w]|\.\d)")
 _TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
 
 _PERCENT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?%")
 _ORDINAL_RE = re.compile(_B + r"(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
 _DECADE_RE = re.compile(r"(?<![\w.])(?:'(\d0)|(\d{2})?(\d0))'?s\b")
-_RANGE_RE = re.compile(r"(?<=\d)(?:-|\s?–\s?)(?=[$£€]?\.?\d)")
+_RANGE_RE = re.compile(r"(?<=[\d%])(?:-|\s?–\s?)(?=[$£€]?\.?\d)")
+_CHAIN_LEFT_RE = re.compile(r"[\w.]-[\d.,]*$")
+_CHAIN_RIGHT_RE = re.compile(r"[$£€]?[\d.,]*\d%?-[\w$]")
+_DECADE_RANGE_RE = re.compile(r"(?<=\d0s)\s?[-–]\s?(?=(?:\d\d)?\d0s\b)")
+_MINUS_RE = re.compile(r"(?<=\d)\s?-\s?(?=\d)")
+
+
+def _range(m: re.Match) -> str:
+    s = m.string
+    start = m.start()
+    while start > 0 and (s[start - 1].isdigit() or s[start - 1] in ".,%"):
+        start -= 1
+    if _CHAIN_LEFT_RE.search(s[max(0, start - 2):m.start()]) or _CHAIN_RIGHT_RE.match(s, m.end()):
+        return m[0]  # a part of a serial or code, not a range
+    return " to "
 _SPECIAL_SLASH = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "fifty-fifty", "365/24/7": "three sixty-five twenty-four seven"}
 _SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(_SPECIAL_SLASH, key=len, reverse=True)) + r")(?![\w/])")
 _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
+_FRACTION_SUFFIX_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
+_INCH_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\"")
+_TIMES_SIGN_RE = re.compile(r"(?<=\d)\s?\*\s?(?=\d)")
+_RATIO_RE = re.compile(r"(?<![\w:.])(\d+):(\d)(?![\d:])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
 _NUMBER_SIGN_RE = re.compile(r"#\s?(?=\d)")
 
@@ -383,7 +296,9 @@ def _fraction(a: int, b: int, accent: str, mixed: bool = False) -> str:
 _TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Mx": "Mix", "Prof": "Professor", "Mt": "Mount",
            "Gen": "General", "Capt": "Captain", "Lt": "Lieutenant", "Col": "Colonel", "Sgt": "Sergeant",
            "Gov": "Governor", "Sen": "Senator", "Rep": "Representative", "Rev": "Reverend", "Fr": "Father",
-           "Pres": "President", "Cpl": "Corporal", "Adm": "Admiral", "Hon": "Honorable"}
+           "Pres": "President", "Cpl": "Corporal", "Adm": "Admiral", "Hon": "Honorable",
+           "Maj": "Major", "Brig": "Brigadier", "Cmdr": "Commander", "Cdr": "Commander", "Pvt": "Private",
+           "Supt": "Superintendent", "Insp": "Inspector", "Amb": "Ambassador", "Atty": "Attorney"}
 _TITLES_NO_DOT = ("Mr", "Mrs", "Ms", "Mx", "Mt")
 _TITLE_RE = re.compile(r"\b(" + "|".join(sorted(_TITLES, key=len, reverse=True)) + r")(\.)(?!\w)"
                        r"|\b(" + "|".join(_TITLES_NO_DOT) + r")(?=\s+[A-Z])")
@@ -404,7 +319,8 @@ _PHRASES = [  # (regex, replacement): always expanded
     (r"\b(P)h\.?D\.?(?![A-Za-z0-9])", "P H D"),
 ]
 _PHRASES = [(re.compile(p), r) for p, r in _PHRASES]
-_MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(_MONTH_ABBR, key=len, reverse=True)) + r")\.(?!\w)")
+_MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(list(_MONTH_ABBR) + [a.upper() for a in _MONTH_ABBR], key=len,
+                                                     reverse=True)) + r")\.(?!\w)")
 _DOTTED_ACRONYM_RE = re.compile(r"\b((?:[A-Za-z]\.){2,})(?![A-Za-z0-9])")
 
 
@@ -438,8 +354,9 @@ _REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "
                  "Ivan", "Olaf", "Harald", "Gustav", "Wilhelm", "Francis", "Anne", "Victoria", "Stephen", "Edmund",
                  "Urban", "Boniface", "Sixtus", "Felipe", "Rama", "Akihito", "Otto", "Rudolf", "Malcolm", "David")
 # The numeral must end the word ("Part I'm" is not a numeral; "Henry VIII's" is).
-_ROMAN_END = r"(?=['’]s\b|[^\w'’-]|$)"
-_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(_ROMAN_KEYWORDS) + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
+_ROMAN_END = r"(?=['’]s\b|--|[^\w'’-]|$)"
+_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(list(_ROMAN_KEYWORDS) + [k.upper() for k in _ROMAN_KEYWORDS])
+                               + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
 _ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")" + _ROMAN_END)
 _ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
 
@@ -482,12 +399,15 @@ _WORD_DIGIT_HYPHEN_RE = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
 _DOTTED_NUMBER_RE = re.compile(r"\d+(?:\.\d+){2,}")
 _NEG_RE = re.compile(r"(?<![\w.,)\]])-(?=\.?\d)")
-_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+")
+_NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|(?<!\.)\.\d+")
 _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
             "°": " degrees ", "º": " degrees ", "~": " about ", "<": " less than ", ">": " greater than ",
-            "^": " to the power of ", "\\": " backslash ", "$": " dollars ", "£": " pounds ", "€": " euros ",
-            "¥": " yen ", "₹": " rupees ", "¢": " cents ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
+            "^": " to the power of ", "\\": " backslash ", "$": " dollar ", "£": " pound ", "€": " euro ", "₩": " won ",
+            "¥": " yen ", "₹": " rupee ", "¢": " cent ", "*": " ", "_": " ", "#": " hash ", "§": " section ",
             "¶": " paragraph ", "©": " copyright ", "®": " registered ", "™": " trademark ", "%": " percent "}
+_ETC_RE = re.compile(r"&c\.")
+_WORLD_WAR_RE = re.compile(r"\bWW ?(II|I|1|2)\b")
+_PLAN_RE = re.compile(r"\b(\d)0(\d)\s?\(([a-z])\)")  # retirement plans: "401(k)", "403(b)"
 _W_SLASH_RE = re.compile(r"\b([wW])/(o\b)?(?=\s|$)")  # "w/" with, "w/o" without
 _SLASH_WORDS_RE = re.compile(r"\b[aA]nd/or\b|(?<=[A-Za-z])\s*/\s*(?=[A-Za-z])")  # "his/her" -> "his or her"
 _SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
@@ -511,7 +431,9 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     order = _check(accent, date_order)
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
-    t = _unicode(text)
+    t = _unicode(strip_unspeakable(text))
+    if "<" in t:
+        t = _MARKUP_RE.sub(" ", t)
     # Non-tag square brackets ("[1]") become parentheses so a second pass cannot
     # mistake normalized words ("[one]") for an inline tag.
     if "[" in t:
@@ -521,7 +443,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     # Each rule runs only when a cheap test says it can match (several times faster on prose).
     if "@" in t:
         t = _EMAIL_RE.sub(lambda m: _read_url(m[0], accent), t)
-    if "." in t and _URL_HINT_RE.search(t):
+    if ("." in t or ":" in t) and _URL_HINT_RE.search(t):
         t = _URL_RE.sub(lambda m: _read_url(m[0], accent), t)
 
     has_digit = any(c.isdigit() for c in t)
@@ -529,12 +451,28 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if sum(c.isdigit() for c in t) >= 7:
             t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
             t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)
+            if "." in t:
+                t = _IP_RE.sub(lambda m: " dot ".join(digits(g, accent) for g in m[0].split(".")), t)
+        if _CODE_CUE_RE.search(t):
+            t = _CODE_CUE_RE.sub(lambda m: f"{m[1]}{m[2]} {digits(m[3], accent)}", t)
+        t = addresses(t, accent)
+        if "(" in t:
+            t = _PLAN_RE.sub(lambda m: f"{cardinal(int(m[1]))} oh {cardinal(int(m[2]))} {m[3].upper()}", t)
         t = _dates(t, accent, order)
-        if ":" in t:
+        if ":" in t or "." in t:
             t = _TIME_RE.sub(lambda m: _time(m, accent), t)
         t = _HOUR_AMPM_RE.sub(lambda m: _hour_ampm(m, accent), t)
+        if " M" in t:
+            t = _AMPM_RANGE_RE.sub(" to ", t)
         if "-" in t or "–" in t:
-            t = _RANGE_RE.sub(" to ", t)
+            if "=" in t:  # "1-2=5": arithmetic
+                t = _MINUS_RE.sub(" minus ", t)
+            if "s" in t:
+                t = _DECADE_RANGE_RE.sub(" to ", t)
+            t = _UNIT_RANGE_RE.sub(lambda m: f"{number(m[1], accent)} to {m[2]} ", t)
+            t = _RANGE_RE.sub(_range, t)
+        if "/" in t:
+            t = _PER_RE.sub(lambda m: _per(m, accent), t)
         if _MONEY_HINT_RE.search(t):
             t = _MONEY_RE.sub(lambda m: _money_match(m, accent), t)
             t = _MONEY_POST_RE.sub(lambda m: _money_match(m, accent), t)
@@ -542,12 +480,17 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if "%" in t:
             t = _PERCENT_RE.sub(lambda m: number(m["num"], accent) + (" percent" if accent == "us" else " per cent"), t)
         if "x" in t or "×" in t:
-            t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups() if g), t)
+            t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups()[:3] if g)
+                             + (" " + _unit_name(m[4], False, accent) if m[4] else ""), t)
             t = _TIMES_RE.sub(lambda m: number(m[1], accent) + " times", t)
+        if "/" in t:
+            t = _FRACTION_UNIT_RE.sub(lambda m: _fraction_unit(m, accent), t)
         t = _UNIT_RE.sub(lambda m: _unit(m, accent), t)
         if "s" in t:
             t = _DECADE_RE.sub(lambda m: _decade(m, accent), t)
-        t = _ORDINAL_RE.sub(lambda m: ordinal(int(m[1].replace(",", "")), accent), t)
+        if "/" in t:
+            t = _FRACTION_SUFFIX_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
+        t = _ORDINAL_RE.sub(lambda m: _ordinal(m, accent), t)
         if "/" in t:
             t = _SPECIAL_SLASH_RE.sub(lambda m: _SPECIAL_SLASH[m[1]], t)
             t = _MIXED_FRACTION_RE.sub(lambda m: f"{cardinal(int(m[1]), accent)} and "
@@ -555,6 +498,12 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _FRACTION_RE.sub(lambda m: _fraction(int(m[1]), int(m[2]), accent), t)
         if "#" in t:
             t = _NUMBER_SIGN_RE.sub("number ", t)
+        if '"' in t and t.count('"') % 2:  # 12" with no closing quote: inches
+            t = _INCH_RE.sub(lambda m: m[1] + (" inch" if _is_one(m[1]) else " inches"), t)
+        if "*" in t:
+            t = _TIMES_SIGN_RE.sub(" times ", t)
+        if ":" in t:
+            t = _RATIO_RE.sub(r"\1 to \2", t)
         # Letters glued to digits are separate words ("MP3", "B2B"); split before the
         # word rules so they see the same word boundaries on every pass.
         t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)
@@ -563,9 +512,13 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     # Symbols become words before the word rules so every pass sees the same words.
     t = _W_SLASH_RE.sub(lambda m: _case_like(m[1], "without" if m[2] else "with"), t)
     t = _SLASH_WORDS_RE.sub(_slash_words, t)
+    if "&c" in t:
+        t = _ETC_RE.sub(lambda m: "et cetera" + _keep_stop(_after(m)), t)
     t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
 
     t = _abbreviations(t, accent)
+    if "WW" in t:
+        t = _WORLD_WAR_RE.sub(lambda m: "World War " + cardinal(2 if m[1] in ("II", "2") else 1), t)
     t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
     t = _ROMAN_NAME_RE.sub(lambda m: f"{m[1]} the {ordinal(roman_to_int(m[2]), accent).capitalize()}", t)
 
@@ -581,8 +534,11 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if "/" in t:
         # Slashes no rule claimed ("1/1/0", "5/a"): the numbers around them are words
         # only now, so decide here, once: between words "or", elsewhere "slash".
-        t = _SLASH_WORDS_RE.sub(_slash_words, t).replace("/", " slash ")
-    return _tidy_space(t)
+        t = t.replace("/", " slash ")
+    t = _tidy_space(t)
+    if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
+        t = _BARE_DOMAIN_RE.sub(lambda m: m[0].replace(".", " dot "), t)
+    return t
 
 
 def _slash_words(m: re.Match) -> str:
@@ -603,7 +559,7 @@ def _tidy_space(t: str) -> str:
 
 def _dates(t: str, accent: str, order: str) -> str:
     def iso(m):
-        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+        y, mo, d = int(m[1]), int(m[3]), int(m[4])
         return _say_date(y, mo, d, accent) if _valid_date(y, mo, d) else m[0]
 
     def numeric(m):
@@ -634,48 +590,72 @@ def _dates(t: str, accent: str, order: str) -> str:
         return s
 
     def day_month(m):
-        d, mo = int(m[1]), _month_number(m[2])
+        d, mo = int(m[2]), _month_number(m[3])
         if not _valid_date(None, mo, d):
             return m[0]
         s = _say_date(None, mo, d, accent, style="day_of_month")
-        if m[4]:
-            s += (", " if m[3] else " ") + year(int(m[4]), accent)
+        if m[1]:  # "The 5th of November": the article is already written
+            s = m[1] + s[3:]
+        if m[5]:
+            s += (", " if m[4] else " ") + year(int(m[5]), accent)
         return s
 
     if "-" in t or "/" in t or "." in t:
         t = _ISO_DATE_RE.sub(iso, t)
+        if "." in t:
+            t = _ERA_RE.sub(lambda m: f"{year(int(m[1]), accent)} {' '.join(m[2].replace('.', ''))}"
+                                      f"{_keep_stop(_after(m)) if m[3] else ''}", t)
         t = _NUM_DATE_RE.sub(numeric, t)
         if "/" in t:
             t = _SHORT_DATE_RE.sub(short, t)
     if _MONTH_HINT_RE.search(t):
         t = _MONTH_DAY_RE.sub(month_day, t)
         t = _DAY_MONTH_RE.sub(day_month, t)
+    if "Q" in t:
+        t = _QUARTER_RE.sub(lambda m: f"the {ordinal(int(m[1] or m[3]), accent)} quarter of "
+                                      + (cardinal(int(m[2]), accent) if m[2] and len(m[2]) == 2
+                                         else year(int(m[2] or m[4]), accent)), t)
+    if "AD" in t or "BC" in t or "CE" in t:
+        t = _ERA_RE.sub(lambda m: f"{year(int(m[1]), accent)} {' '.join(m[2].replace('.', ''))}", t)
+    if " s" in t:
+        t = _SPACED_DECADE_RE.sub(r"\1\2s", t)
     return t
 
 
 def _time(m: re.Match, accent: str) -> str:
+    if m["dmin"] is not None:  # "1.59 p.m."
+        h, mi = int(m["h"]), int(m["dmin"])
+        if mi > 59 or not 0 <= h <= 12:
+            return m[0]
+        return _say_clock(h or 12, mi, accent, True) + _ampm_tail(m, _after(m), "d")
+    if m["min"] is None:
+        return m[0]
     h, mi = int(m["h"]), int(m["min"])
     ampm = m["ap"] is not None
-    if mi > 59 or h > 23 or (ampm and not 1 <= h <= 12) or (m["s"] and int(m["s"]) > 59):
+    if mi > 59 or h > 23 or (ampm and not 0 <= h <= 12) or (m["s"] and int(m["s"]) > 59):
         return m[0]  # not a clock time; the generic rules read the numbers
+    if ampm and h == 0:
+        h = 12  # "00:05am" is five past midnight
     s = _say_clock(h, mi, accent, ampm)
     if m["s"] and int(m["s"]):
         sec = int(m["s"])
         s += f" and {cardinal(sec, accent)} second{'' if sec == 1 else 's'}"
     if ampm:
         s += _ampm_tail(m, _after(m))
+    elif m["zone"]:
+        s += " " + " ".join(m["zone"].replace(".", "").upper())
     return s
 
 
 def _hour_ampm(m: re.Match, accent: str) -> str:
     h = int(m["h"])
-    if not 1 <= h <= 12:
+    if not 0 <= h <= 12:
         return m[0]
-    return cardinal(h, accent) + _ampm_tail(m, _after(m))
+    return cardinal(h or 12, accent) + _ampm_tail(m, _after(m))
 
 
 def _money_match(m: re.Match, accent: str) -> str:
-    scale = m["abbr"] or m["word"]
+    scale = m["abbr"] or m["sabbr"] or m["word"]
     return _say_money(m["num"], m["sym"], scale, bool(m["sign"]), accent)
 
 
@@ -687,10 +667,28 @@ def _cents(m: re.Match, accent: str) -> str:
 
 
 def _unit(m: re.Match, accent: str) -> str:
-    us_sg, us_pl, uk_sg, uk_pl = _UNITS[m["unit"]]
-    one = _is_one(m["num"])
-    name = (us_sg if one else us_pl) if accent == "us" else (uk_sg if one else uk_pl)
-    return f"{number(m['num'], accent)} {name}"
+    one = _is_one(m["num"]) and not m["scale"]
+    scale = f" {m['scale']}" if m["scale"] else ""
+    return f"{number(m['num'], accent)}{scale} {_unit_name(m['unit'], one, accent)}"
+
+
+def _fraction_unit(m: re.Match, accent: str) -> str:
+    a, b = int(m[2]), int(m[3])
+    if m[1]:  # "four and a half pounds"
+        return (f"{cardinal(int(m[1]), accent)} and {_fraction(a, b, accent, mixed=True)} "
+                f"{_unit_name(m[4], False, accent)}")
+    if a < b:  # "three quarters of a mile"
+        return f"{_fraction(a, b, accent)} of a {_unit_name(m[4], True, accent)}"
+    return f"{_fraction(a, b, accent)} {_unit_name(m[4], False, accent)}"
+
+
+def _ordinal(m: re.Match, accent: str) -> str:
+    n = int(m[1].replace(",", ""))
+    suffix = m[0][len(m[1]):].lower()
+    right = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    if suffix != right:  # a typo or a code: say what is written
+        return f"{number(m[1], accent)} {suffix}"
+    return ordinal(n, accent)
 
 
 def _decade(m: re.Match, accent: str) -> str:
@@ -701,9 +699,30 @@ def _decade(m: re.Match, accent: str) -> str:
     return _plural(cardinal(int(m[3]), accent))  # 90s
 
 
+_COUNT_AFTER_RE = re.compile(r"\s+(?:more |new |other |extra |additional |of )?([a-z]{3,})\b")
+_COUNT_BEFORE_RE = re.compile(r"\b(?:than|about|around|over|under|approximately|nearly|almost|exactly|some|only|"
+                              r"just|total of|bought|sold|had|has|have|with|the first|the last|all)\s+$")
+_YEAR_BEFORE_RE = re.compile(r"\b(?:[Ii]n|[Ss]ince|[Bb]y|of|[Ff]rom|[Uu]ntil|till|[Tt]he|year|circa|[Dd]uring|[Bb]efore|"
+                             r"[Aa]fter|to|and|or|early|late|mid|spring|summer|autumn|fall|winter)[\s-]+$")
+_NOT_NOUNS = frozenset("was is has its this thus as us his hers yes plus minus versus always perhaps less unless "
+                       "whereas besides afterwards towards across upon onwards".split())
+
+
+def _is_count(m: re.Match) -> bool:
+    """A four-digit number is a count, not a year, before a plural noun ("1035 cans") or
+    after a quantity word ("over 1500")."""
+    before = m.string[max(0, m.start() - 12):m.start()]
+    if _YEAR_BEFORE_RE.search(before):
+        return False
+    nxt = _COUNT_AFTER_RE.match(m.string, m.end())
+    if nxt and nxt[1].endswith("s") and not nxt[1].endswith("ss") and nxt[1] not in _NOT_NOUNS:
+        return True
+    return _COUNT_BEFORE_RE.search(m.string[max(0, m.start() - 20):m.start()]) is not None
+
+
 def _bare_number(m: re.Match, accent: str) -> str:
     s = m[0]
-    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099:
+    if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099 and not _is_count(m):
         return year(int(s), accent)  # a bare four-digit number in this range is nearly always a year
     return number(s, accent)
 
@@ -742,6 +761,6 @@ def _abbreviations(t: str, accent: str) -> str:
     t = _DR_ST_RE.sub(dr_st, t)
     t = _STREET_RE.sub(lambda m: _STREET_SUFFIX[m[1]] + _keep_stop(_after(m)), t)
     t = _POSTNOMINAL_RE.sub(lambda m: _POSTNOMINAL[m[1]] + _keep_stop(_after(m)), t)
-    t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_MONTH_ABBR[m[1]] - 1], t)
+    t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_month_number(m[1]) - 1] + _keep_stop(_after(m)), t)
     t = _DOTTED_ACRONYM_RE.sub(lambda m: " ".join(m[1].replace(".", "").upper()) + _keep_stop(_after(m)), t)
     return t
