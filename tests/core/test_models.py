@@ -35,10 +35,10 @@ def _state_equal(a, b) -> bool:
 # ----------------------------------------------------------------------------- tiny profile
 def test_tiny_tokenizer_is_deterministic_and_llama3_shaped(tiny_base):
     _, tok = tiny_base
-    again = M.build_tiny_tokenizer()
+    again = tiny_models.build_tiny_tokenizer()
     assert again.get_vocab() == tok.get_vocab()
     assert 1000 <= len(tok) <= 2000
-    assert tok.bos_token == M.BOS_TOKEN and tok.eos_token == M.EOS_TOKEN
+    assert tok.bos_token == tiny_models.BOS_TOKEN and tok.eos_token == tiny_models.EOS_TOKEN
     ids = tok("Hello world, how are you?").input_ids
     assert ids[0] == tok.bos_token_id and tok.eos_token_id not in ids
     assert tok.decode(ids, skip_special_tokens=True) == "Hello world, how are you?"
@@ -49,24 +49,24 @@ def test_tiny_tokenizer_is_deterministic_and_llama3_shaped(tiny_base):
 
 
 def test_tiny_tokenizer_trains_on_given_texts():
-    a = M.build_tiny_tokenizer(["aaa bbb aaa bbb ccc"] * 3, vocab_size=300)
-    b = M.build_tiny_tokenizer(["aaa bbb aaa bbb ccc"] * 3, vocab_size=300)
+    a = tiny_models.build_tiny_tokenizer(["aaa bbb aaa bbb ccc"] * 3, vocab_size=300)
+    b = tiny_models.build_tiny_tokenizer(["aaa bbb aaa bbb ccc"] * 3, vocab_size=300)
     assert a.get_vocab() == b.get_vocab()
     assert len(a) < 300  # ran out of merges: tiny text, small vocabulary
     assert len(a("aaa").input_ids) == 2  # bos + one merged token
     with pytest.raises(ValueError, match="non-empty"):
-        M.build_tiny_tokenizer([])
+        tiny_models.build_tiny_tokenizer([])
 
 
 def test_corpus_sentences_reads_text_column_and_rejects_unknown_layout(tmp_path):
     good = tmp_path / "metadata.csv"
     good.write_text("file,text\na.wav,Hello there.\nb.wav,General Kenobi.\n")
-    assert M.corpus_sentences(good) == ["Hello there.", "General Kenobi."]
+    assert tiny_models.corpus_sentences(good) == ["Hello there.", "General Kenobi."]
     bad = tmp_path / "bad.csv"
     bad.write_text("file,words\na.wav,hi\n")
     with pytest.raises(ValueError, match="text column"):
-        M.corpus_sentences(bad)
-    assert M.corpus_sentences(tmp_path / "absent.csv") == []
+        tiny_models.corpus_sentences(bad)
+    assert tiny_models.corpus_sentences(tmp_path / "absent.csv") == []
 
 
 def test_tiny_llama_shapes_and_tying(tiny_base):
@@ -82,10 +82,10 @@ def test_tiny_llama_shapes_and_tying(tiny_base):
         assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tok))
     # same seed, same weights; global RNG untouched
     state = torch.random.get_rng_state()
-    assert _state_equal(M.build_tiny_llama(len(tok), seed=0, bos_token_id=tok.bos_token_id,
+    assert _state_equal(tiny_models.build_tiny_llama(len(tok), seed=0, bos_token_id=tok.bos_token_id,
                                            eos_token_id=tok.eos_token_id), model)
     assert torch.equal(state, torch.random.get_rng_state())
-    assert not torch.equal(M.build_tiny_llama(len(tok), seed=1).lm_head.weight, model.lm_head.weight)
+    assert not torch.equal(tiny_models.build_tiny_llama(len(tok), seed=1).lm_head.weight, model.lm_head.weight)
 
 
 def test_load_base_tiny_sentinel_and_local_folder_are_the_same_model(tmp_path, tiny_base):
@@ -267,8 +267,8 @@ def test_extension_is_deterministic_by_seed_and_refuses_to_run_twice(extended):
 
 
 def test_untied_output_layer_gets_its_own_new_rows():
-    tok = M.build_tiny_tokenizer()
-    model = M.build_tiny_llama(len(tok), seed=3)
+    tok = tiny_models.build_tiny_tokenizer()
+    model = tiny_models.build_tiny_llama(len(tok), seed=3)
     model.config.tie_word_embeddings = False
     model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone() * 2)
     assert model.lm_head.weight is not model.model.embed_tokens.weight
