@@ -114,7 +114,13 @@ _MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:[\s=][^<>]*)?/?>")
 _ISO_DATE_RE = re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b(?![-/.]\d)")
 _NUM_DATE_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
 _DATE_CUES = r"on|by|until|till|since|from|before|after|dated|due|until|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
-_SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+_SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+\(?)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+# A weekday abbreviation right before a numeric date ("Tu (2/22)", "Sat. 3/4") is the weekday.
+# ("We" and "Fr" are left out: a pronoun and the title Father.)
+_WEEKDAYS = {"Mon": "Monday", "Mo": "Monday", "Tue": "Tuesday", "Tues": "Tuesday", "Tu": "Tuesday",
+             "Wed": "Wednesday", "Thu": "Thursday", "Thur": "Thursday", "Thurs": "Thursday", "Th": "Thursday",
+             "Fri": "Friday", "Sat": "Saturday", "Sa": "Saturday", "Sun": "Sunday", "Su": "Sunday"}
+_WEEKDAY_DATE_RE = re.compile(r"\b(" + "|".join(sorted(_WEEKDAYS, key=len, reverse=True)) + r")\.?(?=,?\s+\(?\d{1,2}/\d{1,2}(?![\w/]|\.\d))")
 _ORD_SUFFIX = r"(?:st|nd|rd|th)"
 _MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_SUFFIX + r"?\b(?![/:.]?\d)(?!-(?!\d{4}\b)\d)"
                            r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
@@ -624,6 +630,7 @@ def _dates(t: str, accent: str, order: str) -> str:
                                       f"{_keep_stop(_after(m)) if m[3] else ''}", t)
         t = _NUM_DATE_RE.sub(numeric, t)
         if "/" in t:
+            t = _WEEKDAY_DATE_RE.sub(lambda m: _WEEKDAYS[m[1]], t)
             t = _SHORT_DATE_RE.sub(short, t)
     if _MONTH_HINT_RE.search(t):
         t = _MONTH_DAY_RE.sub(month_day, t)
