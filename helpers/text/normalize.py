@@ -37,7 +37,14 @@ Context decides between readings (tests in ``tests/core/test_text_rules.py``):
 - "St." before a name is Saint, after a name or in an address Street; addresses
   (:mod:`helpers.text.address`) read house numbers in pairs, states and ZIP codes;
 - a hyphen between numbers is "to" (a range) unless it is part of a longer
-  hyphenated code ("1-413-te-b") or the text is arithmetic ("1-2=5": minus);
+  hyphenated code ("1-413-te-b"), the text is arithmetic ("1-2=5": minus) or the
+  pair falls ("978-0": unread; abbreviated ends "2019-20" and clock hours "10-6" stay ranges);
+- "4.4x" is "four point four x" (the sign "3×" is "times"), "2x8" a dimension ("by");
+- US: grouped round hundreds are "twenty-five hundred" ("2,500"); 3-4 digits glued
+  after letters are a model number read in pairs ("A321": "A three twenty-one");
+- a weekday abbreviation before a numeric date is the weekday ("Tu (2/22)");
+- an ordinal suffix that does not agree, or a leading zero, makes a code: from three
+  digits digit by digit ("111st": "one one one st");
 - a slash is "per" between a number (and unit) and a unit ("12/kg", "$20/mo"),
   a fraction between numbers, "or" between words, else "slash";
 - months in any case ("july", "JAN."); lower-case "may"/"march" only after a day;
@@ -274,9 +281,10 @@ def _range(m: re.Match) -> str:
     if _CHAIN_LEFT_RE.search(s[max(0, start - 2):m.start()]) or _CHAIN_RIGHT_RE.match(s, m.end()):
         return m[0]  # a part of a serial or code, not a range
     left, right = s[start:m.start()], _RANGE_END_RE.match(s, m.end())
-    if left.isdigit() and right and int(right[0]) < int(left) and not (len(left) == 4 and len(right[0]) == 2):
+    if (left.isdigit() and right and int(right[0]) < int(left) and int(left) > 12
+            and not (len(left) == 4 and len(right[0]) == 2)):
         # "978-0": a range goes up; a falling pair is a code or a score, its hyphen unread
-        # ("1999-05" / "2019-20" are abbreviated ends: still ranges).
+        # ("1999-05" / "2019-20" are abbreviated ends, "open 10-6" clock hours: still ranges).
         return " "
     return " to "
 

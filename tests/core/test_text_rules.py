@@ -156,7 +156,8 @@ RULES = {
         ("5-3-Ws", "five-three-Ws", None),
         ("1-2=5", "one minus two equals five", None),
         ("978-0", "nine hundred seventy-eight zero", "nine hundred and seventy-eight zero"),  # falling: not a range
-        ("won 3-2", "won three two", None),
+        ("won 3-2", "won three to two", None),  # clock-size numbers (open 10-6) stay a range
+        ("won 21-14", "won twenty-one fourteen", None),
         ("the 2019-20 season", "the twenty nineteen to twenty season", None),  # an abbreviated end is a range
     ],
     "electronic": [
