@@ -33,18 +33,14 @@ Context decides between readings (tests in ``tests/core/test_text_rules.py``):
 - four-digit numbers are years unless a plural noun follows or a quantity word
   precedes ("I bought 1035 cans", "over 1500 people"); "in/since/the ..." keep the year;
 - an ordinal after "the" before a month does not add a second "the"; a suffix
-  that does not agree with the number ("1th") is not an ordinal;
+  that does not agree ("1th") or a leading zero is a code ("111st": "one one one st");
 - "St." before a name is Saint, after a name or in an address Street; addresses
   (:mod:`helpers.text.address`) read house numbers in pairs, states and ZIP codes;
 - a hyphen between numbers is "to" (a range) unless it is part of a longer
   hyphenated code ("1-413-te-b"), the text is arithmetic ("1-2=5": minus) or the
   pair falls ("978-0": unread; abbreviated ends "2019-20" and clock hours "10-6" stay ranges);
-- "4.4x" is "four point four x" (the sign "3×" is "times"), "2x8" a dimension ("by");
-- US: grouped round hundreds are "twenty-five hundred" ("2,500"); 3-4 digits glued
-  after letters are a model number read in pairs ("A321": "A three twenty-one");
-- a weekday abbreviation before a numeric date is the weekday ("Tu (2/22)");
-- an ordinal suffix that does not agree, or a leading zero, makes a code: from three
-  digits digit by digit ("111st": "one one one st");
+- "4.4x" is "four point four x" ("3×" "times", "2x8" "by"); US "2,500" is "twenty-five
+  hundred"; "A321" a model number in pairs; "Tu (2/22)" a weekday and a date;
 - a slash is "per" between a number (and unit) and a unit ("12/kg", "$20/mo"),
   a fraction between numbers, "or" between words, else "slash";
 - months in any case ("july", "JAN."); lower-case "may"/"march" only after a day;
@@ -122,8 +118,7 @@ _ISO_DATE_RE = re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b(?![-/.]\d)")
 _NUM_DATE_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
 _DATE_CUES = r"on|by|until|till|since|from|before|after|dated|due|until|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 _SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+\(?)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
-# A weekday abbreviation right before a numeric date ("Tu (2/22)", "Sat. 3/4") is the weekday.
-# ("We" and "Fr" are left out: a pronoun and the title Father.)
+# A weekday abbreviation before a numeric date ("Tu (2/22)") - not "We" / "Fr" (pronoun, Father).
 _WEEKDAYS = {"Mon": "Monday", "Mo": "Monday", "Tue": "Tuesday", "Tues": "Tuesday", "Tu": "Tuesday",
              "Wed": "Wednesday", "Thu": "Thursday", "Thur": "Thursday", "Thurs": "Thursday", "Th": "Thursday",
              "Fri": "Friday", "Sat": "Saturday", "Sa": "Saturday", "Sun": "Sunday", "Su": "Sunday"}
