@@ -27,7 +27,7 @@ from .guard import UnspeakableTextError, describe_input, removed_characters, str
 from .normalize import (ACCENTS, DATE_ORDERS, DEFAULT_DATE_ORDER, READ_ACRONYMS, SPELL_ACRONYMS, cardinal,
                         normalize_plain, ordinal, year)
 from .split import CHARS_PER_SECOND, DEFAULT_MAX_SECONDS, NONVERBAL_SECONDS, estimate_seconds, split_sentences
-from .tags import TAG_ALIASES, TAG_RE, Nonverbal, Segment, UnknownTagError, parse_tags
+from .tags import TAG_ALIASES, TAG_RE, Nonverbal, Segment, UnknownTagError, markup_events, parse_tags
 
 __all__ = [
     "ACCENTS", "DATE_ORDERS", "DEFAULT_DATE_ORDER", "READ_ACRONYMS", "SPELL_ACRONYMS", "CHARS_PER_SECOND",
@@ -49,7 +49,7 @@ def normalize(text: str, accent: str = "us", date_order: str | None = None) -> s
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
-    text = strip_unspeakable(text)
+    text = markup_events(strip_unspeakable(text))
     if "[" not in text and "<|" not in text:
         return normalize_plain(text, accent, date_order)
     parts, pos = [], 0
@@ -91,7 +91,7 @@ def prepare(text: str, accent: str = "us", date_order: str | None = None, unknow
     Raises :class:`UnknownTagError` for an unknown tag (unless ``unknown="speak"``)
     and ``ValueError`` for empty text.
     """
-    segments = _normalize_segments(parse_tags(strip_unspeakable(text), unknown), accent, date_order)
+    segments = _normalize_segments(parse_tags(markup_events(strip_unspeakable(text)), unknown), accent, date_order)
     if not segments:
         raise ValueError("text is empty: nothing to synthesize")
     if max_seconds is None:
@@ -115,7 +115,7 @@ def normalize_transcript(text: str, accent: str = "us", date_order: str | None =
     refused: a clip's emotion is metadata, one per utterance, not inline text.
     Idempotent; an empty transcript gives ``""`` (the caller counts and rejects it).
     """
-    segments = parse_tags(strip_unspeakable(text), unknown)
+    segments = parse_tags(markup_events(strip_unspeakable(text)), unknown)
     tagged = [s for s in segments if s.emotion is not None]
     if tagged:
         raise ValueError(f"transcript has an inline emotion tag [{tagged[0].emotion}]; emotion belongs in the "

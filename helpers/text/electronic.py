@@ -1,8 +1,11 @@
 """Electronic text and digit strings: URLs, e-mail addresses, file paths, phone numbers,
 SSN-like serials, IPv4 addresses and codes after a cue ("card ending in 8876").
 
-Addresses are read the way people dictate them ("example dot com slash docs"; the
-http(s) scheme is not read, other schemes are: "file colon slash slash slash"),
+Addresses are read the way people dictate them ("example dot com slash docs"). A
+scheme is read ("H T T P S colon slash slash developer dot ...", "file colon slash
+slash slash") except an http(s) scheme before "www.", which already says the address
+is a web page ("https://www.example.com" -> "W W W dot example dot com"). File
+extensions with a spoken name are read by it ("image.jpg" -> "image dot jpeg");
 digit strings digit by digit with a comma (a pause) between the written groups.
 """
 from __future__ import annotations
@@ -21,6 +24,10 @@ _URL_SYMBOLS = {".": " dot ", "/": " slash ", "-": " dash ", "_": " underscore "
                 "%": " percent "}
 _URL_HINT_RE = re.compile(r":/|www\.|localhost|[a-z]:\d|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
 _URL_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+|.")
+_SPELLED = frozenset(("www", "http", "https", "ftp"))
+# Extensions said by another name than their letters.
+EXTENSIONS = {"jpg": "jpeg"}
+_WWW_SCHEME_RE = re.compile(r"^(?:https?|ftp)://(?=www\.)", re.I)
 # "test.abc", "readme.md": a lower-case name and extension with no space is read as written.
 _BARE_DOMAIN_RE = re.compile(r"(?<![\w.@/'])[a-z][a-z0-9-]*[a-z0-9]\.[a-z]{2,6}(?![\w.]|\.\w)")
 # Digits after these cues are a code, read digit by digit ("card ending in 8876", "your PIN is 4921").
@@ -33,17 +40,23 @@ def _read_url(s: str, accent: str) -> str:
     while s and s[-1] in ".,;:!?)":  # sentence punctuation after the address is not part of it
         trail = s[-1] + trail
         s = s[:-1]
-    s = re.sub(r"^(?:https?|ftp)://", "", s, flags=re.I)
+    s = _WWW_SCHEME_RE.sub("", s)
     if s.endswith("/"):
         s = s[:-1]
     out = []
+    prev = ""
     for tok in _URL_TOKEN_RE.findall(s):
         if tok.isdigit():
             out.append(digits(tok, accent))
         elif tok.isalpha():
-            out.append(" ".join(tok.upper()) if tok.lower() == "www" else tok)
+            low = tok.lower()
+            if low in _SPELLED:
+                out.append(" ".join(tok.upper()))
+            else:
+                out.append(EXTENSIONS.get(low, tok) if prev == "." else tok)
         else:
             out.append(_URL_SYMBOLS.get(tok, " "))
+        prev = tok
     return re.sub(r"\s+", " ", " ".join(out)).strip() + trail
 
 

@@ -33,11 +33,14 @@ Context decides between readings (tests in ``tests/core/test_text_rules.py``):
 - four-digit numbers are years unless a plural noun follows or a quantity word
   precedes ("I bought 1035 cans", "over 1500 people"); "in/since/the ..." keep the year;
 - an ordinal after "the" before a month does not add a second "the"; a suffix
-  that does not agree with the number ("1th") is not an ordinal;
+  that does not agree ("1th") or a leading zero is a code ("111st": "one one one st");
 - "St." before a name is Saint, after a name or in an address Street; addresses
   (:mod:`helpers.text.address`) read house numbers in pairs, states and ZIP codes;
 - a hyphen between numbers is "to" (a range) unless it is part of a longer
-  hyphenated code ("1-413-te-b") or the text is arithmetic ("1-2=5": minus);
+  hyphenated code ("1-413-te-b"), the text is arithmetic ("1-2=5": minus) or the
+  pair falls ("978-0": unread; abbreviated ends "2019-20" and clock hours "10-6" stay ranges);
+- "4.4x" is "four point four x" ("3×" "times", "2x8" "by"); US "2,500" is "twenty-five
+  hundred"; "A321" a model number in pairs; "Tu (2/22)" a weekday and a date;
 - a slash is "per" between a number (and unit) and a unit ("12/kg", "$20/mo"),
   a fraction between numbers, "or" between words, else "slash";
 - months in any case ("july", "JAN."); lower-case "may"/"march" only after a day;
@@ -53,11 +56,11 @@ import re
 import unicodedata
 
 from .address import addresses
-from .electronic import (_BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
+from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, _read_phone, _read_url)
 from .guard import strip_unspeakable
 from .units import _PER_RE, _UNIT_ALT, _per, _unit_name
-from .numbers import _is_one, _plural, cardinal, digits, number, ordinal, year
+from .numbers import _is_one, _plural, cardinal, code_number, digits, number, ordinal, year
 
 ACCENTS = ("us", "uk")
 DATE_ORDERS = ("mdy", "dmy")
@@ -114,7 +117,12 @@ _MARKUP_RE = re.compile(r"</?[A-Za-z][\w:-]*(?:[\s=][^<>]*)?/?>")
 _ISO_DATE_RE = re.compile(r"\b(\d{4})([-/.])(\d{1,2})\2(\d{1,2})\b(?![-/.]\d)")
 _NUM_DATE_RE = re.compile(r"(?<![\w/.-])(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?![\w/]|\.\d)")
 _DATE_CUES = r"on|by|until|till|since|from|before|after|dated|due|until|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
-_SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+_SHORT_DATE_RE = re.compile(r"\b(" + _DATE_CUES + r"|On|By|Until|Since|From|Before|After|Due)(,?\s+\(?)(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+# A weekday abbreviation before a numeric date ("Tu (2/22)") - not "We" / "Fr" (pronoun, Father).
+_WEEKDAYS = {"Mon": "Monday", "Mo": "Monday", "Tue": "Tuesday", "Tues": "Tuesday", "Tu": "Tuesday",
+             "Wed": "Wednesday", "Thu": "Thursday", "Thur": "Thursday", "Thurs": "Thursday", "Th": "Thursday",
+             "Fri": "Friday", "Sat": "Saturday", "Sa": "Saturday", "Sun": "Sunday", "Su": "Sunday"}
+_WEEKDAY_DATE_RE = re.compile(r"\b(" + "|".join(sorted(_WEEKDAYS, key=len, reverse=True)) + r")\.?(?=,?\s+\(?\d{1,2}/\d{1,2}(?![\w/]|\.\d))")
 _ORD_SUFFIX = r"(?:st|nd|rd|th)"
 _MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_SUFFIX + r"?\b(?![/:.]?\d)(?!-(?!\d{4}\b)\d)"
                            r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
@@ -247,7 +255,8 @@ _FRACTION_UNIT_RE = re.compile(r"(?<![\w/.])(?:(\d+)\s)?(\d+)/(\d+)\s?(" + _UNIT
 _UNIT_RANGE_RE = re.compile(r"(?<![\w.,-])(" + _NUM + r")\s?[-–]\s?(" + _NUM + r")\s?(?=(?:" + _UNIT_ALT + r")(?![\w^/]))")
 _DIMS_RE = re.compile(_B + r"(" + _NUM + r")\s?[x×]\s?(" + _NUM + r")(?:\s?[x×]\s?(" + _NUM + r"))?"
                       r"(?:\s?(" + _UNIT_ALT + r")(?![\w^/]))?(?![\w]|\.\d)")
-_TIMES_RE = re.compile(_B + r"(" + _NUM + r")[x×](?![\w])")
+# "4.4x faster", "2x": the letter is said ("four point four x"); the sign "3×" is "times".
+_TIMES_RE = re.compile(_B + r"(" + _NUM + r")([x×])(?![\w])")
 
 _PERCENT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?%")
 _ORDINAL_RE = re.compile(_B + r"(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
@@ -266,7 +275,17 @@ def _range(m: re.Match) -> str:
         start -= 1
     if _CHAIN_LEFT_RE.search(s[max(0, start - 2):m.start()]) or _CHAIN_RIGHT_RE.match(s, m.end()):
         return m[0]  # a part of a serial or code, not a range
+    left, right = s[start:m.start()], _RANGE_END_RE.match(s, m.end())
+    if (left.isdigit() and right and int(right[0]) < int(left) and len(left) - len(right[0]) >= 2
+            and not (len(left) == 4 and len(right[0]) == 2)):
+        # "978-0": a range goes up; a falling pair two or more digits shorter on the right is a
+        # code (ISBN parts), its hyphen unread. Scores ("won 21-14", "102-98"), abbreviated ends
+        # ("2019-20") and clock hours ("open 10-6") stay "to".
+        return " "
     return " to "
+
+
+_RANGE_END_RE = re.compile(r"\d+(?![\d.,%])")
 _SPECIAL_SLASH = {"24/7": "twenty-four seven", "9/11": "nine eleven", "50/50": "fifty-fifty", "365/24/7": "three sixty-five twenty-four seven"}
 _SPECIAL_SLASH_RE = re.compile(r"(?<![\w/])(" + "|".join(re.escape(k) for k in sorted(_SPECIAL_SLASH, key=len, reverse=True)) + r")(?![\w/])")
 _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
@@ -396,6 +415,8 @@ def _say_acronym(m: re.Match) -> str:
 
 # Generic numbers and leftovers.
 _WORD_DIGIT_HYPHEN_RE = re.compile(r"(?<=[A-Za-z])-(?=\d)")
+# Three or four digits glued after letters are a model number or code ("A321", "RTX4090").
+_CODE_NUMBER_RE = re.compile(r"(?<=[A-Za-z])(\d{3,4})(?![\d.,])")
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
 _DOTTED_NUMBER_RE = re.compile(r"\d+(?:\.\d+){2,}")
 _NEG_RE = re.compile(r"(?<![\w.,)\]])-(?=\.?\d)")
@@ -482,7 +503,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if "x" in t or "×" in t:
             t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups()[:3] if g)
                              + (" " + _unit_name(m[4], False, accent) if m[4] else ""), t)
-            t = _TIMES_RE.sub(lambda m: number(m[1], accent) + " times", t)
+            t = _TIMES_RE.sub(lambda m: number(m[1], accent) + (" x" if m[2] == "x" else " times"), t)
         if "/" in t:
             t = _FRACTION_UNIT_RE.sub(lambda m: _fraction_unit(m, accent), t)
         t = _UNIT_RE.sub(lambda m: _unit(m, accent), t)
@@ -506,6 +527,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _RATIO_RE.sub(r"\1 to \2", t)
         # Letters glued to digits are separate words ("MP3", "B2B"); split before the
         # word rules so they see the same word boundaries on every pass.
+        t = _CODE_NUMBER_RE.sub(lambda m: " " + code_number(m[1], accent) + " ", t)
         t = _WORD_DIGIT_HYPHEN_RE.sub(" ", t)
         t = _ALNUM_SPLIT_RE.sub(" ", t)
 
@@ -537,8 +559,13 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = t.replace("/", " slash ")
     t = _tidy_space(t)
     if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
-        t = _BARE_DOMAIN_RE.sub(lambda m: m[0].replace(".", " dot "), t)
+        t = _BARE_DOMAIN_RE.sub(_bare_domain, t)
     return t
+
+
+def _bare_domain(m: re.Match) -> str:
+    name, _, ext = m[0].rpartition(".")
+    return name.replace(".", " dot ") + " dot " + EXTENSIONS.get(ext, ext)
 
 
 def _slash_words(m: re.Match) -> str:
@@ -607,6 +634,7 @@ def _dates(t: str, accent: str, order: str) -> str:
                                       f"{_keep_stop(_after(m)) if m[3] else ''}", t)
         t = _NUM_DATE_RE.sub(numeric, t)
         if "/" in t:
+            t = _WEEKDAY_DATE_RE.sub(lambda m: _WEEKDAYS[m[1]], t)
             t = _SHORT_DATE_RE.sub(short, t)
     if _MONTH_HINT_RE.search(t):
         t = _MONTH_DAY_RE.sub(month_day, t)
@@ -686,7 +714,11 @@ def _ordinal(m: re.Match, accent: str) -> str:
     n = int(m[1].replace(",", ""))
     suffix = m[0][len(m[1]):].lower()
     right = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    if suffix != right:  # a typo or a code: say what is written
+    if suffix != right or (len(m[1]) > 1 and m[1][0] == "0"):
+        # "12nd", "111st", "000th": a typo or a code, not an ordinal - say what is written,
+        # from three digits (or a leading zero) on digit by digit as codes are read
+        if len(m[1]) > 2 or m[1][0] == "0":
+            return f"{digits(m[1].replace(',', ''), accent)} {suffix}"
         return f"{number(m[1], accent)} {suffix}"
     return ordinal(n, accent)
 
@@ -694,6 +726,8 @@ def _ordinal(m: re.Match, accent: str) -> str:
 def _decade(m: re.Match, accent: str) -> str:
     if m[1]:  # '90s
         return _plural(cardinal(int(m[1]), accent))
+    if not m[2] and m[0].endswith("'s"):  # "80's": the number's plural/possessive, said the same as "eighties"
+        return cardinal(int(m[3]), accent) + "'s"
     if m[2]:  # 1990s
         return _plural(year(int(m[2] + m[3]), accent))
     return _plural(cardinal(int(m[3]), accent))  # 90s

@@ -55,6 +55,20 @@ def digits(s: str, accent: str = "us", style: str = "phone") -> str:
     return " ".join(table[ord(c) - 48] for c in s)
 
 
+def code_number(s: str, accent: str = "us") -> str:
+    """A number inside a model name or code ("A321", "RTX4090") is read in pairs the way
+    people say them: "three twenty-one", "forty ninety"; "X100" "one hundred", "4000"
+    "four thousand"; a leading zero digit by digit."""
+    if s[0] == "0":
+        return digits(s, accent)
+    if len(s) == 4 and s[1:] == "000":
+        return cardinal(int(s), accent)
+    head, pair = s[:-2], s[-2:]
+    if pair == "00":
+        return cardinal(int(head), accent) + " hundred" if len(s) == 4 else cardinal(int(s), accent)
+    return f"{cardinal(int(head), accent)} {digits(pair, accent) if pair[0] == '0' else cardinal(int(pair), accent)}"
+
+
 def _plural(words: str) -> str:
     """"nineteen ninety" -> "nineteen nineties" (for decades and fractions)."""
     if words.endswith("y"):
@@ -71,6 +85,10 @@ def number(text: str, accent: str = "us") -> str:
     intpart, _, frac = body.partition(".")
     grouped = "," in intpart  # "124,444,234,854,823,834,553": grouping says it is a quantity
     intpart = intpart.replace(",", "")
+    if grouped and not frac and accent == "us" and len(intpart) == 4 and intpart[2:] == "00" and intpart[1] != "0":
+        # US "2,500" -> "twenty-five hundred" (round hundreds from 1,100 to 9,900, not whole thousands)
+        words = cardinal(int(intpart[:2]), accent) + " hundred"
+        return ("minus " + words) if neg else words
     if not frac and ((len(intpart) > _MAX_CARDINAL_DIGITS and not grouped) or (len(intpart) > 1 and intpart[0] == "0")):
         words = digits(intpart, accent)
     else:

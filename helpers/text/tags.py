@@ -37,6 +37,24 @@ TAG_ALIASES = {
 TAG_RE = re.compile(r"\[\s*([A-Za-z][A-Za-z _'-]{0,30}?)\s*\]|<\|([a-z_]+)\|>")
 
 
+# A self-closing markup tag that names a non-verbal event ("<cough/>", "<breathing />")
+# becomes the inline tag as written ("[cough]", "[breathing]"): the event is rendered,
+# never read. Other markup has no reading and is removed by the normalizer.
+_MARKUP_EVENT_RE = re.compile(r"<\s*([A-Za-z]+)\s*/>")
+
+
+def markup_events(text: str) -> str:
+    """``"go <cough/> home"`` -> ``"go [cough] home"`` for the contract's non-verbal events."""
+    if "<" not in text:
+        return text
+
+    def event(m):
+        name = m[1].lower()
+        return f" [{name}] " if TAG_ALIASES.get(name, name) in NONVERBALS else m[0]
+
+    return _MARKUP_EVENT_RE.sub(event, text)
+
+
 class UnknownTagError(ValueError):
     """An inline ``[tag]`` that is neither an emotion nor a non-verbal tag."""
 

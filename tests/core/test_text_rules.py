@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from helpers.text import (SpokenText, UnspeakableTextError, normalize, prepare, normalize_transcript, speakable,
+from helpers.text import (Nonverbal, SpokenText, UnspeakableTextError, normalize, prepare, normalize_transcript, speakable,
                           spoken_length)
 
 
@@ -84,6 +84,10 @@ RULES = {
         ("We grew in 2Q22", "We grew in the second quarter of twenty-two", None),
         ("the 1980 s", "the nineteen eighties", None),
         ("JAN.", "January.", None),
+        ("for Tu (2/22) at 5 pm.", "for Tuesday (February twenty-second) at five P M.",
+         "for Tuesday (the twenty-second of February) at five P M."),  # a weekday abbreviation before a date
+        ("Sat. 3/4", "Saturday March fourth", "Saturday the third of April"),
+        ("We 3/4 agree", "We three quarters agree", None),  # "We" is the pronoun
     ],
     "times": [
         ("10:00 p.m. e.s.t", "ten P M E S T", None),
@@ -125,6 +129,8 @@ RULES = {
         ("1/4th", "one quarter", None),
         ("a 12\" pipe", "a twelve inches pipe", None),
         ("2*8", "two times eight", None),
+        ("4.4x faster", "four point four x faster", None),  # the letter of a multiplier is said
+        ("a 2x zoom, 3× more", "a two x zoom, three times more", None),  # the sign is "times"
     ],
     "money": [
         ("₩460 billion", "four hundred sixty billion won", "four hundred and sixty billion won"),
@@ -149,6 +155,10 @@ RULES = {
         ("2%-10%", "two percent to ten percent", "two per cent to ten per cent"),
         ("5-3-Ws", "five-three-Ws", None),
         ("1-2=5", "one minus two equals five", None),
+        ("978-0", "nine hundred seventy-eight zero", "nine hundred and seventy-eight zero"),  # falling: not a range
+        ("won 3-2", "won three to two", None),  # clock-size numbers (open 10-6) stay a range
+        ("won 21-14", "won twenty-one to fourteen", None),  # a score: same-length falling pair stays "to"
+        ("the 2019-20 season", "the twenty nineteen to twenty season", None),  # an abbreviated end is a range
     ],
     "electronic": [
         ("a-1.b3_c&-d@gma4i-l.com", "a dash one dot b three underscore c ampersand dash d at gma four i dash l dot com",
@@ -159,6 +169,11 @@ RULES = {
          "open localhost colon eight oh eight oh slash api"),
         ("api.example.org:443/v1", "api dot example dot org colon four four three slash v one", None),
         ("see test.abc", "see test dot abc", None),
+        ("https://developer.nvidia.com/cv-cuda", "H T T P S colon slash slash developer dot nvidia dot com slash cv "
+         "dash cuda", None),  # the scheme is read unless www. follows
+        ("http://www.example.com/a", "W W W dot example dot com slash a", None),
+        ("file:///photos/image.jpg", "file colon slash slash slash photos slash image dot jpeg", None),
+        ("see image.jpg", "see image dot jpeg", None),
     ],
     "addresses and St.": [
         ("12 High St. Edinburgh", "twelve High Street Edinburgh", None),
@@ -183,6 +198,13 @@ RULES = {
          "hundred fifty-four billion eight hundred twenty-three million eight hundred thirty-four thousand five hundred "
          "fifty-three", _UK_124),
         ("114...48", "one hundred fourteen...forty-eight", "one hundred and fourteen...forty-eight"),
+        ("111st", "one one one st", "one one one st"),  # a code: digit by digit from three digits
+        ("2,500 fans", "twenty-five hundred fans", "two thousand five hundred fans"),  # US round hundreds
+        ("$2,000 or 12,500", "two thousand dollars or twelve thousand five hundred",
+         "two thousand dollars or twelve thousand five hundred"),
+        ("the A321 and RTX4090", "the A three twenty-one and R T X forty ninety", None),  # model numbers in pairs
+        ("X100 or Windows2000", "X one hundred or Windows two thousand", None),
+        ("two 80's and the 1980's", "two eighty's and the nineteen eighties", None),
     ],
     "roman numerals, abbreviations, symbols": [
         ("Henry VIII", "Henry the Eighth", None),
@@ -193,6 +215,8 @@ RULES = {
         ("pens, inks, &c. The end", "pens, inks, et cetera. The end", None),
         ("a 401(k) plan", "a four oh one K plan", None),
         ("go <noise/> home", "go home", None),  # markup has no reading
+        ("go <cough/> home", "go [cough] home", None),  # markup naming a non-verbal event becomes its tag
+        ("<breathing />", "[breathing]", None),
         ("test$", "test dollar", None),
         ("31/31/100", "thirty-one slash thirty-one slash one hundred", None),
     ],
@@ -203,3 +227,10 @@ _RULE_CASES = [pytest.param(t, us, uk, id=f"{fam}:{t}") for fam, rows in RULES.i
 @pytest.mark.parametrize("text,us,uk", _RULE_CASES)
 def test_rule_families_in_both_accents(text, us, uk):
     _both(text, us, uk)
+
+
+def test_markup_events_reach_the_prompt_as_events():
+    for accent in ("us", "uk"):
+        segs = prepare("go <cough/> home, <breathing/> <noise/> 5", accent=accent)
+        assert segs[0].pieces == ["go", Nonverbal("cough"), "home,", Nonverbal("breath"), "five"]
+        assert normalize_transcript("ok <sighs/>", accent=accent) == "ok <|sigh|>"
