@@ -41,6 +41,8 @@ CODE_BYTES_PER_AUDIO_TOKEN = 2  # token shards hold int16 SNAC codes: 82 codes p
 MANIFEST_BYTES_PER_CLIP = 300  # 01's manifest row (ids, text, decisions), parquet-compressed
 MEAN_CLIP_S = 8.0
 BF16 = 2  # bytes per parameter of a saved model (stage models, export) in bf16
+# torch.save of a checkpoint to the VM's local disk (modelled, not measured): what one save blocks training.
+LOCAL_WRITE_BYTES_PER_S = 0.5e9
 # Time of the notebooks the planner does not model: the README's figures (targets, not measurements).
 FIXED_GPU_HOURS = {"00_snac_test": 0.1, "03_vocab_extension": 0.1, "07_evaluate": 1.0, "08_publish": 0.2}
 TOKENIZE_GPU_HOURS_PER_1000H = 1.0  # 02's target (< 1 h of A100 per 1,000 h of audio); bench_data measures it
@@ -132,18 +134,23 @@ def _stage_plan(stage: int, profile, shape, hours: float, drive_deletion: str | 
         epochs = cfg.epochs
         tokens = plan_model.stage_tokens(max(hours, 1e-6), epochs=epochs)
         steps = max(1, math.ceil(tokens / per_step))  # padding-free packing: bins are nearly full
-    gpu_hours = tokens / gplan.throughput.tokens_per_s / 3600
+    train_hours = tokens / gplan.throughput.tokens_per_s / 3600
     ck = real.get("checkpoint_bytes") or checkpoint_bytes(shape, cfg)
     saves = 1  # the end of the stage
     if cfg.save_every:
         saves += steps // cfg.save_every
     if cfg.save_every_minutes:
-        saves += int(gpu_hours * 60 // cfg.save_every_minutes)
+        saves += int(train_hours * 60 // cfg.save_every_minutes)
     if real.get("checkpoint_saves"):
         saves = real["checkpoint_saves"]
+    # A save blocks training only for the local write of the state (helpers.train.background); hashing,
+    # the copy to Drive and retention run while training continues.
+    save_block_s = ck / LOCAL_WRITE_BYTES_PER_S
+    gpu_hours = train_hours + saves * save_block_s / 3600
     final = real.get("final_bytes") or shape.param_count() * (2 if cfg.model_dtype == "bfloat16" else 4)
     return {"stage": stage, "phase": cfg.phase, "data_hours": hours, "epochs": epochs, "tokens": tokens,
             "steps": steps, "gpu_hours": gpu_hours, "tokens_per_s": gplan.throughput.tokens_per_s,
+            "save_block_s": save_block_s,
             "memory_plan": gplan.train.implementation, "checkpoint_bytes": ck, "saves": saves,
             "final_bytes": final, "keep_last": cfg.keep_last, "drive_deletion": cfg.drive_deletion,
             "save_every_minutes": cfg.save_every_minutes, "save_every": cfg.save_every}
@@ -323,7 +330,7 @@ def format_plan(plan: dict) -> str:
                                      f"every {s['save_every']} steps" if s["save_every"] else "") if x)
         lines.append(f"stage {k}: {s['steps']:,} steps ≈ {s['gpu_hours']:.1f} h at {s['tokens_per_s']:,.0f} tokens/s "
                      f"({s['memory_plan']}); checkpoint {s['checkpoint_bytes'] / GB:.1f} GB saved {when} and at the end "
-                     f"(~{s['saves']} saves), at most {s['max_checkpoints']} on Drive at once")
+                     f"(~{s['saves']} saves, each blocking training ~{s['save_block_s']:.0f} s for the local write; hashing and the copy to Drive run in the background), at most {s['max_checkpoints']} on Drive at once")
     if plan.get("drive_free_gb") is not None:
         fits = not plan_problems(plan)
         lines.append(f"Drive free: {plan['drive_free_gb']:.1f} GB -> {'fits' if fits else 'DOES NOT FIT'}")

@@ -65,11 +65,10 @@ def _write_json(path: Path, data) -> None:
         os.fsync(f.fileno())
 
 
-def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dict, info: dict) -> Path:
-    """Write a complete checkpoint into ``folder`` (local disk), manifest last. Returns ``folder``.
-
-    ``info``: JSON-able scalars (step, epoch, config, fingerprint, ...) stored in state.json.
-    """
+def write_state(folder: str | os.PathLike, model_state: dict, trainer_state: dict, info: dict) -> Path:
+    """Write the training state into ``folder`` (local disk), without its manifest: the part of a save
+    that must be consistent with the live model, so it blocks the training loop. :func:`seal` (hashing,
+    the manifest) can run later, off the training path. Returns ``folder``."""
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
@@ -77,11 +76,26 @@ def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dic
     torch.save(model_state, folder / MODEL_FILE)
     torch.save(trainer_state, folder / TRAINER_FILE)
     _write_json(folder / STATE_FILE, {"format": FORMAT, **info})
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(folder.iterdir()) if p.is_file()}
-    _write_json(folder / MANIFEST, {"format": FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                    "step": info.get("step"), "files": files})
     return folder
+
+
+def seal(folder: str | os.PathLike, step: int | None) -> Path:
+    """Hash the files of a :func:`write_state` folder into its manifest, written last: from then on it
+    is a complete checkpoint (:func:`verify`)."""
+    folder = Path(folder)
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    _write_json(folder / MANIFEST, {"format": FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                    "step": step, "files": files})
+    return folder
+
+
+def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dict, info: dict) -> Path:
+    """Write a complete checkpoint into ``folder`` (local disk), manifest last. Returns ``folder``.
+
+    ``info``: JSON-able scalars (step, epoch, config, fingerprint, ...) stored in state.json.
+    """
+    return seal(write_state(folder, model_state, trainer_state, info), info.get("step"))
 
 
 def write_manifest(folder: str | os.PathLike, step: int, kind: str = HF_KIND) -> Path:

@@ -74,6 +74,7 @@ from .sequences import (IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSele
 from ..data.shards import Utterance, iter_utterances
 from ..profiles import FINAL_MODEL_DIR, HF_TRAINER_DIR
 from ..tokens import FRAME_SIZE, TokenLayout
+from .background import BackgroundPublisher
 from .runtime import TrainResult, barrier
 from .distributed import launch_command as _launch, train_recipe
 from ..colab.drive import Remover, require_free_space
@@ -287,6 +288,8 @@ class StageRecipe:
             self.optimizer, cosine_lambda(self.total_steps, self.warmup_steps, cfg.min_lr_ratio))
         self.step, self.bin_pos, self.tokens_seen, self.elapsed = 0, 0, 0, 0.0
         self.checkpoint_saves, self.checkpoint_bytes = 0, 0  # recorded with the final model for the run plan
+        self.save_blocking_s = 0.0  # time saves blocked the training loop (the local write)
+        self.publisher = BackgroundPublisher(self._publish_local, self.log)
         self.resumed_from: str | None = None
         self.skipped = self._final_is_current()
         if not self.skipped:
@@ -462,6 +465,10 @@ class StageRecipe:
                 self._last_save = time.monotonic()
         if bar is not None:
             bar.close()
+        self.publisher.wait()  # the last checkpoint is on the run directory before the stage returns
+        if self.checkpoint_saves:
+            self.log(f"stage {cfg.stage}: {self.checkpoint_saves} checkpoint save(s) blocked training "
+                     f"{self.save_blocking_s:.1f} s in all (+{self.publisher.waited_s:.1f} s waiting for a copy in flight)")
         self.metrics.sync(force=True)
         self.evals.sync(force=True)
         return TrainResult(cfg.stage, self.step, self.resumed_from, last_loss, self.metrics.published)
@@ -551,16 +558,28 @@ class StageRecipe:
                 "checkpoint_saves": self.checkpoint_saves}
 
         local = self._local_root() / ckpt.step_dir_name(self.step)
-        # Local scratch holds one checkpoint at a time: the previous one is already verified on Drive.
+        # Local scratch holds the checkpoint being written; an older one was published (or its publication
+        # gave up, was reported, and is superseded by this one).
+        self.publisher.wait()  # at most one publication in flight
         for _, old in ckpt.list_checkpoints(local.parent):
             shutil.rmtree(old, ignore_errors=True)
         model_state = self.model.state_dict()
         require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
                            f"local checkpoint of step {self.step}")
-        ckpt.write_local(local, model_state, tstate, info)
+        t0 = time.perf_counter()
+        ckpt.write_state(local, model_state, tstate, info)  # the consistent part: blocks training
+        self.save_blocking_s += time.perf_counter() - t0
+        self.publisher.submit(local)  # hashing, the copy to Drive and retention: in the background
+        return local
+
+    def _publish_local(self, local: Path) -> Path:
+        """Background part of a save: manifest (hashes), atomic copy into the run directory, retention."""
+        step = int(local.name.split("-")[-1])
+        ckpt.seal(local, step)
         dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
         self.checkpoint_bytes = drive.tree_bytes(dest)
         shutil.rmtree(local, ignore_errors=True)
+        self.log(f"checkpoint step {step} published to {dest} (training continued meanwhile)")
         return dest
 
     # ------------------------------------------------------------------ finish
@@ -598,6 +617,7 @@ class StageRecipe:
                     save_stage(self.model, self.tokenizer, target, metadata=meta)
         barrier()
         if rank0:
+            self.publisher.wait()  # no publication in flight while the stage's checkpoints are deleted
             self._finish_checkpoints(target)
         barrier()
         return target

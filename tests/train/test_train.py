@@ -139,6 +139,110 @@ def test_killed_run_resumes_bitwise(world, tmp_path):
 
 
 
+# ----------------------------------------------------------------------------- saves off the training path
+def test_training_advances_while_a_checkpoint_is_copied(world, tmp_path, monkeypatch):
+    """Only the local write blocks: hashing and the copy into the run directory run while training goes on."""
+    real = ckpt.publish
+    spans = []  # (step when the copy started, step when it ended)
+    rec = _recipe(world, tmp_path / "stage", local_dir=str(tmp_path / "local"))
+
+    def slow_publish(local, *a, **k):
+        start = rec.step
+        deadline = time.time() + 20
+        while rec.step < start + 2 and time.time() < deadline and rec.step < rec.total_steps:
+            time.sleep(0.005)  # a slow Drive copy: the loop keeps stepping meanwhile
+        spans.append((start, rec.step))
+        return real(local, *a, **k)
+
+    monkeypatch.setattr(ckpt, "publish", slow_publish)
+    rec.setup()
+    rec.train()
+    assert [a for a, _ in spans] == [3, 6, 9, 12, 14] and all(b >= a for a, b in spans), spans
+    assert any(b >= a + 2 for a, b in spans), f"no step ran while a checkpoint was being copied: {spans}"
+    assert rec.publisher.failures == [] and len(rec.publisher.published) == len(spans)
+    assert ckpt.find_resume_path(rec.ckpt_dir, log=lambda m: None).name == ckpt.step_dir_name(14)
+
+
+def test_a_failed_background_copy_is_retried_and_reported(world, tmp_path, monkeypatch):
+    real, calls, logs = ckpt.publish, [], []
+
+    def flaky(local, *a, **k):
+        calls.append(local.name)
+        if len(calls) == 1:
+            raise OSError("Transport endpoint is not connected")  # a dropped Drive mount
+        return real(local, *a, **k)
+
+    monkeypatch.setattr(ckpt, "publish", flaky)
+    rec = _recipe(world, tmp_path / "stage", local_dir=str(tmp_path / "local"))
+    rec.log = logs.append
+    rec.setup()
+    rec.publisher._log, rec.publisher.backoff_s = logs.append, 0.0
+    rec.train()
+    assert calls[:2] == [ckpt.step_dir_name(3)] * 2, calls  # the same checkpoint, retried
+    assert any("publication failed" in m and "retrying" in m for m in logs), logs
+    assert rec.publisher.failures == []
+
+    # a copy that keeps failing: reported with the local copy kept, training goes on, never silent
+    def broken(local, *a, **k):
+        raise OSError("quota exceeded")
+
+    monkeypatch.setattr(ckpt, "publish", broken)
+    logs.clear()
+    rec2 = _recipe(world, tmp_path / "stage2", local_dir=str(tmp_path / "local2"))
+    rec2.log = logs.append
+    rec2.setup()
+    rec2.publisher._log, rec2.publisher.backoff_s = logs.append, 0.0
+    rec2.train()
+    assert rec2.step == rec2.total_steps and len(rec2.publisher.failures) == 5  # steps 3, 6, 9, 12, 14
+    assert sum("ERROR checkpoint" in m and "quota exceeded" in m for m in logs) == 5, logs
+    last_local, _ = rec2.publisher.failures[-1]
+    assert last_local.is_dir()  # the newest failed checkpoint is still on local disk
+
+
+KILL_DURING_COPY = """
+import pathlib, sys, time
+from helpers.train import checkpoints as ckpt, recipe
+real = ckpt.publish
+def slow(local, *a, **k):
+    pathlib.Path({mark!r}).write_text(local.name)
+    time.sleep(0.5)  # the copy is in flight: the test kills the process now
+    return real(local, *a, **k)
+ckpt.publish = slow
+sys.exit(recipe._cli({args!r}))
+"""
+
+
+def test_a_kill_during_the_background_copy_resumes_exactly(world, tmp_path):
+    cfg = _cfg(local_dir=str(tmp_path / "local"))
+    _run(world, cfg, tmp_path / "straight")
+    straight = _trajectory(tmp_path / "straight")
+
+    stage, mark = tmp_path / "killed", tmp_path / "copying.txt"
+    cfgf = tmp_path / "killed.json"
+    cfgf.write_text(_cfg(local_dir=str(tmp_path / "local2")).to_json())
+    args = ["--config", str(cfgf), "--stage-dir", str(stage), "--init", str(world / "stage1"),
+            "--tokens", str(world / "tokens")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    p = subprocess.Popen([sys.executable, "-c", KILL_DURING_COPY.format(mark=str(mark), args=args)], cwd=REPO_ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not (mark.is_file() and mark.read_text() == ckpt.step_dir_name(6)):
+        assert p.poll() is None, f"training ended first: {p.stdout.read()}"
+        assert time.time() < deadline, "the second checkpoint's copy never started"
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (stage / "model").exists()
+    # the copy of step 6 was in flight: the run directory holds step 3 (complete) at most
+    found = ckpt.find_resume_path(stage / "checkpoints", log=lambda m: None)
+    assert found is None or found.name == ckpt.step_dir_name(3), found
+
+    out = _run(world, _cfg(local_dir=str(tmp_path / "local2")), stage)
+    assert _trajectory(stage) == straight, out
+    a, b = _weights(tmp_path / "straight"), _weights(stage)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ----------------------------------------------------------------------------- cut-off copies, config changes
 def _recipe(world, stage_dir, **kw):
     from helpers import models
