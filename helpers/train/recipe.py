@@ -247,7 +247,7 @@ class StageRecipe:
         self.metrics = CsvLog(logs / METRICS_FILE, METRICS_FIELDS, mirror=self.stage_dir / METRICS_FILE, log=log)
         self.evals = CsvLog(logs / EVAL_FILE, EVAL_FIELDS, mirror=self.stage_dir / EVAL_FILE, log=log)
 
-        self.remover = Remover(cfg.drive_deletion, log=log)
+        self.remover = Remover(cfg.drive_deletion, log=log, trash_note=self._trash_note)
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._is_setup = False
 
@@ -331,7 +331,8 @@ class StageRecipe:
     def _resume(self) -> None:
         self.metrics.adopt()
         self.evals.adopt()
-        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log)
+        # with the Drive API: only a checkpoint Drive itself holds counts (not one in a dead VM's cache)
+        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log, api=self.remover.api)
         if path is None:
             if self.metrics.path.exists() or self.metrics.published.exists():
                 self.metrics.truncate_after(0)
@@ -570,6 +571,8 @@ class StageRecipe:
         self._need_setup()
         target = self.stage_dir / FINAL_MODEL_DIR
         if self.skipped:
+            if self.ckpt_dir.is_dir() and int(os.environ.get("RANK", "0")) == 0:
+                self._finish_checkpoints(target)  # an earlier run could not confirm the model on Drive in time
             return target
         if self.step < self.total_steps:
             raise RuntimeError(f"stage {self.cfg.stage} stopped at step {self.step}/{self.total_steps}; "
@@ -616,11 +619,24 @@ class StageRecipe:
             if not f.is_file() or f.stat().st_size != meta["bytes"]:
                 raise RuntimeError(f"final model {target} does not match its {rel} entry after saving; "
                                    f"the stage's checkpoints are kept: resume and save again")
+        if not ckpt.confirm_final(target, data["files"], COMPLETE_MARKER, self.remover.api, log=self.log):
+            self.log(f"stage {self.cfg.stage}: final model not confirmed on Drive yet; its checkpoints are kept "
+                     "(rerun this notebook later to delete them)")
+            return
         gone = ckpt.finish(self.ckpt_dir, self.remover) + ckpt.finish(self.stage_dir / HF_TRAINER_DIR, self.remover)
         if gone:
             trash = self.remover.trashed_bytes
             self.log(f"stage {self.cfg.stage}: final model verified; deleted {len(gone)} checkpoint folder(s)"
                      + (f" ({trash / 1e9:.1f} GB of this stage's deletions are in Drive's Trash)" if trash else ""))
+
+    def _trash_note(self) -> str:
+        """The run plan's figure for this stage's deletions once they go to the Trash (Drive API failed)."""
+        left = 1 + self.cfg.keep_last  # the checkpoints the finished stage deletes
+        if self.cfg.save_every and getattr(self, "total_steps", 0):
+            left += max(0, self.total_steps - self.step) // self.cfg.save_every
+        return (f"each further deletion adds {self.checkpoint_bytes / 1e9:.1f} GB to the Trash, about "
+                f"{left * self.checkpoint_bytes / 1e9:.1f} GB more by the end of stage {self.cfg.stage} "
+                f"(python -m helpers.plan --drive-deletion trash shows the run's figure)")
 
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory."""
