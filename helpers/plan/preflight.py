@@ -194,11 +194,11 @@ def check_drive(profile: Profile, runs_root: str | None = None) -> Check:
 def check_drive_api(profile: Profile, runs_root: str | None = None) -> Check:
     """Everything that can prompt happened in the setup cell: the Drive API consent in particular."""
     label = "Google sign-in (Drive API)"
-    if not str(runs_root or profile.runs_root).startswith("/content/drive"):
-        return Check(label, SKIPPED, "the run directory is on a local disk: nothing to confirm on Drive")
     if current_api() is not None:
         return Check(label, OK, "consent given in the setup cell: checkpoints are confirmed on Drive before the "
                                 "previous one is deleted; no prompt after this cell")
+    if not str(runs_root or profile.runs_root).startswith("/content/drive"):
+        return Check(label, SKIPPED, "the run directory is on a local disk: nothing to confirm on Drive")
     return Check(label, FAILED, "no Drive API consent yet: a checkpoint in the mount's cache could not be told "
                                 "from one on Drive", "run the notebook's session cell (session.start) in Colab "
                                 "and allow Drive access there, before any long work")

@@ -263,6 +263,8 @@ def find_resume_path(ckpt_dir: str | os.PathLike, log=None, api: DriveApi | None
     for step, path in reversed(list_checkpoints(ckpt_dir)):
         why = verify(path, api=api)
         if why is None:
+            if api is not None:
+                _SEEN_ON_DRIVE.add(str(path))
             return path
         log(f"checkpoint {path.name} is incomplete and is skipped: {why}")
     return None
@@ -425,6 +427,10 @@ def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_l
     if why is not None:
         raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
     ok = confirm_on_drive(dest, manifest_files(dest), api, timeout_s=confirm_timeout_s, log=log)
+    if ok and api is not None:
+        _SEEN_ON_DRIVE.add(str(dest))
+    else:
+        _SEEN_ON_DRIVE.discard(str(dest))  # a rewrite of a step after a resume: not confirmed yet
     confirmed, other = _split_by_drive(ckpt_dir, api, below=new_step)
     for what, s in retention_deletes(confirmed, new_step, ok, keep_last, other):
         remover.remove(ckpt_dir / step_dir_name(s))
@@ -439,10 +445,18 @@ def _split_by_drive(ckpt_dir: Path, api: DriveApi | None, below: int) -> tuple[l
             continue
         try:
             ok = verify(path, hashes=False, api=api) is None
-        except Exception:  # an API failure: not known to be on Drive, so it is not the one we keep
-            ok = False
+        except Exception:  # the API failed mid-stage: what this process saw confirmed still counts
+            ok = str(path) in _SEEN_ON_DRIVE
+        if ok and api is not None:
+            _SEEN_ON_DRIVE.add(str(path))
         (confirmed if ok else other).append(st)
     return confirmed, other
+
+
+# Checkpoint folders this process saw whole on Drive. If the API fails later in the stage, these are
+# still the ones kept (never deleted for an unconfirmed newer one): a dead API must not cost the last
+# good checkpoint. Process memory only: a new VM asks the API again (find_resume_path).
+_SEEN_ON_DRIVE: set[str] = set()
 
 
 def confirm_final(folder: str | os.PathLike, files: dict, marker: str, api: DriveApi | None = None, *,

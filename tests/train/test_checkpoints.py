@@ -285,6 +285,7 @@ def test_a_vm_killed_at_every_step_of_the_checkpoint_cycle_resumes_from_drive(tm
             sim.on_event = None
             sim.kill()
             shutil.rmtree(root / "local", ignore_errors=True)  # the VM's local disk dies with it
+            monkeypatch.setattr(ckpt, "_SEEN_ON_DRIVE", set())  # ... and its memory
             resumed = _train_on_sim(sim, sim.api(), root / "local", 3, logs)
             if on_drive:
                 assert resumed == max(on_drive), (death, resumed, on_drive, logs[-3:])
