@@ -70,7 +70,7 @@ from .config import StageConfig
 from ..colab.runlog import CsvLog, atomic_write_text
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import (IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval,
-    choose_builtin_voices)
+    VoiceFallbackError, choose_builtin_voices, fallback_message)
 from ..data.shards import Utterance, iter_utterances
 from ..profiles import FINAL_MODEL_DIR, HF_TRAINER_DIR
 from ..tokens import FRAME_SIZE, TokenLayout
@@ -97,12 +97,17 @@ class ResumeError(RuntimeError):
 
 # ----------------------------------------------------------------------------- run-directory helpers
 def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
-                     overrides: dict[str, str] | None = None) -> VoiceSelection:
+                     overrides: dict[str, str] | None = None, accept_fallback: bool = False) -> VoiceSelection:
     """The run's built-in voice selection: read from an earlier stage's ``voices.json`` when one
     exists (voices must not move between stages), else chosen with
     :func:`helpers.train.sequences.choose_builtin_voices` from ``all_utterances`` (every phase, so the
     British voices of phase 2 are chosen before stage 2 runs; ``overrides``: voice -> speaker,
-    a notebook parameter) and written into this stage's folder."""
+    a notebook parameter) and written into this stage's folder.
+
+    A voice whose planned speaker is not in the data raises :class:`VoiceFallbackError` naming the
+    voice, the planned speaker and the one it would get, unless ``accept_fallback`` (the notebook's
+    ``accept_voice_fallback`` or the profile's ``accept_voice_fallback``); accepted fallbacks are
+    recorded in voices.json (and so in the export)."""
 
     for s in range(2, stage + 1):
         f = paths.stage(s) / VOICES_FILE
@@ -111,6 +116,12 @@ def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
             break
     else:
         sel = choose_builtin_voices(all_utterances, overrides=overrides)
+        msg = fallback_message(sel)
+        if msg and not accept_fallback:
+            raise VoiceFallbackError(
+                msg + "\nNothing was trained. Set accept_voice_fallback = True in the parameters cell to train "
+                "them on these speakers, name speakers with voice_overrides, or rerun 01 with more of the voice "
+                "corpora.")
     atomic_write_text(paths.stage(stage) / VOICES_FILE, json.dumps(sel.to_dict(), indent=1, sort_keys=True))
     return sel
 
