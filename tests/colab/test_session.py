@@ -5,7 +5,6 @@ import types
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from drive_sim import SimDrive

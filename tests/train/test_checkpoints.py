@@ -309,3 +309,39 @@ def test_a_vm_killed_at_every_step_of_the_checkpoint_cycle_resumes_from_drive(tm
         later += resumed > 0
     assert k > 30 and {"local", "copy", "stat", "uploaded", "delete"} <= kinds, kinds
     assert later > k // 2
+
+
+def test_final_model_counts_only_once_drive_holds_it_and_a_stale_newer_step_is_cleared(tmp_path, monkeypatch):
+    """confirm_final waits (status lines, simulated clock) for the model's files and marker on Drive;
+    a cut-off upload times out as 'not confirmed' rather than blocking."""
+    from helpers import models
+
+    sim = SimDrive(tmp_path / "sim")
+    monkeypatch.setattr(ckpt, "_sleep", sim.sleep)
+    monkeypatch.setattr(ckpt, "_clock", sim.clock)
+    target = sim.mount / "stage2" / "model"
+    target.mkdir(parents=True)
+    files = {}
+    for name, data in (("model.safetensors", b"w" * 5000), ("tokenizer.json", b"{}")):
+        (target / name).write_bytes(data)
+        files[name] = models.file_hashes(target / name)
+    (target / "COMPLETE.json").write_text('{"files": {}}')
+    logs, api = [], sim.api()
+    sim.uploads_per_sleep = 0  # the upload stalls: not confirmed, after the timeout, without a prompt
+    assert not ckpt.confirm_final(target, files, "COMPLETE.json", api, timeout_s=60, log=logs.append)
+    assert "waiting for Drive to hold model: 0/3 files" in logs[0] and "not on Drive yet after 60 s" in logs[-1]
+    sim.uploads_per_sleep = 1  # it moves again: one file per poll
+    assert ckpt.confirm_final(target, files, "COMPLETE.json", api, timeout_s=600, log=logs.append)
+    assert sim.pending() == []
+    (sim.remote / "stage2" / "model" / "tokenizer.json").write_bytes(b"[]")  # Drive holds other bytes
+    assert not ckpt.confirm_final(target, files, "COMPLETE.json", api, timeout_s=0, log=logs.append)
+    assert any("differs on Drive" in m or "waiting" in m for m in logs[-2:])
+    assert ckpt.confirm_final(target, files, "COMPLETE.json", None)  # a plain disk: nothing to wait for
+
+    # a dead VM left step 5 half-uploaded; the run resumed from step 3: the next save clears step 5
+    ckpt_dir = tmp_path / "ck"
+    ckpt.publish(_local(tmp_path, 3), ckpt_dir)
+    (ckpt_dir / ckpt.step_dir_name(5)).mkdir()
+    (ckpt_dir / ckpt.step_dir_name(5) / "model.pt").write_bytes(b"x")
+    ckpt.publish(_local(tmp_path, 4), ckpt_dir, log=logs.append)
+    assert [s for s, _ in ckpt.list_checkpoints(ckpt_dir)] == [4] and "not whole on Drive" in logs[-1]
