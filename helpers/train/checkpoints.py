@@ -5,6 +5,8 @@ A checkpoint is a folder ``step-NNNNNNNN/`` holding
 * ``model.pt``    the model's state_dict (exact fp32 master weights)
 * ``trainer.pt``  optimizer, LR scheduler, torch RNG states, data position, step
 * ``state.json``  the same scalars in readable form + the stage config + data fingerprint
+* ``metrics.csv``, ``eval.csv`` the run logs up to this step (so a resume never depends on
+  whether the separately synced logs reached Drive)
 * ``manifest.json`` size, SHA-256 and md5 of every other file, written LAST
 
 It is written to local disk first, then copied into the run directory with
@@ -84,10 +86,13 @@ def _write_json(path: Path, data) -> None:
         os.fsync(f.fileno())
 
 
-def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dict, info: dict) -> Path:
+def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dict, info: dict,
+                extra_files: dict | None = None) -> Path:
     """Write a complete checkpoint into ``folder`` (local disk), manifest last. Returns ``folder``.
 
     ``info``: JSON-able scalars (step, epoch, config, fingerprint, ...) stored in state.json.
+    ``extra_files``: name -> local file copied in too (the run logs: they then reach Drive, and are
+    confirmed there, together with the state they describe; absent files are skipped).
     """
     folder = Path(folder)
     if folder.exists():
@@ -95,6 +100,9 @@ def write_local(folder: str | os.PathLike, model_state: dict, trainer_state: dic
     folder.mkdir(parents=True)
     torch.save(model_state, folder / MODEL_FILE)
     torch.save(trainer_state, folder / TRAINER_FILE)
+    for name, src in (extra_files or {}).items():
+        if Path(src).is_file():
+            shutil.copyfile(src, folder / name)
     _write_json(folder / STATE_FILE, {"format": FORMAT, **info})
     files = {p.name: file_hashes(p) for p in sorted(folder.iterdir()) if p.is_file()}
     _write_json(folder / MANIFEST, {"format": FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -373,6 +373,8 @@ class StageRecipe:
         if tstate["epoch"] != self._epoch.number:
             self._epoch = self._build_epoch(tstate["epoch"])
         self.bin_pos = tstate["bin_pos"]
+        self.metrics.restore(path / METRICS_FILE, self.step)
+        self.evals.restore(path / EVAL_FILE, self.step)
         self.metrics.truncate_after(self.step)
         self.evals.truncate_after(self.step)
         self.resumed_from = str(path)
@@ -569,7 +571,9 @@ class StageRecipe:
         model_state = self.model.state_dict()
         require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
                            f"local checkpoint of step {self.step}")
-        ckpt.write_local(local, model_state, tstate, info)
+        # the logs travel inside the checkpoint: on Drive they arrive, and are confirmed, with the state
+        ckpt.write_local(local, model_state, tstate, info,
+                         extra_files={METRICS_FILE: self.metrics.path, EVAL_FILE: self.evals.path})
         dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
         self.checkpoint_bytes = drive.tree_bytes(dest)
         shutil.rmtree(local, ignore_errors=True)

@@ -92,8 +92,9 @@ def test_plan_matches_what_a_tiny_stage_leaves_on_the_run_directory(tmp_path, mo
     s2 = plan["stages"]["2"]
     assert s2["saves"] == r.checkpoint_saves == 3 and s2["checkpoint_bytes"] == r.checkpoint_bytes
     # the plan holds the worst case (a third checkpoint whose upload is unconfirmed); a plain disk never does
-    assert s2["max_checkpoints"] == 3 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=64)
-    assert seen["trash"] == pytest.approx(s2["trash_added"], abs=64)  # checkpoints differ by a few JSON bytes
+    # (checkpoints differ by their JSON and by the run logs they carry, which grow by ~100 bytes a row)
+    assert s2["max_checkpoints"] == 3 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=2048)
+    assert seen["trash"] == pytest.approx(s2["trash_added"], abs=2048)
     # the plan's peak for stage 2 (real sizes of what was there before + the policy replayed) is what
     # the directory held at its fullest, give or take the small files (metrics, config, voices)
     # (with Trash deletions the unconfirmed third checkpoint costs nothing extra: the Trash holds one anyway)
