@@ -65,7 +65,10 @@ STATE_FILE = "state.json"
 FORMAT = 1
 HF_KIND = "hf_trainer"  # a manifest over an HF Trainer / DeepSpeed checkpoint folder (DeepSpeed path)
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
-CONFIRM_TIMEOUT_S = 600.0  # longest a save waits for Drive to hold the new checkpoint (training pauses meanwhile)
+# Longest a save waits for Drive to hold the new checkpoint. Training (and the GPU bill) pauses meanwhile,
+# while an unconfirmed checkpoint only costs Drive space the plan already counts (it is confirmed at the
+# next save): so the wait is short. 19.5 GB rarely uploads in 3 min; tiny checkpoints always do.
+CONFIRM_TIMEOUT_S = 180.0
 FINAL_CONFIRM_TIMEOUT_S = 3600.0  # a finished stage waits longer: its checkpoints go only after this
 CONFIRM_POLL_S = 15.0
 _sleep, _clock = time.sleep, time.monotonic  # indirection: the Drive simulator advances time in the tests
