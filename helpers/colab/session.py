@@ -4,7 +4,8 @@ Every notebook calls :func:`start` right after its parameters cell. On Colab
 with the ``colab`` profile it mounts Google Drive (the run directory lives
 there so work survives a disconnect) and asks for the Drive API consent
 (:func:`helpers.colab.drive.connect_api`): both wait for a click in the browser,
-so they happen here, in the first cells, and never once long work has started.
+so they happen here, in the first cells, and never once long work has started. The Hugging Face
+token is read here too (Colab's Secrets may ask for the notebook's access) and kept in ``HF_TOKEN``.
 Elsewhere it only creates the folder.
 
 Drive mounts drop after hours ("Transport endpoint is not connected"), so
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import drive as drive_api
+from ..models import get_hf_token
 from ..profiles import Profile, RunPaths, get_profile, run_paths
 
 DRIVE_MOUNT = "/content/drive"
@@ -64,6 +66,10 @@ def start(profile: str = "colab", run_name: str | None = None, runs_root: str | 
             mount_drive()
         if drive_api.current_api() is None:  # what Drive holds, not the mount's cache (helpers.train.checkpoints)
             drive_api.connect_api()
+    if in_colab() and not prof.offline and not os.environ.get("HF_TOKEN", "").strip():
+        token = get_hf_token()  # Colab may ask for the notebook's access to the secret: here, not mid-run
+        if token:
+            os.environ["HF_TOKEN"] = token  # every later Hub call reads it without asking again
     paths = run_paths(run_name, prof, root).ensure()
     return Session(prof, paths)
 

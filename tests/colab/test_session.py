@@ -75,7 +75,15 @@ class FakeColab:
             self._prompt("drive.mount")
             (Path(path) / "MyDrive").mkdir(parents=True, exist_ok=True)
         gdrive.mount = mount
-        colab.auth, colab.drive = auth, gdrive
+        userdata = types.ModuleType("google.colab.userdata")
+        userdata.SecretNotFoundError = type("SecretNotFoundError", (Exception,), {})
+        userdata.NotebookAccessError = type("NotebookAccessError", (Exception,), {})
+
+        def get(name):
+            self._prompt("userdata.get")  # the secret-access dialog
+            return "hf_fake_token"
+        userdata.get = get
+        colab.auth, colab.drive, colab.userdata = auth, gdrive, userdata
         api = types.ModuleType("googleapiclient")
         disc = types.ModuleType("googleapiclient.discovery")
         disc.build = lambda name, version, cache_discovery=False: types.SimpleNamespace(files=lambda: _Files(self))
@@ -85,6 +93,7 @@ class FakeColab:
         monkeypatch.setitem(sys.modules, "google", google)
         monkeypatch.setattr(google, "colab", colab, raising=False)
         for name, mod in {"google.colab": colab, "google.colab.auth": auth, "google.colab.drive": gdrive,
+                          "google.colab.userdata": userdata,
                           "googleapiclient": api, "googleapiclient.discovery": disc,
                           "googleapiclient.errors": errs}.items():
             monkeypatch.setitem(sys.modules, name, mod)
@@ -175,3 +184,16 @@ def test_prompts_happen_in_start_only_and_a_dead_drive_api_falls_back_without_bl
     held = [s for s, _ in ckpt.list_checkpoints(paths.stage(2) / "checkpoints")]
     assert 2 in held and 6 in held and len(held) <= 3, held
     assert sim.now < 10 * ckpt.CONFIRM_TIMEOUT_S  # nothing waited out long timeouts on a dead API
+
+
+def test_start_on_colab_asks_for_everything_once_in_the_first_cell(tmp_path, monkeypatch):
+    import os
+
+    sim = SimDrive(tmp_path / "sim")
+    fake = FakeColab(sim).install(monkeypatch)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    session.start("pilot", runs_root=str(sim.mount / "MyDrive" / "runs"))
+    assert [p for p, _ in fake.prompts] == ["drive.mount", "authenticate_user", "userdata.get"]
+    assert os.environ["HF_TOKEN"] == "hf_fake_token"  # later Hub calls read it: no second dialog
+    session.start("pilot", runs_root=str(sim.mount / "MyDrive" / "runs"))
+    assert len(fake.prompts) == 3
