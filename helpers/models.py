@@ -463,6 +463,18 @@ def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def file_hashes(path: Path, bufsize: int = 1 << 22) -> dict:
+    """``{"bytes", "sha256", "md5"}`` of a file in one read: SHA-256 for the checks on any disk, md5
+    because it is what the Drive API reports (``md5Checksum``)."""
+    sha, md5, n = hashlib.sha256(), hashlib.md5(), 0
+    with Path(path).open("rb") as f:
+        while chunk := f.read(bufsize):
+            sha.update(chunk)
+            md5.update(chunk)
+            n += len(chunk)
+    return {"bytes": n, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
 def _atomic_save(model, tokenizer, folder: Path, metadata: dict | None = None) -> Path:
     """save_pretrained into a hidden sibling, write the marker last, then rename into place."""
     folder = Path(folder).expanduser().resolve()
@@ -476,7 +488,7 @@ def _atomic_save(model, tokenizer, folder: Path, metadata: dict | None = None) -
         files = {}
         for p in sorted(tmp.rglob("*")):
             if p.is_file():
-                files[p.relative_to(tmp).as_posix()] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+                files[p.relative_to(tmp).as_posix()] = file_hashes(p)  # md5: what the Drive API reports
         marker = {"format": _COMPLETE_FORMAT, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "files": files, "metadata": metadata or {}}
         with (tmp / COMPLETE_MARKER).open("w") as f:

@@ -65,6 +65,9 @@ class Profile:
     preprocess_workers: int | None = None  # 01/02 processes; None = every CPU core
     demo_max_seconds: float | None = None  # 08's demo: cap on audio per chunk (an untrained model never stops)
     repo_suffix: str = ""  # appended to 08's default Hub repo name
+    # 04: train a built-in voice on another speaker when its planned corpus speaker is not in the data
+    # (False: stop and say which voice would fall back to whom; the notebook's accept_voice_fallback overrides)
+    accept_voice_fallback: bool = False
 
 
 # Stage sizes. colab: the real run on an A100; memory fields stay None -> plan_stage picks them for the
@@ -118,6 +121,7 @@ PROFILES: dict[str, Profile] = {
         requires_gpu=False,
         preprocess_workers=1,  # no pool overhead on 2 CPU cores
         demo_max_seconds=1.0,  # an untrained model never ends an utterance: cap each chunk's audio
+        accept_voice_fallback=True,  # the assets corpus holds none of the catalog's planned voice speakers
     ),
 }
 # pilot: colab with only the sizes changed — ~1 % of every phase's hours (a few hours of audio in

@@ -12,16 +12,23 @@ module does about it:
   are also deleted" (Drive API v3 reference). The mount exposes every file's and folder's Drive id as
   the extended attribute ``user.drive.id`` (``os.getxattr(path, "user.drive.id")``, what
   ``xattr -p user.drive.id FILE`` prints on Colab). The API needs the user's OAuth consent
-  (``google.colab.auth.authenticate_user()``): this is asked once, only when the run's
-  ``drive_deletion`` is ``"permanent"`` (:data:`DELETION_MODES`).
+  (``google.colab.auth.authenticate_user()``): :func:`helpers.colab.session.start` asks for it in
+  the first cell (:func:`connect_api`), never in the middle of training.
+* **The mount is a write-back cache.** A write returns once the bytes are in the VM's local cache;
+  the upload to Drive follows minutes later, and a VM that dies first loses it. Only the Drive API
+  says what Drive holds: :class:`DriveApi` (``stat(path) -> (size, md5) | None``, ``delete(path)``),
+  :class:`ColabDriveApi` on Colab (``files.get(fileId, fields="size,md5Checksum")``), a simulator in
+  the tests (``tests/colab/drive_sim.py``). :mod:`helpers.train.checkpoints` deletes the last good
+  checkpoint only after the API shows every file of the new one with its size and md5.
 * **What cannot be avoided** without that consent: every deleted checkpoint sits in the Trash for up
   to 30 days (or until the user empties it). :func:`helpers.train.checkpoints.simulate_stage` counts those
   bytes and the run plan shows them.
 * **Free space**: ``statvfs`` on the mount reports the Drive quota (total / free), so
   :func:`require_free_space` works the same on Drive and on local disk.
 
-Nothing here runs at import time; the Google client libraries are imported only when a permanent
-deletion is made on Colab.
+Nothing here runs at import time; the Google client libraries are imported only by
+:func:`connect_api`, which only the setup cell calls. After it nothing here can prompt: a Drive API
+that fails mid-stage makes :class:`Remover` fall back to the Trash with a warning, never wait.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 GB = 1e9  # Drive quotas and the run plan are in decimal GB, as Google shows them
 DELETION_MODES = ("trash", "permanent")
@@ -85,7 +92,7 @@ def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, r
     return free
 
 
-# ----------------------------------------------------------------------------- deletion
+# ----------------------------------------------------------------------------- the Drive API
 def drive_file_id(path: str | os.PathLike) -> str | None:
     """The Drive id of a file or folder on the Colab Drive mount, or None where none is exposed."""
     try:
@@ -95,39 +102,98 @@ def drive_file_id(path: str | os.PathLike) -> str | None:
     return raw.decode().strip() or None
 
 
-def _colab_drive_service():
-    """The Drive v3 client with the Colab user's credentials (asks for consent once per VM)."""
+class DriveApi(Protocol):
+    """What Drive itself holds, as opposed to what the mount's local cache shows."""
+
+    def stat(self, path: str | os.PathLike) -> tuple[int, str] | None:
+        """(size in bytes, hex md5) of the file at ``path`` (a path on the mount) as stored on Drive;
+        None when Drive does not hold it (not uploaded yet, or deleted)."""
+
+    def delete(self, path: str | os.PathLike) -> None:
+        """Delete the file or folder at ``path`` permanently (not into the Trash)."""
+
+
+class ColabDriveApi:
+    """:class:`DriveApi` through the Drive v3 client, by the mount's ``user.drive.id`` attribute."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def stat(self, path):
+        file_id = drive_file_id(path)
+        if file_id is None:  # DriveFS has not given it a Drive id yet: not on Drive
+            return None
+        from googleapiclient.errors import HttpError
+
+        try:
+            meta = self.service.files().get(fileId=file_id, fields="size,md5Checksum,trashed").execute()
+        except HttpError as e:
+            if getattr(e, "status_code", None) == 404 or getattr(getattr(e, "resp", None), "status", None) == 404:
+                return None
+            raise
+        if meta.get("trashed") or "md5Checksum" not in meta:
+            return None
+        return int(meta["size"]), meta["md5Checksum"]
+
+    def delete(self, path):
+        file_id = drive_file_id(path)
+        if file_id is None:
+            raise FileNotFoundError(f"{path} has no Drive id ({DRIVE_ID_XATTR}): not on the Drive mount")
+        self.service.files().delete(fileId=file_id).execute()
+
+
+_API: DriveApi | None = None  # set once by the setup cell (helpers.colab.session.start)
+
+
+def connect_api() -> ColabDriveApi:
+    """Ask for the user's consent to the Drive API (a browser click) and register the client.
+
+    Called by the setup cell of every notebook on Colab, before any long work: after it nothing
+    in the run asks for a click again (the credentials stay with the VM)."""
     from google.colab import auth  # only importable on Colab
     from googleapiclient.discovery import build
 
     auth.authenticate_user()
-    return build("drive", "v3", cache_discovery=False)
+    return use_api(ColabDriveApi(build("drive", "v3", cache_discovery=False)))
+
+
+def use_api(api: DriveApi | None) -> DriveApi | None:
+    """Register the :class:`DriveApi` the run uses (None: the run directory is a plain disk)."""
+    global _API
+    _API = api
+    return api
+
+
+def current_api() -> DriveApi | None:
+    """The registered :class:`DriveApi`, or None when none was connected (never prompts)."""
+    return _API
 
 
 class Remover:
     """Deletes folders from the run directory, permanently when allowed, and counts what went to the Trash.
 
     ``mode``: ``"trash"`` (plain ``rmtree``; on the Drive mount the bytes go to the Trash and keep
-    counting against the quota) or ``"permanent"`` (Drive API ``files.delete`` by the folder's
-    ``user.drive.id``; the user's consent to that is the mode). Where a folder has no Drive id
-    (local disk, tests) it is removed with ``rmtree``, which on a local disk frees the space.
-    ``api_delete``: ``f(file_id)`` that deletes permanently (default: the Drive v3 client on Colab).
+    counting against the quota) or ``"permanent"`` (``api.delete``; the user's consent to that is the
+    mode). ``api``: the :class:`DriveApi` (default: the one the setup cell connected, if any). Where
+    there is none and the path has no Drive id (local disk, tests) it is removed with ``rmtree``, which
+    frees the space. Nothing here prompts: without a working API a permanent deletion falls back to
+    the Trash with a warning that quotes ``trash_note()`` (the run plan's Trash figure).
     """
 
-    def __init__(self, mode: str = "trash", api_delete: Callable[[str], None] | None = None,
-                 log: Callable[[str], None] | None = None, wait_s: float = 60.0):
+    def __init__(self, mode: str = "trash", api: DriveApi | None = None, log: Callable[[str], None] | None = None,
+                 wait_s: float = 60.0, trash_note: Callable[[], str] | None = None):
         if mode not in DELETION_MODES:
             raise ValueError(f"drive deletion mode {mode!r}: expected one of {DELETION_MODES}")
-        self.mode, self._api_delete, self.wait_s = mode, api_delete, wait_s
+        self.mode, self.wait_s, self.trash_note = mode, wait_s, trash_note
+        self.api = api if api is not None else current_api()
         self.log = log or (lambda m: print(m, file=sys.stderr))
         self.trashed_bytes = 0  # bytes this remover sent to Drive's Trash (they still count against the quota)
         self.deleted_bytes = 0  # bytes freed at once
 
-    def _delete_by_id(self, file_id: str) -> None:
-        if self._api_delete is None:
-            service = _colab_drive_service()
-            self._api_delete = lambda fid: service.files().delete(fileId=fid).execute()
-        self._api_delete(file_id)
+    def _fallback(self, path: Path, size: int, why: str) -> None:
+        note = self.trash_note() if self.trash_note else ""
+        self.log(f"WARNING: permanent deletion of {path} {why}; moving it to Drive's Trash instead "
+                 f"({size / GB:.2f} GB, counted against the quota for 30 days){'; ' + note if note else ''}")
 
     def remove(self, path: str | os.PathLike) -> int:
         """Delete ``path`` (file or folder); returns the bytes that went to the Trash (0 if none)."""
@@ -135,24 +201,26 @@ class Remover:
         if not path.exists():
             return 0
         size = tree_bytes(path)
-        file_id = drive_file_id(path)
-        if file_id is not None and self.mode == "permanent":
-            try:
-                self._delete_by_id(file_id)
-            except Exception as e:  # an API failure must not lose the run: fall back to the Trash, loudly
-                self.log(f"WARNING: permanent deletion of {path} through the Drive API failed "
-                         f"({type(e).__name__}: {e}); moving it to Drive's Trash instead ({size / GB:.2f} GB)")
+        on_drive = self.api is not None or drive_file_id(path) is not None
+        if on_drive and self.mode == "permanent":
+            if self.api is None:
+                self._fallback(path, size, "is not possible: no Drive API was connected in the setup cell")
             else:
-                deadline = time.monotonic() + self.wait_s
-                while path.exists() and time.monotonic() < deadline:  # DriveFS shows the deletion shortly
-                    time.sleep(1.0)
-                if not path.exists():
-                    self.deleted_bytes += size
-                    return 0
-                self.log(f"{path} still visible {self.wait_s:.0f} s after its permanent deletion; removing it "
-                         "from the mount as well")
+                try:
+                    self.api.delete(path)
+                except Exception as e:  # an API failure must not lose or stall the run: fall back to the Trash
+                    self._fallback(path, size, f"through the Drive API failed ({type(e).__name__}: {e})")
+                else:
+                    deadline = time.monotonic() + self.wait_s
+                    while path.exists() and time.monotonic() < deadline:  # DriveFS shows the deletion shortly
+                        time.sleep(1.0)
+                    if not path.exists():
+                        self.deleted_bytes += size
+                        return 0
+                    self.log(f"{path} still visible {self.wait_s:.0f} s after its permanent deletion; removing "
+                             "it from the mount as well")
         _rmtree(path)
-        if file_id is not None:  # a Drive folder removed through the mount: it is in the Trash now
+        if on_drive:  # a Drive folder removed through the mount: it is in the Trash now
             self.trashed_bytes += size
             return size
         self.deleted_bytes += size

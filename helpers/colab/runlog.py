@@ -80,6 +80,23 @@ class CsvLog:
         with self.path.open(newline="") as f:
             return list(csv.DictReader(f))
 
+    def restore(self, copy: Path, step: int) -> bool:
+        """Take ``copy`` (the log saved inside the checkpoint of ``step``) when it holds more rows up to
+        ``step`` than this log: the mirror synced separately may not have reached Drive before the VM died."""
+        copy = Path(copy)
+        if not copy.is_file():
+            return False
+        with copy.open(newline="") as f:
+            theirs = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        if len(theirs) <= len([r for r in self.rows() if int(r["step"]) <= step]):
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.parent / f".{self.path.name}.restore"
+        tmp.write_bytes(copy.read_bytes())
+        os.replace(tmp, self.path)
+        self.log(f"{self.path.name}: rows up to step {step} restored from the checkpoint (the synced copy was behind)")
+        return True
+
     def truncate_after(self, step: int) -> None:
         """Drop rows of steps after ``step`` (written after the checkpoint we resume from)."""
         rows = [r for r in self.rows() if int(r["step"]) <= step]

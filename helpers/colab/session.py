@@ -2,7 +2,11 @@
 
 Every notebook calls :func:`start` right after its parameters cell. On Colab
 with the ``colab`` profile it mounts Google Drive (the run directory lives
-there so work survives a disconnect); elsewhere it only creates the folder.
+there so work survives a disconnect) and asks for the Drive API consent
+(:func:`helpers.colab.drive.connect_api`): both wait for a click in the browser,
+so they happen here, in the first cells, and never once long work has started. The Hugging Face
+token is read here too (Colab's Secrets may ask for the notebook's access) and kept in ``HF_TOKEN``.
+Elsewhere it only creates the folder.
 
 Drive mounts drop after hours ("Transport endpoint is not connected"), so
 anything that copies into the run directory goes through :func:`copy_into_run`
@@ -20,6 +24,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import drive as drive_api
+from ..models import get_hf_token
 from ..profiles import Profile, RunPaths, get_profile, run_paths
 
 DRIVE_MOUNT = "/content/drive"
@@ -55,8 +61,15 @@ def start(profile: str = "colab", run_name: str | None = None, runs_root: str | 
     prof = get_profile(profile)
     run_name = run_name or prof.run_name
     root = runs_root or prof.runs_root
-    if str(root).startswith(DRIVE_MOUNT) and in_colab() and not os.path.isdir(os.path.join(DRIVE_MOUNT, "MyDrive")):
-        mount_drive()
+    if str(root).startswith(DRIVE_MOUNT) and in_colab():
+        if not os.path.isdir(os.path.join(DRIVE_MOUNT, "MyDrive")):
+            mount_drive()
+        if drive_api.current_api() is None:  # what Drive holds, not the mount's cache (helpers.train.checkpoints)
+            drive_api.connect_api()
+    if in_colab() and not prof.offline and not os.environ.get("HF_TOKEN", "").strip():
+        token = get_hf_token()  # Colab may ask for the notebook's access to the secret: here, not mid-run
+        if token:
+            os.environ["HF_TOKEN"] = token  # every later Hub call reads it without asking again
     paths = run_paths(run_name, prof, root).ensure()
     return Session(prof, paths)
 
@@ -79,8 +92,8 @@ def copy_into_run(src: str | os.PathLike, dest: str | os.PathLike, retries: int 
     """Copy a local file or folder to ``dest`` atomically: ``dest`` is either absent or complete.
 
     The copy goes to a hidden temp sibling first, then ``os.replace`` moves it into
-    place (an existing ``dest`` is replaced). A dropped Drive mount is remounted and
-    the copy retried ``retries`` times before the error is raised.
+    place (an existing ``dest`` is replaced). After a dropped Drive mount the copy is
+    retried ``retries`` times (never remounting: that can prompt) before the error is raised.
     """
     src, dest = Path(src), Path(dest)
     if not src.exists():
@@ -105,10 +118,11 @@ def copy_into_run(src: str | os.PathLike, dest: str | os.PathLike, retries: int 
             _remove(tmp)
             if not _is_transport_error(e) or attempt == retries:
                 raise
-            print(f"Drive write failed ({e}); remounting and retrying ({attempt + 1}/{retries})", file=sys.stderr)
-            if in_colab():
-                mount_drive(force_remount=True)
-            time.sleep(wait_s)
+            # No force_remount here: it can ask for a click, and nobody watches a stage mid-run. A
+            # dropped mount usually comes back by itself; if it does not, the error ends the cell.
+            print(f"Drive write failed ({e}); retrying in {wait_s * (attempt + 1):.0f} s ({attempt + 1}/{retries})",
+                  file=sys.stderr)
+            time.sleep(wait_s * (attempt + 1))
     raise AssertionError("unreachable")
 
 

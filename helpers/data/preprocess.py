@@ -14,9 +14,13 @@ about 2 h of LibriTTS-R audio, under a minute with 8 workers). After each piece:
 
 ``sources.json`` holds, per source, the pin (Hub commit sha or local fingerprint), the
 number of saved pieces and the resume point (row index + ``datasets`` stream state) at the
-start of every piece. A rerun reuses the pin, loads the saved pieces (restoring the
-duplicate-id set and the kept hours), drops a piece written after the last
-``sources.json`` update, and restarts the stream at the next resume point. Piece
+start of every piece. Each piece also carries its own index, pin, start point and the point
+where the next piece starts (parquet key-value metadata ``optimumllm.piece``): on Colab's Drive
+mount files reach Drive in no guaranteed order, so after a VM death any subset of the pieces and
+any version of ``sources.json`` may be there. A rerun therefore trusts the pieces, not the count:
+it loads the run of consecutive pieces from 0 whose metadata chain up (same pin, each start = the
+previous piece's next), rebuilds the pieces count and resume points from them, drops every later
+piece (a gap, or one written after), and restarts the stream at the next resume point. Piece
 boundaries depend only on row indices, so an interrupted run and an uninterrupted one
 write the same pieces, the same ``parts/<source>.parquet`` (the pieces concatenated once
 the source is finished) and a byte-identical ``manifest.parquet`` (tested with SIGKILL).
@@ -82,6 +86,50 @@ def _atomic_json(obj, path: Path) -> Path:
     return path
 
 
+PIECE_META = b"optimumllm.piece"  # a piece's own index, pin, start and next resume point (JSON)
+
+
+def _json_roundtrip(obj):
+    return json.loads(json.dumps(obj, sort_keys=True, default=float))
+
+
+def _atomic_piece(df, path: Path, meta: dict) -> Path:
+    """One atomic parquet file holding a piece's records AND where it sits in the stream."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           PIECE_META: json.dumps(meta, sort_keys=True, default=float).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _piece_meta(path: Path) -> dict | None:
+    """A piece's own metadata (``{"k", "pin", "start", "next"}``), None for an unreadable or old piece."""
+    import pyarrow.parquet as pq
+
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(PIECE_META)
+    except Exception:  # a truncated or foreign file: not a piece of this run, it is redone
+        return None
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    meta["pin"] = _json_roundtrip(meta["pin"])
+    return meta
+
+
 def read_sources(out_dir: str | os.PathLike) -> dict:
     """``sources.json`` of a 01 run: source key -> ``{"pin", "pieces", "points", "done"}``.
 
@@ -125,18 +173,32 @@ class _SourceRun:
         return self.folder / f"piece-{k:05d}.parquet"
 
     def load_pieces(self):
+        """The consecutive self-describing pieces from 0 (any later or unchained one is deleted and
+        redone); sets the entry's pieces count and resume points from them, not from sources.json."""
         import pandas as pd
 
-        n = self.entry["pieces"]
-        if self.folder.is_dir():  # a piece written after the last sources.json update is redone
+        frames, points = [], [self.entry["points"][0]]
+        while self.piece_path(len(frames)).is_file():
+            meta = _piece_meta(self.piece_path(len(frames)))
+            if (meta is None or meta["k"] != len(frames) or meta["pin"] != _json_roundtrip(self.entry["pin"])
+                    or meta["start"] != points[-1]):
+                break
+            frames.append(pd.read_parquet(self.piece_path(len(frames))))
+            if meta["next"] is None:
+                break
+            points.append(meta["next"])
+        if self.folder.is_dir():  # a piece after a gap, or written after the chain ends, is redone
             for p in self.folder.glob("piece-*.parquet"):
-                if int(p.stem.split("-")[1]) >= n:
+                if int(p.stem.split("-")[1]) >= len(frames):
                     p.unlink()
-        return [pd.read_parquet(self.piece_path(k)) for k in range(n)]
+        self.entry["pieces"], self.entry["points"] = len(frames), points
+        return frames
 
     def save_piece(self, records: list[dict], next_point: ResumePoint | None) -> None:
         k = self.entry["pieces"]
-        _atomic_parquet(records_frame(records), self.piece_path(k))
+        meta = {"k": k, "pin": self.entry["pin"], "start": self.entry["points"][k],
+                "next": None if next_point is None else [next_point.index, next_point.state]}
+        _atomic_piece(records_frame(records), self.piece_path(k), meta)
         self.entry["pieces"] = k + 1
         if next_point is not None:
             self.entry["points"].append([next_point.index, next_point.state])

@@ -272,8 +272,10 @@ def _notes(deletion: str) -> list[str]:
     out = ["GPU hours of stages 2-4: the planner's model for Colab's A100-40GB (55 % utilisation assumed; "
            "not yet measured); 00/03/07/08: the README's figures; 02: its target of < 1 h per 1,000 h.",
            f"compute units at {CU_PER_A100_HOUR} CU per A100 hour (measured 2022 rate; Colab does not publish it).",
-           "Drive: one complete checkpoint plus the one being written; a stage's checkpoints are deleted "
-           "once its final model is verified (helpers.train.checkpoints)."]
+           "Drive, at worst: keep_last checkpoints confirmed on Drive through the Drive API, one more whose "
+           "upload from the VM's cache was not confirmed within its save, and the one being written "
+           "(keep_last + 2 = 3 at once); a stage's checkpoints are deleted once its final model is "
+           "confirmed on Drive (helpers.train.checkpoints)."]
     if deletion == "permanent":
         out.append("deleted checkpoints are removed permanently through the Drive API (asks once for Drive "
                    "access); small files replaced in place (metrics.csv, eval.csv) may leave old versions in "

@@ -344,6 +344,22 @@ def coverage_from_run(run_dir: str | Path, profile, encode_text=None, utterances
     return rep
 
 
+def planned_voices(manifest) -> tuple[list[dict], str | None]:
+    """01's check of the built-in voices: one row per voice (its planned corpus speaker, the speaker the
+    kept clips of ``manifest`` would give it, minutes) and the fallback message, None when every planned
+    speaker is there. 04 stops on a fallback unless the run accepts it
+    (:func:`helpers.train.recipe.voices_for_stage`); this says so before any GPU time is spent."""
+    from types import SimpleNamespace
+
+    from ..train.sequences import choose_builtin_voices, fallback_message
+
+    kept = manifest[(manifest["status"] == "kept") & manifest["speaker"].notna()]
+    utts = [SimpleNamespace(utterance_id=r.utterance_id, speaker=r.speaker, gender=r.gender, accent=r.accent,
+                            dataset=r.dataset, duration_s=float(r.duration_s)) for r in kept.itertuples()]
+    sel = choose_builtin_voices(utts)
+    return sel.table(), fallback_message(sel)
+
+
 def _cfg_from_file(f: Path):
     import json
 

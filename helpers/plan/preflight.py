@@ -13,6 +13,8 @@ check · status · what was found · what to do:
   catalog reads and :func:`helpers.data.catalog.to_common` maps it;
 * **Drive**: mounted (when the run lives there) and free space against the modelled need of
   the whole run (:func:`modelled_drive_gb`);
+* **Google sign-in (Drive API)**: consent given in the setup cell, so that checkpoints are
+  confirmed on Drive itself (not the mount's cache) and nothing asks for a click once a stage runs;
 * **GPU**: the type against the plan (an A100 for colab and pilot; anything for tiny).
 
 Each check catches its own failure and reports it as a row with the reason: offline and
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from ..data.catalog import PHASES, Col, Derived, get_spec, open_dataset, to_common
 from ..profiles import ASSETS_CORPUS, RANDOM_SNAC_24KHZ, TINY_LLAMA, Profile, as_profile
+from ..colab.drive import current_api
 from ..colab.hub_access import token_info
 from ..models import get_hf_token
 
@@ -188,6 +191,19 @@ def check_drive(profile: Profile, runs_root: str | None = None) -> Check:
     return Check("Drive", OK, found)
 
 
+def check_drive_api(profile: Profile, runs_root: str | None = None) -> Check:
+    """Everything that can prompt happened in the setup cell: the Drive API consent in particular."""
+    label = "Google sign-in (Drive API)"
+    if current_api() is not None:
+        return Check(label, OK, "consent given in the setup cell: checkpoints are confirmed on Drive before the "
+                                "previous one is deleted; no prompt after this cell")
+    if not str(runs_root or profile.runs_root).startswith("/content/drive"):
+        return Check(label, SKIPPED, "the run directory is on a local disk: nothing to confirm on Drive")
+    return Check(label, FAILED, "no Drive API consent yet: a checkpoint in the mount's cache could not be told "
+                                "from one on Drive", "run the notebook's session cell (session.start) in Colab "
+                                "and allow Drive access there, before any long work")
+
+
 def check_gpu(profile: Profile, *, required: bool = True) -> Check:
     if not required:
         return Check("GPU", SKIPPED, "this notebook runs on CPU", "02–08 need an A100 runtime")
@@ -240,6 +256,7 @@ def checks(profile: str | Profile = "colab", *, phases=(1, 2, 3), token: str | N
     for name, rs in roles.items():
         out.append(guarded(f"dataset {name}", check_dataset, name, rs, token, api=api, opener=opener))
     out.append(guarded("Drive", check_drive, prof, runs_root))
+    out.append(guarded("Google sign-in (Drive API)", check_drive_api, prof, runs_root))
     out.append(guarded("GPU", check_gpu, prof, required=gpu))
     return out
 

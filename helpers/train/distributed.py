@@ -512,7 +512,7 @@ def _restore_hf_checkpoint(recipe, local_out: Path, rank: int) -> None:
 
     marker = local_out / f".restored-{os.environ.get('MASTER_PORT', '0')}"
     if rank == 0:
-        path = ckpt.find_resume_path(recipe.stage_dir / HF_TRAINER_DIR, log=recipe.log)
+        path = ckpt.find_resume_path(recipe.stage_dir / HF_TRAINER_DIR, log=recipe.log, api=recipe.remover.api)
         if path is not None:
             step = ckpt.read_manifest_step(path)
             target = local_out / f"checkpoint-{step}"

@@ -70,7 +70,7 @@ from .config import StageConfig
 from ..colab.runlog import CsvLog, atomic_write_text
 from .packing import collate, packing_stats, shuffled_bins
 from .sequences import (IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval,
-    choose_builtin_voices)
+    VoiceFallbackError, choose_builtin_voices, fallback_message)
 from ..data.shards import Utterance, iter_utterances
 from ..profiles import FINAL_MODEL_DIR, HF_TRAINER_DIR
 from ..tokens import FRAME_SIZE, TokenLayout
@@ -98,12 +98,17 @@ class ResumeError(RuntimeError):
 
 # ----------------------------------------------------------------------------- run-directory helpers
 def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
-                     overrides: dict[str, str] | None = None) -> VoiceSelection:
+                     overrides: dict[str, str] | None = None, accept_fallback: bool = False) -> VoiceSelection:
     """The run's built-in voice selection: read from an earlier stage's ``voices.json`` when one
     exists (voices must not move between stages), else chosen with
     :func:`helpers.train.sequences.choose_builtin_voices` from ``all_utterances`` (every phase, so the
     British voices of phase 2 are chosen before stage 2 runs; ``overrides``: voice -> speaker,
-    a notebook parameter) and written into this stage's folder."""
+    a notebook parameter) and written into this stage's folder.
+
+    A voice whose planned speaker is not in the data raises :class:`VoiceFallbackError` naming the
+    voice, the planned speaker and the one it would get, unless ``accept_fallback`` (the notebook's
+    ``accept_voice_fallback`` or the profile's ``accept_voice_fallback``); accepted fallbacks are
+    recorded in voices.json (and so in the export)."""
 
     for s in range(2, stage + 1):
         f = paths.stage(s) / VOICES_FILE
@@ -112,6 +117,12 @@ def voices_for_stage(paths, stage: int, all_utterances: Sequence[Utterance],
             break
     else:
         sel = choose_builtin_voices(all_utterances, overrides=overrides)
+        msg = fallback_message(sel)
+        if msg and not accept_fallback:
+            raise VoiceFallbackError(
+                msg + "\nNothing was trained. Set accept_voice_fallback = True in the parameters cell to train "
+                "them on these speakers, name speakers with voice_overrides, or rerun 01 with more of the voice "
+                "corpora.")
     atomic_write_text(paths.stage(stage) / VOICES_FILE, json.dumps(sel.to_dict(), indent=1, sort_keys=True))
     return sel
 
@@ -248,7 +259,7 @@ class StageRecipe:
         self.metrics = CsvLog(logs / METRICS_FILE, METRICS_FIELDS, mirror=self.stage_dir / METRICS_FILE, log=log)
         self.evals = CsvLog(logs / EVAL_FILE, EVAL_FIELDS, mirror=self.stage_dir / EVAL_FILE, log=log)
 
-        self.remover = Remover(cfg.drive_deletion, log=log)
+        self.remover = Remover(cfg.drive_deletion, log=log, trash_note=self._trash_note)
         self.layout = TokenLayout.from_tokenizer(tokenizer)
         self._is_setup = False
 
@@ -334,7 +345,8 @@ class StageRecipe:
     def _resume(self) -> None:
         self.metrics.adopt()
         self.evals.adopt()
-        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log)
+        # with the Drive API: only a checkpoint Drive itself holds counts (not one in a dead VM's cache)
+        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log, api=self.remover.api)
         if path is None:
             if self.metrics.path.exists() or self.metrics.published.exists():
                 self.metrics.truncate_after(0)
@@ -364,6 +376,8 @@ class StageRecipe:
         if tstate["epoch"] != self._epoch.number:
             self._epoch = self._build_epoch(tstate["epoch"])
         self.bin_pos = tstate["bin_pos"]
+        self.metrics.restore(path / METRICS_FILE, self.step)
+        self.evals.restore(path / EVAL_FILE, self.step)
         self.metrics.truncate_after(self.step)
         self.evals.truncate_after(self.step)
         self.resumed_from = str(path)
@@ -567,9 +581,12 @@ class StageRecipe:
         require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
                            f"local checkpoint of step {self.step}")
         t0 = time.perf_counter()
-        ckpt.write_state(local, model_state, tstate, info)  # the consistent part: blocks training
+        # the consistent part blocks training; the logs travel inside the checkpoint: on Drive they
+        # arrive, and are confirmed, with the state they describe
+        ckpt.write_state(local, model_state, tstate, info,
+                         extra_files={METRICS_FILE: self.metrics.path, EVAL_FILE: self.evals.path})
         self.save_blocking_s += time.perf_counter() - t0
-        self.publisher.submit(local)  # hashing, the copy to Drive and retention: in the background
+        self.publisher.submit(local)  # hashing, the copy to Drive, its confirmation, retention: in the background
         return local
 
     def _publish_local(self, local: Path) -> Path:
@@ -589,6 +606,8 @@ class StageRecipe:
         self._need_setup()
         target = self.stage_dir / FINAL_MODEL_DIR
         if self.skipped:
+            if self.ckpt_dir.is_dir() and int(os.environ.get("RANK", "0")) == 0:
+                self._finish_checkpoints(target)  # an earlier run could not confirm the model on Drive in time
             return target
         if self.step < self.total_steps:
             raise RuntimeError(f"stage {self.cfg.stage} stopped at step {self.step}/{self.total_steps}; "
@@ -636,11 +655,24 @@ class StageRecipe:
             if not f.is_file() or f.stat().st_size != meta["bytes"]:
                 raise RuntimeError(f"final model {target} does not match its {rel} entry after saving; "
                                    f"the stage's checkpoints are kept: resume and save again")
+        if not ckpt.confirm_final(target, data["files"], COMPLETE_MARKER, self.remover.api, log=self.log):
+            self.log(f"stage {self.cfg.stage}: final model not confirmed on Drive yet; its checkpoints are kept "
+                     "(rerun this notebook later to delete them)")
+            return
         gone = ckpt.finish(self.ckpt_dir, self.remover) + ckpt.finish(self.stage_dir / HF_TRAINER_DIR, self.remover)
         if gone:
             trash = self.remover.trashed_bytes
             self.log(f"stage {self.cfg.stage}: final model verified; deleted {len(gone)} checkpoint folder(s)"
                      + (f" ({trash / 1e9:.1f} GB of this stage's deletions are in Drive's Trash)" if trash else ""))
+
+    def _trash_note(self) -> str:
+        """The run plan's figure for this stage's deletions once they go to the Trash (Drive API failed)."""
+        left = 1 + self.cfg.keep_last  # the checkpoints the finished stage deletes
+        if self.cfg.save_every and getattr(self, "total_steps", 0):
+            left += max(0, self.total_steps - self.step) // self.cfg.save_every
+        return (f"each further deletion adds {self.checkpoint_bytes / 1e9:.1f} GB to the Trash, about "
+                f"{left * self.checkpoint_bytes / 1e9:.1f} GB more by the end of stage {self.cfg.stage} "
+                f"(python -m helpers.plan --drive-deletion trash shows the run's figure)")
 
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory."""

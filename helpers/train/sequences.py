@@ -58,26 +58,58 @@ class VoiceSelection:
     ``assignments``: voice name -> speaker id. ``candidates``: one row per
     (voice, speaker considered) with the data behind the choice, for a table.
     ``unassigned``: voices without a suitable speaker in the corpus (they keep
-    their untrained token; the report says so).
+    their untrained token; the report says so). ``fallbacks``: voice -> ``{"planned", "planned_minutes",
+    "speaker"}`` for every voice whose planned speaker (:data:`BUILTIN_VOICE_PLAN`) was missing or had
+    too little data, and the speaker it fell back to (None: unassigned). Never silent:
+    :func:`fallback_message` says it and :func:`helpers.train.recipe.voices_for_stage` stops on it
+    unless the run accepts it.
     """
 
     assignments: dict[str, str]
     candidates: list[dict] = field(default_factory=list)
     unassigned: list[str] = field(default_factory=list)
+    fallbacks: dict[str, dict] = field(default_factory=dict)
 
     @property
     def speaker_to_voice(self) -> dict[str, str]:
         return {s: v for v, s in self.assignments.items()}
 
     def to_dict(self) -> dict:
-        return {"assignments": dict(self.assignments), "unassigned": list(self.unassigned)}
+        out = {"assignments": dict(self.assignments), "unassigned": list(self.unassigned)}
+        if self.fallbacks:  # recorded in voices.json, hence in the export: which speaker each voice really is
+            out["fallbacks"] = {v: dict(f) for v, f in self.fallbacks.items()}
+        return out
+
+    def table(self) -> list[dict]:
+        """One row per voice: the corpus speaker it is trained on, the plan, and (when chosen now) its
+        minutes and why; a selection read back from voices.json says which voices fell back."""
+        if not self.candidates:
+            return [{"voice": v, "speaker": self.assignments.get(v), "planned": BUILTIN_VOICE_PLAN.get(v),
+                     "fallback": v in self.fallbacks} for v in VOICES]
+        return [{"voice": c["voice"], "speaker": c["speaker"], "dataset": c["dataset"],
+                 "minutes": round(c["seconds"] / 60.0, 1), "planned": BUILTIN_VOICE_PLAN.get(c["voice"]),
+                 "why": c["why"]} for c in self.candidates]
 
     @classmethod
     def from_dict(cls, d: dict) -> "VoiceSelection":
         bad = [v for v in d.get("assignments", {}) if v not in VOICES]
         if bad:
             raise ValueError(f"voice selection names unknown voices {bad}; built-in voices: {VOICES}")
-        return cls(dict(d["assignments"]), [], list(d.get("unassigned", [])))
+        return cls(dict(d["assignments"]), [], list(d.get("unassigned", [])), dict(d.get("fallbacks", {})))
+
+
+class VoiceFallbackError(ValueError):
+    """A built-in voice's planned corpus speaker is missing from the data; the message says which and to whom."""
+
+
+def fallback_message(sel: VoiceSelection) -> str | None:
+    """One line per voice that would not be its planned speaker (None when every plan holds)."""
+    if not sel.fallbacks:
+        return None
+    lines = [f"{v}: planned {f['planned']} has {f['planned_minutes']:.1f} min in the data -> "
+             + (f"falls back to {f['speaker']}" if f["speaker"] else "no speaker (untrained voice token)")
+             for v, f in sorted(sel.fallbacks.items())]
+    return "built-in voices that would not be their planned corpus speaker:\n  " + "\n  ".join(lines)
 
 
 def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int = 2,
@@ -117,11 +149,14 @@ def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int =
             raise ValueError(f"override for unknown voice {v!r}; built-in voices: {VOICES}")
         if spk not in stats:
             raise ValueError(f"override {v} -> {spk!r}: no such speaker in the corpus")
+    planned_missing: dict[str, dict] = {}
     for v, spk in plan.items():
         if v not in VOICES:
             raise ValueError(f"voice plan names unknown voice {v!r}; built-in voices: {VOICES}")
-        if (v in overrides or spk in overrides.values() or spk not in stats
-                or stats[spk]["utterances"] < min_utterances):
+        if v in overrides or spk in overrides.values():
+            continue
+        if spk not in stats or stats[spk]["utterances"] < min_utterances:
+            planned_missing[v] = {"planned": spk, "planned_minutes": round(stats.get(spk, {}).get("seconds", 0.0) / 60, 2)}
             continue
         gender, accent = v.split("_")[:2]
         if (stats[spk]["gender"], stats[spk]["accent"]) != (gender, accent):
@@ -152,7 +187,11 @@ def choose_builtin_voices(utterances: Iterable[Utterance], min_utterances: int =
                     candidates.append({"voice": v, "speaker": None, "gender": gender, "accent": accent,
                                        "dataset": None, "utterances": 0, "seconds": 0.0,
                                        "why": f"no {gender}/{accent} speaker with >= {min_utterances} utterances"})
-    return VoiceSelection(assignments, candidates, unassigned)
+    fallbacks = {v: {**f, "speaker": assignments.get(v)} for v, f in planned_missing.items()}
+    for c in candidates:
+        if c["voice"] in fallbacks:
+            c["why"] = f"FALLBACK (planned {fallbacks[c['voice']]['planned']} missing): " + c["why"]
+    return VoiceSelection(assignments, candidates, unassigned, fallbacks)
 
 
 # ----------------------------------------------------------------------------- examples

@@ -66,6 +66,7 @@ preflight_rows = preflight.run(S.profile.name, runs_root=str(S.paths.root.parent
 import pandas as pd
 from IPython.display import Audio, display
 from helpers.data import preprocess as pp
+from helpers.plan import coverage
 from helpers import clip_audio
 from helpers.data import source_stream
 scale = S.profile.hours_scale if hours_scale is None else hours_scale
@@ -114,6 +115,17 @@ fig = pp.plot_report(manifest)
 
 # %%
 pd.DataFrame(pp.read_report(S.paths.preprocess)["phases"]).T
+
+# %% [markdown]
+# ## Built-in voices
+# Each of the eight built-in voices is a documented corpus speaker (`helpers.data.speaker_facts.BUILTIN_VOICE_PLAN`).
+# If one of them is not among the kept clips (the pilot reads only part of each corpus), this says which
+# voice would fall back and to whom; 04 then stops unless you set `accept_voice_fallback = True` there.
+
+# %%
+voice_rows, voice_fallback = coverage.planned_voices(manifest)
+print(voice_fallback or "every built-in voice has its planned corpus speaker")
+pd.DataFrame(voice_rows)
 
 # %% [markdown]
 # ## Listen

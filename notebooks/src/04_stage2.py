@@ -52,6 +52,7 @@ drive_deletion = None  # "permanent" (Drive API, skips the Trash; asks once for 
 deterministic = None  # True: deterministic GPU kernels (repeatable on the same GPU, slower); None: off
 reference_prob = None  # chance that an example of a non-built-in speaker carries a cloning reference (default 0.5)
 voice_overrides = None  # e.g. {"male_uk_01": "vctk:p243"}: corpus speaker per built-in voice (chosen once, in stage 2)
+accept_voice_fallback = None  # True: a voice whose planned speaker is missing trains on the one 04 names; None: the profile's choice (stop, except tiny)
 seed = None  # data order and reference choice; None: the default
 # memory / speed: None: the planner choice for this GPU (the plan is printed before training)
 precision = None  # "bf16-mixed" (fp32 weights, bf16 autocast), "bf16-pure" (bf16 weights) or "fp32"
@@ -119,8 +120,9 @@ pd.DataFrame(train.phase_table(utterances))
 # example carries 3-20 s cut from *other* utterances of the same speaker.
 
 # %%
-voices = train.voices_for_stage(S.paths, stage, all_utterances, overrides=voice_overrides)
-pd.DataFrame(sorted(voices.assignments.items()), columns=["voice", "speaker"])
+accept = S.profile.accept_voice_fallback if accept_voice_fallback is None else accept_voice_fallback
+voices = train.voices_for_stage(S.paths, stage, all_utterances, overrides=voice_overrides, accept_fallback=accept)
+pd.DataFrame(voices.table())
 
 # %% [markdown]
 # ## Coverage: what this run's data really trains

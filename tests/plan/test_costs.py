@@ -17,10 +17,12 @@ def test_colab_plan_fits_60_gb_with_permanent_deletion_and_names_the_shortfall(c
     assert "Drive peak" in out and "fits" in out
     plan = build_plan("colab", drive_free_gb=100)
     t = plan["totals"]
-    assert t["drive_peak_gb"] <= 60 and t["trash_gb"] == 0 and plan["drive_deletion"] == "permanent"
+    # the worst the checkpoint policy allows: one confirmed on Drive, one whose upload was not confirmed
+    # within its save, the one being written (3 x 19.5 GB in stage 4, on top of the earlier stages' models)
+    assert 75 <= t["drive_peak_gb"] <= 80 and t["trash_gb"] == 0 and plan["drive_deletion"] == "permanent"
     s2 = plan["stages"]["2"]
     # 3.25 B parameters: bf16 weights + bf16 AdamW moments = 6 bytes per parameter
-    assert s2["checkpoint_bytes"] == pytest.approx(6 * 3.25e9, rel=0.01) and s2["max_checkpoints"] == 2
+    assert s2["checkpoint_bytes"] == pytest.approx(6 * 3.25e9, rel=0.01) and s2["max_checkpoints"] == 3
     assert s2["epochs"] == 2.0 and 10 < s2["gpu_hours"] < 60 and s2["steps"] > 1000
     assert t["compute_units"] == pytest.approx(t["gpu_hours"] * plan["cu_per_gpu_hour"])
 
@@ -89,10 +91,13 @@ def test_plan_matches_what_a_tiny_stage_leaves_on_the_run_directory(tmp_path, mo
     plan = build_plan("tiny", run_dir=paths.root, drive_deletion="trash")
     s2 = plan["stages"]["2"]
     assert s2["saves"] == r.checkpoint_saves == 3 and s2["checkpoint_bytes"] == r.checkpoint_bytes
-    assert s2["max_checkpoints"] == 2 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=64)
-    assert seen["trash"] == pytest.approx(s2["trash_added"], abs=64)  # checkpoints differ by a few JSON bytes
+    # the plan holds the worst case (a third checkpoint whose upload is unconfirmed); a plain disk never does
+    # (checkpoints differ by their JSON and by the run logs they carry, which grow by ~100 bytes a row)
+    assert s2["max_checkpoints"] == 3 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=2048)
+    assert seen["trash"] == pytest.approx(s2["trash_added"], abs=2048)
     # the plan's peak for stage 2 (real sizes of what was there before + the policy replayed) is what
     # the directory held at its fullest, give or take the small files (metrics, config, voices)
+    # (with Trash deletions the unconfirmed third checkpoint costs nothing extra: the Trash holds one anyway)
     assert s2["drive_peak"] == pytest.approx(seen["peak"], rel=0.02)
     row = next(x for x in plan["notebooks"] if x["notebook"] == "04_stage2")
     assert row["drive_after_gb"] * drive.GB == pytest.approx(

@@ -1,5 +1,6 @@
 """Checkpoint retention on Drive: the policy, free-space checks, a kill during the copy, Trash accounting."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from helpers.train import checkpoints as ckpt
 from helpers.colab import drive
 from helpers.profiles import REPO_ROOT
+from drive_sim import SimDrive, VmDeath
 
 torch.set_num_threads(1)
 Usage = namedtuple("Usage", "total used free")
@@ -25,19 +27,37 @@ def _local(tmp, step, n=20_000):
                             {"m": torch.randn(n, generator=g), "step": step}, {"step": step})
 
 
-def test_publish_actions_write_first_then_delete():
-    assert ckpt.publish_actions([], 1) == [("write", 1)]
-    assert ckpt.publish_actions([1], 2) == [("write", 2), ("delete", 1)]
-    assert ckpt.publish_actions([1, 2], 3, keep_last=2) == [("write", 3), ("delete", 1)]
-    assert ckpt.publish_actions([2], 4, other_steps=[3, 5]) == [("write", 4), ("delete", 2), ("delete", 3)]
+def test_publish_actions_write_confirm_then_delete():
+    assert ckpt.publish_actions([], 1) == [("write", 1), ("confirm", 1)]
+    assert ckpt.publish_actions([1], 2) == [("write", 2), ("confirm", 2), ("delete", 1)]
+    assert ckpt.publish_actions([1, 2], 3, keep_last=2) == [("write", 3), ("confirm", 3), ("delete", 1)]
+    assert ckpt.publish_actions([2], 4, other_steps=[3, 5]) == [("write", 4), ("confirm", 4), ("delete", 2),
+                                                                ("delete", 3)]
+    # not confirmed on Drive within the save: the last confirmed one stays, and the new one too;
+    # an older unconfirmed one goes (a newer one of the same kind stays), a confirmed one never does
+    assert ckpt.publish_actions([1], 2, new_confirmed=False) == [("write", 2), ("confirm", 2)]
+    assert ckpt.publish_actions([1], 3, other_steps=[2], new_confirmed=False) == [("write", 3), ("confirm", 3),
+                                                                                 ("delete", 2)]
+    assert ckpt.publish_actions([1, 2], 3, new_confirmed=False) == [("write", 3), ("confirm", 3), ("delete", 1)]
     assert ckpt.finish_actions([3, 1]) == [("delete", 1), ("delete", 3)]
     with pytest.raises(ValueError, match="keep_last"):
         ckpt.publish_actions([], 1, keep_last=0)
 
 
-def _measured_run(tmp_path, n_saves, remover):
+def test_worst_case_of_the_policy_is_keep_last_plus_two():
+    """Every upload confirmed only at the next save: three checkpoints at once, the plan's figure."""
+    late = ckpt.simulate_stage(10, 5, 3)
+    assert late["max_checkpoints"] == 3 and late["peak_live"] == 30 + 0
+    on_time = ckpt.simulate_stage(10, 5, 3, late_confirmations=False)
+    assert on_time["max_checkpoints"] == 2 and on_time["peak_live"] == 20
+    assert ckpt.simulate_stage(10, 5, 3, keep_last=2)["max_checkpoints"] == 4
+    trash = ckpt.simulate_stage(10, 5, 3, deletion="trash")
+    assert trash["trash"] == 50 and trash["end_live"] == 3
+
+
+def _measured_run(tmp_path, n_saves, remover, root=None):
     """Publish ``n_saves`` checkpoints, write a 'final model', finish; return the largest run-dir size seen."""
-    run = tmp_path / "run"
+    run = (root or tmp_path) / "run"
     ckpt_dir = run / "checkpoints"
     run.mkdir()
     peak = 0
@@ -63,40 +83,42 @@ def _measured_run(tmp_path, n_saves, remover):
 
 @pytest.mark.parametrize("mode", ["trash", "permanent"])
 def test_simulated_policy_matches_what_publishing_leaves(tmp_path, monkeypatch, mode):
-    """The plan's Drive figures (simulate_stage) equal what the real publish/finish leave and delete."""
-    # pretend the run directory is on the Drive mount: every path has a Drive id
-    monkeypatch.setattr(drive, "drive_file_id", lambda p: f"id:{Path(p).name}")
-    deleted_by_api = []
-
-    def api_delete(file_id):
-        deleted_by_api.append(file_id)
-        path = next(p for p in (tmp_path / "run" / "checkpoints").iterdir() if f"id:{p.name}" == file_id)
-        drive._rmtree(path)
-
-    remover = drive.Remover(mode, api_delete=api_delete, wait_s=0)
-    peak, size, run = _measured_run(tmp_path, 4, remover)
-    sim = ckpt.simulate_stage(size, 4, 50_000, keep_last=1, deletion=mode)
+    """The plan's Drive figures (simulate_stage) equal what the real publish/finish leave and delete
+    when every upload is confirmed within its save (the plan itself assumes the worst: +1 checkpoint)."""
+    sim = SimDrive(tmp_path / "drive")
+    api = sim.api()
+    monkeypatch.setattr(ckpt, "_sleep", lambda s: sim.sync())  # uploads finish while publish waits
+    remover = drive.Remover(mode, api=api, wait_s=0)
+    peak, size, run = _measured_run(tmp_path, 4, remover, root=sim.mount)
+    sim.sync()
+    sim_plan = ckpt.simulate_stage(size, 4, 50_000, keep_last=1, deletion=mode, late_confirmations=False)
     assert not (run / "checkpoints").exists()  # finished stage: final model only
-    assert sim["end_live"] == drive.tree_bytes(run) == 50_000
-    assert sim["peak_live"] == peak == 2 * size  # one complete + the one being written
-    assert sim["max_checkpoints"] == 2
-    assert sim["trash"] == remover.trashed_bytes == (4 * size if mode == "trash" else 0)
-    assert len(deleted_by_api) == (4 if mode == "permanent" else 0)
+    assert sim_plan["end_live"] == drive.tree_bytes(run) == drive.tree_bytes(sim.remote / "run") == 50_000
+    assert sim_plan["peak_live"] == peak == 2 * size  # one complete + the one being written
+    assert sim_plan["max_checkpoints"] == 2
+    assert sim_plan["trash"] == remover.trashed_bytes == (4 * size if mode == "trash" else 0)
+    assert sim.trash_bytes() == pytest.approx(sim_plan["trash"], abs=64)  # what Drive's Trash really got
+    assert len(api.deleted) == (4 if mode == "permanent" else 0)
 
 
 def test_permanent_deletion_falls_back_to_trash_loudly_when_the_api_fails(tmp_path, monkeypatch):
-    monkeypatch.setattr(drive, "drive_file_id", lambda p: "some-id")
-    folder = tmp_path / "x"
+    sim = SimDrive(tmp_path / "drive")
+    folder = sim.mount / "x"
     folder.mkdir()
     (folder / "f").write_bytes(b"abc")
     logs = []
-
-    def refuse(_):
-        raise PermissionError("insufficient permissions")
-
-    r = drive.Remover("permanent", api_delete=refuse, log=logs.append, wait_s=0)
+    api = sim.api()
+    api.fail = PermissionError("insufficient permissions")
+    r = drive.Remover("permanent", api=api, log=logs.append, wait_s=0, trash_note=lambda: "plan: 1.0 GB more")
     assert r.remove(folder) == 3 and not folder.exists() and r.trashed_bytes == 3
-    assert "failed" in logs[0] and "Trash" in logs[0]
+    assert "failed" in logs[0] and "Trash" in logs[0] and "plan: 1.0 GB more" in logs[0]
+    # no API connected at all (the setup cell was skipped) on the Drive mount: the Trash, never a prompt
+    folder.mkdir()
+    (folder / "f").write_bytes(b"abcd")
+    monkeypatch.setattr(drive, "drive_file_id", lambda p: "some-id")
+    monkeypatch.setattr(drive, "_API", None)
+    r = drive.Remover("permanent", log=logs.append, wait_s=0)
+    assert r.api is None and r.remove(folder) == 4 and "no Drive API was connected" in logs[-1]
     with pytest.raises(ValueError, match="drive deletion mode"):
         drive.Remover("shred")
 
@@ -192,3 +214,134 @@ def test_config_and_drive_agree_on_deletion_modes_and_deterministic_flag_is_an_o
         assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"]
     finally:
         torch.use_deterministic_algorithms(was)
+
+
+# ----------------------------------------------------------------------------- a VM that dies on Colab's mount
+def _train_on_sim(sim, api, local_root, until, logs, timeout_s=3 * ckpt.CONFIRM_POLL_S):
+    """A stand-in training run on the simulated mount: resume from what Drive holds, then one checkpoint
+    per step (its weights are the step number) up to ``until``. Returns the step it resumed from."""
+    ckpt_dir = sim.mount / "run" / "checkpoints"
+    remover = drive.Remover("permanent", api=api, wait_s=0, log=logs.append)
+    path = ckpt.find_resume_path(ckpt_dir, log=logs.append, api=api)
+    start = 0
+    if path is not None:
+        model_state, tstate, info = ckpt.load(path)
+        start = tstate["step"]
+        assert torch.equal(model_state["w"], torch.full((3000,), float(start)))
+    for step in range(start + 1, until + 1):
+        sim.event("local save", str(step))
+        local = ckpt.write_local(local_root / ckpt.step_dir_name(step), {"w": torch.full((3000,), float(step))},
+                                 {"step": step}, {"step": step})
+        sim.event("local saved", str(step))
+        ckpt.publish(local, ckpt_dir, 1, remover=remover, api=api, confirm_timeout_s=timeout_s)
+        held = ckpt.list_checkpoints(ckpt_dir)
+        assert len(held) <= 3, held  # keep_last + one awaiting confirmation + the one just written
+        shutil.rmtree(local)
+    return start
+
+
+def _complete_on_remote(sim) -> list[int]:
+    """Steps Drive itself holds completely (read on the remote, with full hashes)."""
+    return [s for s, p in ckpt.list_checkpoints(sim.remote / "run" / "checkpoints") if ckpt.verify(p) is None]
+
+
+def test_a_vm_killed_at_every_step_of_the_checkpoint_cycle_resumes_from_drive(tmp_path, monkeypatch):
+    """Kill the simulated VM at each event of three checkpoint cycles (local save, copy, each upload,
+    each Drive API check, each deletion) and resume from the remote alone: once a checkpoint has
+    reached Drive, every kill resumes from the newest checkpoint Drive holds whole, never step 0."""
+    import helpers.colab.session as session
+
+    real_copy, real_copytree = session.shutil.copy2, session.shutil.copytree
+
+    def run(kill_at):
+        root = tmp_path / f"k{kill_at}"
+        sim = SimDrive(root / "drive", seed=kill_at)
+        # odd: uploads keep pace with the saves; even: they lag (confirmations time out, three are held)
+        sim.uploads_per_sleep = 1 + kill_at % 2
+        monkeypatch.setattr(ckpt, "_sleep", sim.sleep)
+        monkeypatch.setattr(ckpt, "_clock", sim.clock)
+
+        def copy2(src, dst, **kw):  # the copy into the mount, file by file
+            sim.event("copy", Path(src).name)
+            return real_copy(src, dst, **kw)
+
+        def copytree(src, dst, symlinks=False, ignore=None, copy_function=None, *rest, **kw):
+            return real_copytree(src, dst, symlinks, ignore, copy2, *rest, **kw)
+
+        monkeypatch.setattr(session.shutil, "copytree", copytree)
+        n = [0]
+
+        def on_event(kind, detail):
+            n[0] += 1
+            if n[0] == kill_at:
+                raise VmDeath(f"{kind} {detail}")
+
+        sim.on_event = on_event
+        logs = []
+        try:
+            _train_on_sim(sim, sim.api(), root / "local", 3, logs)
+        except VmDeath as death:
+            on_drive = _complete_on_remote(sim)
+            sim.on_event = None
+            sim.kill()
+            shutil.rmtree(root / "local", ignore_errors=True)  # the VM's local disk dies with it
+            monkeypatch.setattr(ckpt, "_SEEN_ON_DRIVE", set())  # ... and its memory
+            resumed = _train_on_sim(sim, sim.api(), root / "local", 3, logs)
+            if on_drive:
+                assert resumed == max(on_drive), (death, resumed, on_drive, logs[-3:])
+            else:
+                assert resumed == 0
+            sim.sync()
+            done = _complete_on_remote(sim)
+            assert max(done) == 3 and len(done) <= 2, done  # finished; an unconfirmed save may keep one more
+            return str(death), resumed
+        return None, n[0]
+
+    _, total = run(0)  # no kill: count the events of a whole run
+    assert total > 30
+    kinds, later, k = set(), 0, 0
+    while True:  # kill at event 1, 2, ... until a run gets through all its events (counts vary by seed)
+        k += 1
+        death, resumed = run(k)
+        if death is None:
+            break
+        kinds.add(death.split()[0])
+        later += resumed > 0
+    assert k > 30 and {"local", "copy", "stat", "uploaded", "delete"} <= kinds, kinds
+    assert later > k // 2
+
+
+def test_final_model_counts_only_once_drive_holds_it_and_a_stale_newer_step_is_cleared(tmp_path, monkeypatch):
+    """confirm_final waits (status lines, simulated clock) for the model's files and marker on Drive;
+    a cut-off upload times out as 'not confirmed' rather than blocking."""
+    from helpers import models
+
+    sim = SimDrive(tmp_path / "sim")
+    monkeypatch.setattr(ckpt, "_sleep", sim.sleep)
+    monkeypatch.setattr(ckpt, "_clock", sim.clock)
+    target = sim.mount / "stage2" / "model"
+    target.mkdir(parents=True)
+    files = {}
+    for name, data in (("model.safetensors", b"w" * 5000), ("tokenizer.json", b"{}")):
+        (target / name).write_bytes(data)
+        files[name] = models.file_hashes(target / name)
+    (target / "COMPLETE.json").write_text('{"files": {}}')
+    logs, api = [], sim.api()
+    sim.uploads_per_sleep = 0  # the upload stalls: not confirmed, after the timeout, without a prompt
+    assert not ckpt.confirm_final(target, files, "COMPLETE.json", api, timeout_s=60, log=logs.append)
+    assert "waiting for Drive to hold model: 0/3 files" in logs[0] and "not on Drive yet after 60 s" in logs[-1]
+    sim.uploads_per_sleep = 1  # it moves again: one file per poll
+    assert ckpt.confirm_final(target, files, "COMPLETE.json", api, timeout_s=600, log=logs.append)
+    assert sim.pending() == []
+    (sim.remote / "stage2" / "model" / "tokenizer.json").write_bytes(b"[]")  # Drive holds other bytes
+    assert not ckpt.confirm_final(target, files, "COMPLETE.json", api, timeout_s=0, log=logs.append)
+    assert any("differs on Drive" in m or "waiting" in m for m in logs[-2:])
+    assert ckpt.confirm_final(target, files, "COMPLETE.json", None)  # a plain disk: nothing to wait for
+
+    # a dead VM left step 5 half-uploaded; the run resumed from step 3: the next save clears step 5
+    ckpt_dir = tmp_path / "ck"
+    ckpt.publish(_local(tmp_path, 3), ckpt_dir)
+    (ckpt_dir / ckpt.step_dir_name(5)).mkdir()
+    (ckpt_dir / ckpt.step_dir_name(5) / "model.pt").write_bytes(b"x")
+    ckpt.publish(_local(tmp_path, 4), ckpt_dir, log=logs.append)
+    assert [s for s, _ in ckpt.list_checkpoints(ckpt_dir)] == [4] and "not whole on Drive" in logs[-1]

@@ -188,3 +188,46 @@ def test_crop_and_split():
     tr, ev = split_eval(utts, 0.1, seed=1)
     assert len(ev) == 5 and len(tr) == 45 and not {u.utterance_id for u in ev} & {u.utterance_id for u in tr}
     assert split_eval(utts, 0.1, seed=1)[1] == ev
+
+
+def test_a_missing_planned_voice_speaker_is_said_and_stops_04_unless_accepted(tmp_path):
+    """No silent fallback: the message names the voice, its planned speaker and the one it would get;
+    voices_for_stage stops unless the run accepts it, and voices.json records what was accepted."""
+    import json
+
+    from helpers.plan.coverage import planned_voices
+    from helpers.profiles import RunPaths, get_profile
+    from helpers.train.recipe import VOICES_FILE, voices_for_stage
+    from helpers.train.sequences import VoiceFallbackError, fallback_message
+
+    plan = {"male_uk_01": "vctk:p232"}
+    utts = ([utt(i, "vctk:p999", accent="uk", seconds=30) for i in range(3)]  # the pilot read another speaker
+            + [utt(10 + i, "vctk:p232", accent="uk", seconds=5) for i in range(1)])  # too little of the planned one
+    sel = choose_builtin_voices(utts, plan=plan)
+    assert sel.fallbacks["male_uk_01"] == {"planned": "vctk:p232", "planned_minutes": 0.08, "speaker": "vctk:p999"}
+    msg = fallback_message(sel)
+    assert "male_uk_01: planned vctk:p232 has 0.1 min in the data -> falls back to vctk:p999" in msg
+    row = next(r for r in sel.table() if r["voice"] == "male_uk_01")
+    assert row["speaker"] == "vctk:p999" and row["why"].startswith("FALLBACK (planned vctk:p232 missing)")
+    assert fallback_message(choose_builtin_voices(utts[:3], plan={"male_uk_01": "vctk:p999"})) is None
+
+    paths = RunPaths(tmp_path / "run")
+    with pytest.raises(VoiceFallbackError, match="male_uk_01: planned vctk:p232") as e:
+        voices_for_stage(paths, 2, utts)  # the catalog plan: every voice's planned speaker is missing here
+    assert "accept_voice_fallback = True" in str(e.value) and "Nothing was trained" in str(e.value)
+    assert not (paths.stage(2) / VOICES_FILE).exists()
+    got = voices_for_stage(paths, 2, utts, accept_fallback=True)
+    saved = json.loads((paths.stage(2) / VOICES_FILE).read_text())
+    assert saved["fallbacks"]["male_uk_01"]["speaker"] == got.assignments["male_uk_01"] == "vctk:p999"
+    again = voices_for_stage(paths, 3, utts)  # later stages keep stage 2's accepted choice
+    assert again.assignments == got.assignments and again.table()[0]["planned"] is not None
+    assert not get_profile("pilot").accept_voice_fallback and get_profile("tiny").accept_voice_fallback
+
+    # 01 says it before any GPU time: from the manifest's kept clips
+    import pandas as pd
+
+    manifest = pd.DataFrame([{"utterance_id": u.utterance_id, "speaker": u.speaker, "gender": u.gender,
+                              "accent": u.accent, "dataset": "vctk", "duration_s": u.duration_s, "status": "kept"}
+                             for u in utts])
+    rows, message = planned_voices(manifest)
+    assert len(rows) == 8 and "male_uk_01: planned vctk:p232" in message and "vctk:p999" in message

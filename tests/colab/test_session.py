@@ -1,0 +1,199 @@
+"""A fake Colab: every prompt (Drive mount, Drive API consent) happens in session.start, none once a
+stage trains, and a Drive API that dies mid-stage makes deletions fall back to the Trash at once."""
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drive_sim import SimDrive
+from helpers.colab import drive, session
+from helpers.train import checkpoints as ckpt
+
+torch.set_num_threads(1)
+
+
+class _HttpError(Exception):
+    def __init__(self, status):
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+
+
+class _Request:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def execute(self):
+        return self.fn()
+
+
+class _Files:
+    """``service.files()`` of the Drive v3 client, answering from the simulator's remote by file id."""
+
+    def __init__(self, fake):
+        self.fake = fake
+
+    def _check(self):
+        if self.fake.broken:
+            raise ConnectionError("Drive API: 503 backend error")
+
+    def get(self, fileId, fields):
+        assert fields == "size,md5Checksum,trashed"
+
+        def run():
+            self._check()
+            st = self.fake.sim.api().stat(self.fake.sim.mount / fileId)
+            if st is None:
+                raise _HttpError(404)
+            return {"size": str(st[0]), "md5Checksum": st[1], "trashed": False}
+        return _Request(run)
+
+    def delete(self, fileId):
+        def run():
+            self._check()
+            self.fake.sim.api().delete(self.fake.sim.mount / fileId)
+        return _Request(run)
+
+
+class FakeColab:
+    """google.colab (auth, drive) and googleapiclient as Colab has them, recording every prompt."""
+
+    def __init__(self, sim: SimDrive):
+        self.sim, self.prompts, self.training, self.broken = sim, [], False, False
+
+    def _prompt(self, what):
+        self.prompts.append((what, self.training))
+
+    def install(self, monkeypatch):
+        colab = types.ModuleType("google.colab")
+        auth = types.ModuleType("google.colab.auth")
+        auth.authenticate_user = lambda: self._prompt("authenticate_user")
+        gdrive = types.ModuleType("google.colab.drive")
+
+        def mount(path, force_remount=False):
+            self._prompt("drive.mount")
+            (Path(path) / "MyDrive").mkdir(parents=True, exist_ok=True)
+        gdrive.mount = mount
+        userdata = types.ModuleType("google.colab.userdata")
+        userdata.SecretNotFoundError = type("SecretNotFoundError", (Exception,), {})
+        userdata.NotebookAccessError = type("NotebookAccessError", (Exception,), {})
+
+        def get(name):
+            self._prompt("userdata.get")  # the secret-access dialog
+            return "hf_fake_token"
+        userdata.get = get
+        colab.auth, colab.drive, colab.userdata = auth, gdrive, userdata
+        api = types.ModuleType("googleapiclient")
+        disc = types.ModuleType("googleapiclient.discovery")
+        disc.build = lambda name, version, cache_discovery=False: types.SimpleNamespace(files=lambda: _Files(self))
+        errs = types.ModuleType("googleapiclient.errors")
+        errs.HttpError = _HttpError
+        google = sys.modules.get("google") or types.ModuleType("google")
+        monkeypatch.setitem(sys.modules, "google", google)
+        monkeypatch.setattr(google, "colab", colab, raising=False)
+        for name, mod in {"google.colab": colab, "google.colab.auth": auth, "google.colab.drive": gdrive,
+                          "google.colab.userdata": userdata,
+                          "googleapiclient": api, "googleapiclient.discovery": disc,
+                          "googleapiclient.errors": errs}.items():
+            monkeypatch.setitem(sys.modules, name, mod)
+        mount_root = self.sim.mount.resolve()
+
+        def file_id(path):  # DriveFS's user.drive.id: here the path under the mount
+            try:
+                return Path(path).resolve().relative_to(mount_root).as_posix()
+            except ValueError:
+                return None
+        monkeypatch.setattr(drive, "drive_file_id", file_id)
+        monkeypatch.setattr(session, "DRIVE_MOUNT", str(self.sim.mount))
+        monkeypatch.setattr(drive, "_API", None)
+        return self
+
+
+def _utts(n=8):
+    from helpers.data.shards import Utterance
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        t = int(rng.integers(6, 14))
+        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "us"][i % 3], "female", "",
+                             f"sentence number {i}", t / 12,
+                             [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
+    return out
+
+
+def test_prompts_happen_in_start_only_and_a_dead_drive_api_falls_back_without_blocking(tmp_path, monkeypatch):
+    # imported before the fake google.colab exists: libraries that sniff for Colab at import see none
+    from helpers import models
+    from helpers.data.shards import write_shard
+    from helpers.profiles import TINY_LLAMA
+    from helpers.train.config import stage_config
+    from helpers.train.recipe import StageRecipe
+    from helpers.train.sequences import choose_builtin_voices
+    import accelerate  # noqa: F401  (transformers imports it lazily and checks for google.colab then)
+
+    sim = SimDrive(tmp_path / "sim")
+    sim.uploads_per_sleep = 1000  # uploads keep pace: confirmations succeed while the API works
+    fake = FakeColab(sim).install(monkeypatch)
+    monkeypatch.setattr(ckpt, "_sleep", sim.sleep)
+    monkeypatch.setattr(ckpt, "_clock", sim.clock)
+    monkeypatch.setattr(ckpt, "_SEEN_ON_DRIVE", set())
+
+    s = session.start("tiny", run_name="r", runs_root=str(sim.mount / "MyDrive" / "runs"))
+    assert [p for p, _ in fake.prompts] == ["drive.mount", "authenticate_user"]
+    assert isinstance(drive.current_api(), drive.ColabDriveApi)
+    from helpers.plan import preflight
+    row = preflight.check_drive_api(s.profile, str(sim.mount / "MyDrive" / "runs"))
+    assert row.status == preflight.OK and "no prompt after this cell" in row.found
+    session.start("tiny", run_name="r", runs_root=str(sim.mount / "MyDrive" / "runs"))  # a rerun: no new prompt
+    assert len(fake.prompts) == 2
+
+    paths = s.paths
+    model, tok = models.load_base(TINY_LLAMA)
+    model, tok, _, _ = models.extend_vocabulary(model, tok)
+    models.save_stage(model, tok, paths.stage(1))
+    utts = _utts()
+    write_shard(paths.tokens / "shard-00000.parquet", utts)
+    cfg = stage_config(2, "tiny", max_steps=6, save_every=2, eval_every=0, max_seq_len=256, progress=False,
+                       local_dir=str(tmp_path / "local"), eval_fraction=0.0, drive_deletion="permanent")
+    model, tok = models.load_stage(paths.stage(1))
+    logs = []
+    fake.training = True  # from here on nobody is watching
+    real_publish = ckpt.publish
+    saves = []
+
+    def publish(*a, **k):
+        out = real_publish(*a, **k)
+        saves.append(out.name)
+        if len(saves) == 1:
+            fake.broken = True  # the Drive API stops answering in the middle of the stage
+        return out
+
+    monkeypatch.setattr(ckpt, "publish", publish)
+    r = StageRecipe(cfg, model, tok, utts, paths.stage(2), choose_builtin_voices(utts), log=logs.append).setup()
+    r.train()
+    r.save_final()
+    assert [w for w, during in fake.prompts if during] == []  # no prompt once training started
+    assert r.step == 6 and saves == [ckpt.step_dir_name(s) for s in (2, 4, 6)]
+    warn = [m for m in logs if m.startswith("WARNING")]
+    assert any("Drive API failed" in m and "Trash" in m and "by the end of stage 2" in m for m in warn), warn
+    assert any("could not ask Drive" in m for m in warn), warn
+    # the API is dead, so the final model cannot be confirmed on Drive: the checkpoints stay (safe), and
+    # the one step 2 confirmed before the API died was never deleted for an unconfirmed newer one
+    held = [s for s, _ in ckpt.list_checkpoints(paths.stage(2) / "checkpoints")]
+    assert 2 in held and 6 in held and len(held) <= 3, held
+    assert sim.now < 10 * ckpt.CONFIRM_TIMEOUT_S  # nothing waited out long timeouts on a dead API
+
+
+def test_start_on_colab_asks_for_everything_once_in_the_first_cell(tmp_path, monkeypatch):
+    import os
+
+    sim = SimDrive(tmp_path / "sim")
+    fake = FakeColab(sim).install(monkeypatch)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    session.start("pilot", runs_root=str(sim.mount / "MyDrive" / "runs"))
+    assert [p for p, _ in fake.prompts] == ["drive.mount", "authenticate_user", "userdata.get"]
+    assert os.environ["HF_TOKEN"] == "hf_fake_token"  # later Hub calls read it: no second dialog
+    session.start("pilot", runs_root=str(sim.mount / "MyDrive" / "runs"))
+    assert len(fake.prompts) == 3
