@@ -160,6 +160,8 @@ def clipped_fraction(wav: np.ndarray, level: float = 0.99, min_run: int = 3) -> 
     a = np.abs(np.asarray(wav, dtype=np.float32))
     if a.ndim == 2:
         a = a.max(axis=1)
+    if not a.size or a.max() < level:  # the usual clip: nothing near full scale, no runs to find
+        return 0.0
     mask = np.concatenate([[False], a >= level, [False]])
     edges = np.flatnonzero(np.diff(mask.astype(np.int8)))
     starts, ends = edges[0::2], edges[1::2]
@@ -274,8 +276,17 @@ def _rounded_loudness_bounds(z: np.ndarray, gain_db: float, sr: int) -> tuple[fl
 
 def to_pcm16_grid(wav: np.ndarray) -> np.ndarray:
     """Round samples to the 16-bit grid ``k / 32768`` exactly as :func:`helpers.audio.save_wav` does."""
+    return _round_pcm16_inplace(np.array(wav, dtype=np.float64))
+
+
+def gain_to_pcm16(wav: np.ndarray, gain_db: float) -> np.ndarray:
+    """``wav`` (float32 or float64 ``(n,)``) times ``10**(gain_db / 20)`` in float64, rounded to the 16-bit grid:
+    float32 ``(n,)``. The one gain step of 01 (:func:`normalize_loudness`) and 02's replay, so they agree bit for bit."""
+    return _round_pcm16_inplace(np.multiply(wav, 10.0 ** (gain_db / 20.0), dtype=np.float64))
+
+
+def _round_pcm16_inplace(b: np.ndarray) -> np.ndarray:
     s = float(audio.PCM16_SCALE)
-    b = np.array(wav, dtype=np.float64)  # a copy, rounded in place: the same operations, fewer temporaries
     b *= s
     np.rint(b, out=b)  # np.round(x) == np.rint(x): half to even
     np.clip(b, -s, s - 1, out=b)
@@ -304,7 +315,7 @@ def normalize_loudness(wav: np.ndarray, sr: int, cfg: PreprocessConfig = DEFAULT
     ceiling = 10.0 ** (cfg.peak_ceiling_dbfs / 20.0)
     max_gain_db = 20.0 * np.log10(ceiling / peak)
     gain_db = min(gain_db, max_gain_db)
-    out = to_pcm16_grid(np.asarray(wav, dtype=np.float64) * 10.0 ** (gain_db / 20.0))
+    out = gain_to_pcm16(wav, gain_db)
     final = gated_loudness(z, gain_db)  # what training sees, up to the 16-bit rounding bounded below
     lo_hi = _rounded_loudness_bounds(z, gain_db, sr)
     lo_t, hi_t = cfg.target_lufs - cfg.lufs_tolerance_db, cfg.target_lufs + cfg.lufs_tolerance_db

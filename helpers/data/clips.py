@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import audio
-from ..clip_audio import (DEFAULT_CONFIG, PreprocessConfig, Reject, clipped_fraction, estimate_snr_db, frame_power_db, normalize_loudness, to_pcm16_grid, trim_bounds)
+from ..clip_audio import (DEFAULT_CONFIG, PreprocessConfig, Reject, clipped_fraction, estimate_snr_db, frame_power_db, gain_to_pcm16, normalize_loudness, trim_bounds)
 from .gender_estimate import estimate_gender
 
 _HEADER_PROBE_BYTES = 8192  # enough of a file to read a WAV/FLAC header's declared length
@@ -295,7 +295,7 @@ def apply_decisions(wav: np.ndarray, sr: int, trim_start: int, trim_end: int, ga
     if not 0 <= trim_start < trim_end <= x.shape[0]:
         raise ReplayError(f"trim bounds [{trim_start}, {trim_end}) outside the {x.shape[0]}-sample resampled clip")
     x = x[trim_start:trim_end]
-    return to_pcm16_grid(np.asarray(x, dtype=np.float64) * 10.0 ** (gain_db / 20.0))
+    return gain_to_pcm16(x, gain_db)
 
 
 def replay_row(item, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[np.ndarray]:
