@@ -243,6 +243,14 @@ def main(argv=None) -> None:
     report("one at a time", one)
     record(0.0, one)
     real_s = sum(len(w) for w in wavs) / 24000
+    plan_s, plan_n = codec.batch_plan(max(args.batch_seconds))
+    sync()
+    t = time.perf_counter()
+    codec.encode_batch(wavs, batch_seconds=plan_s, batch_size=plan_n)
+    sync()
+    wall = time.perf_counter() - t
+    report("02 default (by device)", wall, f"   (batch_plan: {plan_s:g} s, batch_size {plan_n}; "
+                                           f"{one / wall:.2f}x one at a time)")
     for b in args.batch_seconds:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
