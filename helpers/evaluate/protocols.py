@@ -51,6 +51,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .. import audio as au
+from ..infer.voices import ReferenceAudioError  # the engine's refusal of a cloning reference
 from ..profiles import EVAL_ASSETS_DIR, Profile
 from ..scores import error_breakdown, cosine
 from . import judges as em
@@ -117,6 +118,7 @@ class Protocol:
     sim_model: str  # the protocol's SIM judge (what published numbers used)
     licence: str
     published: tuple[Published, ...] = field(default=())
+    n_items: int = 0  # items in the full list (the run plan sizes 07 from it; the loaded count is reported)
 
 
 _COSY = ("CosyVoice README 'Evaluation' table, github.com/FunAudioLLM/CosyVoice @ace7c47 (2026-03-16); "
@@ -125,6 +127,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "seedtts-test-en": Protocol(
         name="seedtts-test-en", title="Seed-TTS-eval test-en", list_format="seedtts",
         hub_file="seedtts_testset.tar.gz", list_glob="**/en/meta.lst", fixture_list="seedtts_testset/en/meta.lst",
+        n_items=1088,  # en/meta.lst (F5-TTS, arXiv 2410.06885: "1088 samples"; the README says ~1,000)
         normalize=seedtts_normalize, asr_model="large-v3", asr_beam_size=1,
         sim_model="WavLM-large + ECAPA-TDNN fine-tuned for speaker verification (UniSpeech wavlm_large_finetune.pth)",
         licence="list: seed-tts-eval (BytedanceSpeech); audio: Common Voice, CC0-1.0; Hub copy k2-fsa/TTS_eval_datasets "
@@ -140,7 +143,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "librispeech-pc-test-clean": Protocol(
         name="librispeech-pc-test-clean", title="LibriSpeech-PC test-clean, cross-sentence 4-10 s (F5-TTS list)",
         list_format="f5-librispeech-pc", hub_file="librispeech_pc_testset.tar.gz", list_glob="**/*.lst",
-        fixture_list="librispeech_pc/librispeech_pc_test_clean_cross_sentence.lst",
+        fixture_list="librispeech_pc/librispeech_pc_test_clean_cross_sentence.lst", n_items=1127,
         normalize=f5_normalize, asr_model="large-v3", asr_beam_size=5,
         sim_model="WavLM-large + ECAPA-TDNN fine-tuned for speaker verification (UniSpeech wavlm_large_finetune.pth)",
         licence="list: F5-TTS repo (MIT code); audio: LibriSpeech test-clean, CC BY 4.0; transcripts: LibriSpeech-PC, "
@@ -392,7 +395,6 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from ..infer.voices import ReferenceAudioError  # the engine's refusal of a cloning reference
 
     rows, skipped = [], []
     todo = []
@@ -456,8 +458,6 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
 
 
 def _refuses(synth, x, seed: int) -> bool:
-    from ..infer.voices import ReferenceAudioError
-
     k, it, _, prompt = x
     try:
         synth.generate(it.text, speaker=None, emotion="neutral", audio_prompt=prompt, seed=seed + k)

@@ -42,7 +42,13 @@ MANIFEST_BYTES_PER_CLIP = 300  # 01's manifest row (ids, text, decisions), parqu
 MEAN_CLIP_S = 8.0
 BF16 = 2  # bytes per parameter of a saved model (stage models, export) in bf16
 # Time of the notebooks the planner does not model: the README's figures (targets, not measurements).
-FIXED_GPU_HOURS = {"00_snac_test": 0.1, "03_vocab_extension": 0.1, "07_evaluate": 1.0, "08_publish": 0.2}
+FIXED_GPU_HOURS = {"00_snac_test": 0.1, "03_vocab_extension": 0.1, "07_evaluate": 0.5, "08_publish": 0.2}
+# 07's zero-shot protocols, per item (an assumption until 07 measures it: it prints its own rate and re-plans):
+# the worst case of a barely trained model, every clip at the 40 s length guard (3,444 audio tokens), generated
+# 8 at a time at ~600 audio tokens/s aggregate on an A100 (~5.7 s), plus the judges on the clip and on the
+# ground-truth recording (Whisper large-v3, speaker encoder, MOS: ~2 s).
+PROTOCOL_S_PER_ITEM = 8.0
+EVAL_PROTOCOLS = ("seedtts-test-en", "librispeech-pc-test-clean")  # 07's default protocols
 TOKENIZE_GPU_HOURS_PER_1000H = 1.0  # 02's target (< 1 h of A100 per 1,000 h of audio); bench_data measures it
 EVAL_DRIVE_BYTES = int(0.2 * GB)  # 07: report, figures, listening clips
 STAGE_NOTEBOOK = {2: "04_stage2", 3: "05_stage3", 4: "06_stage4"}
@@ -241,7 +247,9 @@ def build_plan(profile: Profile | str, run_dir=None, drive_free_gb: float | None
             hours=sp["data_hours"], tokens=sp["tokens"], steps=sp["steps"], gpu_hours=None if on_cpu else sp["gpu_hours"],
             local=sp["checkpoint_bytes"], peak=stage_peak)
     live += real(paths.eval if paths else Path("-"), EVAL_DRIVE_BYTES)
-    row("07_evaluate", "evaluation on the fixed test set", gpu_hours=fixed["07_evaluate"],
+    n_protocol = protocol_items_planned(profile)
+    eval_h = None if on_cpu else fixed["07_evaluate"] + n_protocol * PROTOCOL_S_PER_ITEM / 3600.0
+    row("07_evaluate", f"test set + {n_protocol:,} protocol items ({PROTOCOL_S_PER_ITEM:g} s each)", gpu_hours=eval_h,
         local=shape.param_count() * BF16)
     export = shape.param_count() * BF16
     live += real(paths.export if paths else Path("-"), export)
@@ -261,9 +269,20 @@ def build_plan(profile: Profile | str, run_dir=None, drive_free_gb: float | None
     }
 
 
+def protocol_items_planned(profile: Profile) -> int:
+    """Items 07 generates over its default protocols: the profile's seeded sample of each, else the full lists."""
+    from ..evaluate.protocols import get_protocol
+
+    n = [get_protocol(name).n_items for name in EVAL_PROTOCOLS]
+    k = profile.protocol_sample
+    return sum(x if k is None else min(k, x) for x in n)
+
+
 def _notes(deletion: str) -> list[str]:
     out = ["GPU hours of stages 2-4: the planner's model for Colab's A100-40GB (55 % utilisation assumed; "
-           "not yet measured); 00/03/07/08: the README's figures; 02: its target of < 1 h per 1,000 h.",
+           "not yet measured); 00/03/08 and 07's test set: the README's figures; 07's protocols: items x "
+           f"{PROTOCOL_S_PER_ITEM:g} s per item (assumed; 07 prints its measured rate); 02: its target of < 1 h "
+           "per 1,000 h. 01, 02 and 07 measure their own rate in their first minutes and print re-planned hours.",
            f"compute units at {CU_PER_A100_HOUR} CU per A100 hour (measured 2022 rate; Colab does not publish it).",
            "Drive: one complete checkpoint plus the one being written; a stage's checkpoints are deleted "
            "once its final model is verified (helpers.train.checkpoints)."]
