@@ -40,6 +40,7 @@ from .. import audio
 from .clips import KEPT, MANIFEST_COLUMNS, REJECTED, Processed, preprocess_row, records_frame
 from ..clip_audio import DEFAULT_CONFIG, REASONS, PreprocessConfig
 from ..profiles import Profile
+from ..replan import Replan
 from .source_stream import ResumePoint, Source, SourceReader, process_rows
 from .catalog import PHASES
 from .sampling import ShortfallWarning, sample_phase
@@ -194,6 +195,9 @@ def _process_source(run: _SourceRun, reader: SourceReader, seen_ids: set, cfg: P
         bar = (tqdm(total=round(source.max_hours, 3), unit="h kept", desc=source.key, initial=round(kept_s / 3600, 3))
                if source.max_hours is not None else tqdm(unit="clip", desc=source.key, initial=start.index))
     records: list[dict] = []
+    # 01 re-plans itself from its measured rate (kept audio hours per wall hour of this source)
+    rp = (Replan(f"01 {source.key}", source.max_hours, "kept audio-h", done=kept_s / 3600.0,
+                 printer=bar.write if bar is not None else print) if source.max_hours is not None else None)
     for i, rec, p in process_rows(pairs(), functools.partial(_row_outcome, cfg=cfg), workers):
         rec["dataset"] = rec["dataset"] or source.dataset
         rec["split_role"], rec["source_index"] = source.split_role, i
@@ -202,6 +206,8 @@ def _process_source(run: _SourceRun, reader: SourceReader, seen_ids: set, cfg: P
             kept_s += p.duration_s
             n_kept += 1
         n_rejected += rec["status"] == REJECTED
+        if rp is not None:
+            rp.update(p.duration_s / 3600.0 if p is not None else 0.0)
         src_audio = audio_by_index.pop(i, None)
         if samples_dir is not None:
             _maybe_save_sample(rec, p, src_audio, samples_dir, n_samples, sample_counts)

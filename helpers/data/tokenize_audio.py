@@ -42,6 +42,7 @@ import numpy as np
 from . import preprocess as pp, clips, source_stream
 from .. import clip_audio
 from ..profiles import DEFAULT_ENCODE_BATCH_SECONDS
+from ..replan import CU_PER_A100_HOUR, Replan
 from .shards import Utterance, list_shards, read_shard, shard_path, write_shard
 
 PLAN_FILE = "plan.json"
@@ -160,7 +161,9 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
     batch_seconds, batch_size = plan_fn(batch_seconds) if plan_fn is not None else (batch_seconds, None)
 
     def encode(buffer):
-        return codec.encode_batch([w for _, w in buffer], batch_seconds=batch_seconds, batch_size=batch_size)
+        codes = codec.encode_batch([w for _, w in buffer], batch_seconds=batch_seconds, batch_size=batch_size)
+        rp.update(sum(float(r["duration_s"]) for r, _ in buffer) / 3600.0)  # 02 re-plans from its measured rate
+        return codes
 
     if progress and needed:
         from tqdm.auto import tqdm
@@ -168,6 +171,10 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
 
     remaining = set(needed)
     rows_read = 0
+    on_gpu = getattr(getattr(codec, "device", None), "type", "cpu") == "cuda"
+    rp = Replan("02 tokenize", sum(float(rows[u]["duration_s"]) for u in needed) / 3600.0, "audio-h",
+                cu_per_hour=CU_PER_A100_HOUR if on_gpu else None,
+                printer=writer.bar.write if writer.bar is not None else print)
     replay = functools.partial(clips.replay_row, cfg=cfg)
     for (dataset, role) in _sources_in_order(sel, remaining):
         src = source_stream.Source(dataset, role)

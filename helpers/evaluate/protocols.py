@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import audio as au
 from ..infer.voices import ReferenceAudioError  # the engine's refusal of a cloning reference
+from ..replan import CU_PER_A100_HOUR, Replan
 from ..profiles import EVAL_ASSETS_DIR, Profile
 from ..scores import error_breakdown, cosine
 from . import judges as em
@@ -405,6 +406,10 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
         else:
             todo.append((k, it, cache))
     bar = tqdm(total=len(todo), desc=protocol.name, disable=not progress)
+    import torch  # already loaded by the judges
+
+    rp = Replan(f"07 {protocol.name}", len(todo), "items", cu_per_hour=CU_PER_A100_HOUR if torch.cuda.is_available() else None,
+                printer=bar.write)  # 07 re-plans from its measured time per item
     for b in range(0, len(todo), batch_size):
         batch = []
         for k, it, cache in todo[b: b + batch_size]:
@@ -445,6 +450,7 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
             if cache is not None:
                 _atomic_write(cache, json.dumps([{c: _json_safe(v) for c, v in r.items()} for r in item_rows]))
         bar.update(len(todo[b: b + batch_size]))
+        rp.update(len(todo[b: b + batch_size]))
     bar.close()
     order = {it.item_id: k for k, it in enumerate(items)}
     rows.sort(key=lambda r: order.get(r["item_id"], len(order)))  # list order, whatever was cached (stable)
