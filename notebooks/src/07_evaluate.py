@@ -135,18 +135,34 @@ codec_table = ev.codec_ceiling(tts.codec, references, judges)
 codec_table
 
 # %% [markdown]
+# ## The judges on human speech
+#
+# The same judges on the held-out *human* recordings: MOS and WER of each recording, and SIM
+# between two different recordings of the same speaker (what a perfect clone would score). A
+# judge has its own scale (resemblyzer puts two real recordings of one reader at ~0.84; DNSMOS
+# scores clean read speech 2.4–3.5), so SIM and MOS pass relative to these figures.
+
+# %%
+from helpers.evaluate import calibration
+human_table = calibration.human_figures(references, judges)
+human = calibration.human_summary(human_table)
+human_table
+
+# %% [markdown]
 # ## Against the seed's targets
 #
 # The seed's anchor rows (Kokoro, OuteTTS, Orpheus) are their published numbers, as quoted by
-# the seed; WER here is the mean per-utterance rate, SIM the mean over cloning items. The
-# `measured on` column says where each of this run's numbers comes from; only model output
-# can pass.
+# the seed, and its targets are absolute numbers from *its* judges (labelled as the seed's).
+# Next to them: the same judges as ours on human recordings, and the rule that passes (SIM and
+# MOS: a fraction of the human figure, the judge named). WER here is the mean per-utterance
+# rate, SIM the mean over cloning items. The `measured on` column says where each of this
+# run's numbers comes from; only model output can pass.
 
 # %%
 model_name = f"OptimumLLM Audio ({S.profile.name})"
 paths = ev.write_report(items, codec_table, S.paths.eval, judges=judges.names(), testset=testset,
-                        model_name=model_name)
-ev.targets_table(ev.summarize(items), model_name, ev.ceiling_summary(codec_table))
+                        model_name=model_name, human=human, tables={"human": human_table})
+ev.targets_table(ev.summarize(items), model_name, ev.ceiling_summary(codec_table), human, judges.names())
 
 # %% [markdown]
 # ## Per voice and per emotion
