@@ -437,15 +437,19 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
             wav = np.asarray(wav, dtype=np.float32).reshape(-1)
             if wav.size == 0:
                 raise RuntimeError(f"{protocol.name} item {it.item_id}: the synthesizer returned no audio")
+            t1 = time.perf_counter()
+            scored = score_clip(protocol, it, wav, synth.sample_rate, judges, prompt)
             item_rows = [{"protocol": protocol.name, "item_id": it.item_id, "measured_on": MODEL_OUTPUT,
                           "text": it.text, "audio_s": wav.size / synth.sample_rate, "gen_s": gen_s,
-                          **score_clip(protocol, it, wav, synth.sample_rate, judges, prompt)}]
+                          "score_s": time.perf_counter() - t1, **scored}]
             if score_ground_truth and it.gt_wav is not None:
+                t1 = time.perf_counter()
                 gt, gsr = au.load_audio(it.gt_wav, target_sr=None)
                 row = score_clip(protocol, ProtocolItem(it.item_id, it.prompt_text, it.prompt_wav, it.text, None),
                                  gt, gsr, judges, prompt)
                 item_rows.append({"protocol": protocol.name, "item_id": it.item_id, "measured_on": GROUND_TRUTH,
-                                  "text": it.text, "audio_s": gt.size / gsr, "gen_s": float("nan"), **row})
+                                  "text": it.text, "audio_s": gt.size / gsr, "gen_s": float("nan"),
+                                  "score_s": time.perf_counter() - t1, **row})
             rows.extend(item_rows)
             if cache is not None:
                 _atomic_write(cache, json.dumps([{c: _json_safe(v) for c, v in r.items()} for r in item_rows]))
@@ -457,8 +461,9 @@ def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judge
     df = pd.DataFrame(rows, columns=None if rows else ["protocol", "item_id", "measured_on", "text", "audio_s",
                                                        "gen_s", "wer", "ins", "del", "sub", "sim", "mos", "pesq",
                                                        "stoi"])
-    for col in ("wer", "ins", "del", "sub", "sim", "mos", "pesq", "stoi", "gen_s"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("wer", "ins", "del", "sub", "sim", "mos", "pesq", "stoi", "gen_s", "score_s"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df.attrs["skipped"] = skipped
     return df
 

@@ -248,8 +248,11 @@ def build_plan(profile: Profile | str, run_dir=None, drive_free_gb: float | None
             local=sp["checkpoint_bytes"], peak=stage_peak)
     live += real(paths.eval if paths else Path("-"), EVAL_DRIVE_BYTES)
     n_protocol = protocol_items_planned(profile)
-    eval_h = None if on_cpu else fixed["07_evaluate"] + n_protocol * PROTOCOL_S_PER_ITEM / 3600.0
-    row("07_evaluate", f"test set + {n_protocol:,} protocol items ({PROTOCOL_S_PER_ITEM:g} s each)", gpu_hours=eval_h,
+    measured = measured_protocol_s_per_item(paths.eval) if paths else None
+    per_item = measured if measured is not None else PROTOCOL_S_PER_ITEM
+    eval_h = None if on_cpu else fixed["07_evaluate"] + n_protocol * per_item / 3600.0
+    row("07_evaluate", f"test set + {n_protocol:,} protocol items ({per_item:.1f} s each, "
+        f"{'measured by this run' if measured is not None else 'assumed'})", gpu_hours=eval_h,
         local=shape.param_count() * BF16)
     export = shape.param_count() * BF16
     live += real(paths.export if paths else Path("-"), export)
@@ -276,6 +279,21 @@ def protocol_items_planned(profile: Profile) -> int:
     n = [get_protocol(name).n_items for name in EVAL_PROTOCOLS]
     k = profile.protocol_sample
     return sum(x if k is None else min(k, x) for x in n)
+
+
+def measured_protocol_s_per_item(eval_dir) -> float | None:
+    """Seconds per protocol item that 07 measured in ``eval_dir`` (generation, shared out over its batch, plus
+    scoring the clip and the ground truth): the mean over the items cached under ``protocols/items``; None
+    before 07 ran."""
+    import json
+
+    per_item: dict = {}
+    folder = Path(eval_dir) / "protocols" / "items"
+    for f in folder.glob("*/*.json") if folder.is_dir() else ():
+        for r in json.loads(f.read_text(encoding="utf-8")):
+            t = sum(v for v in (r.get("gen_s"), r.get("score_s")) if isinstance(v, (int, float)) and v == v)
+            per_item[(f.parent.name, r.get("item_id"))] = per_item.get((f.parent.name, r.get("item_id")), 0.0) + t
+    return sum(per_item.values()) / len(per_item) if per_item else None
 
 
 def _notes(deletion: str) -> list[str]:

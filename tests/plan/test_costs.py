@@ -113,3 +113,19 @@ def test_pilot_plans_07_from_its_protocol_sample():
     assert row(pilot)["gpu_hours"] <= 1.5
     assert row(colab)["gpu_hours"] == pytest.approx(
         costs.FIXED_GPU_HOURS["07_evaluate"] + (1088 + 1127) * costs.PROTOCOL_S_PER_ITEM / 3600)
+
+
+def test_07_replans_from_the_time_per_item_it_measured(tmp_path):
+    """Once 07 cached protocol items in the run, the plan prices the protocols at the measured seconds per item."""
+    import json
+
+    from helpers.plan import costs
+
+    items = tmp_path / "protocols" / "items" / "seedtts-test-en"
+    items.mkdir(parents=True)
+    for k in range(3):
+        rows = [{"item_id": f"u{k}", "measured_on": "model output", "gen_s": 4.0, "score_s": 1.0},
+                {"item_id": f"u{k}", "measured_on": "ground truth", "gen_s": None, "score_s": 0.5}]
+        (items / f"u{k}.json").write_text(json.dumps(rows))
+    assert costs.measured_protocol_s_per_item(tmp_path) == pytest.approx(5.5)
+    assert costs.measured_protocol_s_per_item(tmp_path / "none") is None
