@@ -6,6 +6,10 @@ Prints
     and the real per-row path; rows are synthetic and cheap (one in ``--audio-every`` carries a
     1.3 s clip that is kept, the others stop at the transcript check), so growth, if any, is the
     driver's bookkeeping (the old progress bar re-summed every record per clip: quadratic);
+  * 01's rate beside a plain librosa pipeline on the same files (``librosa.load(sr=24000)`` +
+    ``librosa.effects.trim`` + pyloudnorm to -23 LUFS): audio-seconds per CPU-second of one process
+    (the per-core rate; CPU time, because the wall clock of a shared machine measures the neighbours),
+    interleaved rounds, best of each, and the ratio;
   * preprocessing audio-hours per wall-hour (decode FLAC 44.1 kHz -> mono/24 kHz/trim/SNR/-23 LUFS),
     1 process and N processes;
   * SNAC encoding one clip at a time vs batched by padded seconds (encode_batch), per budget,
@@ -110,6 +114,41 @@ def bench_preprocess(rows: list[dict], workers: int) -> tuple[float, list]:
     return wall, kept
 
 
+def librosa_baseline(row: dict) -> np.ndarray:
+    """The plain pipeline 01 is held against: load at 24 kHz, trim silence, one loudness measurement, gain."""
+    import librosa
+    import pyloudnorm
+
+    y, sr = librosa.load(io.BytesIO(row["audio"]["bytes"]), sr=24000)
+    y, _ = librosa.effects.trim(y)
+    return pyloudnorm.normalize.loudness(y, pyloudnorm.Meter(sr).integrated_loudness(y), -23.0)
+
+
+def bench_vs_librosa(rows: list[dict], rounds: int) -> None:
+    """01's ``preprocess_row`` and :func:`librosa_baseline` on the same rows, interleaved; best round of each."""
+    import warnings
+
+    audio_s = sum(sf.info(io.BytesIO(r["audio"]["bytes"])).duration for r in rows)
+    ours = functools.partial(clips.preprocess_row, cfg=clip_audio.DEFAULT_CONFIG)
+    best = {"01 preprocess_row": [], "librosa baseline": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyloudnorm warns on clipping after its gain; irrelevant to the rate
+        ours(rows[0]), librosa_baseline(rows[0])  # warm-up: imports, filter design, numba caches
+        for _ in range(rounds):
+            for name, fn in (("01 preprocess_row", ours), ("librosa baseline", librosa_baseline)):
+                c, w = time.process_time(), time.perf_counter()
+                for r in rows:
+                    fn(r)
+                best[name].append((time.process_time() - c, time.perf_counter() - w))
+    rate = {}
+    for name, runs in best.items():
+        cpu, wall = min(runs)
+        rate[name] = audio_s / cpu
+        print(f"{name:<18}: {rate[name]:7.1f} audio-s per CPU-s   ({audio_s / wall:7.1f} per wall-s; "
+              f"best of {rounds}, {len(rows)} files, {audio_s:.0f} s of audio)")
+    print(f"ratio 01 / librosa: {rate['01 preprocess_row'] / rate['librosa baseline']:.2f}x")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--snac", default=RANDOM_SNAC_24KHZ, help="SNAC hub id, folder, or random-snac-24khz")
@@ -121,10 +160,13 @@ def main(argv=None) -> None:
                     help="01 per-row cost is measured after 1k and after this many rows (0: skip)")
     ap.add_argument("--overhead-window", type=int, default=10_000, help="rows per overhead measurement")
     ap.add_argument("--audio-every", type=int, default=20, help="one synthetic row in this many carries audio")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of 01 vs the librosa baseline")
+    ap.add_argument("--sr", type=int, default=44100, help="sample rate of the benchmark FLAC files")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the parallel run")
     ap.add_argument("--device", default=None, help="cuda / cpu (default: CUDA when present)")
     ap.add_argument("--snac-only", action="store_true",
                     help="skip preprocessing; encode synthetic 24 kHz speech-like clips (GPU check: no FLAC stack)")
+    ap.add_argument("--skip-snac", action="store_true", help="preprocessing figures only")
     ap.add_argument("--record", default=None, help="append one JSON line per SNAC measurement to this file")
     args = ap.parse_args(argv)
 
@@ -147,10 +189,12 @@ def main(argv=None) -> None:
             wavs.append((0.3 * env * rng.standard_normal(t.size)).astype(np.float32))
         print(f"{args.clips} synthetic clips of 1-{args.seconds:g} s at 24 kHz (no preprocessing)")
     else:
-        rows = corpus_clips(args.clips, args.seconds)
+        rows = corpus_clips(args.clips, args.seconds, args.sr)
         hours = args.clips * args.seconds / 3600.0
-        print(f"{args.clips} clips x {args.seconds:g} s = {hours * 60:.2f} min of 44.1 kHz FLAC speech; "
+        print(f"{args.clips} clips x {args.seconds:g} s = {hours * 60:.2f} min of {args.sr / 1000:g} kHz FLAC speech; "
               f"torch threads {torch.get_num_threads()}, CPU cores {os.cpu_count()}")
+        print(f"\n== 01 beside a plain librosa pipeline on the same {args.sr} Hz FLAC files (one process)")
+        bench_vs_librosa(rows, args.rounds)
         print("\n== preprocessing (decode, mono, soxr 24 kHz, trim, SNR, -23 LUFS)")
         bench_preprocess(rows[:1], 1)  # warm-up: imports pyloudnorm/scipy
         for w in sorted({1, args.workers}):
@@ -160,6 +204,8 @@ def main(argv=None) -> None:
         # mixed lengths (1 s .. the full clip), as real sources have: batching must bucket them
         rng = np.random.default_rng(0)
         wavs = [p.wav[: int(rng.uniform(1.0, len(p.wav) / 24000) * 24000)] for p in kept]
+    if args.skip_snac:
+        return
     enc_hours = sum(len(w) for w in wavs) / 24000 / 3600
 
     codec = SnacCodec.load(args.snac, device=args.device)
@@ -197,6 +243,14 @@ def main(argv=None) -> None:
     report("one at a time", one)
     record(0.0, one)
     real_s = sum(len(w) for w in wavs) / 24000
+    plan_s, plan_n = codec.batch_plan(max(args.batch_seconds))
+    sync()
+    t = time.perf_counter()
+    codec.encode_batch(wavs, batch_seconds=plan_s, batch_size=plan_n)
+    sync()
+    wall = time.perf_counter() - t
+    report("02 default (by device)", wall, f"   (batch_plan: {plan_s:g} s, batch_size {plan_n}; "
+                                           f"{one / wall:.2f}x one at a time)")
     for b in args.batch_seconds:
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)

@@ -58,6 +58,9 @@ SNAC_24KHZ_CONFIG: dict = dict(
     vq_strides=[4, 2, 1], noise=True, depthwise=True,
 )
 RANDOM_SEED = 0  # fixed seed of the random-weight model: same weights on every machine
+# SNAC 24 kHz encoder activations per padded second of a batch, fp32: ~0.6 GiB per 30 s clip measured
+# on CPU (linear in batch; helpers.profiles.DEFAULT_ENCODE_BATCH_SECONDS). Sizes CUDA batches from free memory.
+ENCODE_GIB_PER_PADDED_SECOND = 0.02
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "pytorch_model.bin"  # snac's folder layout
 
 
@@ -351,6 +354,22 @@ class SnacCodec:
         """
         a = self._prepare(wav, sr, "encode")
         return self._encode_padded([a], [self.n_frames(a.shape[0])])[0]
+
+    def batch_plan(self, batch_seconds: float = DEFAULT_ENCODE_BATCH_SECONDS) -> tuple[float, int | None]:
+        """``(batch_seconds, batch_size)`` for :meth:`encode_batch` on this device.
+
+        CPU (or any non-CUDA device): one clip per batch. Batching buys a CPU nothing (the
+        convolutions already use every core) and padding costs real work: measured 0.24x the
+        clip-by-clip rate on mixed lengths (benchmarks/bench_data.py). CUDA: at most
+        ``batch_seconds``, lowered to what half the *free* memory holds at
+        :data:`ENCODE_GIB_PER_PADDED_SECOND` (the card may hold a model already); never below
+        one 30 s clip. The OOM halving of :meth:`encode_batch` stays as the safety net.
+        """
+        if self.device.type != "cuda":
+            return float(batch_seconds), 1
+        free, _ = torch.cuda.mem_get_info(self.device)
+        fits = 0.5 * free / 2**30 / ENCODE_GIB_PER_PADDED_SECOND
+        return float(max(30.0, min(float(batch_seconds), fits))), None
 
     def padded_seconds(self, n_samples: int) -> float:
         """Seconds of input one clip of ``n_samples`` occupies in a batch row (whole frames + guard)."""

@@ -56,6 +56,9 @@ class Profile:
     hours_scale: float = 1.0  # multiplies every phase's hours of the seed mix (colab 1.0; tiny: the small corpus)
     run_name: str = "optimumllm-audio-v1"  # default run folder under runs_root (notebooks' run_name = None)
     eval_testset: str = "colab"  # which profile's items of assets/eval/testset.json 07 scores
+    # 07's zero-shot protocols: a fixed seeded sample of this many items per list (None: every item, ~1,000 each).
+    # The pilot's barely trained model runs to the length guard on most items: tens of items say what it can do.
+    protocol_sample: int | None = None
     # Stage sizes (helpers.train.config.stage_config): StageConfig fields this profile sets for stages 2-4.
     stage_sizes: Mapping[str, Any] = field(default_factory=dict)
     # Offline: no Hub, token or network anywhere — preflight skips the token, 07 reads the protocol
@@ -122,12 +125,13 @@ PROFILES: dict[str, Profile] = {
         preprocess_workers=1,  # no pool overhead on 2 CPU cores
         demo_max_seconds=1.0,  # an untrained model never ends an utterance: cap each chunk's audio
         accept_voice_fallback=True,  # the assets corpus holds none of the catalog's planned voice speakers
+        protocol_sample=1,  # one fixture item per protocol
     ),
 }
 # pilot: colab with only the sizes changed — ~1 % of every phase's hours (a few hours of audio in
 # all), its own run folder and Hub repo name, and its own stage sizes.
 PROFILES["pilot"] = replace(PROFILES["colab"], name="pilot", hours_scale=0.01, run_name="optimumllm-audio-pilot",
-                            stage_sizes=_PILOT_STAGES, repo_suffix="-pilot")
+                            stage_sizes=_PILOT_STAGES, repo_suffix="-pilot", protocol_sample=30)
 
 
 def get_profile(name: str, **overrides) -> Profile:

@@ -133,8 +133,13 @@ def _check_results(stem: str, paths, text: str) -> None:
         items = pd.read_csv(paths.eval / "items.csv")
         assert report["testset"]["n_items"] == len(load_testset("tiny").items) == len(items) > 0
         assert set(report["summary"]) and set(report["pass"])
-        for needle in ("measured on", "ceiling", "Seed-TTS-eval", "LibriSpeech-PC", "best of"):
+        for needle in ("measured on", "ceiling", "Seed-TTS-eval", "LibriSpeech-PC", "best of",
+                       "human recordings (same judges)", "of the human figure", "seed target"):
             assert needle in text, f"07 output lacks {needle!r}"
+        targets = pd.read_csv(paths.eval / "targets.csv", index_col=0)
+        assert "human recordings (same judges)" in targets.columns and "pass rule" in targets.columns
+        assert targets.loc["MOS", "human recordings (same judges)"] not in ("N/A", "—")  # the judges ran on human speech
+        assert report["human"]["measured_on"] == "human recordings (same judges)"
     elif stem == "08_publish":
         from helpers.publish.export import export_listing
 

@@ -652,7 +652,7 @@ def to_common(spec: DatasetSpec, row: Mapping) -> Union[dict, Rejected]:
 
 # ============================================================================ loading
 def open_dataset(spec: DatasetSpec | str, split_role: str = "train", *, streaming: bool = True,
-                 token: str | bool | None = None, cache_dir: str | None = None):
+                 token: str | bool | None = None, cache_dir: str | None = None, columns: list[str] | None = None):
     """The raw rows of one split role, audio cast to ``Audio(decode=False)``.
 
     Hub corpora: ``datasets.load_dataset(spec.hub_id, spec.config, split=..., streaming=...)``
@@ -664,6 +664,9 @@ def open_dataset(spec: DatasetSpec | str, split_role: str = "train", *, streamin
     Returns an ``IterableDataset`` when streaming, else a ``Dataset``. Map rows with
     :func:`to_common`. Audio stays undecoded (datasets 4 decodes only through torchcodec,
     which we do not install); decode the bytes/path with soundfile downstream.
+
+    ``columns``: read only these raw columns (parquet reads just their column chunks: a source's ids
+    and labels without its audio bytes); the audio column is then absent unless listed.
     """
     import datasets  # heavy import kept out of module import time
 
@@ -673,6 +676,8 @@ def open_dataset(spec: DatasetSpec | str, split_role: str = "train", *, streamin
         from .corpus import load_local_corpus  # written alongside; imported lazily
 
         parts = [load_local_corpus(split=n) for n in names]
+        if columns is not None:
+            parts = [p.select_columns(list(columns)) for p in parts]
         if streaming:
             parts = [p.to_iterable_dataset() if isinstance(p, datasets.Dataset) else p for p in parts]
     else:
@@ -681,8 +686,11 @@ def open_dataset(spec: DatasetSpec | str, split_role: str = "train", *, streamin
             kwargs["revision"] = spec.revision
         if cache_dir is not None:
             kwargs["cache_dir"] = cache_dir
+        if columns is not None:
+            kwargs["columns"] = list(columns)
         parts = [datasets.load_dataset(spec.hub_id, spec.config, split=name, **kwargs) for name in names]
-    parts = [p.cast_column(spec.audio_column, datasets.Audio(decode=False)) for p in parts]
+    if columns is None or spec.audio_column in columns:
+        parts = [p.cast_column(spec.audio_column, datasets.Audio(decode=False)) for p in parts]
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 

@@ -8,7 +8,7 @@ runs it to build the manifest and records, per kept clip, the decisions it took
 again: :func:`replay_row` decodes the same source bytes and applies those
 decisions (mono, resample, trim, gain, 16-bit grid) — the same operations in the
 same order, so the waveform is bit-identical to what the analysis produced
-(tested), without the SNR, clipping and two loudness measurements. No WAV is
+(tested), without the SNR, clipping and loudness measurements. No WAV is
 stored (1,000 h is ~170 GB as WAV, ~0.6 GB as codes).
 
 Per clip, in this order (the first failing check names the reason)::
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import audio
-from ..clip_audio import (DEFAULT_CONFIG, PreprocessConfig, Reject, clipped_fraction, estimate_snr_db, normalize_loudness, to_pcm16_grid, trim_bounds)
+from ..clip_audio import (DEFAULT_CONFIG, PreprocessConfig, Reject, clipped_fraction, estimate_snr_db, frame_power_db, gain_to_pcm16, normalize_loudness, trim_bounds)
 from .gender_estimate import estimate_gender
 
 _HEADER_PROBE_BYTES = 8192  # enough of a file to read a WAV/FLAC header's declared length
@@ -190,8 +190,9 @@ def preprocess_audio(wav: np.ndarray, sr: int, cfg: PreprocessConfig = DEFAULT_C
     if peak < 10.0 ** (cfg.silence_peak_dbfs / 20.0):
         raise Reject("silent", f"peak {20 * np.log10(max(peak, 1e-12)):.1f} dBFS")
     x = audio.resample(mono, sr, cfg.target_sr)
-    snr = estimate_snr_db(x, cfg.target_sr, cfg)
-    start, end = trim_bounds(x, cfg.target_sr, cfg)
+    db = frame_power_db(x, cfg.target_sr, cfg.frame_s, cfg.hop_s)  # one pass shared by the SNR and the trim
+    snr = estimate_snr_db(x, cfg.target_sr, cfg, db=db)
+    start, end = trim_bounds(x, cfg.target_sr, cfg, db=db)
     x = x[start:end]
     dur = x.shape[0] / cfg.target_sr
     if dur < cfg.min_duration_s:
@@ -294,7 +295,7 @@ def apply_decisions(wav: np.ndarray, sr: int, trim_start: int, trim_end: int, ga
     if not 0 <= trim_start < trim_end <= x.shape[0]:
         raise ReplayError(f"trim bounds [{trim_start}, {trim_end}) outside the {x.shape[0]}-sample resampled clip")
     x = x[trim_start:trim_end]
-    return to_pcm16_grid(np.asarray(x, dtype=np.float64) * 10.0 ** (gain_db / 20.0))
+    return gain_to_pcm16(x, gain_db)
 
 
 def replay_row(item, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[np.ndarray]:

@@ -7,52 +7,49 @@ statistic for the data report: median F0 of adult male speech is typically 85-15
 adult female speech 165-255 Hz; clips in between, or with too little voiced speech, stay
 "unknown".
 
-Method: 40 ms frames every 20 ms over at most the middle 10 s; frames quieter than 10 % of
-the loudest RMS are skipped; each frame's normalised autocorrelation peak between 1/400 s
-and 1/60 s gives its F0 if the peak is at least 0.5 (clearly periodic); the clip's F0 is the
-median over those voiced frames.
+Method: probabilistic YIN (``librosa.pyin``: YIN's cumulative-mean-normalised difference with a
+distribution of thresholds and an HMM over pitch and voicing, Mauch & Dixon 2014) on at most the
+middle 6 s, resampled to 16 kHz; 64 ms frames every 20 ms, F0 between 60 and 400 Hz at a quarter
+semitone; the clip's F0 is the median over the frames pyin calls voiced. The previous estimator
+(the highest normalised autocorrelation peak per frame) read upward: an octave-error-prone peak
+picker put a documented male LibriSpeech reader at ~200 Hz where pyin reads 153-159 Hz. Cost:
+~0.012 CPU-s per audio second (~0.07 s per clip), paid only for clips of corpora without gender.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import audio
+
 F0_MIN_HZ, F0_MAX_HZ = 60.0, 400.0
 MALE_MAX_HZ = 150.0  # median F0 below this: "male"
 FEMALE_MIN_HZ = 175.0  # median F0 above this: "female"; in between: "unknown"
 MIN_VOICED_FRAMES = 10  # fewer voiced frames (0.2 s): "unknown"
+PYIN_SR, PYIN_FRAME, PYIN_HOP = 16000, 1024, 320  # 64 ms frames (>= 3 periods of 60 Hz) every 20 ms
 
 
-def median_f0(wav: np.ndarray, sr: int, max_seconds: float = 10.0) -> float:
+def median_f0(wav: np.ndarray, sr: int, max_seconds: float = 6.0) -> float:
     """Median F0 in Hz of the voiced frames of ``wav`` (float ``(n,)`` at ``sr`` Hz); NaN if
     fewer than :data:`MIN_VOICED_FRAMES` frames are voiced."""
-    x = np.asarray(wav, dtype=np.float64).reshape(-1)
+    import librosa  # imported here: numba compiles pyin on first use
+
+    x = np.asarray(wav, dtype=np.float32).reshape(-1)
     if sr <= 0:
         raise ValueError(f"sample rate must be positive, got {sr}")
     keep = int(max_seconds * sr)
     if x.size > keep:
         start = (x.size - keep) // 2
         x = x[start:start + keep]
-    n, hop = int(0.04 * sr), int(0.02 * sr)
-    if x.size < n:
+    if sr != PYIN_SR:
+        x = audio.resample(x, int(sr), PYIN_SR)
+    if x.size < PYIN_FRAME or not np.any(x):
         return float("nan")
-    idx = np.arange(0, x.size - n + 1, hop)[:, None] + np.arange(n)[None, :]
-    frames = x[idx]
-    frames = frames - frames.mean(axis=1, keepdims=True)
-    rms = np.sqrt((frames ** 2).mean(axis=1))
-    loud = rms >= 0.1 * rms.max() if rms.max() > 0 else np.zeros_like(rms, dtype=bool)
-    frames = frames[loud]
-    if frames.shape[0] < MIN_VOICED_FRAMES:
-        return float("nan")
-    spec = np.fft.rfft(frames * np.hanning(n), 2 * n, axis=1)
-    ac = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, :n]
-    ac = ac / np.maximum(ac[:, :1], 1e-12)
-    lo, hi = int(sr / F0_MAX_HZ), min(int(sr / F0_MIN_HZ), n - 1)
-    lag = lo + np.argmax(ac[:, lo:hi + 1], axis=1)
-    peak = ac[np.arange(ac.shape[0]), lag]
-    voiced = peak >= 0.5
+    f0, voiced, _ = librosa.pyin(x, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=PYIN_SR, frame_length=PYIN_FRAME,
+                                 hop_length=PYIN_HOP, center=False, resolution=0.25, n_thresholds=20)
+    voiced = voiced & np.isfinite(f0)
     if voiced.sum() < MIN_VOICED_FRAMES:
         return float("nan")
-    return float(np.median(sr / lag[voiced]))
+    return float(np.median(f0[voiced]))
 
 
 def estimate_gender(wav: np.ndarray, sr: int) -> str:

@@ -44,6 +44,7 @@ from .. import audio
 from .clips import KEPT, MANIFEST_COLUMNS, REJECTED, Processed, preprocess_row, records_frame
 from ..clip_audio import DEFAULT_CONFIG, REASONS, PreprocessConfig
 from ..profiles import Profile
+from ..replan import Replan
 from .source_stream import ResumePoint, Source, SourceReader, process_rows
 from .catalog import PHASES
 from .sampling import ShortfallWarning, sample_phase
@@ -243,9 +244,7 @@ def _process_source(run: _SourceRun, reader: SourceReader, seen_ids: set, cfg: P
             uid = _row_uid(row)
             if isinstance(row, dict) and uid is not None and uid in seen_ids:
                 # processed from an earlier row already (checked at read time: same answer for any workers)
-                row = _Duplicate({c: None for c in MANIFEST_COLUMNS} | {
-                    "utterance_id": uid, "dataset": source.dataset, "status": DUPLICATE,
-                    "reason": "", "detail": "utterance id already processed from an earlier row or source"})
+                row = _Duplicate(_duplicate_record(uid, source))
             elif uid is not None:
                 seen_ids.add(uid)
             if isinstance(row, dict) and samples_dir is not None:
@@ -258,6 +257,9 @@ def _process_source(run: _SourceRun, reader: SourceReader, seen_ids: set, cfg: P
         bar = (tqdm(total=round(source.max_hours, 3), unit="h kept", desc=source.key, initial=round(kept_s / 3600, 3))
                if source.max_hours is not None else tqdm(unit="clip", desc=source.key, initial=start.index))
     records: list[dict] = []
+    # 01 re-plans itself from its measured rate (kept audio hours per wall hour of this source)
+    rp = (Replan(f"01 {source.key}", source.max_hours, "kept audio-h", done=kept_s / 3600.0,
+                 printer=bar.write if bar is not None else print) if source.max_hours is not None else None)
     for i, rec, p in process_rows(pairs(), functools.partial(_row_outcome, cfg=cfg), workers):
         rec["dataset"] = rec["dataset"] or source.dataset
         rec["split_role"], rec["source_index"] = source.split_role, i
@@ -266,6 +268,8 @@ def _process_source(run: _SourceRun, reader: SourceReader, seen_ids: set, cfg: P
             kept_s += p.duration_s
             n_kept += 1
         n_rejected += rec["status"] == REJECTED
+        if rp is not None:
+            rp.update(p.duration_s / 3600.0 if p is not None else 0.0)
         src_audio = audio_by_index.pop(i, None)
         if samples_dir is not None:
             _maybe_save_sample(rec, p, src_audio, samples_dir, n_samples, sample_counts)
@@ -282,6 +286,39 @@ def _process_source(run: _SourceRun, reader: SourceReader, seen_ids: set, cfg: P
     if bar is not None:
         bar.close()
     run.finish()
+
+
+def _records_if_all_known(reader: SourceReader, source: Source, pin: dict, seen: set) -> list[dict] | None:
+    """The manifest records of ``source`` if every row's utterance id is in ``seen``, read from the ids and
+    labels alone (:meth:`SourceReader.rows_without_audio`): LibriTTS-R's ``train_clean`` after its ``train``
+    (the same clean.100 + clean.360 rows) costs megabytes instead of ~42 GB. The records are those
+    :func:`_process_source` would write (duplicates; catalog rejections as such), so the manifest and
+    report do not change. None at the first row with a new id, or when the catalog cannot give ids
+    without the audio: the source is then streamed as usual."""
+    rows = getattr(reader, "rows_without_audio", lambda *a: None)(source, pin)
+    if rows is None:
+        return None
+    records, ids = [], set(seen)
+    for i, row in rows:
+        uid = _row_uid(row)
+        if isinstance(row, dict):
+            if uid is None or uid not in ids:
+                return None
+            rec = _duplicate_record(uid, source)
+        else:  # catalog.Rejected: decided from the labels, exactly as the stream would
+            rec, _ = preprocess_row(row)
+            if uid is not None:
+                ids.add(uid)
+        rec["dataset"] = rec["dataset"] or source.dataset
+        rec["split_role"], rec["source_index"] = source.split_role, i
+        records.append(rec)
+    return records
+
+
+def _duplicate_record(uid: str, source: Source) -> dict:
+    return {c: None for c in MANIFEST_COLUMNS} | {
+        "utterance_id": uid, "dataset": source.dataset, "status": DUPLICATE,
+        "reason": "", "detail": "utterance id already processed from an earlier row or source"}
 
 
 def _maybe_save_sample(rec: dict, p: Processed | None, src_audio, folder: Path, n: int, counts: dict) -> None:
@@ -354,7 +391,14 @@ def run_preprocess(out_dir: str | os.PathLike, sources: list[Source], *, cfg: Pr
         if entry is None:
             entry = entries[src.key] = {"pin": reader.pin(src), "pieces": 0, "points": [[0, None]], "done": False}
             _atomic_json(entries, out / SOURCES_FILE)
-        if not part_path.is_file():
+        known = None
+        if not part_path.is_file() and not entry["pieces"] and seen:
+            known = _records_if_all_known(reader, src, entry["pin"], seen)
+        if known is not None:  # every row is a duplicate (or a catalog rejection): the audio is never read
+            _atomic_parquet(records_frame(known), part_path)
+            entry["done"] = True
+            _atomic_json(entries, out / SOURCES_FILE)
+        elif not part_path.is_file():
             if entry["pieces"]:
                 reader.check(src, entry["pin"])  # resuming mid-source: the data must be what was pinned
             # a copy: rows read ahead by the worker pool past the hours target must not count as seen

@@ -191,6 +191,24 @@ class SourceReader:
             i += 1
 
 
+    def rows_without_audio(self, source: Source, pin: dict) -> Iterator[tuple[int, object]] | None:
+        """``(source_index, common row or catalog.Rejected)`` with the indices and order of :meth:`rows`, read
+        without the audio column (only the columns the catalog maps; the row's audio is ``{"bytes": None,
+        "path": None}``): how 01 learns a source's utterance ids before downloading or decoding any audio.
+        None when the dataset's row filter may look at more than those columns (then only :meth:`rows` can tell)."""
+        spec = self.spec(source)
+        if spec.row_filter != "none":
+            return None
+        if pin.get("revision"):
+            spec = dataclasses.replace(spec, revision=pin["revision"])
+        rules = (spec.utterance_id, spec.text, spec.speaker, spec.gender, spec.accent, spec.emotion)
+        cols = sorted({c for r in rules for c in ((r.name,) if isinstance(r, catalog.Col) else
+                                                  getattr(r, "columns", ()))})
+        ds = catalog.open_dataset(spec, source.split_role, streaming=True, columns=cols)
+        no_audio = {"bytes": None, "path": None}
+        return ((i, to_common(spec, {**raw, spec.audio_column: no_audio})) for i, raw in enumerate(ds))
+
+
 def process_rows(pairs, fn, workers: int = 1, chunk: int = 16):
     """``fn(item)`` (a tuple) over ``(key, item)`` pairs, in order, with ``workers`` processes.
 

@@ -42,12 +42,16 @@ import numpy as np
 from . import preprocess as pp, clips, source_stream
 from .. import clip_audio
 from ..profiles import DEFAULT_ENCODE_BATCH_SECONDS
+from ..replan import CU_PER_A100_HOUR, Replan
 from .shards import Utterance, list_shards, read_shard, shard_path, write_shard
 
 PLAN_FILE = "plan.json"
 SPEAKERS_FILE = "speakers.json"
 PHASES_FILE = "phases.json"
 PARTIAL_DIR = ".partial"
+# Decoded clips held ready while SNAC encodes: <= 32 x 30 s x 24 kHz float32 = 92 MB at worst, and enough
+# to ride out a slow stretch of the stream (a new parquet file, a Hub hiccup).
+PREFETCH_CLIPS = 32
 
 
 def selected_rows(manifest):
@@ -116,7 +120,7 @@ def _utterance(row, codes) -> Utterance:
 def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dict, shard_size: int = 512,
                  batch_seconds: float = DEFAULT_ENCODE_BATCH_SECONDS, window: int | None = None, workers: int = 1,
                  cfg: clip_audio.PreprocessConfig = clip_audio.DEFAULT_CONFIG, reader: source_stream.SourceReader | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, prefetch: int = PREFETCH_CLIPS) -> dict:
     """Encode every selected clip of ``manifest`` into shards under ``tokens_dir``; resumable.
 
     ``codec``: a loaded :class:`helpers.codec.SnacCodec`. ``sources``: 01's pins and resume
@@ -124,7 +128,10 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
     seconds per SNAC forward pass (halved on CUDA OOM, see ``SnacCodec.encode_batch``);
     ``window``: clips gathered before encoding (default: ``4 * batch_seconds`` of audio);
     ``workers``: decode/resample processes. ``reader`` streams sources (default the catalog's).
-    ``cfg`` must be the config 01 used. Returns a summary dict (``rows_read``: source rows
+    ``cfg`` must be the config 01 used. ``prefetch``: decoded clips a background thread may hold
+    ready while SNAC encodes (0: stream, decode and encode in turn). The batches are sized by the
+    codec's device (``SnacCodec.batch_plan``: clip by clip on CPU; on CUDA at most ``batch_seconds``,
+    lowered to what the free memory holds). Returns a summary dict (``rows_read``: source rows
     streamed by this call).
 
     Raises :class:`helpers.data.source_stream.SourceChanged` if a source differs from its pin and
@@ -150,12 +157,24 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
     writer = ShardWriter(folder, plan)
     needed = writer.needed(ids)
     window_s = 4.0 * float(batch_seconds)
+    plan_fn = getattr(codec, "batch_plan", None)  # a SnacCodec sizes batches by its device
+    batch_seconds, batch_size = plan_fn(batch_seconds) if plan_fn is not None else (batch_seconds, None)
+
+    def encode(buffer):
+        codes = codec.encode_batch([w for _, w in buffer], batch_seconds=batch_seconds, batch_size=batch_size)
+        rp.update(sum(float(r["duration_s"]) for r, _ in buffer) / 3600.0)  # 02 re-plans from its measured rate
+        return codes
+
     if progress and needed:
         from tqdm.auto import tqdm
         writer.bar = tqdm(total=len(needed), unit="clip", desc="tokenize")
 
     remaining = set(needed)
     rows_read = 0
+    on_gpu = getattr(getattr(codec, "device", None), "type", "cpu") == "cuda"
+    rp = Replan("02 tokenize", sum(float(rows[u]["duration_s"]) for u in needed) / 3600.0, "audio-h",
+                cu_per_hour=CU_PER_A100_HOUR if on_gpu else None,
+                printer=writer.bar.write if writer.bar is not None else print)
     replay = functools.partial(clips.replay_row, cfg=cfg)
     for (dataset, role) in _sources_in_order(sel, remaining):
         src = source_stream.Source(dataset, role)
@@ -168,15 +187,16 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
         stream = _WantedRows(reader.rows(src, entry["pin"], start), want, rows, start.index - 1)
         buffer: list = []
         buffered_s = 0.0
-        for uid, wav in source_stream.process_rows(stream, replay, workers):
+        decoded = source_stream.process_rows(stream, replay, workers)
+        for uid, wav in (prefetched(decoded, prefetch) if prefetch > 0 else decoded):
             remaining.discard(uid)
             buffer.append((rows[uid], wav))
             buffered_s += float(rows[uid]["duration_s"])
             if (len(buffer) >= window) if window else (buffered_s >= window_s):
-                writer.add(buffer, codec.encode_batch([w for _, w in buffer], batch_seconds=batch_seconds))
+                writer.add(buffer, encode(buffer))
                 buffer, buffered_s = [], 0.0
         if buffer:
-            writer.add(buffer, codec.encode_batch([w for _, w in buffer], batch_seconds=batch_seconds))
+            writer.add(buffer, encode(buffer))
         rows_read += stream.rows_read
         if want:
             raise clips.ReplayError(f"{len(want)} clip(s) kept by 01 were not found in {dataset}/{role} (the stream "
@@ -193,6 +213,57 @@ def run_tokenize(tokens_dir: str | os.PathLike, manifest, codec, *, sources: dic
     return {"shards": len(plan), "utterances": len(ids), "encoded_now": len(needed),
             "encoded_hours_now": writer.encoded_s / 3600.0, "speakers": len(index), "rows_read": rows_read,
             "hours": float(sel["duration_s"].sum() / 3600.0)}
+
+
+def prefetched(items, depth: int):
+    """Yield ``items`` in order while a background thread produces up to ``depth`` of them ahead.
+
+    02's producer is the source stream plus the replay (download, FLAC decode and soxr release the
+    GIL for most of their time) and its consumer the SNAC encoder (torch releases it too): the two
+    overlap instead of alternating. The order, and so every byte written, is the order of ``items``.
+    An exception in the producer is raised here, at the item where it happened; closing this
+    generator (a break, an error in the consumer) stops the producer at its next item.
+    """
+    import queue
+    import threading
+
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"prefetch depth must be a positive integer, got {depth!r}")
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for x in items:
+                if not put((None, x)):
+                    return
+            put((None, end))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((e, None))
+
+    t = threading.Thread(target=produce, name="02-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            err, x = q.get()
+            if err is not None:
+                raise err
+            if x is end:
+                return
+            yield x
+    finally:
+        stop.set()
+        t.join(timeout=5)
 
 
 class _WantedRows:

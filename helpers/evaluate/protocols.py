@@ -51,6 +51,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from .. import audio as au
+from ..infer.voices import ReferenceAudioError  # the engine's refusal of a cloning reference
+from ..replan import CU_PER_A100_HOUR, Replan
 from ..profiles import EVAL_ASSETS_DIR, Profile
 from ..scores import error_breakdown, cosine
 from . import judges as em
@@ -117,6 +119,7 @@ class Protocol:
     sim_model: str  # the protocol's SIM judge (what published numbers used)
     licence: str
     published: tuple[Published, ...] = field(default=())
+    n_items: int = 0  # items in the full list (the run plan sizes 07 from it; the loaded count is reported)
 
 
 _COSY = ("CosyVoice README 'Evaluation' table, github.com/FunAudioLLM/CosyVoice @ace7c47 (2026-03-16); "
@@ -125,6 +128,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "seedtts-test-en": Protocol(
         name="seedtts-test-en", title="Seed-TTS-eval test-en", list_format="seedtts",
         hub_file="seedtts_testset.tar.gz", list_glob="**/en/meta.lst", fixture_list="seedtts_testset/en/meta.lst",
+        n_items=1088,  # en/meta.lst (F5-TTS, arXiv 2410.06885: "1088 samples"; the README says ~1,000)
         normalize=seedtts_normalize, asr_model="large-v3", asr_beam_size=1,
         sim_model="WavLM-large + ECAPA-TDNN fine-tuned for speaker verification (UniSpeech wavlm_large_finetune.pth)",
         licence="list: seed-tts-eval (BytedanceSpeech); audio: Common Voice, CC0-1.0; Hub copy k2-fsa/TTS_eval_datasets "
@@ -140,7 +144,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "librispeech-pc-test-clean": Protocol(
         name="librispeech-pc-test-clean", title="LibriSpeech-PC test-clean, cross-sentence 4-10 s (F5-TTS list)",
         list_format="f5-librispeech-pc", hub_file="librispeech_pc_testset.tar.gz", list_glob="**/*.lst",
-        fixture_list="librispeech_pc/librispeech_pc_test_clean_cross_sentence.lst",
+        fixture_list="librispeech_pc/librispeech_pc_test_clean_cross_sentence.lst", n_items=1127,
         normalize=f5_normalize, asr_model="large-v3", asr_beam_size=5,
         sim_model="WavLM-large + ECAPA-TDNN fine-tuned for speaker verification (UniSpeech wavlm_large_finetune.pth)",
         licence="list: F5-TTS repo (MIT code); audio: LibriSpeech test-clean, CC BY 4.0; transcripts: LibriSpeech-PC, "
@@ -283,14 +287,37 @@ def fetch_protocol(protocol: Protocol, cache_dir: str | os.PathLike) -> Path:
     return found[0]
 
 
+def sample_items(items: Sequence[ProtocolItem], n: int | None, seed: int = 0) -> list[ProtocolItem]:
+    """A fixed seeded sample of ``n`` items, in list order (every item when ``n`` is None or >= the list).
+    The same list, ``n`` and ``seed`` give the same items on every machine and rerun."""
+    items = list(items)
+    if n is None or n >= len(items):
+        return items
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"protocol sample size must be a positive integer or None, got {n!r}")
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=n, replace=False))
+    return [items[int(i)] for i in keep]
+
+
 def protocol_items(protocol: Protocol, profile: Profile, cache_dir: str | os.PathLike,
-                   limit: int | None = None) -> tuple[list[ProtocolItem], str]:
-    """``(items, source)``: the fixtures for an offline profile (``tiny``), the Hub list otherwise."""
+                   limit: int | None = None, sample: int | None = None,
+                   seed: int = 0) -> tuple[list[ProtocolItem], str]:
+    """``(items, source)``: the fixtures for an offline profile (``tiny``), the Hub list otherwise.
+
+    ``sample``: a seeded sample of that many items (:func:`sample_items`; the notebook passes the
+    profile's ``protocol_sample``: tens of items in the pilot, None = the full list on Colab);
+    ``limit``: the first ``limit`` items instead. ``source`` says which."""
     if profile.offline:
         lst = fixture_list(protocol)
-        return load_items(protocol, lst, limit=limit), f"fixture assets/eval/{lst.relative_to(EVAL_ASSETS_DIR)}"
-    lst = fetch_protocol(protocol, cache_dir)
-    return load_items(protocol, lst, limit=limit), f"hf://datasets/{PROTOCOL_HUB_REPO}/{protocol.hub_file}"
+        items, source = load_items(protocol, lst, limit=limit), f"fixture assets/eval/{lst.relative_to(EVAL_ASSETS_DIR)}"
+    else:
+        lst = fetch_protocol(protocol, cache_dir)
+        items, source = load_items(protocol, lst, limit=limit), f"hf://datasets/{PROTOCOL_HUB_REPO}/{protocol.hub_file}"
+    if sample is not None and sample < len(items):
+        n_all = len(items)
+        items = sample_items(items, sample, seed)
+        source += f" (seeded sample of {len(items)} of {n_all} items, seed {seed})"
+    return items, source
 
 
 # ----------------------------------------------------------------------------- judges and run
@@ -326,47 +353,136 @@ def score_clip(protocol: Protocol, item: ProtocolItem, wav: np.ndarray, sr: int,
     return row
 
 
+SKIP_REASONS = {
+    "undecodable_prompt": "the prompt recording is missing or cannot be decoded",
+    "unusable_prompt": "the engine refused the prompt as a cloning reference (ReferenceAudioError: e.g. < 3 s of speech)",
+}
+
+
+def _load_prompt(it: ProtocolItem):
+    try:
+        return au.load_audio(it.prompt_wav, target_sr=None), None
+    except (au.AudioDecodeError, FileNotFoundError, ValueError) as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _synthesize(synth, items: list, prompts: list, seeds: list, batch_size: int) -> list:
+    """One waveform per item, each in its own prompt's voice: the engine's batch API
+    (``generate_cloned``, all chunks of a batch together) when the synthesizer has it, else one by one."""
+    many = getattr(synth, "generate_cloned", None)
+    if many is not None and len(items) > 1:
+        return many([it.text for it in items], prompts, seeds=seeds, emotion="neutral", batch_size=batch_size)
+    return [synth.generate(it.text, speaker=None, emotion="neutral", audio_prompt=pr, seed=sd)
+            for it, pr, sd in zip(items, prompts, seeds)]
+
+
 def run_protocol(protocol: Protocol, items: Sequence[ProtocolItem], synth, judges, *, seed: int = 1234,
-                 score_ground_truth: bool = True, progress: bool = True, out_dir: str | os.PathLike | None = None):
+                 score_ground_truth: bool = True, progress: bool = True, out_dir: str | os.PathLike | None = None,
+                 batch_size: int = 8):
     """Clone every item's prompt to say its text with ``synth``; score the model's clips and,
     where recordings exist, the ground truth the same way. Returns the per-clip table with
     ``measured_on`` = "model output" or "ground truth" on every row. With ``out_dir`` each
     item's rows go to ``<out_dir>/<protocol>/<id>.json`` and a rerun skips those (a full list
-    is an hour or more of generation on Colab)."""
+    is an hour or more of generation on Colab).
+
+    Items are generated ``batch_size`` at a time through the engine's batch API (item ``k`` keeps
+    seed ``seed + k`` either way). An unusable item — a prompt that does not decode, or one the
+    engine refuses as a cloning reference (``ReferenceAudioError``: less than 3 s of speech) — is
+    skipped and counted: ``df.attrs["skipped"]`` lists ``{item_id, reason, detail}``
+    (reasons: :data:`SKIP_REASONS`), and a rerun does not stop at it.
+    """
     import json
 
     import pandas as pd
     from tqdm.auto import tqdm
 
-    rows = []
-    for k, it in enumerate(tqdm(items, desc=protocol.name, disable=not progress)):
+
+    rows, skipped = [], []
+    todo = []
+    for k, it in enumerate(items):
         cache = None if out_dir is None else Path(out_dir) / protocol.name / f"{it.item_id}.json"
         if cache is not None and cache.is_file():
             rows.extend(json.loads(cache.read_text(encoding="utf-8")))
-            continue
-        n_before = len(rows)
-        prompt = au.load_audio(it.prompt_wav, target_sr=None)
-        t0 = time.perf_counter()
-        wav = np.asarray(synth.generate(it.text, speaker=None, emotion="neutral", audio_prompt=prompt,
-                                        seed=seed + k), dtype=np.float32).reshape(-1)
-        gen_s = time.perf_counter() - t0
-        if wav.size == 0:
-            raise RuntimeError(f"{protocol.name} item {it.item_id}: the synthesizer returned no audio")
-        rows.append({"protocol": protocol.name, "item_id": it.item_id, "measured_on": MODEL_OUTPUT, "text": it.text,
-                     "audio_s": wav.size / synth.sample_rate, "gen_s": gen_s,
-                     **score_clip(protocol, it, wav, synth.sample_rate, judges, prompt)})
-        if score_ground_truth and it.gt_wav is not None:
-            gt, gsr = au.load_audio(it.gt_wav, target_sr=None)
-            row = score_clip(protocol, ProtocolItem(it.item_id, it.prompt_text, it.prompt_wav, it.text, None),
-                             gt, gsr, judges, prompt)
-            rows.append({"protocol": protocol.name, "item_id": it.item_id, "measured_on": GROUND_TRUTH,
-                         "text": it.text, "audio_s": gt.size / gsr, "gen_s": float("nan"), **row})
-        if cache is not None:
-            _atomic_write(cache, json.dumps([{c: _json_safe(v) for c, v in r.items()} for r in rows[n_before:]]))
-    df = pd.DataFrame(rows)
-    for col in ("wer", "ins", "del", "sub", "sim", "mos", "pesq", "stoi", "gen_s"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        else:
+            todo.append((k, it, cache))
+    bar = tqdm(total=len(todo), desc=protocol.name, disable=not progress)
+    import torch  # already loaded by the judges
+
+    rp = Replan(f"07 {protocol.name}", len(todo), "items", cu_per_hour=CU_PER_A100_HOUR if torch.cuda.is_available() else None,
+                printer=bar.write)  # 07 re-plans from its measured time per item
+    for b in range(0, len(todo), batch_size):
+        batch = []
+        for k, it, cache in todo[b: b + batch_size]:
+            prompt, err = _load_prompt(it)
+            if prompt is None:
+                skipped.append({"item_id": it.item_id, "reason": "undecodable_prompt", "detail": err})
+            else:
+                batch.append((k, it, cache, prompt))
+        while batch:
+            try:
+                t0 = time.perf_counter()
+                wavs = _synthesize(synth, [x[1] for x in batch], [x[3] for x in batch], [seed + x[0] for x in batch],
+                                   batch_size)
+                gen_s = (time.perf_counter() - t0) / len(batch)  # per item: the batch's time shared out
+                break
+            except ReferenceAudioError as e:
+                bad = getattr(e, "index", None)
+                if bad is None:  # find the refused prompt one by one
+                    bad = next((i for i, x in enumerate(batch) if _refuses(synth, x, seed)), 0)
+                skipped.append({"item_id": batch[bad][1].item_id, "reason": "unusable_prompt", "detail": str(e)})
+                batch.pop(bad)
+        else:
+            wavs = []
+        for (k, it, cache, prompt), wav in zip(batch, wavs):
+            wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+            if wav.size == 0:
+                raise RuntimeError(f"{protocol.name} item {it.item_id}: the synthesizer returned no audio")
+            t1 = time.perf_counter()
+            scored = score_clip(protocol, it, wav, synth.sample_rate, judges, prompt)
+            item_rows = [{"protocol": protocol.name, "item_id": it.item_id, "measured_on": MODEL_OUTPUT,
+                          "text": it.text, "audio_s": wav.size / synth.sample_rate, "gen_s": gen_s,
+                          "score_s": time.perf_counter() - t1, **scored}]
+            if score_ground_truth and it.gt_wav is not None:
+                t1 = time.perf_counter()
+                gt, gsr = au.load_audio(it.gt_wav, target_sr=None)
+                row = score_clip(protocol, ProtocolItem(it.item_id, it.prompt_text, it.prompt_wav, it.text, None),
+                                 gt, gsr, judges, prompt)
+                item_rows.append({"protocol": protocol.name, "item_id": it.item_id, "measured_on": GROUND_TRUTH,
+                                  "text": it.text, "audio_s": gt.size / gsr, "gen_s": float("nan"),
+                                  "score_s": time.perf_counter() - t1, **row})
+            rows.extend(item_rows)
+            if cache is not None:
+                _atomic_write(cache, json.dumps([{c: _json_safe(v) for c, v in r.items()} for r in item_rows]))
+        bar.update(len(todo[b: b + batch_size]))
+        rp.update(len(todo[b: b + batch_size]))
+    bar.close()
+    order = {it.item_id: k for k, it in enumerate(items)}
+    rows.sort(key=lambda r: order.get(r["item_id"], len(order)))  # list order, whatever was cached (stable)
+    df = pd.DataFrame(rows, columns=None if rows else ["protocol", "item_id", "measured_on", "text", "audio_s",
+                                                       "gen_s", "wer", "ins", "del", "sub", "sim", "mos", "pesq",
+                                                       "stoi"])
+    for col in ("wer", "ins", "del", "sub", "sim", "mos", "pesq", "stoi", "gen_s", "score_s"):
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df.attrs["skipped"] = skipped
     return df
+
+
+def _refuses(synth, x, seed: int) -> bool:
+    k, it, _, prompt = x
+    try:
+        synth.generate(it.text, speaker=None, emotion="neutral", audio_prompt=prompt, seed=seed + k)
+    except ReferenceAudioError:
+        return True
+    return False
+
+
+def skipped_table(clips):
+    """The items a protocol run skipped, counted per reason (a DataFrame for display)."""
+    import pandas as pd
+
+    sk = pd.DataFrame(clips.attrs.get("skipped", []), columns=["item_id", "reason", "detail"])
+    return sk.groupby("reason").size().rename("items").reset_index() if len(sk) else sk
 
 
 def protocol_table(protocol: Protocol, clips, judges_names: Mapping[str, str], source: str):
@@ -378,7 +494,7 @@ def protocol_table(protocol: Protocol, clips, judges_names: Mapping[str, str], s
     rows = []
     for on, sub in clips.groupby("measured_on", sort=False):
         rows.append({"protocol": protocol.title, "system": "this model" if on == "model output" else "ground truth",
-                     "measured_on": on, "n": len(sub), "wer": sub["wer"].mean(), "ins": sub["ins"].mean(),
+                     "measured_on": on, "n": len(sub), "skipped": len(clips.attrs.get("skipped", [])), "wer": sub["wer"].mean(), "ins": sub["ins"].mean(),
                      "del": sub["del"].mean(), "sub": sub["sub"].mean(), "sim": sub["sim"].mean(),
                      "mos": sub["mos"].mean(), "pesq": sub["pesq"].mean(), "stoi": sub["stoi"].mean(),
                      "judges": judged, "items": source, "status": "re-run here"})

@@ -64,6 +64,7 @@ import numpy as np
 
 from .. import audio as au
 from .figures import breakdown, listening_html, plot_mos_per_emotion, plot_sim_distribution, plot_wer_per_voice
+from . import calibration as calib
 from .clip_metrics import (ANCHORS, METRIC_LABELS, METRICS, SEED_PROSODY, TARGETS, codec_round_trip, emotion_control, prosody, reconstruction_quality, speaker_similarity)
 from ..scores import error_breakdown, error_rates, pooled_error_rates, wer_normalize
 from ..profiles import EVAL_ASSETS_DIR
@@ -602,18 +603,29 @@ def report_rows(summary: Mapping[str, float], ceiling: Mapping[str, float] | Non
 
 
 def targets_table(summary: Mapping[str, float], model_name: str = "This model",
-                  ceiling: Mapping[str, float] | None = None):
-    """Seed §14's table: the anchors, the target, this run's model column with what each value
-    was measured on, the ground-truth-through-SNAC ceiling, and pass/fail (model output only)."""
+                  ceiling: Mapping[str, float] | None = None, human: Mapping[str, float] | None = None,
+                  judges: Mapping[str, str] | None = None):
+    """Seed §14's table: the anchors, the seed's target (labelled as the seed's), the same judges on
+    human recordings (``human``: :func:`helpers.evaluate.calibration.human_summary`) and the rule that
+    passes, this run's model column with what each value was measured on, the ground-truth-through-SNAC
+    ceiling, and pass/fail (model output only). With ``human``, a judge-dependent metric (SIM, MOS) passes
+    relative to the human figure (:data:`helpers.evaluate.calibration.RELATIVE_RULES`)."""
     import pandas as pd
 
+    judge_of = {"sim": (judges or {}).get("speaker"), "mos": (judges or {}).get("mos"), "wer": (judges or {}).get("asr")}
     rows = []
     for r in report_rows(summary, ceiling):
         m = r["metric"]
         op, target = TARGETS[m]
         row = {"metric": METRIC_LABELS[m]}
         row.update({name: _fmt(m, vals[m]) for name, vals in ANCHORS.items()})
-        row["target"] = f"{'≥' if op == '>=' else '≤'} {_fmt(m, target)}"
+        row["seed target (seed's judges)"] = f"{'≥' if op == '>=' else '≤'} {_fmt(m, target)}"
+        if human is not None:
+            row[calib.HUMAN_LABEL] = _fmt(m, human.get(m)) if m in ("mos", "wer", "sim") else "—"
+            row["pass rule"] = calib.rule_text(m, judge_of.get(m))
+            rel = calib.relative_pass(m, r["value"] if r["measured_on"] == MODEL_OUTPUT else None, human.get(m))
+            if rel is not None:
+                r = {**r, "pass": rel}
         row[model_name] = _fmt(m, r["value"])
         row["measured on"] = r["measured_on"] if m != "pesq" or r["value"] is not None else \
             "not measured: no recording of the same sentence in the same voice"
@@ -626,8 +638,8 @@ def targets_table(summary: Mapping[str, float], model_name: str = "This model",
 
 def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[str, str] | None = None,
                  testset: TestSet | None = None, model_name: str = "This model",
-                 tables: Mapping[str, object] | None = None, sections: Mapping[str, object] | None = None
-                 ) -> dict[str, Path]:
+                 tables: Mapping[str, object] | None = None, sections: Mapping[str, object] | None = None,
+                 human: Mapping[str, float] | None = None) -> dict[str, Path]:
     """Write every table, ``report.json``, the three figures and ``listening.html`` into
     ``out_dir``; returns name -> path.
 
@@ -635,7 +647,8 @@ def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[st
     (stability, long-form, dialogue, protocols, best-of-N) written as ``<name>.csv``;
     ``sections``: more JSON-able entries for ``report.json``. In ``report.json``, ``rows``
     says for every target metric what it was measured on; ``pass`` holds a value only for
-    numbers measured on the model's output."""
+    numbers measured on the model's output (relative to ``human``, the judges on human recordings, for the
+    judge-dependent metrics: see :func:`targets_table`)."""
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
@@ -644,7 +657,7 @@ def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[st
     ceiling = ceiling_summary(codec)
     extra = dict(tables or {})
     tables = {
-        "items": items, "codec": codec, "targets": targets_table(summary, model_name, ceiling),
+        "items": items, "codec": codec, "targets": targets_table(summary, model_name, ceiling, human, judges),
         "per_voice": breakdown(items[items["kind"] == "voice"], "voice"), "per_emotion": breakdown(items, "emotion"),
         "per_reference": breakdown(items[items["kind"] == "clone"], "reference"),
         "emotion_control": emotion_control(items),
@@ -660,7 +673,11 @@ def write_report(items, codec, out_dir: str | os.PathLike, *, judges: Mapping[st
     report = {
         "summary": {k: _json_safe(v) for k, v in summary.items()},
         "rows": [{k: _json_safe(v) for k, v in r.items()} for r in rows],
-        "pass": {r["metric"]: r["pass"] for r in rows},
+        "pass": {r["metric"]: (r["pass"] if calib.relative_pass(r["metric"], r["value"], (human or {}).get(r["metric"]))
+                               is None else calib.relative_pass(r["metric"], r["value"], human[r["metric"]]))
+                 for r in rows},
+        "human": None if human is None else {"measured_on": calib.HUMAN_LABEL, "rules": calib.RELATIVE_RULES,
+                                             **{k: _json_safe(v) for k, v in human.items()}},
         "ceiling": {"measured_on": CODEC_CEILING, **{k: _json_safe(v) for k, v in ceiling.items()}},
         "emotion_method": EMOTION_METHOD,
         "targets": {m: {"op": op, "value": v} for m, (op, v) in TARGETS.items()},

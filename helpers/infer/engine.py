@@ -53,7 +53,7 @@ from ..profiles import FINAL_MODEL_DIR, RunPaths
 from .emotions import check_emotion
 from .generation import AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig
 from ..tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
-from .voices import Voice, VoiceProfile, clone_voice, resolve_voice
+from .voices import ReferenceAudioError, Voice, VoiceProfile, clone_voice, resolve_voice
 from ..codec import SnacCodec
 from .best_of import generate_best_of
 
@@ -555,6 +555,35 @@ class OptimumTTS:
         out, pos = [], 0
         for p in plans:
             res = self._assemble(p, gens[pos:pos + len(p)], voice, crossfade_ms)
+            pos += len(p)
+            res.seconds = time.perf_counter() - t0
+            out.append(res if return_result else res.audio)
+        return out
+
+    def generate_cloned(self, texts: Sequence[str], audio_prompts: Sequence, *, seeds: Sequence[int],
+                        emotion: str | None = None, max_chunk_seconds: float = 20.0, crossfade_ms: float = 40.0,
+                        batch_size: int = 8, return_result: bool = False) -> list:
+        """Each text in the voice of its own reference clip, every chunk batched together (07's zero-shot
+        protocols): result ``i`` equals ``generate(texts[i], audio_prompt=audio_prompts[i], seed=seeds[i])``.
+        All references are prepared before anything is generated; an unusable one raises
+        :class:`ReferenceAudioError` with ``index`` set to its position."""
+        if not texts or len(texts) != len(audio_prompts) or len(texts) != len(seeds):
+            raise ValueError(f"need as many texts, prompts and seeds (got {len(texts)}, {len(audio_prompts)}, "
+                             f"{len(seeds)}), at least one")
+        t0 = time.perf_counter()
+        voices = []
+        for i, pr in enumerate(audio_prompts):
+            try:
+                voices.append(self._voice(None, pr))
+            except ReferenceAudioError as e:
+                e.index = i
+                raise
+        sampling = self._sampling(None, None, None, None)
+        plans = [self.plan(t, v, emotion, int(s), max_chunk_seconds) for t, v, s in zip(texts, voices, seeds)]
+        gens = self._run_jobs([j for p in plans for j in p], sampling, batch_size)
+        out, pos = [], 0
+        for p, v in zip(plans, voices):
+            res = self._assemble(p, gens[pos:pos + len(p)], v, crossfade_ms)
             pos += len(p)
             res.seconds = time.perf_counter() - t0
             out.append(res if return_result else res.audio)

@@ -44,7 +44,13 @@ BF16 = 2  # bytes per parameter of a saved model (stage models, export) in bf16
 # torch.save of a checkpoint to the VM's local disk (modelled, not measured): what one save blocks training.
 LOCAL_WRITE_BYTES_PER_S = 0.5e9
 # Time of the notebooks the planner does not model: the README's figures (targets, not measurements).
-FIXED_GPU_HOURS = {"00_snac_test": 0.1, "03_vocab_extension": 0.1, "07_evaluate": 1.0, "08_publish": 0.2}
+FIXED_GPU_HOURS = {"00_snac_test": 0.1, "03_vocab_extension": 0.1, "07_evaluate": 0.5, "08_publish": 0.2}
+# 07's zero-shot protocols, per item (an assumption until 07 measures it: it prints its own rate and re-plans):
+# the worst case of a barely trained model, every clip at the 40 s length guard (3,444 audio tokens), generated
+# 8 at a time at ~600 audio tokens/s aggregate on an A100 (~5.7 s), plus the judges on the clip and on the
+# ground-truth recording (Whisper large-v3, speaker encoder, MOS: ~2 s).
+PROTOCOL_S_PER_ITEM = 8.0
+EVAL_PROTOCOLS = ("seedtts-test-en", "librispeech-pc-test-clean")  # 07's default protocols
 TOKENIZE_GPU_HOURS_PER_1000H = 1.0  # 02's target (< 1 h of A100 per 1,000 h of audio); bench_data measures it
 EVAL_DRIVE_BYTES = int(0.2 * GB)  # 07: report, figures, listening clips
 STAGE_NOTEBOOK = {2: "04_stage2", 3: "05_stage3", 4: "06_stage4"}
@@ -248,7 +254,12 @@ def build_plan(profile: Profile | str, run_dir=None, drive_free_gb: float | None
             hours=sp["data_hours"], tokens=sp["tokens"], steps=sp["steps"], gpu_hours=None if on_cpu else sp["gpu_hours"],
             local=sp["checkpoint_bytes"], peak=stage_peak)
     live += real(paths.eval if paths else Path("-"), EVAL_DRIVE_BYTES)
-    row("07_evaluate", "evaluation on the fixed test set", gpu_hours=fixed["07_evaluate"],
+    n_protocol = protocol_items_planned(profile)
+    measured = measured_protocol_s_per_item(paths.eval) if paths else None
+    per_item = measured if measured is not None else PROTOCOL_S_PER_ITEM
+    eval_h = None if on_cpu else fixed["07_evaluate"] + n_protocol * per_item / 3600.0
+    row("07_evaluate", f"test set + {n_protocol:,} protocol items ({per_item:.1f} s each, "
+        f"{'measured by this run' if measured is not None else 'assumed'})", gpu_hours=eval_h,
         local=shape.param_count() * BF16)
     export = shape.param_count() * BF16
     live += real(paths.export if paths else Path("-"), export)
@@ -268,9 +279,35 @@ def build_plan(profile: Profile | str, run_dir=None, drive_free_gb: float | None
     }
 
 
+def protocol_items_planned(profile: Profile) -> int:
+    """Items 07 generates over its default protocols: the profile's seeded sample of each, else the full lists."""
+    from ..evaluate.protocols import get_protocol
+
+    n = [get_protocol(name).n_items for name in EVAL_PROTOCOLS]
+    k = profile.protocol_sample
+    return sum(x if k is None else min(k, x) for x in n)
+
+
+def measured_protocol_s_per_item(eval_dir) -> float | None:
+    """Seconds per protocol item that 07 measured in ``eval_dir`` (generation, shared out over its batch, plus
+    scoring the clip and the ground truth): the mean over the items cached under ``protocols/items``; None
+    before 07 ran."""
+    import json
+
+    per_item: dict = {}
+    folder = Path(eval_dir) / "protocols" / "items"
+    for f in folder.glob("*/*.json") if folder.is_dir() else ():
+        for r in json.loads(f.read_text(encoding="utf-8")):
+            t = sum(v for v in (r.get("gen_s"), r.get("score_s")) if isinstance(v, (int, float)) and v == v)
+            per_item[(f.parent.name, r.get("item_id"))] = per_item.get((f.parent.name, r.get("item_id")), 0.0) + t
+    return sum(per_item.values()) / len(per_item) if per_item else None
+
+
 def _notes(deletion: str) -> list[str]:
     out = ["GPU hours of stages 2-4: the planner's model for Colab's A100-40GB (55 % utilisation assumed; "
-           "not yet measured); 00/03/07/08: the README's figures; 02: its target of < 1 h per 1,000 h.",
+           "not yet measured); 00/03/08 and 07's test set: the README's figures; 07's protocols: items x "
+           f"{PROTOCOL_S_PER_ITEM:g} s per item (assumed; 07 prints its measured rate); 02: its target of < 1 h "
+           "per 1,000 h. 01, 02 and 07 measure their own rate in their first minutes and print re-planned hours.",
            f"compute units at {CU_PER_A100_HOUR} CU per A100 hour (measured 2022 rate; Colab does not publish it).",
            "Drive, at worst: keep_last checkpoints confirmed on Drive through the Drive API, one more whose "
            "upload from the VM's cache was not confirmed within its save, and the one being written "

@@ -48,8 +48,8 @@ listening_rows = 16  # clips shown in the listening table (all are saved in eval
 max_audio_seconds = None  # cap on each clip (None: the engine guard: 3 s + 1 s per 5 characters, at most 40 s)
 tiny_max_audio_seconds = 2.0  # the tiny profile toy model rarely emits <|audio_end|>: its clips stop here
 protocols = ("seedtts-test-en", "librispeech-pc-test-clean")  # standard protocols to run (helpers.evaluate.protocols); () skips
-protocol_limit = None  # None: every item of each list (~1,000 each: about an hour each on an A100)
-tiny_protocol_limit = 1  # the tiny profile: the first fixture item of each protocol
+protocol_sample = None  # items per protocol; None: the profile's (pilot: a fixed seeded sample of 30; colab: every item, ~1,000 each)
+protocol_batch = 8  # protocol items generated together through the engine's batch API
 stability = True  # long-form paragraphs (> 60 s) and the two-voice dialogue (assets/eval/stability.json)
 best_of_n = 4  # candidates per text for the best-of-N row (1 skips it)
 best_of_items = 8  # test-set items re-generated best-of-N
@@ -135,18 +135,34 @@ codec_table = ev.codec_ceiling(tts.codec, references, judges)
 codec_table
 
 # %% [markdown]
+# ## The judges on human speech
+#
+# The same judges on the held-out *human* recordings: MOS and WER of each recording, and SIM
+# between two different recordings of the same speaker (what a perfect clone would score). A
+# judge has its own scale (resemblyzer puts two real recordings of one reader at ~0.84; DNSMOS
+# scores clean read speech 2.4–3.5), so SIM and MOS pass relative to these figures.
+
+# %%
+from helpers.evaluate import calibration
+human_table = calibration.human_figures(references, judges)
+human = calibration.human_summary(human_table)
+human_table
+
+# %% [markdown]
 # ## Against the seed's targets
 #
 # The seed's anchor rows (Kokoro, OuteTTS, Orpheus) are their published numbers, as quoted by
-# the seed; WER here is the mean per-utterance rate, SIM the mean over cloning items. The
-# `measured on` column says where each of this run's numbers comes from; only model output
-# can pass.
+# the seed, and its targets are absolute numbers from *its* judges (labelled as the seed's).
+# Next to them: the same judges as ours on human recordings, and the rule that passes (SIM and
+# MOS: a fraction of the human figure, the judge named). WER here is the mean per-utterance
+# rate, SIM the mean over cloning items. The `measured on` column says where each of this
+# run's numbers comes from; only model output can pass.
 
 # %%
 model_name = f"OptimumLLM Audio ({S.profile.name})"
 paths = ev.write_report(items, codec_table, S.paths.eval, judges=judges.names(), testset=testset,
-                        model_name=model_name)
-ev.targets_table(ev.summarize(items), model_name, ev.ceiling_summary(codec_table))
+                        model_name=model_name, human=human, tables={"human": human_table})
+ev.targets_table(ev.summarize(items), model_name, ev.ceiling_summary(codec_table), human, judges.names())
 
 # %% [markdown]
 # ## Per voice and per emotion
@@ -248,13 +264,14 @@ from helpers.evaluate import protocols as ep
 protocol_tables, protocol_sections = [], {}
 for name in protocols:
     proto = ep.get_protocol(name)
-    limit = tiny_protocol_limit if S.profile.name == "tiny" else protocol_limit
-    p_items, p_source = ep.protocol_items(proto, S.profile, S.paths.eval / "protocols", limit=limit)
+    p_items, p_source = ep.protocol_items(proto, S.profile, S.paths.eval / "protocols",
+                                          sample=protocol_sample or S.profile.protocol_sample, seed=seed)
     p_judges = ep.protocol_judges(proto, S.profile, reuse=judges)
-    p_clips = ep.run_protocol(proto, p_items, tts, p_judges, seed=seed, out_dir=S.paths.eval / "protocols" / "items")
+    p_clips = ep.run_protocol(proto, p_items, tts, p_judges, seed=seed, out_dir=S.paths.eval / "protocols" / "items",
+                              batch_size=protocol_batch)
     protocol_tables.append(ep.protocol_table(proto, p_clips, p_judges.names(), p_source))
     protocol_sections[name] = {**ep.describe(proto), "items": p_source, "n_items": len(p_items),
-                               "judges": p_judges.names()}
+                               "judges": p_judges.names(), "skipped": p_clips.attrs.get("skipped", [])}
 protocol_table = pd.concat(protocol_tables, ignore_index=True) if protocol_tables else pd.DataFrame()
 protocol_table
 

@@ -4,7 +4,7 @@ import dataclasses
 from helpers.train.config import stage_config
 from helpers.profiles import PROFILES, get_profile, run_paths
 
-SIZE_FIELDS = {"hours_scale"}  # profile fields that are sizes
+SIZE_FIELDS = {"hours_scale", "protocol_sample"}  # profile fields that are sizes (07: items per protocol)
 STAGE_SIZE_FIELDS = {"epochs", "max_steps", "grad_accum", "warmup_ratio", "warmup_steps", "log_every", "save_every",
                      "eval_every", "keep_last"}
 

@@ -400,3 +400,50 @@ def test_british_isles_accents_read_numbers_the_uk_way():
     for accent in ("scottish", "irish", "welsh"):
         assert _normalized_text(text, accent) == uk
     assert _normalized_text(text, "other") == us
+
+
+# ----------------------------------------------------------------------------- one loudness measurement per clip
+@pytest.mark.parametrize("cut", [None, 25000, 31111])
+def test_loudness_matches_pyloudnorm(speech, cut):
+    """The vectorised meter (one K-weighting pass, hop sums) reads what pyloudnorm reads."""
+    import pyloudnorm
+
+    x = (speech if cut is None else speech[:cut]).astype(np.float64) * 0.3
+    assert clip_audio.loudness_lufs(x, SR) == pytest.approx(pyloudnorm.Meter(SR).integrated_loudness(x), abs=1e-9)
+
+
+def test_loudness_after_gain_is_predicted_from_the_block_powers(speech):
+    """Loudness after a gain, from the pre-gain block powers, equals measuring the gained clip — including a
+    quiet stretch that the gain lifts over the -70 LUFS absolute gate (the gated set changes)."""
+    quiet = np.concatenate([speech * 0.5, np.full(SR, 1e-4, np.float32) * np.sin(np.arange(SR) * 0.3)])
+    z = clip_audio.block_powers(quiet, SR)
+    for gain_db in (-20.0, 0.0, 12.0, 35.0):
+        gained = quiet.astype(np.float64) * 10 ** (gain_db / 20)
+        assert clip_audio.gated_loudness(z, gain_db) == pytest.approx(clip_audio.loudness_lufs(gained, SR), abs=1e-9)
+
+
+@pytest.mark.parametrize("scale", [0.01, 0.1, 0.9])
+def test_final_loudness_is_within_the_rounding_bounds(speech, scale):
+    """normalize_loudness reports the predicted loudness; the rounded clip's measured loudness lies inside the
+    bounds it used, and the kept/rejected decision equals the one a second measurement would take."""
+    x = speech.astype(np.float64) * scale
+    out, final, gain = clip_audio.normalize_loudness(x, SR)
+    measured = clip_audio.loudness_lufs(out, SR)
+    bounds = clip_audio._rounded_loudness_bounds(clip_audio.block_powers(x, SR), gain, SR)
+    assert bounds is not None and bounds[0] <= measured <= bounds[1]
+    assert abs(final - measured) < 1e-3
+
+
+def test_unreachable_loudness_decided_as_a_second_measurement_would(speech):
+    """A click in a quiet clip: the peak ceiling caps the gain; reject exactly when the rounded clip misses ±1 LU."""
+    for click in (0.2, 0.5, 0.9):
+        x = speech.astype(np.float64) * 0.01
+        x[len(x) // 2] = click
+        try:
+            out, final, gain = clip_audio.normalize_loudness(x, SR)
+            assert abs(clip_audio.loudness_lufs(out, SR) + 23.0) <= 1.0
+        except clip_audio.Reject as r:
+            assert r.reason == "loudness_unreachable"
+            peak_gain = 20 * np.log10(10 ** (-1 / 20) / click)
+            rounded = clip_audio.to_pcm16_grid(x * 10 ** (peak_gain / 20))
+            assert abs(clip_audio.loudness_lufs(rounded, SR) + 23.0) > 1.0

@@ -328,3 +328,54 @@ def test_01_and_02_resume_from_any_subset_of_their_files_on_drive(repo, referenc
     names = sorted(p.name for p in ref.iterdir() if p.is_file())
     assert names == sorted(p.name for p in tok.iterdir() if p.is_file())
     _same_files(tok, ref, names)  # shards, plan, speakers.json, phases.json
+
+
+def test_duplicate_only_source_is_skipped_without_reading_its_audio(repo, tmp_path, monkeypatch):
+    """LibriTTS-R's overlap: a source whose rows an earlier source already read is settled from its ids and
+    labels alone — rows() never streams it, no audio is decoded — and the manifest and report are the ones
+    streaming it gives (every row a duplicate)."""
+    import dataclasses
+    import json
+
+    from helpers.data import clips
+    from helpers.data.catalog import get_spec
+
+    class Overlap(LocalRepo):
+        # 'train' of the local repo holds the same two splits as 'train_clean': the second source is all known
+        def spec(self, source):
+            spec = super().spec(source)
+            return dataclasses.replace(spec, splits={**spec.splits, "train": spec.splits["train_clean"]})
+
+    class StreamOnly(Overlap):
+        def rows_without_audio(self, source, pin):
+            return None  # the old path: stream every row
+
+    sources = [source_stream.Source("libritts_r", "train", None), SOURCE]
+    ref_out, new_out = tmp_path / "streamed", tmp_path / "skipped"
+    ref = pp.run_preprocess(ref_out, sources, reader=StreamOnly(str(repo), str(tmp_path / "ref.txt")), **KW)
+    assert rows_read(tmp_path / "ref.txt") == 2 * N_ROWS
+
+    decoded = []
+    real_decode = clips.decode_source
+    monkeypatch.setattr(clips, "decode_source", lambda f: decoded.append(1) or real_decode(f))
+    new = pp.run_preprocess(new_out, sources, reader=Overlap(str(repo), str(tmp_path / "new.txt")), **KW)
+    assert rows_read(tmp_path / "new.txt") == N_ROWS  # the first source only
+    assert len(decoded) == N_ROWS  # the second source's audio is never decoded
+    assert (new[new["split_role"] == "train_clean"]["status"] == pp.DUPLICATE).all()
+    pd.testing.assert_frame_equal(new, ref)
+    assert json.loads((new_out / pp.REPORT_FILE).read_text()) == json.loads((ref_out / pp.REPORT_FILE).read_text())
+
+
+def test_a_source_with_one_new_row_is_streamed(repo, tmp_path):
+    """The id pass stops at the first unknown id: a source that is not all duplicates streams as before."""
+    import dataclasses
+
+    class Partial(LocalRepo):
+        def spec(self, source):
+            spec = super().spec(source)
+            return dataclasses.replace(spec, splits={**spec.splits, "train": spec.splits["train_clean"][:1]})
+
+    counter = tmp_path / "rows.txt"
+    pp.run_preprocess(tmp_path / "out", [source_stream.Source("libritts_r", "train", None), SOURCE],
+                      reader=Partial(str(repo), str(counter)), **KW)
+    assert rows_read(counter) == N_ROWS // 2 + N_ROWS

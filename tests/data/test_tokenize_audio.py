@@ -54,7 +54,7 @@ def files(folder: Path) -> dict[str, bytes]:
 def reference(manifest_path, tmp_path_factory, snac_random):
     folder = tmp_path_factory.mktemp("tok_ref")
     summary = ta.run_tokenize(folder, pd.read_parquet(manifest_path), snac_random, sources=sources_of(manifest_path),
-                              progress=False, **SHARD_KW)
+                              progress=False, prefetch=0, **SHARD_KW)  # the sequential path: stream, decode, encode in turn
     return folder, summary
 
 
@@ -162,7 +162,8 @@ ta.run_tokenize({out!r}, pd.read_parquet({manifest!r}), SnacCodec.load(RANDOM_SN
 
 
 def test_kill_and_rerun_gives_identical_shards(reference, manifest_path, tmp_path, snac_random):
-    """SIGKILL a real tokenization process at a random moment after its first write, rerun, compare bytes."""
+    """SIGKILL a real tokenization process (prefetching, the default) at a random moment after its first write,
+    rerun, compare bytes with the sequential reference."""
     ref_folder, _ = reference
     out = tmp_path / "tokens"
     code = KILL_SCRIPT.format(root=str(REPO_ROOT), out=str(out), manifest=str(manifest_path),
@@ -211,3 +212,54 @@ def test_full_disk_refuses_a_shard_before_writing(tmp_path, monkeypatch):
         write_shard(path, [utt(2), utt(3)])
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.parquet"]  # no temp file left
+
+
+def test_prefetch_gives_the_sequential_bytes(reference, manifest_path, tmp_path, snac_random):
+    """Decoding ahead in a thread while SNAC encodes changes nothing on disk (depth 1 and a deep queue)."""
+    ref_folder, _ = reference
+    for depth in (1, 64):
+        out = tmp_path / f"prefetch{depth}"
+        ta.run_tokenize(out, pd.read_parquet(manifest_path), snac_random, sources=sources_of(manifest_path),
+                        progress=False, prefetch=depth, **SHARD_KW)
+        assert files(out) == files(ref_folder)
+
+
+def test_prefetched_keeps_order_raises_where_it_failed_and_stops_when_closed():
+    import threading
+
+    assert list(ta.prefetched(iter(range(100)), 3)) == list(range(100))
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("stream broke at row 3")
+
+    got = []
+    with pytest.raises(OSError, match="row 3"):
+        for x in ta.prefetched(failing(), 2):
+            got.append(x)
+    assert got == [1, 2]
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    gen = ta.prefetched(endless(), 4)
+    assert [next(gen) for _ in range(5)] == list(range(5))
+    gen.close()
+    n = len(produced)
+    assert n <= 5 + 4 + 2  # bounded read-ahead
+    assert not any(t.name == "02-prefetch" and t.is_alive() for t in threading.enumerate())
+    with pytest.raises(ValueError):
+        next(ta.prefetched(iter([1]), 0))
+
+
+def test_batches_sized_by_device(snac_random):
+    """CPU encodes clip by clip (batching only adds padding there); the caller's budget is kept as given."""
+    assert snac_random.device.type == "cpu"
+    assert snac_random.batch_plan(600.0) == (600.0, 1)

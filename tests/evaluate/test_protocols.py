@@ -126,3 +126,59 @@ def test_protocol_run_scores_model_and_ground_truth_rows(proto, judges):
     pub = table[table["measured_on"] == "published"]
     assert len(pub) == len(proto.published) and pub["status"].str.contains("quoted|unverified").all()
     assert isinstance(table, pd.DataFrame) and np.isfinite(ours.loc["this model", "wer"])
+
+
+def test_seeded_sample_is_fixed_and_in_list_order():
+    items = [ep.ProtocolItem(f"u{i}", "p", "x.wav", f"t{i}", None) for i in range(100)]
+    a, b = ep.sample_items(items, 30, seed=0), ep.sample_items(items, 30, seed=0)
+    assert [i.item_id for i in a] == [i.item_id for i in b] and len(a) == 30
+    assert [int(i.item_id[1:]) for i in a] == sorted(int(i.item_id[1:]) for i in a)
+    assert ep.sample_items(items, None) == items and ep.sample_items(items, 500) == items
+    assert get_profile("pilot").protocol_sample and get_profile("colab").protocol_sample is None
+
+
+class ShortPromptRefusingSynth(GroundTruthSynth):
+    """Refuses a prompt under 3 s as the engine does (ReferenceAudioError), and counts batch calls."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self.batches = []
+
+    def generate(self, text, speaker=None, emotion=None, audio_prompt=None, seed=0):
+        from helpers.infer.voices import ReferenceAudioError
+
+        wav, sr = audio_prompt
+        if len(wav) / sr < 3.0:
+            raise ReferenceAudioError(f"reference audio has {len(wav) / sr:.2f} s of speech; at least 3 s needed")
+        return super().generate(text, audio_prompt=audio_prompt, seed=seed)
+
+    def generate_cloned(self, texts, prompts, *, seeds, emotion=None, batch_size=8):
+        self.batches.append(len(texts))
+        return [self.generate(t, audio_prompt=p, seed=s) for t, p, s in zip(texts, prompts, seeds)]
+
+
+def test_unusable_prompts_are_skipped_and_counted(judges, tmp_path):
+    """A prompt shorter than 3 s (ReferenceAudioError) and an undecodable one are skipped with their reasons;
+    the usable item is generated and scored, and a rerun from the cache does not stop at them."""
+    import soundfile as sf
+
+    items, source = ep.protocol_items(F5, get_profile("tiny"), "/nonexistent")
+    good = items[0]
+    wav, sr = sf.read(good.prompt_wav, dtype="float32")
+    short = tmp_path / "short.wav"
+    sf.write(short, wav[: int(1.5 * sr)], sr)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not audio")
+    bad = [ep.ProtocolItem("short", good.prompt_text, str(short), good.text, good.gt_wav),
+           ep.ProtocolItem("broken", good.prompt_text, str(broken), good.text, good.gt_wav)]
+    synth = ShortPromptRefusingSynth(items)
+    clips = ep.run_protocol(F5, [bad[0], good, bad[1]], synth, judges, progress=False, out_dir=tmp_path / "c")
+    assert set(clips["item_id"]) == {good.item_id}
+    reasons = {s["item_id"]: s["reason"] for s in clips.attrs["skipped"]}
+    assert reasons == {"short": "unusable_prompt", "broken": "undecodable_prompt"}
+    assert synth.batches and max(synth.batches) >= 1  # generated through the batch API
+    table = ep.protocol_table(F5, clips, judges.names(), source)
+    assert (table.loc[table["status"] == "re-run here", "skipped"] == 2).all()
+    assert set(ep.skipped_table(clips)["reason"]) == {"unusable_prompt", "undecodable_prompt"}
+    again = ep.run_protocol(F5, [bad[0], good, bad[1]], synth, judges, progress=False, out_dir=tmp_path / "c")
+    assert len(again) == len(clips) and len(again.attrs["skipped"]) == 2

@@ -206,6 +206,26 @@ def test_batch_equals_one_by_one(random_tts):
         np.testing.assert_array_equal(b, s)
 
 
+def test_cloned_batch_equals_one_by_one_and_names_a_refused_prompt(random_tts):
+    """07's batch API: each text in its own reference's voice, equal to one-by-one calls; an unusable
+    reference raises ReferenceAudioError with its index before anything is generated."""
+    from helpers.infer.voices import ReferenceAudioError
+    from helpers.profiles import ASSETS_CORPUS_DIR
+
+    refs = [str(p) for p in sorted(ASSETS_CORPUS_DIR.glob("clone_*/*.flac"))[:2]]
+    texts = ["First text.", "A second, longer text."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = random_tts.generate_cloned(texts, refs, seeds=[3, 4])
+        single = [random_tts.generate(t, audio_prompt=r, seed=s) for t, r, s in zip(texts, refs, [3, 4])]
+        for b, s in zip(batch, single):
+            np.testing.assert_array_equal(b, s)
+        short = (np.zeros(24000, np.float32), 24000)
+        with pytest.raises(ReferenceAudioError) as e:
+            random_tts.generate_cloned(texts, [refs[0], short], seeds=[1, 2])
+    assert e.value.index == 1
+
+
 # ----------------------------------------------------------------------------- voices + bad input
 def test_default_voice_and_save(random_tts, tmp_path):
     with warnings.catch_warnings():

@@ -104,3 +104,33 @@ def test_plan_matches_what_a_tiny_stage_leaves_on_the_run_directory(tmp_path, mo
         drive.tree_bytes(paths.preprocess) + drive.tree_bytes(paths.tokens) + drive.tree_bytes(paths.stage(1))
         + drive.tree_bytes(paths.stage(2) / "model"), rel=0.02)
     assert ckpt.list_checkpoints(paths.stage(2) / "checkpoints") == []
+
+
+def test_pilot_plans_07_from_its_protocol_sample():
+    """07's hours come from item counts x time per item: the pilot's seeded sample fits 1.5 A100 h, colab's full
+    lists do not pretend to fit in the old fixed hour."""
+    from helpers.plan import costs
+    from helpers.profiles import get_profile
+
+    row = lambda plan: next(r for r in plan["notebooks"] if r["notebook"] == "07_evaluate")  # noqa: E731
+    pilot, colab = costs.build_plan("pilot"), costs.build_plan("colab")
+    assert costs.protocol_items_planned(get_profile("pilot")) == 2 * get_profile("pilot").protocol_sample
+    assert row(pilot)["gpu_hours"] <= 1.5
+    assert row(colab)["gpu_hours"] == pytest.approx(
+        costs.FIXED_GPU_HOURS["07_evaluate"] + (1088 + 1127) * costs.PROTOCOL_S_PER_ITEM / 3600)
+
+
+def test_07_replans_from_the_time_per_item_it_measured(tmp_path):
+    """Once 07 cached protocol items in the run, the plan prices the protocols at the measured seconds per item."""
+    import json
+
+    from helpers.plan import costs
+
+    items = tmp_path / "protocols" / "items" / "seedtts-test-en"
+    items.mkdir(parents=True)
+    for k in range(3):
+        rows = [{"item_id": f"u{k}", "measured_on": "model output", "gen_s": 4.0, "score_s": 1.0},
+                {"item_id": f"u{k}", "measured_on": "ground truth", "gen_s": None, "score_s": 0.5}]
+        (items / f"u{k}.json").write_text(json.dumps(rows))
+    assert costs.measured_protocol_s_per_item(tmp_path) == pytest.approx(5.5)
+    assert costs.measured_protocol_s_per_item(tmp_path / "none") is None

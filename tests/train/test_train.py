@@ -143,11 +143,11 @@ def test_killed_run_resumes_bitwise(world, tmp_path):
 def test_training_advances_while_a_checkpoint_is_copied(world, tmp_path, monkeypatch):
     """Only the local write blocks: hashing and the copy into the run directory run while training goes on."""
     real = ckpt.publish
-    spans = []  # (step when the copy started, step when it ended)
+    spans = []  # (step of the checkpoint being copied, step training had reached when the copy ended)
     rec = _recipe(world, tmp_path / "stage", local_dir=str(tmp_path / "local"))
 
     def slow_publish(local, *a, **k):
-        start = rec.step
+        start = int(Path(local).name.split("-")[-1])  # the step the checkpoint holds
         deadline = time.time() + 20
         while rec.step < start + 2 and time.time() < deadline and rec.step < rec.total_steps:
             time.sleep(0.005)  # a slow Drive copy: the loop keeps stepping meanwhile
