@@ -337,15 +337,27 @@ class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
         try:
             loop.run_forever()
         finally:
-            try:
-                self._llm.shutdown()
-            except Exception:
-                pass
             loop.close()
+
+    async def _shutdown(self):
+        """Cancel the requests still running (their clients get an error), then stop vLLM."""
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.shutdown()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         if self._loop is not None and self._loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            try:
+                fut.result(timeout)
+            except Exception:
+                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -383,6 +395,8 @@ class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
                 self._decode_q.put((lambda: job.on_done(None, None),))
             else:
                 self._decode_q.put((lambda: job.on_done(self._assemble(results), None),))
+        except asyncio.CancelledError:
+            job.on_done(None, RuntimeError("the server is shutting down"))
         except Exception as e:
             job.on_done(None, e)
         finally:
