@@ -16,7 +16,7 @@ os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # 2 shared cores: 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in-process: faster start, no spawn
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-vllm = pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (scripts/setup_vllm.sh)")
+SKIP_REASON = "the vLLM backend's tests run in .venv-vllm (scripts/setup_vllm.sh)"  # each test module importorskips vllm
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pytest
 
+pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (scripts/setup_vllm.sh)")
+
 from helpers.tokens import FRAME_SIZE
 
 
