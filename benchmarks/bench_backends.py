@@ -44,13 +44,13 @@ def tiny_export(root) -> Path:
 
 
 def build(backend: str, folder: Path, device: str, seconds: float, max_batch: int):
-    from helpers.generation import LengthGuard
+    from helpers.infer.generation import LengthGuard
     from helpers.profiles import RANDOM_SNAC_24KHZ
 
     guard = LengthGuard(base_seconds=seconds, chars_per_second=1e9, cap_seconds=seconds)
     if backend == "hf":
-        from helpers.inference import OptimumTTS
-        from helpers.serve_engine import SpeechEngine
+        from helpers.infer.engine import OptimumTTS
+        from helpers.infer.serve_engine import SpeechEngine
 
         tts = OptimumTTS.from_pretrained(folder, snac=RANDOM_SNAC_24KHZ, device=device, length_guard=guard)
         return SpeechEngine(tts, max_batch=max_batch, max_queue=256)

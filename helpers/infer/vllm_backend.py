@@ -33,7 +33,6 @@ the engine needs ``pip install "optimumllm-audio[vllm]"``.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import queue
 import threading
 import time
@@ -44,7 +43,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..codec import SnacCodec
 from ..tokens import FRAME_SIZE, TokenLayout
+from .engine import DEFAULT_SNAC, INFERENCE_CONFIG, OptimumTTS, _default_device, find_model_folder
+from .generation import (FrameGrammar, Generated, LengthGuard, LoopDetector, SamplingConfig,
+                         apply_repetition_penalty)
+from .serve_engine import QueueFullError, SpeechEngine, StreamRoute, read_model_info
 
 GRAMMAR_ARG = "optimum_tts"  # key of SamplingParams.extra_args that turns the frame grammar on for a request
 
@@ -55,14 +59,6 @@ try:  # vLLM >= 0.10 (v1 engine)
 except ImportError:  # the module still imports (docs, the HF engine's tests); the engine refuses to start
     _LogitsProcessorBase = object
     HAVE_VLLM = False
-
-
-def _sibling(name: str):
-    """``helpers.infer.<name>``, or ``helpers.<name>`` before the server modules moved there."""
-    try:
-        return importlib.import_module(f".{name}", __package__)
-    except ModuleNotFoundError:
-        return importlib.import_module(f"..{name}", __package__)
 
 
 # ----------------------------------------------------------------------------- per-request state
@@ -128,7 +124,6 @@ class FrameGrammarLogitsProcessor(_LogitsProcessorBase):
         key = (base_vocab_size, min_frames, vocab_size)
         g = self._grammars.get(key)
         if g is None:
-            FrameGrammar = _sibling("generation").FrameGrammar
             g = self._grammars[key] = FrameGrammar(TokenLayout(base_vocab_size), vocab_size, min_frames=min_frames)
         return g
 
@@ -161,7 +156,6 @@ class FrameGrammarLogitsProcessor(_LogitsProcessorBase):
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         if not self.rows:
             return logits
-        apply_repetition_penalty = _sibling("generation").apply_repetition_penalty
         V = logits.shape[1]
         n_rows = logits.shape[0]
         by_table: dict = {}  # grammar -> (row indices, mask-row kinds)
@@ -182,8 +176,7 @@ class FrameGrammarLogitsProcessor(_LogitsProcessorBase):
             idx.append(i)
             kinds.append(kind)
         for grammar, idx, kinds in by_table.values():
-            table = grammar.mask_rows(logits.device, logits.dtype) if hasattr(grammar, "mask_rows") \
-                else grammar._rows(logits.device, logits.dtype)
+            table = grammar.mask_rows(logits.device, logits.dtype)
             rows_t = torch.tensor(idx, dtype=torch.long, device=logits.device)
             kinds_t = torch.tensor(kinds, dtype=torch.long, device=logits.device)
             logits[rows_t] = logits[rows_t] + table.index_select(0, kinds_t)
@@ -197,7 +190,7 @@ def sampling_params(layout: TokenLayout, chunk: dict, sampling=None, *, min_fram
     from vllm.sampling_params import RequestOutputKind
 
     if sampling is None:
-        sampling = _sibling("generation").SamplingConfig()
+        sampling = SamplingConfig()
     greedy = sampling.temperature == 0
     return SamplingParams(
         temperature=float(sampling.temperature), top_p=1.0 if greedy else float(sampling.top_p),
@@ -260,20 +253,17 @@ def load_tts_without_llm(model: str, *, snac: str | None = None, device=None, **
 
     from transformers import AutoConfig, AutoTokenizer
 
-    inference = _sibling("inference")
-    from ..codec import SnacCodec
-
-    device = torch.device(device) if device is not None else inference._default_device()
-    folder = inference.find_model_folder(Path(model).expanduser())
-    cfg_file = folder / inference.INFERENCE_CONFIG
+    device = torch.device(device) if device is not None else _default_device()
+    folder = find_model_folder(Path(model).expanduser())
+    cfg_file = folder / INFERENCE_CONFIG
     info = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
     kw.setdefault("coverage", info.get("coverage"))
     tok = AutoTokenizer.from_pretrained(str(folder))
-    codec = SnacCodec.load(snac or info.get("snac_model") or inference.DEFAULT_SNAC, device=device)
-    return inference.OptimumTTS(_NoLLM(AutoConfig.from_pretrained(str(folder)), device), tok, codec, **kw), folder
+    codec = SnacCodec.load(snac or info.get("snac_model") or DEFAULT_SNAC, device=device)
+    return OptimumTTS(_NoLLM(AutoConfig.from_pretrained(str(folder)), device), tok, codec, **kw), folder
 
 
-class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
+class VLLMSpeechEngine(SpeechEngine):
     """:class:`SpeechEngine`'s checks and routes, generation on vLLM (see the module doc).
 
     ``tts``: an :class:`OptimumTTS` (its ``model`` may be a stand-in: see
@@ -371,7 +361,6 @@ class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
 
     # ------------------------------------------------------------------ requests
     def submit(self, job) -> None:
-        QueueFullError = _sibling("serve_engine").QueueFullError
         if self._loop is None or self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the engine is not running: call start()")
         with self._lock:
@@ -388,7 +377,7 @@ class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
             if job.cancelled.is_set():
                 return
             plan = await loop.run_in_executor(None, self._prepare, job)  # SNAC-encodes a reference clip
-            route = _sibling("serve_engine")._StreamRoute(self, job, len(plan)) if job.stream else None
+            route = StreamRoute(self, job, len(plan)) if job.stream else None
             self.batches.append(1)
             results = await asyncio.gather(*(self._run_chunk(job, k, c, route) for k, c in enumerate(plan)))
             if job.stream or job.cancelled.is_set():
@@ -404,12 +393,11 @@ class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
                 self._in_flight -= 1
 
     async def _run_chunk(self, job, k: int, chunk: dict, route):
-        gen = _sibling("generation")
         lay = self.tts.layout
         params = sampling_params(lay, chunk)
         self._next_id += 1
         rid = f"tts-{self._next_id}-{k}"
-        detector = (gen.LoopDetector(self.tts.loop_guard.max_period, self.tts.loop_guard.min_frames(self.fps))
+        detector = (LoopDetector(self.tts.loop_guard.max_period, self.tts.loop_guard.min_frames(self.fps))
                     if self.tts.loop_guard else None)
         tokens: list[int] = []
         frames: list[tuple] = []
@@ -436,7 +424,7 @@ class VLLMSpeechEngine(_sibling("serve_engine").SpeechEngine):
         if route is not None:
             self._decode_q.put((route.add, k, None))
         arr = np.asarray([t for f in frames for t in f], dtype=np.int64)
-        return gen.Generated(tokens=arr, codes=lay.tokens_to_codes(arr, on_error="raise"), stop_reason=reason,
+        return Generated(tokens=arr, codes=lay.tokens_to_codes(arr, on_error="raise"), stop_reason=reason,
                              max_frames=chunk["max_frames"], prompt_tokens=len(chunk["prompt"]), loop=None,
                              seconds=time.perf_counter() - job.queued_at)
 
@@ -464,12 +452,11 @@ def load_vllm_engine(model: str, *, snac: str | None = None, device: str | None 
     """An export folder -> a (not yet started) :class:`VLLMSpeechEngine`."""
     kw = {}
     if max_seconds is not None:
-        LengthGuard = _sibling("generation").LengthGuard
         kw["length_guard"] = LengthGuard(base_seconds=min(LengthGuard().base_seconds, max_seconds),
                                          cap_seconds=float(max_seconds))
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tts, folder = load_tts_without_llm(model, snac=snac, device=dev, **kw)
-    info = model_info if model_info is not None else _sibling("serve_engine").read_model_info(folder)
+    info = model_info if model_info is not None else read_model_info(folder)
     return VLLMSpeechEngine(tts, folder, engine_kw=engine_kw, device=dev, voices_dir=voices_dir,
                             max_batch=max_batch, max_queue=max_queue, model_info=info)
 

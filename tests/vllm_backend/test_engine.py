@@ -12,7 +12,7 @@ from helpers.tokens import FRAME_SIZE
 
 @pytest.fixture(scope="module")
 def engine(vllm_export):
-    from helpers.generation import LengthGuard
+    from helpers.infer.generation import LengthGuard
     from helpers.infer.vllm_backend import VLLMSpeechEngine, load_tts_without_llm
     from helpers.profiles import RANDOM_SNAC_24KHZ
 
@@ -99,7 +99,7 @@ def test_cancelled_request_stops(engine):
 
 
 def test_queue_bound_answers_503(engine):
-    from helpers.serve_engine import QueueFullError
+    from helpers.infer.serve_engine import QueueFullError
 
     jobs = [_job(engine, seed=100 + i) for i in range(engine.max_batch + engine.max_queue + 1)]
     for j in jobs:

@@ -21,7 +21,7 @@ def llm(vllm_export):
 
 @pytest.fixture(scope="module")
 def tts(vllm_export):
-    from helpers.inference import OptimumTTS
+    from helpers.infer.engine import OptimumTTS
     from helpers.profiles import RANDOM_SNAC_24KHZ
 
     return OptimumTTS.from_pretrained(vllm_export, snac=RANDOM_SNAC_24KHZ, device="cpu")
@@ -90,7 +90,7 @@ def test_processor_masks_like_the_hf_grammar():
     from vllm import SamplingParams
     from vllm.v1.sample.logits_processor import BatchUpdate
 
-    from helpers.generation import FrameGrammar, apply_repetition_penalty
+    from helpers.infer.generation import FrameGrammar, apply_repetition_penalty
     from helpers.infer.vllm_backend import FrameGrammarLogitsProcessor, sampling_params
 
     lay = TokenLayout(1538)
@@ -136,6 +136,6 @@ def test_prompt_ids_equal_the_hf_engines(tts, vllm_export):
 
 
 def _voice(name="male_us_01"):
-    from helpers.voices import Voice
+    from helpers.infer.voices import Voice
 
     return Voice(builtin=name)
