@@ -313,6 +313,7 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
 
             return StreamingResponse(one_event(), media_type=media, headers=headers)
         speed = SpeedStream(job.speed)
+        sent = [0]  # samples handed out
 
         async def pieces():
             """Audio bytes as frames are decoded (speed applied), then b"" at the end."""
@@ -324,12 +325,14 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
                     k, v = item
                     if k == "piece":
                         out = speed.push(v)
+                        sent[0] += len(out)
                         if len(out):
                             yield pcm16(out).tobytes()
                     elif v[1] is not None:  # failed after audio was sent: abort, never a silently short file
                         raise RuntimeError(f"generation failed mid-stream: {v[1]}")
                     else:
                         tail = speed.flush()
+                        sent[0] += len(tail)
                         if len(tail):
                             yield pcm16(tail).tobytes()
                         return
@@ -343,14 +346,14 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         async def events_sse():
             async for chunk in pieces():
                 yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
-            yield _sse({"type": "speech.audio.done", "usage": _usage(job, speed.n_out)})
+            yield _sse({"type": "speech.audio.done", "usage": _usage(job, sent[0])})
 
         return StreamingResponse(events_sse(), media_type=media, headers=headers)
 
     def _usage(job, n_samples: int) -> dict:
         """Token counts in OpenAI's shape: text tokens of the spoken input, 7 audio tokens per SNAC frame."""
         n_in = len(engine.tts.tokenizer.encode(job.text, add_special_tokens=False))
-        n_out = 7 * -(-round(n_samples * job.speed) // engine.tts.codec.samples_per_frame)
+        n_out = 7 * -(-round(n_samples * job.speed) // engine.tts.codec.samples_per_frame)  # frames generated
         return {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
 
     def openapi():
