@@ -4,6 +4,8 @@ The engine (OptimumTTS.generate / stream / generate_batch / generate_dialogue) r
 :func:`helpers.text.speakable` before any prompt is built: text with nothing speakable is refused with
 an error that quotes it; control, zero-width and emoji characters are removed (reported in the result)
 and never reach the tokenizer. Length limits count the spoken (normalized) form."""
+import json
+
 import numpy as np
 import pytest
 import requests
@@ -127,3 +129,8 @@ def test_server_limit_counts_the_spoken_form_and_is_in_the_openapi_document(serv
     field = doc["components"]["schemas"]["SpeechRequest"]["properties"]["input"]
     assert field["maxLength"] == MAX_INPUT_CHARS and field["minLength"] == 1
     assert f"{MAX_SPOKEN_CHARS:,}" in field["description"] and "spoken" in field["description"]
+    op = doc["paths"]["/v1/audio/speech"]["post"]
+    assert "422" not in json.dumps(doc) and {"400", "413", "500", "503"} <= set(op["responses"])
+    assert {"audio/mpeg", "audio/wav", "audio/pcm", "audio/flac", "audio/ogg", "text/event-stream"} \
+        == set(op["responses"]["200"]["content"])
+    assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SpeechRequest")
