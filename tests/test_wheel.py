@@ -46,6 +46,7 @@ def test_wheel_holds_optimumllm_audio_and_no_helpers(wheel):
     assert wheel_modules == src_modules  # every helpers module (subpackages too), one copy, nothing else
     assert "optimumllm_audio/serve.py" in names and "optimumllm_audio/infer/engine.py" in names
     assert "optimumllm_audio/data/facts/vctk.csv" in names  # package data
+    assert "optimumllm_audio/infer/openai_voices.json" in names  # the server's OpenAI voice-alias table
 
 
 def test_wheel_base_requirements_are_inference_only(wheel):
@@ -58,8 +59,9 @@ def test_wheel_base_requirements_are_inference_only(wheel):
     assert {"torch", "transformers", "snac", "numpy", "soundfile", "soxr", "huggingface_hub"} <= names, names
     assert not [n for n in names if n in NOT_IN_BASE], base
     extras = set(meta.get_all("Provides-Extra"))
-    assert {"train", "eval", "serve", "notebooks"} <= extras
-    for pkg, extra in (("deepspeed", "train"), ("jiwer", "eval"), ("papermill", "notebooks"), ("fastapi", "serve")):
+    assert {"train", "eval", "serve", "notebooks", "vllm"} <= extras
+    for pkg, extra in (("deepspeed", "train"), ("jiwer", "eval"), ("papermill", "notebooks"), ("fastapi", "serve"),
+                       ("audiotsm", "serve"), ("vllm", "vllm")):
         assert any(r.startswith(pkg) and f'extra == "{extra}"' in r for r in reqs), (pkg, extra)
 
 

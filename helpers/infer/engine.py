@@ -237,6 +237,16 @@ class Joiner:
         return out
 
 
+# ----------------------------------------------------------------------------- errors
+class SpokenTextTooLongError(ValueError):
+    """The text's spoken (normalized) form is over the engine's ``max_spoken_chars``."""
+
+    def __init__(self, written: int, spoken: int, limit: int):
+        super().__init__(f"text is {spoken:,} characters when spoken ({written:,} as written); at most "
+                         f"{limit:,} spoken characters are allowed: split it over several requests")
+        self.written, self.spoken, self.limit = written, spoken, limit
+
+
 # ----------------------------------------------------------------------------- results
 @dataclass
 class ChunkInfo:
@@ -260,6 +270,7 @@ class SynthesisResult:
     voice: str
     chunks: list[ChunkInfo] = field(default_factory=list)
     seconds: float = 0.0  # wall time
+    removed: tuple = ()  # characters the speakable-text guard dropped: (("U+200B ZERO WIDTH SPACE", 2), ...)
 
     @property
     def duration(self) -> float:
@@ -282,6 +293,7 @@ class Turn:
     start: int
     end: int
     audio: np.ndarray
+    removed: tuple = ()  # characters the speakable-text guard dropped from this turn's text
 
 
 @dataclass
@@ -312,6 +324,7 @@ class AudioStream:
         self.time_to_first_audio_s: float | None = None
         self.seconds: float | None = None
         self.chunks: list[ChunkInfo] = []
+        self.removed: tuple = ()  # characters the speakable-text guard dropped (see SynthesisResult)
 
     def __iter__(self):
         t0 = time.perf_counter()
@@ -366,12 +379,17 @@ class OptimumTTS:
     (extended with the token contract) and :class:`helpers.codec.SnacCodec`.
     ``accent``: text normalization ("us" or "uk"); ``snac_seed``: seed of the SNAC
     decoder's noise table; ``length_guard`` / ``loop_guard``: see
-    :mod:`helpers.infer.generation`.
+    :mod:`helpers.infer.generation`. ``max_spoken_chars``: refuse a text whose spoken
+    (normalized) form is longer (:meth:`check_text`); None = no limit (long text is cut
+    into chunks).
     """
 
     def __init__(self, model, tokenizer, codec, *, accent: str = "us", snac_seed: int = 0,
                  length_guard: LengthGuard = LengthGuard(), loop_guard: LoopGuard | None = LoopGuard(),
-                 coverage: dict | None = None):
+                 coverage: dict | None = None, max_spoken_chars: int | None = None):
+        if max_spoken_chars is not None and (isinstance(max_spoken_chars, bool) or int(max_spoken_chars) < 1):
+            raise ValueError(f"max_spoken_chars must be a positive int or None, got {max_spoken_chars!r}")
+        self.max_spoken_chars = None if max_spoken_chars is None else int(max_spoken_chars)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.codec = codec
@@ -449,18 +467,42 @@ class OptimumTTS:
             self._voice_cache[str(key)] = v
         return v
 
+    # ------------------------------------------------------------------ text
+    def check_text(self, text: str):
+        """The speakable-text guard and the spoken length limit, before any prompt is built.
+
+        Returns a :class:`helpers.text.SpokenText` (``.text`` the spoken form, ``.removed`` the
+        control / zero-width / emoji characters dropped, which never reach the tokenizer).
+        Raises :class:`helpers.text.UnspeakableTextError` (a ``ValueError`` quoting the input)
+        when nothing speakable is left, and :class:`SpokenTextTooLongError` when the spoken form
+        is longer than ``max_spoken_chars`` (the limit counts what the model reads: "$1,000,000"
+        is 19 spoken characters, 4,000 digits about 16,000).
+        """
+        from ..text import speakable
+        from ..text.guard import UnspeakableTextError, describe_input
+
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise UnspeakableTextError(f"text {describe_input(text)} is empty: nothing speakable to synthesize")
+        spoken = speakable(text, accent=self.accent)
+        if self.max_spoken_chars is not None and len(spoken) > self.max_spoken_chars:
+            raise SpokenTextTooLongError(len(text), len(spoken), self.max_spoken_chars)
+        return spoken
+
     # ------------------------------------------------------------------ prompts
     def plan(self, text: str, voice: Voice, emotion: str | None = None, seed: int = 0,
              max_chunk_seconds: float = 20.0) -> list[dict]:
         """The chunks a text becomes: dicts with ``text``, ``emotion``, ``seed``, ``prompt``
-        (token ids ending with ``<|audio_start|>``) and ``max_frames`` (length guard)."""
+        (token ids ending with ``<|audio_start|>``), ``max_frames`` (length guard) and ``removed``
+        (what the speakable-text guard dropped). Raises as :meth:`check_text` does."""
         from ..text import prepare
 
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        spoken = self.check_text(text)
         if emotion is not None:
             emotion_token(emotion)  # raises, listing the valid emotions
-        segments = prepare(text, accent=self.accent, max_seconds=max_chunk_seconds)
+        # the spoken form normalizes to itself: one pass over the digits, not two
+        segments = prepare(spoken.text, accent=self.accent, max_seconds=max_chunk_seconds)
         fps = self.codec.sample_rate / self.codec.samples_per_frame
         ref = voice.profile.codes if voice.profile is not None else None
         out = []
@@ -471,7 +513,7 @@ class OptimumTTS:
             prompt = self.layout.build_prompt(ids, emotion=emo, voice=voice.builtin, reference_codes=ref,
                                               bos_id=self.tokenizer.bos_token_id)
             out.append(dict(text=seg.text, emotion=emo, seed=int(seed) + k, prompt=prompt,
-                            max_frames=self.length_guard.max_frames(seg.text, fps)))
+                            max_frames=self.length_guard.max_frames(seg.text, fps), removed=spoken.removed))
         return out
 
     def _sampling(self, temperature, top_p, top_k, repetition_penalty) -> SamplingConfig:
@@ -599,7 +641,8 @@ class OptimumTTS:
             chunks.append(ChunkInfo(job["text"], job["emotion"], job["seed"], g.codes, g.n_frames, g.stop_reason,
                                     g.loop))
         parts.append(joiner.finish())
-        return SynthesisResult(np.concatenate(parts), self.sample_rate, voice.label, chunks)
+        return SynthesisResult(np.concatenate(parts), self.sample_rate, voice.label, chunks,
+                               removed=plan[0].get("removed", ()) if plan else ())
 
     # ------------------------------------------------------------------ streaming
     def stream(self, text: str, speaker=None, audio_prompt=None, emotion: str | None = None, *, seed: int = 0,
@@ -637,7 +680,9 @@ class OptimumTTS:
                                                g.stop_reason, g.loop))
             yield joiner.finish()
 
-        return AudioStream(run)
+        out = AudioStream(run)
+        out.removed = plan[0]["removed"]
+        return out
 
     # ------------------------------------------------------------------ dialogue
     def generate_dialogue(self, script: Sequence, *, pause_s: float = 0.4, seed: int = 0, emotion: str | None = None,
@@ -679,7 +724,7 @@ class OptimumTTS:
             tail = mixer.end_piece()
             parts += [lead, body, tail]
             n += len(lead)
-            out_turns.append(Turn(i, spk, resolved[spk].label, t, n, n + len(res.audio), res.audio))
+            out_turns.append(Turn(i, spk, resolved[spk].label, t, n, n + len(res.audio), res.audio, res.removed))
             n += len(body) + len(tail)
         parts.append(mixer.finish())
         return DialogueResult(np.concatenate(parts), self.sample_rate, out_turns)
@@ -706,7 +751,7 @@ def _is_audio_like(v) -> bool:
 __all__ = [
     "OptimumTTS", "FrameDecoder", "StreamDecoder", "Joiner", "SynthesisResult", "ChunkInfo", "DialogueResult",
     "Turn", "AudioStream", "find_model_folder", "DEFAULT_VOICE", "DEFAULT_SNAC", "STREAM_LEFT_CONTEXT",
-    "STREAM_LOOKAHEAD", "STREAM_TOLERANCE",
+    "STREAM_LOOKAHEAD", "STREAM_TOLERANCE", "SpokenTextTooLongError",
 ]
 
 

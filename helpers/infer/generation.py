@@ -234,7 +234,10 @@ class FrameGrammar:
         self._add: dict = {}
         self._idx: dict = {}  # (device, row kinds) -> index tensor on that device
 
-    def _rows(self, device, dtype) -> torch.Tensor:
+    def mask_rows(self, device, dtype) -> torch.Tensor:
+        """The additive mask table ``(9, V)`` on ``device``/``dtype`` (0 or -inf; cached):
+        rows 0-6 the frame slots, 7 boundary-or-end, 8 end only; :meth:`row_kinds` picks rows.
+        Other backends (vLLM's logits processor) index it the same way."""
         key = (str(device), dtype)
         if key not in self._add:
             self._add[key] = self._add_cpu.to(device=device, dtype=dtype)
@@ -263,7 +266,7 @@ class FrameGrammar:
         if scores.ndim != 2 or scores.shape[1] != self.vocab_size:
             raise ValueError(f"scores must be (B, {self.vocab_size}), got {tuple(scores.shape)}")
         kinds = tuple(self.row_kinds(n_generated, scores.shape[0], max_frames))
-        rows = self._rows(scores.device, scores.dtype)
+        rows = self.mask_rows(scores.device, scores.dtype)
         key = (str(scores.device), kinds)
         idx = self._idx.get(key)
         if idx is None:  # a handful of distinct patterns per batch: no host->device copy per token

@@ -20,22 +20,32 @@ their clients work unchanged. The engine behind it is framework-free
 Endpoints
 ---------
 ``POST /v1/audio/speech``: OpenAI's fields ``model`` (accepted, not used: one model is
-served), ``input`` (at most :data:`MAX_INPUT_CHARS` characters), ``voice`` (a built-in
-voice or a saved voice id; default ``male_us_01``), ``response_format`` (``mp3``
-default as in OpenAI's API, ``opus``, ``flac``, ``wav``, ``pcm`` = raw 16-bit
-little-endian mono 24 kHz), ``speed`` (only 1.0: the model has no rate control; other
-values answer 400). Extensions: ``emotion`` (see ``GET /v1/voices``), ``reference_audio``
-(base64 of an audio file, 1-30 s of speech: zero-shot cloning, instead of ``voice``),
-``seed`` (same seed, same audio; default 0), ``stream`` (``true``: ``wav`` or ``pcm``
-bytes sent as frames are decoded; a streamed WAV's header carries 0xFFFFFFFF sizes).
-Streamed samples equal the non-streamed ones to within 1 LSB of 16-bit PCM.
+served), ``input`` (1 to :data:`MAX_INPUT_CHARS` characters as written and at most
+:data:`MAX_SPOKEN_CHARS` once normalized to the spoken form; nothing speakable -> 400),
+``voice`` (a built-in voice, an OpenAI voice name through the alias table
+(:mod:`helpers.infer.openai_compat`, ``--voice-aliases``), a saved voice id, or OpenAI's
+object form ``{"id": ...}``; default ``male_us_01``), ``instructions`` (must name a trained
+emotion, else 400 listing them), ``response_format`` (``mp3`` default as in OpenAI's API,
+``opus``, ``flac``, ``wav``, ``pcm`` = raw 16-bit little-endian mono 24 kHz), ``speed``
+(0.25-4.0, time-scaling with the pitch kept, :mod:`helpers.infer.speed`), ``stream_format``
+(``audio``: the bytes; ``sse``: OpenAI's server-sent events, ``speech.audio.delta`` with
+base64 audio then ``speech.audio.done``). As OpenAI does, ``pcm`` and ``wav`` are streamed by
+default, chunked as frames are decoded (a streamed WAV's header carries 0xFFFFFFFF sizes);
+streamed samples equal the non-streamed ones to within 1 LSB of 16-bit PCM. Extensions:
+``emotion``, ``reference_audio`` (base64 of an audio file, 1-30 s of speech: zero-shot
+cloning, instead of ``voice``), ``seed`` (same seed, same audio; default 0), ``stream``
+(``false`` to get a ``wav``/``pcm`` body in one piece). Characters the speakable-text guard
+removed (control, zero-width, emoji) are listed in the ``X-Removed-Characters`` header.
 
-``GET /v1/voices``: built-in voices (gender, accent, trained or not), saved voices,
-emotions. ``GET /health``: status, queue length and limits.
+``GET /v1/models``: the one model. ``GET /v1/voices``: built-in voices (gender, accent,
+trained or not), OpenAI aliases, saved voices, emotions. ``GET /health``: status, backend
+(``hf`` or ``vllm``), queue length and limits. ``GET /openapi.json``: this API, as served.
 
-Errors are OpenAI-shaped JSON, ``{"error": {"message", "type", "param", "code"}}``:
-400 for bad input (``param`` names the field), 413 for an oversized reference, 503 with
-``Retry-After`` when the queue is full, 500 if generation itself fails.
+Every error, 404 and 405 included, is OpenAI-shaped JSON,
+``{"error": {"message", "type", "param", "code"}}``: 400 for bad input (``param`` names the
+field; bodies that are no UTF-8, no JSON or nested too deep too), 404 / 405 for unknown
+paths and methods, 413 for an oversized body or reference, 503 with ``Retry-After`` when the
+queue is full, 500 if generation itself fails.
 
 The server binds 127.0.0.1 unless ``--host`` says otherwise; it has no authentication,
 so put it behind one before exposing it.
@@ -43,49 +53,100 @@ so put it behind one before exposing it.
 
 import argparse
 import asyncio
+import base64
 import ipaddress
+import json
 import sys
 from pathlib import Path
 
-from .serve_engine import MAX_INPUT_CHARS, QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info, wav_header
 from ..tokens import EMOTIONS
+from .openai_compat import CompatError, emotion_from_instructions, load_voice_aliases, resolve_voice
+from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS, STREAM_FORMATS,
+                           QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
+                           wav_header)
+from .speed import SPEED_MAX, SPEED_MIN, SpeedStream, change_speed
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
 DEFAULT_PORT = 8000
+BACKENDS = ("hf", "vllm", "auto")
+MAX_BODY_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 64 * 1024  # a base64 reference clip and the other fields
+_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
+          413: "invalid_request_error", 503: "server_busy"}
 
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
     from fastapi.responses import JSONResponse
 
-    kind = "invalid_request_error" if status < 500 else ("server_busy" if status == 503 else "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status, headers=headers)
+    return JSONResponse({"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param,
+                                   "code": code}}, status_code=status, headers=headers)
 
 
-def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio"):
+def _removed_header(removed) -> dict:
+    return {"X-Removed-Characters": "; ".join(f"{name} x{n}" for name, n in removed)} if removed else {}
+
+
+def _sse(event: dict) -> bytes:
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+def trained_emotions(engine) -> list[str]:
+    """The emotions ``instructions`` may select: the export's coverage record, else all of them."""
+    return list((engine.tts.coverage or {}).get("trained_emotions") or EMOTIONS)
+
+
+def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice_aliases: dict | None = None):
     """The FastAPI app over a (not yet started) :class:`SpeechEngine`; the app starts and
-    stops the engine with its lifespan."""
+    stops the engine with its lifespan. ``voice_aliases``: OpenAI voice name -> built-in voice
+    (default: :func:`helpers.infer.openai_compat.load_voice_aliases`, the shipped table)."""
     from contextlib import asynccontextmanager
+    from typing import Literal
 
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import Response, StreamingResponse
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from starlette.exceptions import HTTPException
+
+    aliases = load_voice_aliases() if voice_aliases is None else dict(voice_aliases)
+
+    class VoiceObject(BaseModel):
+        """OpenAI's voice object."""
+
+        model_config = ConfigDict(extra="forbid")
+        id: str = Field(min_length=1, max_length=64)
 
     class SpeechRequest(BaseModel):
         """Body of POST /v1/audio/speech (see the module docstring)."""
 
         model_config = ConfigDict(extra="forbid")
         model: str | None = None
-        input: str = Field(max_length=MAX_INPUT_CHARS)
-        voice: str | None = None
-        response_format: str = "mp3"
-        speed: float | None = None
+        input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS, description=(
+            f"The text to speak: 1 to {MAX_INPUT_CHARS:,} characters as written, and at most "
+            f"{MAX_SPOKEN_CHARS:,} characters once normalized to its spoken form (numbers, symbols and "
+            f"abbreviations read out: 4,000 digits are ~16,000 spoken characters); text with nothing "
+            f"speakable left after removing control, zero-width and emoji characters answers 400."))
+        voice: str | VoiceObject | None = Field(None, description=(
+            "A built-in voice, an OpenAI voice name (alias table: GET /v1/voices), a saved voice id, or "
+            '{"id": ...}'))
+        instructions: str | None = Field(None, max_length=4096, description=(
+            "Must name a trained emotion (e.g. 'speak cheerfully' -> happy); otherwise 400 listing them"))
+        response_format: Literal["mp3", "opus", "flac", "wav", "pcm"] = "mp3"
+        speed: float | None = Field(None, ge=SPEED_MIN, le=SPEED_MAX)
+        stream_format: Literal["audio", "sse"] | None = None
         emotion: str | None = None
-        reference_audio: str | None = None
-        seed: int = 0
-        stream: bool = False
+        reference_audio: str | None = Field(None, max_length=MAX_REFERENCE_BYTES * 4 // 3 + 4)
+        seed: int = Field(0, ge=0, le=2 ** 63 - 1)
+        stream: bool | None = None
+
+    class ErrorDetail(BaseModel):
+        message: str
+        type: str
+        param: str | None
+        code: str | None
+
+    class ErrorResponse(BaseModel):
+        error: ErrorDetail
 
     @asynccontextmanager
     async def lifespan(app):
@@ -96,20 +157,31 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio"):
     app = FastAPI(title="OptimumLLM Audio speech server", lifespan=lifespan)
     sr = engine.tts.sample_rate
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request, exc):
-        first = exc.errors()[0]
-        if first.get("type") == "json_invalid":
-            return _error(400, f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}", None,
-                          "json_invalid")
+    def _validation(errors) -> "Response":
+        first = errors[0]
         loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-        param = loc[-1] if loc else None
+        param = loc[0] if loc else None
         if first.get("type") == "string_too_long" and param == "input":
             return _error(400, f"input is longer than {MAX_INPUT_CHARS} characters (the limit; split longer "
                                f"text over several requests)", "input", "input_too_long")
         if first.get("type") == "extra_forbidden":
-            return _error(400, f"unknown field {param!r}", param, "unknown_field")
-        return _error(400, f"{param or 'body'}: {first.get('msg')}", param, first.get("type"))
+            return _error(400, f"unknown field {loc[-1]!r}", loc[-1], "unknown_field")
+        return _error(400, f"{'.'.join(loc) or 'body'}: {first.get('msg')}", param, first.get("type"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc):
+        return _validation(exc.errors())
+
+    @app.exception_handler(HTTPException)
+    async def _http(request, exc: HTTPException):
+        if exc.status_code == 404:
+            msg = f"no such path: {request.method} {request.url.path} (see GET /openapi.json)"
+        elif exc.status_code == 405:
+            msg = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            msg = str(exc.detail)
+        return _error(exc.status_code, msg, None, {404: "unknown_url", 405: "method_not_allowed"}.get(
+            exc.status_code), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestError)
     async def _bad(request, exc: RequestError):
@@ -119,27 +191,106 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio"):
     async def _busy(request, exc: QueueFullError):
         return _error(503, str(exc), None, "queue_full", headers={"Retry-After": str(exc.retry_after)})
 
+    @app.exception_handler(Exception)
+    async def _crash(request, exc: Exception):
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}", None, "internal_error")
+
     @app.get("/health")
-    async def health():
-        return {"status": "ok", "model": model_name, "sample_rate": sr, "waiting": engine.waiting,
-                "max_queue": engine.max_queue, "max_batch": engine.max_batch, "formats": list(engine.formats),
-                "max_input_chars": MAX_INPUT_CHARS}
+    async def health() -> dict:
+        return {"status": "ok", "model": model_name, "backend": getattr(engine, "backend", "hf"), "sample_rate": sr,
+                "waiting": engine.waiting, "max_queue": engine.max_queue, "max_batch": engine.max_batch,
+                "formats": list(engine.formats), "max_input_chars": MAX_INPUT_CHARS,
+                "max_spoken_chars": MAX_SPOKEN_CHARS}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
+                                            "owned_by": "optimumllm-audio"}]}
 
     @app.get("/v1/voices")
-    async def voices():
-        return {"voices": engine.voices(), "emotions": list(EMOTIONS), "default_voice": engine.voices()[0]["id"]}
+    async def voices() -> dict:
+        return {"voices": engine.voices(), "aliases": aliases, "emotions": list(EMOTIONS),
+                "trained_emotions": trained_emotions(engine), "default_voice": engine.voices()[0]["id"]}
 
-    @app.post("/v1/audio/speech")
-    async def speech(body: SpeechRequest, request: Request):
-        job = await run_in_threadpool(engine.check, text=body.input, voice=body.voice, emotion=body.emotion,
-                                      seed=body.seed, response_format=body.response_format, speed=body.speed,
-                                      reference_audio=body.reference_audio, stream=body.stream)
+    async def _body(request: Request) -> "SpeechRequest":
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
+            raise RequestError(None, f"the body is over {MAX_BODY_BYTES:,} bytes", 413, "body_too_large")
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestError(None, f"the body is over {MAX_BODY_BYTES:,} bytes", 413, "body_too_large")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RequestError(None, f"the body is not valid UTF-8 (byte {e.start}): send JSON in UTF-8",
+                               code="invalid_utf8") from None
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise RequestError(None, "the body's JSON is nested too deeply", code="json_too_deep") from None
+        except ValueError as e:
+            raise RequestError(None, f"the body is not valid JSON: {e}", code="json_invalid") from None
+        if not isinstance(data, dict):
+            raise RequestError(None, f"the body must be a JSON object, got {type(data).__name__}",
+                               code="json_invalid")
+        try:
+            return SpeechRequest.model_validate(data)
+        except ValidationError as e:
+            raise _Invalid(e.errors()) from None
+        except RecursionError:
+            raise RequestError(None, "the body's JSON is nested too deeply", code="json_too_deep") from None
+
+    class _Invalid(Exception):
+        def __init__(self, errors):
+            self.errors = errors
+
+    @app.exception_handler(_Invalid)
+    async def _invalid_body(request, exc):
+        return _validation(exc.errors)
+
+    audio_types = {mime: {"schema": {"type": "string", "format": "binary"}}
+                   for mime in dict.fromkeys(m for m, _, _ in FORMATS.values())}
+    audio_types["text/event-stream"] = {"schema": {"type": "string"}}
+    errors = {code: {"model": ErrorResponse, "description": what} for code, what in (
+        (400, "bad input: `param` names the field"), (413, "body or reference clip too large"),
+        (500, "generation failed"), (503, "the queue is full: retry after Retry-After seconds"))}
+
+    @app.post("/v1/audio/speech", response_class=Response,
+              responses={200: {"content": audio_types, "description": "the audio (or SSE events)"}, **errors},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/SpeechRequest"}}}}})
+    async def speech(request: Request):
+        body = await _body(request)
+        sse = body.stream_format == "sse"
+        fmt = body.response_format
+        if body.stream is False and sse:
+            raise RequestError("stream_format", "stream_format 'sse' streams events: leave stream out or true")
+        stream = body.stream if body.stream is not None else (sse or fmt in STREAM_FORMATS)
+        if stream and not sse and fmt not in STREAM_FORMATS:
+            raise RequestError("response_format", f"streaming sends {' or '.join(STREAM_FORMATS)} (bytes written "
+                                                  f"before the length is known); got {fmt!r} (or use "
+                                                  f"stream_format 'sse')", code="unsupported_format")
+        try:
+            voice = resolve_voice(body.voice.model_dump() if body.voice is not None and not isinstance(
+                body.voice, str) else body.voice, aliases)
+            emotion = emotion_from_instructions(body.instructions, trained_emotions(engine))
+        except CompatError as e:
+            raise RequestError(e.param, e.message, code=e.code) from None
+        if emotion is not None and body.emotion is not None and emotion != body.emotion:
+            raise RequestError("instructions", f"instructions ask for {emotion!r} but emotion is {body.emotion!r}: "
+                                               f"give one of them")
+        emotion = body.emotion if body.emotion is not None else emotion
+        engine_stream = stream and fmt in STREAM_FORMATS
+        job = await run_in_threadpool(engine.check, text=body.input, voice=voice, emotion=emotion,
+                                      seed=body.seed, response_format=fmt, speed=body.speed,
+                                      reference_audio=body.reference_audio, stream=engine_stream)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job.on_piece = lambda piece: loop.call_soon_threadsafe(events.put_nowait, ("piece", piece))
         job.on_done = lambda audio, err: loop.call_soon_threadsafe(events.put_nowait, ("done", (audio, err)))
         engine.submit(job)  # QueueFullError -> 503
-        media = engine.formats[body.response_format]
+        headers = _removed_header(job.removed)
+        media = "text/event-stream" if sse else engine.formats[fmt]
         try:
             kind, value = await events.get()  # first audio, or the end (result or error)
         except asyncio.CancelledError:
@@ -150,29 +301,75 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio"):
             if isinstance(err, RequestError):
                 return _error(err.status, err.message, err.param, err.code)
             return _error(500, f"generation failed: {type(err).__name__}: {err}", None, "generation_failed")
-        if not body.stream:
-            data = await run_in_threadpool(encode_audio, value[0], body.response_format, sr)
-            return Response(data, media_type=media)
+        if not engine_stream:
+            audio = value[0] if job.speed == 1.0 else await run_in_threadpool(change_speed, value[0], job.speed)
+            data = await run_in_threadpool(encode_audio, audio, fmt, sr)
+            if not sse:
+                return Response(data, media_type=media, headers=headers)
 
-        async def chunks():
+            async def one_event():
+                yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+                yield _sse({"type": "speech.audio.done", "usage": _usage(job, len(audio))})
+
+            return StreamingResponse(one_event(), media_type=media, headers=headers)
+        speed = SpeedStream(job.speed)
+        sent = [0]  # samples handed out
+
+        async def pieces():
+            """Audio bytes as frames are decoded (speed applied), then b"" at the end."""
             try:
-                if body.response_format == "wav":
+                if fmt == "wav":
                     yield wav_header(sr)
                 item = (kind, value)
                 while True:
                     k, v = item
                     if k == "piece":
-                        yield pcm16(v).tobytes()
+                        out = speed.push(v)
+                        sent[0] += len(out)
+                        if len(out):
+                            yield pcm16(out).tobytes()
                     elif v[1] is not None:  # failed after audio was sent: abort, never a silently short file
                         raise RuntimeError(f"generation failed mid-stream: {v[1]}")
                     else:
+                        tail = speed.flush()
+                        sent[0] += len(tail)
+                        if len(tail):
+                            yield pcm16(tail).tobytes()
                         return
                     item = await events.get()
             finally:
                 job.cancelled.set()  # client gone or done: the engine drops any further pieces
 
-        return StreamingResponse(chunks(), media_type=media)
+        if not sse:
+            return StreamingResponse(pieces(), media_type=media, headers=headers)
 
+        async def events_sse():
+            async for chunk in pieces():
+                yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+            yield _sse({"type": "speech.audio.done", "usage": _usage(job, sent[0])})
+
+        return StreamingResponse(events_sse(), media_type=media, headers=headers)
+
+    def _usage(job, n_samples: int) -> dict:
+        """Token counts in OpenAI's shape: text tokens of the spoken input, 7 audio tokens per SNAC frame."""
+        n_in = len(engine.tts.tokenizer.encode(job.text, add_special_tokens=False))
+        n_out = 7 * -(-round(n_samples * job.speed) // engine.tts.codec.samples_per_frame)  # frames generated
+        return {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out}
+
+    def openapi():
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            doc = get_openapi(title=app.title, version="1", routes=app.routes,
+                              description="OpenAI-compatible speech API (see helpers/infer/serve.py)")
+            schema = SpeechRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps = doc.setdefault("components", {}).setdefault("schemas", {})
+            comps.update(schema.pop("$defs", {}))
+            comps["SpeechRequest"] = schema
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 
@@ -216,17 +413,38 @@ class BackgroundServer:
         self.sock.close()
 
 
-def load_engine(model: str, *, snac: str | None = None, device: str | None = None, voices_dir=None,
-                max_seconds: float | None = None, max_batch: int = 8, max_queue: int = 32) -> SpeechEngine:
-    """Load ``model`` (hub id, export folder or run directory) into a :class:`SpeechEngine`.
-    ``max_seconds``: cap on the audio of one text chunk (the length guard's cap)."""
-    from .generation import LengthGuard
-    from .engine import OptimumTTS, find_model_folder
+def pick_backend(backend: str, device: str | None = None) -> str:
+    """``auto`` -> ``vllm`` on CUDA when vLLM imports, else ``hf``; ``hf`` / ``vllm`` as given."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    import importlib.util
 
+    import torch
+
+    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+    return "vllm" if cuda and importlib.util.find_spec("vllm") is not None else "hf"
+
+
+def load_engine(model: str, *, snac: str | None = None, device: str | None = None, voices_dir=None,
+                max_seconds: float | None = None, max_batch: int = 8, max_queue: int = 32,
+                backend: str = "hf") -> SpeechEngine:
+    """Load ``model`` (hub id, export folder or run directory) into a :class:`SpeechEngine`
+    (``backend="hf"``) or a :class:`helpers.infer.vllm_backend.VLLMSpeechEngine` (``"vllm"``;
+    ``"auto"``: :func:`pick_backend`). ``max_seconds``: cap on the audio of one text chunk."""
+    from .engine import OptimumTTS, find_model_folder
+    from .generation import LengthGuard
+
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+    if pick_backend(backend, device) == "vllm":
+        from .vllm_backend import load_vllm_engine  # vLLM: imported only when asked for
+
+        return load_vllm_engine(model, snac=snac, device=device, voices_dir=voices_dir, max_seconds=max_seconds,
+                                max_batch=max_batch, max_queue=max_queue)
     kw = {}
     if max_seconds is not None:
-        if not max_seconds > 0:
-            raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
         kw["length_guard"] = LengthGuard(base_seconds=min(LengthGuard().base_seconds, max_seconds),
                                          cap_seconds=float(max_seconds))
     tts = OptimumTTS.from_pretrained(model, snac=snac, device=device, **kw)
@@ -245,6 +463,10 @@ def main(argv=None) -> None:
     ap.add_argument("--max-seconds", type=float, default=None, help="cap on the audio of one text chunk")
     ap.add_argument("--max-batch", type=int, default=8, help="text chunks generated together")
     ap.add_argument("--max-queue", type=int, default=32, help="requests allowed to wait; more get 503")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="hf (transformers), vllm, or auto: vllm on CUDA when vLLM imports, else hf")
+    ap.add_argument("--voice-aliases", default=None,
+                    help="JSON file of OpenAI voice name -> built-in voice (default: the shipped table)")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     try:
@@ -262,8 +484,10 @@ def main(argv=None) -> None:
         print(f"warning: binding {args.host}: the server has no authentication; anyone who can reach this "
               f"address can use it", file=sys.stderr)
     engine = load_engine(args.model, snac=args.snac, device=args.device, voices_dir=args.voices,
-                         max_seconds=args.max_seconds, max_batch=args.max_batch, max_queue=args.max_queue)
-    uvicorn.run(create_app(engine, model_name=str(args.model)), host=args.host, port=args.port,
+                         max_seconds=args.max_seconds, max_batch=args.max_batch, max_queue=args.max_queue,
+                         backend=args.backend)
+    aliases = load_voice_aliases(args.voice_aliases)
+    uvicorn.run(create_app(engine, model_name=str(args.model), voice_aliases=aliases), host=args.host, port=args.port,
                 log_level=args.log_level)
 
 

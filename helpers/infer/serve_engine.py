@@ -24,8 +24,12 @@ left to wait without limit. A client that goes away sets ``cancelled``: a queued
 skipped, a running one keeps its row in the batch (the batch is one forward pass) but
 its audio is dropped, and a decoder batch whose clients have all gone stops early.
 
-Limits (documented for API users): input text at most :data:`MAX_INPUT_CHARS`
-characters (OpenAI's limit; long text is cut into chunks of <= 20 s); a reference clip
+Limits (documented for API users, and in the OpenAPI document): input text at most
+:data:`MAX_INPUT_CHARS` characters as written (OpenAI's limit) and at most
+:data:`MAX_SPOKEN_CHARS` characters once normalized to its spoken form (what the model
+reads: "$1,000,000" is 19 spoken characters); text with nothing speakable left after the
+speakable-text guard (only control, zero-width or emoji characters, or punctuation) is
+refused; long text is cut into chunks of <= 20 s; a reference clip
 at most :data:`MAX_REFERENCE_BYTES` encoded, 1-30 s of speech after trimming silence
 (:mod:`helpers.infer.voices`); voice ids match :data:`VOICE_ID_PATTERN` and name a file
 ``<id>.json`` directly inside the voices folder, so no id reaches outside it.
@@ -48,9 +52,14 @@ from typing import Callable
 import numpy as np
 
 from ..tokens import FRAME_SIZE, VOICES, emotion_token
+from ..text.guard import UnspeakableTextError
+from .speed import check_speed
 from .voices import ReferenceAudioError, Voice, VoiceProfile, prepare_reference
 
-MAX_INPUT_CHARS = 4 * 1024  # OpenAI's limit for /v1/audio/speech: 4,096 characters (~5 min of speech)
+MAX_INPUT_CHARS = 4 * 1024  # OpenAI's limit for /v1/audio/speech: 4,096 characters as written
+# the limit that bounds the work: characters of the SPOKEN form (helpers.text.spoken_length), what the
+# model reads; 4,000 digits are ~16,000 spoken characters and held the only worker for 58-89 s
+MAX_SPOKEN_CHARS = 5000  # ~5.5 min of speech at the frontend's 15 characters/s estimate
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024  # an encoded reference clip (a 30 s WAV at 48 kHz stereo is ~5.8 MB)
 VOICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"  # saved voice-profile ids: a file name, never a path
 _VOICE_ID = re.compile(VOICE_ID_PATTERN)
@@ -139,13 +148,15 @@ class SpeechJob:
     stream: bool
     voice: Voice | None = None  # a built-in voice or a saved profile
     reference: object = None  # a PreparedReference, SNAC-encoded by the worker
+    removed: tuple = ()  # what the speakable-text guard dropped from the input (X-Removed-Characters)
+    speed: float = 1.0  # applied by the HTTP layer to the finished pieces (WSOLA, pitch kept)
     on_piece: Callable | None = None
     on_done: Callable | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = 0.0
 
 
-class _StreamRoute:
+class StreamRoute:
     """Turns one streaming job's frames (its chunks arrive interleaved) into pieces, in order:
     the same window decoding and crossfades as :meth:`OptimumTTS.stream`."""
 
@@ -199,6 +210,8 @@ class SpeechEngine:
     together; ``max_queue``: requests allowed to wait; ``retry_after_s``: the 503's hint.
     ``model_info``: what the export records (``optimum_tts.json``), shown by :meth:`voices`.
     """
+
+    backend = "hf"  # transformers (this module's batched AudioDecoder); helpers.infer.vllm_backend: "vllm"
 
     def __init__(self, tts, *, voices_dir=None, max_batch: int = 8, max_queue: int = 32,
                  retry_after_s: int = 2, crossfade_ms: float = 40.0, max_chunk_seconds: float = 20.0,
@@ -268,6 +281,17 @@ class SpeechEngine:
         if len(text) > MAX_INPUT_CHARS:
             raise RequestError("input", f"input is {len(text)} characters; at most {MAX_INPUT_CHARS} are allowed "
                                         f"(split longer text over several requests)", code="input_too_long")
+        try:  # the speakable-text guard: control / zero-width / emoji characters never reach the prompt
+            spoken = self.tts.check_text(text)
+        except UnspeakableTextError as e:
+            raise RequestError("input", str(e), code="unspeakable_input") from e
+        except ValueError as e:
+            raise RequestError("input", str(e), code="input_too_long") from e
+        if len(spoken) > MAX_SPOKEN_CHARS:
+            raise RequestError("input", f"input is {len(spoken):,} characters when spoken ({len(text):,} as "
+                                        f"written); at most {MAX_SPOKEN_CHARS:,} spoken characters are allowed "
+                                        f"(numbers and symbols are read out: split the text over several "
+                                        f"requests)", code="input_too_long")
         if response_format not in self.formats:
             raise RequestError("response_format", f"unsupported response_format {response_format!r}: choose one "
                                                   f"of {', '.join(self.formats)}", code="unsupported_format")
@@ -275,9 +299,10 @@ class SpeechEngine:
             raise RequestError("response_format", f"streaming sends {' or '.join(STREAM_FORMATS)} (bytes written "
                                                   f"before the length is known); got {response_format!r}",
                                code="unsupported_format")
-        if speed is not None and float(speed) != 1.0:
-            raise RequestError("speed", f"speed {speed} is not supported: this model has no speaking-rate "
-                                        f"control, only 1.0 (or leave speed out)", code="unsupported_value")
+        try:  # 0.25-4.0 as in OpenAI's API; applied to the audio by time-scaling (helpers.infer.speed)
+            speed = check_speed(speed)
+        except ValueError as e:
+            raise RequestError("speed", str(e)) from e
         if emotion is not None:
             try:
                 emotion_token(emotion)
@@ -285,7 +310,9 @@ class SpeechEngine:
                 raise RequestError("emotion", str(e), code="unknown_emotion") from e
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
             raise RequestError("seed", f"seed must be an integer in [0, 2**63), got {seed!r}")
-        job = SpeechJob(text=text, emotion=emotion, seed=seed, stream=bool(stream))
+        # the job carries the spoken form: it normalizes to itself, so the worker does not redo the digits
+        job = SpeechJob(text=spoken.text, emotion=emotion, seed=seed, stream=bool(stream), removed=spoken.removed,
+                        speed=speed)
         if reference_audio is not None:
             if voice is not None:
                 raise RequestError("reference_audio", "give voice (a built-in or saved voice) or reference_audio "
@@ -294,7 +321,7 @@ class SpeechEngine:
         else:
             job.voice = self._voice(voice if voice is not None else VOICES[0])
         try:  # the text frontend: inline [emotion] tags, normalization, chunking
-            self.tts.plan(text, job.voice or Voice(builtin=VOICES[0]), emotion, seed, self.max_chunk_seconds)
+            self.tts.plan(spoken.text, job.voice or Voice(builtin=VOICES[0]), emotion, seed, self.max_chunk_seconds)
         except ValueError as e:
             raise RequestError("input", str(e)) from e
         return job
@@ -412,7 +439,7 @@ class SpeechEngine:
             return
         self.batches.append(len(jobs))
         rows = [(j, k, c) for j, plan in enumerate(plans) for k, c in enumerate(plan)]
-        routes = {j: _StreamRoute(self, job, len(plans[j])) for j, job in enumerate(jobs) if job.stream}
+        routes = {j: StreamRoute(self, job, len(plans[j])) for j, job in enumerate(jobs) if job.stream}
         fps = tts.codec.sample_rate / tts.codec.samples_per_frame
         try:
             # rows of one batch run in lock step; more rows than max_batch run as further batches

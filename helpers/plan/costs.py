@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..train import checkpoints as ckpt, plan_model
 from ..colab.drive import GB, tree_bytes
+from ..evaluate.protocol_specs import get_protocol
 from ..profiles import Profile, RunPaths, as_profile, TINY_LLAMA
 from ..data.catalog import PHASES
 from ..train.plan_memory import estimate_memory
@@ -281,7 +282,6 @@ def build_plan(profile: Profile | str, run_dir=None, drive_free_gb: float | None
 
 def protocol_items_planned(profile: Profile) -> int:
     """Items 07 generates over its default protocols: the profile's seeded sample of each, else the full lists."""
-    from ..evaluate.protocols import get_protocol
 
     n = [get_protocol(name).n_items for name in EVAL_PROTOCOLS]
     k = profile.protocol_sample

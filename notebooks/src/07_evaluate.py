@@ -260,10 +260,10 @@ if stability:
 # prompt's speaker, so the model's PESQ/STOI are measured there, against it.
 
 # %%
-from helpers.evaluate import protocols as ep
+from helpers.evaluate import protocol_specs, protocols as ep
 protocol_tables, protocol_sections = [], {}
 for name in protocols:
-    proto = ep.get_protocol(name)
+    proto = protocol_specs.get_protocol(name)
     p_items, p_source = ep.protocol_items(proto, S.profile, S.paths.eval / "protocols",
                                           sample=protocol_sample or S.profile.protocol_sample, seed=seed)
     p_judges = ep.protocol_judges(proto, S.profile, reuse=judges)

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from helpers.evaluate import protocols as ep
+from helpers.evaluate import protocol_specs as specs
 from helpers.evaluate import report as ev
 from helpers import scores
 from helpers.audio import load_audio
 from helpers.profiles import get_profile
 
 torch.set_num_threads(1)
-SEED, F5 = ep.get_protocol("seedtts-test-en"), ep.get_protocol("librispeech-pc-test-clean")
+SEED, F5 = specs.get_protocol("seedtts-test-en"), specs.get_protocol("librispeech-pc-test-clean")
 
 
 # ----------------------------------------------------------------------------- normalisers, worked by hand
@@ -30,8 +31,8 @@ SEED, F5 = ep.get_protocol("seedtts-test-en"), ep.get_protocol("librispeech-pc-t
     ("Gate 22.", "gate 22", "gate 22"),
 ])
 def test_protocol_normalisers_match_hand_worked_cases(text, seed, f5):
-    assert ep.seedtts_normalize(text) == seed
-    assert ep.f5_normalize(text) == f5
+    assert specs.seedtts_normalize(text) == seed
+    assert specs.f5_normalize(text) == f5
 
 
 def test_protocol_wer_follows_each_normaliser():
@@ -73,11 +74,11 @@ def test_bad_lists_name_the_line_and_the_expected_format(tmp_path):
     with pytest.raises(FileNotFoundError, match="1-2-3"):
         ep.parse_f5_librispeech_list(tmp_path / "x.lst", tmp_path)
     with pytest.raises(ValueError, match="unknown protocol"):
-        ep.get_protocol("seedtts-test-zh")
+        specs.get_protocol("seedtts-test-zh")
 
 
 def test_published_figures_carry_their_source_and_status():
-    for proto in ep.PROTOCOLS.values():
+    for proto in specs.PROTOCOLS.values():
         assert proto.published
         for p in proto.published:
             assert p.source and p.status in ("quoted", "unverified")

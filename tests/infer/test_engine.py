@@ -43,7 +43,7 @@ def trained(snac_random, tmp_path_factory):
     from helpers.train.config import stage_config
     from helpers.train.sequences import choose_builtin_voices
     from helpers.train.recipe import StageRecipe
-    from test_learns import _assets_utterances
+    from assets_utterances import assets_utterances as _assets_utterances
 
     tmp = tmp_path_factory.mktemp("recipe")
     utts = _assets_utterances(snac_random)

@@ -69,6 +69,8 @@ def server(tts, voices_dir, export):
 
 
 def _post(server, timeout=120, **body):
+    """A whole (non-streamed) answer unless ``stream`` is given: wav and pcm stream by default, as in OpenAI's API."""
+    body.setdefault("stream", False)
     return requests.post(f"{server.url}/v1/audio/speech", json={"model": "tiny-export", **body}, timeout=timeout)
 
 
@@ -169,18 +171,19 @@ def test_every_bad_input_gets_its_status_and_names_its_field(server):
     silent = _wav_bytes(np.zeros(SR * 3, np.float32))
     short = _wav_bytes(np.concatenate([np.zeros(SR), speechy(0.4), np.zeros(SR)]).astype(np.float32))
     cases = [
-        (dict(input=""), 400, "input", "empty"),
+        (dict(input=""), 400, "input", "at least 1 character"),
         (dict(input="   "), 400, "input", "empty"),
         (dict(input="a" * (MAX_INPUT_CHARS + 1)), 400, "input", str(MAX_INPUT_CHARS)),
         (dict(input="[joyful] Hi."), 400, "input", "joyful"),
         (dict(voice="Hi."), 400, "input", "Field required"),
-        (dict(input="Hi.", voice="alloy"), 400, "voice", "unknown voice 'alloy'"),
+        (dict(input="Hi.", voice="nobody"), 400, "voice", "unknown voice 'nobody'"),
         (dict(input="Hi.", voice="../secret"), 400, "voice", "not paths"),
         (dict(input="Hi.", voice="link"), 400, "voice", "unknown voice 'link'"),  # symlink out of the folder
         (dict(input="Hi.", emotion="joyful"), 400, "emotion", "neutral"),
         (dict(input="Hi.", response_format="aac"), 400, "response_format", "wav"),
         (dict(input="Hi.", response_format="mp3", stream=True), 400, "response_format", "streaming"),
-        (dict(input="Hi.", speed=1.5), 400, "speed", "not supported"),
+        (dict(input="Hi.", speed=5.0), 400, "speed", "less than or equal to 4"),
+        (dict(input="Hi.", speed=0.1), 400, "speed", "greater than or equal to 0.25"),
         (dict(input="Hi.", seed="x"), 400, "seed", "integer"),
         (dict(input="Hi.", colour="red"), 400, "colour", "unknown field"),
         (dict(input="Hi.", reference_audio="%%% not base64"), 400, "reference_audio", "base64"),
@@ -198,6 +201,12 @@ def test_every_bad_input_gets_its_status_and_names_its_field(server):
     r = requests.post(f"{server.url}/v1/audio/speech", data="{not json", timeout=60,
                       headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    for data, what in ((b'{"input": "\xff\xfe"}', "not valid UTF-8"), (b"[" * 100000 + b"]" * 100000, "nested too"),
+                       (b'{"input": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too")):
+        r = requests.post(f"{server.url}/v1/audio/speech", data=data, timeout=60,
+                          headers={"Content-Type": "application/json"})
+        err = r.json()["error"]
+        assert r.status_code == 400 and what in err["message"] and err["type"] == "invalid_request_error", err
     ok = _post(server, input="Hi.", speed=1.0, response_format="pcm")  # speed 1.0 is accepted
     assert ok.status_code == 200
 
@@ -279,7 +288,8 @@ def test_cli_serves_on_loopback_by_default(export):
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stdout.read()
                 time.sleep(0.1)
-        r = requests.post(f"{url}/v1/audio/speech", json={"input": "Hi.", "response_format": "wav"}, timeout=60)
+        r = requests.post(f"{url}/v1/audio/speech", json={"input": "Hi.", "response_format": "wav", "stream": False},
+                          timeout=60)
         assert r.status_code == 200 and len(_wav_samples(r.content)) == 6 * 2048  # 0.5 s cap: 6 frames
         assert requests.get(f"{url}/v1/voices", timeout=10).json()["voices"][0]["id"] == VOICES[0]
     finally:

@@ -1,38 +1,16 @@
 """It learns: the tiny model memorises four real assets utterances and then reproduces each one's
 codes by greedy decoding from its prompt. This proves that the prompt format, the loss
 mask, packing (all four share one packed sequence) and generation agree with each other."""
-import csv
 
 import numpy as np
 import torch
 
 from helpers.train.config import stage_config
-from helpers.profiles import ASSETS_CORPUS_DIR
 from helpers.train.sequences import choose_builtin_voices
-from helpers.data.shards import Utterance
 from helpers.train.recipe import StageRecipe, generate_codes
 
 torch.set_num_threads(1)
-SPEAKERS = ("male_us_01", "female_us_01", "male_uk_01", "female_uk_01")
-FRAMES = 14  # ~1.2 s of audio: 98 audio tokens per utterance
-
-
-def _assets_utterances(codec):
-    """Four assets utterances (one per accent x gender) with their real SNAC codes from the
-    tiny profile's codec, cropped to the first FRAMES frames; text, speaker, accent, gender and
-    emotion from the corpus metadata."""
-    from helpers.audio import load_audio
-    from helpers.train.sequences import crop_codes
-
-    rows = list(csv.DictReader(open(ASSETS_CORPUS_DIR / "metadata.csv", newline="")))
-    out = []
-    for spk in SPEAKERS:
-        row = next(r for r in rows if r["speaker"] == spk)
-        wav, sr = load_audio(ASSETS_CORPUS_DIR / row["file"], target_sr=codec.sample_rate)
-        codes = crop_codes(codec.encode(wav), 2, FRAMES)  # skip the onset frames
-        out.append(Utterance(f"assets:{row['utterance_id']}", "assets", f"assets:{spk}", row["accent"], row["gender"],
-                             row["emotion"], row["text"], FRAMES / codec.frame_rates[0], codes))
-    return out
+from assets_utterances import FRAMES, assets_utterances as _assets_utterances
 
 
 def test_tiny_model_memorises_and_reproduces_exact_codes(tmp_path, snac_random):

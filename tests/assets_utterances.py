@@ -1,0 +1,28 @@
+"""Four real assets utterances with their SNAC codes: the it-learns set-up shared by
+tests/train/test_learns.py and tests/infer/test_engine.py (a module at the top of tests/, which
+conftest.py puts on the path for every test package)."""
+import csv
+
+from helpers.data.shards import Utterance
+from helpers.profiles import ASSETS_CORPUS_DIR
+
+SPEAKERS = ("male_us_01", "female_us_01", "male_uk_01", "female_uk_01")
+FRAMES = 14  # ~1.2 s of audio: 98 audio tokens per utterance
+
+
+def assets_utterances(codec):
+    """Four assets utterances (one per accent x gender) with their real SNAC codes from the
+    tiny profile's codec, cropped to the first FRAMES frames; text, speaker, accent, gender and
+    emotion from the corpus metadata."""
+    from helpers.audio import load_audio
+    from helpers.train.sequences import crop_codes
+
+    rows = list(csv.DictReader(open(ASSETS_CORPUS_DIR / "metadata.csv", newline="")))
+    out = []
+    for spk in SPEAKERS:
+        row = next(r for r in rows if r["speaker"] == spk)
+        wav, sr = load_audio(ASSETS_CORPUS_DIR / row["file"], target_sr=codec.sample_rate)
+        codes = crop_codes(codec.encode(wav), 2, FRAMES)  # skip the onset frames
+        out.append(Utterance(f"assets:{row['utterance_id']}", "assets", f"assets:{spk}", row["accent"], row["gender"],
+                             row["emotion"], row["text"], FRAMES / codec.frame_rates[0], codes))
+    return out

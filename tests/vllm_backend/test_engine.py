@@ -1,0 +1,111 @@
+"""VLLMSpeechEngine: continuous batching on vLLM's AsyncLLM, streaming, cancellation (CPU, tiny export)."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("vllm", reason="the vLLM backend's tests run in .venv-vllm (scripts/setup_vllm.sh)")
+
+from helpers.tokens import FRAME_SIZE
+
+
+@pytest.fixture(scope="module")
+def engine(vllm_export):
+    from helpers.infer.generation import LengthGuard
+    from helpers.infer.vllm_backend import VLLMSpeechEngine, load_tts_without_llm
+    from helpers.profiles import RANDOM_SNAC_24KHZ
+
+    # random weights never stop by themselves: a short guard keeps each request ~1 s of audio
+    tts, folder = load_tts_without_llm(vllm_export, snac=RANDOM_SNAC_24KHZ, device="cpu",
+                                       length_guard=LengthGuard(base_seconds=0.5, chars_per_second=50,
+                                                                cap_seconds=1.0))
+    eng = VLLMSpeechEngine(tts, folder, device="cpu", max_batch=32, max_queue=8,
+                           engine_kw={"max_model_len": 1024})
+    eng.start()
+    yield eng
+    eng.stop()
+
+
+def _job(engine, text="Hello there.", seed=0, stream=False, fmt="wav"):
+    return engine.check(text=text, voice="female_us_01", seed=seed, response_format=fmt, stream=stream)
+
+
+def test_whole_request_decodes(engine):
+    audio = engine.synthesize(_job(engine), timeout=120)
+    spf = engine.tts.codec.samples_per_frame
+    assert audio.dtype == np.float32 and len(audio) >= spf and np.isfinite(audio).all()
+
+
+def test_same_seed_same_audio(engine):
+    a = engine.synthesize(_job(engine, seed=4), timeout=120)
+    b = engine.synthesize(_job(engine, seed=4), timeout=120)
+    assert np.array_equal(a, b)
+
+
+def test_streaming_pieces_join_to_the_whole(engine):
+    job = _job(engine, seed=2, stream=True)
+    pieces, done = [], threading.Event()
+    job.on_piece = pieces.append
+    job.on_done = lambda audio, err: (pieces.append(err) if err else None, done.set())
+    engine.submit(job)
+    assert done.wait(120)
+    assert all(isinstance(p, np.ndarray) for p in pieces) and len(pieces) > 1
+    whole = engine.synthesize(_job(engine, seed=2), timeout=120)
+    streamed = np.concatenate(pieces)
+    assert len(streamed) == len(whole)
+    assert np.max(np.abs(streamed - whole)) < 1e-4
+
+
+def test_twenty_concurrent_requests_join_a_running_batch(engine):
+    """20 requests submitted while others run: each joins vLLM's running batch at once (no waiting
+    for a batch to finish), and all finish with decodable audio."""
+    n = 20
+    results, errors, done = {}, [], threading.Semaphore(0)
+    first = _job(engine, text="A longer first request that is already running when the others come.", seed=99)
+    first_done = threading.Event()
+    first.on_done = lambda a, e: first_done.set()
+    first.stream = False
+    engine.submit(first)
+    time.sleep(0.3)
+    t0 = time.perf_counter()
+    for i in range(n):
+        job = _job(engine, seed=i)
+
+        def on_done(audio, err, i=i):
+            (errors.append(err) if err else results.__setitem__(i, (audio, time.perf_counter() - t0)))
+            done.release()
+        job.on_done = on_done
+        engine.submit(job)
+    assert max(engine.step_batches[-n:]) >= n  # they were all in flight together with the first
+    for _ in range(n):
+        assert done.acquire(timeout=300)
+    assert not errors and len(results) == n
+    assert first_done.wait(300)
+
+
+def test_cancelled_request_stops(engine):
+    job = _job(engine, seed=7, stream=True)
+    got, done = [], threading.Event()
+
+    def on_piece(p):
+        got.append(p)
+        job.cancelled.set()  # the client goes away after the first piece
+    job.on_piece = on_piece
+    job.on_done = lambda a, e: done.set()
+    engine.submit(job)
+    assert done.wait(120)
+    assert len(got) <= 2  # at most a piece already on its way
+
+
+def test_queue_bound_answers_503(engine):
+    from helpers.infer.serve_engine import QueueFullError
+
+    jobs = [_job(engine, seed=100 + i) for i in range(engine.max_batch + engine.max_queue + 1)]
+    for j in jobs:
+        j.on_done = lambda a, e: None
+    with pytest.raises(QueueFullError):
+        for j in jobs:
+            engine.submit(j)
+    for j in jobs:
+        j.cancelled.set()
