@@ -118,7 +118,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
                     if need_h:
                         grad_h.index_copy_(0, r, (g @ w).to(hidden.dtype))
                     if need_w:
-                        grad_w += (g.T @ h).to(acc)
+                        grad_w += g.T @ h  # mixed-dtype in-place add: no fp32 copy of the (V, H) product
                 del logits
         ctx.save_for_backward(*(t for t in (grad_h, grad_w) if t is not None))
         ctx.has = (need_h, need_w)
