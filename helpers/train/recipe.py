@@ -175,6 +175,18 @@ def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, i
                                  chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum")
 
 
+def compile_counts() -> dict:
+    """torch.compile activity so far in this process (``torch._dynamo.utils.counters``):
+    ``recompiles`` (a frame compiled again after a guard failed: new shapes, train/eval switch)
+    and ``graphs`` (unique graphs compiled). Zero when nothing was compiled."""
+    mod = sys.modules.get("torch._dynamo.utils")  # never import dynamo just to read zeros
+    if mod is None:
+        return {"recompiles": 0, "graphs": 0}
+    c = mod.counters
+    return {"recompiles": int(sum(c.get("recompiles", {}).values())),
+            "graphs": int(c.get("stats", {}).get("unique_graphs", 0))}
+
+
 def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
     """LR multiplier for step s (0-based): linear warmup to 1, then cosine to ``min_lr_ratio``."""
     def f(s: int) -> float:
@@ -398,6 +410,10 @@ class StageRecipe:
         self.bin_pos += 1
         return batch
 
+    def _acc_dtype(self) -> torch.dtype:
+        """float64 where the device has it (the logged loss then equals a Python float sum)."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
+
     def _autocast(self):
         if self.cfg.precision == "bf16-mixed":
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -420,25 +436,30 @@ class StageRecipe:
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._last_save = time.monotonic()
+        # Host <-> GPU syncs only at log steps: the loss sum and grad norm stay on the device
+        # (float64 accumulation, so the logged value is bit-identical to summing float(loss) per
+        # micro-batch) and are read with .item() when a metrics row is written.
+        win_t0, win_tokens, recompiles = time.perf_counter(), 0, compile_counts()["recompiles"]
         while self.step < self.total_steps:
             t0 = time.perf_counter()
             batches = [self._next_bin() for _ in range(cfg.grad_accum)]
             # Normalise by the target tokens of the whole step so every token weighs the same
             # whatever bin it landed in (a per-bin mean would over-weight sparse bins).
+            # (labels are CPU tensors from collate: counting them needs no GPU sync)
             n_target = sum(int((b["labels"][0, 1:] != IGNORE_INDEX).sum()) for b in batches)
             n_tokens = sum(int(b["input_ids"].shape[1]) for b in batches)
             self.optimizer.zero_grad(set_to_none=True)
-            loss_total = 0.0
+            loss_total = torch.zeros((), dtype=self._acc_dtype(), device=self.device)
             for b in batches:
                 with self._autocast():
                     loss_sum, _ = packed_loss_sum(self.model, b, cfg.ce_chunk)
                 (loss_sum / max(1, n_target)).backward()
-                loss_total += float(loss_sum.detach())
+                loss_total += loss_sum.detach().to(loss_total.dtype)
             if cfg.max_grad_norm > 0:
-                gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             else:
-                gnorm = float(torch.linalg.vector_norm(torch.stack(
-                    [p.grad.detach().norm() for p in params if p.grad is not None])))
+                gnorm = torch.linalg.vector_norm(torch.stack(
+                    [p.grad.detach().norm() for p in params if p.grad is not None]))
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.scheduler.step()
@@ -446,15 +467,29 @@ class StageRecipe:
             dt = time.perf_counter() - t0
             self.elapsed += dt
             self.tokens_seen += n_tokens
-            last_loss = loss_total / max(1, n_target)
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+            win_tokens += n_tokens
+            log_now = self.step % cfg.log_every == 0 or self.step == self.total_steps
+            if log_now:  # the one sync of the step (and only on log steps)
+                last_loss = loss_total.item() / max(1, n_target)
+                gnorm_f = float(gnorm)
+                now = time.perf_counter()
+                tok_s = win_tokens / max(now - win_t0, 1e-9)  # mean over the steps since the last log
+                win_t0, win_tokens = now, 0
+                counts = compile_counts()
                 self.metrics.append({"step": self.step, "epoch": self._epoch.number, "loss": repr(last_loss),
-                                     "lr": repr(lr), "grad_norm": repr(gnorm), "target_tokens": n_target,
-                                     "tokens": self.tokens_seen, "tokens_per_s": f"{n_tokens / dt:.1f}",
+                                     "lr": repr(lr), "grad_norm": repr(gnorm_f), "target_tokens": n_target,
+                                     "tokens": self.tokens_seen, "tokens_per_s": f"{tok_s:.1f}",
                                      "elapsed_s": f"{self.elapsed:.2f}"})
+                if counts["recompiles"] > recompiles:
+                    self.log(f"step {self.step}: {tok_s:.0f} tokens/s, torch.compile recompiled "
+                             f"{counts['recompiles'] - recompiles} time(s) since the last log "
+                             f"({counts['recompiles']} in all, {counts['graphs']} graphs)")
+                    recompiles = counts["recompiles"]
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}",
+                                    recompiles=counts["recompiles"])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_tokens / dt:.0f}")
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
                 self.evaluate()
             if self._save_due():
