@@ -35,6 +35,9 @@ KERNELS = ("sdpa", "flex_attention", "flash_attention_2")
 :data:`helpers.train.plan_model.ATTENTION_KERNELS` (a test keeps them equal)."""
 PER_DOCUMENT = ("flex_attention", "flash_attention_2")
 """Kernels whose attention work is per example; ``sdpa`` computes the whole causal row."""
+SDPA_DOCUMENTS = "sdpa_documents"
+"""What ``set_kernel(model, "sdpa")`` installs: SDPA run per document of a packed row
+(:func:`sdpa_documents_forward`), plain SDPA for anything else (generation, padded batches)."""
 
 
 def flash_attn_available() -> bool:
@@ -79,12 +82,63 @@ def choose_kernel(device: torch.device | str | None = None, dtype: torch.dtype |
     return "flex_attention" if flex_ok else "sdpa"
 
 
+def sdpa_documents_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                           doc_lens: Sequence[int] | None = None, **kwargs):
+    """SDPA per document of a packed row: the row (1, heads, N, d) is cut at the example boundaries
+    ``doc_lens`` (Python ints, so cutting needs no device sync) and each example attends causally to
+    itself with ``is_causal=True`` and no mask: ~sum of len² / 2 work instead of the N² of one SDPA
+    call with a dense block-diagonal mask, and SDPA's flash kernel (CPU and CUDA, with backward).
+    Without ``doc_lens`` (generation, evaluation of unpacked batches) it is transformers' SDPA."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if doc_lens is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if sum(doc_lens) != query.shape[2]:
+        raise ValueError(f"doc_lens {list(doc_lens)} (sum {sum(doc_lens)}) do not tile a row of {query.shape[2]} tokens")
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    p = dropout if module.training else 0.0
+    outs, lo = [], 0
+    for n in doc_lens:
+        hi = lo + int(n)
+        outs.append(torch.nn.functional.scaled_dot_product_attention(
+            query[:, :, lo:hi], key[:, :, lo:hi], value[:, :, lo:hi], dropout_p=p, is_causal=True, scale=scaling))
+        lo = hi
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _register_sdpa_documents() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(SDPA_DOCUMENTS, sdpa_documents_forward)
+    AttentionMaskInterface.register(SDPA_DOCUMENTS, sdpa_mask)
+
+
 def set_kernel(model, kernel: str) -> str:
-    """Switch a loaded HF model to ``kernel`` (one of :data:`KERNELS` or "eager"); returns the name now set."""
+    """Switch a loaded HF model to ``kernel`` (one of :data:`KERNELS` or "eager"); returns the name now set.
+
+    ``"sdpa"`` installs :data:`SDPA_DOCUMENTS` (SDPA per document when a packed row's ``doc_lens``
+    are passed, see :func:`packed_kwargs`; plain SDPA otherwise)."""
     if kernel not in KERNELS + ("eager",):
         raise ValueError(f"attention implementation must be one of {KERNELS + ('eager',)}, got {kernel!r}")
+    if kernel == "sdpa":
+        _register_sdpa_documents()
+        kernel = SDPA_DOCUMENTS
     model.set_attn_implementation(kernel)
     return model.config._attn_implementation
+
+
+def packed_kwargs(model, batch: dict) -> dict:
+    """Extra decoder keywords for a packed batch: ``doc_lens`` (the row's example lengths, Python ints
+    from the CPU ``seq_lens``) under :data:`SDPA_DOCUMENTS`, else nothing."""
+    if model.config._attn_implementation != SDPA_DOCUMENTS or batch.get("seq_lens") is None:
+        return {}
+    if batch["input_ids"].shape[0] != 1:
+        return {}
+    return {"doc_lens": tuple(int(n) for n in batch["seq_lens"].tolist())}
 
 
 def document_ids(seq_lens: Sequence[int] | torch.Tensor, device=None) -> torch.Tensor:

@@ -229,7 +229,7 @@ class _NoGradCtx:
 def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None, chunk_size: int = DEFAULT_CE_CHUNK,
                    reduction: str = "mean", ignore_index: int = IGNORE_INDEX,
-                   use_liger: bool | None = None) -> tuple[torch.Tensor, int]:
+                   use_liger: bool | None = None, **decoder_kwargs) -> tuple[torch.Tensor, int]:
     """Loss of a HF causal LM (e.g. ``LlamaForCausalLM``) with the chunked CE; labels in HF convention.
 
     Runs the decoder (``model.get_decoder()``, i.e. ``model.model``) to the final
@@ -244,6 +244,8 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
         input_ids, labels: (B, T) int64; labels -100 where no loss is wanted.
         position_ids: (B, T) int64 or None; attention_mask: (B, T) or None.
         reduction: "mean" (= HF's loss) or "sum".
+        decoder_kwargs: passed to the decoder (e.g. ``doc_lens`` of
+            :func:`helpers.train.attention.packed_kwargs`).
     Returns:
         (loss fp32 scalar, number of target tokens).
     """
@@ -260,7 +262,7 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
     out = model.get_decoder()(input_ids=input_ids.to(dev),
                               position_ids=None if position_ids is None else position_ids.to(dev),
                               attention_mask=None if attention_mask is None else attention_mask.to(dev),
-                              use_cache=False)
+                              use_cache=False, **decoder_kwargs)
     h = out.last_hidden_state[:, :-1]  # (B, T-1, H)
     y = labels[:, 1:]  # (B, T-1), left where it is (CPU for collate's batches: counting needs no GPU sync)
     n = int((y != ignore_index).sum())

@@ -172,7 +172,8 @@ def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, i
     n = int(batch["input_ids"].numel())
     return memory.causal_lm_loss(model, batch["input_ids"], batch["labels"], position_ids=batch["position_ids"],
                                  attention_mask=attention.packed_attention_mask(model, batch),
-                                 chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum")
+                                 chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum",
+                                 **attention.packed_kwargs(model, batch))
 
 
 def compile_counts() -> dict:
