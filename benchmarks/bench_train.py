@@ -44,6 +44,7 @@ from helpers.train import plan_gpus
 from helpers.train import plan_memory
 from helpers.train import plan_model
 from helpers.tokens import TokenLayout  # noqa: E402
+from helpers.train.recipe import compile_counts  # noqa: E402
 
 LLAMA_3_2_3B_BASE_VOCAB = plan_model.LLAMA_3_2_3B.vocab  # 128,256 (meta-llama/Llama-3.2-3B config.json)
 
@@ -152,6 +153,7 @@ def run_budget(args, config, device, tokens: int) -> dict:
         n_tok, docs = 0, []
         for _ in range(args.grad_accum):
             ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
+            # (rows are exactly `tokens` long here: one shape per budget, as the recipe's bucketed rows)
             ids, labels, pos = ids.to(device), labels.to(device), pos.to(device)
             # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions
             amask = attention.packed_attention_mask(model, {"input_ids": ids, "position_ids": pos,
@@ -213,6 +215,9 @@ def run_budget(args, config, device, tokens: int) -> dict:
         "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
         "torch": torch.__version__,
+        # torch.compile activity of the whole run (FlexAttention compiles its kernel and, on CUDA, the
+        # BlockMask builder): recompiles should stay at a handful, not one per micro-batch
+        **{f"compile_{k}": v for k, v in compile_counts().items()},
     }
     if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
         # the hfu under which the planner would have predicted this measurement (helpers.train.plan_gpus.CALIBRATIONS)

@@ -36,6 +36,7 @@ KERNELS = ("sdpa", "flex_attention", "flash_attention_2")
 PER_DOCUMENT = ("flex_attention", "flash_attention_2")
 """Kernels whose attention work is per example; ``sdpa`` computes the whole causal row."""
 SDPA_DOCUMENTS = "sdpa_documents"
+SDPA_DOCUMENTS_COMPILED = "sdpa_documents_compiled"  # the same, each call through torch.compile(dynamic=True)
 """What ``set_kernel(model, "sdpa")`` installs: SDPA run per document of a packed row
 (:func:`sdpa_documents_forward`), plain SDPA for anything else (generation, padded batches)."""
 
@@ -83,7 +84,7 @@ def choose_kernel(device: torch.device | str | None = None, dtype: torch.dtype |
 
 
 def sdpa_documents_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                           doc_lens: Sequence[int] | None = None, **kwargs):
+                           doc_lens: Sequence[int] | None = None, compiled: bool = False, **kwargs):
     """SDPA per document of a packed row: the row (1, heads, N, d) is cut at the example boundaries
     ``doc_lens`` (Python ints, so cutting needs no device sync) and each example attends causally to
     itself with ``is_causal=True`` and no mask: ~sum of len² / 2 work instead of the N² of one SDPA
@@ -100,13 +101,30 @@ def sdpa_documents_forward(module, query, key, value, attention_mask, dropout: f
     if groups > 1:
         key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     p = dropout if module.training else 0.0
+    attend = _compiled_document_sdpa() if compiled else _document_sdpa
     outs, lo = [], 0
     for n in doc_lens:
         hi = lo + int(n)
-        outs.append(torch.nn.functional.scaled_dot_product_attention(
-            query[:, :, lo:hi], key[:, :, lo:hi], value[:, :, lo:hi], dropout_p=p, is_causal=True, scale=scaling))
+        outs.append(attend(query[:, :, lo:hi], key[:, :, lo:hi], value[:, :, lo:hi], p, scaling))
         lo = hi
     return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _document_sdpa(q, k, v, dropout_p: float, scale):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
+
+
+COMPILE_BACKEND = "inductor"  # torch.compile backend of the compiled per-document SDPA (tests: "aot_eager")
+_COMPILED: dict = {}
+
+
+def _compiled_document_sdpa():
+    """:func:`_document_sdpa` under ``torch.compile(dynamic=True)``: one graph with symbolic lengths
+    serves every document length (compiled once, not once per length)."""
+    fn = _COMPILED.get(COMPILE_BACKEND)
+    if fn is None:
+        fn = _COMPILED[COMPILE_BACKEND] = torch.compile(_document_sdpa, dynamic=True, backend=COMPILE_BACKEND)
+    return fn
 
 
 def _register_sdpa_documents() -> None:
@@ -116,17 +134,27 @@ def _register_sdpa_documents() -> None:
     AttentionInterface.register(SDPA_DOCUMENTS, sdpa_documents_forward)
     AttentionMaskInterface.register(SDPA_DOCUMENTS, sdpa_mask)
 
+    def compiled_forward(*args, **kwargs):
+        return sdpa_documents_forward(*args, compiled=True, **kwargs)
 
-def set_kernel(model, kernel: str) -> str:
+    AttentionInterface.register(SDPA_DOCUMENTS_COMPILED, compiled_forward)
+    AttentionMaskInterface.register(SDPA_DOCUMENTS_COMPILED, sdpa_mask)
+
+
+def set_kernel(model, kernel: str, *, compiled: bool = False) -> str:
     """Switch a loaded HF model to ``kernel`` (one of :data:`KERNELS` or "eager"); returns the name now set.
 
     ``"sdpa"`` installs :data:`SDPA_DOCUMENTS` (SDPA per document when a packed row's ``doc_lens``
-    are passed, see :func:`packed_kwargs`; plain SDPA otherwise)."""
+    are passed, see :func:`packed_kwargs`; plain SDPA otherwise); ``compiled=True`` runs its
+    per-document calls through ``torch.compile(dynamic=True)`` (and the recipe then pads rows to
+    a few bucket lengths, as for FlexAttention)."""
     if kernel not in KERNELS + ("eager",):
         raise ValueError(f"attention implementation must be one of {KERNELS + ('eager',)}, got {kernel!r}")
+    if compiled and kernel != "sdpa":
+        raise ValueError("compiled=True applies to the per-document SDPA; flex_attention is compiled by transformers")
     if kernel == "sdpa":
         _register_sdpa_documents()
-        kernel = SDPA_DOCUMENTS
+        kernel = SDPA_DOCUMENTS_COMPILED if compiled else SDPA_DOCUMENTS
     model.set_attn_implementation(kernel)
     return model.config._attn_implementation
 
@@ -134,7 +162,7 @@ def set_kernel(model, kernel: str) -> str:
 def packed_kwargs(model, batch: dict) -> dict:
     """Extra decoder keywords for a packed batch: ``doc_lens`` (the row's example lengths, Python ints
     from the CPU ``seq_lens``) under :data:`SDPA_DOCUMENTS`, else nothing."""
-    if model.config._attn_implementation != SDPA_DOCUMENTS or batch.get("seq_lens") is None:
+    if model.config._attn_implementation not in (SDPA_DOCUMENTS, SDPA_DOCUMENTS_COMPILED) or batch.get("seq_lens") is None:
         return {}
     if batch["input_ids"].shape[0] != 1:
         return {}
@@ -164,7 +192,10 @@ def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None):
     def same_doc_causal(b, h, q_idx, kv_idx):
         return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
 
-    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device, _compile=False)
+    # Built by the compiled helper on CUDA (one compiled graph per row length: the recipe pads rows to
+    # helpers.train.packing.bucket_length, so a handful); eager on CPU, where compiling costs more than it saves.
+    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device,
+                             _compile=doc.device.type == "cuda")
 
 
 def packed_attention_mask(model, batch: dict):

@@ -68,7 +68,7 @@ from . import attention, checkpoints as ckpt, memory
 from ..colab import drive
 from .config import StageConfig
 from ..colab.runlog import CsvLog, atomic_write_text
-from .packing import collate, packing_stats, shuffled_bins
+from .packing import bucket_length, collate, packing_stats, shuffled_bins
 from .sequences import (IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval,
     choose_builtin_voices)
 from ..data.shards import Utterance, iter_utterances
@@ -177,15 +177,14 @@ def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, i
 
 
 def compile_counts() -> dict:
-    """torch.compile activity so far in this process (``torch._dynamo.utils.counters``):
-    ``recompiles`` (a frame compiled again after a guard failed: new shapes, train/eval switch)
-    and ``graphs`` (unique graphs compiled). Zero when nothing was compiled."""
-    mod = sys.modules.get("torch._dynamo.utils")  # never import dynamo just to read zeros
-    if mod is None:
-        return {"recompiles": 0, "graphs": 0}
-    c = mod.counters
-    return {"recompiles": int(sum(c.get("recompiles", {}).values())),
-            "graphs": int(c.get("stats", {}).get("unique_graphs", 0))}
+    """torch.compile activity so far in this process: ``recompiles`` (a frame compiled again after
+    its guards failed: a new shape, the train/eval switch; from dynamo's per-frame compile counter)
+    and ``graphs`` (unique graphs compiled, ``torch._dynamo.utils.counters``). Zeros when nothing
+    was compiled; dynamo is never imported just to read them."""
+    cf, ut = sys.modules.get("torch._dynamo.convert_frame"), sys.modules.get("torch._dynamo.utils")
+    per_frame = getattr(cf, "FRAME_COMPILE_COUNTER", None) or {}
+    graphs = int(ut.counters.get("stats", {}).get("unique_graphs", 0)) if ut is not None else 0
+    return {"recompiles": int(sum(max(0, c - 1) for c in per_frame.values())), "graphs": graphs}
 
 
 def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
@@ -212,6 +211,11 @@ def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_fr
     """
     was_training = model.training
     model.eval()
+    # Generation never runs the training kernel: FlexAttention would compile a new wrapper for
+    # eval mode and for every decode length; plain SDPA (the static-cache-free decode) needs none.
+    kernel = model.config._attn_implementation
+    if kernel == "flex_attention":
+        model.set_attn_implementation("sdpa")
     dev = next(model.parameters()).device
     ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
     kw = {}
@@ -225,6 +229,8 @@ def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_fr
                          max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
                          pad_token_id=layout.pad_id, **kw)
     model.train(was_training)
+    if kernel == "flex_attention":
+        model.set_attn_implementation(kernel)
     new = out[0, ids.shape[1]:].cpu().numpy()
     ends = np.flatnonzero(new == layout.audio_end_id)
     new = new[: ends[0]] if ends.size else new
@@ -407,9 +413,17 @@ class StageRecipe:
             self._epoch = self._build_epoch(self._epoch.number + 1)
             self.bin_pos = 0
         ex = self._epoch.examples
-        batch = collate([ex[i] for i in self._epoch.bins[self.bin_pos]])
+        batch = collate([ex[i] for i in self._epoch.bins[self.bin_pos]], pad_to=self._row_bucket)
         self.bin_pos += 1
         return batch
+
+    def _row_bucket(self, n: int) -> int | None:
+        """Compiled attention (FlexAttention, or a compiled per-document SDPA) sees a handful of row
+        lengths: a packed row of ``n`` tokens is padded (one extra, loss-free document) up to
+        :func:`helpers.train.packing.bucket_length`; others keep the exact length."""
+        if self.model.config._attn_implementation not in ("flex_attention", attention.SDPA_DOCUMENTS_COMPILED):
+            return None
+        return bucket_length(n, self.cfg.max_seq_len)
 
     def _acc_dtype(self) -> torch.dtype:
         """float64 where the device has it (the logged loss then equals a Python float sum)."""
