@@ -130,7 +130,10 @@ def test_length_guard_warns_and_reports(tiny):
 
 def test_length_guard_is_sized_from_the_text():
     """A multiple (2.5x) of the expected duration (14 characters/s), with a 1.5 s floor and a 40 s cap."""
+    from helpers.text.split import CHARS_PER_SECOND
+
     g = LengthGuard()
+    assert g.chars_per_second == CHARS_PER_SECOND
     four_words = "Welcome to the show."
     assert g.expected_seconds(four_words) == pytest.approx(20 / 14)
     assert g.max_seconds(four_words) == pytest.approx(2.5 * 20 / 14)  # 3.6 s, not the old 7 s
