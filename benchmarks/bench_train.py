@@ -142,6 +142,7 @@ def run_budget(args, config, device, tokens: int) -> dict:
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype)
     model.train()
+    attention.set_kernel(model, attn)  # as the recipe does: "sdpa" becomes SDPA per document
     layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every)
     opt = mem.build_optimizer(model, s.optimizer, lr=5e-6, weight_decay=0.01, state_dtype=s.state_dtype)
     gen = torch.Generator().manual_seed(1)
@@ -160,7 +161,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
                                                             "seq_lens": torch.tensor(lens, device=device)})
             with autocast:
                 loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, attention_mask=amask,
-                                             chunk_size=chunk)
+                                             chunk_size=chunk, **attention.packed_kwargs(
+                                                 model, {"input_ids": ids, "seq_lens": torch.tensor(lens)}))
             (loss / args.grad_accum).backward()
             n_tok += tokens
             docs += lens
@@ -196,6 +198,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         mem_kind = "process max RSS (CPU)"
     ran = model.config._attn_implementation  # the kernel that actually ran
+    if ran in (attention.SDPA_DOCUMENTS, attention.SDPA_DOCUMENTS_COMPILED):
+        ran = "sdpa"  # the planner's name (it still prices SDPA as one whole-row call: an upper bound)
     pred_plan = replace_tokens(plan, mean_doc_tokens=max(1, int(round(mean_span))), attention=ran)
     pred_mem = plan_memory.estimate_memory(shape, pred_plan).peak
     pred_gpu = args.plan_gpu if device.type != "cuda" else plan_gpus.match_gpu(card, total)
