@@ -547,12 +547,21 @@ class StageRecipe:
         bins = shuffled_bins([len(e) for e in examples], self.cfg.max_seq_len, self.cfg.seed, 0)
         was = self.model.training
         self.model.eval()
+        # Not the training kernel: FlexAttention would compile another wrapper for eval mode (and for
+        # every held-out row length); SDPA per document gives the same per-example attention uncompiled.
+        kernel = self.model.config._attn_implementation
+        if kernel == "flex_attention":
+            attention.set_kernel(self.model, "sdpa")
         total, n = 0.0, 0
-        for b in bins:
-            with self._autocast():
-                s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
-            total, n = total + float(s), n + k
-        self.model.train(was)
+        try:
+            for b in bins:
+                with self._autocast():
+                    s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
+                total, n = total + float(s), n + k
+        finally:
+            if kernel == "flex_attention":
+                self.model.set_attn_implementation(kernel)
+            self.model.train(was)
         return total / max(1, n)
 
     def evaluate(self) -> dict:
