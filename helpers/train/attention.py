@@ -10,14 +10,25 @@ cost (the planner, :func:`helpers.train.plan_model.attention_flops_per_token`, p
 - ``flash_attention_2``: flash-attn's varlen kernel; transformers derives the boundaries
   from the restarting ``position_ids``. Needs the ``flash_attn`` wheel, CUDA and bf16/fp16.
   Work: each example's causal triangle.
-- ``sdpa``: transformers builds a dense (N, N) block-diagonal causal mask from the
-  restarting ``position_ids``; with an explicit mask SDPA computes the whole N × N square.
-  For 8K-token rows of ~1K-token examples that is ~16x the attention FLOPs of the others.
+- ``sdpa``: :func:`set_kernel` installs :data:`SDPA_DOCUMENTS`, which cuts a packed row at its
+  example boundaries (``doc_lens``, passed by :func:`packed_kwargs`) and runs one causal SDPA call
+  per example: each example's causal triangle, no (N, N) mask, backward on CPU and CUDA. (Plain
+  transformers SDPA would get a dense block-diagonal mask and compute the whole N × N square:
+  ~16x the attention FLOPs at 8K-token rows of ~1K-token examples; measured on CPU, packing then
+  lost to unpacked batch-1 training, benchmarks/README.md.) Outside packed rows (generation,
+  padded batches) it is transformers' SDPA. The planner still prices ``sdpa`` as the whole row
+  (an upper bound).
 
 All three give the same losses and gradients (``tests/train/test_packing.py`` on CPU,
 ``tests/test_gpu.py`` on CUDA). Why not always flex: PyTorch has no FlexAttention
 *backward* on CPU (torch <= 2.13 raises "FlexAttention does not support backward on
-CPU"), so on CPU training uses SDPA; its forward runs on CPU and is tested there.
+CPU"), so on CPU training uses the per-document SDPA; flex's forward runs on CPU and is tested there.
+
+Compiled kernels see few shapes: the recipe pads packed rows to
+:func:`helpers.train.packing.bucket_length` (8 lengths per budget) under FlexAttention (whose
+BlockMask is built by the compiled helper on CUDA) and under :data:`SDPA_DOCUMENTS_COMPILED`
+(``set_kernel(model, "sdpa", compiled=True)``: the per-document calls through
+``torch.compile(dynamic=True)``); evaluation and generation switch FlexAttention to SDPA.
 
 ``choose_kernel("auto")``: flash-attn varlen where it is installed on CUDA with a
 bf16/fp16 model, else FlexAttention on CUDA, else SDPA. Nothing here touches a GPU
@@ -34,7 +45,8 @@ KERNELS = ("sdpa", "flex_attention", "flash_attention_2")
 """attn_implementation names transformers knows; = :data:`helpers.train.config.ATTENTION` minus "auto" and
 :data:`helpers.train.plan_model.ATTENTION_KERNELS` (a test keeps them equal)."""
 PER_DOCUMENT = ("flex_attention", "flash_attention_2")
-"""Kernels whose attention work is per example; ``sdpa`` computes the whole causal row."""
+"""Kernels the planner prices per example; it prices ``sdpa`` as the whole causal row (an upper bound
+now that :func:`set_kernel` installs the per-document :data:`SDPA_DOCUMENTS`)."""
 SDPA_DOCUMENTS = "sdpa_documents"
 SDPA_DOCUMENTS_COMPILED = "sdpa_documents_compiled"  # the same, each call through torch.compile(dynamic=True)
 """What ``set_kernel(model, "sdpa")`` installs: SDPA run per document of a packed row

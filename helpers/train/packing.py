@@ -5,7 +5,10 @@ several whole examples. ``position_ids`` restart at 0 for every example; with
 ``attention_mask=None`` and no KV cache, transformers' LLaMA (sdpa, eager and
 flash attention) reads the restarts as sequence boundaries and attends only
 inside each example (``tests/train/test_packing.py`` proves per-example losses equal
-the unpacked ones). No pad token is ever inserted.
+the unpacked ones). No pad token is inserted, except under a compiled attention kernel,
+where the recipe completes each row to one of a few :func:`bucket_length` lengths with a
+loss-free document of pad tokens (``collate(..., pad_to=...)``) so the kernel is not
+recompiled for every row length.
 
 Labels: an example's first label is always -100, so when the model shifts
 labels by one, the last token of one example never learns to predict the

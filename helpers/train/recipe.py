@@ -166,7 +166,8 @@ def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, i
     shifted inside (token t predicts label t+1). :func:`helpers.train.memory.causal_lm_loss`:
     only hidden states at target positions go through the LM head, ``chunk`` tokens at a
     time (0 = all in one chunk), so the (N, vocab) logits are never materialised at once.
-    Attention stays inside each example: restarting position_ids (sdpa, flash-attn varlen) or the
+    Attention stays inside each example: SDPA per document (``doc_lens``,
+    :func:`helpers.train.attention.packed_kwargs`), restarting position_ids (flash-attn varlen) or the
     row's document BlockMask (flex_attention) — :func:`helpers.train.attention.packed_attention_mask`.
     """
     n = int(batch["input_ids"].numel())
