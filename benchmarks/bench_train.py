@@ -16,6 +16,10 @@ CPU smoke run (CI)::
 
     python benchmarks/bench_train.py --model tiny --tokens-per-step 512 1024 --steps 2
 
+Packed loop vs HF Trainer (CPU; useful tokens/s on the same examples, see benchmarks/README.md)::
+
+    python benchmarks/bench_train.py --model tiny --vs-trainer 24 --tokens-per-step 4096 --threads 1
+
 Prints one block per token budget and a final JSON line per budget (``BENCH {...}``).
 """
 from __future__ import annotations
@@ -40,6 +44,7 @@ from helpers.train import plan_gpus
 from helpers.train import plan_memory
 from helpers.train import plan_model
 from helpers.tokens import TokenLayout  # noqa: E402
+from helpers.train.recipe import compile_counts  # noqa: E402
 
 LLAMA_3_2_3B_BASE_VOCAB = plan_model.LLAMA_3_2_3B.vocab  # 128,256 (meta-llama/Llama-3.2-3B config.json)
 
@@ -137,6 +142,7 @@ def run_budget(args, config, device, tokens: int) -> dict:
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype)
     model.train()
+    attention.set_kernel(model, attn)  # as the recipe does: "sdpa" becomes SDPA per document
     layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every)
     opt = mem.build_optimizer(model, s.optimizer, lr=5e-6, weight_decay=0.01, state_dtype=s.state_dtype)
     gen = torch.Generator().manual_seed(1)
@@ -148,13 +154,15 @@ def run_budget(args, config, device, tokens: int) -> dict:
         n_tok, docs = 0, []
         for _ in range(args.grad_accum):
             ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
+            # (rows are exactly `tokens` long here: one shape per budget, as the recipe's bucketed rows)
             ids, labels, pos = ids.to(device), labels.to(device), pos.to(device)
             # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions
             amask = attention.packed_attention_mask(model, {"input_ids": ids, "position_ids": pos,
                                                             "seq_lens": torch.tensor(lens, device=device)})
             with autocast:
                 loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, attention_mask=amask,
-                                             chunk_size=chunk)
+                                             chunk_size=chunk, **attention.packed_kwargs(
+                                                 model, {"input_ids": ids, "seq_lens": torch.tensor(lens)}))
             (loss / args.grad_accum).backward()
             n_tok += tokens
             docs += lens
@@ -190,6 +198,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         mem_kind = "process max RSS (CPU)"
     ran = model.config._attn_implementation  # the kernel that actually ran
+    if ran in (attention.SDPA_DOCUMENTS, attention.SDPA_DOCUMENTS_COMPILED):
+        ran = "sdpa"  # the planner's name (it still prices SDPA as one whole-row call: an upper bound)
     pred_plan = replace_tokens(plan, mean_doc_tokens=max(1, int(round(mean_span))), attention=ran)
     pred_mem = plan_memory.estimate_memory(shape, pred_plan).peak
     pred_gpu = args.plan_gpu if device.type != "cuda" else plan_gpus.match_gpu(card, total)
@@ -209,6 +219,9 @@ def run_budget(args, config, device, tokens: int) -> dict:
         "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
         "torch": torch.__version__,
+        # torch.compile activity of the whole run (FlexAttention compiles its kernel and, on CUDA, the
+        # BlockMask builder): recompiles should stay at a handful, not one per micro-batch
+        **{f"compile_{k}": v for k, v in compile_counts().items()},
     }
     if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
         # the hfu under which the planner would have predicted this measurement (helpers.train.plan_gpus.CALIBRATIONS)
@@ -218,6 +231,122 @@ def run_budget(args, config, device, tokens: int) -> dict:
         result["planner_hfu"] = pred_gpu.hfu
     del model, opt
     return result
+
+
+def _examples(n: int, vocab: int, seed: int, max_len: int):
+    """``n`` (input_ids, labels) of realistic TTS example lengths: bench_packing's lognormal 1-30 s
+    clips, half with a cloning reference (mean ~775 tokens), capped at ``max_len``."""
+    from bench_packing import synthetic_lengths
+
+    g = torch.Generator().manual_seed(seed)
+    lens = [min(max_len, x) for x in synthetic_lengths(n, "lognormal", 0.5, seed)]
+    out = []
+    for n_tok in lens:
+        ids = torch.randint(0, vocab, (n_tok,), generator=g)
+        out.append((ids, ids.clone()))
+    return out
+
+
+def _ours(config, examples, budget: int, kernel: str, ce_chunk: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for one epoch of the recipe's loop over ``examples``: packed rows of ``budget`` tokens,
+    the chunked CE, ``kernel`` ("sdpa" = per-document SDPA; "sdpa-row" = one SDPA over the whole row)."""
+    import numpy as np
+    from transformers import LlamaForCausalLM
+
+    from helpers.train.packing import collate, pack
+    from helpers.train.recipe import packed_loss_sum
+    from helpers.train.sequences import Example
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).train()
+    if kernel == "sdpa-row":
+        model.set_attn_implementation("sdpa")
+    else:
+        attention.set_kernel(model, kernel)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    exs = [Example("x", i.numpy(), l.numpy(), "none") for i, l in examples]
+    bins = pack([len(e) for e in exs], budget)
+
+    def step(b):
+        opt.zero_grad(set_to_none=True)
+        batch = collate([exs[i] for i in b])
+        s, n = packed_loss_sum(model, batch, ce_chunk)
+        (s / max(1, n)).backward()
+        opt.step()
+
+    step(bins[0])  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    for b in bins:
+        step(b)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _trainer(config, examples, batch_size: int, tmp: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``transformers.Trainer.train()`` for one epoch over
+    ``examples`` at ``batch_size``, padded to the longest of each batch (no packing), sdpa, fp32."""
+    from transformers import LlamaForCausalLM, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.set_attn_implementation("sdpa")
+    data = [{"input_ids": i, "labels": l} for i, l in examples]
+
+    def collate(rows):
+        n = max(len(r["input_ids"]) for r in rows)
+        ids = torch.zeros(len(rows), n, dtype=torch.long)
+        lab = torch.full((len(rows), n), -100, dtype=torch.long)
+        att = torch.zeros(len(rows), n, dtype=torch.long)
+        for k, r in enumerate(rows):
+            m = len(r["input_ids"])
+            ids[k, :m], lab[k, :m], att[k, :m] = r["input_ids"], r["labels"], 1
+        return {"input_ids": ids, "labels": lab, "attention_mask": att}
+
+    args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=batch_size, num_train_epochs=1,
+                             learning_rate=1e-4, save_strategy="no", report_to=[], logging_strategy="no",
+                             use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False)
+    warm = Trainer(model=model, args=args, train_dataset=data[:batch_size], data_collator=collate)
+    warm.train()
+    tr = Trainer(model=model, args=args, train_dataset=data, data_collator=collate)
+    t0, c0 = time.perf_counter(), time.process_time()
+    tr.train()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def vs_trainer(args, config) -> list[dict]:
+    """Useful (non-padding) tokens per CPU-second of the recipe's packed loop against HF Trainer at batch 1
+    and padded batch 8 on the same examples (CPU, fp32; CPU time because a shared VM's wall time mostly
+    measures the other jobs; wall figures are printed too)."""
+    import tempfile
+
+    examples = _examples(args.vs_trainer, config.vocab_size, 0, args.tokens_per_step[0])
+    useful = sum(len(i) for i, _ in examples)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [("recipe, packed rows, per-document SDPA", lambda: _ours(config, examples, args.tokens_per_step[0],
+                                                                          "sdpa", args.ce_chunk or 1024)),
+                ("recipe, packed rows, whole-row SDPA (before)",
+                 lambda: _ours(config, examples, args.tokens_per_step[0], "sdpa-row", args.ce_chunk or 1024)),
+                ("HF Trainer, batch 1 (no padding)", lambda: _trainer(config, examples, 1, tmp)),
+                ("HF Trainer, batch 8 (padded)", lambda: _trainer(config, examples, 8, tmp))]
+        for name, fn in runs:
+            wall, cpu = fn()
+            # per CPU-second: on a shared VM wall time includes waiting for a core (use --threads 1)
+            rows.append({"run": name, "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+                         "useful_tokens_per_s": round(useful / cpu, 1),
+                         "useful_tokens_per_wall_s": round(useful / wall, 1)})
+    base = {r["run"]: r["useful_tokens_per_s"] for r in rows}
+    b1 = base["HF Trainer, batch 1 (no padding)"]
+    b8 = base["HF Trainer, batch 8 (padded)"]
+    print(f"\n== {args.model}: {len(examples)} examples, {useful} tokens (mean {useful / len(examples):.0f}), "
+          f"packed rows of {args.tokens_per_step[0]} tokens, {torch.get_num_threads()} thread(s)")
+    for r in rows:
+        r.update(vs_trainer_batch1=round(r["useful_tokens_per_s"] / b1, 3),
+                 vs_trainer_batch8=round(r["useful_tokens_per_s"] / b8, 3))
+        print(f"  {r['run']:46s} {r['useful_tokens_per_s']:>9} useful tokens per CPU-second "
+              f"({r['useful_tokens_per_wall_s']} per wall s)  "
+              f"x{r['vs_trainer_batch1']:.2f} of Trainer batch 1, x{r['vs_trainer_batch8']:.2f} of padded batch 8")
+        print("BENCH " + json.dumps(dict(r, date=_dt.date.today().isoformat(), model=args.model), sort_keys=True))
+    return rows
 
 
 def replace_tokens(plan, **kw):
@@ -247,6 +376,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--record", default=None, help="append each result as a JSON line to this file")
+    ap.add_argument("--vs-trainer", type=int, default=0, metavar="N",
+                    help="instead: useful tokens/s of the recipe's packed loop vs HF Trainer (batch 1, padded "
+                         "batch 8) on N examples of realistic lengths, packed rows of the first --tokens-per-step")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -261,6 +393,14 @@ def main(argv=None) -> int:
         torch.cuda.set_per_process_memory_fraction(frac, device)
         print(f"GPU memory capped to {args.memory_cap_gb:g} GB ({frac:.3f} of {total / 1e9:.1f} GB)")
     config = llama_config(args.model)
+    if args.vs_trainer:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        rows = vs_trainer(args, config)
+        if args.record:
+            with open(args.record, "a") as f:
+                for r in rows:
+                    f.write(json.dumps(dict(r, date=_dt.date.today().isoformat(), model=args.model)) + "\n")
+        return 0
     results = []
     for tokens in args.tokens_per_step:
         try:

@@ -110,6 +110,15 @@ for s in "${STEPS[@]}"; do
   echo "-- $name: exit $rc after ${secs} s" | tee -a "$LOG"
 done
 
+# torch.compile recompiles per bench_train row (issue 23: no recompile storms; a handful per run is expected)
+"$PY" - "$JSONL" <<'PYEOF' | tee -a "$LOG"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "compile_recompiles" in r:
+        print(f"recompiles: bench_train {r.get('model')} {r.get('tokens_per_step')} tokens/step, {r.get('attention')}: "
+              f"{r['compile_recompiles']} recompile(s), {r.get('compile_graphs')} graph(s)")
+PYEOF
 "$PY" benchmarks/gpu_summary.py "$JSONL" "$STEPS_TSV" >"$OUT_DIR/gpu_check_${TAG}.md"
 rm -f "$STEPS_TSV"
 echo; cat "$OUT_DIR/gpu_check_${TAG}.md"

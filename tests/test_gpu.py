@@ -229,6 +229,40 @@ def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory
         torch.use_deterministic_algorithms(False)
 
 
+def test_flex_attention_training_has_no_recompile_storm_on_cuda(tmp_path):
+    """The recipe with FlexAttention on CUDA (compiled kernel + compiled BlockMask builder) over packed
+    rows of >= 5 distinct lengths, with an evaluation (eval mode + greedy generation) in the middle:
+    rows are padded to the bucket lengths, generation runs SDPA, and the recompile count stays bounded
+    (at most one compile per bucket length and mode, far below dynamo's recompile limit of 8)."""
+    from helpers import models
+    from helpers.train.config import stage_config
+    from helpers.profiles import TINY_LLAMA
+    from helpers.train.sequences import choose_builtin_voices
+    from helpers.data.shards import Utterance
+    from helpers.train.recipe import StageRecipe, compile_counts
+
+    model, tok = models.load_base(TINY_LLAMA)
+    model, tok, _, _ = models.extend_vocabulary(model, tok)
+    rng = np.random.default_rng(1)
+    utts = []
+    for i in range(40):
+        t = int(rng.integers(4, 20))
+        utts.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", "us", "female", "", f"sentence {i}", t / 12,
+                              [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
+    cfg = stage_config(2, "tiny", max_seq_len=256, max_steps=12, warmup_steps=2, log_every=2, save_every=100,
+                       eval_every=6, eval_max_new_frames=4, progress=False, eval_fraction=0.1, precision="fp32",
+                       optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none", ce_chunk=0,
+                       attention="flex_attention", local_dir=str(tmp_path / "l"))
+    logs = []
+    r = StageRecipe(cfg, model, tok, utts, tmp_path / "stage2", choose_builtin_voices(utts), log=logs.append).setup()
+    assert r.attention == "flex_attention"
+    before = compile_counts()
+    r.train()
+    after = compile_counts()
+    print(f"recompiles: {after['recompiles'] - before['recompiles']}, graphs: {after['graphs'] - before['graphs']}")
+    assert after["recompiles"] - before["recompiles"] <= 16, (before, after, logs)
+
+
 # ----------------------------------------------------------------------------- codec and decoding
 def test_snac_batch_equals_single_on_cuda():
     _needs("snac", "the SNAC codec")

@@ -104,25 +104,38 @@ GREEDY = SamplingConfig(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=
 
 @dataclass(frozen=True)
 class LengthGuard:
-    """Upper bound on the audio of one utterance, from its text.
+    """Upper bound on the audio of one utterance, sized from its text.
 
-    ``max_seconds(text) = min(base_seconds + n_chars / chars_per_second, cap_seconds)``.
-    5 characters per second is a third of the usual read-speech rate (~14 chars/s,
-    :mod:`helpers.text.split`), so slow or expressive speech fits while a model that
-    never emits ``<|audio_end|>`` stops after a bounded time. ``cap_seconds`` keeps a
-    chunk inside what the model was trained on (clips of at most 30 s).
+    ``max_seconds(text) = min(max(base_seconds, factor * expected), cap_seconds)`` where
+    ``expected = helpers.text.split.estimate_seconds(text, chars_per_second)`` is the text's
+    expected spoken duration: characters at a calm read-speech rate of 14 characters per
+    second (~160 words per minute; digits left in raw text count as ~one word each, a
+    non-verbal token as 1 s). ``factor`` 2.5 lets speech 2.5x slower than that rate (slow,
+    expressive or paused delivery) finish, while a model that never emits ``<|audio_end|>``
+    costs at most 2.5x the expected audio: a four-word sentence ("Welcome to the show.",
+    20 characters, ~1.4 s expected) stops after 3.6 s instead of the 7 s of a fixed
+    3 s + 1 s per 5 characters. ``base_seconds`` is the floor for very short texts ("Yes.":
+    1.5 s); ``cap_seconds`` keeps a chunk inside what the model was trained on (clips of at
+    most 30 s) whatever the text.
     """
 
-    base_seconds: float = 3.0
-    chars_per_second: float = 5.0
+    base_seconds: float = 1.5
+    chars_per_second: float = 14.0  # = helpers.text.split.CHARS_PER_SECOND (a test keeps them equal)
     cap_seconds: float = 40.0
+    factor: float = 2.5
 
     def __post_init__(self):
-        if not (self.base_seconds > 0 and self.chars_per_second > 0 and self.cap_seconds > 0):
+        if not (self.base_seconds > 0 and self.chars_per_second > 0 and self.cap_seconds > 0 and self.factor > 0):
             raise ValueError(f"LengthGuard fields must be > 0, got {self}")
 
+    def expected_seconds(self, text: str) -> float:
+        """The text's expected spoken duration (:func:`helpers.text.split.estimate_seconds`)."""
+        from ..text.split import estimate_seconds  # helpers.text loads the normalizer: not at import time
+
+        return estimate_seconds(text, self.chars_per_second)
+
     def max_seconds(self, text: str) -> float:
-        return min(self.base_seconds + len(text) / self.chars_per_second, self.cap_seconds)
+        return min(max(self.base_seconds, self.factor * self.expected_seconds(text)), self.cap_seconds)
 
     def max_frames(self, text: str, frames_per_second: float = DEFAULT_FRAMES_PER_SECOND) -> int:
         return max(1, math.ceil(self.max_seconds(text) * frames_per_second))

@@ -10,14 +10,25 @@ cost (the planner, :func:`helpers.train.plan_model.attention_flops_per_token`, p
 - ``flash_attention_2``: flash-attn's varlen kernel; transformers derives the boundaries
   from the restarting ``position_ids``. Needs the ``flash_attn`` wheel, CUDA and bf16/fp16.
   Work: each example's causal triangle.
-- ``sdpa``: transformers builds a dense (N, N) block-diagonal causal mask from the
-  restarting ``position_ids``; with an explicit mask SDPA computes the whole N × N square.
-  For 8K-token rows of ~1K-token examples that is ~16x the attention FLOPs of the others.
+- ``sdpa``: :func:`set_kernel` installs :data:`SDPA_DOCUMENTS`, which cuts a packed row at its
+  example boundaries (``doc_lens``, passed by :func:`packed_kwargs`) and runs one causal SDPA call
+  per example: each example's causal triangle, no (N, N) mask, backward on CPU and CUDA. (Plain
+  transformers SDPA would get a dense block-diagonal mask and compute the whole N × N square:
+  ~16x the attention FLOPs at 8K-token rows of ~1K-token examples; measured on CPU, packing then
+  lost to unpacked batch-1 training, benchmarks/README.md.) Outside packed rows (generation,
+  padded batches) it is transformers' SDPA. The planner still prices ``sdpa`` as the whole row
+  (an upper bound).
 
 All three give the same losses and gradients (``tests/train/test_packing.py`` on CPU,
 ``tests/test_gpu.py`` on CUDA). Why not always flex: PyTorch has no FlexAttention
 *backward* on CPU (torch <= 2.13 raises "FlexAttention does not support backward on
-CPU"), so on CPU training uses SDPA; its forward runs on CPU and is tested there.
+CPU"), so on CPU training uses the per-document SDPA; flex's forward runs on CPU and is tested there.
+
+Compiled kernels see few shapes: the recipe pads packed rows to
+:func:`helpers.train.packing.bucket_length` (8 lengths per budget) under FlexAttention (whose
+BlockMask is built by the compiled helper on CUDA) and under :data:`SDPA_DOCUMENTS_COMPILED`
+(``set_kernel(model, "sdpa", compiled=True)``: the per-document calls through
+``torch.compile(dynamic=True)``); evaluation and generation switch FlexAttention to SDPA.
 
 ``choose_kernel("auto")``: flash-attn varlen where it is installed on CUDA with a
 bf16/fp16 model, else FlexAttention on CUDA, else SDPA. Nothing here touches a GPU
@@ -34,7 +45,12 @@ KERNELS = ("sdpa", "flex_attention", "flash_attention_2")
 """attn_implementation names transformers knows; = :data:`helpers.train.config.ATTENTION` minus "auto" and
 :data:`helpers.train.plan_model.ATTENTION_KERNELS` (a test keeps them equal)."""
 PER_DOCUMENT = ("flex_attention", "flash_attention_2")
-"""Kernels whose attention work is per example; ``sdpa`` computes the whole causal row."""
+"""Kernels the planner prices per example; it prices ``sdpa`` as the whole causal row (an upper bound
+now that :func:`set_kernel` installs the per-document :data:`SDPA_DOCUMENTS`)."""
+SDPA_DOCUMENTS = "sdpa_documents"
+SDPA_DOCUMENTS_COMPILED = "sdpa_documents_compiled"  # the same, each call through torch.compile(dynamic=True)
+"""What ``set_kernel(model, "sdpa")`` installs: SDPA run per document of a packed row
+(:func:`sdpa_documents_forward`), plain SDPA for anything else (generation, padded batches)."""
 
 
 def flash_attn_available() -> bool:
@@ -79,12 +95,90 @@ def choose_kernel(device: torch.device | str | None = None, dtype: torch.dtype |
     return "flex_attention" if flex_ok else "sdpa"
 
 
-def set_kernel(model, kernel: str) -> str:
-    """Switch a loaded HF model to ``kernel`` (one of :data:`KERNELS` or "eager"); returns the name now set."""
+def sdpa_documents_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
+                           doc_lens: Sequence[int] | None = None, compiled: bool = False, **kwargs):
+    """SDPA per document of a packed row: the row (1, heads, N, d) is cut at the example boundaries
+    ``doc_lens`` (Python ints, so cutting needs no device sync) and each example attends causally to
+    itself with ``is_causal=True`` and no mask: ~sum of len² / 2 work instead of the N² of one SDPA
+    call with a dense block-diagonal mask, and SDPA's flash kernel (CPU and CUDA, with backward).
+    Without ``doc_lens`` (generation, evaluation of unpacked batches) it is transformers' SDPA."""
+    from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+
+    if doc_lens is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if sum(doc_lens) != query.shape[2]:
+        raise ValueError(f"doc_lens {list(doc_lens)} (sum {sum(doc_lens)}) do not tile a row of {query.shape[2]} tokens")
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    p = dropout if module.training else 0.0
+    attend = _compiled_document_sdpa() if compiled else _document_sdpa
+    outs, lo = [], 0
+    for n in doc_lens:
+        hi = lo + int(n)
+        outs.append(attend(query[:, :, lo:hi], key[:, :, lo:hi], value[:, :, lo:hi], p, scaling))
+        lo = hi
+    return torch.cat(outs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _document_sdpa(q, k, v, dropout_p: float, scale):
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=scale)
+
+
+COMPILE_BACKEND = "inductor"  # torch.compile backend of the compiled per-document SDPA (tests: "aot_eager")
+_COMPILED: dict = {}
+
+
+def _compiled_document_sdpa():
+    """:func:`_document_sdpa` under ``torch.compile(dynamic=True)``: one graph with symbolic lengths
+    serves every document length (compiled once, not once per length)."""
+    fn = _COMPILED.get(COMPILE_BACKEND)
+    if fn is None:
+        fn = _COMPILED[COMPILE_BACKEND] = torch.compile(_document_sdpa, dynamic=True, backend=COMPILE_BACKEND)
+    return fn
+
+
+def _register_sdpa_documents() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(SDPA_DOCUMENTS, sdpa_documents_forward)
+    AttentionMaskInterface.register(SDPA_DOCUMENTS, sdpa_mask)
+
+    def compiled_forward(*args, **kwargs):
+        return sdpa_documents_forward(*args, compiled=True, **kwargs)
+
+    AttentionInterface.register(SDPA_DOCUMENTS_COMPILED, compiled_forward)
+    AttentionMaskInterface.register(SDPA_DOCUMENTS_COMPILED, sdpa_mask)
+
+
+def set_kernel(model, kernel: str, *, compiled: bool = False) -> str:
+    """Switch a loaded HF model to ``kernel`` (one of :data:`KERNELS` or "eager"); returns the name now set.
+
+    ``"sdpa"`` installs :data:`SDPA_DOCUMENTS` (SDPA per document when a packed row's ``doc_lens``
+    are passed, see :func:`packed_kwargs`; plain SDPA otherwise); ``compiled=True`` runs its
+    per-document calls through ``torch.compile(dynamic=True)`` (and the recipe then pads rows to
+    a few bucket lengths, as for FlexAttention)."""
     if kernel not in KERNELS + ("eager",):
         raise ValueError(f"attention implementation must be one of {KERNELS + ('eager',)}, got {kernel!r}")
+    if compiled and kernel != "sdpa":
+        raise ValueError("compiled=True applies to the per-document SDPA; flex_attention is compiled by transformers")
+    if kernel == "sdpa":
+        _register_sdpa_documents()
+        kernel = SDPA_DOCUMENTS_COMPILED if compiled else SDPA_DOCUMENTS
     model.set_attn_implementation(kernel)
     return model.config._attn_implementation
+
+
+def packed_kwargs(model, batch: dict) -> dict:
+    """Extra decoder keywords for a packed batch: ``doc_lens`` (the row's example lengths, Python ints
+    from the CPU ``seq_lens``) under :data:`SDPA_DOCUMENTS`, else nothing."""
+    if model.config._attn_implementation not in (SDPA_DOCUMENTS, SDPA_DOCUMENTS_COMPILED) or batch.get("seq_lens") is None:
+        return {}
+    if batch["input_ids"].shape[0] != 1:
+        return {}
+    return {"doc_lens": tuple(int(n) for n in batch["seq_lens"].tolist())}
 
 
 def document_ids(seq_lens: Sequence[int] | torch.Tensor, device=None) -> torch.Tensor:
@@ -110,7 +204,10 @@ def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None):
     def same_doc_causal(b, h, q_idx, kv_idx):
         return (doc[q_idx] == doc[kv_idx]) & (q_idx >= kv_idx)
 
-    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device, _compile=False)
+    # Built by the compiled helper on CUDA (one compiled graph per row length: the recipe pads rows to
+    # helpers.train.packing.bucket_length, so a handful); eager on CPU, where compiling costs more than it saves.
+    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device,
+                             _compile=doc.device.type == "cuda")
 
 
 def packed_attention_mask(model, batch: dict):

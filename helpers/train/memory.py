@@ -118,7 +118,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
                     if need_h:
                         grad_h.index_copy_(0, r, (g @ w).to(hidden.dtype))
                     if need_w:
-                        grad_w += (g.T @ h).to(acc)
+                        grad_w += g.T @ h  # mixed-dtype in-place add: no fp32 copy of the (V, H) product
                 del logits
         ctx.save_for_backward(*(t for t in (grad_h, grad_w) if t is not None))
         ctx.has = (need_h, need_w)
@@ -181,7 +181,9 @@ def chunked_causal_lm_loss(hidden_states: torch.Tensor, lm_head_weight: torch.Te
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    labels = labels.to(device=hidden_states.device, dtype=torch.int64)
+    # Rows and targets are selected where the labels live (the CPU, for packed batches from
+    # collate), so picking them and checking them costs no GPU sync; then moved to the device.
+    labels = labels.to(dtype=torch.int64)
     keep = labels != ignore_index
     rows = keep.nonzero().squeeze(1)  # (M,)
     targets = labels.index_select(0, rows)
@@ -190,6 +192,8 @@ def chunked_causal_lm_loss(hidden_states: torch.Tensor, lm_head_weight: torch.Te
         bad = targets[(targets < 0) | (targets >= V)][:5].tolist()
         raise ValueError(f"labels {bad} are outside the vocabulary [0, {V}) (and not ignore_index={ignore_index})")
     n = int(targets.numel())
+    rows = rows.to(hidden_states.device, non_blocking=True)
+    targets = targets.to(hidden_states.device, non_blocking=True)
 
     want_liger = use_liger if use_liger is not None else (liger_available() and hidden_states.is_cuda)
     if want_liger:
@@ -198,7 +202,7 @@ def chunked_causal_lm_loss(hidden_states: torch.Tensor, lm_head_weight: torch.Te
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
         total = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum")(
-            lm_head_weight, hidden_states, labels).float()
+            lm_head_weight, hidden_states, labels.to(hidden_states.device)).float()
     elif n == 0:
         # Keep the graph connected so backward works and gives zero gradients.
         total = (hidden_states.sum() * 0.0 + lm_head_weight.sum() * 0.0).float()
@@ -225,7 +229,7 @@ class _NoGradCtx:
 def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None, chunk_size: int = DEFAULT_CE_CHUNK,
                    reduction: str = "mean", ignore_index: int = IGNORE_INDEX,
-                   use_liger: bool | None = None) -> tuple[torch.Tensor, int]:
+                   use_liger: bool | None = None, **decoder_kwargs) -> tuple[torch.Tensor, int]:
     """Loss of a HF causal LM (e.g. ``LlamaForCausalLM``) with the chunked CE; labels in HF convention.
 
     Runs the decoder (``model.get_decoder()``, i.e. ``model.model``) to the final
@@ -240,6 +244,8 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
         input_ids, labels: (B, T) int64; labels -100 where no loss is wanted.
         position_ids: (B, T) int64 or None; attention_mask: (B, T) or None.
         reduction: "mean" (= HF's loss) or "sum".
+        decoder_kwargs: passed to the decoder (e.g. ``doc_lens`` of
+            :func:`helpers.train.attention.packed_kwargs`).
     Returns:
         (loss fp32 scalar, number of target tokens).
     """
@@ -256,9 +262,9 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
     out = model.get_decoder()(input_ids=input_ids.to(dev),
                               position_ids=None if position_ids is None else position_ids.to(dev),
                               attention_mask=None if attention_mask is None else attention_mask.to(dev),
-                              use_cache=False)
+                              use_cache=False, **decoder_kwargs)
     h = out.last_hidden_state[:, :-1]  # (B, T-1, H)
-    y = labels.to(dev)[:, 1:]  # (B, T-1)
+    y = labels[:, 1:]  # (B, T-1), left where it is (CPU for collate's batches: counting needs no GPU sync)
     n = int((y != ignore_index).sum())
     loss = chunked_causal_lm_loss(h.reshape(-1, h.shape[-1]), head.weight, y.reshape(-1), chunk_size=chunk_size,
                                   reduction=reduction, ignore_index=ignore_index, use_liger=use_liger)

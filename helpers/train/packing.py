@@ -5,7 +5,10 @@ several whole examples. ``position_ids`` restart at 0 for every example; with
 ``attention_mask=None`` and no KV cache, transformers' LLaMA (sdpa, eager and
 flash attention) reads the restarts as sequence boundaries and attends only
 inside each example (``tests/train/test_packing.py`` proves per-example losses equal
-the unpacked ones). No pad token is ever inserted.
+the unpacked ones). No pad token is inserted, except under a compiled attention kernel,
+where the recipe completes each row to one of a few :func:`bucket_length` lengths with a
+loss-free document of pad tokens (``collate(..., pad_to=...)``) so the kernel is not
+recompiled for every row length.
 
 Labels: an example's first label is always -100, so when the model shifts
 labels by one, the last token of one example never learns to predict the
@@ -109,14 +112,37 @@ def packing_stats(lengths: Sequence[int], bins: Sequence[Sequence[int]], budget:
     return PackingStats(len(lengths), len(bins), budget, int(sum(lengths[i] for b in bins for i in b)), 0)
 
 
-def collate(examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+ROW_BUCKETS = 8  # distinct packed-row lengths a compiled kernel sees: budget/8, 2·budget/8, ..., budget
+
+
+def bucket_length(n: int, budget: int, buckets: int = ROW_BUCKETS) -> int:
+    """The smallest of ``budget·k/buckets`` (k = 1..buckets, rounded up to a multiple of 8) that holds
+    ``n`` tokens: packed rows padded to it give a compiled attention kernel at most ``buckets``
+    distinct shapes (no recompile storm) for at most ``budget/buckets`` tokens of padding per row."""
+    if n < 1 or n > budget:
+        raise ValueError(f"row of {n} tokens does not fit the budget {budget}")
+    step = -(-budget // buckets)
+    return min(budget, -(-(-(-n // step) * step) // 8) * 8)
+
+
+def collate(examples: Sequence[Example], pad_to=None, pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Flatten examples into one packed sequence.
 
     Returns ``input_ids``, ``labels``, ``position_ids`` — each (1, N) int64 — and
     ``seq_lens`` (n_examples,) int64. The first label of every example is -100.
+    ``pad_to``: a length, or a function of the packed length giving one (e.g. a
+    :func:`bucket_length`); the row is then completed with one extra document of ``pad_id``
+    tokens whose labels are all -100 (it attends only to itself and carries no loss).
     """
     if not examples:
         raise ValueError("cannot collate an empty bin")
+    target = pad_to(sum(len(e) for e in examples)) if callable(pad_to) else pad_to
+    extra = 0 if target is None else int(target) - sum(len(e) for e in examples)
+    if extra < 0:
+        raise ValueError(f"cannot pad a row of {sum(len(e) for e in examples)} tokens to {target}")
+    if extra:
+        pad = np.full(extra, pad_id, dtype=np.int64)
+        examples = list(examples) + [Example("<pad>", pad, np.full(extra, IGNORE_INDEX, dtype=np.int64), "none")]
     ids = np.concatenate([e.input_ids for e in examples])
     labels = np.concatenate([e.labels for e in examples]).copy()
     pos = np.concatenate([np.arange(len(e), dtype=np.int64) for e in examples])

@@ -168,6 +168,9 @@ OVERHEAD_FRACTION = 0.05
 # fp32 log-softmax: saved fp32 log-probs (4) + their gradient (4) + the gradient w.r.t.
 # the fp32 logits (4); the bf16 logits (2) and their bf16 gradient (2) overlap the ends.
 CE_BYTES_PER_LOGIT = 12
+# The chunked CE (helpers.train.memory._ChunkedLinearCE) holds per chunk logit only its fp32
+# logits (4, overwritten in place by softmax - onehot) and their compute-dtype copy (2).
+CE_CHUNK_BYTES_PER_LOGIT = 6
 # ZeRO gradient buckets (set "reduce_bucket_size"/"allgather_bucket_size" to this in the
 # DeepSpeed config); two are in flight at a time.
 ZERO_BUCKET_ELEMENTS = 50_000_000
@@ -183,7 +186,8 @@ HOST_RAM_USABLE_FRACTION = 0.85
 class MemoryBreakdown:
     """Bytes per GPU by component, and host RAM for offload. ``peak`` is the planning number.
 
-    ``peak = overhead + max(static + activations + attention_mask + logits, static + optimizer_step)``
+    ``peak = overhead + max(static + activations + attention_mask + logits + ce_weight_grad,
+    static + optimizer_step)``
     where ``static = weights + master_weights + gradients + optimizer_states``: the
     backward pass (all checkpoints and the CE live at once) and the optimizer step
     (activations freed, step temporaries alive) are the two candidates for the peak.
@@ -200,6 +204,7 @@ class MemoryBreakdown:
     peak: int
     cpu: int = 0  # host RAM for offloaded tensors (all processes on the host)
     attention_mask: int = 0  # the packed row's attention mask (attention_mask_bytes; dense for SDPA)
+    ce_weight_grad: int = 0  # chunked CE: its fp32 LM-head gradient accumulator and (V, H) temporaries
 
     def components(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -257,18 +262,36 @@ def activation_bytes(shape: ModelShape, plan: TrainPlan) -> int:
 
 
 def logits_bytes(shape: ModelShape, plan: TrainPlan) -> int:
-    """Cross-entropy peak: ``rows · V · CE_BYTES_PER_LOGIT``.
+    """Cross-entropy peak of the logits: ``rows · V · bytes per logit``.
 
-    ``rows`` is T for the full CE (HF's default: bf16 logits for the whole
-    micro-batch, upcast to fp32) and ``min(ce_chunk_tokens, T)`` for the chunked
-    CE (LM head + CE per chunk under checkpointing, recomputed in backward; the
-    full logits are never materialised), which also keeps the gradient w.r.t. the
-    final hidden states (T·2h).
+    Full CE (HF's default): bf16 logits for the whole micro-batch, upcast to fp32, rows = T,
+    :data:`CE_BYTES_PER_LOGIT`. Chunked CE (:func:`helpers.train.memory.chunked_causal_lm_loss`:
+    the full logits are never materialised): rows = ``min(ce_chunk_tokens, T)`` at
+    :data:`CE_CHUNK_BYTES_PER_LOGIT`, plus the gradient w.r.t. the final hidden states it
+    keeps until backward (T·2h). Its LM-head gradient is :func:`ce_weight_grad_bytes`.
     """
     T, V = plan.tokens_per_step, shape.vocab
     if plan.ce == "full":
         return T * V * CE_BYTES_PER_LOGIT
-    return min(plan.ce_chunk_tokens, T) * V * CE_BYTES_PER_LOGIT + T * 2 * shape.hidden
+    return min(plan.ce_chunk_tokens, T) * V * CE_CHUNK_BYTES_PER_LOGIT + T * 2 * shape.hidden
+
+
+def ce_weight_grad_bytes(shape: ModelShape, plan: TrainPlan) -> int:
+    """What the chunked CE holds for the LM head (V × h) besides the model's own gradient buffer.
+
+    It accumulates ``d weight`` over the chunks in an fp32 (V, h) buffer kept from the forward
+    to the backward, i.e. alive at the activation peak (4·V·h: 1.65 GB for the extended
+    Llama-3.2-3B); each chunk's ``g.T @ h`` product is a (V, h) bf16 temporary (2·V·h);
+    under autocast (fp32 model) the weight is also cast to bf16 for the chunk matmuls
+    (2·V·h). 0 for the full CE (autograd writes the LM head's gradient straight into its
+    ``.grad``, counted in ``gradients``).
+    """
+    if plan.ce == "full":
+        return 0
+    vh = shape.vocab * shape.hidden
+    cast = 2 * vh if (plan.precision == "bf16_mixed_fp32_master" and plan.grad_dtype == "fp32"
+                      and plan.zero_stage == 0) else 0
+    return 4 * vh + 2 * vh + cast
 
 
 def attention_mask_bytes(plan: TrainPlan) -> int:
@@ -308,7 +331,8 @@ def estimate_memory(shape: ModelShape, plan: TrainPlan) -> MemoryBreakdown:
     embedding plus two prefetched layers in bf16. Offloaded tensors are counted
     in ``cpu`` (fp32 master 4N + states 8N + fp32 grads 4N, + bf16 params 2N).
 
-    Activations: :func:`activation_bytes`; attention mask: :func:`attention_mask_bytes`; logits: :func:`logits_bytes`. Optimizer
+    Activations: :func:`activation_bytes`; attention mask: :func:`attention_mask_bytes`; logits:
+    :func:`logits_bytes`; the chunked CE's LM-head gradient: :func:`ce_weight_grad_bytes`. Optimizer
     step temporaries: BF16AdamW ``BF16ADAMW_CHUNK_ELEMENTS × 32 B``; torch AdamW
     (``fused=True``) and bitsandbytes are fused kernels (≈ 0); ZeRO without
     offload: the fp32 gradient partition 4N/n. Overhead:
@@ -344,10 +368,11 @@ def estimate_memory(shape: ModelShape, plan: TrainPlan) -> MemoryBreakdown:
     acts = activation_bytes(shape, plan)
     mask = attention_mask_bytes(plan)
     logits = logits_bytes(shape, plan)
+    ce_w = ce_weight_grad_bytes(shape, plan)
     static = weights + master + grads + states
-    before = max(static + acts + mask + logits, static + step)
+    before = max(static + acts + mask + logits + ce_w, static + step)
     overhead = OVERHEAD_FIXED_BYTES + int(OVERHEAD_FRACTION * before)
     return MemoryBreakdown(weights=weights, master_weights=master, gradients=grads, optimizer_states=states,
                            activations=acts, logits=logits, optimizer_step=step, overhead=overhead,
-                           peak=before + overhead, cpu=cpu, attention_mask=mask)
+                           peak=before + overhead, cpu=cpu, attention_mask=mask, ce_weight_grad=ce_w)
 

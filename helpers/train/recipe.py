@@ -68,7 +68,7 @@ from . import attention, checkpoints as ckpt, memory
 from ..colab import drive
 from .config import StageConfig
 from ..colab.runlog import CsvLog, atomic_write_text
-from .packing import collate, packing_stats, shuffled_bins
+from .packing import bucket_length, collate, packing_stats, shuffled_bins
 from .sequences import (IGNORE_INDEX, SequenceBuilder, SequenceReport, VoiceSelection, split_eval,
     VoiceFallbackError, choose_builtin_voices, fallback_message)
 from ..data.shards import Utterance, iter_utterances
@@ -178,13 +178,26 @@ def packed_loss_sum(model, batch: dict, chunk: int = 0) -> tuple[torch.Tensor, i
     shifted inside (token t predicts label t+1). :func:`helpers.train.memory.causal_lm_loss`:
     only hidden states at target positions go through the LM head, ``chunk`` tokens at a
     time (0 = all in one chunk), so the (N, vocab) logits are never materialised at once.
-    Attention stays inside each example: restarting position_ids (sdpa, flash-attn varlen) or the
+    Attention stays inside each example: SDPA per document (``doc_lens``,
+    :func:`helpers.train.attention.packed_kwargs`), restarting position_ids (flash-attn varlen) or the
     row's document BlockMask (flex_attention) — :func:`helpers.train.attention.packed_attention_mask`.
     """
     n = int(batch["input_ids"].numel())
     return memory.causal_lm_loss(model, batch["input_ids"], batch["labels"], position_ids=batch["position_ids"],
                                  attention_mask=attention.packed_attention_mask(model, batch),
-                                 chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum")
+                                 chunk_size=chunk if chunk > 0 else max(1, n), reduction="sum",
+                                 **attention.packed_kwargs(model, batch))
+
+
+def compile_counts() -> dict:
+    """torch.compile activity so far in this process: ``recompiles`` (a frame compiled again after
+    its guards failed: a new shape, the train/eval switch; from dynamo's per-frame compile counter)
+    and ``graphs`` (unique graphs compiled, ``torch._dynamo.utils.counters``). Zeros when nothing
+    was compiled; dynamo is never imported just to read them."""
+    cf, ut = sys.modules.get("torch._dynamo.convert_frame"), sys.modules.get("torch._dynamo.utils")
+    per_frame = getattr(cf, "FRAME_COMPILE_COUNTER", None) or {}
+    graphs = int(ut.counters.get("stats", {}).get("unique_graphs", 0)) if ut is not None else 0
+    return {"recompiles": int(sum(max(0, c - 1) for c in per_frame.values())), "graphs": graphs}
 
 
 def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
@@ -211,6 +224,11 @@ def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_fr
     """
     was_training = model.training
     model.eval()
+    # Generation never runs the training kernel: FlexAttention would compile a new wrapper for
+    # eval mode and for every decode length; plain SDPA (the static-cache-free decode) needs none.
+    kernel = model.config._attn_implementation
+    if kernel == "flex_attention":
+        model.set_attn_implementation("sdpa")
     dev = next(model.parameters()).device
     ids = torch.tensor([list(prompt)], dtype=torch.long, device=dev)
     kw = {}
@@ -224,6 +242,8 @@ def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_fr
                          max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
                          pad_token_id=layout.pad_id, **kw)
     model.train(was_training)
+    if kernel == "flex_attention":
+        model.set_attn_implementation(kernel)
     new = out[0, ids.shape[1]:].cpu().numpy()
     ends = np.flatnonzero(new == layout.audio_end_id)
     new = new[: ends[0]] if ends.size else new
@@ -411,9 +431,21 @@ class StageRecipe:
             self._epoch = self._build_epoch(self._epoch.number + 1)
             self.bin_pos = 0
         ex = self._epoch.examples
-        batch = collate([ex[i] for i in self._epoch.bins[self.bin_pos]])
+        batch = collate([ex[i] for i in self._epoch.bins[self.bin_pos]], pad_to=self._row_bucket)
         self.bin_pos += 1
         return batch
+
+    def _row_bucket(self, n: int) -> int | None:
+        """Compiled attention (FlexAttention, or a compiled per-document SDPA) sees a handful of row
+        lengths: a packed row of ``n`` tokens is padded (one extra, loss-free document) up to
+        :func:`helpers.train.packing.bucket_length`; others keep the exact length."""
+        if self.model.config._attn_implementation not in ("flex_attention", attention.SDPA_DOCUMENTS_COMPILED):
+            return None
+        return bucket_length(n, self.cfg.max_seq_len)
+
+    def _acc_dtype(self) -> torch.dtype:
+        """float64 where the device has it (the logged loss then equals a Python float sum)."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
 
     def _autocast(self):
         if self.cfg.precision == "bf16-mixed":
@@ -437,25 +469,30 @@ class StageRecipe:
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._last_save = time.monotonic()
+        # Host <-> GPU syncs only at log steps: the loss sum and grad norm stay on the device
+        # (float64 accumulation, so the logged value is bit-identical to summing float(loss) per
+        # micro-batch) and are read with .item() when a metrics row is written.
+        win_t0, win_tokens, recompiles = time.perf_counter(), 0, compile_counts()["recompiles"]
         while self.step < self.total_steps:
             t0 = time.perf_counter()
             batches = [self._next_bin() for _ in range(cfg.grad_accum)]
             # Normalise by the target tokens of the whole step so every token weighs the same
             # whatever bin it landed in (a per-bin mean would over-weight sparse bins).
+            # (labels are CPU tensors from collate: counting them needs no GPU sync)
             n_target = sum(int((b["labels"][0, 1:] != IGNORE_INDEX).sum()) for b in batches)
             n_tokens = sum(int(b["input_ids"].shape[1]) for b in batches)
             self.optimizer.zero_grad(set_to_none=True)
-            loss_total = 0.0
+            loss_total = torch.zeros((), dtype=self._acc_dtype(), device=self.device)
             for b in batches:
                 with self._autocast():
                     loss_sum, _ = packed_loss_sum(self.model, b, cfg.ce_chunk)
                 (loss_sum / max(1, n_target)).backward()
-                loss_total += float(loss_sum.detach())
+                loss_total += loss_sum.detach().to(loss_total.dtype)
             if cfg.max_grad_norm > 0:
-                gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+                gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             else:
-                gnorm = float(torch.linalg.vector_norm(torch.stack(
-                    [p.grad.detach().norm() for p in params if p.grad is not None])))
+                gnorm = torch.linalg.vector_norm(torch.stack(
+                    [p.grad.detach().norm() for p in params if p.grad is not None]))
             lr = self.scheduler.get_last_lr()[0]
             self.optimizer.step()
             self.scheduler.step()
@@ -463,15 +500,29 @@ class StageRecipe:
             dt = time.perf_counter() - t0
             self.elapsed += dt
             self.tokens_seen += n_tokens
-            last_loss = loss_total / max(1, n_target)
-            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+            win_tokens += n_tokens
+            log_now = self.step % cfg.log_every == 0 or self.step == self.total_steps
+            if log_now:  # the one sync of the step (and only on log steps)
+                last_loss = loss_total.item() / max(1, n_target)
+                gnorm_f = float(gnorm)
+                now = time.perf_counter()
+                tok_s = win_tokens / max(now - win_t0, 1e-9)  # mean over the steps since the last log
+                win_t0, win_tokens = now, 0
+                counts = compile_counts()
                 self.metrics.append({"step": self.step, "epoch": self._epoch.number, "loss": repr(last_loss),
-                                     "lr": repr(lr), "grad_norm": repr(gnorm), "target_tokens": n_target,
-                                     "tokens": self.tokens_seen, "tokens_per_s": f"{n_tokens / dt:.1f}",
+                                     "lr": repr(lr), "grad_norm": repr(gnorm_f), "target_tokens": n_target,
+                                     "tokens": self.tokens_seen, "tokens_per_s": f"{tok_s:.1f}",
                                      "elapsed_s": f"{self.elapsed:.2f}"})
+                if counts["recompiles"] > recompiles:
+                    self.log(f"step {self.step}: {tok_s:.0f} tokens/s, torch.compile recompiled "
+                             f"{counts['recompiles'] - recompiles} time(s) since the last log "
+                             f"({counts['recompiles']} in all, {counts['graphs']} graphs)")
+                    recompiles = counts["recompiles"]
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:.0f}",
+                                    recompiles=counts["recompiles"])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_tokens / dt:.0f}")
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
                 self.evaluate()
             if self._save_due():
@@ -518,12 +569,21 @@ class StageRecipe:
         bins = shuffled_bins([len(e) for e in examples], self.cfg.max_seq_len, self.cfg.seed, 0)
         was = self.model.training
         self.model.eval()
+        # Not the training kernel: FlexAttention would compile another wrapper for eval mode (and for
+        # every held-out row length); SDPA per document gives the same per-example attention uncompiled.
+        kernel = self.model.config._attn_implementation
+        if kernel == "flex_attention":
+            attention.set_kernel(self.model, "sdpa")
         total, n = 0.0, 0
-        for b in bins:
-            with self._autocast():
-                s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
-            total, n = total + float(s), n + k
-        self.model.train(was)
+        try:
+            for b in bins:
+                with self._autocast():
+                    s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
+                total, n = total + float(s), n + k
+        finally:
+            if kernel == "flex_attention":
+                self.model.set_attn_implementation(kernel)
+            self.model.train(was)
         return total / max(1, n)
 
     def evaluate(self) -> dict:

@@ -162,17 +162,79 @@ def test_stream_equals_generate(random_tts):
     assert [c.codes[0].tolist() for c in stream.chunks] == [c.codes[0].tolist() for c in full.chunks]
 
 
-def test_stream_decoder_matches_full_decode(snac_random):
+@pytest.mark.parametrize("incremental", [True, False])
+def test_stream_decoder_matches_full_decode(snac_random, incremental):
     fd = FrameDecoder(snac_random, seed=3)
     rng = np.random.default_rng(1)
     T = 9
     codes = [rng.integers(0, 4096, T * k) for k in (1, 2, 4)]
     full = fd.decode(codes)
-    sd = StreamDecoder(fd, chunk_frames=2, first_chunk_frames=1)
+    sd = StreamDecoder(fd, chunk_frames=2, first_chunk_frames=1, incremental=incremental)
     out = [sd.push([c[f * k:(f + 1) * k] for c, k in zip(codes, (1, 2, 4))]) for f in range(T)] + [sd.flush()]
     assert np.abs(np.concatenate(out) - full).max() <= STREAM_TOLERANCE
+    assert len(out[0]) == len(out[1]) == len(out[2]) == 0 and len(out[3]) > 0  # first audio after 1 + 3 frames
     np.testing.assert_array_equal(fd.decode(codes), full)  # deterministic
     assert np.abs(FrameDecoder(snac_random, seed=4).decode(codes) - full).max() > 1e-4  # the noise is seeded
+
+
+def test_incremental_decoder_decodes_each_frame_once(snac_random, monkeypatch):
+    """Any split of the frames into pushes gives the full decode, and the quantizer (the decoder's
+    input) sees every frame exactly once: no re-decoded context."""
+    from helpers.infer.snac_stream import IncrementalDecoder
+
+    fd = FrameDecoder(snac_random, seed=0)
+    rng = np.random.default_rng(2)
+    T = 13
+    codes = [rng.integers(0, 4096, T * k) for k in (1, 2, 4)]
+    full = fd.decode(codes)
+    seen = []
+    q = snac_random.model.quantizer
+    original = q.from_codes
+    monkeypatch.setattr(q, "from_codes", lambda c: (seen.append(c[0].shape[-1]), original(c))[1])
+    for sizes in ([1] * T, [5, 1, 7], [T]):
+        seen.clear()
+        inc, out, f = IncrementalDecoder(snac_random, fd._noise), [], 0
+        for n in sizes:
+            out.append(inc.push([c[f * k:(f + n) * k] for c, k in zip(codes, (1, 2, 4))]))
+            f += n
+        out.append(inc.flush())
+        assert np.abs(np.concatenate(out) - full).max() <= STREAM_TOLERANCE, sizes
+        assert sum(seen) == T
+
+
+def test_decoder_receptive_field(snac_random):
+    """decoder_reach bounds what an output sample reads: a window with that many latents of
+    context each side reproduces the full decode; 1 latent less context on the right does not
+    (the measured reach is 9 latents, the architectural bound 10)."""
+    from helpers.infer.snac_stream import decoder_reach
+
+    left, right = decoder_reach(snac_random.model.decoder)
+    assert (left, right) == (11, 10)
+    m = snac_random.model
+    rng = np.random.default_rng(1)
+    T = 12
+    codes = [torch.from_numpy(rng.integers(0, 4096, T * k))[None] for k in (1, 2, 4)]
+    with torch.inference_mode():
+        z = m.quantizer.from_codes(codes)
+        full = _decode_no_noise(m, z)
+        spl = 512
+        a, b = 20, 28  # emit latents a..b
+        for ctx, ok in ((9, True), (right, True), (8, False)):
+            w = _decode_no_noise(m, z[..., a - ctx: b + ctx])[(ctx * spl):(ctx + b - a) * spl]
+            err = float((w - full[a * spl:b * spl]).abs().max())
+            assert (err <= STREAM_TOLERANCE) == ok, (ctx, err)
+
+
+def _decode_no_noise(m, z):
+    blocks = [b for b in m.decoder.modules() if type(b).__name__ == "NoiseBlock"]
+    saved = [b.forward for b in blocks]
+    for b in blocks:
+        b.forward = lambda x: x
+    try:
+        return m.decoder(z).reshape(-1)
+    finally:
+        for b, f in zip(blocks, saved):
+            b.forward = f
 
 
 def test_joiner_streamed_equals_whole():

@@ -125,8 +125,33 @@ def test_length_guard_warns_and_reports(tiny):
         r = generate_audio_tokens(model, layout, [_prompt(tok, layout, "x")], seeds=[0], max_frames=[2])[0]
     assert r.stop_reason == "length" and r.n_frames == 2
     g = LengthGuard()
-    assert g.max_frames("a" * 10, 12.0) == int(np.ceil((3.0 + 10 / 5.0) * 12.0))
     assert g.max_seconds("a" * 10_000) == g.cap_seconds
+
+
+def test_length_guard_is_sized_from_the_text():
+    """A multiple (2.5x) of the expected duration (14 characters/s), with a 1.5 s floor and a 40 s cap."""
+    from helpers.text.split import CHARS_PER_SECOND
+
+    g = LengthGuard()
+    assert g.chars_per_second == CHARS_PER_SECOND
+    four_words = "Welcome to the show."
+    assert g.expected_seconds(four_words) == pytest.approx(20 / 14)
+    assert g.max_seconds(four_words) == pytest.approx(2.5 * 20 / 14)  # 3.6 s, not the old 7 s
+    assert g.max_frames(four_words, 12.0) == int(np.ceil(2.5 * 20 / 14 * 12.0))
+    assert g.max_seconds("Yes.") == g.base_seconds == 1.5  # the floor
+    assert g.max_seconds("a" * 10_000) == g.cap_seconds == 40.0  # the cap
+    long = "This sentence is a good deal longer than four words, so it gets a longer guard. " * 2
+    assert g.max_seconds(long) == pytest.approx(2.5 * len(long.strip()) / 14)
+    assert g.max_seconds(long) > 2 * g.max_seconds(four_words)
+    # digits in raw text count as about a word each; a non-verbal token as a second
+    assert g.expected_seconds("in 1999") > g.expected_seconds("in abcd")
+    assert g.expected_seconds("ha <|laugh|>") == pytest.approx(2 / 14 + 1.0)
+    # the guard stays proportionate: at most factor x expected (above the floor)
+    for text in (four_words, long, "One, two, three, four, five, six."):
+        assert g.max_seconds(text) <= max(g.base_seconds, g.factor * g.expected_seconds(text)) + 1e-9
+    assert LengthGuard(factor=4.0).max_seconds(four_words) == pytest.approx(4.0 * 20 / 14)
+    with pytest.raises(ValueError):
+        LengthGuard(factor=0)
 
 
 def test_degenerate_loop_is_detected_and_reported(tiny):

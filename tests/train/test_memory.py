@@ -223,7 +223,7 @@ def test_attention_choice_on_cpu():
         mem.choose_attention("cpu", torch.bfloat16, prefer="flash_attention_2")
     model = build_tiny_llama(100)
     assert mem.set_attention(model, "eager") == "eager"
-    assert mem.set_attention(model, "sdpa") == "sdpa"
+    assert mem.set_attention(model, "sdpa") == "sdpa_documents"  # per-document SDPA for packed rows (issue 23)
 
 
 def test_benchmark_runs_on_cpu_and_prints_figures(tmp_path):

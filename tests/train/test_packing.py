@@ -186,3 +186,40 @@ def test_kernel_choice_and_mask_checks():
         attention.packed_attention_mask(_M(), bad)
     with pytest.raises(ValueError, match="do not tile"):
         attention.packed_attention_mask(_M(), dict(batch, seq_lens=torch.tensor([3, 3])))
+
+
+def test_cpu_sdpa_attends_per_document(monkeypatch):
+    """set_kernel("sdpa") installs SDPA per document: a packed row runs one causal SDPA call per example and
+    layer (no (N, N) mask: ~sum of len² work), with the losses and gradients of the examples trained alone;
+    without doc_lens (generation) it is plain SDPA."""
+    from helpers.train import attention
+    from helpers.tiny_models import build_tiny_llama
+
+    model = build_tiny_llama(300, seed=4)
+    assert attention.set_kernel(model, "sdpa") == attention.SDPA_DOCUMENTS
+    rng = np.random.default_rng(4)
+    lens = (25, 60, 11)
+    exs = [_ex(rng.integers(0, 300, n), 2) for n in lens]
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def counting(q, k, v, *a, **kw):
+        calls.append((q.shape[2], kw.get("is_causal"), kw.get("attn_mask") if "attn_mask" in kw else None))
+        return sdpa(q, k, v, *a, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
+    batch = collate(exs)
+    assert attention.packed_kwargs(model, batch) == {"doc_lens": lens}
+    packed, alone, g_packed, g_alone = _losses_packed_and_alone(model, exs, grad=True)
+    assert abs(packed - sum(alone)) < 1e-4 * packed
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(g_packed, g_alone))
+    layers = model.config.num_hidden_layers
+    packed_calls = [c for c in calls if c[0] in lens][: layers * len(lens)]
+    assert [c[0] for c in packed_calls] == list(lens) * layers and all(c[1] for c in packed_calls)
+    # generation / unpacked: plain SDPA, same logits as the sdpa kernel
+    ids = torch.from_numpy(exs[1].input_ids)[None]
+    with torch.no_grad():
+        a = model(input_ids=ids).logits
+        model.set_attn_implementation("sdpa")
+        b = model(input_ids=ids).logits
+    assert torch.allclose(a, b, atol=1e-6)
