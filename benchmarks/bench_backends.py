@@ -77,19 +77,22 @@ def one(engine, seed: int) -> tuple[float, float, int]:
     return first[0] or float("nan"), time.perf_counter() - t0, n[0]
 
 
-def run(engine, clients: int, per_client: int) -> dict:
-    sr = engine.tts.sample_rate
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(clients) as ex:
-        res = list(ex.map(lambda c: [one(engine, 1000 * c + i) for i in range(per_client)], range(clients)))
-    wall = time.perf_counter() - t0
-    flat = [r for rs in res for r in rs]
+def summarize(clients: int, flat: list, wall: float, sr: int) -> dict:
+    """Figures of one load level: ``flat`` holds ``(time to first audio s, total s, samples)`` per request."""
     ttfa = sorted(r[0] for r in flat)
     audio_s = sum(r[2] for r in flat) / sr
     return {"clients": clients, "requests": len(flat), "requests_per_s": round(len(flat) / wall, 2),
             "ttfa_p50_s": round(statistics.median(ttfa), 3),
             "ttfa_p95_s": round(ttfa[min(len(ttfa) - 1, int(0.95 * len(ttfa)))], 3),
             "realtime_streams": round(audio_s / wall, 2), "audio_s_per_request": round(audio_s / len(flat), 2)}
+
+
+def run(engine, clients: int, per_client: int) -> dict:
+    sr = engine.tts.sample_rate
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as ex:
+        res = list(ex.map(lambda c: [one(engine, 1000 * c + i) for i in range(per_client)], range(clients)))
+    return summarize(clients, [r for rs in res for r in rs], time.perf_counter() - t0, sr)
 
 
 def main(argv=None):

@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_backends import build, tiny_export  # noqa: E402
+from bench_backends import build, summarize, tiny_export  # noqa: E402
 
 SR = 24000
 
@@ -59,14 +58,7 @@ def run(url: str, clients: int, per_client: int) -> dict:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(clients) as ex:
         res = list(ex.map(lambda c: [one(url, 1000 * c + i) for i in range(per_client)], range(clients)))
-    wall = time.perf_counter() - t0
-    flat = [r for rs in res for r in rs]
-    ttfa = sorted(r[0] for r in flat)
-    audio_s = sum(r[2] for r in flat) / SR
-    return {"clients": clients, "requests": len(flat), "requests_per_s": round(len(flat) / wall, 2),
-            "ttfa_p50_s": round(statistics.median(ttfa), 3),
-            "ttfa_p95_s": round(ttfa[min(len(ttfa) - 1, int(0.95 * len(ttfa)))], 3),
-            "realtime_streams": round(audio_s / wall, 2), "audio_s_per_request": round(audio_s / len(flat), 2)}
+    return summarize(clients, [r for rs in res for r in rs], time.perf_counter() - t0, SR)
 
 
 def main(argv=None):

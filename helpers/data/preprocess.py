@@ -96,24 +96,14 @@ def _json_roundtrip(obj):
 
 def _atomic_piece(df, path: Path, meta: dict) -> Path:
     """One atomic parquet file holding a piece's records AND where it sits in the stream."""
-    import tempfile
-
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from .shards import write_parquet_atomic  # imports pyarrow: kept out of this module's import time
 
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            PIECE_META: json.dumps(meta, sort_keys=True, default=float).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_parquet_atomic(table, path)
 
 
 def _piece_meta(path: Path) -> dict | None:

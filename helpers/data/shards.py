@@ -104,6 +104,14 @@ def write_shard(path: str | os.PathLike, utterances: Iterable[Utterance]) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     # the in-memory table bounds the parquet file from above: a full Drive fails here, before writing
     require_free_space(path.parent, table.nbytes, f"token shard {path.name}")
+    return write_parquet_atomic(table, path)
+
+
+def write_parquet_atomic(table, path: str | os.PathLike) -> Path:
+    """Write a pyarrow ``table`` to ``path`` through a temp file beside it and ``os.replace``: a reader
+    (or Drive) never sees half a file. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
