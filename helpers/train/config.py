@@ -169,8 +169,10 @@ class StageConfig:
     target tokens in one chunk. Chunking avoids holding (tokens, 140k vocab) fp32 logits at once."""
     attention: str = "auto"
     """Attention kernel for packed rows (helpers.train.attention): "auto" (flash-attn varlen where installed on CUDA
-    with a bf16 model, else FlexAttention with a per-document mask on CUDA, else SDPA), "sdpa" (full-row
-    cost), "flex_attention" or "flash_attention_2". The planner prices each (helpers.plan_cost)."""
+    with a bf16 model, else FlexAttention with a per-document mask on CUDA, else SDPA), "sdpa" (one SDPA call
+    per document of a packed row: helpers.train.attention.sdpa_documents), "flex_attention" or
+    "flash_attention_2". The planner prices each (helpers.train.plan_model; it still charges "sdpa" at
+    full-row cost, an over-estimate since per-document SDPA)."""
     deepspeed: str | None = None
     """A DeepSpeed config (a file in configs/, e.g. "configs/ds_zero2_offload.json", or an absolute path):
     train through HF Trainer + DeepSpeed (helpers.train.distributed) instead of the hand-written loop.
