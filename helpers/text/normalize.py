@@ -69,7 +69,7 @@ DEFAULT_DATE_ORDER = {"us": "mdy", "uk": "dmy"}
 # --------------------------------------------------------------------------- patterns
 # A written number: 1,234,567.89 | 1234.5 | .5 (no sign; signs are captured by rules).
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-_SNUM = r"(?:(?<![\w.])[-−])?" + _NUM  # optionally negative
+_SNUM = r"(?:(?<![\w.])[-−])?(?<!\d)" + _NUM  # optionally negative; never starts inside a digit run (linear, not quadratic, on long runs)
 _B = r"(?<![\w.])"  # left boundary for a number that starts a token
 
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
