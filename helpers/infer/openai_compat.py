@@ -56,7 +56,7 @@ EMOTION_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 assert set(EMOTION_KEYWORDS) == set(EMOTIONS), "every trained emotion needs keywords"
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
-MAX_INSTRUCTIONS_CHARS = 4096
+MAX_INSTRUCTIONS_CHARS = 4 * 1024  # OpenAI's limit on `instructions` (characters), as on `input`
 
 
 class CompatError(ValueError):

@@ -60,7 +60,8 @@ import sys
 from pathlib import Path
 
 from ..tokens import EMOTIONS
-from .openai_compat import CompatError, emotion_from_instructions, load_voice_aliases, resolve_voice
+from .openai_compat import (MAX_INSTRUCTIONS_CHARS, CompatError, emotion_from_instructions, load_voice_aliases,
+                            resolve_voice)
 from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS, STREAM_FORMATS,
                            QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
                            wav_header)
@@ -129,7 +130,7 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         voice: str | VoiceObject | None = Field(None, description=(
             "A built-in voice, an OpenAI voice name (alias table: GET /v1/voices), a saved voice id, or "
             '{"id": ...}'))
-        instructions: str | None = Field(None, max_length=4096, description=(
+        instructions: str | None = Field(None, max_length=MAX_INSTRUCTIONS_CHARS, description=(
             "Must name a trained emotion (e.g. 'speak cheerfully' -> happy); otherwise 400 listing them"))
         response_format: Literal["mp3", "opus", "flac", "wav", "pcm"] = "mp3"
         speed: float | None = Field(None, ge=SPEED_MIN, le=SPEED_MAX)

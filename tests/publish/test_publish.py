@@ -153,6 +153,19 @@ def test_card_usage_snippet_runs_against_the_export(run, tmp_path, monkeypatch):
     assert "from optimumllm_audio import OptimumTTS" in code and "pip install optimumllm-audio" in card
     # the installed distribution's import name is this source (pyproject.toml maps optimumllm_audio -> helpers)
     monkeypatch.setitem(sys.modules, "optimumllm_audio", helpers)
+    # The card's imports load modules under optimumllm_audio.* and bind them as attributes of the helpers
+    # package object; put both back afterwards so later tests see one copy of every module.
+    before = {k for k in sys.modules if k.startswith("optimumllm_audio.")}
+    attrs = dict(vars(helpers))
+
+    def restore():
+        for k in [k for k in sys.modules if k.startswith("optimumllm_audio.") and k not in before]:
+            del sys.modules[k]
+        for k in [k for k in vars(helpers) if k not in attrs]:
+            delattr(helpers, k)
+        for k, v in attrs.items():
+            setattr(helpers, k, v)
+
     from tiny_export import speechy
 
     sf.write(tmp_path / "reference_voice.wav", speechy(6.0, seed=1), 24000)
@@ -163,7 +176,10 @@ def test_card_usage_snippet_runs_against_the_export(run, tmp_path, monkeypatch):
         lambda cls, name, **kw: original(cls, name, length_guard=LengthGuard(0.3, 100.0, 0.5), **kw)))
     monkeypatch.chdir(tmp_path)
     ns = {}
-    exec(code.replace('"someone/OptimumLLM-Audio-test"', repr(str(paths.export))), ns)
+    try:
+        exec(code.replace('"someone/OptimumLLM-Audio-test"', repr(str(paths.export))), ns)
+    finally:
+        restore()
     assert [t.voice for t in ns["wav"].turns] == ["male_us_01", "custom_voice"]  # the dialogue ran last
     wav, sr = sf.read(tmp_path / "welcome.wav")
     assert sr == 24000 and wav.size > 0 and np.isfinite(wav).all()

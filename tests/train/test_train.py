@@ -426,6 +426,7 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     model_config = _shape_config(plan_model.LLAMA_3_2_3B_AUDIO)
     logs = []
     plan, cfg = plan_stage(stage_config(2, "colab"), model_config, audio_hours=1050, log=logs.append)
+    assert plan.gpu.name == "A100-40GB", logs  # the patched detection was used (a GPU run, not CPU values)
     assert plan.gpu.name == "A100-40GB" and plan.shape == plan_model.LLAMA_3_2_3B_AUDIO
     assert plan.train.tokens_per_step == cfg.max_seq_len and plan.train.grad_accum == cfg.grad_accum
     s = memory.settings_for_plan(plan.train)
