@@ -422,10 +422,10 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     from helpers.train.stage_plan import plan_stage
 
     fake = plan_gpus.match_gpu("NVIDIA A100-SXM4-40GB", int(39.4 * plan_model.GIB))
-    # the GPU is passed explicitly (detection itself: test_plan_stage_on_cpu_shows_the_target_gpu_plan...)
+    monkeypatch.setattr(planner, "detect_gpu", lambda device=0: fake)
     model_config = _shape_config(plan_model.LLAMA_3_2_3B_AUDIO)
     logs = []
-    plan, cfg = plan_stage(stage_config(2, "colab"), model_config, gpu=fake, audio_hours=1050, log=logs.append)
+    plan, cfg = plan_stage(stage_config(2, "colab"), model_config, audio_hours=1050, log=logs.append)
     assert plan.gpu.name == "A100-40GB" and plan.shape == plan_model.LLAMA_3_2_3B_AUDIO
     assert plan.train.tokens_per_step == cfg.max_seq_len and plan.train.grad_accum == cfg.grad_accum
     s = memory.settings_for_plan(plan.train)
@@ -442,7 +442,7 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     mine = dict(precision="bf16-mixed", optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none",
                 selective_every=2, ce_chunk=0)
     logs.clear()
-    _, kept = plan_stage(stage_config(2, "colab", **mine), model_config, gpu=fake, log=logs.append)
+    _, kept = plan_stage(stage_config(2, "colab", **mine), model_config, log=logs.append)
     assert {k: getattr(kept, k) for k in mine} == mine
     assert any("WARNING" in m and "out of memory" in m for m in logs), logs
 
@@ -453,7 +453,7 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     started = dataclasses.replace(cfg, checkpointing="none", ce_chunk=0)
     (tmp_path / "config.json").write_text(started.to_json())
     logs.clear()
-    _, resumed = plan_stage(stage_config(2, "colab"), model_config, gpu=fake, stage_dir=tmp_path, log=logs.append)
+    _, resumed = plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
     assert (resumed.precision, resumed.optimizer, resumed.optimizer_state) == \
         (started.precision, started.optimizer, started.optimizer_state)
     assert (resumed.checkpointing, resumed.ce_chunk) == (cfg.checkpointing, cfg.ce_chunk) != ("none", 0)
@@ -461,7 +461,7 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     # settings whose math cannot fit this GPU at all are refused, naming them
     (tmp_path / "config.json").write_text(kept.to_json())
     with pytest.raises(planner.NoFeasiblePlan, match="precision='bf16-mixed', optimizer='adamw_torch'"):
-        plan_stage(stage_config(2, "colab"), model_config, gpu=fake, stage_dir=tmp_path, log=logs.append)
+        plan_stage(stage_config(2, "colab"), model_config, stage_dir=tmp_path, log=logs.append)
 
     # Colab's L4 (24 GB, 53 GB host RAM): nothing fits, the message says what would
     with pytest.raises(planner.NoFeasiblePlan, match="no training configuration"):
