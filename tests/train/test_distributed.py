@@ -96,13 +96,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(tmp_path, argv_prefix, args, extra_env, timeout=240):
+# A rank of the two-process gloo launch was seen aborting at start-up (std::terminate in the C++ runtime,
+# before any training: "terminate called without an active exception"; 1 full run in 6 on the 2-core VM).
+# That start-up abort — and only it — gets one fresh launch; any other failure fails the test.
+_STARTUP_ABORT = "terminate called without an active exception"
+
+
+def _run(tmp_path, argv_prefix, args, extra_env, timeout=240, startup_retries=0):
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), OMP_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false", **extra_env)
-    p = subprocess.run([*argv_prefix, str(script), *args], capture_output=True, text=True, timeout=timeout,
-                       env=env, cwd=tmp_path)
+    for attempt in range(startup_retries + 1):
+        p = subprocess.run([*argv_prefix, str(script), *args], capture_output=True, text=True, timeout=timeout,
+                           env=env, cwd=tmp_path)
+        if p.returncode == 0 or _STARTUP_ABORT not in p.stderr + p.stdout or "RESULT " in p.stdout:
+            break
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     return [json.loads(ln.split("RESULT ", 1)[1]) for ln in p.stdout.splitlines() if "RESULT " in ln]
 
@@ -118,7 +127,7 @@ def test_zero2_trains_through_hf_trainer_in_one_process(tmp_path):
 
 def test_zero3_offload_trains_in_two_gloo_processes(tmp_path):
     runs = _run(tmp_path, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-                ["3", "1", "4", "1", str(tmp_path / "out")], {})
+                ["3", "1", "4", "1", str(tmp_path / "out")], {}, startup_retries=1)
     assert sorted(r["rank"] for r in runs) == ["0", "1"] and all(r["world"] == "2" for r in runs)
     a, b = (r["losses"] for r in runs)
     assert a == b  # every rank logs the same, averaged loss
