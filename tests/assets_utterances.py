@@ -26,3 +26,18 @@ def assets_utterances(codec):
         out.append(Utterance(f"assets:{row['utterance_id']}", "assets", f"assets:{spk}", row["accent"], row["gender"],
                              row["emotion"], row["text"], FRAMES / codec.frame_rates[0], codes))
     return out
+
+
+def random_code_utterances(n: int = 8, seed: int = 0, accents=("us", "uk", "us")) -> list:
+    """``n`` utterances of random SNAC codes (6-13 frames), three speakers ``ds:spk0..2`` whose accents
+    cycle through ``accents``: training data for tests that need a stage to run, not to learn."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t = int(rng.integers(6, 14))
+        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", accents[i % 3], "female", "",
+                             f"sentence number {i}", t / 12,
+                             [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
+    return out

@@ -4,8 +4,8 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
 import torch
+from assets_utterances import random_code_utterances
 
 from drive_sim import SimDrive
 from helpers.colab import drive, session
@@ -111,16 +111,7 @@ class FakeColab:
 
 
 def _utts(n=8):
-    from helpers.data.shards import Utterance
-
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        t = int(rng.integers(6, 14))
-        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "us"][i % 3], "female", "",
-                             f"sentence number {i}", t / 12,
-                             [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
-    return out
+    return random_code_utterances(n)
 
 
 def test_prompts_happen_in_start_only_and_a_dead_drive_api_falls_back_without_blocking(tmp_path, monkeypatch):

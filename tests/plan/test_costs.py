@@ -1,7 +1,7 @@
 """The run plan: CLI exit codes, the colab Drive budget, and the plan against what a tiny run leaves."""
-import numpy as np
 import pytest
 import torch
+from assets_utterances import random_code_utterances
 
 from helpers.train import checkpoints as ckpt
 from helpers.colab import drive
@@ -38,16 +38,7 @@ def test_colab_plan_fits_60_gb_with_permanent_deletion_and_names_the_shortfall(c
 
 
 def _utts(n=8):
-    from helpers.data.shards import Utterance
-
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(n):
-        t = int(rng.integers(6, 14))
-        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "us"][i % 3], "female", "",
-                             f"sentence number {i}", t / 12,
-                             [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
-    return out
+    return random_code_utterances(n)
 
 
 def test_plan_matches_what_a_tiny_stage_leaves_on_the_run_directory(tmp_path, monkeypatch):

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from assets_utterances import random_code_utterances
 
 from helpers.train import checkpoints as ckpt
 from helpers.train.config import SEED_STAGES, StageConfig, stage_config
 from helpers.profiles import REPO_ROOT, get_profile
-from helpers.data.shards import Utterance, write_shard
+from helpers.data.shards import write_shard
 from helpers.train.recipe import METRICS_FILE, ResumeError, StageRecipe, cosine_lambda
 
 torch.set_num_threads(1)
@@ -47,15 +48,8 @@ def test_cosine_schedule():
 
 # ----------------------------------------------------------------------------- fixtures
 def _utts(n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        t = int(rng.integers(6, 14))
-        # spk2 ("other" accent) is no built-in voice: its examples carry cloning references
-        out.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", ["us", "uk", "other"][i % 3], "female", "",
-                             f"sentence number {i}", t / 12,
-                             [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
-    return out
+    # spk2 ("other" accent) is no built-in voice: its examples carry cloning references
+    return random_code_utterances(n, seed, accents=("us", "uk", "other"))
 
 
 @pytest.fixture(scope="module")
