@@ -388,9 +388,10 @@ def main(argv=None) -> int:
     if min(args.doc_tokens) < 2 or args.doc_tokens[0] > args.doc_tokens[1]:
         ap.error("--doc-tokens MIN MAX needs 2 <= MIN <= MAX")
     if device.type == "cuda" and args.memory_cap_gb > 0:
-        total = torch.cuda.get_device_properties(device).total_memory
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(index).total_memory
         frac = min(1.0, args.memory_cap_gb * 1e9 / total)
-        torch.cuda.set_per_process_memory_fraction(frac, device)
+        torch.cuda.set_per_process_memory_fraction(frac, index)
         print(f"GPU memory capped to {args.memory_cap_gb:g} GB ({frac:.3f} of {total / 1e9:.1f} GB)")
     config = llama_config(args.model)
     if args.vs_trainer:

@@ -83,7 +83,7 @@ STEPS_TSV="$(mktemp)"
 echo "gpu_check.sh on $CARD, $DATE; results in $OUT_DIR/gpu_check_${TAG}.*" | tee -a "$LOG"
 
 need=()
-for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer; do
+for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words; do
   "$PY" -c "import ${mod%%:*}" 2>/dev/null || need+=("${mod##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -62,7 +62,8 @@ def test_packed_equals_unpacked_losses_and_gradients_on_cuda(kernel):
         _needs("flash_attn", "flash-attn varlen is checked only where it is installed")
         dtype = torch.bfloat16  # flash-attn has no fp32 kernels
     model = build_tiny_llama(300, seed=4).to(device=CUDA, dtype=dtype)
-    assert attention.set_kernel(model, kernel) == kernel
+    expected = attention.SDPA_DOCUMENTS if kernel == "sdpa" else kernel  # "sdpa" installs per-document SDPA
+    assert attention.set_kernel(model, kernel) == expected
     model.train()
     rng = np.random.default_rng(4)
     exs = [_ex(rng, n, 300) for n in (300, 45, 129, 700)]  # rows cross several 128-token blocks
@@ -167,7 +168,10 @@ def test_chunked_ce_equals_full_ce_on_cuda():
     ref.backward()
     assert torch.allclose(loss.float(), ref.float(), rtol=1e-5)
     assert torch.allclose(gh, hidden.grad, rtol=1e-4, atol=1e-6)
-    assert torch.allclose(gw, weight.grad, rtol=1e-4, atol=1e-6)
+    # The weight gradient sums 1,500 rows: chunks of 256 vs one cuBLAS matmul (split-K) add in a different
+    # order, so compare in norm (a wrong chunk or a dropped row moves it by orders of magnitude more).
+    rel = (gw - weight.grad).norm() / weight.grad.norm()
+    assert rel < 1e-5, f"chunked CE weight gradient differs from the full CE's by {rel:.2e} (relative norm)"
 
 
 # ----------------------------------------------------------------------------- exact resume on CUDA

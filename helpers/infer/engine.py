@@ -59,7 +59,7 @@ from .emotions import check_emotion
 from .generation import AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig
 from ..tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
 from .voices import ReferenceAudioError, Voice, VoiceProfile, clone_voice, resolve_voice
-from ..codec import SnacCodec
+from ..codec import SnacCodec, exact_cuda
 from .best_of import generate_best_of
 from .snac_stream import IncrementalDecoder, supported as _incremental_ok
 
@@ -119,7 +119,8 @@ class FrameDecoder:
             blk.forward = make(i, blk)
         try:
             tensors = [torch.from_numpy(np.ascontiguousarray(c)).to(dev)[None] for c in codes]
-            audio = self.codec.model.decode(tensors)
+            with exact_cuda(dev):
+                audio = self.codec.model.decode(tensors)
         finally:
             for blk, f in zip(self.blocks, originals):
                 blk.forward = f

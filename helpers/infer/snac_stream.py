@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..codec import exact_cuda
+
 
 def decoder_reach(decoder: torch.nn.Module) -> tuple[int, int]:
     """Upper bound on how far (left, right), in decoder *input* (latent) steps, one output sample looks.
@@ -250,7 +252,8 @@ class IncrementalDecoder:
         else:
             z = torch.zeros(1, q.quantizers[0].out_proj.weight.shape[0], 0, device=dev)
         self.frames += n
-        y = self.net.push(z, final)
+        with exact_cuda(dev):
+            y = self.net.push(z, final)
         return y.reshape(-1).float().cpu().numpy()
 
     def flush(self) -> np.ndarray:

@@ -133,10 +133,16 @@ class Calibration:
     source: str  # card, date, command and configuration of the measurement
 
 
-# Measured calibrations, newest last. Empty: no GPU run has been recorded yet (every plan's
-# hfu is the table's assumption). Add a row with the output of `calibrate(...)` after a
-# bench_train run (benchmarks/README.md says how); get_gpu / match_gpu then use it.
-CALIBRATIONS: list[Calibration] = []
+# Measured calibrations, newest last (a GPU without a row keeps the table's assumed hfu; the
+# A100s have none yet). Add a row with the output of `calibrate(...)` after a bench_train run
+# (benchmarks/README.md says how); get_gpu / match_gpu then use it.
+CALIBRATIONS: list[Calibration] = [
+    Calibration("H200-141GB", 0.3223,
+                "NVIDIA H200 capped to 40 GB, 2026-12-04, torch 2.11.0+cu130: bash scripts/gpu_check.sh "
+                "(bench_train --model llama-3.2-3b --tokens-per-step 8192 --steps 4 --warmup 2 --memory-cap-gb 40; "
+                "9,929 tokens/s, flex_attention, full checkpointing; two timed steps with up to two recompiles "
+                "among them: a lower bound)"),
+]
 
 
 def calibrated(spec: GPUSpec) -> GPUSpec:
