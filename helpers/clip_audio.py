@@ -31,7 +31,7 @@ REASONS: dict[str, str] = {
     "too_short": "shorter than 1 s after trimming silence",
     "too_long": "longer than 30 s after trimming (or 120 s before)",
     "low_snr": "estimated SNR below 20 dB",
-    "loudness_unreachable": "-23 LUFS ±1 unreachable without the peak exceeding -1 dBFS",
+    "loudness_unreachable": "-23 LUFS ±1 unreachable with the peak at most -1 dBFS, even after limiting peaks by up to 6 dB",
 }
 
 class Reject(Exception):
@@ -52,6 +52,8 @@ class PreprocessConfig:
     target_lufs: float = -23.0  # EBU R128 programme loudness
     lufs_tolerance_db: float = 1.0  # seed: ±1 dB
     peak_ceiling_dbfs: float = -1.0  # EBU R128 max true peak; keeps 16-bit writes unclipped
+    max_limiting_db: float = 6.0  # peaks the -23 LUFS gain pushes above the ceiling by up to this are limited
+    limiter_radius_s: float = 0.005  # the limiter's gain reduction starts/ends this long before/after a peak
     min_duration_s: float = 1.0  # seed: shorter clips lack context
     max_duration_s: float = 30.0  # seed: fits the LLaMA context (~2,460 audio tokens)
     max_source_duration_s: float = 120.0  # refuse minutes-long files before resampling them
@@ -78,6 +80,9 @@ class PreprocessConfig:
             raise ValueError("need 0 <= noise_percentile < signal_percentile <= 100")
         if self.peak_ceiling_dbfs > 0:
             raise ValueError(f"peak_ceiling_dbfs must be <= 0 dBFS, got {self.peak_ceiling_dbfs}")
+        if self.max_limiting_db < 0 or self.limiter_radius_s <= 0:
+            raise ValueError(f"need max_limiting_db >= 0 and limiter_radius_s > 0, got {self.max_limiting_db} "
+                             f"and {self.limiter_radius_s}")
 
 
 DEFAULT_CONFIG = PreprocessConfig()
@@ -279,10 +284,49 @@ def to_pcm16_grid(wav: np.ndarray) -> np.ndarray:
     return _round_pcm16_inplace(np.array(wav, dtype=np.float64))
 
 
-def gain_to_pcm16(wav: np.ndarray, gain_db: float) -> np.ndarray:
-    """``wav`` (float32 or float64 ``(n,)``) times ``10**(gain_db / 20)`` in float64, rounded to the 16-bit grid:
-    float32 ``(n,)``. The one gain step of 01 (:func:`normalize_loudness`) and 02's replay, so they agree bit for bit."""
-    return _round_pcm16_inplace(np.multiply(wav, 10.0 ** (gain_db / 20.0), dtype=np.float64))
+def gain_to_pcm16(wav: np.ndarray, gain_db: float, sr: int | None = None,
+                  cfg: PreprocessConfig | None = None) -> np.ndarray:
+    """``wav`` (float32 or float64 ``(n,)``) times ``10**(gain_db / 20)`` in float64, peak-limited to
+    ``cfg.peak_ceiling_dbfs`` where the gain pushes samples above it (:func:`limit_peaks`; with ``cfg`` and
+    ``sr`` only), rounded to the 16-bit grid: float32 ``(n,)``. The one gain step of 01
+    (:func:`normalize_loudness`) and 02's replay, so they agree bit for bit. Where no sample exceeds the
+    ceiling the limiter does nothing: the result is the plain gained, rounded clip."""
+    y = np.multiply(wav, 10.0 ** (gain_db / 20.0), dtype=np.float64)
+    if cfg is not None:
+        if sr is None:
+            raise ValueError("gain_to_pcm16: the limiter needs the sample rate (sr) along with cfg")
+        y = limit_peaks(y, sr, cfg.peak_ceiling_dbfs, cfg.limiter_radius_s, headroom=0.5 / audio.PCM16_SCALE)
+    return _round_pcm16_inplace(y)
+
+
+def limit_peaks(y: np.ndarray, sr: int, ceiling_dbfs: float, radius_s: float = 0.005,
+                headroom: float = 0.0) -> np.ndarray:
+    """A look-ahead peak limiter: ``y`` (float64 ``(n,)``) with a smooth gain reduction around every sample
+    above ``c = 10**(ceiling_dbfs / 20)``, so that none exceeds ``c - headroom``; ``y`` itself when no
+    sample exceeds ``c``. ``headroom``: half a 16-bit step when the result is rounded to that grid next,
+    so the rounding cannot lift a limited peak above ``c``.
+
+    The gain each sample needs, ``r = min(1, ceiling / |y|)``, is spread by a running minimum over
+    ``radius_s`` on each side, then smoothed by a Hann window of the same width. Every smoothed value is an
+    average of minima over windows that contain the sample, so it never exceeds that sample's ``r``: the
+    ceiling holds, reduction starts ``radius_s`` before a peak and ends ``radius_s`` after it (no clicks),
+    and samples farther than ``2 * radius_s`` from any peak are untouched. Deterministic (numpy/scipy
+    only), so 02's replay reproduces 01's clip bit for bit.
+    """
+    ceiling = 10.0 ** (ceiling_dbfs / 20.0)
+    mag = np.abs(y)
+    if y.size == 0 or float(mag.max()) <= ceiling * (1.0 + 1e-9):  # float slack of gain = ceiling / peak
+        return y
+    from scipy.ndimage import minimum_filter1d
+
+    need = np.minimum(1.0, (ceiling - headroom) / np.maximum(mag, 1e-300))
+    radius = max(1, int(round(radius_s * sr)))
+    spread = minimum_filter1d(need, 2 * radius + 1, mode="nearest")
+    kernel = np.hanning(2 * radius + 3)[1:-1]
+    kernel /= kernel.sum()
+    smooth = np.convolve(np.pad(spread, radius, mode="edge"), kernel, mode="valid")
+    gain = np.minimum(smooth, need)  # equal up to float rounding; guarantees the ceiling exactly
+    return y * gain
 
 
 def _round_pcm16_inplace(b: np.ndarray) -> np.ndarray:
@@ -305,25 +349,37 @@ def normalize_loudness(wav: np.ndarray, sr: int, cfg: PreprocessConfig = DEFAULT
     rounding can do (:func:`_rounded_loudness_bounds`) and measures the rounded clip itself only when
     those bounds straddle a gate or the tolerance edge — so the check decides exactly as re-measuring
     every clip would, without a second filter pass on almost all clips.
+
+    When the peak ceiling caps the gain short of ``target - tolerance`` (a few transient peaks far above
+    the speech, common in real recordings), the full gain is applied and the peaks above the ceiling are
+    limited (:func:`limit_peaks`) — if they need at most ``cfg.max_limiting_db`` of reduction; the limited
+    clip's loudness is measured. More than that (a click in a quiet clip) is ``loudness_unreachable``.
     """
     z = block_powers(wav, sr)
     measured = gated_loudness(z)
     if not np.isfinite(measured):
         raise Reject("silent", "no 400 ms block above the -70 LUFS gate")
     peak = float(np.max(np.abs(wav)))
-    gain_db = cfg.target_lufs - measured
+    target_gain_db = cfg.target_lufs - measured
     ceiling = 10.0 ** (cfg.peak_ceiling_dbfs / 20.0)
     max_gain_db = 20.0 * np.log10(ceiling / peak)
-    gain_db = min(gain_db, max_gain_db)
+    gain_db = min(target_gain_db, max_gain_db)
     out = gain_to_pcm16(wav, gain_db)
     final = gated_loudness(z, gain_db)  # what training sees, up to the 16-bit rounding bounded below
     lo_hi = _rounded_loudness_bounds(z, gain_db, sr)
     lo_t, hi_t = cfg.target_lufs - cfg.lufs_tolerance_db, cfg.target_lufs + cfg.lufs_tolerance_db
     if lo_hi is None or not (lo_t <= lo_hi[0] and lo_hi[1] <= hi_t or lo_hi[1] < lo_t or lo_hi[0] > hi_t):
         final = loudness_lufs(out, sr)  # too close to call from the bounds: measure the rounded clip
-    if not np.isfinite(final) or abs(final - cfg.target_lufs) > cfg.lufs_tolerance_db:
-        raise Reject("loudness_unreachable",
-                     f"measured {measured:.1f} LUFS with peak {20 * np.log10(peak):.1f} dBFS: the gain to "
-                     f"{cfg.target_lufs} LUFS would exceed the {cfg.peak_ceiling_dbfs} dBFS ceiling; "
-                     f"best reachable {final:.1f} LUFS")
-    return out, float(final), float(gain_db)
+    if np.isfinite(final) and abs(final - cfg.target_lufs) <= cfg.lufs_tolerance_db:
+        return out, float(final), float(gain_db)
+    limiting_db = target_gain_db - max_gain_db
+    if 0 < limiting_db <= cfg.max_limiting_db:
+        limited = gain_to_pcm16(wav, target_gain_db, sr, cfg)
+        final_limited = loudness_lufs(limited, sr)
+        if np.isfinite(final_limited) and abs(final_limited - cfg.target_lufs) <= cfg.lufs_tolerance_db:
+            return limited, float(final_limited), float(target_gain_db)
+    raise Reject("loudness_unreachable",
+                 f"measured {measured:.1f} LUFS with peak {20 * np.log10(peak):.1f} dBFS: the gain to "
+                 f"{cfg.target_lufs} LUFS would put the peak {limiting_db:.1f} dB above the "
+                 f"{cfg.peak_ceiling_dbfs} dBFS ceiling (limited up to {cfg.max_limiting_db} dB); "
+                 f"best reachable without limiting {final:.1f} LUFS")

@@ -24,7 +24,7 @@ Per clip, in this order (the first failing check names the reason)::
     trim          leading/trailing silence, 0.1 s kept each side
     duration      1 s <= d <= 30 s after trimming                   else too_short / too_long
     SNR check     >= 20 dB                                          else low_snr
-    loudness      gain to -23 LUFS, peak <= -1 dBFS; final within ±1 LU, else loudness_unreachable
+    loudness      gain to -23 LUFS, peak <= -1 dBFS (peaks limited by <= 6 dB); final within ±1 LU, else loudness_unreachable
     16-bit grid   samples rounded to k / 32768 (what a 16-bit WAV holds)
 
 SNR estimate (documented rule, tested with speech + white noise at known SNRs):
@@ -38,9 +38,15 @@ mean speech power: speech + white noise at 10 dB active-speech SNR reads ~15 dB
 
 Loudness rule (documented, tested): the gain that brings the clip to -23 LUFS
 (pyloudnorm, ITU-R BS.1770) is lowered if it would push the peak above -1 dBFS
-(never clips); if the lowered gain leaves the clip more than 1 LU below target
-(peak-to-loudness ratio above 23 dB, e.g. a click in a quiet clip), the clip
-is rejected as ``loudness_unreachable``. No limiter, so no distortion.
+(never clips). If the lowered gain leaves the clip more than 1 LU below target
+(peak-to-loudness ratio above 23 dB), the full gain is applied and the samples
+it pushes above -1 dBFS are peak-limited (a 5 ms look-ahead, Hann-smoothed gain
+reduction, :func:`helpers.clip_audio.limit_peaks`), provided they need at most
+6 dB of reduction; otherwise (e.g. a click in a quiet clip) the clip is rejected
+as ``loudness_unreachable``. Real read speech needs this: without the limiter 16
+of 251 clean LibriSpeech train-clean clips (6.4 %) were rejected, each needing
+1.1-5.1 dB of reduction on at most 0.11 % of its samples; clips that reach the
+target without it are exactly as before.
 """
 from __future__ import annotations
 
@@ -295,7 +301,7 @@ def apply_decisions(wav: np.ndarray, sr: int, trim_start: int, trim_end: int, ga
     if not 0 <= trim_start < trim_end <= x.shape[0]:
         raise ReplayError(f"trim bounds [{trim_start}, {trim_end}) outside the {x.shape[0]}-sample resampled clip")
     x = x[trim_start:trim_end]
-    return gain_to_pcm16(x, gain_db)
+    return gain_to_pcm16(x, gain_db, cfg.target_sr, cfg)
 
 
 def replay_row(item, cfg: PreprocessConfig = DEFAULT_CONFIG) -> tuple[np.ndarray]:

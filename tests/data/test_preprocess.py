@@ -104,6 +104,71 @@ def test_loudness_rule_rejects_unreachable_target(speech):
     assert e.value.reason == "loudness_unreachable"
 
 
+def test_peak_limiter_holds_the_ceiling_and_touches_only_the_peaks(speech):
+    """limit_peaks: no sample above the ceiling after it; a no-op when none was; samples farther than two
+    radii from every over-ceiling sample are untouched."""
+    y = speech.astype(np.float64) * (0.5 / np.max(np.abs(speech)))
+    assert clip_audio.limit_peaks(y, SR, -1.0) is y  # below the ceiling: the same array back
+    peaks = [SR // 3, SR, 2 * SR]
+    z = y.copy()
+    z[peaks] = [0.99, -1.3, 1.1]  # up to 3.2 dB above -1 dBFS (0.891)
+    out = clip_audio.limit_peaks(z, SR, -1.0, radius_s=0.005)
+    assert np.max(np.abs(out)) <= 10 ** (-1 / 20)
+    far = np.ones(len(z), bool)
+    for i in peaks:
+        far[max(0, i - 2 * 120):i + 2 * 120 + 1] = False  # 2 radii of 5 ms at 24 kHz
+    assert np.array_equal(out[far], z[far]) and not np.array_equal(out[~far], z[~far])
+
+
+def test_loudness_reached_by_limiting_a_few_transient_peaks(speech):
+    """Transient peaks 4 dB above what -23 LUFS allows: 01 limits them instead of rejecting the clip (it used
+    to reject it as loudness_unreachable); 02's replay gives the same samples bit for bit."""
+    x = speech.astype(np.float64) * 0.1
+    _, _, plain_gain = clip_audio.normalize_loudness(x, SR)
+    g = 10 ** (plain_gain / 20)
+    spikes = x.copy()
+    for i, sign in ((SR // 2, 1), (SR + 77, -1), (2 * SR + 5, 1)):
+        spikes[i] = sign * 10 ** ((-1 + 4) / 20) / g  # after the -23 LUFS gain: 4 dB above -1 dBFS
+    spikes = clip_audio.to_pcm16_grid(spikes).astype(np.float64)
+    out, final, gain = clip_audio.normalize_loudness(spikes, SR)
+    assert abs(final + 23.0) <= 1.0 and abs(clip_audio.loudness_lufs(out, SR) - final) < 1e-9
+    assert np.max(np.abs(out)) <= 10 ** (-1 / 20) + 1e-6
+    assert np.array_equal(out, clip_audio.gain_to_pcm16(spikes, gain, SR, clip_audio.DEFAULT_CONFIG))
+    plain = clip_audio.gain_to_pcm16(spikes, gain)  # the same gain without the limiter
+    changed = np.flatnonzero(out != plain)
+    assert 0 < changed.size < 3 * 2 * 240  # only within 2 radii (10 ms) of the three peaks
+    rec, p = clips.preprocess_row(row({"bytes": encode(spikes.astype(np.float32), SR), "path": "s.wav"}))
+    check_kept(rec, p)
+    (replayed,) = clips.replay_row((row({"bytes": encode(spikes.astype(np.float32), SR), "path": "s.wav"}), rec))
+    assert np.array_equal(replayed, p.wav)
+    over = spikes.copy()
+    over[SR // 2] = 10 ** ((-1 + 7) / 20) / g  # 7 dB over: more than the limiter may take
+    with pytest.raises(clip_audio.Reject) as e:
+        clip_audio.normalize_loudness(over, SR)
+    assert e.value.reason == "loudness_unreachable" and "limited up to 6.0 dB" in str(e.value)
+
+
+def test_real_read_speech_is_not_rejected_for_its_loudness():
+    """The 24 real LibriSpeech clips of assets/speech_real: none is rejected for loudness (three needed the
+    peak limiter: readers 39, 125 and 200); the only rejections are the SNR estimate's (three clips)."""
+    import csv
+
+    real = ASSETS_CORPUS_DIR.parent / "speech_real"
+    with open(real / "metadata.csv", newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh)]
+    outcome = {}
+    for f in files:
+        rec, p = clips.preprocess_row(row({"bytes": None, "path": str(real / f)}, uid=f"ls:{f}"))
+        outcome[f.split("-")[0]] = rec["status"] if rec["status"] == "kept" else rec["reason"]
+        if p is not None:
+            check_kept(rec, p)
+            (replayed,) = clips.replay_row((row({"bytes": None, "path": str(real / f)}, uid=f"ls:{f}"), rec))
+            assert np.array_equal(replayed, p.wav), f
+    assert {k for k, v in outcome.items() if v != "kept"} == {"150", "198", "233"}, outcome
+    assert {outcome[k] for k in ("150", "198", "233")} == {"low_snr"}
+    assert all(outcome[k] == "kept" for k in ("39", "125", "200"))
+
+
 def test_deterministic(speech):
     f = {"bytes": encode(speech, SR, "FLAC"), "path": "a.flac"}
     a, b = clips.preprocess_row(row(f))[1], clips.preprocess_row(row(f))[1]
