@@ -85,8 +85,13 @@ _WORKER = textwrap.dedent("""
                                       max_steps=steps, deepspeed=cfg, grad_accum=accum, warmup_steps=0,
                                       ce_chunk=16, save_steps=10_000, bf16=False)
     losses = [r["loss"] for r in logs if "loss" in r]
-    print("RESULT " + json.dumps({"losses": losses, "rank": os.environ.get("RANK"),
-                                  "world": os.environ.get("WORLD_SIZE")}))
+    result = json.dumps({"losses": losses, "rank": os.environ.get("RANK"), "world": os.environ.get("WORLD_SIZE")})
+    # one file per rank (the ranks share stdout, where two prints can land on one line)
+    tmp = "result_rank%s.json.tmp" % os.environ.get("RANK")
+    with open(tmp, "w") as fh:
+        fh.write(result)
+    os.replace(tmp, tmp[:-4])
+    print("RESULT " + result)
 """)
 
 
@@ -108,12 +113,15 @@ def _run(tmp_path, argv_prefix, args, extra_env, timeout=240, startup_retries=0)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), OMP_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false", **extra_env)
     for attempt in range(startup_retries + 1):
+        for old in tmp_path.glob("result_rank*.json"):
+            old.unlink()
         p = subprocess.run([*argv_prefix, str(script), *args], capture_output=True, text=True, timeout=timeout,
                            env=env, cwd=tmp_path)
-        if p.returncode == 0 or _STARTUP_ABORT not in p.stderr + p.stdout or "RESULT " in p.stdout:
+        results = sorted(tmp_path.glob("result_rank*.json"))
+        if p.returncode == 0 or _STARTUP_ABORT not in p.stderr + p.stdout or results:
             break
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
-    return [json.loads(ln.split("RESULT ", 1)[1]) for ln in p.stdout.splitlines() if "RESULT " in ln]
+    return [json.loads(f.read_text()) for f in results]
 
 
 def test_zero2_trains_through_hf_trainer_in_one_process(tmp_path):
