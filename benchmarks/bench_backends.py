@@ -34,13 +34,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def tiny_export(root) -> Path:
-    from tests.tiny_export import make_tiny_export
+    from tests.tiny_export import make_vllm_tiny_export
 
-    folder = make_tiny_export(root)
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg.update(num_attention_heads=2, num_key_value_heads=1, head_dim=32)
-    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    return folder
+    return make_vllm_tiny_export(root)  # one export both backends load (vLLM's CPU attention needs head_dim 32)
 
 
 def build(backend: str, folder: Path, device: str, seconds: float, max_batch: int):
@@ -95,16 +91,21 @@ def run(engine, clients: int, per_client: int) -> dict:
     return summarize(clients, [r for rs in res for r in rs], time.perf_counter() - t0, sr)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backends", nargs="+", default=["hf", "vllm"])
+def load_options(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The load options this benchmark and bench_serve.py share (device, clients, requests, audio, batch, output)."""
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--requests", type=int, default=2, help="requests per client")
     ap.add_argument("--seconds", type=float, default=1.0, help="audio per request (the length guard)")
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--out", default=None, help="append JSON lines here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backends", nargs="+", default=["hf", "vllm"])
+    args = load_options(ap).parse_args(argv)
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))

@@ -21,9 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.data.gender_estimate import median_f0, estimate_gender  # noqa: E402
 from helpers.data.speaker_facts import gender_map  # noqa: E402
-from helpers.profiles import ASSETS_CORPUS_DIR  # noqa: E402
-
-REAL_SPEECH_DIR = ASSETS_CORPUS_DIR.parent / "speech_real"
+from helpers.profiles import REAL_SPEECH_DIR  # noqa: E402
 
 
 def main(argv=None) -> int:

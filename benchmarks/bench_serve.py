@@ -33,7 +33,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_backends import build, summarize, tiny_export  # noqa: E402
+from bench_backends import build, load_options, summarize, tiny_export  # noqa: E402
 
 SR = 24000
 
@@ -64,13 +64,7 @@ def run(url: str, clients: int, per_client: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backends", nargs="+", default=["hf"], choices=["hf", "vllm"])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--requests", type=int, default=2, help="requests per client")
-    ap.add_argument("--seconds", type=float, default=1.0, help="audio per request (the length guard)")
-    ap.add_argument("--max-batch", type=int, default=32)
-    ap.add_argument("--out", default=None, help="append JSON lines here")
-    args = ap.parse_args(argv)
+    args = load_options(ap).parse_args(argv)
     import torch
 
     from helpers.infer.serve import BackgroundServer, create_app

@@ -332,9 +332,6 @@ class SnacCodec:
             a = resample(a, int(sr), self.sample_rate)
         return a
 
-    def _cuda_flags(self):
-        return exact_cuda(self.device)
-
     @torch.inference_mode()
     def _encode_padded(self, wavs: list[np.ndarray], n_frames: list[int]) -> list[list[np.ndarray]]:
         """Encode clips together: each padded with zeros to max(T)*spf + guard."""
@@ -342,7 +339,7 @@ class SnacCodec:
         batch = np.zeros((len(wavs), 1, length), dtype=np.float32)  # (B, 1, L)
         for i, w in enumerate(wavs):
             batch[i, 0, : w.shape[0]] = w
-        with self._cuda_flags():
+        with exact_cuda(self.device):
             codes = self.model.encode(torch.from_numpy(batch).to(self.device))  # 3 x (B, t_k)
         codes = [c.cpu().numpy().astype(np.int64) for c in codes]
         out = []
@@ -464,7 +461,7 @@ class SnacCodec:
         if cb[0].shape[0] == 0:
             raise ValueError("decode: no frames to decode (codebook 1 is empty)")
         tensors = [torch.from_numpy(np.ascontiguousarray(c)).to(self.device)[None] for c in cb]  # (1, t_k)
-        with contextlib.nullcontext() if seed is None else _seeded(int(seed)), self._cuda_flags():
+        with contextlib.nullcontext() if seed is None else _seeded(int(seed)), exact_cuda(self.device):
             audio = self.model.decode(tensors)
         return audio.reshape(-1).float().cpu().numpy()
 

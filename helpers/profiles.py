@@ -21,6 +21,7 @@ ASSETS_DIR = REPO_ROOT / "assets"
 EVAL_ASSETS_DIR = ASSETS_DIR / "eval"  # evaluation test set, stability set, protocol fixtures (scripts/make_eval_assets.py)
 ASSETS_CORPUS_DIR = ASSETS_DIR / "corpus"  # espeak-ng speech corpus (see scripts/make_assets.py)
 ASSETS_REJECTS_DIR = ASSETS_DIR / "corpus_rejects"  # clips preprocessing must reject (scripts/make_rejects.py)
+REAL_SPEECH_DIR = ASSETS_DIR / "speech_real"  # 24 real LibriSpeech clips of documented sex (CC BY 4.0)
 
 # Sentinels understood by the loaders: build the real architecture offline.
 TINY_LLAMA = "tiny-llama"  # a LLaMA of a few layers built from a config (helpers.models)

@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from assets_utterances import random_code_utterances  # noqa: E402
+from tiny_export import extended_tiny  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 pytestmark = [
@@ -32,11 +34,7 @@ def _needs(module: str, why: str):
 
 
 def _tiny(seed=0, dtype=torch.float32):
-    from helpers.models import extend_vocabulary, load_base
-    from helpers.profiles import TINY_LLAMA
-
-    model, tok = load_base(TINY_LLAMA)
-    model, tok, layout, _ = extend_vocabulary(model, tok, seed=seed)
+    model, tok, layout = extended_tiny(seed)
     return model.to(device=CUDA, dtype=dtype).eval(), tok, layout
 
 
@@ -186,19 +184,13 @@ def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory
     from helpers.train.config import stage_config
     from helpers.profiles import TINY_LLAMA
     from helpers.train.sequences import choose_builtin_voices
-    from helpers.data.shards import Utterance
     from helpers.train.recipe import METRICS_FILE, StageRecipe
 
     root = tmp_path_factory.mktemp("gpu_resume")
     model, tok = models.load_base(TINY_LLAMA)
     model, tok, _, _ = models.extend_vocabulary(model, tok)
     models.save_stage(model, tok, root / "stage1")
-    rng = np.random.default_rng(0)
-    utts = []
-    for i in range(24):
-        t = int(rng.integers(6, 14))
-        utts.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", "us", "female", "", f"sentence {i}", t / 12,
-                              [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
+    utts = random_code_utterances(24, seed=0, accents=("us",) * 3, frames=(6, 14), text="sentence {i}")
     kw = dict(max_seq_len=256, max_steps=6, warmup_steps=2, learning_rate=2e-3, log_every=1, save_every=3,
               eval_every=0, keep_last=3, progress=False, reference_prob=0.5, eval_fraction=0.0,
               precision="fp32", optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none", ce_chunk=0,
@@ -242,17 +234,11 @@ def test_flex_attention_training_has_no_recompile_storm_on_cuda(tmp_path):
     from helpers.train.config import stage_config
     from helpers.profiles import TINY_LLAMA
     from helpers.train.sequences import choose_builtin_voices
-    from helpers.data.shards import Utterance
     from helpers.train.recipe import StageRecipe, compile_counts
 
     model, tok = models.load_base(TINY_LLAMA)
     model, tok, _, _ = models.extend_vocabulary(model, tok)
-    rng = np.random.default_rng(1)
-    utts = []
-    for i in range(40):
-        t = int(rng.integers(4, 20))
-        utts.append(Utterance(f"ds:{i}", "ds", f"ds:spk{i % 3}", "us", "female", "", f"sentence {i}", t / 12,
-                              [rng.integers(0, 4096, t), rng.integers(0, 4096, 2 * t), rng.integers(0, 4096, 4 * t)]))
+    utts = random_code_utterances(40, seed=1, accents=("us",) * 3, frames=(4, 20), text="sentence {i}")
     cfg = stage_config(2, "tiny", max_seq_len=256, max_steps=12, warmup_steps=2, log_every=2, save_every=100,
                        eval_every=6, eval_max_new_frames=4, progress=False, eval_fraction=0.1, precision="fp32",
                        optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none", ce_chunk=0,

@@ -5,7 +5,7 @@ import torch
 
 from helpers.data import clips
 from helpers.data.gender_estimate import estimate_gender, median_f0
-from helpers.profiles import ASSETS_CORPUS_DIR
+from helpers.profiles import ASSETS_CORPUS_DIR, REAL_SPEECH_DIR
 
 torch.set_num_threads(1)
 SR = 24000
@@ -96,7 +96,7 @@ def test_real_librispeech_readers_read_their_documented_sex():
     from helpers.data.gender_estimate import FEMALE_MIN_HZ
     from helpers.data.speaker_facts import gender_map
 
-    real = ASSETS_CORPUS_DIR.parent / "speech_real"
+    real = REAL_SPEECH_DIR
     with open(real / "metadata.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 24 and Counter(r["gender"] for r in rows) == {"male": 12, "female": 12}

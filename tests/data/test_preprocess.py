@@ -15,7 +15,7 @@ from helpers.data import preprocess as pp
 from helpers import clip_audio
 from helpers.data import clips
 from helpers.data import source_stream
-from helpers.profiles import ASSETS_CORPUS_DIR
+from helpers.profiles import ASSETS_CORPUS_DIR, REAL_SPEECH_DIR
 
 SR = 24000
 
@@ -153,7 +153,7 @@ def test_real_read_speech_is_not_rejected_for_its_loudness():
     peak limiter: readers 39, 125 and 200); the only rejections are the SNR estimate's (three clips)."""
     import csv
 
-    real = ASSETS_CORPUS_DIR.parent / "speech_real"
+    real = REAL_SPEECH_DIR
     with open(real / "metadata.csv", newline="") as fh:
         files = [r["file"] for r in csv.DictReader(fh)]
     outcome = {}

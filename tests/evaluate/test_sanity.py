@@ -7,8 +7,7 @@ import torch
 from helpers.evaluate import judges as em
 from helpers import scores
 from helpers.evaluate import clip_metrics
-from helpers.audio import load_audio
-from helpers.data.corpus import read_metadata
+from assets_utterances import assets_clip
 from helpers.evaluate.signal import pesq_wb, stoi
 
 torch.set_num_threads(1)
@@ -19,14 +18,7 @@ CLEAN = ["male_us_01_01_neutral", "female_uk_02_02_neutral", "male_us_02_01_neut
 
 @pytest.fixture(scope="module")
 def corpus():
-    meta = {r["utterance_id"]: r for r in read_metadata()}
-
-    def clip(utt):
-        wav, sr = load_audio(meta[utt]["file"], target_sr=None)
-        assert sr == SR
-        return wav, meta[utt]["text"]
-
-    return clip
+    return assets_clip
 
 
 @pytest.fixture(scope="module")

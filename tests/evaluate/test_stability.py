@@ -8,8 +8,7 @@ import torch
 
 from helpers.evaluate import judges as em
 from helpers.evaluate import stability as st
-from helpers.audio import load_audio
-from helpers.data.corpus import read_metadata
+from assets_utterances import assets_clip
 from helpers.evaluate.report import Judges
 
 torch.set_num_threads(1)
@@ -18,14 +17,7 @@ SR = 24000
 
 @pytest.fixture(scope="module")
 def clip():
-    meta = {r["utterance_id"]: r for r in read_metadata()}
-
-    def get(utt):
-        wav, sr = load_audio(meta[utt]["file"], target_sr=None)
-        assert sr == SR
-        return wav, meta[utt]["text"]
-
-    return get
+    return assets_clip
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,17 @@ from helpers.infer.engine import STREAM_TOLERANCE, FrameDecoder, Joiner, Optimum
 from helpers.text import UnknownTagError
 from helpers.tokens import VOICES
 from helpers.infer.voices import ReferenceAudioError, Voice, VoiceProfile, prepare_reference
+from tiny_export import extended_tiny
 
 torch.set_num_threads(1)
 
 FRAMES = 14  # ~1.2 s of each assets utterance (as in tests/train/test_learns.py)
 
 
-def _extended(seed=0):
-    from helpers.models import extend_vocabulary, load_base
-    from helpers.profiles import TINY_LLAMA
-
-    model, tok = load_base(TINY_LLAMA)
-    model, tok, _, _ = extend_vocabulary(model, tok, seed=seed)
-    return model, tok
-
-
 @pytest.fixture(scope="module")
 def random_tts(snac_random):
     """Random-weight tiny model; a short length guard keeps decoding cheap."""
-    model, tok = _extended()
+    model, tok, _ = extended_tiny()
     return OptimumTTS(model, tok, snac_random, length_guard=LengthGuard(base_seconds=0.3, chars_per_second=60))
 
 
@@ -47,7 +39,7 @@ def trained(snac_random, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("recipe")
     utts = _assets_utterances(snac_random)
-    model, tok = _extended()
+    model, tok, _ = extended_tiny()
     voices = choose_builtin_voices(utts, min_utterances=1)
     cfg = stage_config(2, "tiny", learning_rate=3e-3, max_steps=180, warmup_steps=10, min_lr_ratio=1.0,
                        weight_decay=0.0, max_seq_len=1024, reference_prob=0.0, eval_fraction=0.0, eval_every=0,

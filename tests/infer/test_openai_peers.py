@@ -18,24 +18,16 @@ from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.infer.generation import LengthGuard  # noqa: E402
 from helpers.infer.serve import BackgroundServer, create_app  # noqa: E402
 from helpers.infer.serve_engine import SpeechEngine  # noqa: E402
+from tiny_export import extended_tiny  # noqa: E402
 
 torch.set_num_threads(1)
 SR = 24000
 CAP_S = 0.3
 
 
-def _extended(seed=0):
-    from helpers.models import extend_vocabulary, load_base
-    from helpers.profiles import TINY_LLAMA
-
-    model, tok = load_base(TINY_LLAMA)
-    model, tok, _, _ = extend_vocabulary(model, tok, seed=seed)
-    return model, tok
-
-
 @pytest.fixture(scope="module")
 def server(snac_random):
-    model, tok = _extended()
+    model, tok, _ = extended_tiny()
     tts = OptimumTTS(model, tok, snac_random, length_guard=LengthGuard(CAP_S, 1e6, CAP_S))
     # a coverage record: instructions may select exactly these emotions
     tts.coverage = {"trained_emotions": ["neutral", "happy", "sad"], "voice_emotion_minutes": {}}

@@ -16,23 +16,15 @@ from helpers.infer.generation import LengthGuard
 from helpers.infer.serve import BackgroundServer, create_app
 from helpers.infer.serve_engine import MAX_INPUT_CHARS, MAX_SPOKEN_CHARS, SpeechEngine
 from helpers.text import UnspeakableTextError, spoken_length
+from tiny_export import extended_tiny
 
 torch.set_num_threads(1)
 UNSPEAKABLE = ["", "   ", "\x00\x00\x00", "\U0001F600\U0001F389", "\u200b\u200c\u200d\ufeff", "?!...", "\x1b[31m"]
 
 
-def _extended(seed=0):
-    from helpers.models import extend_vocabulary, load_base
-    from helpers.profiles import TINY_LLAMA
-
-    model, tok = load_base(TINY_LLAMA)
-    model, tok, _, _ = extend_vocabulary(model, tok, seed=seed)
-    return model, tok
-
-
 @pytest.fixture(scope="module")
 def tts(snac_random):
-    model, tok = _extended()
+    model, tok, _ = extended_tiny()
     return OptimumTTS(model, tok, snac_random, length_guard=LengthGuard(base_seconds=0.2, chars_per_second=1e6,
                                                                         cap_seconds=0.2))
 

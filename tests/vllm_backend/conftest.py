@@ -6,7 +6,6 @@ vLLM's CPU attention takes head sizes 32, 64, ... only, so the tiny export here 
 project's tiny export with its attention regrouped to 2 heads x 32 (1 KV head): the same
 weight shapes, read identically by transformers and vLLM.
 """
-import json
 import os
 
 import pytest
@@ -21,12 +20,6 @@ SKIP_REASON = "the vLLM backend's tests run in .venv-vllm (scripts/setup_vllm.sh
 
 @pytest.fixture(scope="session")
 def vllm_export(tmp_path_factory):
-    from tests.tiny_export import make_tiny_export
+    from tests.tiny_export import make_vllm_tiny_export
 
-    folder = make_tiny_export(tmp_path_factory.mktemp("vllm_run"))
-    cfg_file = folder / "config.json"
-    cfg = json.loads(cfg_file.read_text())
-    assert cfg["hidden_size"] == 64 and cfg["num_attention_heads"] * cfg["head_dim"] == 64
-    cfg.update(num_attention_heads=2, num_key_value_heads=1, head_dim=32)
-    cfg_file.write_text(json.dumps(cfg, indent=2))
-    return folder
+    return make_vllm_tiny_export(tmp_path_factory.mktemp("vllm_run"))
