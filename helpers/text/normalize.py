@@ -57,9 +57,11 @@ import unicodedata
 
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
-                         _URL_RE, _read_phone, _read_url)
+                         _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
+                         read_hyphen_code, read_ip, read_slash_code)
 from .guard import strip_unspeakable
 from .units import _PER_RE, _UNIT_ALT, _per, _unit_name
+from .roman import roman_numerals
 from .numbers import _is_one, _plural, cardinal, code_number, digits, number, ordinal, year
 
 ACCENTS = ("us", "uk")
@@ -247,7 +249,8 @@ def _say_money(num: str, sym: str, scale: str | None, neg: bool, accent: str) ->
 
 
 # A unit needs a number right before it and nothing word-like after it ("5 miles" is not "5 mi").
-_UNIT_RE = re.compile(r"(?P<num>" + _SNUM + r")(?:\s(?P<scale>thousand|million|billion|trillion))?"
+# The number must start its own token: "AH0 L" (a phoneme string) has no quantity, so no unit.
+_UNIT_RE = re.compile(r"(?P<num>(?<![A-Za-z])" + _SNUM + r")(?:\s(?P<scale>thousand|million|billion|trillion))?"
                       r"\s?(?P<unit>" + _UNIT_ALT + r")(?![\w^/])")
 # "4 1/2 lbs", "3/4 mi": a fraction before a unit.
 _FRACTION_UNIT_RE = re.compile(r"(?<![\w/.])(?:(\d+)\s)?(\d+)/(\d+)\s?(" + _UNIT_ALT + r")(?![\w^/])")
@@ -276,6 +279,10 @@ def _range(m: re.Match) -> str:
     if _CHAIN_LEFT_RE.search(s[max(0, start - 2):m.start()]) or _CHAIN_RIGHT_RE.match(s, m.end()):
         return m[0]  # a part of a serial or code, not a range
     left, right = s[start:m.start()], _RANGE_END_RE.match(s, m.end())
+    if left.isdigit() and right and len(right[0]) - len(left) >= 3 and int(right[0]) % 100:
+        # "1-8090": a short group before a long one that is not a round bound is a code, not a
+        # range ("1-1000", "5-10000" stay ranges); the hyphen is a pause.
+        return " "
     if (left.isdigit() and right and int(right[0]) < int(left) and len(left) - len(right[0]) >= 2
             and not (len(left) == 4 and len(right[0]) == 2)):
         # "978-0": a range goes up; a falling pair two or more digits shorter on the right is a
@@ -356,36 +363,6 @@ def _keep_stop(following: str) -> str:
 
 def _case_like(src_first: str, word: str) -> str:
     return word[0].upper() + word[1:] if src_first.isupper() else word
-
-
-# Roman numerals after a keyword ("Chapter IV" -> "Chapter four") or a regnal name
-# ("Henry VIII" -> "Henry the Eighth"). Elsewhere "I" is a pronoun, so no bare rule.
-_ROMAN = r"(?=[MDCLXVI])M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
-# After keywords only numerals made of I, V, X, L (1..89): "Section C" or "Appendix D" are letters.
-_ROMAN_SMALL = r"(?=[XLVI])(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})"
-_ROMAN_KEYWORDS = ("Chapter", "Part", "Volume", "Book", "Act", "Scene", "Section", "Article", "Appendix",
-                   "Psalm", "Phase", "Stage", "Level", "Episode", "Season", "Round", "Title",
-                   "Unit", "Lesson", "World War", "Super Bowl", "Apollo", "Vatican", "Schedule", "Annex")
-_REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "James", "William", "Richard",
-                 "John", "Paul", "Pius", "Benedict", "Gregory", "Leo", "Innocent", "Clement", "Napoleon", "Peter",
-                 "Catherine", "Mary", "Philip", "Frederick", "Alexander", "Ramesses", "Ramses", "Constantine",
-                 "Victor Emmanuel", "Ferdinand", "Isabella", "Alfonso", "Carlos", "Juan Carlos", "Nicholas",
-                 "Ivan", "Olaf", "Harald", "Gustav", "Wilhelm", "Francis", "Anne", "Victoria", "Stephen", "Edmund",
-                 "Urban", "Boniface", "Sixtus", "Felipe", "Rama", "Akihito", "Otto", "Rudolf", "Malcolm", "David")
-# The numeral must end the word ("Part I'm" is not a numeral; "Henry VIII's" is).
-_ROMAN_END = r"(?=['’]s\b|--|[^\w'’-]|$)"
-_ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(list(_ROMAN_KEYWORDS) + [k.upper() for k in _ROMAN_KEYWORDS])
-                               + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
-_ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")" + _ROMAN_END)
-_ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
-
-
-def roman_to_int(s: str) -> int:
-    total = 0
-    for i, c in enumerate(s):
-        v = _ROMAN_VALUES[c]
-        total += -v if i + 1 < len(s) and _ROMAN_VALUES[s[i + 1]] > v else v
-    return total
 
 
 # Acronyms: read as a word (NASA) or spelled (FBI). Unknown all-caps words without a
@@ -472,8 +449,12 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if sum(c.isdigit() for c in t) >= 7:
             t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
             t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)
-            if "." in t:
-                t = _IP_RE.sub(lambda m: " dot ".join(digits(g, accent) for g in m[0].split(".")), t)
+        if "." in t:
+            t = _IP_RE.sub(lambda m: read_ip(m, accent), t)
+        if "/" in t:
+            t = SLASH_CODE_RE.sub(lambda m: read_slash_code(m[0], accent), t)
+        if "-" in t:
+            t = HYPHEN_CODE_CUE_RE.sub(lambda m: read_hyphen_code(m, accent), t)
         if _CODE_CUE_RE.search(t):
             t = _CODE_CUE_RE.sub(lambda m: f"{m[1]}{m[2]} {digits(m[3], accent)}", t)
         t = addresses(t, accent)
@@ -541,8 +522,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     t = _abbreviations(t, accent)
     if "WW" in t:
         t = _WORLD_WAR_RE.sub(lambda m: "World War " + cardinal(2 if m[1] in ("II", "2") else 1), t)
-    t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
-    t = _ROMAN_NAME_RE.sub(lambda m: f"{m[1]} the {ordinal(roman_to_int(m[2]), accent).capitalize()}", t)
+    t = roman_numerals(t, accent)
 
     t = _OK_RE.sub("okay", t)
     t = _US_RE.sub(r"\1 U S", t)
@@ -586,8 +566,10 @@ def _tidy_space(t: str) -> str:
 
 def _dates(t: str, accent: str, order: str) -> str:
     def iso(m):
+        # Year first is a date layout nothing else uses: read it as written whenever the month
+        # and day are in range, even a day the month lacks ("1998/2/30": February thirtieth).
         y, mo, d = int(m[1]), int(m[3]), int(m[4])
-        return _say_date(y, mo, d, accent) if _valid_date(y, mo, d) else m[0]
+        return _say_date(y, mo, d, accent) if 1 <= mo <= 12 and 1 <= d <= 31 else m[0]
 
     def numeric(m):
         a, b, ys = int(m[1]), int(m[3]), m[4]

@@ -165,9 +165,8 @@ RULES = {
          None),
         ("sdf@gmail.com/123-sm", "sdf at gmail dot com slash one two three dash sm", None),
         ("file:///c/docs/intro.html", "file colon slash slash slash c slash docs slash intro dot html", None),
-        ("open localhost:8080/api", "open localhost colon eight zero eight zero slash api",
-         "open localhost colon eight oh eight oh slash api"),
-        ("api.example.org:443/v1", "api dot example dot org colon four four three slash v one", None),
+        ("open localhost:8080/api", "open localhost colon eighty eighty slash api", None),  # #34: a port is a number
+        ("api.example.org:443/v1", "api dot example dot org colon four forty-three slash v one", None),
         ("see test.abc", "see test dot abc", None),
         ("https://developer.nvidia.com/cv-cuda", "H T T P S colon slash slash developer dot nvidia dot com slash cv "
          "dash cuda", None),  # the scheme is read unless www. follows

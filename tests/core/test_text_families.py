@@ -1,0 +1,102 @@
+"""Issue #34: the readings adopted from NeMo, the two bugs, and the rule families that failed
+outside NeMo's suite - each case in US and UK mode (``uk`` None: the same words), idempotent,
+with no digit left."""
+import re
+
+import pytest
+
+from helpers.text import normalize
+from helpers.text.words import split_words
+
+
+def _both(text, us, uk=None):
+    assert normalize(text, accent="us") == us
+    assert normalize(text, accent="uk") == (us if uk is None else uk)
+    for accent in ("us", "uk"):
+        once = normalize(text, accent=accent)
+        assert not re.search(r"\d", once) and normalize(once, accent=accent) == once
+
+
+FAMILIES = {
+    "adopted from NeMo (#34 decision)": [
+        ("1998/2/30", "February thirtieth, nineteen ninety-eight", "the thirtieth of February nineteen ninety-eight"),
+        ("on 2021/3/4", "on March fourth, twenty twenty-one", "on the fourth of March twenty twenty-one"),
+        ("MIG-25/235212-asdg", "MIG twenty-five slash two three five two one two asdg", None),
+        ("123/261788/2021", "one hundred twenty-three slash two six one seven eight eight slash two thousand "
+         "twenty-one", "one hundred and twenty-three slash two six one seven eight eight slash two thousand and "
+         "twenty-one"),
+        ("12639/12640", "twelve thousand six hundred thirty-nine twelve thousand six hundred fortieths",
+         "twelve thousand six hundred and thirty-nine twelve thousand six hundred and fortieths"),  # one slash: a fraction
+        ("1-8090", "one eight thousand ninety", "one eight thousand and ninety"),  # a code, not a range
+        ("1-1000", "one to one thousand", None),  # a round upper bound stays a range
+        ("http://www.nvidia.com/rtx-6000", "W W W dot nvidia dot com slash rtx dash six thousand", None),
+        ("sdf@gmail.com/123-sm", "sdf at gmail dot com slash one two three dash sm", None),  # a code: digits
+        ("enterpriseservices@nvidia.com", "enterprise services at nvidia dot com", None),
+        ("rtxprohelp@exchange.nvidia.com", "R T X pro help at exchange dot nvidia dot com", None),
+        ("mail salesteam@acme.com.", "mail sales team at acme dot com.", None),
+        ("my email is myemail@gmail.com", "my email is myemail at gmail dot com", None),  # no two-letter pieces
+        ("info@acme.com", "info at acme dot com", None),
+    ],
+    "bugs (#34)": [
+        ("Sam II", "Sam the Second", None),
+        ("[HH AH0 L OW1]", "(H H AH zero L OW one)", None),  # no number before L: a letter, not liters
+        ("2 L of water", "two liters of water", "two litres of water"),
+    ],
+    "roman numerals": [
+        ("the XIV Corps", "the fourteenth Corps", None),
+        ("the XXth century", "the twentieth century", None),
+        ("the IInd battalion", "the second battalion", None),
+        ("a XXIst-century idea", "a twenty-first-century idea", None),
+        ("the Xth legion", "the tenth legion", None),
+        ("the IXst", "the IXst", None),  # a suffix that does not agree: no ordinal
+        ("Sam I.", "Sam the First.", None),
+        ("Sam I am", "Sam I am", None),  # the pronoun
+        ("King Olafur III ruled", "King Olafur the Third ruled", None),  # any capitalised name
+        ("Louis XIV.", "Louis the Fourteenth.", None),
+        ("John Smith III, Esq", "John Smith the Third, Esq", None),
+        ("Louis CXIV", "Louis the One hundred fourteenth", "Louis the One hundred and fourteenth"),
+        ("World War II-era homes", "World War two-era homes", None),
+        ("Chapters I-III", "Chapters one to three", None),
+        ("Type II diabetes", "Type two diabetes", None),
+        ("Malcolm X spoke", "Malcolm X spoke", None),
+        ("the CD and the MIX", "the C D and the MIX", None),
+        ("size XL", "size X L", None),
+        ("Vitamin C", "Vitamin C", None),
+        ("I saw it. Then I left", "I saw it. Then I left", None),
+    ],
+    "hosts, IPs and ports": [
+        ("localhost:8080", "localhost colon eighty eighty", None),
+        ("localhost:80/", "localhost colon eighty", None),
+        ("ping 10.0.0.1:8080 now", "ping one zero dot zero dot zero dot one colon eighty eighty now",
+         "ping one oh dot oh dot oh dot one colon eighty eighty now"),
+        ("at 192.168.1.1.", "at one nine two dot one six eight dot one dot one.", None),
+        ("http://192.168.0.1:3000/x", "H T T P colon slash slash one nine two dot one six eight dot zero dot one "
+         "colon three thousand slash x", "H T T P colon slash slash one nine two dot one six eight dot oh dot one "
+         "colon three thousand slash x"),
+    ],
+    "codes with hyphens": [
+        ("call ext. 12-34", "call extension one two, three four", None),
+        ("order no. 2231-4477 today", "order number two two three one, four four seven seven today", None),
+        ("Ref: 55-120", "Reference: five five, one two zero", "Reference: five five, one two oh"),
+        ("Part No. 22-25", "Part number two two, two five", None),
+        ("Parts 22-25", "Parts twenty-two to twenty-five", None),  # no cue: a range
+    ],
+}
+_CASES = [pytest.param(t, us, uk, id=f"{fam}:{t}") for fam, rows in FAMILIES.items() for t, us, uk in rows]
+
+
+@pytest.mark.parametrize("text,us,uk", _CASES)
+def test_families_in_both_accents(text, us, uk):
+    _both(text, us, uk)
+
+
+@pytest.mark.parametrize("name,pieces", [
+    ("salesteam", ("sales", "team")), ("customerservice", ("customer", "service")),
+    ("rtxprohelp", ("RTX", "pro", "help")), ("support", None), ("jsmith", None), ("nvidia", None),
+    ("myemail", None), ("abc", None), ("SalesTeam", ("Sales", "Team"))])
+def test_split_words(name, pieces):
+    assert split_words(name) == pieces
+
+
+def test_split_words_refuses_non_letters():
+    assert split_words("sales2team") is None and split_words("ventes\u00e9quipe") is None
