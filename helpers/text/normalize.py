@@ -264,7 +264,8 @@ _TIMES_RE = re.compile(_B + r"(" + _NUM + r")([x×])(?![\w])")
 _PERCENT_RE = re.compile(r"(?P<num>" + _SNUM + r")\s?%")
 _ORDINAL_RE = re.compile(_B + r"(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
 _DECADE_RE = re.compile(r"(?<![\w.])(?:'(\d0)|(\d{2})?(\d0))'?s\b")
-_RANGE_RE = re.compile(r"(?<=[\d%])(?:-|\s?–\s?)(?=[$£€]?\.?\d)")
+# "1624 - 1713" (spaced, as in tokenized or typed text) is the same range as "1624-1713".
+_RANGE_RE = re.compile(r"(?<=[\d%])(?:-| - |\s?–\s?)(?=[$£€]?\.?\d)")
 _CHAIN_LEFT_RE = re.compile(r"[\w.]-[\d.,]*$")
 _CHAIN_RIGHT_RE = re.compile(r"[$£€]?[\d.,]*\d%?-[\w$]")
 _DECADE_RANGE_RE = re.compile(r"(?<=\d0s)\s?[-–]\s?(?=(?:\d\d)?\d0s\b)")
@@ -747,7 +748,9 @@ def _abbreviations(t: str, accent: str) -> str:
     if "." not in t and not re.search(r"\b(?:Mr|Mrs|Ms|Mx|Mt|Dr|St|[vV]s|[wW]/|and/or)\b", t):
         return t
     for rx, rep in _PHRASES:
-        t = rx.sub(lambda m, rep=rep: _case_like(m[1], rep) + (_keep_stop(_after(m)) if rep == "P H D" else ""), t)
+        # "p.4": a space after the word, or the number is glued to it ("pagefour")
+        t = rx.sub(lambda m, rep=rep: _case_like(m[1], rep) + (_keep_stop(_after(m)) if rep == "P H D" else "")
+                   + (" " if m.string[m.end():m.end() + 1].isalnum() else ""), t)
 
     def title(m):
         abbr = m[1] or m[3]

@@ -78,6 +78,12 @@ def _regnal(name: str, numeral: str, accent: str) -> str:
     return f"{name} the {ordinal(roman_to_int(numeral), accent).capitalize()}"
 
 
+def _initial(m: re.Match) -> bool:
+    """A one-letter "numeral" after a name is an initial unless it is I, V or X ("Philip D.",
+    "John C. Calhoun"), and X after Malcolm is his name."""
+    return (len(m[2]) == 1 and m[2] not in "IVX") or m[0] == "Malcolm X"
+
+
 def roman_numerals(t: str, accent: str) -> str:
     """Read the Roman numerals of ``t`` whose position says they are numbers (module docstring)."""
     if not any(c in t for c in "IVXLCDM"):
@@ -93,7 +99,7 @@ def roman_numerals(t: str, accent: str) -> str:
         return ordinal(n, accent)
 
     t = _ROMAN_ORDINAL_RE.sub(with_suffix, t)
-    t = _ROMAN_NAME_RE.sub(lambda m: m[0] if m[0] == "Malcolm X" else _regnal(m[1], m[2], accent), t)
+    t = _ROMAN_NAME_RE.sub(lambda m: m[0] if _initial(m) else _regnal(m[1], m[2], accent), t)
     t = _ROMAN_AFTER_THE_RE.sub(lambda m: m[0] if (len(m[2]) < 2 or m[2] in _NOT_NUMERALS)
                                 else f"{m[1]} {ordinal(roman_to_int(m[2]), accent)}", t)
     t = _ROMAN_ANY_NAME_RE.sub(lambda m: m[0] if (m[1] in _NOT_NAMES or m[2] in _NOT_NUMERALS)

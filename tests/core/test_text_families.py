@@ -63,6 +63,9 @@ FAMILIES = {
         ("size XL", "size X L", None),
         ("Vitamin C", "Vitamin C", None),
         ("I saw it. Then I left", "I saw it. Then I left", None),
+        ("Curtin, Philip D. (1989)", "Curtin, Philip D. (nineteen eighty-nine)", None),  # an initial
+        ("John C. Calhoun", "John C. Calhoun", None),
+        ("Henry V", "Henry the Fifth", None),
     ],
     "hosts, IPs and ports": [
         ("localhost:8080", "localhost colon eighty eighty", None),
@@ -80,6 +83,9 @@ FAMILIES = {
         ("Ref: 55-120", "Reference: five five, one two zero", "Reference: five five, one two oh"),
         ("Part No. 22-25", "Part number two two, two five", None),
         ("Parts 22-25", "Parts twenty-two to twenty-five", None),  # no cue: a range
+        ("(1729 - 1811)", "(seventeen twenty-nine to eighteen eleven)", None),  # spaced: the same range
+        ("5 - 3 = 2", "five minus three equals two", None),
+        ("see p.4", "see page four", None),
     ],
 }
 _CASES = [pytest.param(t, us, uk, id=f"{fam}:{t}") for fam, rows in FAMILIES.items() for t, us, uk in rows]
