@@ -173,6 +173,8 @@ DEVIATIONS = {
     ("serial", "123/261788/2021"): _C_SLASH_LEFT + " (otherwise NeMo's reading, adopted for #34: 261788 digit by "
                                    "digit, 2021 'two thousand twenty-one')",
     ("serial", "1/f"): "(c) 'f' is no unit, so no 'per'; '1/f' is 'one slash f'",
+    ("punctuation", "dr. Evil"): ("(c) a title is read in any case (#34's abbreviation family: 'dr. jones' -> "
+                                  "'doctor jones'); NeMo leaves the lower-case 'dr.' written"),
     ("whitelist", "Mrs. Norris"): "(a) 'Mrs. Jones' -> 'Missus Jones'",
     ("address", "Main St."): "(a) 'Main St. is busy.' -> 'Main Street is busy.': 'St.' after a name is Street",
     ("roman", "Sam II"): ("(a) 'Henry VIII' -> 'Henry the Eighth': a regnal numeral takes 'the' ('Sam the Second'); "

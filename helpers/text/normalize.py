@@ -55,6 +55,7 @@ import datetime
 import re
 import unicodedata
 
+from .abbrev import abbreviations_any_case, state_codes
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
@@ -459,6 +460,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if _CODE_CUE_RE.search(t):
             t = _CODE_CUE_RE.sub(lambda m: f"{m[1]}{m[2]} {digits(m[3], accent)}", t)
         t = addresses(t, accent)
+        t = state_codes(t, accent)
         if "(" in t:
             t = _PLAN_RE.sub(lambda m: f"{cardinal(int(m[1]))} oh {cardinal(int(m[2]))} {m[3].upper()}", t)
         t = _dates(t, accent, order)
@@ -520,6 +522,11 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = _ETC_RE.sub(lambda m: "et cetera" + _keep_stop(_after(m)), t)
     t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
 
+    if not has_digit:
+        t = state_codes(t, accent)
+    # After the digit rules, so that letters split from digits ("56dr X" -> "56 dr X") are
+    # seen the same on every pass (idempotence).
+    t = abbreviations_any_case(t)
     t = _abbreviations(t, accent)
     if "WW" in t:
         t = _WORLD_WAR_RE.sub(lambda m: "World War " + cardinal(2 if m[1] in ("II", "2") else 1), t)
