@@ -5,7 +5,7 @@
 only in a position that makes the reading sure:
 
 - "E.G." / "eg," / "Eg" -> "for example", "I.E." / "ie," -> "that is" (without periods only
-  before a comma, colon or a lower-case word: "EG" alone may be a code), "ETC." / "etc"
+  with a lower-case second letter, before a comma, colon or a lower-case word: "EG 42" is a code), "ETC." / "etc"
   -> "et cetera";
 - lower-case titles: "dr." / "prof." before any word ("dr. jones" -> "doctor jones"); "mr",
   "mrs", "ms", "dr", "st", "prof", "mt" with or without a period before a capitalised name
@@ -34,8 +34,8 @@ def _case_like(src: str, word: str) -> str:
 
 _LOWER_NEXT = r"(?=[,:]|\s+[a-z])"
 _PHRASES = [
-    (re.compile(r"\b([eE])\.\s?[gG]\.|\b([eE])[gG]\b" + _LOWER_NEXT), "for example"),
-    (re.compile(r"\b([iI])\.\s?[eE]\.|\b([iI])[eE]\b" + _LOWER_NEXT), "that is"),
+    (re.compile(r"\b([eE])\.\s?[gG]\.|\b([eE])g\b" + _LOWER_NEXT), "for example"),
+    (re.compile(r"\b([iI])\.\s?[eE]\.|\b([iI])e\b" + _LOWER_NEXT), "that is"),
     (re.compile(r"\b([eE])tc\b(?!\.)"), "et cetera"),  # "etc." is the edited form's (it keeps the stop)
 ]
 _ETC_CAPS_RE = re.compile(r"\bETC\.")
