@@ -70,6 +70,24 @@ def read_hyphen_code(m: re.Match, accent: str) -> str:
     cue += (" number" if m["no"] else "") + (m["sep"] or "")
     return cue + " " + ", ".join(digits(g, accent) for g in m["code"].split("-"))
 
+# Social text: "#hashTag" -> "hashtag hash Tag", "@JaneDoe" -> "at Jane Doe". A tag or handle
+# is split at its capitals (camelCase) and underscores, an all-lower-case one into words where
+# it is run-together words ("#blacklivesmatter"); "#1" stays a number sign (normalize.py).
+HASHTAG_RE = re.compile(r"(?<![\w&#/])#([A-Za-z][A-Za-z0-9_]*)(?![\w#])")  # "#mytext#" is no tag
+MENTION_RE = re.compile(r"(?<![\w.@/])@([A-Za-z_][A-Za-z0-9_]*)")
+_CAMEL_RE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def tag_words(tag: str) -> str:
+    """``"hashTag"`` -> ``"hash Tag"``, ``"black_lives"`` -> ``"black lives"``,
+    ``"throwbackthursday"`` -> ``"throwback thursday"``; digits stay for the number rules."""
+    out = []
+    for part in tag.split("_"):
+        for piece in _CAMEL_RE.findall(part):
+            words = split_words(piece) if piece.islower() else None
+            out.extend(words or (piece,))
+    return " ".join(out)
+
 
 def _read_port(port: str, accent: str) -> str:
     """A port is a number said the way people say it: "80" eighty, "443" four forty-three,

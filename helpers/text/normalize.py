@@ -59,7 +59,7 @@ from .abbrev import abbreviations_any_case, state_codes
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
-                         read_hyphen_code, read_ip, read_slash_code)
+                         HASHTAG_RE, MENTION_RE, read_hyphen_code, read_ip, read_slash_code, tag_words)
 from .guard import strip_unspeakable
 from .units import _PER_RE, _UNIT_ALT, _per, _unit_name
 from .roman import roman_numerals
@@ -131,6 +131,12 @@ _MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_
                            r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
 _DAY_MONTH_RE = re.compile(r"\b(?:([Tt]he)\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ANYCASE
                            + r")(?![\w])(?:(,?)\s*(\d{4})\b)?")
+# Day ranges in one month: "June 5-7", "June 5th–7th, 2020", "5–7 June", "5th-7th of June 2020".
+_DAY_SPAN = r"(?P<a>\d{1,2})" + _ORD_SUFFIX + r"?\s?[-–]\s?(?P<b>\d{1,2})" + _ORD_SUFFIX + r"?"
+_MONTH_DAY_RANGE_RE = re.compile(r"\b(?P<month>" + _MONTH_LEAD + r")\s+" + _DAY_SPAN + r"\b(?![/:.]?\d)"
+                                 r"(?:(?P<comma>,?)\s+(?P<y>\d{4})\b)?")
+_DAY_RANGE_MONTH_RE = re.compile(r"(?<![\w.,-])" + _DAY_SPAN + r"\s+(?:of\s+)?(?P<month>" + _MONTH_ANYCASE
+                                 + r")(?![\w])(?:(?P<comma>,?)\s*(?P<y>\d{4})\b)?")
 # Years with an era ("340 A.D", "500 BC"), business quarters ("2Q22", "Q3 2021"), "1980 s".
 _ERA_RE = re.compile(r"(?<![\w.])(\d{1,4})\s?(A\.?D|B\.?C\.?E|B\.?C|C\.?E|BCE|BC|AD|CE)(\.?)(?![\w])")
 _QUARTER_RE = re.compile(r"\b(?:([1-4])Q(\d{2}|\d{4})|Q([1-4])\s(\d{4}))\b")
@@ -301,6 +307,13 @@ _MIXED_FRACTION_RE = re.compile(_B + r"(\d+)\s(\d+)/(\d+)(?![\w/]|\.\d)")
 _FRACTION_SUFFIX_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?:st|nd|rd|th|ST|ND|RD|TH)\b")
 _INCH_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\"")
 _TIMES_SIGN_RE = re.compile(r"(?<=\d)\s?\*\s?(?=\d)")
+# A star that is a word of its own ("press * to confirm") or a key before digits ("dial *69");
+# elsewhere (emphasis, footnote marks, bullets) it has no reading.
+_STAR_RE = re.compile(r"(?<=\w )\*(?= \w)|(?<![\w*])\*(?=\d)")
+# Scientific notation keeps its exponent's sign: "1.2e-5" -> "one point two times ten to the minus five".
+_SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+−]?)(\d{1,3})(?![\w.])")
+# "5k", "10k steps": a lower-case k glued to a number is "thousand" ("5K run" stays "five K").
+_KILO_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)k(?![\w])")
 _RATIO_RE = re.compile(r"(?<![\w:.])(\d+):(\d)(?![\d:])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
 _NUMBER_SIGN_RE = re.compile(r"#\s?(?=\d)")
@@ -446,6 +459,10 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if ("." in t or ":" in t) and _URL_HINT_RE.search(t):
         t = _URL_RE.sub(lambda m: _read_url(m[0], accent), t)
 
+    if "#" in t:
+        t = HASHTAG_RE.sub(lambda m: "hashtag " + tag_words(m[1]), t)
+    if "@" in t:
+        t = MENTION_RE.sub(lambda m: "at " + tag_words(m[1]), t)
     has_digit = any(c.isdigit() for c in t)
     if has_digit:
         if sum(c.isdigit() for c in t) >= 7:
@@ -484,6 +501,11 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _CENTS_RE.sub(lambda m: _cents(m, accent), t)
         if "%" in t:
             t = _PERCENT_RE.sub(lambda m: number(m["num"], accent) + (" percent" if accent == "us" else " per cent"), t)
+        if "e" in t or "E" in t:
+            t = _SCI_RE.sub(lambda m: f"{number(m[1], accent)} times ten to the "
+                                      f"{'minus ' if m[2] in '-−' and m[2] else ''}{cardinal(int(m[3]), accent)}", t)
+        if "k" in t:
+            t = _KILO_RE.sub(lambda m: number(m[1], accent) + " thousand", t)
         if "x" in t or "×" in t:
             t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups()[:3] if g)
                              + (" " + _unit_name(m[4], False, accent) if m[4] else ""), t)
@@ -520,6 +542,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     t = _SLASH_WORDS_RE.sub(_slash_words, t)
     if "&c" in t:
         t = _ETC_RE.sub(lambda m: "et cetera" + _keep_stop(_after(m)), t)
+    if "*" in t:
+        t = _STAR_RE.sub(" star ", t)
     t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
 
     if not has_digit:
@@ -626,7 +650,25 @@ def _dates(t: str, accent: str, order: str) -> str:
         if "/" in t:
             t = _WEEKDAY_DATE_RE.sub(lambda m: _WEEKDAYS[m[1]], t)
             t = _SHORT_DATE_RE.sub(short, t)
+    def day_range(m, month_first):
+        # "June 5-7" / "5-7 June": two days of one month, read as two ordinals joined by "to"
+        mo, a, b = _month_number(m["month"]), int(m["a"]), int(m["b"])
+        if not (1 <= a < b <= 31 and _valid_date(None, mo, b)):
+            return m[0]
+        month = _MONTHS[mo - 1]
+        if month_first:
+            the = "the " if accent == "uk" else ""
+            s = f"{month} {the}{ordinal(a, accent)} to {the}{ordinal(b, accent)}"
+        else:
+            s = f"the {ordinal(a, accent)} to the {ordinal(b, accent)} of {month}"
+        if m["y"]:
+            s += (", " if (month_first and (m["comma"] or accent == "us")) else " ") + year(int(m["y"]), accent)
+        return s
+
     if _MONTH_HINT_RE.search(t):
+        if "-" in t or "–" in t:
+            t = _MONTH_DAY_RANGE_RE.sub(lambda m: day_range(m, True), t)
+            t = _DAY_RANGE_MONTH_RE.sub(lambda m: day_range(m, False), t)
         t = _MONTH_DAY_RE.sub(month_day, t)
         t = _DAY_MONTH_RE.sub(day_month, t)
     if "Q" in t:

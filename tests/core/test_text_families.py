@@ -96,6 +96,46 @@ FAMILIES = {
         ("Thanks, OK", "Thanks, okay", None),  # OK, HI, OR, IN, ME are left
         ("56dr Xyz", "fifty-six doctor Xyz", None),
     ],
+    "social text": [
+        ("#hashTag", "hashtag hash Tag", None),
+        ("love it #ThrowbackThursday", "love it hashtag Throwback Thursday", None),
+        ("#blacklivesmatter", "hashtag black lives matter", None),
+        ("#tbt", "hashtag tbt", None),
+        ("#COVID19 cases", "hashtag COVID nineteen cases", None),
+        ("#1 fan", "number one fan", None),  # a number sign, not a tag
+        ("#mytext#", "hash mytext hash", None),
+        ("thanks @JaneDoe", "thanks at Jane Doe", None),
+        ("@john_smith", "at john smith", None),
+        ("@name", "at name", None),
+        ("mail me@x.com", "mail me at x dot com", None),
+    ],
+    "numbers": [
+        ("5*3", "five times three", None),
+        ("press * to confirm", "press star to confirm", None),
+        ("dial *69", "dial star sixty-nine", None),
+        ("*Note*", "Note", None),  # emphasis: no reading
+        ("1.2e-5", "one point two times ten to the minus five", None),
+        ("3.5E+8", "three point five times ten to the eight", None),
+        ("6.02e23 atoms", "six point zero two times ten to the twenty-three atoms",
+         "six point nought two times ten to the twenty-three atoms"),
+        ("2 1/2 cups", "two and a half cups", None),
+        ("4 3/4", "four and three quarters", None),
+        ("the 1,000th visitor", "the one thousandth visitor", None),
+        ("the 2,001st", "the two thousand first", "the two thousand and first"),
+        ("5k", "five thousand", None),
+        ("10k steps", "ten thousand steps", None),
+        ("a 5K run", "a five K run", None),
+        ("$5k", "five thousand dollars", None),
+        ("the 1990s", "the nineteen nineties", None),
+        ("the '90s", "the nineties", None),
+    ],
+    "day ranges": [
+        ("5–7 June", "the fifth to the seventh of June", None),
+        ("June 5–7", "June fifth to seventh", "June the fifth to the seventh"),
+        ("June 5-7, 2020", "June fifth to seventh, twenty twenty", "June the fifth to the seventh, twenty twenty"),
+        ("5th-7th of June 2020", "the fifth to the seventh of June twenty twenty", None),
+        ("Jun. 30-31", "June thirty to thirty-one", None),  # June has no 31st: not two days
+    ],
     "ranges and weekdays": [
         ("Mon.-Fri.", "Monday to Friday.", None),
         ("open Mon.–Fri. from 9", "open Monday to Friday from nine", None),
