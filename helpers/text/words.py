@@ -16,11 +16,11 @@ A split is used only when it is sure to help a listener:
   10,000 most frequent; "my", "no" are never pieces: "myemail" stays), except one short run of
   consonants (2-4 letters, no vowel) read letter by letter ("rtxprohelp" -> "R T X
   pro help"; such a run is an acronym, never a word);
-- two to four pieces, the name at least six letters long;
+- two to four pieces, the name 6 to 48 letters long;
 - otherwise the name stays as written ("sdf", "jdoe", "nvidia").
 
 The list is read on first use (no work at import time). Time is linear in the name's
-length (pieces are at most 20 letters long).
+length (pieces are at most 20 letters long, names at most 48).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from pathlib import Path
 
 _WORDS_FILE = Path(__file__).with_name("words.txt")
 _MAX_WORD = 20  # letters: longer pieces are not tried (keeps the search linear)
+_MAX_NAME = 48  # letters: a longer name is no run of two to four words (and the search stays cheap)
 _VOWELLESS_RE = re.compile(r"[bcdfghjklmnpqrstvwxz]{2,4}")
 # Short list entries are mostly abbreviations and fragments ("th", "mi", "js"): a piece has
 # three or more letters, a three-letter one among the 10,000 most frequent. Two-letter words
@@ -62,7 +63,7 @@ def split_words(name: str) -> tuple[str, ...] | None:
     """``"salesteam"`` -> ``("sales", "team")``; ``"rtxprohelp"`` -> ``("RTX", "pro", "help")``
     (a consonant run upper-cased: it is spelled); None when no sure split exists (see the
     module docstring). ``name`` is letters only; its case is kept in the pieces."""
-    if not name.isalpha() or not name.isascii() or len(name) < 6:
+    if not name.isalpha() or not name.isascii() or not 6 <= len(name) <= _MAX_NAME:
         return None
     low = name.lower()
     if low in _costs():
