@@ -50,7 +50,7 @@ _POSTNOMINAL_RE = re.compile(r"(?<=[A-Za-z],\s)(?i:(ltd|inc|jr|sr))\b(?!\.)|(?<=
 _NUMBER_RE = re.compile(r"\b(No|NO|no\.|No\.|NO\.)\s?(?=\d)")
 _STATE_SKIP = frozenset("OK HI OR IN ME".split())
 _STATE_RE = re.compile(r"\b([A-Z][a-z]+),\s(" + "|".join(sorted(set(US_STATES) - _STATE_SKIP)) + r")\b"
-                       r"(?:\s(\d{5})(?:-(\d{4}))?\b)?(?=$|[.,;:!?)]|\s+(?![A-Z]{2}))")
+                       r"(?:\s(\d{5})(?:-(\d{4}))?\b)?(?=$|[.,:!?)]|\s+(?![A-Z]{2}))")  # "Chan, CT;": an author list
 _WEEKDAYS = {"mon": "Monday", "tue": "Tuesday", "tues": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
              "thur": "Thursday", "thurs": "Thursday", "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
 _DAY = r"(?i:mon|tues|tue|wed|thurs|thur|thu|fri|sat|sun)"

@@ -310,6 +310,8 @@ _TIMES_SIGN_RE = re.compile(r"(?<=\d)\s?\*\s?(?=\d)")
 # A star that is a word of its own ("press * to confirm") or a key before digits ("dial *69");
 # elsewhere (emphasis, footnote marks, bullets) it has no reading.
 _STAR_RE = re.compile(r"(?<=\w )\*(?= \w)|(?<![\w*])\*(?=\d)")
+# A Greek letter on its own (not inside a Greek word) is said by its name: "Δ (x)", "α-helix", "Δx".
+_GREEK_RE = re.compile(r"(?<![\u0370-\u03ff])([\u0391-\u03a1\u03a3-\u03a9\u03b1-\u03c9])(?![\u0370-\u03ff])")
 # Scientific notation keeps its exponent's sign: "1.2e-5" -> "one point two times ten to the minus five".
 _SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+−]?)(\d{1,3})(?![\w.])")
 # "5k", "10k steps": a lower-case k glued to a number is "thousand" ("5K run" stays "five K").
@@ -544,6 +546,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = _ETC_RE.sub(lambda m: "et cetera" + _keep_stop(_after(m)), t)
     if "*" in t:
         t = _STAR_RE.sub(" star ", t)
+    if not t.isascii():
+        t = _GREEK_RE.sub(_greek, t)
     t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
 
     if not has_digit:
@@ -573,6 +577,12 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
         t = _BARE_DOMAIN_RE.sub(_bare_domain, t)
     return t
+
+
+def _greek(m: re.Match) -> str:
+    s, i, j = m.string, m.start(), m.end()
+    name = unicodedata.name(m[1]).split()[-1].lower()  # "GREEK CAPITAL LETTER DELTA" -> "delta"
+    return (" " if i and s[i - 1].isalnum() else "") + name + (" " if j < len(s) and s[j].isalnum() else "")
 
 
 def _bare_domain(m: re.Match) -> str:

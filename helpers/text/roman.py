@@ -6,7 +6,8 @@ read only where its position says it is one:
 
 - after a keyword of numbered parts ("Chapter IV", "Super Bowl LVIII", "Type II"):
   a cardinal ("Chapter four"); a plural keyword takes a range ("Chapters I-III":
-  "Chapters one to three"). Only numerals of I, V, X, L (1..89): "Appendix C" is a letter;
+  "Chapters one to three"); a lower-case keyword ("vol XV", "class V") too, but never before
+  a lone "I" ("the part I liked"). Only numerals of I, V, X, L (1..89): "Appendix C" is a letter;
 - with an ordinal ending that agrees ("XXth century", "IInd", "XXIst"): the ordinal;
 - after "the", two letters or more, not a common acronym ("the XIV" -> "the fourteenth");
 - after a capitalised name, regnal or sequel position ("Henry VIII", "Sam II",
@@ -42,6 +43,9 @@ _REGNAL_NAMES = ("Henry", "Elizabeth", "Louis", "George", "Edward", "Charles", "
 _ROMAN_END = r"(?=['’]s\b|--|-[a-z]|[^\w'’-]|$)"
 _ROMAN_KEYWORD_RE = re.compile(r"\b(" + "|".join(list(_ROMAN_KEYWORDS) + [k.upper() for k in _ROMAN_KEYWORDS])
                                + r")\s+(" + _ROMAN_SMALL + r")" + _ROMAN_END)
+# Lower-case keywords ("vol XV", "volume IV", "class V"), but never a lone "I" ("the part I liked").
+_ROMAN_KEYWORD_LOWER_RE = re.compile(r"\b(" + "|".join(k.lower() for k in _ROMAN_KEYWORDS) + r")\s+((?!I(?![XLVI]))"
+                                     + _ROMAN_SMALL + r")" + _ROMAN_END)
 _ROMAN_KEYWORDS_PLURAL_RE = re.compile(r"\b(" + "|".join(k + "s" for k in _ROMAN_KEYWORDS if " " not in k)
                                        + r")\s+(" + _ROMAN_SMALL + r")\s?[-–]\s?(" + _ROMAN_SMALL + r")" + _ROMAN_END)
 _ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN + r")" + _ROMAN_END)
@@ -91,6 +95,7 @@ def roman_numerals(t: str, accent: str) -> str:
     t = _ROMAN_KEYWORDS_PLURAL_RE.sub(
         lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)} to {cardinal(roman_to_int(m[3]), accent)}", t)
     t = _ROMAN_KEYWORD_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
+    t = _ROMAN_KEYWORD_LOWER_RE.sub(lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)}", t)
 
     def with_suffix(m):
         n = roman_to_int(m[1])

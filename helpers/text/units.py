@@ -58,11 +58,19 @@ _PER_UNITS = {"mo": "month", "month": "month", "yr": "year", "year": "year", "wk
               "sec": "second", "kg": "kilogram", "g": "gram", "mg": "milligram", "lb": "pound", "oz": "ounce",
               "km": "kilometer", "m": "meter", "cm": "centimeter", "mm": "millimeter", "mi": "mile", "ft": "foot",
               "l": "liter", "L": "liter", "ml": "milliliter", "gal": "gallon", "person": "person", "head": "head",
-              "unit": "unit", "item": "item", "night": "night", "sq ft": "square foot", "m2": "square meter"}
+              "unit": "unit", "item": "item", "night": "night", "sq ft": "square foot", "m2": "square meter",
+              # areas and volumes after "per" ("381.2/km²": ² is "^2" by now; "g/cm3", "/mi2")
+              "m^2": "square meter", "km^2": "square kilometer", "km2": "square kilometer", "sq km": "square kilometer",
+              "mi^2": "square mile", "mi2": "square mile", "sq mi": "square mile", "ft^2": "square foot",
+              "cm^2": "square centimeter", "cm2": "square centimeter", "cm^3": "cubic centimeter",
+              "cm3": "cubic centimeter", "cc": "cubic centimeter", "m^3": "cubic meter", "m3": "cubic meter"}
 _PER_UK = {"kilometer": "kilometre", "meter": "metre", "centimeter": "centimetre", "millimeter": "millimetre",
-           "liter": "litre", "milliliter": "millilitre", "square meter": "square metre"}
+           "liter": "litre", "milliliter": "millilitre", "square meter": "square metre",
+           "square kilometer": "square kilometre", "square centimeter": "square centimetre",
+           "cubic centimeter": "cubic centimetre", "cubic meter": "cubic metre"}
 _PER_RE = re.compile(r"(?<=\d)(?P<unit>\s?(?:" + "|".join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))
-                     + r"))?\s?/\s?(?P<per>" + "|".join(sorted(_PER_UNITS, key=len, reverse=True)) + r")(?![\w/])")
+                     + r"))?\s?/\s?(?P<per>" + "|".join(re.escape(u) for u in sorted(_PER_UNITS, key=len, reverse=True))
+                     + r")(?![\w/^])")
 
 
 def _per(m: re.Match, accent: str) -> str:

@@ -66,6 +66,21 @@ FAMILIES = {
         ("Curtin, Philip D. (1989)", "Curtin, Philip D. (nineteen eighty-nine)", None),  # an initial
         ("John C. Calhoun", "John C. Calhoun", None),
         ("Henry V", "Henry the Fifth", None),
+        ("vol XV", "vol fifteen", None),  # lower-case keywords
+        ("class V cells", "class five cells", None),
+        ("the part I liked", "the part I liked", None),
+    ],
+    "found by the Google suite": [
+        ("4,507.4/km²", "four thousand five hundred seven point four per square kilometer",
+         "four thousand five hundred and seven point four per square kilometre"),
+        ("(280.0/km2)", "(two hundred eighty point zero per square kilometer)",
+         "(two hundred and eighty point nought per square kilometre)"),
+        ("0.5 g/cm3", "zero point five grams per cubic centimeter", "nought point five grams per cubic centimetre"),
+        ("Δ (x)", "delta (x)", None),
+        ("an α-helix", "an alpha-helix", None),
+        ("Δx", "delta x", None),
+        ("αβγ", "αβγ", None),  # a Greek word is left to the model
+        ("Chan, CT; Sheng, P", "Chan, C T; Sheng, P", None),  # an author list, not Connecticut
     ],
     "abbreviations in any case": [
         ("E.G. this", "For example this", None),
