@@ -131,6 +131,7 @@ _MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_
                            r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
 _DAY_MONTH_RE = re.compile(r"\b(?:([Tt]he)\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ANYCASE
                            + r")(?![\w])(?:(,?)\s*(\d{4})\b)?")
+_DIGIT_HYPHEN_RE = re.compile(r"\d(?:st|nd|rd|th)?\s?[-–]\s?\d")  # a cheap test before the rules that need one
 # Day ranges in one month: "June 5-7", "June 5th–7th, 2020", "5–7 June", "5th-7th of June 2020".
 _DAY_SPAN = r"(?P<a>\d{1,2})" + _ORD_SUFFIX + r"?\s?[-–]\s?(?P<b>\d{1,2})" + _ORD_SUFFIX + r"?"
 _MONTH_DAY_RANGE_RE = re.compile(r"\b(?P<month>" + _MONTH_LEAD + r")\s+" + _DAY_SPAN + r"\b(?![/:.]?\d)"
@@ -315,6 +316,7 @@ _GREEK_RE = re.compile(r"(?<![\u0370-\u03ff])([\u0391-\u03a1\u03a3-\u03a9\u03b1-
 # Scientific notation keeps its exponent's sign: "1.2e-5" -> "one point two times ten to the minus five".
 _SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+−]?)(\d{1,3})(?![\w.])")
 # "5k", "10k steps": a lower-case k glued to a number is "thousand" ("5K run" stays "five K").
+_SCI_KILO_HINT_RE = re.compile(r"\d[eEk]")
 _KILO_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)k(?![\w])")
 _RATIO_RE = re.compile(r"(?<![\w:.])(\d+):(\d)(?![\d:])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
@@ -474,7 +476,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _IP_RE.sub(lambda m: read_ip(m, accent), t)
         if "/" in t:
             t = SLASH_CODE_RE.sub(lambda m: read_slash_code(m[0], accent), t)
-        if "-" in t:
+        if "-" in t and _DIGIT_HYPHEN_RE.search(t):
             t = HYPHEN_CODE_CUE_RE.sub(lambda m: read_hyphen_code(m, accent), t)
         if _CODE_CUE_RE.search(t):
             t = _CODE_CUE_RE.sub(lambda m: f"{m[1]}{m[2]} {digits(m[3], accent)}", t)
@@ -503,10 +505,9 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
             t = _CENTS_RE.sub(lambda m: _cents(m, accent), t)
         if "%" in t:
             t = _PERCENT_RE.sub(lambda m: number(m["num"], accent) + (" percent" if accent == "us" else " per cent"), t)
-        if "e" in t or "E" in t:
+        if _SCI_KILO_HINT_RE.search(t):
             t = _SCI_RE.sub(lambda m: f"{number(m[1], accent)} times ten to the "
                                       f"{'minus ' if m[2] in '-−' and m[2] else ''}{cardinal(int(m[3]), accent)}", t)
-        if "k" in t:
             t = _KILO_RE.sub(lambda m: number(m[1], accent) + " thousand", t)
         if "x" in t or "×" in t:
             t = _DIMS_RE.sub(lambda m: " by ".join(number(g, accent) for g in m.groups()[:3] if g)
@@ -676,7 +677,7 @@ def _dates(t: str, accent: str, order: str) -> str:
         return s
 
     if _MONTH_HINT_RE.search(t):
-        if "-" in t or "–" in t:
+        if ("-" in t or "–" in t) and _DIGIT_HYPHEN_RE.search(t):
             t = _MONTH_DAY_RANGE_RE.sub(lambda m: day_range(m, True), t)
             t = _DAY_RANGE_MONTH_RE.sub(lambda m: day_range(m, False), t)
         t = _MONTH_DAY_RE.sub(month_day, t)

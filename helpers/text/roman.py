@@ -62,6 +62,8 @@ _NOT_NAMES = frozenset("The A An It He She We They You This That These Those The
                        "At As My Our Your His Her Its Their What When Where Why How Who Is Was Are Were Be "
                        "Do Did Does Has Had Have Will Would Can Could Should May Might Must Shall Not No Yes "
                        "Or Of To For From By With Without Than About Into Over After Before".split())
+# A word made of numeral letters (with an ordinal ending): without one there is nothing to read.
+_CANDIDATE_RE = re.compile(r"\b[IVXLCDM]+(?:st|nd|rd|th|ST|ND|RD|TH)?\b")
 _ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
 
 
@@ -90,7 +92,7 @@ def _initial(m: re.Match) -> bool:
 
 def roman_numerals(t: str, accent: str) -> str:
     """Read the Roman numerals of ``t`` whose position says they are numbers (module docstring)."""
-    if not any(c in t for c in "IVXLCDM"):
+    if not _CANDIDATE_RE.search(t):
         return t
     t = _ROMAN_KEYWORDS_PLURAL_RE.sub(
         lambda m: f"{m[1]} {cardinal(roman_to_int(m[2]), accent)} to {cardinal(roman_to_int(m[3]), accent)}", t)
