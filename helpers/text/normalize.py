@@ -28,7 +28,8 @@ Conventions (chosen once, tested in ``tests/core/test_text.py``):
 - Characters with no reading (control, zero-width, emoji) are removed first
   (:mod:`helpers.text.guard`).
 
-Context decides between readings (tests in ``tests/core/test_text_rules.py``):
+Context decides between readings (tests in ``tests/core/test_text_rules.py`` and, for
+issue #34's families, ``tests/core/test_text_families.py``):
 
 - four-digit numbers are years unless a plural noun follows or a quantity word
   precedes ("I bought 1035 cans", "over 1500 people"); "in/since/the ..." keep the year;
@@ -38,7 +39,11 @@ Context decides between readings (tests in ``tests/core/test_text_rules.py``):
   (:mod:`helpers.text.address`) read house numbers in pairs, states and ZIP codes;
 - a hyphen between numbers is "to" (a range) unless it is part of a longer
   hyphenated code ("1-413-te-b"), the text is arithmetic ("1-2=5": minus) or the
-  pair falls ("978-0": unread; abbreviated ends "2019-20" and clock hours "10-6" stay ranges);
+  pair falls ("978-0": unread; abbreviated ends "2019-20" and clock hours "10-6" stay ranges),
+  or a short group stands before a long one that is not round ("1-8090": a code; "1-1000" a
+  range); spaced ("1624 - 1713") is the same; after a cue ("ext. 12-34", "order no. 2231-4477")
+  the groups are a code, digit by digit; "June 5-7" / "5-7 June" are two days of one month;
+- year-first dates ("1998/2/30") are dates whenever month and day are in range;
 - "4.4x" is "four point four x" ("3×" "times", "2x8" "by"); US "2,500" is "twenty-five
   hundred"; "A321" a model number in pairs; "Tu (2/22)" a weekday and a date;
 - a slash is "per" between a number (and unit) and a unit ("12/kg", "$20/mo"),
@@ -46,8 +51,15 @@ Context decides between readings (tests in ``tests/core/test_text_rules.py``):
 - months in any case ("july", "JAN."); lower-case "may"/"march" only after a day;
 - times take seconds, zones (EST, "e.s.t"), every a.m./p.m. spelling, dotted
   forms ("1.59 p.m."); 00:xx a.m. is twelve;
-- electronic text, telephone numbers, SSN-like serials and IPv4 addresses are
-  in :mod:`helpers.text.electronic`.
+- "1.2e-5" keeps its exponent's sign ("times ten to the minus five"); "5k" is "five thousand",
+  "5K" "five K"; "*" between numbers is "times", a word of its own or a key ("dial *69") "star";
+- a lone Greek letter is said by name ("Δx": "delta x");
+- electronic text, telephone numbers, SSN-like serials, IPv4 addresses (always digit by
+  digit, a port as a number), codes with slashes ("123/261788/2021") and social text
+  ("#hashTag", "@JaneDoe") are in :mod:`helpers.text.electronic`; e-mail names are split into
+  words by :mod:`helpers.text.words`; Roman numerals are read in :mod:`helpers.text.roman`;
+  informal abbreviations (any case, no periods, lower-case titles, "Austin, TX", "Mon.-Fri.")
+  in :mod:`helpers.text.abbrev`.
 """
 from __future__ import annotations
 
@@ -55,7 +67,7 @@ import datetime
 import re
 import unicodedata
 
-from .abbrev import abbreviations_any_case, state_codes
+from .abbrev import abbreviations, abbreviations_any_case, after, case_like, keep_stop, state_codes
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
@@ -336,52 +348,8 @@ def _fraction(a: int, b: int, accent: str, mixed: bool = False) -> str:
     return f"{'a' if (mixed and a == 1) else cardinal(a, accent)} {denom}"
 
 
-# Abbreviations. Titles are expanded before a capitalised name; the period is
-# optional for the ones British style writes without it ("Dr Smith").
-_TITLES = {"Mr": "Mister", "Mrs": "Missus", "Ms": "Miz", "Mx": "Mix", "Prof": "Professor", "Mt": "Mount",
-           "Gen": "General", "Capt": "Captain", "Lt": "Lieutenant", "Col": "Colonel", "Sgt": "Sergeant",
-           "Gov": "Governor", "Sen": "Senator", "Rep": "Representative", "Rev": "Reverend", "Fr": "Father",
-           "Pres": "President", "Cpl": "Corporal", "Adm": "Admiral", "Hon": "Honorable",
-           "Maj": "Major", "Brig": "Brigadier", "Cmdr": "Commander", "Cdr": "Commander", "Pvt": "Private",
-           "Supt": "Superintendent", "Insp": "Inspector", "Amb": "Ambassador", "Atty": "Attorney"}
-_TITLES_NO_DOT = ("Mr", "Mrs", "Ms", "Mx", "Mt")
-_TITLE_RE = re.compile(r"\b(" + "|".join(sorted(_TITLES, key=len, reverse=True)) + r")(\.)(?!\w)"
-                       r"|\b(" + "|".join(_TITLES_NO_DOT) + r")(?=\s+[A-Z])")
-_DR_ST_RE = re.compile(r"\b(Dr|St)\b(\.?)")
-# Capitalised words that usually start a sentence rather than continue a name.
-_SENTENCE_STARTERS = frozenset("The A An I It He She We They You This That These Those There Then But And So "
-                               "If In On At As My Our Your His Her Its Their What When Where Why How Who".split())
-_STREET_SUFFIX = {"Ave": "Avenue", "Rd": "Road", "Blvd": "Boulevard", "Ln": "Lane", "Sq": "Square", "Hwy": "Highway"}
-_STREET_RE = re.compile(r"(?<=[A-Za-z0-9] )(" + "|".join(_STREET_SUFFIX) + r")\.")
-_POSTNOMINAL = {"Jr": "Junior", "Sr": "Senior", "Inc": "Incorporated", "Ltd": "Limited", "Corp": "Corporation",
-                "Co": "Company", "etc": "et cetera", "Bros": "Brothers"}
-_POSTNOMINAL_RE = re.compile(r"\b(" + "|".join(_POSTNOMINAL) + r")\.")
-_PHRASES = [  # (regex, replacement): always expanded
-    (r"\b([eE])\.\s?g\.", "for example"), (r"\b([iI])\.\s?e\.", "that is"), (r"\b([aA])\.k\.a\.", "also known as"),
-    (r"\b([vV])s\.?(?!\w)", "versus"), (r"\b([aA])pprox\.", "approximately"), (r"\b([dD])ept\.", "department"),
-    (r"\b([fF])ig\.(?!\w)", "figure"), (r"\b([vV])ol\.(?!\w)", "volume"), (r"\b([pP])p\.(?=\s?\d)", "pages"),
-    (r"\b([pP])\.(?=\s?\d)", "page"), (r"\b([nN])o\.(?=\s?\d)", "number"), (r"\b([nN])os\.(?=\s?\d)", "numbers"),
-    (r"\b(P)h\.?D\.?(?![A-Za-z0-9])", "P H D"),
-]
-_PHRASES = [(re.compile(p), r) for p, r in _PHRASES]
 _MONTH_ABBR_RE = re.compile(r"\b(" + "|".join(sorted(list(_MONTH_ABBR) + [a.upper() for a in _MONTH_ABBR], key=len,
                                                      reverse=True)) + r")\.(?!\w)")
-_DOTTED_ACRONYM_RE = re.compile(r"\b((?:[A-Za-z]\.){2,})(?![A-Za-z0-9])")
-
-
-def _after(m: re.Match, window: int = 200) -> str:
-    """The text right after a match (bounded, so long inputs stay linear-time)."""
-    return m.string[m.end():m.end() + window]
-
-
-def _keep_stop(following: str) -> str:
-    """A period that ended an abbreviation also ends the sentence when the text ends
-    or a new sentence starts after it."""
-    return "." if (not following.strip() or re.match(r"\s+[\"(]?[A-Z]", following)) else ""
-
-
-def _case_like(src_first: str, word: str) -> str:
-    return word[0].upper() + word[1:] if src_first.isupper() else word
 
 
 # Acronyms: read as a word (NASA) or spelled (FBI). Unknown all-caps words without a
@@ -541,10 +509,10 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = _ALNUM_SPLIT_RE.sub(" ", t)
 
     # Symbols become words before the word rules so every pass sees the same words.
-    t = _W_SLASH_RE.sub(lambda m: _case_like(m[1], "without" if m[2] else "with"), t)
+    t = _W_SLASH_RE.sub(lambda m: case_like(m[1], "without" if m[2] else "with"), t)
     t = _SLASH_WORDS_RE.sub(_slash_words, t)
     if "&c" in t:
-        t = _ETC_RE.sub(lambda m: "et cetera" + _keep_stop(_after(m)), t)
+        t = _ETC_RE.sub(lambda m: "et cetera" + keep_stop(after(m)), t)
     if "*" in t:
         t = _STAR_RE.sub(" star ", t)
     if not t.isascii():
@@ -556,7 +524,9 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     # After the digit rules, so that letters split from digits ("56dr X" -> "56 dr X") are
     # seen the same on every pass (idempotence).
     t = abbreviations_any_case(t)
-    t = _abbreviations(t, accent)
+    t = abbreviations(t, accent)
+    if "." in t:
+        t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_month_number(m[1]) - 1] + keep_stop(after(m)), t)
     if "WW" in t:
         t = _WORLD_WAR_RE.sub(lambda m: "World War " + cardinal(2 if m[1] in ("II", "2") else 1), t)
     t = roman_numerals(t, accent)
@@ -592,7 +562,7 @@ def _bare_domain(m: re.Match) -> str:
 
 
 def _slash_words(m: re.Match) -> str:
-    return _case_like(m[0][0], "and or") if m[0][0] in "aA" else " or "
+    return case_like(m[0][0], "and or") if m[0][0] in "aA" else " or "
 
 
 def _tidy_space(t: str) -> str:
@@ -656,7 +626,7 @@ def _dates(t: str, accent: str, order: str) -> str:
         t = _ISO_DATE_RE.sub(iso, t)
         if "." in t:
             t = _ERA_RE.sub(lambda m: f"{year(int(m[1]), accent)} {' '.join(m[2].replace('.', ''))}"
-                                      f"{_keep_stop(_after(m)) if m[3] else ''}", t)
+                                      f"{keep_stop(after(m)) if m[3] else ''}", t)
         t = _NUM_DATE_RE.sub(numeric, t)
         if "/" in t:
             t = _WEEKDAY_DATE_RE.sub(lambda m: _WEEKDAYS[m[1]], t)
@@ -698,7 +668,7 @@ def _time(m: re.Match, accent: str) -> str:
         h, mi = int(m["h"]), int(m["dmin"])
         if mi > 59 or not 0 <= h <= 12:
             return m[0]
-        return _say_clock(h or 12, mi, accent, True) + _ampm_tail(m, _after(m), "d")
+        return _say_clock(h or 12, mi, accent, True) + _ampm_tail(m, after(m), "d")
     if m["min"] is None:
         return m[0]
     h, mi = int(m["h"]), int(m["min"])
@@ -712,7 +682,7 @@ def _time(m: re.Match, accent: str) -> str:
         sec = int(m["s"])
         s += f" and {cardinal(sec, accent)} second{'' if sec == 1 else 's'}"
     if ampm:
-        s += _ampm_tail(m, _after(m))
+        s += _ampm_tail(m, after(m))
     elif m["zone"]:
         s += " " + " ".join(m["zone"].replace(".", "").upper())
     return s
@@ -722,7 +692,7 @@ def _hour_ampm(m: re.Match, accent: str) -> str:
     h = int(m["h"])
     if not 0 <= h <= 12:
         return m[0]
-    return cardinal(h or 12, accent) + _ampm_tail(m, _after(m))
+    return cardinal(h or 12, accent) + _ampm_tail(m, after(m))
 
 
 def _money_match(m: re.Match, accent: str) -> str:
@@ -802,44 +772,3 @@ def _bare_number(m: re.Match, accent: str) -> str:
     if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099 and not _is_count(m):
         return year(int(s), accent)  # a bare four-digit number in this range is nearly always a year
     return number(s, accent)
-
-
-def _abbreviations(t: str, accent: str) -> str:
-    if "." not in t and not re.search(r"\b(?:Mr|Mrs|Ms|Mx|Mt|Dr|St|[vV]s|[wW]/|and/or)\b", t):
-        return t
-    for rx, rep in _PHRASES:
-        # "p.4": a space after the word, or the number is glued to it ("pagefour")
-        t = rx.sub(lambda m, rep=rep: _case_like(m[1], rep) + (_keep_stop(_after(m)) if rep == "P H D" else "")
-                   + (" " if m.string[m.end():m.end() + 1].isalnum() else ""), t)
-
-    def title(m):
-        abbr = m[1] or m[3]
-        word = _TITLES[abbr]
-        if abbr == "Hon" and accent == "uk":
-            word = "Honourable"
-        return word
-
-    t = _TITLE_RE.sub(title, t)
-
-    def dr_st(m):
-        abbr, dot = m[1], m[2]
-        after = _after(m)
-        nxt = re.match(r"\s+([A-Za-z']+)", after)
-        before = m.string[max(0, m.start() - 80):m.start()]
-        prev = re.search(r"([A-Za-z0-9']+)\s+$", before)
-        name_follows = nxt is not None and nxt[1][0].isupper() and nxt[1] not in _SENTENCE_STARTERS
-        after_name = prev is not None and (prev[1][0].isupper() or prev[1][0].isdigit())
-        if not dot and not name_follows and not after_name:
-            return m[0]  # a bare "Dr"/"St" with no context: leave it
-        if name_follows:
-            return "Doctor" if abbr == "Dr" else "Saint"
-        if after_name:
-            return ("Drive" if abbr == "Dr" else "Street") + (_keep_stop(after) if dot else "")
-        return ("Doctor" if abbr == "Dr" else "Street") + (_keep_stop(after) if dot else "")
-
-    t = _DR_ST_RE.sub(dr_st, t)
-    t = _STREET_RE.sub(lambda m: _STREET_SUFFIX[m[1]] + _keep_stop(_after(m)), t)
-    t = _POSTNOMINAL_RE.sub(lambda m: _POSTNOMINAL[m[1]] + _keep_stop(_after(m)), t)
-    t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_month_number(m[1]) - 1] + _keep_stop(_after(m)), t)
-    t = _DOTTED_ACRONYM_RE.sub(lambda m: " ".join(m[1].replace(".", "").upper()) + _keep_stop(_after(m)), t)
-    return t
