@@ -382,7 +382,7 @@ _WORD_DIGIT_HYPHEN_RE = re.compile(r"(?<=[A-Za-z])-(?=\d)")
 # Three or four digits glued after letters are a model number or code ("A321", "RTX4090").
 _CODE_NUMBER_RE = re.compile(r"(?<=[A-Za-z])(\d{3,4})(?![\d.,])")
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
-_DOTTED_NUMBER_RE = re.compile(r"\d+(?:\.\d+){2,}")
+_DOTTED_NUMBER_RE = re.compile(r"(?<!\d)\d+(?:\.\d+){2,}")  # starts a digit run: linear on long runs
 _NEG_RE = re.compile(r"(?<![\w.,)\]])-(?=\.?\d)")
 _NUMBER_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|(?<!\.)\.\d+")
 _SYMBOLS = {"&": " and ", "@": " at ", "+": " plus ", "=": " equals ", "×": " times ", "÷": " divided by ",
@@ -399,7 +399,7 @@ _SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
 _SPACE_RE = re.compile(r"[ \t\r\f\v]+")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r" +([,.;:!?)\]])")
 _SPACE_AFTER_OPEN_RE = re.compile(r"([(\[]) +")
-_PARAGRAPH_RE = re.compile(r"\s*\n\s*\n\s*")
+_PARAGRAPH_RE = re.compile(r"(?<!\s)\s*\n\s*\n\s*")  # from the start of a whitespace run: linear
 
 
 def _check(accent: str, date_order: str | None) -> str:
