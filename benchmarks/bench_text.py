@@ -4,6 +4,7 @@
     python benchmarks/bench_text.py --suite nemo [--accent us] [--show-misses]
     python benchmarks/bench_text.py --suite google [--show-misses]
     python benchmarks/bench_text.py --suite both
+    python benchmarks/bench_text.py --suite long     # time on 4,096 / 16,384-char inputs made to backtrack
 
 Throughput: the corpus mixes plain prose with sentences full of numbers, money,
 dates, times, units and abbreviations (a harder mix than audiobook transcripts).
@@ -412,14 +413,40 @@ def run_google(show_misses: bool) -> float:
     return total_ok / len(cases)
 
 
+# Long inputs made to make a regex backtrack: runs of digits, spaces, codes, numerals, tags,
+# e-mail names. Linear time doubles the time per doubling of the length (x4 from 4,096 to
+# 16,384 characters); quadratic backtracking would give x16.
+LONG_INPUTS = {"digits": "1", "spaces": " ", "stars": "* ", "slash codes": "1/", "hyphen codes": "1-", "dotted": "1.",
+               "numerals": "X", "regnal": "Sam II ", "hashtags": "#a", "mentions": "@a", "e-mail name": "a",
+               "titles": "dr. ", "No": "No 1 ", "states": "Austin, TX ", "day ranges": "5-7 June ", "e": "1e"}
+
+
+def run_long(accent: str) -> None:
+    print(f"{'long input':<14}{'4,096 chars':>13}{'16,384 chars':>14}{'ratio':>7}")
+    for name, unit in LONG_INPUTS.items():
+        times = []
+        for n in (4096, 16384):
+            text = (unit * (n // len(unit) + 1))[:n] + ("@x.com" if name == "e-mail name" else "")
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                normalize(text, accent=accent)
+                best = min(best, time.perf_counter() - t0)
+            times.append(best)
+        print(f"{name:<14}{times[0] * 1000:>10.1f} ms{times[1] * 1000:>11.1f} ms{times[1] / times[0]:>7.1f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=5000, help="sentences to time")
     ap.add_argument("--accent", default="us", choices=["us", "uk"])
-    ap.add_argument("--suite", choices=["throughput", "nemo", "google", "both"], default="throughput",
+    ap.add_argument("--suite", choices=["throughput", "nemo", "google", "both", "long"], default="throughput",
                     help="both: nemo then google, and the two figures side by side")
     ap.add_argument("--show-misses", action="store_true", help="nemo/google: print every miss")
     args = ap.parse_args()
+    if args.suite == "long":
+        run_long(args.accent)
+        return
     if args.suite in ("nemo", "google", "both"):
         figures = {}
         if args.suite in ("nemo", "both"):
