@@ -48,6 +48,16 @@ HYPHEN_CODE_CUE_RE = re.compile(
     r"[Aa]ccount|[Ii]nvoice|[Tt]icket|[Bb]ooking|[Cc]onfirmation|(?=(?:[Pp]art|[Mm]odel)\s+(?:[Nn]o\.|[Nn]umber|#))"
     r"[Pp]art|[Mm]odel))(?P<no>\s+(?:[Nn]o\.|[Nn]umber|#))?(?P<sep>:|\s+is)?\s*#?\s*(?P<code>\d+(?:-\d+)+)(?![\w-])")
 
+# Book and serial numbers are read digit by digit, a pause at each hyphen; the check digit
+# may be X ("ISBN 0-486-43365-X", "ISBN 978-0816648368", "ISSN 0891-1851").
+ISBN_RE = re.compile(r"\b(ISBN|ISSN)(?:-1[03])?(:?\s*)((?:\d(?:\s?-\s?|\s)?){6,16}[\dXx])(?![\w-])")
+
+
+def read_isbn(m: re.Match, accent: str) -> str:
+    groups = re.split(r"[\s-]+", m[3])
+    return (" ".join(m[1]) + m[2].rstrip() + " "
+            + ", ".join(" ".join(digits(c, accent) if c.isdigit() else c.upper() for c in g) for g in groups))
+
 
 def read_slash_code(code: str, accent: str) -> str:
     if code.count("/") + code.count("-") < 2 and not any(c.isalpha() for c in code):

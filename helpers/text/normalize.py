@@ -71,7 +71,7 @@ from .abbrev import abbreviations, abbreviations_any_case, after, case_like, kee
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
-                         HASHTAG_RE, MENTION_RE, read_hyphen_code, read_ip, read_slash_code, tag_words)
+                         HASHTAG_RE, ISBN_RE, MENTION_RE, read_hyphen_code, read_isbn, read_ip, read_slash_code, tag_words)
 from .guard import strip_unspeakable
 from .units import _PER_RE, _UNIT_ALT, _per, _unit_name
 from .roman import roman_numerals
@@ -437,6 +437,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         t = MENTION_RE.sub(lambda m: "at " + tag_words(m[1]), t)
     has_digit = any(c.isdigit() for c in t)
     if has_digit:
+        if "IS" in t:
+            t = ISBN_RE.sub(lambda m: read_isbn(m, accent), t)
         if sum(c.isdigit() for c in t) >= 7:
             t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
             t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)

@@ -81,6 +81,12 @@ FAMILIES = {
         ("Δx", "delta x", None),
         ("αβγ", "αβγ", None),  # a Greek word is left to the model
         ("Chan, CT; Sheng, P", "Chan, C T; Sheng, P", None),  # an author list, not Connecticut
+        ("ISBN 0-486-43365-X.", "I S B N zero, four eight six, four three three six five, X.",
+         "I S B N oh, four eight six, four three three six five, X."),
+        ("ISBN 978-0816648368", "I S B N nine seven eight, zero eight one six six four eight three six eight",
+         "I S B N nine seven eight, oh eight one six six four eight three six eight"),
+        ("ISSN 0891-1851", "I S S N zero eight nine one, one eight five one",
+         "I S S N oh eight nine one, one eight five one"),
     ],
     "abbreviations in any case": [
         ("E.G. this", "For example this", None),
