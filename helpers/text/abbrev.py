@@ -62,8 +62,8 @@ _LOWER_TITLES = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "
 # before a capitalised name ("st Kilda"; "ms word" stays).
 _LOWER_TITLE_RE = re.compile(r"\b(dr|prof)\.\s+(?=[A-Za-z])|\b(mr|mrs|ms|dr|st|prof|mt)\.?\s+(?=[A-Z][a-z])")
 _BARE_POSTNOMINAL = {"ltd": "limited", "inc": "incorporated", "jr": "junior", "sr": "senior"}
-_BARE_POSTNOMINAL_RE = re.compile(r"(?<=[A-Za-z],\s)(?i:(ltd|inc|jr|sr))\b(?!\.)|(?<=[A-Za-z]\s)(?i:(ltd|inc|jr|sr))\b(?!\.)"
-                             r"(?=\s*(?:[,;:!?)]|$))")
+_BARE_POSTNOMINAL_RE = re.compile(r"(?<=[A-Za-z.],\s)(?i:(ltd|inc|jr|sr))\b(?!\.)|(?<=[A-Za-z]\s)(?i:(ltd|inc|jr|sr))\b(?!\.)"
+                             r"(?=\s*(?:[,;:!?()]|$))")
 _NO_NUMBER_RE = re.compile(r"\b(No|NO|no\.|No\.|NO\.)\s?(?=\d)")
 _STATE_SKIP = frozenset("OK HI OR IN ME".split())
 _STATE_RE = re.compile(r"\b([A-Z][a-z]+),\s(" + "|".join(sorted(set(US_STATES) - _STATE_SKIP)) + r")\b"

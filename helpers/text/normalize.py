@@ -139,6 +139,9 @@ _WEEKDAYS = {"Mon": "Monday", "Mo": "Monday", "Tue": "Tuesday", "Tues": "Tuesday
              "Fri": "Friday", "Sat": "Saturday", "Sa": "Saturday", "Sun": "Sunday", "Su": "Sunday"}
 _WEEKDAY_DATE_RE = re.compile(r"\b(" + "|".join(sorted(_WEEKDAYS, key=len, reverse=True)) + r")\.?(?=,?\s+\(?\d{1,2}/\d{1,2}(?![\w/]|\.\d))")
 _ORD_SUFFIX = r"(?:st|nd|rd|th)"
+# "Jan 1977", "SEPT 2020": an abbreviated month before a year (with a period: the abbreviation rule).
+_MONTH_ABBR_YEAR_RE = re.compile(r"\b(" + "|".join(sorted(list(_MONTH_ABBR) + [a.upper() for a in _MONTH_ABBR], key=len,
+                                                          reverse=True)) + r")(?=\s+\d{4}\b)")
 _MONTH_DAY_RE = re.compile(r"\b(" + _MONTH_LEAD + r")(?:\s+|-)(\d{1,2})" + _ORD_SUFFIX + r"?\b(?![/:.]?\d)(?!-(?!\d{4}\b)\d)"
                            r"(?:(,?)(?:\s+|-)(\d{4})\b)?")
 _DAY_MONTH_RE = re.compile(r"\b(?:([Tt]he)\s+)?(\d{1,2})" + _ORD_SUFFIX + r"?\s+(?:of\s+)?(" + _MONTH_ANYCASE
@@ -653,6 +656,7 @@ def _dates(t: str, accent: str, order: str) -> str:
             t = _MONTH_DAY_RANGE_RE.sub(lambda m: day_range(m, True), t)
             t = _DAY_RANGE_MONTH_RE.sub(lambda m: day_range(m, False), t)
         t = _MONTH_DAY_RE.sub(month_day, t)
+        t = _MONTH_ABBR_YEAR_RE.sub(lambda m: _MONTHS[_month_number(m[1]) - 1], t)
         t = _DAY_MONTH_RE.sub(day_month, t)
     if "Q" in t:
         t = _QUARTER_RE.sub(lambda m: f"the {ordinal(int(m[1] or m[3]), accent)} quarter of "
@@ -773,4 +777,6 @@ def _bare_number(m: re.Match, accent: str) -> str:
     s = m[0]
     if len(s) == 4 and s.isdigit() and s[0] != "0" and 1000 <= int(s) <= 2099 and not _is_count(m):
         return year(int(s), accent)  # a bare four-digit number in this range is nearly always a year
-    return number(s, accent)
+    # ".2" right after letters ("ch.2", "i.245"): a word of its own, not glued ("chpoint two")
+    glued = s[0] == "." and m.start() and m.string[m.start() - 1].isalpha()
+    return (" " if glued else "") + number(s, accent)
