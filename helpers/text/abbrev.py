@@ -10,7 +10,7 @@ each only in a position that makes the reading sure:
 
 - "E.G." / "eg," / "Eg" -> "for example", "I.E." / "ie," -> "that is" (without periods only
   with a lower-case second letter, before a comma, colon or a lower-case word: "EG 42" is a
-  code), "ETC." / "etc" -> "et cetera";
+  code), "ETC." / "etc" -> "et cetera", "vol 64" -> "volume sixty-four";
 - lower-case titles: "dr." / "prof." before any word ("dr. jones" -> "doctor jones"); "mr",
   "mrs", "ms", "dr", "st", "prof", "mt" with or without a period before a capitalised name
   ("mr MacMillan" -> "mister MacMillan", "st Kilda" -> "saint Kilda"; "main st. and" stays);
@@ -53,7 +53,8 @@ _LOWER_NEXT = r"(?=[,:]|\s+[a-z])"
 _ANY_CASE_PHRASES = [
     (re.compile(r"\b([eE])\.\s?[gG]\.|\b([eE])g\b" + _LOWER_NEXT), "for example"),
     (re.compile(r"\b([iI])\.\s?[eE]\.|\b([iI])e\b" + _LOWER_NEXT), "that is"),
-    (re.compile(r"\b([eE])tc\b(?!\.)"), "et cetera"),  # "etc." is the edited form's (it keeps the stop)
+    (re.compile(r"\b([eE])tc\b(?!\.)"), "et cetera"),
+    (re.compile(r"\b([vV])ol\b(?!\.)(?=\s?\d)|\bVOL\b(?!\.)(?=\s?\d)"), "volume"),  # "vol 64"  # "etc." is the edited form's (it keeps the stop)
 ]
 _ETC_CAPS_RE = re.compile(r"\bETC\.")
 _LOWER_TITLES = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "st": "saint", "prof": "professor",
@@ -97,7 +98,7 @@ def abbreviations_any_case(t: str) -> str:
     # Substring tests first: most sentences have none of these, and they cost far less than
     # a case-insensitive scan.
     low = t.lower()
-    if "e" in low and ("eg" in low or "e.g" in low or "ie" in low or "i.e" in low or "etc" in low):
+    if ("e" in low and ("eg" in low or "e.g" in low or "ie" in low or "i.e" in low or "etc" in low)) or "vol" in low:
         t = _ETC_CAPS_RE.sub("etc.", t)
         for rx, word in _ANY_CASE_PHRASES:
             t = rx.sub(lambda m, word=word: case_like(m[0], word), t)
