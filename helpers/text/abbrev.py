@@ -5,7 +5,7 @@
 (Doctor/Saint before a name, Drive/Street after one), street suffixes ("Ave."),
 post-nominals ("Jr.", "Ltd.", "etc.") and dotted acronyms ("U.S." -> "U S").
 
-:func:`abbreviations_any_case` adds the forms of informal, shouted or machine-lowered text,
+:func:`informal_numbered` and :func:`informal` add the forms of informal, shouted or machine-lowered text,
 each only in a position that makes the reading sure:
 
 - "E.G." / "eg," / "Eg" -> "for example", "I.E." / "ie," -> "that is" (without periods only
@@ -50,13 +50,16 @@ def keep_stop(following: str) -> str:
 
 
 _LOWER_NEXT = r"(?=[,:]|\s+[a-z])"
+# With periods in any case ("E.G."), before the dotted-acronym rule would spell them.
+_DOTTED_PHRASES = [(re.compile(r"\b([eE])\.\s?[gG]\."), "for example"), (re.compile(r"\b([iI])\.\s?[eE]\."), "that is")]
+# Without periods: only where the next word says so (see the module docstring).
 _ANY_CASE_PHRASES = [
-    (re.compile(r"\b([eE])\.\s?[gG]\.|\b([eE])g\b" + _LOWER_NEXT), "for example"),
-    (re.compile(r"\b([iI])\.\s?[eE]\.|\b([iI])e\b" + _LOWER_NEXT), "that is"),
-    (re.compile(r"\b([eE])tc\b(?!\.)"), "et cetera"),
-    (re.compile(r"\b([vV])ol\b(?!\.)(?=\s?\d)|\bVOL\b(?!\.)(?=\s?\d)"), "volume"),  # "vol 64"  # "etc." is the edited form's (it keeps the stop)
+    (re.compile(r"\b([eE])g\b" + _LOWER_NEXT), "for example"),
+    (re.compile(r"\b([iI])e\b" + _LOWER_NEXT), "that is"),
+    (re.compile(r"\b([eE])tc\b(?!\.)"), "et cetera"),  # "etc." is the edited form's (it keeps the stop)
 ]
 _ETC_CAPS_RE = re.compile(r"\bETC\.")
+_VOL_RE = re.compile(r"\b(?:[vV]ol|VOL)\b(?!\.)(?=\s?\d)")  # "vol 64"
 _LOWER_TITLES = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "st": "saint", "prof": "professor",
            "mt": "mount"}
 # "dr. jones": a lower-case title with a period before any word; without a period only
@@ -93,21 +96,38 @@ def state_codes(t: str, accent: str) -> str:
     return _STATE_RE.sub(lambda m: _state(m, accent), t) if ", " in t else t
 
 
-def abbreviations_any_case(t: str) -> str:
-    """Expand the informal forms listed in the module docstring."""
-    # Substring tests first: most sentences have none of these, and they cost far less than
-    # a case-insensitive scan.
+def informal_numbered(t: str) -> str:
+    """The informal forms that need the digits still written ("No 10", "vol 64") or must come
+    before the edited rules ("ETC." made "etc.", "E.G." before the dotted-acronym rule spells
+    it). Runs before the numbers are read."""
+    if "o" not in t and "O" not in t and "ETC" not in t and "." not in t:
+        return t
     low = t.lower()
-    if ("e" in low and ("eg" in low or "e.g" in low or "ie" in low or "i.e" in low or "etc" in low)) or "vol" in low:
+    if "etc" in low:
         t = _ETC_CAPS_RE.sub("etc.", t)
+    if "." in t:
+        for rx, word in _DOTTED_PHRASES:
+            t = rx.sub(lambda m, word=word: case_like(m[0], word), t)
+    if "vol" in low:
+        t = _VOL_RE.sub(lambda m: case_like(m[0], "volume"), t)
+    if "no" in low:
+        t = _NO_NUMBER_RE.sub(lambda m: case_like(m[0], "number") + " ", t)
+    return t
+
+
+def informal(t: str) -> str:
+    """The other informal forms of the module docstring. Runs last, on words only: a rule that
+    looks at the next word ("dr. jones", "eg, this", "Acme, ltd") must read the same once a
+    number or symbol after it is a word ("dr. 0" -> "dr. zero"), or a second pass would
+    change the output."""
+    low = t.lower()
+    if "e" in low and ("eg" in low or "ie" in low or "etc" in low):
         for rx, word in _ANY_CASE_PHRASES:
             t = rx.sub(lambda m, word=word: case_like(m[0], word), t)
-    if "r" in low or "s" in low or "t" in low:
+    if "r" in low or "t" in low:
         t = _LOWER_TITLE_RE.sub(lambda m: _LOWER_TITLES[m[1] or m[2]] + " ", t)
     if "ltd" in low or "inc" in low or "jr" in low or "sr" in low:
         t = _BARE_POSTNOMINAL_RE.sub(lambda m: case_like(m[0], _BARE_POSTNOMINAL[(m[1] or m[2]).lower()]), t)
-    if "no" in low:
-        t = _NO_NUMBER_RE.sub(lambda m: case_like(m[0], "number") + " ", t)
     if "-" in t or "–" in t:
         t = _WEEKDAY_RANGE_RE.sub(_weekdays, t)
     return t

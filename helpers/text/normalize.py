@@ -67,7 +67,7 @@ import datetime
 import re
 import unicodedata
 
-from .abbrev import abbreviations, abbreviations_any_case, after, case_like, keep_stop, state_codes
+from .abbrev import abbreviations, after, case_like, informal, informal_numbered, keep_stop, state_codes
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
                          _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
@@ -527,8 +527,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if not has_digit:
         t = state_codes(t, accent)
     # After the digit rules, so that letters split from digits ("56dr X" -> "56 dr X") are
-    # seen the same on every pass (idempotence).
-    t = abbreviations_any_case(t)
+    # seen the same on every pass (idempotence); the rest of the informal forms run last.
+    t = informal_numbered(t)
     t = abbreviations(t, accent)
     if "." in t:
         t = _MONTH_ABBR_RE.sub(lambda m: _MONTHS[_month_number(m[1]) - 1] + keep_stop(after(m)), t)
@@ -549,6 +549,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         # Slashes no rule claimed ("1/1/0", "5/a"): the numbers around them are words
         # only now, so decide here, once: between words "or", elsewhere "slash".
         t = t.replace("/", " slash ")
+    t = informal(t)
     t = _tidy_space(t)
     if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
         t = _BARE_DOMAIN_RE.sub(_bare_domain, t)

@@ -4,6 +4,8 @@ with no digit left."""
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpers.text import normalize
 from helpers.text.words import split_words
@@ -209,3 +211,23 @@ def test_split_words(name, pieces):
 
 def test_split_words_refuses_non_letters():
     assert split_words("sales2team") is None and split_words("ventes\u00e9quipe") is None
+
+
+# The #34 rules look at their neighbours (the next word, a digit, a capital): every mixture of
+# them with numbers and symbols must read without a digit and the same on a second pass.
+_PIECES = ["#hashTag", "@JaneDoe", "#blacklivesmatter", "salesteam@acme.com", "XXth", "IInd", "the", "XIV", "Sam", "II",
+           "I.", "dr.", "mr", "st", "Kilda", "jones", "eg,", "eg", "ie,", "ETC.", "E.G.", "etc", "No", "NO.", "Austin,",
+           "TX", "Mon.-Fri.", "mon", "fri", "June", "5–7", "SEPT", "feb", "vol", "ISBN", "978-0-131-40221-8", "1.2e-5",
+           "5k", "5K", "*", "localhost:8080", "10.0.0.1:80", "ext.", "12-34", "order", "no.", "1-8090",
+           "MIG-25/235212-asdg", "Δ", "α", "ch.2", "Jan", "1977", "jr", "Ltd", "km²", "/km2", "g/cm3", "Chapters",
+           "I-III", "class", "V", "Malcolm", "X", "0", "42", "2021", "/", "-", "(", ")", ",", "&", "$5"]
+_mixture = st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from([" ", " ", "", ", ", ". ", "-", "/"])),
+                    min_size=1, max_size=12).map(lambda xs: "".join(a + b for a, b in xs))
+
+
+@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_mixture, accent=st.sampled_from(["us", "uk"]))
+def test_family_mixtures_have_no_digits_and_are_idempotent(text, accent):
+    once = normalize(text, accent=accent)
+    assert not re.search(r"\d", once), once
+    assert normalize(once, accent=accent) == once
