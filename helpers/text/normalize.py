@@ -400,6 +400,7 @@ _W_SLASH_RE = re.compile(r"\b([wW])/(o\b)?(?=\s|$)")  # "w/" with, "w/o" without
 _SLASH_WORDS_RE = re.compile(r"\b[aA]nd/or\b|(?<=[A-Za-z])\s*/\s*(?=[A-Za-z])")  # "his/her" -> "his or her"
 _SYMBOL_RE = re.compile("[" + re.escape("".join(_SYMBOLS)) + "]")
 _SPACE_RE = re.compile(r"[ \t\r\f\v]+")
+_SPACE_BEFORE_STOP_RE = re.compile(r"(?<=\w) +(?=[.,;:!?](?:\s|$))")
 _SPACE_BEFORE_PUNCT_RE = re.compile(r" +([,.;:!?)\]])")
 _SPACE_AFTER_OPEN_RE = re.compile(r"([(\[]) +")
 _PARAGRAPH_RE = re.compile(r"(?<!\s)\s*\n\s*\n\s*")  # from the start of a whitespace run: linear
@@ -420,6 +421,10 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     t = _unicode(strip_unspeakable(text))
+    if " " in t:
+        # "Ltd ." / "etc ." (tokenized text): the space goes now, not only at the end, or the
+        # abbreviation is seen with its period only on a second pass (not idempotent).
+        t = _SPACE_BEFORE_STOP_RE.sub("", t)
     if "<" in t:
         t = _MARKUP_RE.sub(" ", t)
     # Non-tag square brackets ("[1]") become parentheses so a second pass cannot
