@@ -11,10 +11,13 @@ read only where its position says it is one:
 - with an ordinal ending that agrees ("XXth century", "IInd", "XXIst"): the ordinal;
 - after "the", two letters or more, not a common acronym ("the XIV" -> "the fourteenth");
 - after a capitalised name, regnal or sequel position ("Henry VIII", "Sam II",
-  "Louis XIV."): "Henry the Eighth". Names of a fixed regnal list take any numeral;
-  any other capitalised name takes numerals of two or more letters from I, V, X, L
-  (not "XL"/"LI"/"LV"...), or "I" only where the sentence or clause ends after it
-  ("Sam I." but not "Sam I am").
+  "Louis XIV."): "Henry the Eighth". Names of a fixed regnal list take any numeral but a
+  one-letter C, D, L or M (an initial: "Philip D.", "John C. Calhoun"); any other
+  capitalised name (three letters or more, not "The", "Los" ...) takes numerals of two or
+  more letters from I, V, X, L (not "XL"/"LI"/"LV"...), or "I" only where the sentence or
+  clause ends after it ("Sam I." but not "Sam I am"). Google's data reads a numeral after
+  a name outside its own list as a cardinal ("Crocodile Dundee two"); #34 chose the regnal
+  reading ("Sam the Second"), right for people ("Henry Ford II"), wrong for sequels.
 
 A numeral ends its word; a possessive ("Henry VIII's") or a hyphenated compound
 ("World War II-era", "Louis XIV-style") may follow.
@@ -52,7 +55,7 @@ _ROMAN_NAME_RE = re.compile(r"\b(" + "|".join(_REGNAL_NAMES) + r")\s+(" + _ROMAN
 _ROMAN_ORDINAL_RE = re.compile(r"\b(" + _ROMAN + r")(st|nd|rd|th|ST|ND|RD|TH)\b")
 _ROMAN_AFTER_THE_RE = re.compile(r"\b([Tt]he|THE)\s+(" + _ROMAN + r")" + _ROMAN_END)
 # Any capitalised name: small numerals of two letters or more, or "I" where the clause ends.
-_ROMAN_ANY_NAME_RE = re.compile(r"\b([A-Z][a-z]+)\s+((?=[XLVI]{2})" + _ROMAN_SMALL + r"|I(?=\s*(?:[.,;:!?)]|$)))"
+_ROMAN_ANY_NAME_RE = re.compile(r"\b([A-Z][a-z]{2,})\s+((?=[XLVI]{2})" + _ROMAN_SMALL + r"|I(?=\s*(?:[.,;:!?)]|$)))"
                                 + _ROMAN_END)
 # Capital-letter words that are numerals by their letters but nearly always something else.
 _NOT_NUMERALS = frozenset("CD DC CV CC MC MD DI DIV MIX MI LI CI XL XXL XXXL XXX LV MM DL CL ML MV DV CM LL "
@@ -61,7 +64,9 @@ _NOT_NUMERALS = frozenset("CD DC CV CC MC MD DI DIV MIX MI LI CI XL XXL XXXL XXX
 _NOT_NAMES = frozenset("The A An It He She We They You This That These Those There Then But And So If In On "
                        "At As My Our Your His Her Its Their What When Where Why How Who Is Was Are Were Be "
                        "Do Did Does Has Had Have Will Would Can Could Should May Might Must Shall Not No Yes "
-                       "Or Of To For From By With Without Than About Into Over After Before".split())
+                       "Or Of To For From By With Without Than About Into Over After Before "
+                       # articles and particles of other languages ("La II Republica")
+                       "Los Las Les Der Die Das Del Den Van Von Une Uno Una".split())
 # A word made of numeral letters (with an ordinal ending): without one there is nothing to read.
 _CANDIDATE_RE = re.compile(r"\b[IVXLCDM]+(?:st|nd|rd|th|ST|ND|RD|TH)?\b")
 _ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}

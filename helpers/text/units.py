@@ -34,7 +34,7 @@ for _forms, _spec in [
     (("W",), _u("watt")), (("kW",), _u("kilowatt")), (("kWh",), _u("kilowatt hour")), (("V",), _u("volt")),
     (("mAh",), _u("milliamp hour")), (("mA",), _u("milliamp")), (("kV",), _u("kilovolt")),
     (("MW",), _u("megawatt")), (("GW",), _u("gigawatt")), (("kPa",), _u("kilopascal")), (("hPa",), _u("hectopascal")),
-    (("psi",), _u("pound per square inch", "pounds per square inch")), (("ha",), _u("hectare")),
+    (("psi",), _u("pound per square inch", "pounds per square inch")), (("ha",), _u("hectare")), (("hp",), _u("horsepower", "horsepower")),
     (("KB", "kB"), _u("kilobyte")), (("MB",), _u("megabyte")), (("GB",), _u("gigabyte")), (("TB",), _u("terabyte")),
     (("Mbps",), _u("megabit per second", "megabits per second")), (("Gbps",), _u("gigabit per second", "gigabits per second")),
     (("ms",), _u("millisecond")), (("sec", "secs"), _u("second")), (("min", "mins"), _u("minute")),

@@ -71,6 +71,8 @@ FAMILIES = {
         ("vol XV", "vol fifteen", None),  # lower-case keywords
         ("class V cells", "class five cells", None),
         ("the part I liked", "the part I liked", None),
+        ("La II Republica", "La II Republica", None),  # an article, not a name
+        ("Henry Ford II", "Henry Ford the Second", None),
     ],
     "found by the Google suite": [
         ("4,507.4/km²", "four thousand five hundred seven point four per square kilometer",
@@ -92,6 +94,7 @@ FAMILIES = {
         ("vol 64, no", "volume sixty-four, no", None),
         ("a maximum of 2 mA", "a maximum of two milliamps", None),
         ("30 psi", "thirty pounds per square inch", None),
+        ("173 hp", "one hundred seventy-three horsepower", "one hundred and seventy-three horsepower"),
         ("SEPT 2020", "September twenty twenty", None),
         ("William S., jr (1901)", "William S., junior (nineteen oh one)", None),
         ("ISSN 0891-1851", "I S S N zero eight nine one, one eight five one",
