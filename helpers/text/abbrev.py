@@ -64,7 +64,8 @@ _LOWER_TITLES = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "
            "mt": "mount"}
 # "dr. jones": a lower-case title with a period before any word; without a period only
 # before a capitalised name ("st Kilda"; "ms word" stays).
-_LOWER_TITLE_RE = re.compile(r"\b(dr|prof)\.\s+(?=[A-Za-z])|\b(mr|mrs|ms|dr|st|prof|mt)\.?\s+(?=[A-Z][a-z])")
+# (On tidy text, so " " and not \s: a title never joins two paragraphs.)
+_LOWER_TITLE_RE = re.compile(r"\b(?=[dmps])(?:(dr|prof)\. +(?=[A-Za-z])|(mr|mrs|ms|dr|st|prof|mt)\.? +(?=[A-Z][a-z]))")
 _BARE_POSTNOMINAL = {"ltd": "limited", "inc": "incorporated", "jr": "junior", "sr": "senior"}
 _BARE_POSTNOMINAL_RE = re.compile(r"(?<=[A-Za-z.],\s)(?i:(ltd|inc|jr|sr))\b(?!\.)|(?<=[A-Za-z]\s)(?i:(ltd|inc|jr|sr))\b(?!\.)"
                              r"(?=\s*(?:[,;:!?()]|$))")
@@ -72,10 +73,11 @@ _NO_NUMBER_RE = re.compile(r"\b(No|NO|no\.|No\.|NO\.)\s?(?=\d)")
 _STATE_SKIP = frozenset("OK HI OR IN ME".split())
 _STATE_RE = re.compile(r"\b([A-Z][a-z]+),\s(" + "|".join(sorted(set(US_STATES) - _STATE_SKIP)) + r")\b"
                        r"(?:\s(\d{5})(?:-(\d{4}))?\b)?(?=$|[.,:!?)]|\s+(?![A-Z]{2}))")  # "Chan, CT;": an author list
+_STATE_HINT_RE = re.compile(r", [A-Z]{2}\b")
 _WEEKDAYS = {"mon": "Monday", "tue": "Tuesday", "tues": "Tuesday", "wed": "Wednesday", "thu": "Thursday",
              "thur": "Thursday", "thurs": "Thursday", "fri": "Friday", "sat": "Saturday", "sun": "Sunday"}
 _DAY = r"(?i:mon|tues|tue|wed|thurs|thur|thu|fri|sat|sun)"
-_WEEKDAY_RANGE_RE = re.compile(r"\b(" + _DAY + r")\.?\s?[-–]\s?(" + _DAY + r")\b(\.?)")
+_WEEKDAY_RANGE_RE = re.compile(r"\b(?=[MTWFSmtwfs])(" + _DAY + r")\.?\s?[-–]\s?(" + _DAY + r")\b(\.?)")
 
 def _state(m: re.Match, accent: str) -> str:
     s = f"{m[1]}, {US_STATES[m[2]]}"
@@ -93,7 +95,7 @@ def _weekdays(m: re.Match) -> str:
 
 def state_codes(t: str, accent: str) -> str:
     """"Austin, TX" -> "Austin, Texas" (after the address rule, which reads whole addresses)."""
-    return _STATE_RE.sub(lambda m: _state(m, accent), t) if ", " in t else t
+    return _STATE_RE.sub(lambda m: _state(m, accent), t) if _STATE_HINT_RE.search(t) else t
 
 
 def informal_numbered(t: str) -> str:
@@ -124,7 +126,7 @@ def informal(t: str) -> str:
     if "e" in low and ("eg" in low or "ie" in low or "etc" in low):
         for rx, word in _ANY_CASE_PHRASES:
             t = rx.sub(lambda m, word=word: case_like(m[0], word), t)
-    if "r" in low or "t" in low:
+    if "dr" in t or "mr" in t or "ms" in t or "st" in t or "prof" in t or "mt" in t:
         t = _LOWER_TITLE_RE.sub(lambda m: _LOWER_TITLES[m[1] or m[2]] + " ", t)
     if "ltd" in low or "inc" in low or "jr" in low or "sr" in low:
         t = _BARE_POSTNOMINAL_RE.sub(lambda m: case_like(m[0], _BARE_POSTNOMINAL[(m[1] or m[2]).lower()]), t)

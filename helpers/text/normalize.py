@@ -421,7 +421,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     t = _unicode(strip_unspeakable(text))
-    if " " in t:
+    if " ." in t or " ," in t or " ;" in t or " :" in t or " !" in t or " ?" in t:
         # "Ltd ." / "etc ." (tokenized text): the space goes now, not only at the end, or the
         # abbreviation is seen with its period only on a second pass (not idempotent).
         t = _SPACE_BEFORE_STOP_RE.sub("", t)
@@ -450,9 +450,9 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         if sum(c.isdigit() for c in t) >= 7:
             t = _PHONE_RE.sub(lambda m: _read_phone(m[0], accent), t)
             t = _PHONE_CUE_RE.sub(lambda m: m[1] + _read_phone(m[2], accent), t)
-        if "." in t:
+        if t.count(".") >= 3:
             t = _IP_RE.sub(lambda m: read_ip(m, accent), t)
-        if "/" in t:
+        if "/" in t and sum(c.isdigit() for c in t) >= 5:
             t = SLASH_CODE_RE.sub(lambda m: read_slash_code(m[0], accent), t)
         if "-" in t and _DIGIT_HYPHEN_RE.search(t):
             t = HYPHEN_CODE_CUE_RE.sub(lambda m: read_hyphen_code(m, accent), t)
@@ -528,6 +528,8 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
     if not t.isascii():
         t = _GREEK_RE.sub(_greek, t)
     t = _SYMBOL_RE.sub(lambda m: " per cent " if (m[0] == "%" and accent == "uk") else _SYMBOLS[m[0]], t)
+    if " ." in t:  # a removed symbol before a stop ("SEPT *.") leaves "SEPT ." - join it as a second pass would
+        t = _SPACE_BEFORE_STOP_RE.sub("", t)
 
     if not has_digit:
         t = state_codes(t, accent)
@@ -554,8 +556,7 @@ def normalize_plain(text: str, accent: str = "us", date_order: str | None = None
         # Slashes no rule claimed ("1/1/0", "5/a"): the numbers around them are words
         # only now, so decide here, once: between words "or", elsewhere "slash".
         t = t.replace("/", " slash ")
-    t = informal(t)
-    t = _tidy_space(t)
+    t = informal(_tidy_space(t))  # on tidy text: one space between words, as a second pass sees it
     if "." in t:  # last, so that words made from numbers ("0.the" -> "zero.the") get the same reading
         t = _BARE_DOMAIN_RE.sub(_bare_domain, t)
     return t

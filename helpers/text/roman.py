@@ -69,6 +69,9 @@ _NOT_NAMES = frozenset("The A An It He She We They You This That These Those The
                        "Los Las Les Der Die Das Del Den Van Von Une Uno Una".split())
 # A word made of numeral letters (with an ordinal ending): without one there is nothing to read.
 _CANDIDATE_RE = re.compile(r"\b[IVXLCDM]+(?:st|nd|rd|th|ST|ND|RD|TH)?\b")
+# Our own output is no name: "Tag XIV XIV" -> "Tag the Fourteenth XIV" must not read the second
+# numeral on a second pass ("Fourteenth XIV").
+_ORDINAL_WORDS = frozenset(ordinal(n).split("-")[-1].split()[-1].capitalize() for n in list(range(1, 101)) + [1000])
 _ROMAN_VALUES = {"M": 1000, "D": 500, "C": 100, "L": 50, "X": 10, "V": 5, "I": 1}
 
 
@@ -89,10 +92,16 @@ def _regnal(name: str, numeral: str, accent: str) -> str:
     return f"{name} the {ordinal(roman_to_int(numeral), accent).capitalize()}"
 
 
+_SPELLED_NEXT_RE = re.compile(r" [A-Z]\b")
+
+
 def _initial(m: re.Match) -> bool:
     """A one-letter "numeral" after a name is an initial unless it is I, V or X ("Philip D.",
-    "John C. Calhoun"), and X after Malcolm is his name."""
-    return (len(m[2]) == 1 and m[2] not in "IVX") or m[0] == "Malcolm X"
+    "John C. Calhoun"), X after Malcolm is his name, and one followed by another lone capital
+    is a spelled acronym ("Henry I B M" from "Henry IBM": the first pass spells it after this rule)."""
+    if len(m[2]) == 1 and (m[2] not in "IVX" or _SPELLED_NEXT_RE.match(m.string, m.end())):
+        return True
+    return m[0] == "Malcolm X"
 
 
 def roman_numerals(t: str, accent: str) -> str:
@@ -114,6 +123,6 @@ def roman_numerals(t: str, accent: str) -> str:
     t = _ROMAN_NAME_RE.sub(lambda m: m[0] if _initial(m) else _regnal(m[1], m[2], accent), t)
     t = _ROMAN_AFTER_THE_RE.sub(lambda m: m[0] if (len(m[2]) < 2 or m[2] in _NOT_NUMERALS)
                                 else f"{m[1]} {ordinal(roman_to_int(m[2]), accent)}", t)
-    t = _ROMAN_ANY_NAME_RE.sub(lambda m: m[0] if (m[1] in _NOT_NAMES or m[2] in _NOT_NUMERALS)
+    t = _ROMAN_ANY_NAME_RE.sub(lambda m: m[0] if (m[1] in _NOT_NAMES or m[1] in _ORDINAL_WORDS or m[2] in _NOT_NUMERALS)
                                else _regnal(m[1], m[2], accent), t)
     return t

@@ -73,6 +73,8 @@ FAMILIES = {
         ("the part I liked", "the part I liked", None),
         ("La II Republica", "La II Republica", None),  # an article, not a name
         ("Henry Ford II", "Henry Ford the Second", None),
+        ("Henry IBM", "Henry I B M", None),  # a spelled acronym, not "Henry the First B M" on a second pass
+        ("Tag XIV XIV", "Tag the Fourteenth XIV", None),  # "Fourteenth" (our output) is no name
     ],
     "found by the Google suite": [
         ("4,507.4/km²", "four thousand five hundred seven point four per square kilometer",
