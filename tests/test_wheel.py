@@ -47,6 +47,7 @@ def test_wheel_holds_optimumllm_audio_and_no_helpers(wheel):
     assert "optimumllm_audio/serve.py" in names and "optimumllm_audio/infer/engine.py" in names
     assert "optimumllm_audio/data/facts/vctk.csv" in names  # package data
     assert "optimumllm_audio/infer/openai_voices.json" in names  # the server's OpenAI voice-alias table
+    assert "optimumllm_audio/text/words.txt" in names  # the e-mail name splitter's word list (#34)
 
 
 def test_wheel_base_requirements_are_inference_only(wheel):
