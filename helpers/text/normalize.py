@@ -70,8 +70,8 @@ import unicodedata
 from .abbrev import abbreviations, after, case_like, informal, informal_numbered, keep_stop, state_codes
 from .address import addresses
 from .electronic import (EXTENSIONS, _BARE_DOMAIN_RE, _CODE_CUE_RE, _EMAIL_RE, _IP_RE, _PHONE_CUE_RE, _PHONE_RE, _URL_HINT_RE,
-                         _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url,
-                         HASHTAG_RE, ISBN_RE, MENTION_RE, read_hyphen_code, read_isbn, read_ip, read_slash_code, tag_words)
+                         _URL_RE, HYPHEN_CODE_CUE_RE, SLASH_CODE_RE, _read_phone, _read_url, HASHTAG_RE, ISBN_RE,
+                         MENTION_RE, read_hyphen_code, read_isbn, read_ip, read_slash_code, tag_words)
 from .guard import strip_unspeakable
 from .units import _PER_RE, _UNIT_ALT, _per, _unit_name
 from .roman import roman_numerals
@@ -330,8 +330,8 @@ _STAR_RE = re.compile(r"(?<=\w )\*(?= \w)|(?<![\w*])\*(?=\d)")
 _GREEK_RE = re.compile(r"(?<![\u0370-\u03ff])([\u0391-\u03a1\u03a3-\u03a9\u03b1-\u03c9])(?![\u0370-\u03ff])")
 # Scientific notation keeps its exponent's sign: "1.2e-5" -> "one point two times ten to the minus five".
 _SCI_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+−]?)(\d{1,3})(?![\w.])")
+_SCI_KILO_HINT_RE = re.compile(r"\d[eEk]")  # a cheap test before the two rules
 # "5k", "10k steps": a lower-case k glued to a number is "thousand" ("5K run" stays "five K").
-_SCI_KILO_HINT_RE = re.compile(r"\d[eEk]")
 _KILO_RE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)k(?![\w])")
 _RATIO_RE = re.compile(r"(?<![\w:.])(\d+):(\d)(?![\d:])")
 _FRACTION_RE = re.compile(r"(?<![\w/.])(\d+)/(\d+)(?![\w/]|\.\d)")
