@@ -21,7 +21,8 @@ each only in a position that makes the reading sure:
 
 :func:`state_codes`: a US state code after "City, " -> the state ("Austin, TX" -> "Austin,
 Texas"; a ZIP code after it digit by digit); codes that are also words people shout ("OK",
-"HI", "OR", "IN", "ME") are left, and so is one before ";" (an author list: "Chan, CT;").
+"HI", "OR", "IN", "ME") and MD ("Jane Doe, MD": the degree) are left, and so is one before ";"
+(an author list: "Chan, CT;").
 
 The output keeps the case of the first letter of what it replaces.
 """
@@ -70,7 +71,8 @@ _BARE_POSTNOMINAL = {"ltd": "limited", "inc": "incorporated", "jr": "junior", "s
 _BARE_POSTNOMINAL_RE = re.compile(r"(?<=[A-Za-z.],\s)(?i:(ltd|inc|jr|sr))\b(?!\.)|(?<=[A-Za-z]\s)(?i:(ltd|inc|jr|sr))\b(?!\.)"
                              r"(?=\s*(?:[,;:!?()]|$))")
 _NO_NUMBER_RE = re.compile(r"\b(No|NO|no\.|No\.|NO\.)\s?(?=\d)")
-_STATE_SKIP = frozenset("OK HI OR IN ME".split())
+# Words people shout, and MD: a doctor's degree after a name ("Jane Doe, MD") is as common as Maryland.
+_STATE_SKIP = frozenset("OK HI OR IN ME MD".split())
 _STATE_RE = re.compile(r"\b([A-Z][a-z]+),\s(" + "|".join(sorted(set(US_STATES) - _STATE_SKIP)) + r")\b"
                        r"(?:\s(\d{5})(?:-(\d{4}))?\b)?(?=$|[.,:!?)]|\s+(?![A-Z]{2}))")  # "Chan, CT;": an author list
 _STATE_HINT_RE = re.compile(r", [A-Z]{2}\b")

@@ -129,6 +129,7 @@ FAMILIES = {
         ("Austin, TX 78701", "Austin, Texas seven eight seven zero one", "Austin, Texas seven eight seven oh one"),
         ("in Reno, NV, today", "in Reno, Nevada, today", None),
         ("Thanks, OK", "Thanks, okay", None),  # OK, HI, OR, IN, ME are left
+        ("Jane Doe, MD, said", "Jane Doe, M D, said", None),  # a degree, not Maryland
         ("56dr Xyz", "fifty-six doctor Xyz", None),
     ],
     "social text": [
