@@ -43,12 +43,16 @@ trained or not), OpenAI aliases, saved voices, emotions. ``GET /health``: status
 
 Every error, 404 and 405 included, is OpenAI-shaped JSON,
 ``{"error": {"message", "type", "param", "code"}}``: 400 for bad input (``param`` names the
-field; bodies that are no UTF-8, no JSON or nested too deep too), 404 / 405 for unknown
-paths and methods, 413 for an oversized body or reference, 503 with ``Retry-After`` when the
+field; bodies that are no UTF-8, no JSON or nested too deep too; a foreign ``Host``), 401 for a
+missing or wrong API key, 404 / 405 for unknown paths and methods, 413 for an oversized body or
+reference, 415 for a body not sent as ``application/json``, 503 with ``Retry-After`` when the
 queue is full, 500 if generation itself fails.
 
-The server binds 127.0.0.1 unless ``--host`` says otherwise; it has no authentication,
-so put it behind one before exposing it.
+Safety (:mod:`helpers.infer.serve_guard`; README "Exposing the server"): the server binds
+127.0.0.1 unless ``--host`` says otherwise; JSON is read only under ``application/json``; no
+CORS header unless ``--cors-origin``; a ``Host`` that is neither an IP address, localhost, the
+bound name nor an ``--allowed-host`` is refused (DNS rebinding); ``--api-key`` (or
+``$OPTIMUMLLM_AUDIO_API_KEY``) requires ``Authorization: Bearer <key>`` on /v1/.
 """
 
 import argparse
@@ -56,6 +60,7 @@ import asyncio
 import base64
 import ipaddress
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -65,21 +70,27 @@ from .openai_compat import (MAX_INSTRUCTIONS_CHARS, CompatError, emotion_from_in
 from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS, STREAM_FORMATS,
                            QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
                            wav_header)
+from .serve_guard import API_KEY_ENV, Guard, GuardError, check_json_content_type, parse_json_body
 from .speed import SPEED_MAX, SPEED_MIN, SpeedStream, change_speed
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
 DEFAULT_PORT = 8000
 BACKENDS = ("hf", "vllm", "auto")
 MAX_BODY_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 64 * 1024  # a base64 reference clip and the other fields
-_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error",
-          413: "invalid_request_error", 503: "server_busy"}
+_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+          405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
+          503: "server_busy"}
+
+
+def _error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> dict:
+    """OpenAI's error object."""
+    return {"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param, "code": code}}
 
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"error": {"message": message, "type": _TYPES.get(status, "server_error"), "param": param,
-                                   "code": code}}, status_code=status, headers=headers)
+    return JSONResponse(_error_body(status, message, code, param), status_code=status, headers=headers)
 
 
 def _removed_header(removed) -> dict:
@@ -95,10 +106,16 @@ def trained_emotions(engine) -> list[str]:
     return list((engine.tts.coverage or {}).get("trained_emotions") or EMOTIONS)
 
 
-def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice_aliases: dict | None = None):
+def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice_aliases: dict | None = None, *,
+               api_key: str | None = None, cors_origins=(), allowed_hosts=()):
     """The FastAPI app over a (not yet started) :class:`SpeechEngine`; the app starts and
     stops the engine with its lifespan. ``voice_aliases``: OpenAI voice name -> built-in voice
-    (default: :func:`helpers.infer.openai_compat.load_voice_aliases`, the shipped table)."""
+    (default: :func:`helpers.infer.openai_compat.load_voice_aliases`, the shipped table).
+
+    Safety (:mod:`helpers.infer.serve_guard`): ``api_key`` required as ``Authorization: Bearer``
+    on /v1/ paths when given; ``cors_origins``: origins a browser page may call from (none by
+    default: no CORS header at all); ``allowed_hosts``: host names accepted in ``Host`` beside IP
+    addresses and localhost (``"*"``: any)."""
     from contextlib import asynccontextmanager
     from typing import Literal
 
@@ -156,6 +173,15 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         engine.stop()
 
     app = FastAPI(title="OptimumLLM Audio speech server", lifespan=lifespan)
+    cors_origins = list(cors_origins)
+    if cors_origins:  # only when asked: by default a browser page on another origin cannot read an answer
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    # added last, so outermost: the Host and key checks run before CORS and routing
+    app.add_middleware(Guard, api_key=api_key, allowed_hosts=allowed_hosts, error_body=_error_body,
+                       preflight=bool(cors_origins))
     sr = engine.tts.sample_rate
 
     def _validation(errors) -> "Response":
@@ -214,6 +240,10 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
                 "trained_emotions": trained_emotions(engine), "default_voice": engine.voices()[0]["id"]}
 
     async def _body(request: Request) -> "SpeechRequest":
+        try:  # first: a cross-site page can send text/plain without a preflight, never application/json
+            check_json_content_type(request.headers.get("content-type"))
+        except GuardError as e:
+            raise RequestError(None, e.message, e.status, e.code) from None
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
             raise RequestError(None, f"the body is over {MAX_BODY_BYTES:,} bytes", 413, "body_too_large")
@@ -226,8 +256,10 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
             raise RequestError(None, f"the body is not valid UTF-8 (byte {e.start}): send JSON in UTF-8",
                                code="invalid_utf8") from None
         try:
-            data = json.loads(text)
-        except RecursionError:
+            data = parse_json_body(text)  # depth counted first: the same 400 on every Python version
+        except GuardError as e:
+            raise RequestError(None, e.message, e.status, e.code) from None
+        except RecursionError:  # not expected after the depth check; kept so a parser change fails cleanly
             raise RequestError(None, "the body's JSON is nested too deeply", code="json_too_deep") from None
         except ValueError as e:
             raise RequestError(None, f"the body is not valid JSON: {e}", code="json_invalid") from None
@@ -253,7 +285,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
                    for mime in dict.fromkeys(m for m, _, _ in FORMATS.values())}
     audio_types["text/event-stream"] = {"schema": {"type": "string"}}
     errors = {code: {"model": ErrorResponse, "description": what} for code, what in (
-        (400, "bad input: `param` names the field"), (413, "body or reference clip too large"),
+        (400, "bad input: `param` names the field; or a Host that is not this server's"),
+        (401, "missing or wrong API key (when the server has one)"), (413, "body or reference clip too large"),
+        (415, "the body is not sent as application/json"),
         (500, "generation failed"), (503, "the queue is full: retry after Retry-After seconds"))}
 
     @app.post("/v1/audio/speech", response_class=Response,
@@ -468,8 +502,17 @@ def main(argv=None) -> None:
                     help="hf (transformers), vllm, or auto: vllm on CUDA when vLLM imports, else hf")
     ap.add_argument("--voice-aliases", default=None,
                     help="JSON file of OpenAI voice name -> built-in voice (default: the shipped table)")
+    ap.add_argument("--api-key", default=None,
+                    help=f"require 'Authorization: Bearer <key>' on /v1/ (default: ${API_KEY_ENV} if set, else none)")
+    ap.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                    help="an origin (https://app.example) whose pages may call the server from a browser; "
+                         "repeatable; none by default")
+    ap.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="a host name clients use to reach the server (beside IP addresses and localhost), e.g. "
+                         "tts.example.com; repeatable; '*' turns the DNS-rebinding check off")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
+    api_key = args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None)
     try:
         import fastapi  # noqa: F401
         import uvicorn
@@ -481,15 +524,16 @@ def main(argv=None) -> None:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         loopback = args.host == "localhost"
-    if not loopback:
-        print(f"warning: binding {args.host}: the server has no authentication; anyone who can reach this "
-              f"address can use it", file=sys.stderr)
+    if not loopback and api_key is None:
+        print(f"warning: binding {args.host} without an API key (--api-key or ${API_KEY_ENV}): anyone who can "
+              f"reach this address can use the server", file=sys.stderr)
     engine = load_engine(args.model, snac=args.snac, device=args.device, voices_dir=args.voices,
                          max_seconds=args.max_seconds, max_batch=args.max_batch, max_queue=args.max_queue,
                          backend=args.backend)
     aliases = load_voice_aliases(args.voice_aliases)
-    uvicorn.run(create_app(engine, model_name=str(args.model), voice_aliases=aliases), host=args.host, port=args.port,
-                log_level=args.log_level)
+    app = create_app(engine, model_name=str(args.model), voice_aliases=aliases, api_key=api_key,
+                     cors_origins=args.cors_origin, allowed_hosts=[*args.allowed_host, args.host])
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

@@ -275,7 +275,7 @@ def test_cli_serves_on_loopback_by_default(export):
     with socket.socket() as s:
         s.bind((HOST, 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OPTIMUMLLM_AUDIO_API_KEY": "k-123"}
     proc = subprocess.Popen([sys.executable, "-m", "helpers.infer.serve", "--model", str(export), "--port", str(port),
                              "--max-seconds", "0.5", "--log-level", "warning"], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -288,10 +288,12 @@ def test_cli_serves_on_loopback_by_default(export):
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stdout.read()
                 time.sleep(0.1)
-        r = requests.post(f"{url}/v1/audio/speech", json={"input": "Hi.", "response_format": "wav", "stream": False},
-                          timeout=60)
+        body = {"input": "Hi.", "response_format": "wav", "stream": False}
+        assert requests.post(f"{url}/v1/audio/speech", json=body, timeout=60).status_code == 401  # the env's key
+        auth = {"Authorization": "Bearer k-123"}
+        r = requests.post(f"{url}/v1/audio/speech", json=body, headers=auth, timeout=60)
         assert r.status_code == 200 and len(_wav_samples(r.content)) == 6 * 2048  # 0.5 s cap: 6 frames
-        assert requests.get(f"{url}/v1/voices", timeout=10).json()["voices"][0]["id"] == VOICES[0]
+        assert requests.get(f"{url}/v1/voices", headers=auth, timeout=10).json()["voices"][0]["id"] == VOICES[0]
     finally:
         proc.terminate()
         proc.wait(30)
