@@ -24,8 +24,10 @@ served), ``input`` (1 to :data:`MAX_INPUT_CHARS` characters as written and at mo
 :data:`MAX_SPOKEN_CHARS` once normalized to the spoken form; nothing speakable -> 400),
 ``voice`` (a built-in voice, an OpenAI voice name through the alias table
 (:mod:`helpers.infer.openai_compat`, ``--voice-aliases``), a saved voice id, or OpenAI's
-object form ``{"id": ...}``; default ``male_us_01``), ``instructions`` (must name a trained
-emotion, else 400 listing them), ``response_format`` (``mp3`` default as in OpenAI's API,
+object form ``{"id": ...}``; default ``male_us_01``), ``instructions`` (free text up
+to 4,096 characters: emotion and pace words are applied where present, the rest ignored, and the
+``x-speech-applied`` header says what was used; ``--strict-instructions``: 400 unless a trained
+emotion is named), ``response_format`` (``mp3`` default as in OpenAI's API,
 ``opus``, ``flac``, ``wav``, ``pcm`` = raw 16-bit little-endian mono 24 kHz), ``speed``
 (0.25-4.0, time-scaling with the pitch kept, :mod:`helpers.infer.speed`), ``stream_format``
 (``audio``: the bytes; ``sse``: OpenAI's server-sent events, ``speech.audio.delta`` with
@@ -60,13 +62,13 @@ import asyncio
 import base64
 import ipaddress
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
-from ..tokens import EMOTIONS
-from .openai_compat import (MAX_INSTRUCTIONS_CHARS, CompatError, emotion_from_instructions, load_voice_aliases,
-                            resolve_voice)
+from ..tokens import DEFAULT_EMOTION, EMOTIONS
+from .openai_compat import MAX_INSTRUCTIONS_CHARS, CompatError, load_voice_aliases, read_instructions, resolve_voice
 from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS, STREAM_FORMATS,
                            QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
                            wav_header)
@@ -77,6 +79,8 @@ DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach t
 DEFAULT_PORT = 8000
 BACKENDS = ("hf", "vllm", "auto")
 MAX_BODY_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 64 * 1024  # a base64 reference clip and the other fields
+log = logging.getLogger("optimumllm_audio.serve")
+APPLIED_HEADER = "x-speech-applied"  # what the request's emotion / speed resolved to (instructions read)
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
           405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
           503: "server_busy"}
@@ -101,13 +105,28 @@ def _sse(event: dict) -> bytes:
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
+def applied_header(emotion: str | None, speed: float, reading, body_emotion=None, body_speed=None) -> dict:
+    """``x-speech-applied: emotion=happy; speed=1.2; matched=cheerful,quickly; untrained=sleepy``:
+    what was used (``matched``: the instructions' words that set it, where the request's own
+    ``emotion`` / ``speed`` did not; ``untrained``: emotions they named that the model lacks,
+    ignored). ASCII only: keywords are ``[a-z-]`` words."""
+    parts = [f"emotion={emotion or DEFAULT_EMOTION}", f"speed={speed:g}"]
+    matched = [w for w, overridden in ((reading.emotion_word, body_emotion is not None),
+                                       (reading.speed_word, body_speed is not None)) if w and not overridden]
+    if matched:
+        parts.append("matched=" + ",".join(matched))
+    if reading.untrained:
+        parts.append("untrained=" + ",".join(reading.untrained))
+    return {APPLIED_HEADER: "; ".join(parts)}
+
+
 def trained_emotions(engine) -> list[str]:
     """The emotions ``instructions`` may select: the export's coverage record, else all of them."""
     return list((engine.tts.coverage or {}).get("trained_emotions") or EMOTIONS)
 
 
 def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice_aliases: dict | None = None, *,
-               api_key: str | None = None, cors_origins=(), allowed_hosts=()):
+               api_key: str | None = None, cors_origins=(), allowed_hosts=(), strict_instructions: bool = False):
     """The FastAPI app over a (not yet started) :class:`SpeechEngine`; the app starts and
     stops the engine with its lifespan. ``voice_aliases``: OpenAI voice name -> built-in voice
     (default: :func:`helpers.infer.openai_compat.load_voice_aliases`, the shipped table).
@@ -115,7 +134,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
     Safety (:mod:`helpers.infer.serve_guard`): ``api_key`` required as ``Authorization: Bearer``
     on /v1/ paths when given; ``cors_origins``: origins a browser page may call from (none by
     default: no CORS header at all); ``allowed_hosts``: host names accepted in ``Host`` beside IP
-    addresses and localhost (``"*"``: any)."""
+    addresses and localhost (``"*"``: any). ``strict_instructions``: instructions naming no trained
+    emotion get a 400 (default: read what can be followed, neutral otherwise; see
+    :func:`helpers.infer.openai_compat.read_instructions`)."""
     from contextlib import asynccontextmanager
     from typing import Literal
 
@@ -148,7 +169,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
             "A built-in voice, an OpenAI voice name (alias table: GET /v1/voices), a saved voice id, or "
             '{"id": ...}'))
         instructions: str | None = Field(None, max_length=MAX_INSTRUCTIONS_CHARS, description=(
-            "Must name a trained emotion (e.g. 'speak cheerfully' -> happy); otherwise 400 listing them"))
+            "Free text (OpenAI's limit). Emotion keywords ('speak cheerfully' -> happy) and pace words ('slowly' -> "
+            "speed 0.85) are applied where present, the rest ignored; the x-speech-applied header says what was "
+            "used. A server run with --strict-instructions refuses instructions naming no trained emotion"))
         response_format: Literal["mp3", "opus", "flac", "wav", "pcm"] = "mp3"
         speed: float | None = Field(None, ge=SPEED_MIN, le=SPEED_MAX)
         stream_format: Literal["audio", "sse"] | None = None
@@ -308,23 +331,27 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         try:
             voice = resolve_voice(body.voice.model_dump() if body.voice is not None and not isinstance(
                 body.voice, str) else body.voice, aliases)
-            emotion = emotion_from_instructions(body.instructions, trained_emotions(engine))
+            reading = read_instructions(body.instructions, trained_emotions(engine), strict=strict_instructions)
         except CompatError as e:
             raise RequestError(e.param, e.message, code=e.code) from None
-        if emotion is not None and body.emotion is not None and emotion != body.emotion:
+        emotion = reading.emotion
+        if strict_instructions and emotion is not None and body.emotion is not None and emotion != body.emotion:
             raise RequestError("instructions", f"instructions ask for {emotion!r} but emotion is {body.emotion!r}: "
                                                f"give one of them")
+        # the explicit fields win over what the instructions imply (they say exactly what is wanted)
         emotion = body.emotion if body.emotion is not None else emotion
+        speed_in = body.speed if body.speed is not None else reading.speed
         engine_stream = stream and fmt in STREAM_FORMATS
         job = await run_in_threadpool(engine.check, text=body.input, voice=voice, emotion=emotion,
-                                      seed=body.seed, response_format=fmt, speed=body.speed,
+                                      seed=body.seed, response_format=fmt, speed=speed_in,
                                       reference_audio=body.reference_audio, stream=engine_stream)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job.on_piece = lambda piece: loop.call_soon_threadsafe(events.put_nowait, ("piece", piece))
         job.on_done = lambda audio, err: loop.call_soon_threadsafe(events.put_nowait, ("done", (audio, err)))
         engine.submit(job)  # QueueFullError -> 503
-        headers = _removed_header(job.removed)
+        headers = {**_removed_header(job.removed), **applied_header(emotion, job.speed, reading, body.emotion, body.speed)}
+        log.info("speech: %s (%d characters)", headers[APPLIED_HEADER], len(job.text))
         media = "text/event-stream" if sse else engine.formats[fmt]
         try:
             kind, value = await events.get()  # first audio, or the end (result or error)
@@ -510,6 +537,8 @@ def main(argv=None) -> None:
     ap.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                     help="a host name clients use to reach the server (beside IP addresses and localhost), e.g. "
                          "tts.example.com; repeatable; '*' turns the DNS-rebinding check off")
+    ap.add_argument("--strict-instructions", action="store_true",
+                    help="refuse (400) instructions that name no trained emotion, instead of speaking neutrally")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     api_key = args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None)
@@ -532,7 +561,8 @@ def main(argv=None) -> None:
                          backend=args.backend)
     aliases = load_voice_aliases(args.voice_aliases)
     app = create_app(engine, model_name=str(args.model), voice_aliases=aliases, api_key=api_key,
-                     cors_origins=args.cors_origin, allowed_hosts=[*args.allowed_host, args.host])
+                     cors_origins=args.cors_origin, allowed_hosts=[*args.allowed_host, args.host],
+                     strict_instructions=args.strict_instructions)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 

@@ -89,17 +89,45 @@ def test_streaming_response_in_both_stream_formats(client):
     assert len(events) == 2 and '"speech.audio.done"' in events[1]
 
 
-def test_instructions_select_a_trained_emotion_or_get_a_400_listing_them(client, server):
-    happy = client.audio.speech.create(model="tiny", voice="nova", input="What a day.", response_format="pcm",
-                                       instructions="Speak in a cheerful and upbeat tone.")
+def test_free_form_instructions_are_applied_and_reported(client, server):
+    happy = client.audio.speech.with_raw_response.create(
+        model="tiny", voice="nova", input="What a day.", response_format="pcm",
+        instructions="You are a friendly pirate. Speak in a cheerful and upbeat tone.")
     same = client.audio.speech.create(model="tiny", voice="nova", input="What a day.", response_format="pcm",
                                       extra_body={"emotion": "happy"})
-    assert happy.content == same.content
-    with pytest.raises(openai.BadRequestError) as e:
-        client.audio.speech.create(model="tiny", voice="nova", input="Hi.", instructions="Sound furious.")
-    err = e.value.body
-    assert e.value.status_code == 400 and err["param"] == "instructions" and err["code"] == "untrained_emotion"
-    assert "neutral, happy, sad" in err["message"]
+    assert happy.content == same.content  # 'cheerful' -> happy; 'friendly' is not trained here: skipped
+    assert happy.headers["x-speech-applied"] == "emotion=happy; speed=1; matched=cheerful; untrained=friendly"
+    pirate = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="What a day.",
+                                                          response_format="pcm", instructions="Talk like a pirate.")
+    neutral = client.audio.speech.create(model="tiny", voice="nova", input="What a day.", response_format="pcm")
+    assert pirate.content == neutral.content and pirate.headers["x-speech-applied"] == "emotion=neutral; speed=1"
+    furious = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="Hi.",
+                                                           response_format="pcm", instructions="Sound furious.")
+    assert furious.headers["x-speech-applied"] == "emotion=neutral; speed=1; untrained=angry"
+    # pace words set speed; an explicit speed wins and the header says so
+    slow = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="What a day.",
+                                                        response_format="pcm", instructions="Speak slowly.")
+    assert len(slow.content) // 2 == round(len(neutral.content) // 2 / 0.85)
+    assert slow.headers["x-speech-applied"] == "emotion=neutral; speed=0.85; matched=slowly"
+    fixed = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="What a day.", speed=2.0,
+                                                         response_format="pcm", instructions="Speak slowly.")
+    assert fixed.headers["x-speech-applied"] == "emotion=neutral; speed=2"
+    assert len(fixed.content) // 2 == round(len(neutral.content) // 2 / 2.0)
+
+
+def test_strict_instructions_refuse_what_names_no_trained_emotion(server):
+    engine = SpeechEngine(server.engine.tts, max_batch=2, max_queue=4)
+    with BackgroundServer(create_app(engine, "tiny", strict_instructions=True)) as s:
+        strict = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0, timeout=120)
+        for text, code in (("Talk like a pirate.", "unsupported_instructions"), ("Sound furious.", "untrained_emotion")):
+            with pytest.raises(openai.BadRequestError) as e:
+                strict.audio.speech.create(model="tiny", voice="nova", input="Hi.", instructions=text)
+            err = e.value.body
+            assert e.value.status_code == 400 and err["param"] == "instructions" and err["code"] == code
+            assert "neutral, happy, sad" in err["message"]
+        ok = strict.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="Hi.",
+                                                          response_format="pcm", instructions="Sound sad.")
+        assert ok.headers["x-speech-applied"] == "emotion=sad; speed=1; matched=sad"
 
 
 @pytest.mark.parametrize("speed,ratio", [(0.5, 2.0), (2.0, 0.5)])
