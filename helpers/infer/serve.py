@@ -31,12 +31,15 @@ emotion is named), ``response_format`` (``mp3`` default as in OpenAI's API,
 ``opus``, ``flac``, ``wav``, ``pcm`` = raw 16-bit little-endian mono 24 kHz), ``speed``
 (0.25-4.0, time-scaling with the pitch kept, :mod:`helpers.infer.speed`), ``stream_format``
 (``audio``: the bytes; ``sse``: OpenAI's server-sent events, ``speech.audio.delta`` with
-base64 audio then ``speech.audio.done``). As OpenAI does, ``pcm`` and ``wav`` are streamed by
-default, chunked as frames are decoded (a streamed WAV's header carries 0xFFFFFFFF sizes);
+base64 audio then ``speech.audio.done``). ``pcm`` is streamed by default, chunked as frames are
+decoded; ``wav`` is sent whole by default, its header stating the true length (a client that saves
+the body gets a file Python's ``wave``, sox and libsndfile read alike), and streamed only with
+``"stream": true`` or over SSE (a streamed WAV's header carries 0xFFFFFFFF sizes, "until the end":
+for low latency ask for ``pcm``, raw samples with no header to fix up);
 streamed samples equal the non-streamed ones to within 1 LSB of 16-bit PCM. Extensions:
 ``emotion``, ``reference_audio`` (base64 of an audio file, 1-30 s of speech: zero-shot
 cloning, instead of ``voice``), ``seed`` (same seed, same audio; default 0), ``stream``
-(``false`` to get a ``wav``/``pcm`` body in one piece). Characters the speakable-text guard
+(``false``: a ``pcm`` body in one piece; ``true``: a streamed ``wav``). Characters the speakable-text guard
 removed (control, zero-width, emoji) are listed in the ``X-Removed-Characters`` header.
 
 ``GET /v1/models``: the one model. ``GET /v1/voices``: built-in voices (gender, accent,
@@ -78,6 +81,7 @@ from .speed import SPEED_MAX, SPEED_MIN, SpeedStream, change_speed
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
 DEFAULT_PORT = 8000
 BACKENDS = ("hf", "vllm", "auto")
+DEFAULT_STREAMED = ("pcm",)  # formats streamed when the request does not say (wav: only with "stream": true)
 MAX_BODY_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 64 * 1024  # a base64 reference clip and the other fields
 log = logging.getLogger("optimumllm_audio.serve")
 APPLIED_HEADER = "x-speech-applied"  # what the request's emotion / speed resolved to (instructions read)
@@ -323,7 +327,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         fmt = body.response_format
         if body.stream is False and sse:
             raise RequestError("stream_format", "stream_format 'sse' streams events: leave stream out or true")
-        stream = body.stream if body.stream is not None else (sse or fmt in STREAM_FORMATS)
+        # by default pcm streams and wav comes whole, with its true length in the header: clients that
+        # buffer the body and save it (litellm, the Node SDK) get a file every reader agrees on
+        stream = body.stream if body.stream is not None else (sse or fmt in DEFAULT_STREAMED)
         if stream and not sse and fmt not in STREAM_FORMATS:
             raise RequestError("response_format", f"streaming sends {' or '.join(STREAM_FORMATS)} (bytes written "
                                                   f"before the length is known); got {fmt!r} (or use "

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -297,3 +298,29 @@ def test_cli_serves_on_loopback_by_default(export):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_wav_saved_whole_states_its_true_length(server, tmp_path):
+    """What a client that buffers the body (litellm, the Node SDK) saves: OpenAI's clients never send
+    the "stream" extension, so a plain request must get a WAV whose header says how long it is."""
+    r = requests.post(f"{server.url}/v1/audio/speech", json={"model": "tiny-export", "input": "Saved whole.",
+                                                             "response_format": "wav"}, timeout=120)
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    n = (len(r.content) - 44) // 2
+    assert n == CAP_FRAMES * 2048
+    assert int.from_bytes(r.content[4:8], "little") == len(r.content) - 8  # RIFF size
+    assert int.from_bytes(r.content[40:44], "little") == 2 * n  # data size
+    with wave.open(io.BytesIO(r.content)) as w:
+        assert w.getnframes() == n  # Python's wave (read 2,147,483,647 frames from a streamed header)
+    assert sf.info(io.BytesIO(r.content)).frames == n  # libsndfile
+    path = tmp_path / "saved.wav"
+    path.write_bytes(r.content)
+    sox = shutil.which("sox")
+    if sox:  # sox --i -s prints the sample count (read 24 h 51 min from a streamed header)
+        out = subprocess.run([sox, "--i", "-s", str(path)], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and int(out.stdout.strip()) == n, out
+    # a client that asks for a stream still gets one, its header saying "until the end"
+    with requests.post(f"{server.url}/v1/audio/speech", json={"input": "Saved whole.", "response_format": "wav",
+                                                               "stream": True}, stream=True, timeout=120) as s:
+        data = b"".join(s.iter_content(chunk_size=None))
+    assert data[40:44] == b"\xff\xff\xff\xff" and (len(data) - 44) // 2 == n
