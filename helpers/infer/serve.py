@@ -5,7 +5,7 @@
     pip install "optimumllm-audio[serve]"
     python -m optimumllm_audio.serve --model optimumai/OptimumLLM-Audio-1.0 --port 8000
     curl http://127.0.0.1:8000/v1/audio/speech -H "Content-Type: application/json" \\
-         -d '{"model": "optimumllm-audio", "input": "Hello there.", "voice": "female_us_01",
+         -d '{"model": "OptimumLLM-Audio-1.0", "input": "Hello there.", "voice": "female_us_01",
               "response_format": "wav", "emotion": "happy"}' -o hello.wav
 
 (From a checkout: ``python -m helpers.infer.serve --model runs/<name>/export``.)
@@ -19,8 +19,8 @@ their clients work unchanged. The engine behind it is framework-free
 
 Endpoints
 ---------
-``POST /v1/audio/speech``: OpenAI's fields ``model`` (accepted, not used: one model is
-served), ``input`` (1 to :data:`MAX_INPUT_CHARS` characters as written and at most
+``POST /v1/audio/speech``: OpenAI's fields ``model`` (one of the names /v1/models lists, or
+left out: one model is served), ``input`` (1 to :data:`MAX_INPUT_CHARS` characters as written and at most
 :data:`MAX_SPOKEN_CHARS` once normalized to the spoken form; nothing speakable -> 400),
 ``voice`` (a built-in voice, an OpenAI voice name through the alias table
 (:mod:`helpers.infer.openai_compat`, ``--voice-aliases``), a saved voice id, or OpenAI's
@@ -42,7 +42,9 @@ cloning, instead of ``voice``), ``seed`` (same seed, same audio; default 0), ``s
 (``false``: a ``pcm`` body in one piece; ``true``: a streamed ``wav``). Characters the speakable-text guard
 removed (control, zero-width, emoji) are listed in the ``X-Removed-Characters`` header.
 
-``GET /v1/models``: the one model. ``GET /v1/voices``: built-in voices (gender, accent,
+``GET /v1/models``: the model's id (``--model-name``, default the export's name) and the OpenAI
+names it also answers to (``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts``, ``--model-alias``); a
+request naming another model is a 404 ``model_not_found``. ``GET /v1/voices``: built-in voices (gender, accent,
 trained or not), OpenAI aliases, saved voices, emotions. ``GET /health``: status, backend
 (``hf`` or ``vllm``), queue length and limits. ``GET /openapi.json``: this API, as served.
 
@@ -70,7 +72,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..tokens import DEFAULT_EMOTION, EMOTIONS
+from ..tokens import DEFAULT_EMOTION, EMOTIONS, VOICES
 from .openai_compat import MAX_INSTRUCTIONS_CHARS, CompatError, load_voice_aliases, read_instructions, resolve_voice
 from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS, STREAM_FORMATS,
                            QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
@@ -81,6 +83,7 @@ from .speed import SPEED_MAX, SPEED_MIN, SpeedStream, change_speed
 DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach the server unless asked
 DEFAULT_PORT = 8000
 BACKENDS = ("hf", "vllm", "auto")
+OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # names OpenAI clients default to: all served here
 DEFAULT_STREAMED = ("pcm",)  # formats streamed when the request does not say (wav: only with "stream": true)
 MAX_BODY_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 64 * 1024  # a base64 reference clip and the other fields
 log = logging.getLogger("optimumllm_audio.serve")
@@ -124,13 +127,24 @@ def applied_header(emotion: str | None, speed: float, reading, body_emotion=None
     return {APPLIED_HEADER: "; ".join(parts)}
 
 
+def served_model_id(model: str) -> str:
+    """The id ``/v1/models`` shows for ``--model``: a folder's name (the run's, for ``<run>/export``),
+    or a hub id's last part (``optimumai/OptimumLLM-Audio-1.0`` -> ``OptimumLLM-Audio-1.0``)."""
+    p = Path(model).expanduser()
+    if p.exists():
+        p = p.resolve()
+        return p.parent.name if p.name == "export" and p.parent.name else p.name
+    return model.rstrip("/").split("/")[-1]
+
+
 def trained_emotions(engine) -> list[str]:
     """The emotions ``instructions`` may select: the export's coverage record, else all of them."""
     return list((engine.tts.coverage or {}).get("trained_emotions") or EMOTIONS)
 
 
 def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice_aliases: dict | None = None, *,
-               api_key: str | None = None, cors_origins=(), allowed_hosts=(), strict_instructions: bool = False):
+               api_key: str | None = None, cors_origins=(), allowed_hosts=(), strict_instructions: bool = False,
+               model_aliases=()):
     """The FastAPI app over a (not yet started) :class:`SpeechEngine`; the app starts and
     stops the engine with its lifespan. ``voice_aliases``: OpenAI voice name -> built-in voice
     (default: :func:`helpers.infer.openai_compat.load_voice_aliases`, the shipped table).
@@ -140,7 +154,10 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
     default: no CORS header at all); ``allowed_hosts``: host names accepted in ``Host`` beside IP
     addresses and localhost (``"*"``: any). ``strict_instructions``: instructions naming no trained
     emotion get a 400 (default: read what can be followed, neutral otherwise; see
-    :func:`helpers.infer.openai_compat.read_instructions`)."""
+    :func:`helpers.infer.openai_compat.read_instructions`).
+
+    Models: ``model_name`` and OpenAI's :data:`OPENAI_TTS_MODELS` are listed by /v1/models and
+    accepted; ``model_aliases`` adds names (``"*"``: any name); another ``model`` is a 404."""
     from contextlib import asynccontextmanager
     from typing import Literal
 
@@ -152,6 +169,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
     from starlette.exceptions import HTTPException
 
     aliases = load_voice_aliases() if voice_aliases is None else dict(voice_aliases)
+    model_aliases = [m for m in model_aliases if m != model_name]
+    model_ids = list(dict.fromkeys([model_name, *OPENAI_TTS_MODELS, *(m for m in model_aliases if m != "*")]))
+    any_model = "*" in model_aliases
 
     class VoiceObject(BaseModel):
         """OpenAI's voice object."""
@@ -258,8 +278,8 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": 0,
-                                            "owned_by": "optimumllm-audio"}]}
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "optimumllm-audio"}
+                                           for m in model_ids]}
 
     @app.get("/v1/voices")
     async def voices() -> dict:
@@ -313,6 +333,7 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
     audio_types["text/event-stream"] = {"schema": {"type": "string"}}
     errors = {code: {"model": ErrorResponse, "description": what} for code, what in (
         (400, "bad input: `param` names the field; or a Host that is not this server's"),
+        (404, "the model is not served here"),
         (401, "missing or wrong API key (when the server has one)"), (413, "body or reference clip too large"),
         (415, "the body is not sent as application/json"),
         (500, "generation failed"), (503, "the queue is full: retry after Retry-After seconds"))}
@@ -323,6 +344,10 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
                   "schema": {"$ref": "#/components/schemas/SpeechRequest"}}}}})
     async def speech(request: Request):
         body = await _body(request)
+        if body.model is not None and body.model not in model_ids and not any_model:
+            raise RequestError("model", f"model {body.model[:100]!r} is not served here; this server answers to "
+                                        f"{', '.join(model_ids)} (all the same model; the server's --model-alias "
+                                        f"adds names)", 404, "model_not_found")
         sse = body.stream_format == "sse"
         fmt = body.response_format
         if body.stream is False and sse:
@@ -348,9 +373,14 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         emotion = body.emotion if body.emotion is not None else emotion
         speed_in = body.speed if body.speed is not None else reading.speed
         engine_stream = stream and fmt in STREAM_FORMATS
-        job = await run_in_threadpool(engine.check, text=body.input, voice=voice, emotion=emotion,
-                                      seed=body.seed, response_format=fmt, speed=speed_in,
-                                      reference_audio=body.reference_audio, stream=engine_stream)
+        try:
+            job = await run_in_threadpool(engine.check, text=body.input, voice=voice, emotion=emotion,
+                                          seed=body.seed, response_format=fmt, speed=speed_in,
+                                          reference_audio=body.reference_audio, stream=engine_stream)
+        except RequestError as e:
+            if e.param == "voice" and e.code in ("unknown_voice", "invalid_value"):
+                raise _unknown_voice(voice, e) from None
+            raise
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job.on_piece = lambda piece: loop.call_soon_threadsafe(events.put_nowait, ("piece", piece))
@@ -417,6 +447,14 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
             yield _sse({"type": "speech.audio.done", "usage": _usage(job, sent[0])})
 
         return StreamingResponse(events_sse(), media_type=media, headers=headers)
+
+    def _unknown_voice(voice: str, err: RequestError) -> RequestError:
+        """The engine's unknown-voice error, listing every name accepted here (OpenAI's too)."""
+        saved = engine.saved_voice_ids()
+        why = "is not a voice" if err.code == "unknown_voice" else "is not a voice id (letters, digits, '_' and '-', not paths)"
+        return RequestError("voice", f"{voice[:80]!r} {why}; accepted: built-in voices {', '.join(VOICES)}; OpenAI "
+                                     f"voices {', '.join(aliases)}" + (f"; saved voices {', '.join(saved)}"
+                                                                       if saved else ""), err.status, err.code)
 
     def _usage(job, n_samples: int) -> dict:
         """Token counts in OpenAI's shape: text tokens of the spoken input, 7 audio tokens per SNAC frame."""
@@ -543,6 +581,11 @@ def main(argv=None) -> None:
     ap.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                     help="a host name clients use to reach the server (beside IP addresses and localhost), e.g. "
                          "tts.example.com; repeatable; '*' turns the DNS-rebinding check off")
+    ap.add_argument("--model-name", default=None,
+                    help="the model id /v1/models lists (default: the export's or hub id's name)")
+    ap.add_argument("--model-alias", action="append", default=[], metavar="NAME",
+                    help="another model name to answer to, beside tts-1, tts-1-hd and gpt-4o-mini-tts; "
+                         "repeatable; '*' accepts any name")
     ap.add_argument("--strict-instructions", action="store_true",
                     help="refuse (400) instructions that name no trained emotion, instead of speaking neutrally")
     ap.add_argument("--log-level", default="info")
@@ -566,7 +609,9 @@ def main(argv=None) -> None:
                          max_seconds=args.max_seconds, max_batch=args.max_batch, max_queue=args.max_queue,
                          backend=args.backend)
     aliases = load_voice_aliases(args.voice_aliases)
-    app = create_app(engine, model_name=str(args.model), voice_aliases=aliases, api_key=api_key,
+    name = args.model_name or served_model_id(args.model)
+    app = create_app(engine, model_name=name, voice_aliases=aliases, api_key=api_key,
+                     model_aliases=[*args.model_alias, str(args.model)],
                      cors_origins=args.cors_origin, allowed_hosts=[*args.allowed_host, args.host],
                      strict_instructions=args.strict_instructions)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -16,8 +16,10 @@ openai = pytest.importorskip("openai")
 
 from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.infer.generation import LengthGuard  # noqa: E402
-from helpers.infer.serve import BackgroundServer, create_app  # noqa: E402
+from helpers.infer.openai_compat import OPENAI_VOICES  # noqa: E402
+from helpers.infer.serve import BackgroundServer, create_app, served_model_id  # noqa: E402
 from helpers.infer.serve_engine import SpeechEngine  # noqa: E402
+from helpers.tokens import VOICES  # noqa: E402
 from tiny_export import extended_tiny  # noqa: E402
 
 torch.set_num_threads(1)
@@ -62,7 +64,36 @@ def test_speech_create_with_an_openai_voice_alias_and_the_voice_object(client, s
     voices = client.get("/voices", cast_to=object)
     assert voices["aliases"]["alloy"] == "female_us_01" and len(voices["aliases"]) == 13
     models = client.models.list()
-    assert [m.id for m in models.data] == ["tiny"]
+    assert [m.id for m in models.data] == ["tiny", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"):  # OpenAI's names: the same model
+        r = client.audio.speech.create(model=name, voice="alloy", input="Hello there.", response_format="wav")
+        np.testing.assert_array_equal(_wav(r.content), _wav(a.content))
+
+
+def test_unknown_model_and_voice_errors_list_what_is_accepted(client, server):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.audio.speech.create(model="whisper-1", voice="alloy", input="Hi.")
+    err = e.value.body
+    assert (err["param"], err["code"], err["type"]) == ("model", "model_not_found", "invalid_request_error")
+    assert "tiny, tts-1, tts-1-hd, gpt-4o-mini-tts" in err["message"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.audio.speech.create(model="tiny", voice="nobody", input="Hi.")
+    err = e.value.body
+    assert err["param"] == "voice" and err["code"] == "unknown_voice"
+    for v in (*VOICES, *OPENAI_VOICES):
+        assert v in err["message"], v
+    engine = SpeechEngine(server.engine.tts, max_batch=2, max_queue=4)
+    with BackgroundServer(create_app(engine, "tiny", model_aliases=["*"])) as s:  # configured to alias anything
+        anyc = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0, timeout=120)
+        assert len(anyc.audio.speech.create(model="whisper-1", voice="alloy", input="Hi.",
+                                            response_format="pcm").content) > 0
+
+
+def test_served_model_id(tmp_path):
+    (tmp_path / "my-run" / "export").mkdir(parents=True)
+    assert served_model_id(str(tmp_path / "my-run" / "export")) == "my-run"
+    assert served_model_id(str(tmp_path / "my-run")) == "my-run"
+    assert served_model_id("optimumai/OptimumLLM-Audio-1.0") == "OptimumLLM-Audio-1.0"
 
 
 def test_streaming_response_in_both_stream_formats(client):

@@ -177,9 +177,9 @@ def test_every_bad_input_gets_its_status_and_names_its_field(server):
         (dict(input="a" * (MAX_INPUT_CHARS + 1)), 400, "input", str(MAX_INPUT_CHARS)),
         (dict(input="[joyful] Hi."), 400, "input", "joyful"),
         (dict(voice="Hi."), 400, "input", "Field required"),
-        (dict(input="Hi.", voice="nobody"), 400, "voice", "unknown voice 'nobody'"),
+        (dict(input="Hi.", voice="nobody"), 400, "voice", "'nobody' is not a voice"),
         (dict(input="Hi.", voice="../secret"), 400, "voice", "not paths"),
-        (dict(input="Hi.", voice="link"), 400, "voice", "unknown voice 'link'"),  # symlink out of the folder
+        (dict(input="Hi.", voice="link"), 400, "voice", "'link' is not a voice"),  # symlink out of the folder
         (dict(input="Hi.", emotion="joyful"), 400, "emotion", "neutral"),
         (dict(input="Hi.", response_format="aac"), 400, "response_format", "wav"),
         (dict(input="Hi.", response_format="mp3", stream=True), 400, "response_format", "streaming"),
@@ -236,7 +236,7 @@ def test_full_queue_answers_503_with_retry_after(tts):
         run(batch)
 
     engine.run_batch = held
-    with BackgroundServer(create_app(engine)) as s, ThreadPoolExecutor(2) as ex:
+    with BackgroundServer(create_app(engine, "tiny-export")) as s, ThreadPoolExecutor(2) as ex:
         first = ex.submit(_post, s, input="One.", response_format="pcm")
         assert entered.wait(60)
         second = ex.submit(_post, s, input="Two.", response_format="pcm")
