@@ -28,18 +28,21 @@ object form ``{"id": ...}``; default ``male_us_01``), ``instructions`` (free tex
 to 4,096 characters: emotion and pace words are applied where present, the rest ignored, and the
 ``x-speech-applied`` header says what was used; ``--strict-instructions``: 400 unless a trained
 emotion is named), ``response_format`` (``mp3`` default as in OpenAI's API,
-``opus``, ``flac``, ``wav``, ``pcm`` = raw 16-bit little-endian mono 24 kHz), ``speed``
-(0.25-4.0, time-scaling with the pitch kept, :mod:`helpers.infer.speed`), ``stream_format``
-(``audio``: the bytes; ``sse``: OpenAI's server-sent events, ``speech.audio.delta`` with
-base64 audio then ``speech.audio.done``). ``pcm`` is streamed by default, chunked as frames are
-decoded; ``wav`` is sent whole by default, its header stating the true length (a client that saves
-the body gets a file Python's ``wave``, sox and libsndfile read alike), and streamed only with
-``"stream": true`` or over SSE (a streamed WAV's header carries 0xFFFFFFFF sizes, "until the end":
-for low latency ask for ``pcm``, raw samples with no header to fix up);
+``opus`` (Ogg), ``aac`` (ADTS), ``flac``, ``wav``, ``pcm`` = raw 16-bit little-endian mono 24 kHz),
+``speed`` (0.25-4.0, time-scaling with the pitch kept, :mod:`helpers.infer.speed`), ``stream_format``
+(``audio``: the bytes; ``sse``: OpenAI's server-sent events, each ``speech.audio.delta`` carrying
+the newly encoded bytes in base64, then ``speech.audio.done``). Every format streams as frames
+are decoded, mp3 / opus / aac / flac encoded frame by frame (:mod:`helpers.infer.audio_encode`,
+which states what each decodes to). ``pcm``, ``mp3``, ``opus`` and ``aac`` stream by default
+(their pieces joined are a complete file); ``wav`` and ``flac`` come whole by default, their
+headers stating the true length (a client that saves the body gets a file Python's ``wave``, sox
+and libsndfile read alike), and stream with ``"stream": true`` or over SSE (a streamed WAV's
+header carries 0xFFFFFFFF sizes, "until the end"; a streamed FLAC's sample count is 0, "unknown"):
+for the lowest latency ask for ``pcm``, raw samples with no header or encoder delay.
 streamed samples equal the non-streamed ones to within 1 LSB of 16-bit PCM. Extensions:
 ``emotion``, ``reference_audio`` (base64 of an audio file, 1-30 s of speech: zero-shot
 cloning, instead of ``voice``), ``seed`` (same seed, same audio; default 0), ``stream``
-(``false``: a ``pcm`` body in one piece; ``true``: a streamed ``wav``). Characters the speakable-text guard
+(``false``: one body, encoded whole (mp3 gapless, exact length); ``true``: stream wav / flac too). Characters the speakable-text guard
 removed (control, zero-width, emoji) are listed in the ``X-Removed-Characters`` header.
 
 ``GET /v1/models``: the model's id (``--model-name``, default the export's name) and the OpenAI
@@ -74,7 +77,8 @@ from pathlib import Path
 
 from ..tokens import DEFAULT_EMOTION, EMOTIONS, VOICES
 from .openai_compat import MAX_INSTRUCTIONS_CHARS, CompatError, load_voice_aliases, read_instructions, resolve_voice
-from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS, STREAM_FORMATS,
+from .audio_encode import CODECS, StreamEncoder, codec_formats, encode_whole
+from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS,
                            QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
                            wav_header)
 from .serve_guard import API_KEY_ENV, Guard, GuardError, check_json_content_type, parse_json_body
@@ -84,7 +88,9 @@ DEFAULT_HOST = "127.0.0.1"  # loopback: nothing outside this machine can reach t
 DEFAULT_PORT = 8000
 BACKENDS = ("hf", "vllm", "auto")
 OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")  # names OpenAI clients default to: all served here
-DEFAULT_STREAMED = ("pcm",)  # formats streamed when the request does not say (wav: only with "stream": true)
+# formats streamed when the request does not say: those whose bytes, joined, are the whole file anyway.
+# wav and flac state their length in a header a stream cannot fill in: whole unless "stream": true or SSE
+DEFAULT_STREAMED = ("pcm", "mp3", "opus", "aac")
 MAX_BODY_BYTES = MAX_REFERENCE_BYTES * 4 // 3 + 64 * 1024  # a base64 reference clip and the other fields
 log = logging.getLogger("optimumllm_audio.serve")
 APPLIED_HEADER = "x-speech-applied"  # what the request's emotion / speed resolved to (instructions read)
@@ -196,7 +202,7 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
             "Free text (OpenAI's limit). Emotion keywords ('speak cheerfully' -> happy) and pace words ('slowly' -> "
             "speed 0.85) are applied where present, the rest ignored; the x-speech-applied header says what was "
             "used. A server run with --strict-instructions refuses instructions naming no trained emotion"))
-        response_format: Literal["mp3", "opus", "flac", "wav", "pcm"] = "mp3"
+        response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
         speed: float | None = Field(None, ge=SPEED_MIN, le=SPEED_MAX)
         stream_format: Literal["audio", "sse"] | None = None
         emotion: str | None = None
@@ -220,6 +226,9 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         engine.stop()
 
     app = FastAPI(title="OptimumLLM Audio speech server", lifespan=lifespan)
+    # wav / pcm written by the engine module; mp3, opus, aac, flac by PyAV, every one streamable
+    formats = {**{k: v for k, v in engine.formats.items() if k not in CODECS}, **codec_formats()}
+    engine.formats = formats  # /health lists what this server answers
     cors_origins = list(cors_origins)
     if cors_origins:  # only when asked: by default a browser page on another origin cannot read an answer
         from starlette.middleware.cors import CORSMiddleware
@@ -329,7 +338,7 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         return _validation(exc.errors)
 
     audio_types = {mime: {"schema": {"type": "string", "format": "binary"}}
-                   for mime in dict.fromkeys(m for m, _, _ in FORMATS.values())}
+                   for mime in dict.fromkeys([*(m for m, _, _ in FORMATS.values()), *(c.mime for c in CODECS.values())])}
     audio_types["text/event-stream"] = {"schema": {"type": "string"}}
     errors = {code: {"model": ErrorResponse, "description": what} for code, what in (
         (400, "bad input: `param` names the field; or a Host that is not this server's"),
@@ -352,13 +361,14 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         fmt = body.response_format
         if body.stream is False and sse:
             raise RequestError("stream_format", "stream_format 'sse' streams events: leave stream out or true")
-        # by default pcm streams and wav comes whole, with its true length in the header: clients that
-        # buffer the body and save it (litellm, the Node SDK) get a file every reader agrees on
+        if fmt not in formats:
+            raise RequestError("response_format", f"unsupported response_format {fmt!r} on this machine: choose one "
+                                                  f"of {', '.join(formats)}" + (
+                                                      " (mp3, opus, aac and flac need PyAV: pip install av)"
+                                                      if fmt in CODECS else ""), code="unsupported_format")
+        # by default wav and flac come whole, their headers stating the true length: clients that buffer
+        # the body and save it (litellm, the Node SDK) get a file every reader agrees on; the rest stream
         stream = body.stream if body.stream is not None else (sse or fmt in DEFAULT_STREAMED)
-        if stream and not sse and fmt not in STREAM_FORMATS:
-            raise RequestError("response_format", f"streaming sends {' or '.join(STREAM_FORMATS)} (bytes written "
-                                                  f"before the length is known); got {fmt!r} (or use "
-                                                  f"stream_format 'sse')", code="unsupported_format")
         try:
             voice = resolve_voice(body.voice.model_dump() if body.voice is not None and not isinstance(
                 body.voice, str) else body.voice, aliases)
@@ -372,10 +382,11 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         # the explicit fields win over what the instructions imply (they say exactly what is wanted)
         emotion = body.emotion if body.emotion is not None else emotion
         speed_in = body.speed if body.speed is not None else reading.speed
-        engine_stream = stream and fmt in STREAM_FORMATS
-        try:
+        engine_stream = bool(stream)  # every format streams (compressed ones frame by frame: audio_encode)
+        try:  # the engine validates wav / pcm; for the compressed formats it is handed raw samples (pcm)
             job = await run_in_threadpool(engine.check, text=body.input, voice=voice, emotion=emotion,
-                                          seed=body.seed, response_format=fmt, speed=speed_in,
+                                          seed=body.seed, response_format="pcm" if fmt in CODECS else fmt,
+                                          speed=speed_in,
                                           reference_audio=body.reference_audio, stream=engine_stream)
         except RequestError as e:
             if e.param == "voice" and e.code in ("unknown_voice", "invalid_value"):
@@ -388,7 +399,7 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         engine.submit(job)  # QueueFullError -> 503
         headers = {**_removed_header(job.removed), **applied_header(emotion, job.speed, reading, body.emotion, body.speed)}
         log.info("speech: %s (%d characters)", headers[APPLIED_HEADER], len(job.text))
-        media = "text/event-stream" if sse else engine.formats[fmt]
+        media = "text/event-stream" if sse else formats[fmt]
         try:
             kind, value = await events.get()  # first audio, or the end (result or error)
         except asyncio.CancelledError:
@@ -399,22 +410,24 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
             if isinstance(err, RequestError):
                 return _error(err.status, err.message, err.param, err.code)
             return _error(500, f"generation failed: {type(err).__name__}: {err}", None, "generation_failed")
-        if not engine_stream:
+        if not engine_stream:  # sse always streams (stream false with sse is refused above)
             audio = value[0] if job.speed == 1.0 else await run_in_threadpool(change_speed, value[0], job.speed)
-            data = await run_in_threadpool(encode_audio, audio, fmt, sr)
-            if not sse:
-                return Response(data, media_type=media, headers=headers)
-
-            async def one_event():
-                yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
-                yield _sse({"type": "speech.audio.done", "usage": _usage(job, len(audio))})
-
-            return StreamingResponse(one_event(), media_type=media, headers=headers)
+            if fmt in CODECS:
+                data = await run_in_threadpool(encode_whole, pcm16(audio), fmt, sr)
+            else:
+                data = await run_in_threadpool(encode_audio, audio, fmt, sr)
+            return Response(data, media_type=media, headers=headers)
         speed = SpeedStream(job.speed)
+        encoder = StreamEncoder(fmt, sr) if fmt in CODECS else None
         sent = [0]  # samples handed out
 
+        def encode(samples) -> bytes:
+            sent[0] += len(samples)
+            pcm = pcm16(samples)
+            return encoder.push(pcm) if encoder is not None else pcm.tobytes()
+
         async def pieces():
-            """Audio bytes as frames are decoded (speed applied), then b"" at the end."""
+            """Audio bytes as frames are decoded (speed applied) and encoded; empty chunks are not sent."""
             try:
                 if fmt == "wav":
                     yield wav_header(sr)
@@ -422,17 +435,15 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
                 while True:
                     k, v = item
                     if k == "piece":
-                        out = speed.push(v)
-                        sent[0] += len(out)
-                        if len(out):
-                            yield pcm16(out).tobytes()
+                        out = encode(speed.push(v))
+                        if out:
+                            yield out
                     elif v[1] is not None:  # failed after audio was sent: abort, never a silently short file
                         raise RuntimeError(f"generation failed mid-stream: {v[1]}")
                     else:
-                        tail = speed.flush()
-                        sent[0] += len(tail)
-                        if len(tail):
-                            yield pcm16(tail).tobytes()
+                        out = encode(speed.flush()) + (encoder.finish() if encoder is not None else b"")
+                        if out:
+                            yield out
                         return
                     item = await events.get()
             finally:

@@ -16,6 +16,7 @@ openai = pytest.importorskip("openai")
 
 from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.infer.generation import LengthGuard  # noqa: E402
+from helpers.infer.audio_encode import MP3_STREAM_EXTRA  # noqa: E402
 from helpers.infer.openai_compat import OPENAI_VOICES  # noqa: E402
 from helpers.infer.serve import BackgroundServer, create_app, served_model_id  # noqa: E402
 from helpers.infer.serve_engine import SpeechEngine  # noqa: E402
@@ -49,6 +50,13 @@ def _wav(data: bytes) -> np.ndarray:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, SR)
         assert w.getnframes() * 2 == len(data) - 44  # sent whole: the header states the true length
         return np.frombuffer(data[44:], "<i2")
+
+
+def _decode(data: bytes) -> np.ndarray:
+    import av
+
+    with av.open(io.BytesIO(data)) as f:
+        return np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)])
 
 
 def test_speech_create_with_an_openai_voice_alias_and_the_voice_object(client, server):
@@ -115,10 +123,14 @@ def test_streaming_response_in_both_stream_formats(client):
     assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["output_tokens"] > 0
     sse = np.frombuffer(b"".join(base64.b64decode(e["audio"]) for e in events[:-1]), "<i2")
     assert len(sse) == len(want) and np.abs(sse.astype(int) - want.astype(int)).max() <= 1
-    with client.audio.speech.with_streaming_response.create(model="tiny", voice="echo", input="Whole mp3.",
-                                                            stream_format="sse") as r:  # mp3: one delta event
-        events = [line for line in b"".join(r.iter_bytes()).decode().split("\n") if line.startswith("data: ")]
-    assert len(events) == 2 and '"speech.audio.done"' in events[1]
+    with client.audio.speech.with_streaming_response.create(model="tiny", voice="echo", input="Stream me, please.",
+                                                            stream_format="sse") as r:  # mp3, frame by frame
+        events = [__import__("json").loads(line[6:]) for line in b"".join(r.iter_bytes()).decode().split("\n")
+                  if line.startswith("data: ")]
+    deltas = [base64.b64decode(e["audio"]) for e in events[:-1]]
+    assert len(deltas) >= 2 and all(deltas) and events[-1]["type"] == "speech.audio.done"
+    decoded = _decode(b"".join(deltas))
+    assert len(want) <= len(decoded) <= len(want) + MP3_STREAM_EXTRA
 
 
 def test_free_form_instructions_are_applied_and_reported(client, server):
