@@ -38,12 +38,13 @@ which states what each decodes to). ``pcm``, ``mp3``, ``opus`` and ``aac`` strea
 headers stating the true length (a client that saves the body gets a file Python's ``wave``, sox
 and libsndfile read alike), and stream with ``"stream": true`` or over SSE (a streamed WAV's
 header carries 0xFFFFFFFF sizes, "until the end"; a streamed FLAC's sample count is 0, "unknown"):
-for the lowest latency ask for ``pcm``, raw samples with no header or encoder delay.
-streamed samples equal the non-streamed ones to within 1 LSB of 16-bit PCM. Extensions:
+for the lowest latency ask for ``pcm``, raw samples with no header or encoder delay. Streamed
+samples equal the non-streamed ones to within 1 LSB of 16-bit PCM. Extensions:
 ``emotion``, ``reference_audio`` (base64 of an audio file, 1-30 s of speech: zero-shot
 cloning, instead of ``voice``), ``seed`` (same seed, same audio; default 0), ``stream``
-(``false``: one body, encoded whole (mp3 gapless, exact length); ``true``: stream wav / flac too). Characters the speakable-text guard
-removed (control, zero-width, emoji) are listed in the ``X-Removed-Characters`` header.
+(``false``: one body, encoded whole (mp3 gapless, exact length); ``true``: stream wav / flac too).
+Characters the speakable-text guard removed (control, zero-width, emoji) are listed in the
+``X-Removed-Characters`` header.
 
 ``GET /v1/models``: the model's id (``--model-name``, default the export's name) and the OpenAI
 names it also answers to (``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts``, ``--model-alias``); a
@@ -338,7 +339,8 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         return _validation(exc.errors)
 
     audio_types = {mime: {"schema": {"type": "string", "format": "binary"}}
-                   for mime in dict.fromkeys([*(m for m, _, _ in FORMATS.values()), *(c.mime for c in CODECS.values())])}
+                   for mime in dict.fromkeys([*(m for m, _, _ in FORMATS.values()),
+                                              *(c.mime for c in CODECS.values())])}
     audio_types["text/event-stream"] = {"schema": {"type": "string"}}
     errors = {code: {"model": ErrorResponse, "description": what} for code, what in (
         (400, "bad input: `param` names the field; or a Host that is not this server's"),
@@ -397,7 +399,8 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         job.on_piece = lambda piece: loop.call_soon_threadsafe(events.put_nowait, ("piece", piece))
         job.on_done = lambda audio, err: loop.call_soon_threadsafe(events.put_nowait, ("done", (audio, err)))
         engine.submit(job)  # QueueFullError -> 503
-        headers = {**_removed_header(job.removed), **applied_header(emotion, job.speed, reading, body.emotion, body.speed)}
+        headers = {**_removed_header(job.removed),
+                   **applied_header(emotion, job.speed, reading, body.emotion, body.speed)}
         log.info("speech: %s (%d characters)", headers[APPLIED_HEADER], len(job.text))
         media = "text/event-stream" if sse else formats[fmt]
         try:
@@ -462,7 +465,8 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
     def _unknown_voice(voice: str, err: RequestError) -> RequestError:
         """The engine's unknown-voice error, listing every name accepted here (OpenAI's too)."""
         saved = engine.saved_voice_ids()
-        why = "is not a voice" if err.code == "unknown_voice" else "is not a voice id (letters, digits, '_' and '-', not paths)"
+        why = ("is not a voice" if err.code == "unknown_voice"
+               else "is not a voice id (letters, digits, '_' and '-', not paths)")
         return RequestError("voice", f"{voice[:80]!r} {why}; accepted: built-in voices {', '.join(VOICES)}; OpenAI "
                                      f"voices {', '.join(aliases)}" + (f"; saved voices {', '.join(saved)}"
                                                                        if saved else ""), err.status, err.code)

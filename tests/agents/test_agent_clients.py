@@ -1,7 +1,8 @@
 """Real agent clients against a live speech server: the snippets of docs/use-from-an-agent.md, run as written.
 
 Pipecat's OpenAITTSService and litellm run in their own environment (.venv-agents: their pins
-clash with the project's), the official Node SDK from tests/agents/node; both are built by
+clash with the project's), LiveKit Agents' OpenAI plugin in another (.venv-livekit: its protobuf
+clashes with Pipecat's), the official Node SDK from tests/agents/node; all are built by
 scripts/setup_agent_clients.sh. Where one is missing the test is skipped with that reason, so the
 project's tests pass without them; CI builds them. The official Python SDK runs here (its own
 tests are tests/infer/test_openai_peers.py); this file measures its streaming too.
@@ -21,6 +22,7 @@ import wave
 import pytest
 import torch
 
+from helpers.infer.audio_encode import MP3_STREAM_EXTRA
 from helpers.infer.engine import OptimumTTS
 from helpers.infer.generation import LengthGuard
 from helpers.infer.serve import BackgroundServer, create_app
@@ -31,7 +33,8 @@ from tiny_export import extended_tiny
 torch.set_num_threads(1)
 KEY = "agent-test-key"
 DOC = REPO_ROOT / "docs" / "use-from-an-agent.md"
-AGENTS_PY = REPO_ROOT / ".venv-agents" / "bin" / "python"
+AGENTS_PY = REPO_ROOT / ".venv-agents" / "bin" / "python"  # Pipecat, litellm
+LIVEKIT_PY = REPO_ROOT / ".venv-livekit" / "bin" / "python"  # LiveKit Agents (protobuf clashes with Pipecat's)
 NODE_DIR = REPO_ROOT / "tests" / "agents" / "node"
 LONG_TEXT = " ".join(f"Sentence number {i} goes on for a while, to make the text long." for i in range(16))
 
@@ -40,7 +43,7 @@ def snippets() -> dict[str, str]:
     """``<!-- snippet: NAME -->`` followed by a fenced block, in the docs page."""
     text = DOC.read_text()
     found = dict(re.findall(r"<!-- snippet: (\w+) -->\n```\w+\n(.*?)\n```", text, re.S))
-    assert set(found) == {"pipecat", "litellm", "node"}, set(found)
+    assert set(found) == {"pipecat", "litellm", "livekit", "node"}, set(found)
     return found
 
 
@@ -58,13 +61,13 @@ def _env(server, **extra) -> dict:
             "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", **extra}
 
 
-def _agents_python(module: str):
-    if not AGENTS_PY.exists():
-        pytest.skip("no .venv-agents: run scripts/setup_agent_clients.sh")
-    ok = subprocess.run([str(AGENTS_PY), "-c", f"import {module}"], capture_output=True, timeout=120).returncode == 0
+def _agents_python(module: str, py=AGENTS_PY):
+    if not py.exists():
+        pytest.skip(f"no {py.parent.parent.name}: run scripts/setup_agent_clients.sh")
+    ok = subprocess.run([str(py), "-c", f"import {module}"], capture_output=True, timeout=120).returncode == 0
     if not ok:
-        pytest.skip(f"{module} is not in .venv-agents: run scripts/setup_agent_clients.sh")
-    return str(AGENTS_PY)
+        pytest.skip(f"{module} is not in {py.parent.parent.name}: run scripts/setup_agent_clients.sh")
+    return str(py)
 
 
 def _check_wav(path) -> int:
@@ -78,6 +81,7 @@ def _check_wav(path) -> int:
 def test_docs_snippets_are_the_ones_run():
     s = snippets()
     assert "OpenAITTSService" in s["pipecat"] and "litellm.speech" in s["litellm"] and "new OpenAI" in s["node"]
+    assert "openai.TTS(" in s["livekit"]
 
 
 def test_pipecat_openai_tts_service(server):
@@ -91,6 +95,19 @@ def test_pipecat_openai_tts_service(server):
     # Pipecat holds its first frame until it has 0.5 s of audio (TTSService.chunk_size, against glitches),
     # so its first audio comes later than the first byte; sent whole it would come with the last
     assert got["first_s"] < 0.75 * got["last_s"]
+
+
+def test_livekit_openai_tts_plugin_mp3_over_sse(server):
+    """The plugin's defaults: gpt-4o-mini-tts, mp3, stream_format sse; it decodes the mp3 deltas itself."""
+    py = _agents_python("livekit.plugins.openai", LIVEKIT_PY)
+    out = subprocess.run([py, "-c", snippets()["livekit"]], env=_env(server), capture_output=True, text=True,
+                         timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    print(f"livekit (mp3 over SSE): first audio {got['first_s']:.3f} s, last {got['last_s']:.3f} s, "
+          f"{got['samples']} samples")
+    assert 4 * 24000 <= got["samples"] <= 4 * 24000 + MP3_STREAM_EXTRA  # 4 chunks of 1 s, plus the mp3 delay
+    assert got["first_s"] < 0.6 * got["last_s"]
 
 
 def test_litellm_speech_saves_a_whole_wav(server, tmp_path):

@@ -163,7 +163,8 @@ def test_strict_instructions_refuse_what_names_no_trained_emotion(server):
     engine = SpeechEngine(server.engine.tts, max_batch=2, max_queue=4)
     with BackgroundServer(create_app(engine, "tiny", strict_instructions=True)) as s:
         strict = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0, timeout=120)
-        for text, code in (("Talk like a pirate.", "unsupported_instructions"), ("Sound furious.", "untrained_emotion")):
+        for text, code in (("Talk like a pirate.", "unsupported_instructions"),
+                           ("Sound furious.", "untrained_emotion")):
             with pytest.raises(openai.BadRequestError) as e:
                 strict.audio.speech.create(model="tiny", voice="nova", input="Hi.", instructions=text)
             err = e.value.body
