@@ -312,6 +312,10 @@ def test_a_wav_saved_whole_states_its_true_length(server, tmp_path):
     with wave.open(io.BytesIO(r.content)) as w:
         assert w.getnframes() == n  # Python's wave (read 2,147,483,647 frames from a streamed header)
     assert sf.info(io.BytesIO(r.content)).frames == n  # libsndfile
+    av = pytest.importorskip("av")  # FFmpeg's demuxer, what ffprobe reads with
+    with av.open(io.BytesIO(r.content)) as f:
+        assert sum(fr.samples for fr in f.decode(audio=0)) == n
+        assert f.duration == pytest.approx(n / SR * 1e6, abs=1e3)  # microseconds, from the header
     path = tmp_path / "saved.wav"
     path.write_bytes(r.content)
     sox = shutil.which("sox")
