@@ -20,8 +20,8 @@ their clients work unchanged. The engine behind it is framework-free
 Endpoints
 ---------
 ``POST /v1/audio/speech``: OpenAI's fields ``model`` (one of the names /v1/models lists, or
-left out: one model is served), ``input`` (1 to :data:`MAX_INPUT_CHARS` characters as written and at most
-:data:`MAX_SPOKEN_CHARS` once normalized to the spoken form; nothing speakable -> 400),
+left out: one model is served), ``input`` (1 to :data:`MAX_INPUT_CHARS` characters as written
+and at most :data:`MAX_SPOKEN_CHARS` once normalized to the spoken form; nothing speakable -> 400),
 ``voice`` (a built-in voice, an OpenAI voice name through the alias table
 (:mod:`helpers.infer.openai_compat`, ``--voice-aliases``), a saved voice id, or OpenAI's
 object form ``{"id": ...}``; default ``male_us_01``), ``instructions`` (free text up
@@ -48,8 +48,8 @@ Characters the speakable-text guard removed (control, zero-width, emoji) are lis
 
 ``GET /v1/models``: the model's id (``--model-name``, default the export's name) and the OpenAI
 names it also answers to (``tts-1``, ``tts-1-hd``, ``gpt-4o-mini-tts``, ``--model-alias``); a
-request naming another model is a 404 ``model_not_found``. ``GET /v1/voices``: built-in voices (gender, accent,
-trained or not), OpenAI aliases, saved voices, emotions. ``GET /health``: status, backend
+request naming another model is a 404 ``model_not_found``. ``GET /v1/voices``: built-in voices
+(gender, accent, trained or not), OpenAI aliases, saved voices, emotions. ``GET /health``: status, backend
 (``hf`` or ``vllm``), queue length and limits. ``GET /openapi.json``: this API, as served.
 
 Every error, 404 and 405 included, is OpenAI-shaped JSON,
@@ -77,8 +77,8 @@ import sys
 from pathlib import Path
 
 from ..tokens import DEFAULT_EMOTION, EMOTIONS, VOICES
-from .openai_compat import MAX_INSTRUCTIONS_CHARS, CompatError, load_voice_aliases, read_instructions, resolve_voice
 from .audio_encode import CODECS, StreamEncoder, codec_formats, encode_whole
+from .openai_compat import MAX_INSTRUCTIONS_CHARS, CompatError, load_voice_aliases, read_instructions, resolve_voice
 from .serve_engine import (FORMATS, MAX_INPUT_CHARS, MAX_REFERENCE_BYTES, MAX_SPOKEN_CHARS,
                            QueueFullError, RequestError, SpeechEngine, encode_audio, pcm16, read_model_info,
                            wav_header)
