@@ -62,7 +62,7 @@ def test_wheel_base_requirements_are_inference_only(wheel):
     extras = set(meta.get_all("Provides-Extra"))
     assert {"train", "eval", "serve", "notebooks", "vllm"} <= extras
     for pkg, extra in (("deepspeed", "train"), ("jiwer", "eval"), ("papermill", "notebooks"), ("fastapi", "serve"),
-                       ("audiotsm", "serve"), ("vllm", "vllm")):
+                       ("audiotsm", "serve"), ("av", "serve"), ("vllm", "vllm")):
         assert any(r.startswith(pkg) and f'extra == "{extra}"' in r for r in reqs), (pkg, extra)
 
 

@@ -9,18 +9,29 @@ given to the server (``--voice-aliases``): ``{"aliases": {"alloy": {"voice": "fe
 built-in voice; a name that is both an alias and a built-in voice is refused. ``voice`` may
 be a string or OpenAI's object form ``{"id": "..."}``.
 
-Instructions. OpenAI's ``instructions`` ("Speak in a cheerful tone") has no free-form
-equivalent here: the model was trained on a fixed set of emotions. :func:`emotion_from_instructions`
-maps it onto one: the text is lower-cased and split into words; each emotion has keywords
-(:data:`EMOTION_KEYWORDS`, the emotion's own name included); the emotion whose keyword occurs
-first in the text wins. Instructions that name no emotion, or one the model was not
-trained on, are refused (HTTP 400 listing the trained emotions and their keywords): never
-silently ignored. Negation is not understood ("not angry" names angry).
+Instructions. OpenAI accepts any ``instructions`` ("Talk like a pirate.", an agent's persona
+prompt); this model was trained on a fixed set of emotions and has no free-form style
+control. :func:`read_instructions` reads what it can follow and reports it:
+
+* the **emotion**: the text is lower-cased and split into clauses (at ``.,;:!?``) and words;
+  each emotion has keywords (:data:`EMOTION_KEYWORDS`, the emotion's own name included); the
+  first keyword in the text that the model was trained on wins. A keyword within three words
+  after a negation in its clause ("don't sound angry", "never sad") does not count;
+* the **pace**: words such as "slowly" / "quickly" (:data:`PACE_KEYWORDS`) give a ``speed``
+  (:data:`PACE_SPEEDS`), stronger after "very" / "much", milder after "slightly" / "a bit";
+* everything else is ignored. Instructions naming nothing followable give neutral speech at
+  speed 1.0, not an error: an agent whose persona prompt names no emotion keeps speaking.
+
+The server reports what it applied (``x-speech-applied: emotion=happy; speed=1.0; ...``) and
+logs it. ``strict=True`` (the server's ``--strict-instructions``) keeps the earlier contract:
+instructions that name no trained emotion are refused (HTTP 400 listing the trained emotions and
+their keywords), as is one naming an emotion the model was not trained on.
 """
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..tokens import EMOTIONS, VOICES
@@ -110,36 +121,91 @@ def resolve_voice(voice, aliases: dict[str, str]) -> str | None:
 
 
 # ----------------------------------------------------------------------------- instructions
-def emotion_from_instructions(instructions: str | None, trained=EMOTIONS) -> str | None:
-    """The trained emotion ``instructions`` name (see the module doc); None for no instructions."""
+# pace words -> direction; a speed from PACE_SPEEDS by the modifier before them (none / strong / mild)
+PACE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "slow": ("slow", "slowly", "slower", "unhurried", "leisurely", "deliberately", "measured", "drawn-out"),
+    "fast": ("fast", "faster", "quick", "quickly", "quicker", "rapid", "rapidly", "brisk", "briskly", "hurried",
+             "hurriedly", "speedy", "swift", "swiftly"),
+}
+PACE_SPEEDS = {("slow", None): 0.85, ("slow", "strong"): 0.7, ("slow", "mild"): 0.93,
+               ("fast", None): 1.2, ("fast", "strong"): 1.4, ("fast", "mild"): 1.1}
+_STRONG = {"very", "really", "much", "extremely", "super", "quite", "so", "way"}
+_MILD = {"slightly", "bit", "little", "somewhat", "touch", "tad"}
+_NEGATIONS = {"not", "no", "never", "without", "nor", "avoid", "less"}
+_NEGATION_REACH = 3  # words after a negation that it covers, within its clause
+_CLAUSE = re.compile(r"[.,;:!?\n]+")
+
+
+@dataclass
+class InstructionReading:
+    """What :func:`read_instructions` found: ``emotion`` / ``speed`` None where the text sets none;
+    ``emotion_word`` / ``speed_word`` the words that set them; ``untrained`` emotions named but not
+    trained (ignored)."""
+
+    emotion: str | None = None
+    speed: float | None = None
+    emotion_word: str | None = None
+    speed_word: str | None = None
+    untrained: list[str] = field(default_factory=list)
+
+
+def _clauses(text: str) -> list[list[str]]:
+    text = text.lower().replace("\u2019", "'")
+    text = re.sub(r"n't\b", " not", text)  # don't -> do not, can't -> ca not: the negation is a word
+    return [_WORD.findall(c) for c in _CLAUSE.split(text)]
+
+
+def _negated(words: list[str], i: int) -> bool:
+    return any(w in _NEGATIONS for w in words[max(0, i - _NEGATION_REACH):i])
+
+
+def read_instructions(instructions: str | None, trained=EMOTIONS, strict: bool = False) -> InstructionReading:
+    """The emotion and pace ``instructions`` name (see the module doc). ``trained``: the emotions
+    the model may use. ``strict``: CompatError when no trained emotion is named."""
     if instructions is None:
-        return None
+        return InstructionReading()
     if not isinstance(instructions, str):
         raise CompatError("instructions", "instructions must be a string", "invalid_instructions")
     if len(instructions) > MAX_INSTRUCTIONS_CHARS:
         raise CompatError("instructions", f"instructions are over {MAX_INSTRUCTIONS_CHARS} characters",
                           "instructions_too_long")
-    if not instructions.strip():
-        return None
     trained = tuple(trained)
-    words = _WORD.findall(instructions.lower())
-    first: dict[str, int] = {}
-    for emo, keys in EMOTION_KEYWORDS.items():
-        keyset = set(keys) | {emo}
-        pos = next((i for i, w in enumerate(words) if w in keyset), None)
-        if pos is not None:
-            first[emo] = pos
-    hint = "; ".join(f"{e}: {', '.join(EMOTION_KEYWORDS[e][:3])}" for e in trained if e in EMOTION_KEYWORDS)
-    if not first:
-        raise CompatError("instructions", f"instructions name no emotion this model was trained on; it can only "
-                                          f"change the emotion, to one of: {', '.join(trained)} (keywords: {hint})",
-                          "unsupported_instructions")
-    emo = min(first, key=lambda e: (first[e], EMOTIONS.index(e)))
-    if emo not in trained:
-        raise CompatError("instructions", f"instructions ask for {emo!r}, which this model was not trained on; "
-                                          f"trained emotions: {', '.join(trained)}", "untrained_emotion")
-    return emo
+    emo_of = {k: emo for emo, keys in EMOTION_KEYWORDS.items() for k in (*keys, emo)}
+    pace_of = {k: pace for pace, keys in PACE_KEYWORDS.items() for k in keys}
+    out, named = InstructionReading(), []
+    for words in _clauses(instructions):
+        for i, w in enumerate(words):
+            if (w in emo_of or w in pace_of) and _negated(words, i):
+                continue
+            if w in emo_of:
+                named.append(emo_of[w])
+                if emo_of[w] not in trained:
+                    if emo_of[w] not in out.untrained:
+                        out.untrained.append(emo_of[w])
+                elif out.emotion is None:
+                    out.emotion, out.emotion_word = emo_of[w], w
+            elif w in pace_of and out.speed is None:
+                before = set(words[max(0, i - 2):i])
+                strength = "strong" if before & _STRONG else "mild" if before & _MILD else None
+                out.speed, out.speed_word = PACE_SPEEDS[(pace_of[w], strength)], w
+    if strict and out.emotion is None:
+        if named:
+            raise CompatError("instructions", f"instructions ask for {named[0]!r}, which this model was not trained "
+                                              f"on; trained emotions: {', '.join(trained)}", "untrained_emotion")
+        if instructions.strip():
+            hint = "; ".join(f"{e}: {', '.join(EMOTION_KEYWORDS[e][:3])}" for e in trained if e in EMOTION_KEYWORDS)
+            raise CompatError("instructions", f"instructions name no emotion this model was trained on; it can only "
+                                              f"change the emotion, to one of: {', '.join(trained)} (keywords: "
+                                              f"{hint})", "unsupported_instructions")
+    return out
 
 
-__all__ = ["DEFAULT_ALIASES_FILE", "OPENAI_VOICES", "EMOTION_KEYWORDS", "CompatError", "load_voice_aliases",
-           "voice_name", "resolve_voice", "emotion_from_instructions", "MAX_INSTRUCTIONS_CHARS"]
+def emotion_from_instructions(instructions: str | None, trained=EMOTIONS) -> str | None:
+    """The trained emotion ``instructions`` name, strictly (:func:`read_instructions` with
+    ``strict=True``); None for no or blank instructions."""
+    return read_instructions(instructions, trained, strict=True).emotion
+
+
+__all__ = ["DEFAULT_ALIASES_FILE", "OPENAI_VOICES", "EMOTION_KEYWORDS", "PACE_KEYWORDS", "PACE_SPEEDS", "CompatError",
+           "InstructionReading", "load_voice_aliases", "voice_name", "resolve_voice", "read_instructions",
+           "emotion_from_instructions", "MAX_INSTRUCTIONS_CHARS"]

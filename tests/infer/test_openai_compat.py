@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from helpers.infer.openai_compat import (DEFAULT_ALIASES_FILE, EMOTION_KEYWORDS, OPENAI_VOICES, CompatError,
-                                         emotion_from_instructions, load_voice_aliases, resolve_voice)
+from helpers.infer.openai_compat import (DEFAULT_ALIASES_FILE, EMOTION_KEYWORDS, MAX_INSTRUCTIONS_CHARS,
+                                         OPENAI_VOICES, PACE_KEYWORDS, PACE_SPEEDS, CompatError,
+                                         emotion_from_instructions, load_voice_aliases, read_instructions,
+                                         resolve_voice)
 from helpers.tokens import EMOTIONS, VOICES
 
 
@@ -71,3 +73,49 @@ def test_every_emotion_has_keywords_no_keyword_is_shared():
         for k in set(keys) | {emo}:
             assert seen.setdefault(k, emo) == emo, f"{k!r} selects {seen[k]} and {emo}"
             assert emotion_from_instructions(f"please be {k} now") == emo
+
+
+# ----------------------------------------------------------------------------- free-form instructions
+TRAINED = ("neutral", "happy", "sad", "calm", "angry")
+
+
+@pytest.mark.parametrize("text, emotion, speed, untrained", [
+    ("Talk like a pirate.", None, None, []),  # nothing followable: neutral, no error
+    ("You are a helpful assistant for ACME. Keep answers short.", None, None, []),
+    ("Speak cheerfully and very slowly.", "happy", PACE_SPEEDS[("slow", "strong")], []),
+    ("Speak quickly", None, PACE_SPEEDS[("fast", None)], []),
+    ("a bit faster, please", None, PACE_SPEEDS[("fast", "mild")], []),
+    ("Don't sound angry, be calm.", "calm", None, []),  # negated keyword skipped
+    ("Never sad; happy!", "happy", None, []),
+    ("No, speak happily", "happy", None, []),  # the negation's clause ended at the comma
+    ("Not too fast.", None, None, []),
+    ("Sound sleepy and a little sad", "sad", None, ["sleepy"]),  # untrained: skipped, reported
+    ("Whisper it", None, None, ["whisper"]),
+    ("Be SARCASTIC, then happy", "happy", None, ["sarcastic"]),
+    ("", None, None, []), (None, None, None, []),
+])
+def test_free_form_instructions_are_read_not_refused(text, emotion, speed, untrained):
+    r = read_instructions(text, TRAINED)
+    assert (r.emotion, r.speed, r.untrained) == (emotion, speed, untrained)
+
+
+def test_strict_instructions_keep_the_400s():
+    with pytest.raises(CompatError) as e:
+        read_instructions("Talk like a pirate.", TRAINED, strict=True)
+    assert e.value.code == "unsupported_instructions"
+    with pytest.raises(CompatError) as e:
+        read_instructions("Whisper it", TRAINED, strict=True)
+    assert e.value.code == "untrained_emotion"
+    assert read_instructions("speak slowly and happily", TRAINED, strict=True).emotion == "happy"
+    with pytest.raises(CompatError) as e:
+        read_instructions("x" * (MAX_INSTRUCTIONS_CHARS + 1), TRAINED)
+    assert e.value.code == "instructions_too_long"
+
+
+def test_pace_words_never_select_an_emotion():
+    emo_words = {k for emo, keys in EMOTION_KEYWORDS.items() for k in (*keys, emo)}
+    for pace, words in PACE_KEYWORDS.items():
+        assert not set(words) & emo_words, pace
+        for w in words:
+            r = read_instructions(f"please talk {w}")
+            assert r.emotion is None and r.speed == PACE_SPEEDS[(pace, None)] and r.speed_word == w

@@ -16,8 +16,11 @@ openai = pytest.importorskip("openai")
 
 from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.infer.generation import LengthGuard  # noqa: E402
-from helpers.infer.serve import BackgroundServer, create_app  # noqa: E402
+from helpers.infer.audio_encode import MP3_STREAM_EXTRA  # noqa: E402
+from helpers.infer.openai_compat import OPENAI_VOICES  # noqa: E402
+from helpers.infer.serve import BackgroundServer, create_app, served_model_id  # noqa: E402
 from helpers.infer.serve_engine import SpeechEngine  # noqa: E402
+from helpers.tokens import VOICES  # noqa: E402
 from tiny_export import extended_tiny  # noqa: E402
 
 torch.set_num_threads(1)
@@ -45,7 +48,15 @@ def client(server):
 def _wav(data: bytes) -> np.ndarray:
     with wave.open(io.BytesIO(data)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, SR)
-        return np.frombuffer(data[44:], "<i2")  # streamed WAV headers carry 0xFFFFFFFF sizes
+        assert w.getnframes() * 2 == len(data) - 44  # sent whole: the header states the true length
+        return np.frombuffer(data[44:], "<i2")
+
+
+def _decode(data: bytes) -> np.ndarray:
+    import av
+
+    with av.open(io.BytesIO(data)) as f:
+        return np.concatenate([fr.to_ndarray().reshape(-1) for fr in f.decode(audio=0)])
 
 
 def test_speech_create_with_an_openai_voice_alias_and_the_voice_object(client, server):
@@ -61,7 +72,36 @@ def test_speech_create_with_an_openai_voice_alias_and_the_voice_object(client, s
     voices = client.get("/voices", cast_to=object)
     assert voices["aliases"]["alloy"] == "female_us_01" and len(voices["aliases"]) == 13
     models = client.models.list()
-    assert [m.id for m in models.data] == ["tiny"]
+    assert [m.id for m in models.data] == ["tiny", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    for name in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"):  # OpenAI's names: the same model
+        r = client.audio.speech.create(model=name, voice="alloy", input="Hello there.", response_format="wav")
+        np.testing.assert_array_equal(_wav(r.content), _wav(a.content))
+
+
+def test_unknown_model_and_voice_errors_list_what_is_accepted(client, server):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.audio.speech.create(model="whisper-1", voice="alloy", input="Hi.")
+    err = e.value.body
+    assert (err["param"], err["code"], err["type"]) == ("model", "model_not_found", "invalid_request_error")
+    assert "tiny, tts-1, tts-1-hd, gpt-4o-mini-tts" in err["message"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.audio.speech.create(model="tiny", voice="nobody", input="Hi.")
+    err = e.value.body
+    assert err["param"] == "voice" and err["code"] == "unknown_voice"
+    for v in (*VOICES, *OPENAI_VOICES):
+        assert v in err["message"], v
+    engine = SpeechEngine(server.engine.tts, max_batch=2, max_queue=4)
+    with BackgroundServer(create_app(engine, "tiny", model_aliases=["*"])) as s:  # configured to alias anything
+        anyc = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0, timeout=120)
+        assert len(anyc.audio.speech.create(model="whisper-1", voice="alloy", input="Hi.",
+                                            response_format="pcm").content) > 0
+
+
+def test_served_model_id(tmp_path):
+    (tmp_path / "my-run" / "export").mkdir(parents=True)
+    assert served_model_id(str(tmp_path / "my-run" / "export")) == "my-run"
+    assert served_model_id(str(tmp_path / "my-run")) == "my-run"
+    assert served_model_id("optimumai/OptimumLLM-Audio-1.0") == "OptimumLLM-Audio-1.0"
 
 
 def test_streaming_response_in_both_stream_formats(client):
@@ -83,23 +123,56 @@ def test_streaming_response_in_both_stream_formats(client):
     assert events[-1]["type"] == "speech.audio.done" and events[-1]["usage"]["output_tokens"] > 0
     sse = np.frombuffer(b"".join(base64.b64decode(e["audio"]) for e in events[:-1]), "<i2")
     assert len(sse) == len(want) and np.abs(sse.astype(int) - want.astype(int)).max() <= 1
-    with client.audio.speech.with_streaming_response.create(model="tiny", voice="echo", input="Whole mp3.",
-                                                            stream_format="sse") as r:  # mp3: one delta event
-        events = [line for line in b"".join(r.iter_bytes()).decode().split("\n") if line.startswith("data: ")]
-    assert len(events) == 2 and '"speech.audio.done"' in events[1]
+    with client.audio.speech.with_streaming_response.create(model="tiny", voice="echo", input="Stream me, please.",
+                                                            stream_format="sse") as r:  # mp3, frame by frame
+        events = [__import__("json").loads(line[6:]) for line in b"".join(r.iter_bytes()).decode().split("\n")
+                  if line.startswith("data: ")]
+    deltas = [base64.b64decode(e["audio"]) for e in events[:-1]]
+    assert len(deltas) >= 2 and all(deltas) and events[-1]["type"] == "speech.audio.done"
+    decoded = _decode(b"".join(deltas))
+    assert len(want) <= len(decoded) <= len(want) + MP3_STREAM_EXTRA
 
 
-def test_instructions_select_a_trained_emotion_or_get_a_400_listing_them(client, server):
-    happy = client.audio.speech.create(model="tiny", voice="nova", input="What a day.", response_format="pcm",
-                                       instructions="Speak in a cheerful and upbeat tone.")
+def test_free_form_instructions_are_applied_and_reported(client, server):
+    happy = client.audio.speech.with_raw_response.create(
+        model="tiny", voice="nova", input="What a day.", response_format="pcm",
+        instructions="You are a friendly pirate. Speak in a cheerful and upbeat tone.")
     same = client.audio.speech.create(model="tiny", voice="nova", input="What a day.", response_format="pcm",
                                       extra_body={"emotion": "happy"})
-    assert happy.content == same.content
-    with pytest.raises(openai.BadRequestError) as e:
-        client.audio.speech.create(model="tiny", voice="nova", input="Hi.", instructions="Sound furious.")
-    err = e.value.body
-    assert e.value.status_code == 400 and err["param"] == "instructions" and err["code"] == "untrained_emotion"
-    assert "neutral, happy, sad" in err["message"]
+    assert happy.content == same.content  # 'cheerful' -> happy; 'friendly' is not trained here: skipped
+    assert happy.headers["x-speech-applied"] == "emotion=happy; speed=1; matched=cheerful; untrained=friendly"
+    pirate = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="What a day.",
+                                                          response_format="pcm", instructions="Talk like a pirate.")
+    neutral = client.audio.speech.create(model="tiny", voice="nova", input="What a day.", response_format="pcm")
+    assert pirate.content == neutral.content and pirate.headers["x-speech-applied"] == "emotion=neutral; speed=1"
+    furious = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="Hi.",
+                                                           response_format="pcm", instructions="Sound furious.")
+    assert furious.headers["x-speech-applied"] == "emotion=neutral; speed=1; untrained=angry"
+    # pace words set speed; an explicit speed wins and the header says so
+    slow = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="What a day.",
+                                                        response_format="pcm", instructions="Speak slowly.")
+    assert len(slow.content) // 2 == round(len(neutral.content) // 2 / 0.85)
+    assert slow.headers["x-speech-applied"] == "emotion=neutral; speed=0.85; matched=slowly"
+    fixed = client.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="What a day.", speed=2.0,
+                                                         response_format="pcm", instructions="Speak slowly.")
+    assert fixed.headers["x-speech-applied"] == "emotion=neutral; speed=2"
+    assert len(fixed.content) // 2 == round(len(neutral.content) // 2 / 2.0)
+
+
+def test_strict_instructions_refuse_what_names_no_trained_emotion(server):
+    engine = SpeechEngine(server.engine.tts, max_batch=2, max_queue=4)
+    with BackgroundServer(create_app(engine, "tiny", strict_instructions=True)) as s:
+        strict = openai.OpenAI(base_url=f"{s.url}/v1", api_key="unused", max_retries=0, timeout=120)
+        for text, code in (("Talk like a pirate.", "unsupported_instructions"),
+                           ("Sound furious.", "untrained_emotion")):
+            with pytest.raises(openai.BadRequestError) as e:
+                strict.audio.speech.create(model="tiny", voice="nova", input="Hi.", instructions=text)
+            err = e.value.body
+            assert e.value.status_code == 400 and err["param"] == "instructions" and err["code"] == code
+            assert "neutral, happy, sad" in err["message"]
+        ok = strict.audio.speech.with_raw_response.create(model="tiny", voice="nova", input="Hi.",
+                                                          response_format="pcm", instructions="Sound sad.")
+        assert ok.headers["x-speech-applied"] == "emotion=sad; speed=1; matched=sad"
 
 
 @pytest.mark.parametrize("speed,ratio", [(0.5, 2.0), (2.0, 0.5)])

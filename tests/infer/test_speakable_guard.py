@@ -123,6 +123,6 @@ def test_server_limit_counts_the_spoken_form_and_is_in_the_openapi_document(serv
     assert f"{MAX_SPOKEN_CHARS:,}" in field["description"] and "spoken" in field["description"]
     op = doc["paths"]["/v1/audio/speech"]["post"]
     assert "422" not in json.dumps(doc) and {"400", "413", "500", "503"} <= set(op["responses"])
-    assert {"audio/mpeg", "audio/wav", "audio/pcm", "audio/flac", "audio/ogg", "text/event-stream"} \
+    assert {"audio/mpeg", "audio/wav", "audio/pcm", "audio/flac", "audio/ogg", "audio/aac", "text/event-stream"} \
         == set(op["responses"]["200"]["content"])
     assert op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/SpeechRequest")
