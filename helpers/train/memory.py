@@ -17,6 +17,8 @@ training recipe calls these functions):
   the no-decay parameter groups documented there.
 - :func:`enable_checkpointing` — activation checkpointing: none, full (every
   decoder layer) or selective (every k-th layer).
+- :func:`compile_layers` — regional ``torch.compile``: each decoder layer compiled on its own (one
+  graph serves all layers: same code, same shapes), the rest of the model eager.
 - :func:`choose_attention` / :func:`set_attention` — the packed-row attention kernel
   (:mod:`helpers.train.attention`: flash-attn varlen, FlexAttention with a document mask, or SDPA).
 - :func:`settings_for_plan` — turns a planner :class:`helpers.train.planner.TrainPlan`
@@ -51,6 +53,7 @@ __all__ = [
     "CHECKPOINTING_MODES",
     "enable_checkpointing",
     "checkpointed_layers",
+    "compile_layers",
     "flash_attn_available",
     "choose_attention",
     "set_attention",
@@ -312,7 +315,7 @@ def param_groups(model_or_params, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, betas: tuple[float, float] = (0.9, 0.95),
                     weight_decay: float = 0.01, eps: float = 1e-8, state_dtype: torch.dtype = torch.float32,
-                    seed: int = 0) -> torch.optim.Optimizer:
+                    seed: int = 0, fused: bool | str = "auto") -> torch.optim.Optimizer:
     """The optimizer for the recipe. Parameter groups as in :func:`param_groups`.
 
     ``kind``:
@@ -330,7 +333,8 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
       the fp32 master inside the optimizer state.
 
     ``state_dtype`` (BF16AdamW only): fp32 or bf16 moments. ``seed``: BF16AdamW's
-    rounding-noise seed (saved in its state_dict).
+    rounding-noise seed (saved in its state_dict). ``fused`` (BF16AdamW only): its compiled update
+    (``"auto"``: on CUDA with Triton; :func:`helpers.train.precision.fused_update_default`).
     """
     if kind not in OPTIMIZER_KINDS:
         raise ValueError(f"optimizer kind must be one of {OPTIMIZER_KINDS}, got {kind!r}")
@@ -351,7 +355,8 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
         return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
 
     rounding = "stochastic" if kind == "adamw_bf16_stochastic" else "master"
-    return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed)
+    return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed,
+                     fused=fused)
 
 
 # ============================================================================ activation checkpointing
@@ -405,6 +410,29 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[i
 def checkpointed_layers(model) -> list[int]:
     """Indices of decoder layers that are currently checkpointed."""
     return [i for i, layer in enumerate(_decoder_layers(model)) if getattr(layer, "gradient_checkpointing", False)]
+
+
+def compile_layers(model, *, backend: str = "inductor", dynamic: bool | None = None) -> int:
+    """Regional compilation: ``torch.compile`` each decoder layer in place (``nn.Module.compile``);
+    returns how many were compiled.
+
+    Why per layer and not the whole model: every LLaMA decoder layer runs the same code on the same
+    shapes, so dynamo compiles one graph and reuses it for all of them (compile time of one layer,
+    not of 28), and the parts outside the layers that do not trace well (the chunked CE's custom
+    autograd Function, FlexAttention's BlockMask building, HF's checkpointing wrapper) stay eager.
+    Inductor fuses each layer's RMSNorms, RoPE, SwiGLU and residual adds into a few kernels around
+    the matmuls and the attention kernel. Activation checkpointing still works: HF's checkpoint wrapper
+    calls the compiled layer, and the recompute runs the same compiled graph.
+
+    ``backend``: ``"inductor"`` (Triton kernels on CUDA); ``"aot_eager"`` traces and partitions
+    forward/backward like inductor but runs eager kernels — what the CPU tests use to prove the
+    compiled layers compute the same loss and gradients. ``dynamic``: passed to ``torch.compile``
+    (None: torch's default, a second shape compiles a dynamic graph).
+    """
+    layers = _decoder_layers(model)
+    for layer in layers:
+        layer.compile(backend=backend, dynamic=dynamic)
+    return len(layers)
 
 
 # ============================================================================ attention

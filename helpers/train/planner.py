@@ -41,9 +41,19 @@ from .plan_model import (ATTENTION_TRAIN_FACTOR, GIB, LLAMA_3_2_3B_AUDIO, STAGE2
 # Optimizer-step HBM traffic per parameter (bytes read + written), all bandwidth-bound:
 #   torch AdamW fused on fp32 params: w, g, m, v read (16) + w, m, v written (12)      = 28
 #   bitsandbytes 8-bit on fp32 params: w, g read (8) + w written (4) + 8-bit m, v r/w (4) = 16
-#   BF16AdamW (unfused PyTorch, ~15 elementwise kernels over fp32 temporaries)        ≈ 120
 #   (bf16 params with bnb, the lost-update configuration: 2 + 2 + 2 + 4)               = 10
-OPT_STEP_BYTES = {"torch_fused": 28.0, "bnb8": 16.0, "bnb8_bf16": 10.0, "bf16adamw": 120.0}
+#   BF16AdamW on bf16 params, by rounding and moment dtype: counted per element by
+#   helpers.train.precision.step_traffic_per_element (tests/train/test_planner.py recounts them).
+#   The planner plans the fused update (one compiled kernel per piece, BF16AdamW(fused="auto") on
+#   CUDA): it reads p (or the fp32 master), g, m, v and the int32 rounding noise, writes p, m, v (and
+#   the master), and the noise is written once by randint.
+OPT_STEP_BYTES = {"torch_fused": 28.0, "bnb8": 16.0, "bnb8_bf16": 10.0,
+                  "bf16adamw_stochastic_bf16": 38.0, "bf16adamw_stochastic_fp32": 30.0,
+                  "bf16adamw_master_fp32": 28.0, "bf16adamw_master_bf16": 36.0}
+# The eager update of the same (~15 elementwise kernels over fp32 temporaries per piece; what runs
+# where Triton is missing, and what ran before the fused update): 36 / 22 / 15 / 29 kernels.
+BF16ADAMW_EAGER_STEP_BYTES = {"bf16adamw_stochastic_bf16": 244.0, "bf16adamw_stochastic_fp32": 144.0,
+                              "bf16adamw_master_fp32": 92.0, "bf16adamw_master_bf16": 192.0}
 HBM_EFFICIENCY = 0.7  # fraction of peak bandwidth elementwise kernels reach
 CPU_ADAM_PARAMS_PER_S = 1.0e9  # DeepSpeed CPUAdam on a ~12-vCPU Colab VM (AVX2/512), shared by all ranks
 OFFLOAD_OVERLAP = 0.5  # fraction of host<->device copies hidden behind compute
@@ -75,10 +85,13 @@ def _optimizer_kind(plan: TrainPlan) -> str:
         return "bnb8_bf16" if plan.precision == "bf16_pure" else "bnb8"
     if plan.grad_dtype == "fp32":
         return "torch_fused"
-    return "bf16adamw" if plan.stochastic_rounding or plan.precision == "bf16_mixed_fp32_master" else "torch_fused"
+    if plan.stochastic_rounding or plan.precision == "bf16_mixed_fp32_master":
+        rounding = "stochastic" if plan.stochastic_rounding else "master"
+        return f"bf16adamw_{rounding}_{'bf16' if plan.optimizer == 'adamw_bf16' else 'fp32'}"
+    return "torch_fused"
 
 
-def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu) -> Throughput:
+def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimizer: bool = True) -> Throughput:
     """Tokens per second of ``plan`` on ``plan.n_gpus`` GPUs of type ``gpu``.
 
     Per micro-batch (T tokens on one GPU):
@@ -99,6 +112,9 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu) -> Throughput:
     every forward, recompute and backward pass.
 
     ``tokens/s = n · T · grad_accum / step_time · COMM_EFFICIENCY`` (n > 1).
+
+    ``fused_optimizer``: BF16AdamW's compiled update (the default on CUDA); False prices its eager
+    update (:data:`BF16ADAMW_EAGER_STEP_BYTES`), e.g. to compare with a run without Triton.
     """
     gpu = _resolve_gpu(gpu)
     N, n, T = shape.param_count(), plan.n_gpus, plan.tokens_per_step
@@ -124,7 +140,9 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu) -> Throughput:
             passes = 3 if plan.checkpointing != "none" else 2
             offload_micro += passes * 2 * shard / pcie * (1 - OFFLOAD_OVERLAP)
     else:
-        optimizer = shard * OPT_STEP_BYTES[_optimizer_kind(plan)] / (gpu.hbm_gbs * 1e9 * HBM_EFFICIENCY)
+        kind = _optimizer_kind(plan)
+        per_param = OPT_STEP_BYTES[kind] if fused_optimizer else BF16ADAMW_EAGER_STEP_BYTES.get(kind, OPT_STEP_BYTES[kind])
+        optimizer = shard * per_param / (gpu.hbm_gbs * 1e9 * HBM_EFFICIENCY)
     step = plan.grad_accum * (compute + offload_micro) + optimizer
     tps = n * T * plan.grad_accum / step
     if n > 1:

@@ -242,3 +242,55 @@ def test_benchmark_runs_on_cpu_and_prints_figures(tmp_path):
     assert r["tokens_per_s"] > 0 and r["peak_memory_gib"] > 0 and r["checkpointed_layers"] == 1
     assert r["optimizer"] == "adamw_bf16_stochastic" and r["ce_chunk"] == 64 and r["mfu"] is None  # CPU: no peak
     assert json.loads(record.read_text().splitlines()[0]) == r
+
+
+@pytest.mark.parametrize("checkpointing", ["none", "full"])
+def test_compiled_layers_give_the_reference_loss_and_gradients(checkpointing):
+    """Regional compilation (each decoder layer under torch.compile, backend aot_eager: dynamo's graph
+    and AOTAutograd's forward/backward split, eager kernels — what CPU can prove) against the eager
+    model on a packed batch, with and without activation checkpointing. Tolerance 1e-5 relative (fp32):
+    the traced graph runs the same ops, but decompositions may reassociate a reduction (RMSNorm's mean)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import torch._dynamo
+
+    cfg = LlamaConfig(vocab_size=200, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, intermediate_size=64, use_cache=False)
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    ref_model = LlamaForCausalLM(cfg).train()
+    ids, labels, pos = _packed_batch(200, [20, 12], seed=1)
+    ref, _ = mem.causal_lm_loss(ref_model, ids, labels, position_ids=pos, chunk_size=8)
+    ref.backward()
+    model = LlamaForCausalLM(cfg).train()
+    model.load_state_dict(ref_model.state_dict())
+    mem.enable_checkpointing(model, checkpointing)
+    torch._dynamo.reset()
+    assert mem.compile_layers(model, backend="aot_eager") == 3
+    loss, _ = mem.causal_lm_loss(model, ids, labels, position_ids=pos, chunk_size=8)
+    loss.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    for (k, p), q in zip(model.named_parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=k)
+    from helpers.train.recipe import compile_counts
+
+    assert compile_counts()["graphs"] >= 1  # the layers really ran through dynamo
+
+
+def test_stage_benchmark_runs_the_stage_config_on_cpu(tmp_path):
+    """bench_train --stage 2 --profile colab on the tiny model: the Colab plan's configuration (pure bf16,
+    BF16AdamW with stochastic rounding, full checkpointing, chunked CE) at CPU sizes, with the split."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--stage", "2", "--profile", "colab",
+           "--model", "tiny", "--tokens-per-step", "256", "--grad-accum", "3", "--steps", "1", "--warmup", "0",
+           "--threads", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")][0][6:])
+    assert (r["precision"], r["optimizer"], r["checkpointing"]) == ("bf16-pure", "adamw_bf16_stochastic", "full")
+    assert r["grad_accum"] == 3 and r["tokens_per_micro_batch"] == 256 and r["ce_chunk"] > 0
+    assert r["fused_optimizer"] is False  # auto: eager on the CPU
+    assert set(r["split_s"]) == {"data", "forward", "backward", "optimizer", "other"}
+    assert all(v >= 0 for k, v in r["split_s"].items() if k != "other")
+    assert sum(r["split_s"].values()) == pytest.approx(r["step_s"], abs=2e-3)
+    assert r["tokens_per_s"] > 0 and r["planner_tokens_per_s"] > 0 and r["hfu"] is None
