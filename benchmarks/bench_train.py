@@ -157,7 +157,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         model = LlamaForCausalLM(config).to(dtype)
     model.train()
     attention.set_kernel(model, attn)  # as the recipe does: "sdpa" becomes SDPA per document
-    layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every)
+    layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every,
+                                      layers=s.checkpoint_layers if s.checkpointing == "selective" else None)
     opt = mem.build_optimizer(model, s.optimizer, lr=5e-6, weight_decay=0.01, state_dtype=s.state_dtype)
     gen = torch.Generator().manual_seed(1)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=s.autocast)
@@ -453,7 +454,13 @@ def run_stage(args, config, device) -> dict:
         model = LlamaForCausalLM(config).to(dtype)
     model.config.use_cache = False
     attn = attention.set_kernel(model, mem.choose_attention(device, dtype, cfg.attention))
-    ckpt_layers = mem.enable_checkpointing(model, cfg.checkpointing, every=cfg.selective_every)
+    n_ckpt = None
+    if cfg.checkpointing == "selective" and cfg.checkpoint_layers:
+        # the 3B plan's count, scaled to a smaller --model's depth (same fraction of layers recomputed)
+        L = config.num_hidden_layers
+        n_ckpt = max(1, min(L, round(cfg.checkpoint_layers * L / plan_model.LLAMA_3_2_3B.layers)))
+        plan_t = replace(plan_t, checkpointed_layers=n_ckpt)
+    ckpt_layers = mem.enable_checkpointing(model, cfg.checkpointing, every=cfg.selective_every, layers=n_ckpt)
     compiled = mem.compile_layers(model, backend=args.compile_backend) if args.compile_layers else 0
     model.train()
     fused = {"auto": "auto", "on": True, "off": False}[args.fused_optimizer]
@@ -565,6 +572,44 @@ def run_stage(args, config, device) -> dict:
     return result
 
 
+def optimizer_only(args, device) -> list[dict]:
+    """BF16AdamW's step, eager vs fused (compiled), per configuration: seconds per step on one bf16 tensor
+    of ``--optimizer-only`` elements, and bytes moved per element (counted:
+    :func:`helpers.train.precision.step_traffic_per_element`). Compile time is excluded (one warm-up step)."""
+    from helpers.train.precision import BF16AdamW, step_traffic_per_element
+
+    n = int(args.optimizer_only)
+    rows = []
+    for rounding, state in (("stochastic", torch.bfloat16), ("stochastic", torch.float32), ("master", torch.float32)):
+        row = {"date": _dt.date.today().isoformat(), "card": peak_tflops(device)[0], "what": "bf16adamw_step",
+               "elements": n, "rounding": rounding, "state_dtype": str(state).replace("torch.", ""),
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+        for fused in (False, True):
+            p = torch.nn.Parameter(torch.randn(n, device=device).to(torch.bfloat16))
+            opt = BF16AdamW([p], lr=1e-4, weight_decay=0.01, rounding=rounding, state_dtype=state, fused=fused)
+            p.grad = torch.full_like(p, 1e-3)
+            t0 = time.perf_counter()
+            opt.step()  # warm-up: state allocation and, fused, the compile
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            key = "fused" if fused else "eager"
+            row[f"{key}_step_s"] = round((time.perf_counter() - t0) / args.steps, 5)
+            row[f"{key}_first_step_s"] = round(first, 2)
+            row[f"{key}_bytes_per_element"], row[f"{key}_kernels"] = step_traffic_per_element(rounding, state,
+                                                                                              fused=fused)
+            del p, opt
+        row["speedup"] = round(row["eager_step_s"] / row["fused_step_s"], 2)
+        rows.append(row)
+        print("BENCH " + json.dumps(row, sort_keys=True))
+    return rows
+
+
 def replace_tokens(plan, **kw):
     from dataclasses import replace
 
@@ -603,6 +648,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--record", default=None, help="append each result as a JSON line to this file")
+    ap.add_argument("--optimizer-only", type=int, default=0, metavar="N",
+                    help="instead: BF16AdamW's step, eager vs fused, on one tensor of N elements (--steps timed)")
     ap.add_argument("--vs-trainer", type=int, default=0, metavar="N",
                     help="instead: useful tokens/s of the recipe's packed loop vs HF Trainer (batch 1, padded "
                          "batch 8) on N examples of realistic lengths, packed rows of the first --tokens-per-step")
@@ -620,6 +667,12 @@ def main(argv=None) -> int:
         frac = min(1.0, args.memory_cap_gb * 1e9 / total)
         torch.cuda.set_per_process_memory_fraction(frac, index)
         print(f"GPU memory capped to {args.memory_cap_gb:g} GB ({frac:.3f} of {total / 1e9:.1f} GB)")
+    if args.optimizer_only:
+        rows = optimizer_only(args, device)
+        if args.record:
+            with open(args.record, "a") as f:
+                f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        return 0
     config = llama_config(args.model)
     if args.stage is not None:
         r = run_stage(args, config, device)

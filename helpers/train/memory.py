@@ -372,7 +372,7 @@ def _decoder_layers(model) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[int]:
+def enable_checkpointing(model, mode: str = "full", *, every: int = 2, layers: int | None = None) -> list[int]:
     """Activation checkpointing on a HF decoder model; returns the checkpointed layer indices.
 
     - ``"none"``: off (every layer keeps its activations).
@@ -383,7 +383,9 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[i
       checkpointed (``L // every`` layers, as the planner counts them): a middle
       ground when full checkpointing is not needed to fit. (Checkpointing whole
       layers rather than only MLPs keeps HF's own mechanism; an MLP-only scheme
-      would need patching the layer code.)
+      would need patching the layer code.) ``layers``: instead of every k-th, exactly this many
+      layers, spread evenly (layer ``floor(j·L/layers)`` for j < layers) — the count the planner sizes
+      to the memory (:func:`helpers.train.planner.size_selective`).
 
     Checkpointing acts only in ``model.train()`` mode; the loss and gradients
     are the same as without it (``tests/train/test_memory.py``).
@@ -392,14 +394,21 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[i
         raise ValueError(f"checkpointing mode must be one of {CHECKPOINTING_MODES}, got {mode!r}")
     if int(every) < 1:
         raise ValueError(f"every must be >= 1, got {every}")
+    count = layers
     layers = _decoder_layers(model)
+    if count is not None and not (mode == "selective" and 1 <= int(count) <= len(layers)):
+        raise ValueError(f"layers={count!r}: expected a count in [1, {len(layers)}] with mode='selective'")
     if mode == "none":
         if getattr(model, "is_gradient_checkpointing", False):
             model.gradient_checkpointing_disable()
         return []
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    chosen = list(range(len(layers))) if mode == "full" else \
-        [i for i in range(len(layers)) if i % every == every - 1]
+    if mode == "full":
+        chosen = list(range(len(layers)))
+    elif count is not None:
+        chosen = [j * len(layers) // int(count) for j in range(int(count))]
+    else:
+        chosen = [i for i in range(len(layers)) if i % every == every - 1]
     for i, layer in enumerate(layers):
         if not hasattr(layer, "gradient_checkpointing"):
             raise ValueError(f"layer {i} ({type(layer).__name__}) does not support HF gradient checkpointing")
@@ -465,7 +474,8 @@ class MemorySettings:
     model_dtype: dtype to hold the parameters in (fp32 for autocast mixed precision).
     autocast: run forward/backward under ``torch.autocast(dtype=bfloat16)``.
     optimizer / state_dtype: :func:`build_optimizer` arguments.
-    checkpointing / selective_every: :func:`enable_checkpointing` arguments.
+    checkpointing / selective_every / checkpoint_layers: :func:`enable_checkpointing` arguments
+    (``checkpoint_layers``: its ``layers``, None = every ``selective_every``-th).
     ce_chunk: ``chunk_size`` of :func:`causal_lm_loss` (0 = one chunk holding all tokens).
     zero_stage / offload_*: for :func:`helpers.train.distributed.deepspeed_config` (0 = no DeepSpeed).
     """
@@ -480,6 +490,7 @@ class MemorySettings:
     zero_stage: int
     offload_optimizer: bool
     offload_params: bool
+    checkpoint_layers: int | None = None
 
 
 def settings_for_plan(plan) -> MemorySettings:
@@ -503,5 +514,5 @@ def settings_for_plan(plan) -> MemorySettings:
                           checkpointing=plan.checkpointing, selective_every=plan.selective_every,
                           ce_chunk=plan.ce_chunk_tokens if plan.ce == "chunked" else 0,
                           zero_stage=plan.zero_stage, offload_optimizer=plan.offload_optimizer,
-                          offload_params=plan.offload_params)
+                          offload_params=plan.offload_params, checkpoint_layers=plan.checkpointed_layers)
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
 from .plan_gpus import GPUSpec, _resolve_gpu, detect_gpu
-from .plan_memory import (CHECKPOINTING, CROSS_ENTROPY, HOST_RAM_USABLE_FRACTION, OVERHEAD_FIXED_BYTES, OVERHEAD_FRACTION, MemoryBreakdown, TrainPlan, estimate_memory)
+from .plan_memory import (activation_bytes_per_token_per_layer, checkpointed_layer_count, CHECKPOINTING, CROSS_ENTROPY, HOST_RAM_USABLE_FRACTION, OVERHEAD_FIXED_BYTES, OVERHEAD_FRACTION, MemoryBreakdown, TrainPlan, estimate_memory)
 from .plan_model import (ATTENTION_TRAIN_FACTOR, GIB, LLAMA_3_2_3B_AUDIO, STAGE2_AUDIO_HOURS, ModelShape, attention_cost_table, attention_flops_per_token, model_flops_per_token, stage_tokens)
 
 # ============================================================================ throughput
@@ -121,12 +121,7 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimi
     model = model_flops_per_token(shape, plan.mean_doc_tokens)
     attn_fwd = attention_flops_per_token(shape, plan.attention, T, plan.mean_doc_tokens, training=False)
     fwd_layer = 2.0 * shape.layer_params() + attn_fwd / shape.layers
-    if plan.checkpointing == "full":
-        recomputed = shape.layers
-    elif plan.checkpointing == "selective":
-        recomputed = shape.layers // plan.selective_every
-    else:
-        recomputed = 0
+    recomputed = checkpointed_layer_count(shape, plan)
     hardware = 6.0 * N + attn_fwd * ATTENTION_TRAIN_FACTOR + recomputed * fwd_layer + (2.0 * shape.hidden * shape.vocab if plan.ce == "chunked" else 0.0)
     compute = T * hardware / (gpu.bf16_tflops * 1e12 * gpu.hfu)
 
@@ -287,17 +282,41 @@ def enumerate_plans(tokens_per_step: int = 8192, n_gpus: int = 1, grad_accum: in
 _PRECISION_FIELDS = {"precision", "grad_dtype", "stochastic_rounding", "optimizer"}
 _ZERO_FIELDS = {"zero_stage", "offload_optimizer", "offload_params"}
 # option -> (label in the reasons, fields an alternative may change along with it)
+# (a selective plan's layer count is sized to the memory left by the other options: it moves with any of them)
 _DIMENSIONS = {
-    "checkpointing": ("activation checkpointing", set()),
-    "ce": ("cross-entropy", set()),
-    "optimizer": ("optimizer", {"grad_dtype", "stochastic_rounding"}),
-    "precision": ("precision", _PRECISION_FIELDS),
-    "zero_stage": ("ZeRO stage", _ZERO_FIELDS | _PRECISION_FIELDS),
-    "offload_optimizer": ("optimizer offload", _ZERO_FIELDS | _PRECISION_FIELDS),
+    "checkpointing": ("activation checkpointing", {"checkpointed_layers"}),
+    "ce": ("cross-entropy", {"checkpointed_layers"}),
+    "optimizer": ("optimizer", {"grad_dtype", "stochastic_rounding", "checkpointed_layers"}),
+    "precision": ("precision", _PRECISION_FIELDS | {"checkpointed_layers"}),
+    "zero_stage": ("ZeRO stage", _ZERO_FIELDS | _PRECISION_FIELDS | {"checkpointed_layers"}),
+    "offload_optimizer": ("optimizer offload", _ZERO_FIELDS | _PRECISION_FIELDS | {"checkpointed_layers"}),
 }
 
 
-REPLANNABLE = ("checkpointing", "ce", "ce_chunk_tokens", "selective_every")  # same math, other memory/speed
+REPLANNABLE = ("checkpointing", "ce", "ce_chunk_tokens", "selective_every", "checkpointed_layers")  # same math
+
+
+def size_selective(shape: ModelShape, plan: TrainPlan, usable_bytes: int) -> TrainPlan:
+    """``plan`` (checkpointing="selective") with the fewest checkpointed layers whose peak fits
+    ``usable_bytes``: every other layer keeps its activations (no recompute). Margin: the modelled
+    framework overhead, the GPU's headroom (``usable_bytes``) and :func:`selective_margin_bytes`. Returns
+    ``plan`` unchanged when it is not selective, or when even L - 1 checkpointed layers do not fit
+    (then it does not fit, and full checkpointing is the candidate that may)."""
+    if plan.checkpointing != "selective":
+        return plan
+    margin = selective_margin_bytes(shape, plan)
+    for c in range(1, shape.layers):
+        p = replace(plan, checkpointed_layers=c)
+        if estimate_memory(shape, p).peak + margin <= usable_bytes:
+            return p
+    return plan
+
+
+def selective_margin_bytes(shape: ModelShape, plan: TrainPlan) -> int:
+    """Memory a sized selective plan leaves free beyond the headroom: one more layer's activations
+    (``T · A``, ~1 GiB for the 3B model at 8K tokens), so that an activation estimate that is short by
+    up to one layer's worth (``1/(L - c)`` of what the kept layers hold) still fits."""
+    return plan.tokens_per_step * activation_bytes_per_token_per_layer(shape)
 
 
 def replan_memory(shape: ModelShape, gpu, fixed: TrainPlan, headroom: float = HEADROOM_FRACTION) -> TrainPlan | None:
@@ -313,7 +332,8 @@ def replan_memory(shape: ModelShape, gpu, fixed: TrainPlan, headroom: float = HE
     best = None
     for ckpt in CHECKPOINTING:
         for ce in CROSS_ENTROPY:
-            p = replace(fixed, checkpointing=ckpt, ce=ce)
+            p = size_selective(shape, replace(fixed, checkpointing=ckpt, ce=ce,
+                                              checkpointed_layers=None), usable)
             mem = estimate_memory(shape, p)
             if mem.peak > usable or (host_limit is not None and mem.cpu > host_limit):
                 continue
@@ -359,8 +379,9 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
     train_tokens = stage_tokens(STAGE2_AUDIO_HOURS) if train_tokens is None else int(train_tokens)
 
     attention = default_attention() if attention is None else attention
-    candidates = enumerate_plans(tokens_per_step, n_gpus, grad_accum, allow_lost_updates, attention=attention,
-                                 **common)
+    candidates = [size_selective(shape, p, usable)
+                  for p in enumerate_plans(tokens_per_step, n_gpus, grad_accum, allow_lost_updates,
+                                           attention=attention, **common)]
     rows = []  # (plan, memory, throughput, fits_gpu, fits_host)
     for p in candidates:
         mem = estimate_memory(shape, p)
@@ -392,6 +413,80 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
     return Plan(shape=shape, gpu=gpu, train=plan, memory=mem, throughput=tp, usable_bytes=usable,
                 train_tokens=train_tokens, reasons=reasons, notes=notes, n_candidates=len(rows),
                 n_fitting=len(fitting), assumptions=plan_assumptions(shape, gpu, plan, headroom))
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """:func:`auto_config`'s choice: the fastest plan over micro-batch sizes and attention kernels,
+    and every candidate it weighed (``rows``: micro-batch, accumulation, kernel, tokens/s, peak GiB, or
+    why it was not possible)."""
+
+    plan: Plan
+    tokens_per_micro_batch: int
+    grad_accum: int
+    rows: list[dict]
+
+    def to_markdown(self) -> str:
+        head = ["| tokens/micro-batch | accumulation | attention | checkpointing | tokens/s | MFU | peak GiB | note |",
+                "|---:|---:|---|---|---:|---:|---:|---|"]
+        body = [f"| {r['tokens_per_micro_batch']:,} | {r['grad_accum']} | {r['attention']} | {r.get('checkpointing', '')} | "
+                f"{r.get('tokens_per_s', '')} | {r.get('mfu', '')} | {r.get('peak_gib', '')} | {r.get('note', '')} |"
+                for r in self.rows]
+        return "\n".join([f"Auto-config on {self.plan.gpu.name}: {self.tokens_per_micro_batch:,} tokens × "
+                          f"{self.grad_accum} micro-batches, {self.plan.train.attention}, checkpointing "
+                          f"{self.plan.train.checkpointing}"
+                          + (f" ({self.plan.train.checkpointed_layers} layers)"
+                             if self.plan.train.checkpointed_layers else ""), ""] + head + body)
+
+
+def auto_config(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, *, tokens_per_optimizer_step: int = 12 * 8192,
+                min_tokens_per_micro_batch: int = 8192, micro_batches: Iterable[int] | None = None,
+                attentions: Iterable[str] | None = None, **plan_kwargs) -> AutoConfig:
+    """The fastest valid training configuration for ``gpu``, over what :func:`plan_for_gpu` leaves fixed.
+
+    For each micro-batch size ``T`` (``micro_batches``; default: 1, 1.5, 2 and 3 × ``min_tokens_per_micro_batch``)
+    with accumulation ``ceil(tokens_per_optimizer_step / T)`` (the optimizer step sees at least as many tokens as
+    asked: the same optimisation) and each attention kernel (``attentions``; default: the one
+    :func:`default_attention` would train with, and SDPA), :func:`plan_for_gpu` picks precision, optimizer,
+    checkpointing (a selective count sized to the memory), CE and ZeRO; the fastest of those is returned.
+
+    Valid means: it fits the GPU (and host RAM for offload) with the planner's margins, and ``T >=
+    min_tokens_per_micro_batch`` — one packed row is one micro-batch, so a smaller one could not hold the
+    longest example (the stage's ``max_seq_len``). Compiled layers are not priced: no measurement of their
+    speed-up on a card exists yet (bench_train --compile-layers measures it).
+
+    Raises :class:`NoFeasiblePlan` when no combination fits (the message of the smallest micro-batch's).
+    """
+    lo = int(min_tokens_per_micro_batch)
+    if lo < 1 or int(tokens_per_optimizer_step) < lo:
+        raise ValueError(f"need 1 <= min_tokens_per_micro_batch ({lo}) <= tokens_per_optimizer_step "
+                         f"({tokens_per_optimizer_step})")
+    sizes = sorted({int(t) for t in (micro_batches or (lo, lo * 3 // 2, 2 * lo, 3 * lo))})
+    too_small = [t for t in sizes if t < lo]
+    if too_small:
+        raise ValueError(f"micro_batches {too_small} are below min_tokens_per_micro_batch={lo} (a packed row "
+                         "must hold the longest example)")
+    kernels = list(dict.fromkeys(attentions or (default_attention(), "sdpa")))
+    rows, best, first_error = [], None, None
+    for T in sizes:
+        accum = -(-int(tokens_per_optimizer_step) // T)
+        for kernel in kernels:
+            row = dict(tokens_per_micro_batch=T, grad_accum=accum, attention=kernel)
+            try:
+                p = plan_for_gpu(shape, gpu, tokens_per_step=T, grad_accum=accum, attention=kernel, **plan_kwargs)
+            except NoFeasiblePlan as e:
+                first_error = first_error or e
+                rows.append(dict(row, note="does not fit"))
+                continue
+            rows.append(dict(row, checkpointing=p.train.checkpointing + (
+                f" ({p.train.checkpointed_layers})" if p.train.checkpointed_layers else ""),
+                tokens_per_s=round(p.throughput.tokens_per_s), mfu=round(p.throughput.mfu, 3),
+                peak_gib=round(p.memory.peak / GIB, 1)))
+            if best is None or p.throughput.tokens_per_s > best[0].throughput.tokens_per_s:
+                best = (p, T, accum)
+    if best is None:
+        raise first_error
+    return AutoConfig(plan=best[0], tokens_per_micro_batch=best[1], grad_accum=best[2], rows=rows)
 
 
 def default_attention() -> str:

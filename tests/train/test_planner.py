@@ -263,7 +263,9 @@ def test_a100_40gb_at_8k_tokens_fits_pure_bf16_with_stochastic_rounding():
     # fp32 masters need >= 10 B/param (32.5 GB) before activations: only pure bf16 with bf16 moments
     # (8 B/param) fits without offload, and offload is ~1/3 slower.
     assert (t.precision, t.optimizer, t.stochastic_rounding) == ("bf16_pure", "adamw_bf16", True)
-    assert (t.checkpointing, t.ce, t.zero_stage, t.offload_optimizer) == ("full", "chunked", 0, False)
+    # selective checkpointing sized to the card: the fewest recomputed layers that fit with the margin
+    assert (t.checkpointing, t.ce, t.zero_stage, t.offload_optimizer) == ("selective", "chunked", 0, False)
+    assert 1 <= t.checkpointed_layers < LLAMA_3_2_3B_AUDIO.layers
     assert plan.memory.peak <= plan.usable_bytes < 40 * GIB
     assert 5_000 < plan.throughput.tokens_per_s < 8_000
     assert 0.3 < plan.throughput.mfu < 0.5
@@ -271,7 +273,7 @@ def test_a100_40gb_at_8k_tokens_fits_pure_bf16_with_stochastic_rounding():
     assert plan.hours == pytest.approx(313_312_500 / plan.throughput.tokens_per_s / 3600)
     text = str(plan)
     for needle in ("A100-40GB", "| **peak** |", "bf16_pure", "BF16AdamW(rounding='stochastic'", "tokens/s",
-                   "activation checkpointing = full; instead: none needs", " h."):
+                   "activation checkpointing = selective; instead: none needs", " h."):
         assert needle in text, needle
     assert plan.to_markdown() == text == plan._repr_markdown_()
 
@@ -551,3 +553,58 @@ def test_fused_optimizer_prices_a_shorter_step():
     eager = estimate_throughput(LLAMA_3_2_3B_AUDIO, plan, "A100-40GB", fused_optimizer=False)
     assert plan.stochastic_rounding and fused.optimizer_s < eager.optimizer_s / 3
     assert fused.compute_s == eager.compute_s and fused.tokens_per_s > eager.tokens_per_s
+
+
+
+# ----------------------------------------------------------------------------- selective checkpointing, sized
+def test_selective_count_is_the_fewest_that_fit_and_follows_the_cap():
+    """The planner keeps the activations of as many layers as fit: its checkpointed-layer count is minimal
+    (one fewer would not fit with the margin), and it falls as the card grows, to none at 64 GiB."""
+    S = LLAMA_3_2_3B_AUDIO
+    counts = []
+    for gib in (40, 44, 48, 56):
+        plan = plan_for_gpu(S, gib, tokens_per_step=8192, grad_accum=12)
+        t = plan.train
+        assert t.checkpointing == "selective", gib
+        margin = pl.selective_margin_bytes(S, t)
+        assert plan.memory.peak + margin <= plan.usable_bytes
+        fewer = dataclasses.replace(t, checkpointed_layers=t.checkpointed_layers - 1) if t.checkpointed_layers > 1 \
+            else dataclasses.replace(t, checkpointing="none", checkpointed_layers=None)
+        assert estimate_memory(S, fewer).peak + margin > plan.usable_bytes, gib
+        counts.append(t.checkpointed_layers)
+        # recompute is priced by the count: fewer checkpointed layers, fewer hardware FLOPs
+        assert plan.throughput.hardware_flops_per_token == pytest.approx(
+            estimate_throughput(S, dataclasses.replace(t, checkpointing="none", checkpointed_layers=None), gib)
+            .hardware_flops_per_token + t.checkpointed_layers * (
+                2 * S.layer_params() + plan_model.attention_flops_per_token(S, t.attention, 8192, t.mean_doc_tokens,
+                                                                             training=False) / S.layers))
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+    assert plan_for_gpu(S, 64, tokens_per_step=8192, grad_accum=12).train.checkpointing == "none"
+    with pytest.raises(ValueError, match="checkpointed_layers"):
+        TrainPlan(checkpointing="full", checkpointed_layers=3)
+
+
+# ----------------------------------------------------------------------------- auto-config
+@pytest.mark.parametrize("gpu,kw", [("A100-40GB", {}), ("H100", {}), ("L4", {"host_ram_gib": 128})])
+def test_auto_config_picks_the_fastest_valid_configuration(gpu, kw):
+    """Over micro-batch sizes (accumulation keeping >= 12 x 8K tokens per optimizer step) and attention
+    kernels: the choice fits the card (and host RAM), holds the longest example, and no valid candidate
+    in its table is faster."""
+    S = LLAMA_3_2_3B_AUDIO
+    a = pl.auto_config(S, gpu, tokens_per_optimizer_step=12 * 8192, min_tokens_per_micro_batch=8192, **kw)
+    t = a.plan.train
+    assert a.tokens_per_micro_batch >= 8192 and a.tokens_per_micro_batch * a.grad_accum >= 12 * 8192
+    assert (t.tokens_per_step, t.grad_accum) == (a.tokens_per_micro_batch, a.grad_accum)
+    assert a.plan.memory.peak <= a.plan.usable_bytes
+    if a.plan.memory.cpu:
+        assert a.plan.memory.cpu <= a.plan.gpu.host_ram_gib * GIB * pl.HOST_RAM_USABLE_FRACTION
+    fitting = [r for r in a.rows if "tokens_per_s" in r]
+    assert len(a.rows) >= 4 and max(r["tokens_per_s"] for r in fitting) == round(a.plan.throughput.tokens_per_s)
+    assert f"Auto-config on {a.plan.gpu.name}" in a.to_markdown()
+
+
+def test_auto_config_says_why_nothing_fits_and_checks_its_arguments():
+    with pytest.raises(NoFeasiblePlan, match="L4-24GB"):
+        pl.auto_config(LLAMA_3_2_3B_AUDIO, "L4")  # Colab's L4 VM: too little host RAM for offload
+    with pytest.raises(ValueError, match="below min_tokens_per_micro_batch"):
+        pl.auto_config(LLAMA_3_2_3B_AUDIO, "H100", micro_batches=[4096, 8192])

@@ -430,6 +430,8 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     # on this card the planner picks pure bf16 + stochastic rounding (tests/train/test_planner.py)
     assert (cfg.precision, cfg.optimizer, cfg.deepspeed) == ("bf16-pure", "adamw_bf16_stochastic", None)
     assert cfg.unplanned() == [] and "from the plan for A100-40GB" in logs[0]
+    # the plan's selective count (the fewest recomputed layers that fit) travels into the config
+    assert cfg.checkpointing == "selective" and cfg.checkpoint_layers == plan.train.checkpointed_layers >= 1
     assert "Training plan" in str(plan) and "settings fit A100-40GB" in logs[-1]
 
     # explicit settings win; a configuration that cannot fit is kept but flagged loudly
@@ -451,6 +453,7 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     assert (resumed.precision, resumed.optimizer, resumed.optimizer_state) == \
         (started.precision, started.optimizer, started.optimizer_state)
     assert (resumed.checkpointing, resumed.ce_chunk) == (cfg.checkpointing, cfg.ce_chunk) != ("none", 0)
+    assert resumed.checkpoint_layers == cfg.checkpoint_layers
     assert "re-planning checkpointing" in logs[0] and "settings fit A100-40GB" in logs[-1]
     # settings whose math cannot fit this GPU at all are refused, naming them
     (tmp_path / "config.json").write_text(kept.to_json())
