@@ -166,8 +166,8 @@ class StageConfig:
     selective_every: int | None = None
     """With checkpointing="selective": checkpoint one decoder layer in every this many."""
     checkpoint_layers: int | None = None
-    """With checkpointing="selective": checkpoint exactly this many decoder layers, spread evenly, instead of
-    every ``selective_every``-th. plan_stage sets it when the plan chose selective checkpointing: the fewest
+    """With checkpointing="selective": checkpoint exactly this many decoder layers (the lowest ones: each is then
+    recomputed after backward has freed the kept layers above it) instead of every ``selective_every``-th. plan_stage sets it when the plan chose selective checkpointing: the fewest
     layers whose recompute lets the rest keep their activations on the GPU (helpers.train.planner.size_selective)."""
     ce_chunk: int | None = None
     """Tokens per chunk of the LM head + cross entropy (helpers.train.memory.chunked_causal_lm_loss); 0 = all

@@ -384,8 +384,12 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2, layers: i
       ground when full checkpointing is not needed to fit. (Checkpointing whole
       layers rather than only MLPs keeps HF's own mechanism; an MLP-only scheme
       would need patching the layer code.) ``layers``: instead of every k-th, exactly this many
-      layers, spread evenly (layer ``floor(j·L/layers)`` for j < layers) — the count the planner sizes
-      to the memory (:func:`helpers.train.planner.size_selective`).
+      layers, the lowest ones (0 … layers-1) — the count the planner sizes to the memory
+      (:func:`helpers.train.planner.size_selective`). Why the lowest: backward runs from the last
+      layer down, freeing each kept layer's activations as it passes; a checkpointed layer is
+      recomputed only when backward reaches it, so with the checkpointed layers at the bottom every
+      recompute happens after all kept layers are freed, and the peak is the kept layers' activations
+      alone, not those plus one recomputed layer (measured: tests/train/test_planner.py).
 
     Checkpointing acts only in ``model.train()`` mode; the loss and gradients
     are the same as without it (``tests/train/test_memory.py``).
@@ -406,7 +410,7 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2, layers: i
     if mode == "full":
         chosen = list(range(len(layers)))
     elif count is not None:
-        chosen = [j * len(layers) // int(count) for j in range(int(count))]
+        chosen = list(range(int(count)))
     else:
         chosen = [i for i in range(len(layers)) if i % every == every - 1]
     for i, layer in enumerate(layers):

@@ -59,7 +59,7 @@ class TrainPlan:
     offload_params: bool = False  # ZeRO-3 only: bf16 weights in CPU RAM too
     stochastic_rounding: bool | None = None  # pure bf16: None -> True; mixed: must be False/None
     selective_every: int = 2  # "selective": checkpoint one layer in every k
-    # "selective": exactly this many layers checkpointed (spread evenly), None = L // selective_every. The
+    # "selective": exactly this many layers checkpointed (the lowest), None = L // selective_every. The
     # planner sizes it (plan_for_gpu): the fewest that fit, so every other layer keeps its activations.
     checkpointed_layers: int | None = None
     mean_doc_tokens: int = 1024  # mean example length in a packed row (per-document attention spans it)
@@ -258,9 +258,11 @@ def activation_bytes(shape: ModelShape, plan: TrainPlan) -> int:
     With ``A`` = :func:`activation_bytes_per_token_per_layer`, per token:
 
     - ``none``:      ``L·A``
-    - ``selective``: ``(L - c)·A + c·2h + A`` with ``c`` = :func:`checkpointed_layer_count`
+    - ``selective``: ``(L - c)·A + c·2h + A`` with ``c = L // selective_every``
       checkpointed layers (each keeps only its bf16 input, 2h) and one of them
-      recomputed at a time during backward
+      recomputed at a time during backward, interleaved with kept layers; with a count
+      (``checkpointed_layers``: the lowest c layers) ``max(L - c, 1)·A + c·2h``: every recompute
+      happens after the kept layers above it were freed
     - ``full``:      ``L·2h + A`` (every layer keeps its input; one is recomputed)
 
     plus for every mode the final RMSNorm (8h) and the backward working set of the
@@ -271,6 +273,11 @@ def activation_bytes(shape: ModelShape, plan: TrainPlan) -> int:
     A = activation_bytes_per_token_per_layer(shape)
     if plan.checkpointing == "none":
         layers = L * A
+    elif plan.checkpointing == "selective" and plan.checkpointed_layers is not None:
+        # the lowest c layers checkpointed (helpers.train.memory.enable_checkpointing(layers=c)): each is
+        # recomputed after backward has freed every kept layer above it, so the two never coincide
+        c = checkpointed_layer_count(shape, plan)
+        layers = max(L - c, 1) * A + c * 2 * h
     elif plan.checkpointing == "selective":
         c = checkpointed_layer_count(shape, plan)
         layers = (L - c) * A + c * 2 * h + (A if c else 0)

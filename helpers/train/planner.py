@@ -235,7 +235,7 @@ class Plan:
 
 
 # Configurations within this fraction of the fastest count as equally fast; among them
-# the one with better numerics (then less memory) wins.
+# the one with better numerics (then fewer recomputed layers, then less memory) wins.
 SPEED_TIE = 0.03
 HEADROOM_FRACTION = 0.02  # kept free on top of the modelled overhead
 
@@ -392,7 +392,10 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
         raise NoFeasiblePlan(_no_fit_message(shape, gpu, usable, host_limit, rows, tokens_per_step))
     best_tps = max(r[2].tokens_per_s for r in fitting)
     tied = [r for r in fitting if r[2].tokens_per_s >= best_tps * (1 - SPEED_TIE)]
-    chosen = min(tied, key=lambda r: (r[0].numerics_rank, r[1].peak, -r[2].tokens_per_s))
+    # within the tie: better numerics, then fewer recomputed layers (a layer recomputed only to save memory
+    # that is not needed costs ~1 % each), then less memory
+    chosen = min(tied, key=lambda r: (r[0].numerics_rank, checkpointed_layer_count(shape, r[0]), r[1].peak,
+                                      -r[2].tokens_per_s))
     plan, mem, tp = chosen[0], chosen[1], chosen[2]
 
     reasons = [f"fastest of the {len(fitting)} fitting configurations"
@@ -582,7 +585,8 @@ def describe_candidates(shape: ModelShape, gpu, candidates: Iterable[TrainPlan])
         mem = estimate_memory(shape, p)
         tp = estimate_throughput(shape, p, gpu)
         out.append(dict(precision=p.precision, optimizer=p.optimizer, grad_dtype=p.grad_dtype,
-                        checkpointing=p.checkpointing, ce=p.ce, zero_stage=p.zero_stage,
+                        checkpointing=p.checkpointing, checkpointed_layers=checkpointed_layer_count(shape, p),
+                        ce=p.ce, zero_stage=p.zero_stage,
                         offload_optimizer=p.offload_optimizer, offload_params=p.offload_params,
                         peak_gib=round(mem.peak / GIB, 2), cpu_gib=round(mem.cpu / GIB, 2),
                         tokens_per_s=round(tp.tokens_per_s), fits=mem.peak <= gpu.memory_bytes * (1 - HEADROOM_FRACTION)))

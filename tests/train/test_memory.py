@@ -205,7 +205,7 @@ def _reference_and_copy(chunk=1024):
 
 @pytest.mark.parametrize("mode,every,layers,expected", [
     ("none", 2, None, []), ("full", 2, None, [0, 1, 2]), ("selective", 2, None, [1]), ("selective", 1, None, [0, 1, 2]),
-    # a count (the planner's sized selective): exactly that many layers, spread evenly
+    # a count (the planner's sized selective): exactly that many layers, the lowest ones
     ("selective", 2, 1, [0]), ("selective", 2, 2, [0, 1]), ("selective", 2, 3, [0, 1, 2])])
 def test_checkpointing_same_loss_and_grads_and_recomputes(mode, every, layers, expected):
     ref_model, ref, model, (ids, labels, pos) = _reference_and_copy()
