@@ -473,6 +473,8 @@ def run_stage(args, config, device) -> dict:
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed")
     gen = torch.Generator().manual_seed(1)
     params = [p for g in opt.param_groups for p in g["params"]]
+    if device.type == "cuda":  # the fp32 -> bf16 cast of the freshly built model is not training memory
+        torch.cuda.reset_peak_memory_stats(device)
     timer = _PhaseTimer(device)
 
     def step():
