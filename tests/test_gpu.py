@@ -380,7 +380,7 @@ def test_fused_bf16adamw_matches_the_eager_update_on_cuda(rounding, state_dtype)
 
 
 def test_compiled_decoder_layers_match_eager_on_cuda():
-    """memory.compile_layers (inductor, Triton) on a tiny LLaMA in fp32: loss within 1e-4 relative and gradients
+    """memory.compile_layers (inductor, Triton) on a tiny LLaMA in fp32 with FlexAttention: loss within 1e-4 relative and gradients
     within 1e-3 relative norm of the eager model (fused kernels reassociate reductions), with checkpointing on."""
     _needs("triton", "inductor compiles the layers with Triton")
     from helpers.tiny_models import build_tiny_llama
@@ -388,9 +388,12 @@ def test_compiled_decoder_layers_match_eager_on_cuda():
     from helpers.train.packing import collate
     from helpers.train.recipe import packed_loss_sum
 
+    from helpers.train import attention
+
     rng = np.random.default_rng(0)
     ref = build_tiny_llama(300).to(CUDA).train()
     ref.config.use_cache = False
+    attention.set_kernel(ref, "flex_attention")  # the Colab kernel: the row's layout is a BlockMask (tensors)
     batch = collate([_ex(rng, n, 300) for n in (40, 70, 18)])
     batch = {k: (v.to(CUDA) if k != "labels" and k != "seq_lens" else v) for k, v in batch.items()}
     loss_ref, n = packed_loss_sum(ref, batch, 32)
@@ -398,6 +401,7 @@ def test_compiled_decoder_layers_match_eager_on_cuda():
     model = build_tiny_llama(300).to(CUDA).train()
     model.config.use_cache = False
     model.load_state_dict(ref.state_dict())
+    attention.set_kernel(model, "flex_attention")
     memory.enable_checkpointing(model, "full")
     assert memory.compile_layers(model) == len(model.model.layers)
     loss, _ = packed_loss_sum(model, batch, 32)

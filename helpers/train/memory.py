@@ -440,8 +440,16 @@ def compile_layers(model, *, backend: str = "inductor", dynamic: bool | None = N
     ``backend``: ``"inductor"`` (Triton kernels on CUDA); ``"aot_eager"`` traces and partitions
     forward/backward like inductor but runs eager kernels — what the CPU tests use to prove the
     compiled layers compute the same loss and gradients. ``dynamic``: passed to ``torch.compile``
-    (None: torch's default, a second shape compiles a dynamic graph).
+    (None: torch's default, a second shape compiles a dynamic graph). Refused under the per-document
+    SDPA (:data:`helpers.train.attention.SDPA_DOCUMENTS`): see the error.
     """
+    kernel = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if kernel in (attention.SDPA_DOCUMENTS, attention.SDPA_DOCUMENTS_COMPILED):
+        # the per-document SDPA passes each row's document lengths to every layer as Python ints: dynamo
+        # would specialise on them and recompile for every new row (measured: 2 recompiles in 2 CPU steps)
+        raise ValueError(f"compile_layers needs an attention kernel whose packed-row layout is a tensor "
+                         f"(flex_attention's BlockMask, flash_attention_2's positions), not {kernel!r}: its "
+                         "document lengths are Python ints that recompile the layers for every row")
     layers = _decoder_layers(model)
     for layer in layers:
         layer.compile(backend=backend, dynamic=dynamic)

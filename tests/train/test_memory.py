@@ -276,6 +276,9 @@ def test_compiled_layers_give_the_reference_loss_and_gradients(checkpointing):
     from helpers.train.recipe import compile_counts
 
     assert compile_counts()["graphs"] >= 1  # the layers really ran through dynamo
+    mem.set_attention(model, "sdpa")  # per-document SDPA: document lengths as Python ints
+    with pytest.raises(ValueError, match="recompile the layers for every row"):
+        mem.compile_layers(model, backend="aot_eager")
 
 
 def test_stage_benchmark_runs_the_stage_config_on_cpu(tmp_path):
