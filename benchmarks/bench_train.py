@@ -564,6 +564,18 @@ def run_stage(args, config, device) -> dict:
         "planner_step_s": round(pred.step_time_s, 4), "planner_optimizer_s": round(pred.optimizer_s, 4),
         "torch": torch.__version__, **{f"compile_{k}": v for k, v in compile_counts().items()},
     }
+    try:  # what the planner's auto-config would run on --plan-gpu (3B model), beside what ran
+        auto = planner.auto_config(plan_model.ModelShape.from_config(llama_config("llama-3.2-3b")), args.plan_gpu,
+                                   tokens_per_optimizer_step=plan.train.tokens_per_step * plan.train.grad_accum,
+                                   min_tokens_per_micro_batch=plan.train.tokens_per_step)
+        a = auto.plan.train
+        result["auto_config"] = {"tokens_per_micro_batch": auto.tokens_per_micro_batch, "grad_accum": auto.grad_accum,
+                                 "attention": a.attention, "checkpointing": a.checkpointing,
+                                 "checkpointed_layers": a.checkpointed_layers,
+                                 "planner_tokens_per_s": round(auto.plan.throughput.tokens_per_s, 1),
+                                 "planner_peak_gib": round(auto.plan.memory.peak / plan_model.GIB, 2)}
+    except planner.NoFeasiblePlan as e:
+        result["auto_config"] = {"error": str(e)[:200]}
     if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
         cal = plan_gpus.calibrate(pred_gpu, pred.tokens_per_s, tps, pred.compute_s / pred.step_time_s,
                                   f"bench_train --stage {args.stage} {result['date']} {card}, "

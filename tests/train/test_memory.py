@@ -300,3 +300,4 @@ def test_stage_benchmark_runs_the_stage_config_on_cpu(tmp_path):
     assert all(v >= 0 for k, v in r["split_s"].items() if k != "other")
     assert sum(r["split_s"].values()) == pytest.approx(r["step_s"], abs=2e-3)
     assert r["tokens_per_s"] > 0 and r["planner_tokens_per_s"] > 0 and r["hfu"] is None
+    assert r["auto_config"]["tokens_per_micro_batch"] >= 8192 and r["auto_config"]["planner_tokens_per_s"] > 0
