@@ -116,9 +116,10 @@ def fused_update_default(device: torch.device | str | None = None) -> bool:
     """Whether :class:`BF16AdamW` compiles its update by default (``fused="auto"``): on CUDA, where
     Triton turns the ~15 elementwise kernels of the eager update into one per tensor piece.
 
-    On the CPU the eager update stays the default: compiling costs ~30-60 s per update variant on a
-    small machine, which a short CPU run never earns back (the compiled update is ~3x faster per
-    element there: ``benchmarks/bench_train.py --optimizer-only``).
+    On the CPU the eager update stays the default: the first fused step compiles (2-18 s per update
+    variant measured on the 2-core CI machine) and the CPU tests and demos are short; per step the
+    fused update was 3.1-6.7x faster there (``benchmarks/bench_train.py --optimizer-only``,
+    benchmarks/README.md), so a long CPU run may pass ``fused=True``.
     """
     dev = torch.device(device) if device is not None else None
     if dev is not None and dev.type != "cuda":
@@ -138,14 +139,17 @@ def _round_bits_to_bf16(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Te
 def _adamw_piece(p, grad, exp_avg, exp_avg_sq, master, noise_m, noise_v, noise_p, hyper):
     """The whole AdamW update of one tensor piece, in place, as one traceable function.
 
-    The same algebra as :meth:`BF16AdamW._update`, written so that inductor's lowerings reproduce
-    eager CUDA's roundings: eager CUDA computes ``a.add_(b, alpha=s)`` as ``fma(b, s, a)``,
-    ``addcmul_(t1, t2, value=s)`` as ``fma(s, t1 * t2, a)``, ``addcdiv_(t1, t2, value=s)`` as
-    ``fma(s, t1 / t2, a)`` and a division by a Python scalar as a multiplication by its fp32
-    reciprocal; inductor lowers ``addcmul(a, b, c)`` on CUDA to ``fma(b, c, a)``. Inductor's CPU
-    code has no FMA, while eager CPU's ``add`` with ``alpha`` does use one, so on the CPU the fp32
-    results may differ from eager by about one fp32 ulp (the product's extra rounding); the bound
-    is tested in ``tests/train/test_precision.py``.
+    The same algebra, in the same order, as :meth:`BF16AdamW._update`; each multiply-add that eager
+    CUDA fuses is written so that inductor fuses it too (inductor lowers ``addcmul(a, b, c)`` on CUDA to
+    ``fma(b, c, a)``; by inductor's own notes eager CUDA computes ``add(a, b, alpha=s)`` as
+    ``fma(b, s, a)`` and ``addcmul`` as ``fma(s, t1 * t2, a)``; ``addcdiv`` and the division by the
+    Python scalar ``sqrt(bc2)`` are assumed to be ``fma(s, t1 / t2, a)`` and a multiplication by the
+    fp32 reciprocal). Whether the compiled CUDA update is then bit-identical to the eager one is
+    measured by ``tests/test_gpu.py::test_fused_bf16adamw_matches_the_eager_update_on_cuda`` (which
+    allows one bf16 / two fp32 ulps), not yet run. On the CPU inductor's code has no FMA while eager's
+    ``add`` with ``alpha`` uses one (measured: 271 of 1,000 first moments differ by an ulp), so the fp32
+    results may differ from eager by about one fp32 ulp of the operands; the bound is tested in
+    ``tests/train/test_precision.py``.
 
     ``hyper``: fp32 (8,) on the tensors' device: beta1, 1-beta1, beta2, 1-beta2, 1/sqrt(bias
     correction 2), eps, 1 - lr·wd, -lr / bias correction 1 (each computed in float64 and rounded to
@@ -216,14 +220,17 @@ class BF16AdamW(torch.optim.Optimizer):
     ``torch.compile``) instead of ~15 eager elementwise ops with fp32 temporaries; ``"auto"``
     (:func:`fused_update_default`): on CUDA with Triton. The rounding noise is still drawn from the
     same generator, in the same order and shapes, outside the kernel, so the state dict, the noise
-    stream and exact resume are unchanged; only the arithmetic moves into the kernel. On the CPU
-    the fused update is bit-identical to the eager one (tested). On CUDA, Triton may contract
-    ``a * b + c`` into one FMA (one rounding instead of two), so an fp32 intermediate can differ by
-    ~1 fp32 ulp; after rounding to bf16 that moves a stored value by one bf16 ulp only where the
-    fp32 result sat on a rounding boundary (``tests/test_gpu.py`` measures the fraction).
+    stream and exact resume are unchanged; only the arithmetic moves into the kernel. It is not
+    bit-identical to the eager update on the CPU: eager CPU fuses ``add(alpha=)`` into an FMA and
+    inductor's CPU code has none, so fp32 values may differ by ~1 fp32 ulp of their operands and a
+    bf16 value, rounded from them with the same noise, by one bf16 ulp (tested:
+    ``tests/train/test_precision.py``). On CUDA the kernel is written to make inductor fuse the
+    multiply-adds eager fuses (:func:`_adamw_piece`); ``tests/test_gpu.py`` checks the same bound and
+    prints the bit-identical fraction (not yet run on a GPU). Don't switch ``fused`` in the middle
+    of a run if its resume must be bit-exact.
     Memory traffic per element of a pure-bf16 step with bf16 states: reads p, g, m, v (8 B) and
-    three int32 noise words (12 B), writes p, m, v (6 B) and the noise (12 B): ~38 B against the
-    eager update's ~278 B.
+    three int32 noise words (12 B), writes p, m, v (6 B) and the noise (12 B): 38 B against the
+    eager update's 244 B over 36 kernels (both counted: :func:`step_traffic_per_element`).
     """
 
     ROUNDINGS = ("stochastic", "master", "nearest")
