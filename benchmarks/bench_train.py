@@ -16,6 +16,20 @@ CPU smoke run (CI)::
 
     python benchmarks/bench_train.py --model tiny --tokens-per-step 512 1024 --steps 2
 
+Stage 2 as Colab runs it (the stage's own config: accumulation, tokens per micro-batch,
+checkpointing, optimizer, attention, CE chunking, planned for ``--plan-gpu``), with the time split
+per optimizer step; today's path and the fused/compiled one side by side (GPU)::
+
+    python benchmarks/bench_train.py --stage 2 --profile colab --steps 6 --warmup 2 --memory-cap-gb 40 \
+        --fused-optimizer off
+    python benchmarks/bench_train.py --stage 2 --profile colab --steps 6 --warmup 2 --memory-cap-gb 40 \
+        --fused-optimizer on --compile-layers
+
+CPU (the same code on the tiny model, smaller micro-batches)::
+
+    python benchmarks/bench_train.py --stage 2 --profile colab --model tiny --tokens-per-step 1024 \
+        --grad-accum 4 --steps 2 --warmup 1
+
 Packed loop vs HF Trainer (CPU; useful tokens/s on the same examples, see benchmarks/README.md)::
 
     python benchmarks/bench_train.py --model tiny --vs-trainer 24 --tokens-per-step 4096 --threads 1
@@ -143,7 +157,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         model = LlamaForCausalLM(config).to(dtype)
     model.train()
     attention.set_kernel(model, attn)  # as the recipe does: "sdpa" becomes SDPA per document
-    layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every)
+    layers = mem.enable_checkpointing(model, s.checkpointing, every=s.selective_every,
+                                      layers=s.checkpoint_layers if s.checkpointing == "selective" else None)
     opt = mem.build_optimizer(model, s.optimizer, lr=5e-6, weight_decay=0.01, state_dtype=s.state_dtype)
     gen = torch.Generator().manual_seed(1)
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=s.autocast)
@@ -155,7 +170,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
         for _ in range(args.grad_accum):
             ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
             # (rows are exactly `tokens` long here: one shape per budget, as the recipe's bucketed rows)
-            ids, labels, pos = ids.to(device), labels.to(device), pos.to(device)
+            # labels stay on the CPU, as collate's in the recipe: counting targets then needs no GPU sync
+            ids, pos = ids.to(device), pos.to(device)
             # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions
             amask = attention.packed_attention_mask(model, {"input_ids": ids, "position_ids": pos,
                                                             "seq_lens": torch.tensor(lens, device=device)})
@@ -349,6 +365,265 @@ def vs_trainer(args, config) -> list[dict]:
     return rows
 
 
+class _PhaseTimer:
+    """Wall time per phase of a step: CUDA events on a GPU (no host sync until :meth:`totals`), else
+    ``perf_counter`` (CPU work is synchronous)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.marks: list[tuple[str, object, object]] = []
+
+    def _now(self):
+        if self.cuda:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            return e
+        return time.perf_counter()
+
+    def phase(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.t0 = timer._now()
+
+            def __exit__(self, *exc):
+                timer.marks.append((name, self.t0, timer._now()))
+
+        return _Span()
+
+    def totals(self) -> dict[str, float]:
+        """Seconds per phase name (synchronises once on a GPU)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        out: dict[str, float] = {}
+        for name, a, b in self.marks:
+            out[name] = out.get(name, 0.0) + (a.elapsed_time(b) / 1e3 if self.cuda else b - a)
+        self.marks = []
+        return out
+
+
+def _stage_batches(vocab: int, tokens: int, doc_range: tuple[int, int], n: int, gen: torch.Generator) -> list[dict]:
+    """``n`` packed rows of ``tokens`` tokens as :func:`helpers.train.packing.collate` builds them (CPU tensors:
+    counting targets needs no GPU sync), documents of ``doc_range`` tokens."""
+    import numpy as np
+
+    from helpers.train.packing import collate
+    from helpers.train.sequences import Example
+
+    out = []
+    for _ in range(n):
+        ids, labels, _, lens = packed_batch(vocab, tokens, doc_range, gen)
+        cuts = np.cumsum([0] + lens)
+        exs = [Example("b", ids[0, a:b].numpy(), labels[0, a:b].numpy(), "none") for a, b in zip(cuts[:-1], cuts[1:])]
+        out.append(collate(exs))
+    return out
+
+
+def run_stage(args, config, device) -> dict:
+    """One benchmark of a training stage's own configuration (see the module docstring)."""
+    import resource
+    import warnings
+
+    from transformers import LlamaForCausalLM
+
+    from helpers.train.config import stage_config
+    from helpers.train.recipe import packed_loss_sum
+    from helpers.train.sequences import IGNORE_INDEX
+    from helpers.train.stage_plan import plan_stage
+
+    from dataclasses import replace
+
+    # The configuration Colab runs is the one planned for the 3B model on --plan-gpu at the stage's own
+    # sizes; --tokens-per-step / --grad-accum (a CPU run on a smaller --model) change only the sizes
+    # afterwards, so the code path (precision, optimizer, checkpointing, CE chunk, attention) is Colab's.
+    plan, cfg = plan_stage(stage_config(args.stage, args.profile), llama_config("llama-3.2-3b"), gpu=args.plan_gpu,
+                           n_gpus=1, log=lambda *_: None)
+    over = {k: v for k, v in (("grad_accum", args.grad_accum),
+                              ("max_seq_len", args.tokens_per_step[0] if args.tokens_per_step else None)) if v}
+    cfg = replace(cfg, **over)
+    plan_t = replace(plan.train, tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum)
+    if cfg.deepspeed is not None:
+        raise SystemExit(f"the plan for {args.plan_gpu} needs DeepSpeed ({cfg.deepspeed}); this benchmark is single-GPU")
+    dtype = getattr(torch, cfg.model_dtype)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(dtype)
+    model.config.use_cache = False
+    attn = attention.set_kernel(model, mem.choose_attention(device, dtype, cfg.attention))
+    n_ckpt = None
+    if cfg.checkpointing == "selective" and cfg.checkpoint_layers:
+        # the 3B plan's count, scaled to a smaller --model's depth (same fraction of layers recomputed)
+        L = config.num_hidden_layers
+        n_ckpt = max(1, min(L, round(cfg.checkpoint_layers * L / plan_model.LLAMA_3_2_3B.layers)))
+        plan_t = replace(plan_t, checkpointed_layers=n_ckpt)
+    ckpt_layers = mem.enable_checkpointing(model, cfg.checkpointing, every=cfg.selective_every, layers=n_ckpt)
+    compiled = mem.compile_layers(model, backend=args.compile_backend) if args.compile_layers else 0
+    model.train()
+    fused = {"auto": "auto", "on": True, "off": False}[args.fused_optimizer]
+    opt = mem.build_optimizer(model, cfg.optimizer, lr=cfg.learning_rate, betas=cfg.adam_betas,
+                              weight_decay=cfg.weight_decay, eps=cfg.adam_eps,
+                              state_dtype=torch.bfloat16 if cfg.optimizer_state == "bf16" else torch.float32,
+                              seed=cfg.seed, fused=fused)
+    fused_on = bool(getattr(opt, "fused", False)) and (fused is True or
+                                                       (fused == "auto" and device.type == "cuda"))
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed")
+    gen = torch.Generator().manual_seed(1)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    if device.type == "cuda":  # the fp32 -> bf16 cast of the freshly built model is not training memory
+        torch.cuda.reset_peak_memory_stats(device)
+    timer = _PhaseTimer(device)
+
+    def step():
+        # as StageRecipe.train: labels stay on the CPU (no sync to count targets), loss summed on the device,
+        # one optimizer step per grad_accum micro-batches, gradient clipping
+        with timer.phase("data"):
+            batches = _stage_batches(config.vocab_size, cfg.max_seq_len, tuple(args.doc_tokens), cfg.grad_accum, gen)
+            n_target = sum(int((b["labels"][0, 1:] != IGNORE_INDEX).sum()) for b in batches)
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
+        docs = []
+        for b in batches:
+            with timer.phase("forward"), autocast:
+                loss_sum, _ = packed_loss_sum(model, b, cfg.ce_chunk)
+            with timer.phase("backward"):
+                (loss_sum / max(1, n_target)).backward()
+            total += loss_sum.detach().to(total.dtype)
+            docs += b["seq_lens"].tolist()
+        with timer.phase("optimizer"):
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+        return total, n_target, docs
+
+    for _ in range(args.warmup):
+        step()
+    timer.totals()
+    syncs = 0
+    t0 = time.perf_counter()
+    split: dict[str, float] = {}
+    docs, losses = [], []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("warn")  # every host<->GPU synchronisation warns: counted below
+        try:
+            for _ in range(args.steps):
+                total, n_target, d = step()
+                losses.append((total, n_target))
+                docs += d
+                for k, v in timer.totals().items():  # the one deliberate sync per step (timing)
+                    split[k] = split.get(k, 0.0) + v
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message).lower() for w in caught)
+    dt = time.perf_counter() - t0
+    tokens = args.steps * cfg.grad_accum * cfg.max_seq_len
+    tps = tokens / dt
+    last = float(losses[-1][0]) / max(1, losses[-1][1])
+    card, peak, total_mem = peak_tflops(device)
+    shape = plan_model.ModelShape.from_config(config)
+    mean_span = sum(n * n for n in docs) / max(1, sum(docs))
+    ran = "sdpa" if attn in (attention.SDPA_DOCUMENTS, attention.SDPA_DOCUMENTS_COMPILED) else attn
+    measured_plan = replace(plan_t, mean_doc_tokens=max(1, int(round(mean_span))), attention=ran)
+    pred_gpu = args.plan_gpu if device.type != "cuda" else plan_gpus.match_gpu(card, total_mem)
+    pred = planner.estimate_throughput(shape, measured_plan, pred_gpu, fused_optimizer=fused_on)
+    pred_mem = plan_memory.estimate_memory(shape, measured_plan).peak
+    flops_model = plan_model.model_flops_per_token(shape, int(round(mean_span)))
+    if device.type == "cuda":
+        peak_mem, mem_kind = torch.cuda.max_memory_allocated(device), "torch.cuda.max_memory_allocated"
+    else:
+        peak_mem, mem_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process max RSS (CPU)"
+    per_step = {k: round(v / args.steps, 4) for k, v in sorted(split.items())}
+    result = {
+        "date": _dt.date.today().isoformat(), "card": card, "model": args.model, "params": shape.param_count(),
+        "stage": args.stage, "profile": args.profile, "overrides": over or None, "plan_gpu": args.plan_gpu,
+        "memory_cap_gb": args.memory_cap_gb if device.type == "cuda" else None,
+        "tokens_per_micro_batch": cfg.max_seq_len, "grad_accum": cfg.grad_accum, "steps": args.steps,
+        "warmup": args.warmup, "precision": cfg.precision, "optimizer": cfg.optimizer,
+        "optimizer_state": cfg.optimizer_state, "fused_optimizer": fused_on, "checkpointing": cfg.checkpointing,
+        "checkpointed_layers": len(ckpt_layers), "compiled_layers": compiled, "ce_chunk": cfg.ce_chunk,
+        "attention": ran, "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
+        "tokens_per_s": round(tps, 1), "step_s": round(dt / args.steps, 4),
+        # forward / backward / optimizer / data seconds per optimizer step (CUDA events on a GPU);
+        # "other" = the step minus those (Python, the loss accumulation, host syncs)
+        "split_s": dict(per_step, other=round(dt / args.steps - sum(per_step.values()), 4)),
+        "host_syncs_per_step": round(syncs / args.steps, 2) if device.type == "cuda" else None,
+        "model_flops_per_token": flops_model, "hardware_flops_per_token": pred.hardware_flops_per_token,
+        "achieved_model_tflops": round(tps * flops_model / 1e12, 3),
+        "mfu": round(tps * flops_model / (peak * 1e12), 4) if peak else None,
+        "hfu": round(tps * pred.hardware_flops_per_token / (peak * 1e12), 4) if peak else None,
+        "peak_memory_gib": round(peak_mem / plan_model.GIB, 3), "peak_memory_kind": mem_kind,
+        "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
+        "planner_tokens_per_s": round(pred.tokens_per_s, 1), "planner_mfu": round(pred.mfu, 4),
+        "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
+        "planner_step_s": round(pred.step_time_s, 4), "planner_optimizer_s": round(pred.optimizer_s, 4),
+        "torch": torch.__version__, **{f"compile_{k}": v for k, v in compile_counts().items()},
+    }
+    try:  # what the planner's auto-config would run on --plan-gpu (3B model), beside what ran
+        auto = planner.auto_config(plan_model.ModelShape.from_config(llama_config("llama-3.2-3b")), args.plan_gpu,
+                                   tokens_per_optimizer_step=plan.train.tokens_per_step * plan.train.grad_accum,
+                                   min_tokens_per_micro_batch=plan.train.tokens_per_step)
+        a = auto.plan.train
+        result["auto_config"] = {"tokens_per_micro_batch": auto.tokens_per_micro_batch, "grad_accum": auto.grad_accum,
+                                 "attention": a.attention, "checkpointing": a.checkpointing,
+                                 "checkpointed_layers": a.checkpointed_layers,
+                                 "planner_tokens_per_s": round(auto.plan.throughput.tokens_per_s, 1),
+                                 "planner_peak_gib": round(auto.plan.memory.peak / plan_model.GIB, 2)}
+    except planner.NoFeasiblePlan as e:
+        result["auto_config"] = {"error": str(e)[:200]}
+    if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
+        cal = plan_gpus.calibrate(pred_gpu, pred.tokens_per_s, tps, pred.compute_s / pred.step_time_s,
+                                  f"bench_train --stage {args.stage} {result['date']} {card}, "
+                                  f"accumulation {cfg.grad_accum}, {ran}, fused optimizer {fused_on}, "
+                                  f"{compiled} compiled layers")
+        result["calibrated_hfu"], result["planner_hfu"] = cal.hfu, pred_gpu.hfu
+    del model, opt
+    return result
+
+
+def optimizer_only(args, device) -> list[dict]:
+    """BF16AdamW's step, eager vs fused (compiled), per configuration: seconds per step on one bf16 tensor
+    of ``--optimizer-only`` elements, and bytes moved per element (counted:
+    :func:`helpers.train.precision.step_traffic_per_element`). Compile time is excluded (one warm-up step)."""
+    from helpers.train.precision import BF16AdamW, step_traffic_per_element
+
+    n = int(args.optimizer_only)
+    rows = []
+    for rounding, state in (("stochastic", torch.bfloat16), ("stochastic", torch.float32), ("master", torch.float32)):
+        row = {"date": _dt.date.today().isoformat(), "card": peak_tflops(device)[0], "what": "bf16adamw_step",
+               "elements": n, "rounding": rounding, "state_dtype": str(state).replace("torch.", ""),
+               "threads": torch.get_num_threads(), "torch": torch.__version__}
+        for fused in (False, True):
+            p = torch.nn.Parameter(torch.randn(n, device=device).to(torch.bfloat16))
+            opt = BF16AdamW([p], lr=1e-4, weight_decay=0.01, rounding=rounding, state_dtype=state, fused=fused)
+            p.grad = torch.full_like(p, 1e-3)
+            t0 = time.perf_counter()
+            opt.step()  # warm-up: state allocation and, fused, the compile
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            key = "fused" if fused else "eager"
+            row[f"{key}_step_s"] = round((time.perf_counter() - t0) / args.steps, 5)
+            row[f"{key}_first_step_s"] = round(first, 2)
+            row[f"{key}_bytes_per_element"], row[f"{key}_kernels"] = step_traffic_per_element(rounding, state,
+                                                                                              fused=fused)
+            del p, opt
+        row["speedup"] = round(row["eager_step_s"] / row["fused_step_s"], 2)
+        rows.append(row)
+        print("BENCH " + json.dumps(row, sort_keys=True))
+    return rows
+
+
 def replace_tokens(plan, **kw):
     from dataclasses import replace
 
@@ -358,11 +633,22 @@ def replace_tokens(plan, **kw):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("llama-3.2-3b", "tiny"), default="llama-3.2-3b")
-    ap.add_argument("--tokens-per-step", type=int, nargs="+", default=[4096, 8192],
-                    help="packed tokens per micro-batch (each value is benchmarked in turn)")
+    ap.add_argument("--tokens-per-step", type=int, nargs="+", default=None,
+                    help="packed tokens per micro-batch (each value is benchmarked in turn; default 4096 8192); "
+                         "with --stage: overrides the stage's max_seq_len (first value)")
     ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first (allocator, kernels)")
-    ap.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    ap.add_argument("--grad-accum", type=int, default=None,
+                    help="micro-batches per optimizer step (default 1; with --stage: the stage's own)")
+    ap.add_argument("--stage", type=int, default=None, choices=(2, 3, 4),
+                    help="benchmark this training stage's own configuration (helpers.train.config.stage_config "
+                         "of --profile, planned for --plan-gpu by helpers.train.stage_plan.plan_stage)")
+    ap.add_argument("--profile", default="colab", help="with --stage: the profile whose stage sizes are used")
+    ap.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
+                    help="with --stage: BF16AdamW's compiled update (auto: on CUDA with Triton)")
+    ap.add_argument("--compile-layers", action="store_true",
+                    help="with --stage: torch.compile each decoder layer (helpers.train.memory.compile_layers)")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile-layers")
     ap.add_argument("--memory-cap-gb", type=float, default=40.0,
                     help="cap this process's GPU memory (GB of 1e9 bytes) to stand for a smaller card; 0 = no cap")
     ap.add_argument("--plan-gpu", default="A100-40GB", help="GPU the planner chooses the configuration for")
@@ -376,6 +662,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="cuda, cpu or auto")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--record", default=None, help="append each result as a JSON line to this file")
+    ap.add_argument("--optimizer-only", type=int, default=0, metavar="N",
+                    help="instead: BF16AdamW's step, eager vs fused, on one tensor of N elements (--steps timed)")
     ap.add_argument("--vs-trainer", type=int, default=0, metavar="N",
                     help="instead: useful tokens/s of the recipe's packed loop vs HF Trainer (batch 1, padded "
                          "batch 8) on N examples of realistic lengths, packed rows of the first --tokens-per-step")
@@ -393,7 +681,27 @@ def main(argv=None) -> int:
         frac = min(1.0, args.memory_cap_gb * 1e9 / total)
         torch.cuda.set_per_process_memory_fraction(frac, index)
         print(f"GPU memory capped to {args.memory_cap_gb:g} GB ({frac:.3f} of {total / 1e9:.1f} GB)")
+    if args.optimizer_only:
+        rows = optimizer_only(args, device)
+        if args.record:
+            with open(args.record, "a") as f:
+                f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        return 0
     config = llama_config(args.model)
+    if args.stage is not None:
+        r = run_stage(args, config, device)
+        print(f"\n== stage {args.stage} ({args.profile} config) on {r['card']}")
+        for k, v in r.items():
+            print(f"  {k:26s} {v}")
+        print("BENCH " + json.dumps(r, sort_keys=True))
+        if args.record:
+            with open(args.record, "a") as f:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+        return 0
+    if args.grad_accum is None:
+        args.grad_accum = 1
+    if args.tokens_per_step is None:
+        args.tokens_per_step = [4096, 8192]
     if args.vs_trainer:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         rows = vs_trainer(args, config)

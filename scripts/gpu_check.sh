@@ -4,6 +4,8 @@
 #   bash scripts/gpu_check.sh              # on a CUDA machine: run everything, write results
 #   bash scripts/gpu_check.sh --dry-run    # anywhere: list what would run, sizes and time budget
 #   bash scripts/gpu_check.sh --out DIR    # results into DIR (default benchmarks/results)
+#   bash scripts/gpu_check.sh --only TEXT  # only the steps whose name contains TEXT (e.g. "stage 2": the
+#                                          # stage-2 step alone fits one 10-minute device call)
 #
 # No network: random-weight models only (Llama-3.2-3B architecture with the extended
 # vocabulary, tiny LLaMA, SNAC 24 kHz architecture). Wheels the GPU machine's image lacks
@@ -24,12 +26,14 @@ cd "$(dirname "$0")/.."
 
 DRY=0
 OUT_DIR=benchmarks/results
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
     --out) OUT_DIR="$2"; shift ;;
+    --only) ONLY="$2"; shift ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --out DIR)" >&2; exit 2 ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --out DIR, --only TEXT)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -49,6 +53,18 @@ STEPS=(
   "bench_inference 3B, batch 1 + 8, eager + static/compiled|120|$PY benchmarks/bench_inference.py --model llama-3.2-3b --batch 1 8 --modes eager,compiled --frames 48 --repeats 2 --out @JSONL@"
   "SNAC encoding, audio-hours per hour|50|$PY benchmarks/bench_data.py --snac-only --clips 32 --seconds 10 --batch-seconds 60 300 600 --record @JSONL@"
 )
+# Stage 2 as Colab runs it (accumulation 12 x 8K tokens, the A100-40GB plan, 40 GB cap), today's path (eager
+# optimizer, eager layers) and the new one (fused optimizer + compiled layers) side by side; each row records
+# its calibrated hfu. Over the 540-s budget with the steps above: run it alone (--only "stage 2").
+STEPS+=(
+  "bench_train stage 2 colab config, today vs fused+compiled, 40 GB cap|420|$PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --fused-optimizer off --record @JSONL@; $PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --fused-optimizer on --compile-layers --record @JSONL@"
+)
+if [ -n "$ONLY" ]; then
+  kept=()
+  for s in "${STEPS[@]}"; do [[ "${s%%|*}" == *"$ONLY"* ]] && kept+=("$s"); done
+  [ ${#kept[@]} -gt 0 ] || { echo "gpu_check.sh: no step name contains '$ONLY'" >&2; exit 2; }
+  STEPS=("${kept[@]}")
+fi
 
 if [ "$DRY" = 1 ]; then
   echo "gpu_check.sh --dry-run: would run, each under its own timeout (python: $PY, wheels: $WHEELS):"

@@ -64,7 +64,8 @@ RESUME_SAFE_FIELDS = frozenset({
 # the chunked cross entropy sums the same per-token losses in chunks; the attention kernel computes the
 # same softmax(QK^T)V. On CPU in fp32 they reproduce bit for bit (tests); on GPU they change rounding
 # order only. precision / optimizer / optimizer_state / deepspeed change the update itself: resume refuses.
-REPLANNABLE_FIELDS = ("checkpointing", "selective_every", "ce_chunk", "attention")
+REPLANNABLE_FIELDS = ("checkpointing", "selective_every", "ce_chunk", "attention", "checkpoint_layers",
+                      "compile_layers")
 DRIVE_DELETION = ("trash", "permanent")  # = helpers.colab.drive.DELETION_MODES (a test keeps them equal)
 
 
@@ -164,6 +165,10 @@ class StageConfig:
     ``selective_every``-th layer); recomputes activations in backward (~1/3 more layer FLOPs)."""
     selective_every: int | None = None
     """With checkpointing="selective": checkpoint one decoder layer in every this many."""
+    checkpoint_layers: int | None = None
+    """With checkpointing="selective": checkpoint exactly this many decoder layers (the lowest ones: each is then
+    recomputed after backward has freed the kept layers above it) instead of every ``selective_every``-th. plan_stage sets it when the plan chose selective checkpointing: the fewest
+    layers whose recompute lets the rest keep their activations on the GPU (helpers.train.planner.size_selective)."""
     ce_chunk: int | None = None
     """Tokens per chunk of the LM head + cross entropy (helpers.train.memory.chunked_causal_lm_loss); 0 = all
     target tokens in one chunk. Chunking avoids holding (tokens, 140k vocab) fp32 logits at once."""
@@ -173,6 +178,11 @@ class StageConfig:
     per document of a packed row: helpers.train.attention.sdpa_documents), "flex_attention" or
     "flash_attention_2". The planner prices each (helpers.train.plan_model; it still charges "sdpa" at
     full-row cost, an over-estimate since per-document SDPA)."""
+    compile_layers: bool = False
+    """torch.compile each decoder layer (helpers.train.memory.compile_layers: one graph serves all layers; on CUDA
+    inductor fuses each layer's norms, RoPE, SwiGLU and residual adds into Triton kernels). Off by default until
+    bench_train --stage 2 --compile-layers has measured its gain on a GPU; same math (CPU test: aot_eager ==
+    eager), so a resumed run may switch it."""
     deepspeed: str | None = None
     """A DeepSpeed config (a file in configs/, e.g. "configs/ds_zero2_offload.json", or an absolute path):
     train through HF Trainer + DeepSpeed (helpers.train.distributed) instead of the hand-written loop.
@@ -242,6 +252,8 @@ class StageConfig:
             bad("checkpointing", f"one of {CHECKPOINTING} (or None = the planner's choice)")
         if self.selective_every is not None and self.selective_every < 1:
             bad("selective_every", ">= 1")
+        if self.checkpoint_layers is not None and self.checkpoint_layers < 1:
+            bad("checkpoint_layers", ">= 1 decoder layers (or None = every selective_every-th)")
         if self.ce_chunk is not None and self.ce_chunk < 0:
             bad("ce_chunk", ">= 0 tokens (0 = no chunking)")
         if self.attention not in ATTENTION:

@@ -17,6 +17,8 @@ training recipe calls these functions):
   the no-decay parameter groups documented there.
 - :func:`enable_checkpointing` — activation checkpointing: none, full (every
   decoder layer) or selective (every k-th layer).
+- :func:`compile_layers` — regional ``torch.compile``: each decoder layer compiled on its own (one
+  graph serves all layers: same code, same shapes), the rest of the model eager.
 - :func:`choose_attention` / :func:`set_attention` — the packed-row attention kernel
   (:mod:`helpers.train.attention`: flash-attn varlen, FlexAttention with a document mask, or SDPA).
 - :func:`settings_for_plan` — turns a planner :class:`helpers.train.planner.TrainPlan`
@@ -51,6 +53,7 @@ __all__ = [
     "CHECKPOINTING_MODES",
     "enable_checkpointing",
     "checkpointed_layers",
+    "compile_layers",
     "flash_attn_available",
     "choose_attention",
     "set_attention",
@@ -312,7 +315,7 @@ def param_groups(model_or_params, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, betas: tuple[float, float] = (0.9, 0.95),
                     weight_decay: float = 0.01, eps: float = 1e-8, state_dtype: torch.dtype = torch.float32,
-                    seed: int = 0) -> torch.optim.Optimizer:
+                    seed: int = 0, fused: bool | str = "auto") -> torch.optim.Optimizer:
     """The optimizer for the recipe. Parameter groups as in :func:`param_groups`.
 
     ``kind``:
@@ -330,7 +333,8 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
       the fp32 master inside the optimizer state.
 
     ``state_dtype`` (BF16AdamW only): fp32 or bf16 moments. ``seed``: BF16AdamW's
-    rounding-noise seed (saved in its state_dict).
+    rounding-noise seed (saved in its state_dict). ``fused`` (BF16AdamW only): its compiled update
+    (``"auto"``: on CUDA with Triton; :func:`helpers.train.precision.fused_update_default`).
     """
     if kind not in OPTIMIZER_KINDS:
         raise ValueError(f"optimizer kind must be one of {OPTIMIZER_KINDS}, got {kind!r}")
@@ -351,7 +355,8 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
         return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
 
     rounding = "stochastic" if kind == "adamw_bf16_stochastic" else "master"
-    return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed)
+    return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed,
+                     fused=fused)
 
 
 # ============================================================================ activation checkpointing
@@ -367,7 +372,7 @@ def _decoder_layers(model) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[int]:
+def enable_checkpointing(model, mode: str = "full", *, every: int = 2, layers: int | None = None) -> list[int]:
     """Activation checkpointing on a HF decoder model; returns the checkpointed layer indices.
 
     - ``"none"``: off (every layer keeps its activations).
@@ -378,7 +383,13 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[i
       checkpointed (``L // every`` layers, as the planner counts them): a middle
       ground when full checkpointing is not needed to fit. (Checkpointing whole
       layers rather than only MLPs keeps HF's own mechanism; an MLP-only scheme
-      would need patching the layer code.)
+      would need patching the layer code.) ``layers``: instead of every k-th, exactly this many
+      layers, the lowest ones (0 … layers-1) — the count the planner sizes to the memory
+      (:func:`helpers.train.planner.size_selective`). Why the lowest: backward runs from the last
+      layer down, freeing each kept layer's activations as it passes; a checkpointed layer is
+      recomputed only when backward reaches it, so with the checkpointed layers at the bottom every
+      recompute happens after all kept layers are freed, and the peak is the kept layers' activations
+      alone, not those plus one recomputed layer (measured: tests/train/test_planner.py).
 
     Checkpointing acts only in ``model.train()`` mode; the loss and gradients
     are the same as without it (``tests/train/test_memory.py``).
@@ -387,14 +398,21 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[i
         raise ValueError(f"checkpointing mode must be one of {CHECKPOINTING_MODES}, got {mode!r}")
     if int(every) < 1:
         raise ValueError(f"every must be >= 1, got {every}")
+    count = layers
     layers = _decoder_layers(model)
+    if count is not None and not (mode == "selective" and 1 <= int(count) <= len(layers)):
+        raise ValueError(f"layers={count!r}: expected a count in [1, {len(layers)}] with mode='selective'")
     if mode == "none":
         if getattr(model, "is_gradient_checkpointing", False):
             model.gradient_checkpointing_disable()
         return []
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    chosen = list(range(len(layers))) if mode == "full" else \
-        [i for i in range(len(layers)) if i % every == every - 1]
+    if mode == "full":
+        chosen = list(range(len(layers)))
+    elif count is not None:
+        chosen = list(range(int(count)))
+    else:
+        chosen = [i for i in range(len(layers)) if i % every == every - 1]
     for i, layer in enumerate(layers):
         if not hasattr(layer, "gradient_checkpointing"):
             raise ValueError(f"layer {i} ({type(layer).__name__}) does not support HF gradient checkpointing")
@@ -405,6 +423,37 @@ def enable_checkpointing(model, mode: str = "full", *, every: int = 2) -> list[i
 def checkpointed_layers(model) -> list[int]:
     """Indices of decoder layers that are currently checkpointed."""
     return [i for i, layer in enumerate(_decoder_layers(model)) if getattr(layer, "gradient_checkpointing", False)]
+
+
+def compile_layers(model, *, backend: str = "inductor", dynamic: bool | None = None) -> int:
+    """Regional compilation: ``torch.compile`` each decoder layer in place (``nn.Module.compile``);
+    returns how many were compiled.
+
+    Why per layer and not the whole model: every LLaMA decoder layer runs the same code on the same
+    shapes, so dynamo compiles one graph and reuses it for all of them (compile time of one layer,
+    not of 28), and the parts outside the layers that do not trace well (the chunked CE's custom
+    autograd Function, FlexAttention's BlockMask building, HF's checkpointing wrapper) stay eager.
+    Inductor fuses each layer's RMSNorms, RoPE, SwiGLU and residual adds into a few kernels around
+    the matmuls and the attention kernel. Activation checkpointing still works: HF's checkpoint wrapper
+    calls the compiled layer, and the recompute runs the same compiled graph.
+
+    ``backend``: ``"inductor"`` (Triton kernels on CUDA); ``"aot_eager"`` traces and partitions
+    forward/backward like inductor but runs eager kernels — what the CPU tests use to prove the
+    compiled layers compute the same loss and gradients. ``dynamic``: passed to ``torch.compile``
+    (None: torch's default, a second shape compiles a dynamic graph). Refused under the per-document
+    SDPA (:data:`helpers.train.attention.SDPA_DOCUMENTS`): see the error.
+    """
+    kernel = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if kernel in (attention.SDPA_DOCUMENTS, attention.SDPA_DOCUMENTS_COMPILED):
+        # the per-document SDPA passes each row's document lengths to every layer as Python ints: dynamo
+        # would specialise on them and recompile for every new row (measured: 2 recompiles in 2 CPU steps)
+        raise ValueError(f"compile_layers needs an attention kernel whose packed-row layout is a tensor "
+                         f"(flex_attention's BlockMask, flash_attention_2's positions), not {kernel!r}: its "
+                         "document lengths are Python ints that recompile the layers for every row")
+    layers = _decoder_layers(model)
+    for layer in layers:
+        layer.compile(backend=backend, dynamic=dynamic)
+    return len(layers)
 
 
 # ============================================================================ attention
@@ -437,7 +486,8 @@ class MemorySettings:
     model_dtype: dtype to hold the parameters in (fp32 for autocast mixed precision).
     autocast: run forward/backward under ``torch.autocast(dtype=bfloat16)``.
     optimizer / state_dtype: :func:`build_optimizer` arguments.
-    checkpointing / selective_every: :func:`enable_checkpointing` arguments.
+    checkpointing / selective_every / checkpoint_layers: :func:`enable_checkpointing` arguments
+    (``checkpoint_layers``: its ``layers``, None = every ``selective_every``-th).
     ce_chunk: ``chunk_size`` of :func:`causal_lm_loss` (0 = one chunk holding all tokens).
     zero_stage / offload_*: for :func:`helpers.train.distributed.deepspeed_config` (0 = no DeepSpeed).
     """
@@ -452,6 +502,7 @@ class MemorySettings:
     zero_stage: int
     offload_optimizer: bool
     offload_params: bool
+    checkpoint_layers: int | None = None
 
 
 def settings_for_plan(plan) -> MemorySettings:
@@ -475,5 +526,5 @@ def settings_for_plan(plan) -> MemorySettings:
                           checkpointing=plan.checkpointing, selective_every=plan.selective_every,
                           ce_chunk=plan.ce_chunk_tokens if plan.ce == "chunked" else 0,
                           zero_stage=plan.zero_stage, offload_optimizer=plan.offload_optimizer,
-                          offload_params=plan.offload_params)
+                          offload_params=plan.offload_params, checkpoint_layers=plan.checkpointed_layers)
 

@@ -59,6 +59,9 @@ class TrainPlan:
     offload_params: bool = False  # ZeRO-3 only: bf16 weights in CPU RAM too
     stochastic_rounding: bool | None = None  # pure bf16: None -> True; mixed: must be False/None
     selective_every: int = 2  # "selective": checkpoint one layer in every k
+    # "selective": exactly this many layers checkpointed (the lowest), None = L // selective_every. The
+    # planner sizes it (plan_for_gpu): the fewest that fit, so every other layer keeps its activations.
+    checkpointed_layers: int | None = None
     mean_doc_tokens: int = 1024  # mean example length in a packed row (per-document attention spans it)
     attention: str = "flex_attention"  # packed-row kernel (helpers.train.attention): its FLOPs and mask memory differ
 
@@ -80,6 +83,9 @@ class TrainPlan:
                 bad(name, "a positive integer")
         if self.attention not in ATTENTION_KERNELS:
             bad("attention", f"one of {ATTENTION_KERNELS}")
+        if self.checkpointed_layers is not None and (self.checkpointing != "selective"
+                                                     or int(self.checkpointed_layers) < 1):
+            bad("checkpointed_layers", "None, or a positive layer count with checkpointing='selective'")
         if self.zero_stage not in (0, 2, 3):
             bad("zero_stage", "0, 2 or 3")
         if self.offload_optimizer and self.zero_stage < 2:
@@ -233,6 +239,19 @@ def activation_bytes_per_token_per_layer(shape: ModelShape) -> int:
     return 16 * h + 4 * shape.q_dim + 4 * shape.kv_dim + 8 * I + 4 * shape.heads
 
 
+def checkpointed_layer_count(shape: ModelShape, plan: TrainPlan) -> int:
+    """Decoder layers whose activations are recomputed: 0 (none), L (full), or for selective
+    ``plan.checkpointed_layers`` (at most L) / ``L // selective_every``."""
+    L = shape.layers
+    if plan.checkpointing == "none":
+        return 0
+    if plan.checkpointing == "full":
+        return L
+    if plan.checkpointed_layers is not None:
+        return min(L, int(plan.checkpointed_layers))
+    return L // plan.selective_every
+
+
 def activation_bytes(shape: ModelShape, plan: TrainPlan) -> int:
     """Peak bytes of saved activations for one micro-batch of ``T = plan.tokens_per_step`` tokens.
 
@@ -241,7 +260,9 @@ def activation_bytes(shape: ModelShape, plan: TrainPlan) -> int:
     - ``none``:      ``L·A``
     - ``selective``: ``(L - c)·A + c·2h + A`` with ``c = L // selective_every``
       checkpointed layers (each keeps only its bf16 input, 2h) and one of them
-      recomputed at a time during backward
+      recomputed at a time during backward, interleaved with kept layers; with a count
+      (``checkpointed_layers``: the lowest c layers) ``max(L - c, 1)·A + c·2h``: every recompute
+      happens after the kept layers above it were freed
     - ``full``:      ``L·2h + A`` (every layer keeps its input; one is recomputed)
 
     plus for every mode the final RMSNorm (8h) and the backward working set of the
@@ -252,8 +273,13 @@ def activation_bytes(shape: ModelShape, plan: TrainPlan) -> int:
     A = activation_bytes_per_token_per_layer(shape)
     if plan.checkpointing == "none":
         layers = L * A
+    elif plan.checkpointing == "selective" and plan.checkpointed_layers is not None:
+        # the lowest c layers checkpointed (helpers.train.memory.enable_checkpointing(layers=c)): each is
+        # recomputed after backward has freed every kept layer above it, so the two never coincide
+        c = checkpointed_layer_count(shape, plan)
+        layers = max(L - c, 1) * A + c * 2 * h
     elif plan.checkpointing == "selective":
-        c = L // plan.selective_every
+        c = checkpointed_layer_count(shape, plan)
         layers = (L - c) * A + c * 2 * h + (A if c else 0)
     else:
         layers = L * 2 * h + A

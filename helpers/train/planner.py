@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
 from .plan_gpus import GPUSpec, _resolve_gpu, detect_gpu
-from .plan_memory import (CHECKPOINTING, CROSS_ENTROPY, HOST_RAM_USABLE_FRACTION, OVERHEAD_FIXED_BYTES, OVERHEAD_FRACTION, MemoryBreakdown, TrainPlan, estimate_memory)
+from .plan_memory import (activation_bytes_per_token_per_layer, checkpointed_layer_count, CHECKPOINTING, CROSS_ENTROPY, HOST_RAM_USABLE_FRACTION, OVERHEAD_FIXED_BYTES, OVERHEAD_FRACTION, MemoryBreakdown, TrainPlan, estimate_memory)
 from .plan_model import (ATTENTION_TRAIN_FACTOR, GIB, LLAMA_3_2_3B_AUDIO, STAGE2_AUDIO_HOURS, ModelShape, attention_cost_table, attention_flops_per_token, model_flops_per_token, stage_tokens)
 
 # ============================================================================ throughput
@@ -41,9 +41,19 @@ from .plan_model import (ATTENTION_TRAIN_FACTOR, GIB, LLAMA_3_2_3B_AUDIO, STAGE2
 # Optimizer-step HBM traffic per parameter (bytes read + written), all bandwidth-bound:
 #   torch AdamW fused on fp32 params: w, g, m, v read (16) + w, m, v written (12)      = 28
 #   bitsandbytes 8-bit on fp32 params: w, g read (8) + w written (4) + 8-bit m, v r/w (4) = 16
-#   BF16AdamW (unfused PyTorch, ~15 elementwise kernels over fp32 temporaries)        ≈ 120
 #   (bf16 params with bnb, the lost-update configuration: 2 + 2 + 2 + 4)               = 10
-OPT_STEP_BYTES = {"torch_fused": 28.0, "bnb8": 16.0, "bnb8_bf16": 10.0, "bf16adamw": 120.0}
+#   BF16AdamW on bf16 params, by rounding and moment dtype: counted per element by
+#   helpers.train.precision.step_traffic_per_element (tests/train/test_planner.py recounts them).
+#   The planner plans the fused update (one compiled kernel per piece, BF16AdamW(fused="auto") on
+#   CUDA): it reads p (or the fp32 master), g, m, v and the int32 rounding noise, writes p, m, v (and
+#   the master), and the noise is written once by randint.
+OPT_STEP_BYTES = {"torch_fused": 28.0, "bnb8": 16.0, "bnb8_bf16": 10.0,
+                  "bf16adamw_stochastic_bf16": 38.0, "bf16adamw_stochastic_fp32": 30.0,
+                  "bf16adamw_master_fp32": 28.0, "bf16adamw_master_bf16": 36.0}
+# The eager update of the same (~15 elementwise kernels over fp32 temporaries per piece; what runs
+# where Triton is missing, and what ran before the fused update): 36 / 22 / 15 / 29 kernels.
+BF16ADAMW_EAGER_STEP_BYTES = {"bf16adamw_stochastic_bf16": 244.0, "bf16adamw_stochastic_fp32": 144.0,
+                              "bf16adamw_master_fp32": 92.0, "bf16adamw_master_bf16": 192.0}
 HBM_EFFICIENCY = 0.7  # fraction of peak bandwidth elementwise kernels reach
 CPU_ADAM_PARAMS_PER_S = 1.0e9  # DeepSpeed CPUAdam on a ~12-vCPU Colab VM (AVX2/512), shared by all ranks
 OFFLOAD_OVERLAP = 0.5  # fraction of host<->device copies hidden behind compute
@@ -75,10 +85,13 @@ def _optimizer_kind(plan: TrainPlan) -> str:
         return "bnb8_bf16" if plan.precision == "bf16_pure" else "bnb8"
     if plan.grad_dtype == "fp32":
         return "torch_fused"
-    return "bf16adamw" if plan.stochastic_rounding or plan.precision == "bf16_mixed_fp32_master" else "torch_fused"
+    if plan.stochastic_rounding or plan.precision == "bf16_mixed_fp32_master":
+        rounding = "stochastic" if plan.stochastic_rounding else "master"
+        return f"bf16adamw_{rounding}_{'bf16' if plan.optimizer == 'adamw_bf16' else 'fp32'}"
+    return "torch_fused"
 
 
-def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu) -> Throughput:
+def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimizer: bool = True) -> Throughput:
     """Tokens per second of ``plan`` on ``plan.n_gpus`` GPUs of type ``gpu``.
 
     Per micro-batch (T tokens on one GPU):
@@ -99,18 +112,16 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu) -> Throughput:
     every forward, recompute and backward pass.
 
     ``tokens/s = n · T · grad_accum / step_time · COMM_EFFICIENCY`` (n > 1).
+
+    ``fused_optimizer``: BF16AdamW's compiled update (the default on CUDA); False prices its eager
+    update (:data:`BF16ADAMW_EAGER_STEP_BYTES`), e.g. to compare with a run without Triton.
     """
     gpu = _resolve_gpu(gpu)
     N, n, T = shape.param_count(), plan.n_gpus, plan.tokens_per_step
     model = model_flops_per_token(shape, plan.mean_doc_tokens)
     attn_fwd = attention_flops_per_token(shape, plan.attention, T, plan.mean_doc_tokens, training=False)
     fwd_layer = 2.0 * shape.layer_params() + attn_fwd / shape.layers
-    if plan.checkpointing == "full":
-        recomputed = shape.layers
-    elif plan.checkpointing == "selective":
-        recomputed = shape.layers // plan.selective_every
-    else:
-        recomputed = 0
+    recomputed = checkpointed_layer_count(shape, plan)
     hardware = 6.0 * N + attn_fwd * ATTENTION_TRAIN_FACTOR + recomputed * fwd_layer + (2.0 * shape.hidden * shape.vocab if plan.ce == "chunked" else 0.0)
     compute = T * hardware / (gpu.bf16_tflops * 1e12 * gpu.hfu)
 
@@ -124,7 +135,9 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu) -> Throughput:
             passes = 3 if plan.checkpointing != "none" else 2
             offload_micro += passes * 2 * shard / pcie * (1 - OFFLOAD_OVERLAP)
     else:
-        optimizer = shard * OPT_STEP_BYTES[_optimizer_kind(plan)] / (gpu.hbm_gbs * 1e9 * HBM_EFFICIENCY)
+        kind = _optimizer_kind(plan)
+        per_param = OPT_STEP_BYTES[kind] if fused_optimizer else BF16ADAMW_EAGER_STEP_BYTES.get(kind, OPT_STEP_BYTES[kind])
+        optimizer = shard * per_param / (gpu.hbm_gbs * 1e9 * HBM_EFFICIENCY)
     step = plan.grad_accum * (compute + offload_micro) + optimizer
     tps = n * T * plan.grad_accum / step
     if n > 1:
@@ -222,7 +235,7 @@ class Plan:
 
 
 # Configurations within this fraction of the fastest count as equally fast; among them
-# the one with better numerics (then less memory) wins.
+# the one with better numerics (then fewer recomputed layers, then less memory) wins.
 SPEED_TIE = 0.03
 HEADROOM_FRACTION = 0.02  # kept free on top of the modelled overhead
 
@@ -269,17 +282,41 @@ def enumerate_plans(tokens_per_step: int = 8192, n_gpus: int = 1, grad_accum: in
 _PRECISION_FIELDS = {"precision", "grad_dtype", "stochastic_rounding", "optimizer"}
 _ZERO_FIELDS = {"zero_stage", "offload_optimizer", "offload_params"}
 # option -> (label in the reasons, fields an alternative may change along with it)
+# (a selective plan's layer count is sized to the memory left by the other options: it moves with any of them)
 _DIMENSIONS = {
-    "checkpointing": ("activation checkpointing", set()),
-    "ce": ("cross-entropy", set()),
-    "optimizer": ("optimizer", {"grad_dtype", "stochastic_rounding"}),
-    "precision": ("precision", _PRECISION_FIELDS),
-    "zero_stage": ("ZeRO stage", _ZERO_FIELDS | _PRECISION_FIELDS),
-    "offload_optimizer": ("optimizer offload", _ZERO_FIELDS | _PRECISION_FIELDS),
+    "checkpointing": ("activation checkpointing", {"checkpointed_layers"}),
+    "ce": ("cross-entropy", {"checkpointed_layers"}),
+    "optimizer": ("optimizer", {"grad_dtype", "stochastic_rounding", "checkpointed_layers"}),
+    "precision": ("precision", _PRECISION_FIELDS | {"checkpointed_layers"}),
+    "zero_stage": ("ZeRO stage", _ZERO_FIELDS | _PRECISION_FIELDS | {"checkpointed_layers"}),
+    "offload_optimizer": ("optimizer offload", _ZERO_FIELDS | _PRECISION_FIELDS | {"checkpointed_layers"}),
 }
 
 
-REPLANNABLE = ("checkpointing", "ce", "ce_chunk_tokens", "selective_every")  # same math, other memory/speed
+REPLANNABLE = ("checkpointing", "ce", "ce_chunk_tokens", "selective_every", "checkpointed_layers")  # same math
+
+
+def size_selective(shape: ModelShape, plan: TrainPlan, usable_bytes: int) -> TrainPlan:
+    """``plan`` (checkpointing="selective") with the fewest checkpointed layers whose peak fits
+    ``usable_bytes``: every other layer keeps its activations (no recompute). Margin: the modelled
+    framework overhead, the GPU's headroom (``usable_bytes``) and :func:`selective_margin_bytes`. Returns
+    ``plan`` unchanged when it is not selective, or when even L - 1 checkpointed layers do not fit
+    (then it does not fit, and full checkpointing is the candidate that may)."""
+    if plan.checkpointing != "selective":
+        return plan
+    margin = selective_margin_bytes(shape, plan)
+    for c in range(1, shape.layers):
+        p = replace(plan, checkpointed_layers=c)
+        if estimate_memory(shape, p).peak + margin <= usable_bytes:
+            return p
+    return plan
+
+
+def selective_margin_bytes(shape: ModelShape, plan: TrainPlan) -> int:
+    """Memory a sized selective plan leaves free beyond the headroom: one more layer's activations
+    (``T · A``, ~1 GiB for the 3B model at 8K tokens), so that an activation estimate that is short by
+    up to one layer's worth (``1/(L - c)`` of what the kept layers hold) still fits."""
+    return plan.tokens_per_step * activation_bytes_per_token_per_layer(shape)
 
 
 def replan_memory(shape: ModelShape, gpu, fixed: TrainPlan, headroom: float = HEADROOM_FRACTION) -> TrainPlan | None:
@@ -295,7 +332,8 @@ def replan_memory(shape: ModelShape, gpu, fixed: TrainPlan, headroom: float = HE
     best = None
     for ckpt in CHECKPOINTING:
         for ce in CROSS_ENTROPY:
-            p = replace(fixed, checkpointing=ckpt, ce=ce)
+            p = size_selective(shape, replace(fixed, checkpointing=ckpt, ce=ce,
+                                              checkpointed_layers=None), usable)
             mem = estimate_memory(shape, p)
             if mem.peak > usable or (host_limit is not None and mem.cpu > host_limit):
                 continue
@@ -341,8 +379,9 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
     train_tokens = stage_tokens(STAGE2_AUDIO_HOURS) if train_tokens is None else int(train_tokens)
 
     attention = default_attention() if attention is None else attention
-    candidates = enumerate_plans(tokens_per_step, n_gpus, grad_accum, allow_lost_updates, attention=attention,
-                                 **common)
+    candidates = [size_selective(shape, p, usable)
+                  for p in enumerate_plans(tokens_per_step, n_gpus, grad_accum, allow_lost_updates,
+                                           attention=attention, **common)]
     rows = []  # (plan, memory, throughput, fits_gpu, fits_host)
     for p in candidates:
         mem = estimate_memory(shape, p)
@@ -353,7 +392,10 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
         raise NoFeasiblePlan(_no_fit_message(shape, gpu, usable, host_limit, rows, tokens_per_step))
     best_tps = max(r[2].tokens_per_s for r in fitting)
     tied = [r for r in fitting if r[2].tokens_per_s >= best_tps * (1 - SPEED_TIE)]
-    chosen = min(tied, key=lambda r: (r[0].numerics_rank, r[1].peak, -r[2].tokens_per_s))
+    # within the tie: better numerics, then fewer recomputed layers (a layer recomputed only to save memory
+    # that is not needed costs ~1 % each), then less memory
+    chosen = min(tied, key=lambda r: (r[0].numerics_rank, checkpointed_layer_count(shape, r[0]), r[1].peak,
+                                      -r[2].tokens_per_s))
     plan, mem, tp = chosen[0], chosen[1], chosen[2]
 
     reasons = [f"fastest of the {len(fitting)} fitting configurations"
@@ -374,6 +416,80 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
     return Plan(shape=shape, gpu=gpu, train=plan, memory=mem, throughput=tp, usable_bytes=usable,
                 train_tokens=train_tokens, reasons=reasons, notes=notes, n_candidates=len(rows),
                 n_fitting=len(fitting), assumptions=plan_assumptions(shape, gpu, plan, headroom))
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """:func:`auto_config`'s choice: the fastest plan over micro-batch sizes and attention kernels,
+    and every candidate it weighed (``rows``: micro-batch, accumulation, kernel, tokens/s, peak GiB, or
+    why it was not possible)."""
+
+    plan: Plan
+    tokens_per_micro_batch: int
+    grad_accum: int
+    rows: list[dict]
+
+    def to_markdown(self) -> str:
+        head = ["| tokens/micro-batch | accumulation | attention | checkpointing | tokens/s | MFU | peak GiB | note |",
+                "|---:|---:|---|---|---:|---:|---:|---|"]
+        body = [f"| {r['tokens_per_micro_batch']:,} | {r['grad_accum']} | {r['attention']} | {r.get('checkpointing', '')} | "
+                f"{r.get('tokens_per_s', '')} | {r.get('mfu', '')} | {r.get('peak_gib', '')} | {r.get('note', '')} |"
+                for r in self.rows]
+        return "\n".join([f"Auto-config on {self.plan.gpu.name}: {self.tokens_per_micro_batch:,} tokens × "
+                          f"{self.grad_accum} micro-batches, {self.plan.train.attention}, checkpointing "
+                          f"{self.plan.train.checkpointing}"
+                          + (f" ({self.plan.train.checkpointed_layers} layers)"
+                             if self.plan.train.checkpointed_layers else ""), ""] + head + body)
+
+
+def auto_config(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, *, tokens_per_optimizer_step: int = 12 * 8192,
+                min_tokens_per_micro_batch: int = 8192, micro_batches: Iterable[int] | None = None,
+                attentions: Iterable[str] | None = None, **plan_kwargs) -> AutoConfig:
+    """The fastest valid training configuration for ``gpu``, over what :func:`plan_for_gpu` leaves fixed.
+
+    For each micro-batch size ``T`` (``micro_batches``; default: 1, 1.5, 2 and 3 × ``min_tokens_per_micro_batch``)
+    with accumulation ``ceil(tokens_per_optimizer_step / T)`` (the optimizer step sees at least as many tokens as
+    asked: the same optimisation) and each attention kernel (``attentions``; default: the one
+    :func:`default_attention` would train with, and SDPA), :func:`plan_for_gpu` picks precision, optimizer,
+    checkpointing (a selective count sized to the memory), CE and ZeRO; the fastest of those is returned.
+
+    Valid means: it fits the GPU (and host RAM for offload) with the planner's margins, and ``T >=
+    min_tokens_per_micro_batch`` — one packed row is one micro-batch, so a smaller one could not hold the
+    longest example (the stage's ``max_seq_len``). Compiled layers are not priced: no measurement of their
+    speed-up on a card exists yet (bench_train --compile-layers measures it).
+
+    Raises :class:`NoFeasiblePlan` when no combination fits (the message of the smallest micro-batch's).
+    """
+    lo = int(min_tokens_per_micro_batch)
+    if lo < 1 or int(tokens_per_optimizer_step) < lo:
+        raise ValueError(f"need 1 <= min_tokens_per_micro_batch ({lo}) <= tokens_per_optimizer_step "
+                         f"({tokens_per_optimizer_step})")
+    sizes = sorted({int(t) for t in (micro_batches or (lo, lo * 3 // 2, 2 * lo, 3 * lo))})
+    too_small = [t for t in sizes if t < lo]
+    if too_small:
+        raise ValueError(f"micro_batches {too_small} are below min_tokens_per_micro_batch={lo} (a packed row "
+                         "must hold the longest example)")
+    kernels = list(dict.fromkeys(attentions or (default_attention(), "sdpa")))
+    rows, best, first_error = [], None, None
+    for T in sizes:
+        accum = -(-int(tokens_per_optimizer_step) // T)
+        for kernel in kernels:
+            row = dict(tokens_per_micro_batch=T, grad_accum=accum, attention=kernel)
+            try:
+                p = plan_for_gpu(shape, gpu, tokens_per_step=T, grad_accum=accum, attention=kernel, **plan_kwargs)
+            except NoFeasiblePlan as e:
+                first_error = first_error or e
+                rows.append(dict(row, note="does not fit"))
+                continue
+            rows.append(dict(row, checkpointing=p.train.checkpointing + (
+                f" ({p.train.checkpointed_layers})" if p.train.checkpointed_layers else ""),
+                tokens_per_s=round(p.throughput.tokens_per_s), mfu=round(p.throughput.mfu, 3),
+                peak_gib=round(p.memory.peak / GIB, 1)))
+            if best is None or p.throughput.tokens_per_s > best[0].throughput.tokens_per_s:
+                best = (p, T, accum)
+    if best is None:
+        raise first_error
+    return AutoConfig(plan=best[0], tokens_per_micro_batch=best[1], grad_accum=best[2], rows=rows)
 
 
 def default_attention() -> str:
@@ -469,7 +585,8 @@ def describe_candidates(shape: ModelShape, gpu, candidates: Iterable[TrainPlan])
         mem = estimate_memory(shape, p)
         tp = estimate_throughput(shape, p, gpu)
         out.append(dict(precision=p.precision, optimizer=p.optimizer, grad_dtype=p.grad_dtype,
-                        checkpointing=p.checkpointing, ce=p.ce, zero_stage=p.zero_stage,
+                        checkpointing=p.checkpointing, checkpointed_layers=checkpointed_layer_count(shape, p),
+                        ce=p.ce, zero_stage=p.zero_stage,
                         offload_optimizer=p.offload_optimizer, offload_params=p.offload_params,
                         peak_gib=round(mem.peak / GIB, 2), cpu_gib=round(mem.cpu / GIB, 2),
                         tokens_per_s=round(tp.tokens_per_s), fits=mem.peak <= gpu.memory_bytes * (1 - HEADROOM_FRACTION)))

@@ -31,6 +31,7 @@ updates (the planner and the notebooks use it to show why pure bf16 needs (a) or
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Iterable
 
@@ -38,6 +39,8 @@ import torch
 
 __all__ = [
     "bf16_ulp",
+    "fused_update_default",
+    "step_traffic_per_element",
     "lost_update_fraction",
     "stochastic_round_to_bf16",
     "BF16AdamW",
@@ -109,6 +112,84 @@ def stochastic_round_to_bf16(x: torch.Tensor, generator: torch.Generator | None 
     return rounded.to(torch.bfloat16)
 
 
+def fused_update_default(device: torch.device | str | None = None) -> bool:
+    """Whether :class:`BF16AdamW` compiles its update by default (``fused="auto"``): on CUDA, where
+    Triton turns the ~15 elementwise kernels of the eager update into one per tensor piece.
+
+    On the CPU the eager update stays the default: the first fused step compiles (2-18 s per update
+    variant measured on the 2-core CI machine) and the CPU tests and demos are short; per step the
+    fused update was 3.1-6.7x faster there (``benchmarks/bench_train.py --optimizer-only``,
+    benchmarks/README.md), so a long CPU run may pass ``fused=True``.
+    """
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type != "cuda":
+        return False
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
+def _round_bits_to_bf16(x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """bf16 of an fp32 ``x``: stochastic with the int32 ``noise`` of :func:`stochastic_round_to_bf16`,
+    or round to nearest even when ``noise`` is None. Traceable by torch.compile (no RNG inside)."""
+    if noise is None:
+        return x.to(torch.bfloat16)
+    rounded = ((x.view(torch.int32) + noise) & _KEEP_HIGH16).view(torch.float32)
+    return torch.where(torch.isnan(x), x, rounded).to(torch.bfloat16)
+
+
+def _adamw_piece(p, grad, exp_avg, exp_avg_sq, master, noise_m, noise_v, noise_p, hyper):
+    """The whole AdamW update of one tensor piece, in place, as one traceable function.
+
+    The same algebra, in the same order, as :meth:`BF16AdamW._update`; each multiply-add that eager
+    CUDA fuses is written so that inductor fuses it too (inductor lowers ``addcmul(a, b, c)`` on CUDA to
+    ``fma(b, c, a)``; by inductor's own notes eager CUDA computes ``add(a, b, alpha=s)`` as
+    ``fma(b, s, a)`` and ``addcmul`` as ``fma(s, t1 * t2, a)``; ``addcdiv`` and the division by the
+    Python scalar ``sqrt(bc2)`` are assumed to be ``fma(s, t1 / t2, a)`` and a multiplication by the
+    fp32 reciprocal). Whether the compiled CUDA update is then bit-identical to the eager one is
+    measured by ``tests/test_gpu.py::test_fused_bf16adamw_matches_the_eager_update_on_cuda`` (which
+    allows one bf16 / two fp32 ulps), not yet run. On the CPU inductor's code has no FMA while eager's
+    ``add`` with ``alpha`` uses one (measured: 271 of 1,000 first moments differ by an ulp), so the fp32
+    results may differ from eager by about one fp32 ulp of the operands; the bound is tested in
+    ``tests/train/test_precision.py``.
+
+    ``hyper``: fp32 (8,) on the tensors' device: beta1, 1-beta1, beta2, 1-beta2, 1/sqrt(bias
+    correction 2), eps, 1 - lr·wd, -lr / bias correction 1 (each computed in float64 and rounded to
+    fp32, as the eager kernels round their Python-float scalars). ``noise_*``: int32 rounding noise
+    (None: round to nearest / fp32 store). ``master``: the fp32 master piece or None.
+    """
+    beta1, omb1, beta2, omb2, inv_sqrt_bc2, eps, decay, step_size = hyper.unbind(0)
+    g = grad.float()
+    m = torch.addcmul(exp_avg.float() * beta1, g, omb1)
+    v = torch.addcmul(exp_avg_sq.float() * beta2, omb2, g * g)
+    if exp_avg.dtype == torch.bfloat16:
+        exp_avg.copy_(_round_bits_to_bf16(m, noise_m))
+        exp_avg_sq.copy_(_round_bits_to_bf16(v, noise_v))
+    else:
+        exp_avg.copy_(m)
+        exp_avg_sq.copy_(v)
+    denom = v.sqrt() * inv_sqrt_bc2 + eps
+    w = torch.addcmul((master if master is not None else p).float() * decay, step_size, m / denom)
+    if master is not None:
+        master.copy_(w)
+    if p.dtype == torch.bfloat16:
+        p.copy_(_round_bits_to_bf16(w, noise_p))
+    else:
+        p.copy_(w)
+
+
+_COMPILED_PIECE = None
+
+
+def _compiled_piece():
+    """:func:`_adamw_piece` under ``torch.compile`` (built once per process, on first use).
+
+    ``dynamic=True``: one kernel serves every piece length, so a model's ~250 tensors of ~20
+    different sizes compile once per update variant (bf16/fp32 states, stochastic/nearest/master)."""
+    global _COMPILED_PIECE
+    if _COMPILED_PIECE is None:
+        _COMPILED_PIECE = torch.compile(_adamw_piece, dynamic=True, fullgraph=True)
+    return _COMPILED_PIECE
+
+
 class BF16AdamW(torch.optim.Optimizer):
     """AdamW (decoupled weight decay) for bf16 parameters without lost updates.
 
@@ -134,6 +215,22 @@ class BF16AdamW(torch.optim.Optimizer):
     Reproducibility: the rounding noise comes from one ``torch.Generator`` per
     device seeded from ``seed``; its state is saved in ``state_dict()`` so a
     resumed run draws the same noise as an uninterrupted one.
+
+    ``fused``: compute each piece's update with one compiled kernel (:func:`_adamw_piece` under
+    ``torch.compile``) instead of ~15 eager elementwise ops with fp32 temporaries; ``"auto"``
+    (:func:`fused_update_default`): on CUDA with Triton. The rounding noise is still drawn from the
+    same generator, in the same order and shapes, outside the kernel, so the state dict, the noise
+    stream and exact resume are unchanged; only the arithmetic moves into the kernel. It is not
+    bit-identical to the eager update on the CPU: eager CPU fuses ``add(alpha=)`` into an FMA and
+    inductor's CPU code has none, so fp32 values may differ by ~1 fp32 ulp of their operands and a
+    bf16 value, rounded from them with the same noise, by one bf16 ulp (tested:
+    ``tests/train/test_precision.py``). On CUDA the kernel is written to make inductor fuse the
+    multiply-adds eager fuses (:func:`_adamw_piece`); ``tests/test_gpu.py`` checks the same bound and
+    prints the bit-identical fraction (not yet run on a GPU). Don't switch ``fused`` in the middle
+    of a run if its resume must be bit-exact.
+    Memory traffic per element of a pure-bf16 step with bf16 states: reads p, g, m, v (8 B) and
+    three int32 noise words (12 B), writes p, m, v (6 B) and the noise (12 B): 38 B against the
+    eager update's 244 B over 36 kernels (both counted: :func:`step_traffic_per_element`).
     """
 
     ROUNDINGS = ("stochastic", "master", "nearest")
@@ -141,7 +238,7 @@ class BF16AdamW(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 1e-5, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, rounding: str = "stochastic",
-                 state_dtype: torch.dtype = torch.float32, seed: int = 0):
+                 state_dtype: torch.dtype = torch.float32, seed: int = 0, fused: bool | str = False):
         if not lr >= 0.0:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
@@ -154,7 +251,10 @@ class BF16AdamW(torch.optim.Optimizer):
             raise ValueError(f"rounding must be one of {self.ROUNDINGS}, got {rounding!r}")
         if state_dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"state_dtype must be torch.float32 or torch.bfloat16, got {state_dtype}")
+        if fused not in (True, False, "auto"):
+            raise ValueError(f"fused must be True, False or 'auto', got {fused!r}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.fused = fused
         self.rounding = rounding
         self.state_dtype = state_dtype
         self.seed = int(seed)
@@ -221,9 +321,35 @@ class BF16AdamW(torch.optim.Optimizer):
                               for lo in range(0, p.numel(), self.CHUNK_ELEMENTS)]
                 else:  # rare (e.g. a non-contiguous parameter view): one piece
                     pieces = [flats]
+                fused = self.fused if self.fused != "auto" else fused_update_default(p.device)
                 for piece in pieces:
-                    self._update(piece, t, lr, beta1, beta2, eps, wd, stochastic_states, stochastic_param)
+                    if fused:
+                        self._update_fused(piece, t, lr, beta1, beta2, eps, wd, stochastic_states,
+                                           stochastic_param)
+                    else:
+                        self._update(piece, t, lr, beta1, beta2, eps, wd, stochastic_states, stochastic_param)
         return loss
+
+    def _update_fused(self, piece, t, lr, beta1, beta2, eps, wd, stochastic_states, stochastic_param):
+        """:meth:`_update` as one compiled kernel; the noise drawn exactly as :meth:`_store` draws it."""
+        # Detached aliases (same storage): the compiled kernel writes plain tensors, not views of
+        # parameters made under no_grad, which dynamo refuses to trace.
+        p, grad, exp_avg, exp_avg_sq = (x.detach() for x in piece[:4])
+        master = piece[4].detach() if len(piece) > 4 else None
+        dev = p.device
+
+        def noise():  # same generator, order (exp_avg, exp_avg_sq, param) and shape as the eager path
+            return torch.randint(0, _LOW16 + 1, p.shape, dtype=torch.int32, device=dev,
+                                 generator=self._generator(dev))
+
+        noise_m = noise() if stochastic_states else None
+        noise_v = noise() if stochastic_states else None
+        noise_p = noise() if stochastic_param else None
+        bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
+        inv = float(torch.tensor(1.0, dtype=torch.float32) / torch.tensor(math.sqrt(bc2), dtype=torch.float32))
+        hyper = torch.tensor([beta1, 1 - beta1, beta2, 1 - beta2, inv, eps, 1 - lr * wd, -lr / bc1],
+                             dtype=torch.float32).to(dev, non_blocking=True)
+        _compiled_piece()(p, grad, exp_avg, exp_avg_sq, master, noise_m, noise_v, noise_p, hyper)
 
     def _update(self, piece, t, lr, beta1, beta2, eps, wd, stochastic_states, stochastic_param):
         """One AdamW update on matching pieces of param, grad, exp_avg, exp_avg_sq (and master)."""
@@ -278,3 +404,74 @@ class BF16AdamW(torch.optim.Optimizer):
             g = torch.Generator(device=torch.device(key))
             g.set_state(gstate)
             self._generators[key] = g
+
+
+# ---------------------------------------------------------------------------- memory traffic of a step
+_NO_TRAFFIC = ("view", "slice", "detach", "_unsafe_view", "alias", "as_strided", "unbind", "select")
+
+
+def step_traffic_per_element(rounding: str = "stochastic", state_dtype: torch.dtype = torch.bfloat16, *,
+                             fused: bool = False, n: int = 1 << 16) -> tuple[float, int]:
+    """Bytes of memory traffic per parameter element of one :class:`BF16AdamW` step on a bf16
+    parameter, and the number of kernels (ops) it runs: ``(bytes, kernels)``.
+
+    Eager: counted by running the real step under a dispatch mode that adds up, per aten op, the
+    bytes of its tensor inputs and of its outputs that are new tensors (each elementwise kernel reads
+    its inputs and writes its output once; views move nothing). Fused: the compiled kernel's
+    arguments (each read once, each mutated one written once) plus the ops still dispatched around
+    it (the rounding noise's ``randint``), counted the same way — what one fused pointwise kernel
+    moves, which is what inductor generates for :func:`_adamw_piece`. The planner's
+    ``OPT_STEP_BYTES`` (:mod:`helpers.train.planner`) are these figures; ``tests/train/test_planner.py``
+    recounts them.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    def nbytes(ts):
+        return sum(t.numel() * t.element_size() for t in ts)
+
+    def tensors(x):
+        return [t for t in tree_flatten(x)[0] if torch.is_tensor(t) and t.numel() > 1]
+
+    class _Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.bytes, self.ops = 0, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func.overloadpacket.__name__ in _NO_TRAFFIC:
+                return out
+            ins = tensors((args, kwargs))
+            self.ops += 1
+            self.bytes += nbytes(ins) + nbytes([t for t in tensors(out) if not any(t is i for i in ins)])
+            return out
+
+    p = torch.nn.Parameter(torch.randn(n, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16))
+    opt = BF16AdamW([p], lr=1e-4, weight_decay=0.01, rounding=rounding, state_dtype=state_dtype, fused=False)
+    p.grad = torch.full_like(p, 1e-3)
+    opt.step()  # creates the state: the counted step is a steady-state one
+    counter = _Count()
+    if not fused:
+        with counter:
+            opt.step()
+        return counter.bytes / n, counter.ops
+    kernel_args = []
+
+    def record(*args):  # stands for the compiled kernel: note its arguments, run nothing
+        kernel_args.extend(a for a in args if torch.is_tensor(a))
+
+    global _COMPILED_PIECE
+    saved, _COMPILED_PIECE = _COMPILED_PIECE, record
+    try:
+        opt.fused = True
+        with counter:
+            opt.step()
+    finally:
+        _COMPILED_PIECE = saved
+    # the noise, grad, p (or the master) and the moments are read; p, the moments and the master are written
+    piece = [x for x in kernel_args if x.numel() == n]
+    master = len(piece) > 4 and piece[4] is not None and piece[4].dtype == torch.float32 and rounding == "master"
+    reads = [x for x in piece if not (master and x.dtype == torch.bfloat16 and x is piece[0])]
+    writes = [piece[0], piece[2], piece[3]] + ([piece[4]] if master else [])
+    return (counter.bytes + nbytes(reads) + nbytes(writes)) / n, counter.ops + 1

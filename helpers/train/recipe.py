@@ -302,7 +302,11 @@ class StageRecipe:
         self.model.to(self.device)
         self.model.config.use_cache = False
         self.attention = memory.set_attention(self.model, memory.choose_attention(self.device, dtype, cfg.attention))
-        self.checkpointed = memory.enable_checkpointing(self.model, cfg.checkpointing, every=cfg.selective_every)
+        self.checkpointed = memory.enable_checkpointing(
+            self.model, cfg.checkpointing, every=cfg.selective_every,
+            layers=cfg.checkpoint_layers if cfg.checkpointing == "selective" else None)
+        if cfg.compile_layers:  # regional compilation; the layers' checkpointing wraps the compiled forward
+            memory.compile_layers(self.model)
         self.model.train()
         self.train_utts, self.eval_utts = split_eval(self.utterances, cfg.eval_fraction, cfg.seed)
         self.builder = SequenceBuilder.from_config(self.layout, self.tokenizer, self.voices, cfg)

@@ -30,6 +30,7 @@ def train_plan_of(cfg: StageConfig, n_gpus: int = 1):
     modelled by the planner, which assumes bf16 compute)."""
     cfg.require_planned()
     common = dict(checkpointing=cfg.checkpointing, selective_every=cfg.selective_every,
+                  checkpointed_layers=cfg.checkpoint_layers if cfg.checkpointing == "selective" else None,
                   ce="chunked" if cfg.ce_chunk else "full", ce_chunk_tokens=cfg.ce_chunk or 1024,
                   tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum, n_gpus=int(n_gpus))
     if cfg.deepspeed is not None:
@@ -59,6 +60,7 @@ def _settings_from_plan(plan) -> dict[str, Any]:
     return dict(precision=precision, optimizer=st.optimizer,
                 optimizer_state="bf16" if st.state_dtype == torch.bfloat16 else "fp32",
                 checkpointing=st.checkpointing, selective_every=st.selective_every, ce_chunk=st.ce_chunk,
+                checkpoint_layers=st.checkpoint_layers,
                 deepspeed=(f"configs/{config_name_for(st.zero_stage, st.offload_optimizer, st.offload_params)}"
                            if st.zero_stage else None))
 
@@ -83,7 +85,10 @@ def _replan_for_gpu(values: dict, replan: list, shape, plan, cfg: StageConfig, n
             f"{plan.gpu.name}. Resume on a larger GPU, or delete the stage's checkpoints to restart it with this "
             f"GPU's plan.")
     st = _settings_from_plan(types.SimpleNamespace(train=best))
-    return {k: st[k] for k in replan}
+    out = {k: st[k] for k in replan}
+    if "checkpointing" in replan and cfg.checkpoint_layers is None:  # the count sized for this GPU
+        out["checkpoint_layers"] = st["checkpoint_layers"]
+    return out
 
 
 def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float | None = None,
@@ -165,6 +170,8 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
                 values["optimizer"] = "adamw_bf16_master" if values["precision"] == "bf16-pure" else "adamw_torch"
             if values["optimizer_state"] is None:
                 values["optimizer_state"] = "fp32"
+        if values["checkpointing"] is None and cfg.checkpoint_layers is None and source.get("checkpoint_layers"):
+            values["checkpoint_layers"] = source["checkpoint_layers"]  # the plan's sized selective count
         for k in ("checkpointing", "selective_every", "ce_chunk"):
             if values[k] is None:
                 values[k] = source[k]

@@ -185,9 +185,9 @@ def _count_layer_calls(model):
     return calls
 
 
-@pytest.mark.parametrize("mode,every,expected", [("none", 2, []), ("full", 2, [0, 1, 2]), ("selective", 2, [1]),
-                                                 ("selective", 1, [0, 1, 2])])
-def test_checkpointing_same_loss_and_grads_and_recomputes(mode, every, expected):
+def _reference_and_copy(chunk=1024):
+    """A 3-layer LLaMA (fp32, SDPA) after one backward of a packed batch, and an untouched copy of it:
+    (reference model, reference loss, copy, (ids, labels, position_ids))."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=200, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -195,12 +195,21 @@ def test_checkpointing_same_loss_and_grads_and_recomputes(mode, every, expected)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
     ref_model = LlamaForCausalLM(cfg).train()
-    ids, labels, pos = _packed_batch(200, [20, 12], seed=1)
-    ref, _ = mem.causal_lm_loss(ref_model, ids, labels, position_ids=pos)
+    batch = _packed_batch(200, [20, 12], seed=1)
+    ref, _ = mem.causal_lm_loss(ref_model, batch[0], batch[1], position_ids=batch[2], chunk_size=chunk)
     ref.backward()
     model = LlamaForCausalLM(cfg).train()
     model.load_state_dict(ref_model.state_dict())
-    assert mem.enable_checkpointing(model, mode, every=every) == expected
+    return ref_model, ref, model, batch
+
+
+@pytest.mark.parametrize("mode,every,layers,expected", [
+    ("none", 2, None, []), ("full", 2, None, [0, 1, 2]), ("selective", 2, None, [1]), ("selective", 1, None, [0, 1, 2]),
+    # a count (the planner's sized selective): exactly that many layers, the lowest ones
+    ("selective", 2, 1, [0]), ("selective", 2, 2, [0, 1]), ("selective", 2, 3, [0, 1, 2])])
+def test_checkpointing_same_loss_and_grads_and_recomputes(mode, every, layers, expected):
+    ref_model, ref, model, (ids, labels, pos) = _reference_and_copy()
+    assert mem.enable_checkpointing(model, mode, every=every, layers=layers) == expected
     assert mem.checkpointed_layers(model) == expected
     calls = _count_layer_calls(model)
     loss, _ = mem.causal_lm_loss(model, ids, labels, position_ids=pos)
@@ -214,6 +223,9 @@ def test_checkpointing_same_loss_and_grads_and_recomputes(mode, every, expected)
     assert mem.checkpointed_layers(model) == []
     with pytest.raises(ValueError, match="checkpointing mode"):
         mem.enable_checkpointing(model, "some")
+    for bad_mode, bad in (("selective", 0), ("selective", 4), ("full", 2)):
+        with pytest.raises(ValueError, match="layers="):
+            mem.enable_checkpointing(model, bad_mode, layers=bad)
 
 
 def test_attention_choice_on_cpu():
@@ -242,3 +254,50 @@ def test_benchmark_runs_on_cpu_and_prints_figures(tmp_path):
     assert r["tokens_per_s"] > 0 and r["peak_memory_gib"] > 0 and r["checkpointed_layers"] == 1
     assert r["optimizer"] == "adamw_bf16_stochastic" and r["ce_chunk"] == 64 and r["mfu"] is None  # CPU: no peak
     assert json.loads(record.read_text().splitlines()[0]) == r
+
+
+@pytest.mark.parametrize("checkpointing", ["none", "full"])
+def test_compiled_layers_give_the_reference_loss_and_gradients(checkpointing):
+    """Regional compilation (each decoder layer under torch.compile, backend aot_eager: dynamo's graph
+    and AOTAutograd's forward/backward split, eager kernels — what CPU can prove) against the eager
+    model on a packed batch, with and without activation checkpointing. Tolerance 1e-5 relative (fp32):
+    the traced graph runs the same ops, but decompositions may reassociate a reduction (RMSNorm's mean)."""
+    import torch._dynamo
+
+    ref_model, ref, model, (ids, labels, pos) = _reference_and_copy(chunk=8)
+    mem.enable_checkpointing(model, checkpointing)
+    torch._dynamo.reset()
+    assert mem.compile_layers(model, backend="aot_eager") == 3
+    loss, _ = mem.causal_lm_loss(model, ids, labels, position_ids=pos, chunk_size=8)
+    loss.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    for (k, p), q in zip(model.named_parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=k)
+    from helpers.train.recipe import compile_counts
+
+    assert compile_counts()["graphs"] >= 1  # the layers really ran through dynamo
+    mem.set_attention(model, "sdpa")  # per-document SDPA: document lengths as Python ints
+    with pytest.raises(ValueError, match="recompile the layers for every row"):
+        mem.compile_layers(model, backend="aot_eager")
+
+
+def test_stage_benchmark_runs_the_stage_config_on_cpu(tmp_path):
+    """bench_train --stage 2 --profile colab on the tiny model: the Colab plan's configuration (pure bf16,
+    BF16AdamW with stochastic rounding, full checkpointing, chunked CE) at CPU sizes, with the split."""
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--stage", "2", "--profile", "colab",
+           "--model", "tiny", "--tokens-per-step", "256", "--grad-accum", "3", "--steps", "1", "--warmup", "0",
+           "--threads", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")][0][6:])
+    # the A100-40GB plan: selective checkpointing of 24 of 28 layers, scaled to the tiny model's 2
+    assert (r["precision"], r["optimizer"], r["checkpointing"]) == ("bf16-pure", "adamw_bf16_stochastic", "selective")
+    assert r["checkpointed_layers"] == 2
+    assert r["grad_accum"] == 3 and r["tokens_per_micro_batch"] == 256 and r["ce_chunk"] > 0
+    assert r["fused_optimizer"] is False  # auto: eager on the CPU
+    assert set(r["split_s"]) == {"data", "forward", "backward", "optimizer", "other"}
+    assert all(v >= 0 for k, v in r["split_s"].items() if k != "other")
+    assert sum(r["split_s"].values()) == pytest.approx(r["step_s"], abs=2e-3)
+    assert r["tokens_per_s"] > 0 and r["planner_tokens_per_s"] > 0 and r["hfu"] is None
+    assert r["auto_config"]["tokens_per_micro_batch"] >= 8192 and r["auto_config"]["planner_tokens_per_s"] > 0

@@ -206,3 +206,118 @@ def test_bad_arguments_are_rejected():
         BF16AdamW(p, state_dtype=torch.float16)
     with pytest.raises(ValueError, match="lr"):
         BF16AdamW(p, lr=-1.0)
+
+
+# ----------------------------------------------------------------------------- fused (compiled) update
+def _one_piece_step(fused, p_dtype, rounding, state_dtype, n=4099, t=3, wd=0.1):
+    """One update of one piece from a fixed random state: (param, {state}, generator state) after it."""
+    g = torch.Generator().manual_seed(11)
+    p = (torch.randn(n, generator=g) * 0.02).to(p_dtype)
+    grad = (torch.randn(n, generator=g) * 1e-3).to(p_dtype)
+    m = (torch.randn(n, generator=g) * 1e-3).to(state_dtype)
+    v = (torch.rand(n, generator=g) * 1e-6).to(state_dtype)
+    master = p.float() + torch.randn(n, generator=g) * 1e-5 if (rounding == "master" and p_dtype == torch.bfloat16) \
+        else None
+    opt = BF16AdamW([nn.Parameter(torch.zeros(1))], rounding=rounding, state_dtype=state_dtype, seed=4, fused=fused)
+    before = dict(p=p.clone(), grad=grad.clone(), m=m.clone(), v=v.clone(),
+                  master=None if master is None else master.clone())
+    piece = [p, grad, m, v] + ([master] if master is not None else [])
+    stochastic_states = state_dtype == torch.bfloat16 and p_dtype == torch.bfloat16
+    stochastic_param = p_dtype == torch.bfloat16 and rounding == "stochastic"
+    if p_dtype == torch.float32:
+        stochastic_states = False
+    update = opt._update_fused if fused else opt._update
+    update(piece, t, 1e-3, 0.9, 0.95, 1e-8, wd, stochastic_states, stochastic_param)
+    gens = {k: gen.get_state() for k, gen in opt._generators.items()}
+    return dict(p=p, m=m, v=v, master=master), gens, before
+
+
+def _bound(scale, x, y, carried=0.0):
+    """Allowed |fused - eager|: two fp32 ulps of the operand scale (one extra rounding of a product,
+    eager CPU's FMA against inductor's separate multiply and add, plus a reciprocal multiply against a
+    division), plus one ulp of ``x``'s own dtype where ``x`` is stored in bf16 (the same stochastic or
+    nearest rounding of two fp32 values that close lands on the same or the neighbouring bf16 value,
+    whose gap is the ulp of the larger of the two, ``x`` or ``y``). ``carried``: the error an input
+    already carries (the weight update's from the first moment's)."""
+    tol = 2.0 ** -22 * scale + carried
+    if x.dtype == torch.bfloat16:
+        tol = tol + bf16_ulp(torch.maximum(x.float().abs(), y.float().abs()) + tol.float()).double()
+    return tol
+
+
+@pytest.mark.parametrize("p_dtype,rounding,state_dtype", [
+    (torch.bfloat16, "stochastic", torch.bfloat16),  # the Colab stage-2 configuration
+    (torch.bfloat16, "master", torch.float32),
+    (torch.float32, "stochastic", torch.float32),  # fp32 parameters: exact AdamW, no rounding noise
+])
+def test_fused_update_matches_eager_within_the_stated_bound(p_dtype, rounding, state_dtype):
+    """The compiled update against today's eager update from the same state and the same noise stream.
+
+    Exact: the generator state afterwards (the same draws, in the same order and shapes), so the state
+    dict and exact resume do not depend on which path ran. Within :func:`_bound`: every value; and
+    almost every value bit-identical (the FMA difference moves a result only when it is not exact)."""
+    eager, gen_e, b = _one_piece_step(False, p_dtype, rounding, state_dtype)
+    fused, gen_f, _ = _one_piece_step(True, p_dtype, rounding, state_dtype)
+    assert gen_e.keys() == gen_f.keys() and all(torch.equal(gen_e[k], gen_f[k]) for k in gen_e)
+    if p_dtype == torch.bfloat16:
+        assert len(gen_e) == (1 if rounding == "stochastic" else 0)
+    g = b["grad"].double()
+    scale_m = (0.9 * b["m"].double()).abs() + (0.1 * g).abs()
+    scale_v = 0.95 * b["v"].double() + 0.05 * g * g
+    m_ref = 0.9 * b["m"].double() + 0.1 * g
+    denom = (0.95 * b["v"].double() + 0.05 * g * g).sqrt() / (1 - 0.95 ** 3) ** 0.5 + 1e-8
+    w0 = (b["master"] if b["master"] is not None else b["p"]).double()
+    step = 1e-3 / (1 - 0.9 ** 3)
+    scale_w = (w0 * (1 - 1e-4)).abs() + step * m_ref.abs() / denom
+    # the first moment's own deviation (two fp32 ulps of its scale), carried into the weight by the step
+    from_m = step * 2.0 ** -22 * scale_m / denom
+    for key, scale, carried in (("m", scale_m, 0.0), ("v", scale_v, 0.0), ("p", scale_w, from_m),
+                                ("master", scale_w, from_m)):
+        a, f = eager[key], fused[key]
+        if a is None:
+            assert f is None
+            continue
+        assert a.dtype == f.dtype
+        diff = (a.double() - f.double()).abs()
+        tol = _bound(scale, a, f, carried)
+        assert bool((diff <= tol).all()), f"{key}: max excess {float((diff - tol).max())}"
+        assert float((a != f).float().mean()) < 0.5, key  # mostly the same bits, not merely close
+    moved = eager["p"] != b["p"]
+    assert float(moved.float().mean()) > 0.1  # the update did something to compare
+
+
+def test_fused_optimizer_trains_like_eager_and_resumes_exactly():
+    """Whole optimizer, fused: three steps straight == three steps with a state-dict round trip
+    in the middle (the noise generator's state travels in the state dict as before)."""
+    x = torch.randn(16, 32, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+
+    def run(net, opt, n):
+        for _ in range(n):
+            opt.zero_grad()
+            net(x).float().square().mean().backward()
+            opt.step()
+
+    make = lambda net: BF16AdamW(net.parameters(), lr=1e-3, rounding="stochastic", state_dtype=torch.bfloat16,
+                                 seed=5, fused=True)
+    straight = _mlp().to(torch.bfloat16)
+    run(straight, make(straight), 4)
+    first = _mlp().to(torch.bfloat16)
+    opt1 = make(first)
+    run(first, opt1, 2)
+    resumed = _mlp().to(torch.bfloat16)
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))
+    opt2 = make(resumed)
+    opt2.load_state_dict(copy.deepcopy(opt1.state_dict()))
+    run(resumed, opt2, 2)
+    for pa, pb in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(straight[0].weight, _mlp().to(torch.bfloat16)[0].weight)
+
+
+def test_fused_flag_is_checked_and_auto_stays_eager_on_cpu():
+    from helpers.train.precision import fused_update_default
+
+    p = [nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="fused"):
+        BF16AdamW(p, fused="yes")
+    assert fused_update_default("cpu") is False

@@ -332,11 +332,13 @@ def _same_state(a, b):
     return a == b
 
 
-@pytest.mark.parametrize("precision,optimizer,state,checkpointing", [
-    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "full"),  # BF16AdamW: bf16 moments + rounding RNG in the state
-    ("fp32", "adamw_8bit", "fp32", "selective"),  # bitsandbytes 8-bit states (bnb steps on CPU too)
+@pytest.mark.parametrize("precision,optimizer,state,checkpointing,layers", [
+    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "full", None),  # BF16AdamW: bf16 moments + rounding RNG in the state
+    ("fp32", "adamw_8bit", "fp32", "selective", None),  # bitsandbytes 8-bit states (bnb steps on CPU too)
+    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "selective", 1),  # the planner's sized count: the lowest layer
 ])
-def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, optimizer, state, checkpointing):
+def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, optimizer, state, checkpointing,
+                                                    layers):
     import shutil
 
     from helpers.train import memory
@@ -344,11 +346,13 @@ def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, 
     from helpers.models import COMPLETE_MARKER
 
     kw = dict(max_steps=6, save_every=3, keep_last=2, precision=precision, optimizer=optimizer, optimizer_state=state,
-              checkpointing=checkpointing, selective_every=2, ce_chunk=24, local_dir=str(tmp_path / "l"))
+              checkpointing=checkpointing, selective_every=2, ce_chunk=24, local_dir=str(tmp_path / "l"),
+              checkpoint_layers=layers)
     stage = tmp_path / "stage2"
     r1 = _recipe(world, stage, **kw).setup()
     n_layers = r1.model.config.num_hidden_layers
-    want_layers = list(range(n_layers)) if checkpointing == "full" else [i for i in range(n_layers) if i % 2 == 1]
+    want_layers = list(range(n_layers)) if checkpointing == "full" else \
+        list(range(layers)) if layers else [i for i in range(n_layers) if i % 2 == 1]
     assert memory.checkpointed_layers(r1.model) == want_layers and r1.checkpointed == want_layers
     assert next(r1.model.parameters()).dtype == (torch.bfloat16 if precision == "bf16-pure" else torch.float32)
     assert type(r1.optimizer).__name__ == {"adamw_bf16_stochastic": "BF16AdamW", "adamw_8bit": "AdamW8bit"}[optimizer]
@@ -430,6 +434,8 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     # on this card the planner picks pure bf16 + stochastic rounding (tests/train/test_planner.py)
     assert (cfg.precision, cfg.optimizer, cfg.deepspeed) == ("bf16-pure", "adamw_bf16_stochastic", None)
     assert cfg.unplanned() == [] and "from the plan for A100-40GB" in logs[0]
+    # the plan's selective count (the fewest recomputed layers that fit) travels into the config
+    assert cfg.checkpointing == "selective" and cfg.checkpoint_layers == plan.train.checkpointed_layers >= 1
     assert "Training plan" in str(plan) and "settings fit A100-40GB" in logs[-1]
 
     # explicit settings win; a configuration that cannot fit is kept but flagged loudly
@@ -451,6 +457,7 @@ def test_plan_stage_applies_the_planners_choice_on_a_40gb_gpu(monkeypatch, tmp_p
     assert (resumed.precision, resumed.optimizer, resumed.optimizer_state) == \
         (started.precision, started.optimizer, started.optimizer_state)
     assert (resumed.checkpointing, resumed.ce_chunk) == (cfg.checkpointing, cfg.ce_chunk) != ("none", 0)
+    assert resumed.checkpoint_layers == cfg.checkpoint_layers
     assert "re-planning checkpointing" in logs[0] and "settings fit A100-40GB" in logs[-1]
     # settings whose math cannot fit this GPU at all are refused, naming them
     (tmp_path / "config.json").write_text(kept.to_json())
