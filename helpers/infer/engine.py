@@ -41,6 +41,7 @@ row of a batch has its own generator, so a batch equals one-by-one calls.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -62,6 +63,7 @@ from .voices import ReferenceAudioError, Voice, VoiceProfile, clone_voice, resol
 from ..codec import SnacCodec, exact_cuda
 from .best_of import generate_best_of
 from .snac_stream import IncrementalDecoder, supported as _incremental_ok
+from .decode_step import CompiledDecoding
 
 DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
 INFERENCE_CONFIG = "optimum_tts.json"  # optional file in a model folder: {"snac_model": ...}
@@ -142,6 +144,21 @@ class FrameDecoder:
         return wav[(emit_from - start) * spf: (emit_to - start) * spf]
 
 
+def side_stream(device):
+    """A context that runs its work on a CUDA stream of its own (reused per device); a no-op
+    on CPU. The reads back to the host inside it (``.cpu()``) wait for that stream only."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    key = str(device)
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device=device)
+    return torch.cuda.stream(_SIDE_STREAMS[key])
+
+
+_SIDE_STREAMS: dict = {}
+
+
 class StreamDecoder:
     """Turns frames arriving one by one into final audio samples.
 
@@ -151,7 +168,9 @@ class StreamDecoder:
     arrived (``first_chunk_frames=1``: the lowest latency), later ones every
     ``chunk_frames`` frames. ``incremental`` (default: when the decoder allows it):
     :class:`helpers.infer.snac_stream.IncrementalDecoder`, every frame decoded once; else a
-    sliding window re-decoding ``left_context`` + ``lookahead`` frames per chunk.
+    sliding window re-decoding ``left_context`` + ``lookahead`` frames per chunk. On CUDA the
+    decoding runs on its own CUDA stream, so it overlaps the language model's queued steps
+    (:class:`AudioDecoder` launches the next frame before handing out the last one).
     """
 
     def __init__(self, decoder: FrameDecoder, chunk_frames: int = 4, left_context: int = STREAM_LEFT_CONTEXT,
@@ -168,10 +187,18 @@ class StreamDecoder:
         self.inc = IncrementalDecoder(decoder.codec, decoder._noise) if incremental else None
         self.fed = 0  # frames handed to the incremental decoder
 
+    def push(self, frame_codes) -> np.ndarray:
+        with side_stream(self.dec.codec.device):
+            return self._push(frame_codes)
+
+    def flush(self) -> np.ndarray:
+        with side_stream(self.dec.codec.device):
+            return self._flush()
+
     def _codes(self):
         return [np.concatenate(f) if f else np.zeros(0, np.int64) for f in self.frames]
 
-    def push(self, frame_codes) -> np.ndarray:
+    def _push(self, frame_codes) -> np.ndarray:
         for i, c in enumerate(frame_codes):
             self.frames[i].append(np.asarray(c, dtype=np.int64))
         if self.inc is not None:
@@ -194,7 +221,7 @@ class StreamDecoder:
         self.emitted = final
         return out
 
-    def flush(self) -> np.ndarray:
+    def _flush(self) -> np.ndarray:
         if self.inc is not None:
             pending = len(self.frames[0])
             if not (self.fed or pending):
@@ -417,12 +444,18 @@ class OptimumTTS:
     decoder's noise table; ``length_guard`` / ``loop_guard``: see
     :mod:`helpers.infer.generation`. ``max_spoken_chars``: refuse a text whose spoken
     (normalized) form is longer (:meth:`check_text`); None = no limit (long text is cut
-    into chunks).
+    into chunks). ``compile``: "auto" (default: compiled decoding on CUDA, eager on CPU), True
+    or False; ``compile_backend``: the ``torch.compile`` backend (tests use "aot_eager" on CPU).
+    Compiled decoding (:class:`helpers.infer.decode_step.CompiledDecoding`) serves every entry
+    point - generate, generate_batch, generate_cloned, stream, dialogue, best-of-N and the
+    server's HF backend - with the same frames as eager decoding; :meth:`warm_up` compiles
+    its buckets ahead of the first request.
     """
 
     def __init__(self, model, tokenizer, codec, *, accent: str = "us", snac_seed: int = 0,
                  length_guard: LengthGuard = LengthGuard(), loop_guard: LoopGuard | None = LoopGuard(),
-                 coverage: dict | None = None, max_spoken_chars: int | None = None):
+                 coverage: dict | None = None, max_spoken_chars: int | None = None, compile="auto",
+                 compile_backend="inductor"):
         if max_spoken_chars is not None and (isinstance(max_spoken_chars, bool) or int(max_spoken_chars) < 1):
             raise ValueError(f"max_spoken_chars must be a positive int or None, got {max_spoken_chars!r}")
         self.max_spoken_chars = None if max_spoken_chars is None else int(max_spoken_chars)
@@ -435,6 +468,7 @@ class OptimumTTS:
         self.frame_decoder = FrameDecoder(codec, seed=snac_seed)
         self._voice_cache: dict = {}
         self.coverage = coverage  # optimum_tts.json "coverage": trained emotions, minutes per voice x emotion
+        self.compiled = make_compiled(self.model, compile, compile_backend)  # None: eager decoding
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -560,16 +594,27 @@ class OptimumTTS:
                               repetition_penalty=d.repetition_penalty if repetition_penalty is None
                               else repetition_penalty)
 
+    def decoder(self, jobs: list[dict], sampling: SamplingConfig, **kw) -> AudioDecoder:
+        """The :class:`AudioDecoder` of a batch of planned chunks (compiled when the engine is)."""
+        fps = self.codec.sample_rate / self.codec.samples_per_frame
+        return AudioDecoder(self.model, self.layout, [j["prompt"] for j in jobs], seeds=[j["seed"] for j in jobs],
+                            max_frames=[j["max_frames"] for j in jobs], sampling=sampling,
+                            loop_guard=self.loop_guard, frames_per_second=fps, compiled=self.compiled, **kw)
+
+    def warm_up(self, batches: Sequence[int] = (1,), lengths: Sequence[int] = (1024,), text: str = "Warm up.",
+                sampling: SamplingConfig | None = None) -> dict:
+        """Compile the decode step's buckets before the first request (a no-op when eager).
+
+        One short generation per batch size in ``batches`` and cache length in ``lengths``
+        (rounded up to their buckets). Returns ``{"seconds", "compiles", "compile_seconds"}``."""
+        return warm_up(self, batches, lengths, text, sampling or SamplingConfig())
+
     def _run_jobs(self, jobs: list[dict], sampling: SamplingConfig, batch_size: int) -> list[Generated]:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        fps = self.codec.sample_rate / self.codec.samples_per_frame
         results: list[Generated] = []
         for i in range(0, len(jobs), batch_size):
-            part = jobs[i:i + batch_size]
-            results += AudioDecoder(self.model, self.layout, [j["prompt"] for j in part],
-                                    seeds=[j["seed"] for j in part], max_frames=[j["max_frames"] for j in part],
-                                    sampling=sampling, loop_guard=self.loop_guard, frames_per_second=fps).run()
+            results += self.decoder(jobs[i:i + batch_size], sampling).run()
         return results
 
     # ------------------------------------------------------------------ generate
@@ -694,7 +739,6 @@ class OptimumTTS:
         voice = self._voice(speaker, audio_prompt)
         sampling = self._sampling(temperature, top_p, top_k, repetition_penalty)
         plan = self.plan(text, voice, emotion, seed, max_chunk_seconds)
-        fps = self.codec.sample_rate / self.codec.samples_per_frame
 
         def run(stream: AudioStream):
             joiner = Joiner(crossfade=round(crossfade_ms * self.sample_rate / 1000))
@@ -702,9 +746,7 @@ class OptimumTTS:
                 yield joiner.start_piece()
                 sd = StreamDecoder(self.frame_decoder, chunk_frames=chunk_frames,
                                    first_chunk_frames=first_chunk_frames)
-                dec = AudioDecoder(self.model, self.layout, [job["prompt"]], seeds=[job["seed"]],
-                                   max_frames=[job["max_frames"]], sampling=sampling, loop_guard=self.loop_guard,
-                                   frames_per_second=fps)
+                dec = self.decoder([job], sampling)
                 for ev in dec:
                     if ev.frame is not None:
                         codes = self.layout.tokens_to_codes(ev.frame)
@@ -774,6 +816,36 @@ class OptimumTTS:
         if clipped:
             warnings.warn(f"{clipped} sample(s) outside [-1, 1] were clipped when writing {path}", stacklevel=2)
         return Path(path)
+
+
+def make_compiled(model, compile="auto", backend="inductor"):
+    """``compile`` ("auto" | True | False) -> a :class:`CompiledDecoding` for ``model`` or None.
+    "auto" compiles on CUDA only: on a CPU the step is compute-bound, and compiling costs more
+    than it saves for a short request."""
+    if compile not in ("auto", True, False):
+        raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+    if compile == "auto":
+        compile = next(model.parameters()).device.type == "cuda"
+    return CompiledDecoding(model, backend=backend) if compile else None
+
+
+def warm_up(tts: "OptimumTTS", batches: Sequence[int], lengths: Sequence[int], text: str,
+            sampling: SamplingConfig) -> dict:
+    """:meth:`OptimumTTS.warm_up`: one 1-frame generation per (batch, length) bucket."""
+    t0 = time.perf_counter()
+    comp = tts.compiled
+    before = (comp.compiles, comp.compile_seconds) if comp is not None else (0, 0.0)
+    if comp is not None:
+        (job,) = tts.plan(text, tts._voice(), None, 0)
+        job = dict(job, max_frames=1)
+        for b in batches:
+            for n in lengths:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # 1 frame: the length guard ends it
+                    tts.decoder([job] * int(b), sampling, min_cache_length=int(n)).run()
+    after = (comp.compiles, comp.compile_seconds) if comp is not None else (0, 0.0)
+    return {"seconds": time.perf_counter() - t0, "compiles": after[0] - before[0],
+            "compile_seconds": after[1] - before[1]}
 
 
 def _is_audio_like(v) -> bool:

@@ -423,7 +423,7 @@ class SpeechEngine:
 
     def run_batch(self, batch: list[SpeechJob]) -> None:
         """Generate every chunk of every job in one decoder batch; deliver audio and errors."""
-        from .generation import AudioDecoder, SamplingConfig
+        from .generation import SamplingConfig
 
         tts = self.tts
         jobs, plans = [], []
@@ -440,7 +440,6 @@ class SpeechEngine:
         self.batches.append(len(jobs))
         rows = [(j, k, c) for j, plan in enumerate(plans) for k, c in enumerate(plan)]
         routes = {j: StreamRoute(self, job, len(plans[j])) for j, job in enumerate(jobs) if job.stream}
-        fps = tts.codec.sample_rate / tts.codec.samples_per_frame
         try:
             # rows of one batch run in lock step; more rows than max_batch run as further batches
             for start in range(0, len(rows), self.max_batch):
@@ -449,10 +448,7 @@ class SpeechEngine:
                 if all(o.cancelled.is_set() for o in owners):
                     self.abandoned += 1  # every client of these rows has gone: skip them
                     continue
-                dec = AudioDecoder(tts.model, tts.layout, [c["prompt"] for _, _, c in part],
-                                   seeds=[c["seed"] for _, _, c in part],
-                                   max_frames=[c["max_frames"] for _, _, c in part], sampling=SamplingConfig(),
-                                   loop_guard=tts.loop_guard, frames_per_second=fps)
+                dec = tts.decoder([c for _, _, c in part], SamplingConfig())
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # length/loop notes are per row, in the results
                     for ev in dec:
