@@ -100,8 +100,8 @@ class StepState:
     ``n`` 0-d int64: index of the token this step picks; ``done`` (B,) bool; ``ring`` (B, W)
     int64: the last W fed tokens (W = penalty window; id V = empty slot); ``frames`` (B, 14)
     int64: token n in column n % 14. Constants: ``seed_lo``/``seed_hi`` (B,), ``max_frames``
-    (B,) int64, ``table`` (9, V) float32 grammar rows, ``temperature``/``top_p`` 0-d float64,
-    ``penalty`` 0-d float32, ``min_frames`` 0-d int64, ``pad_id``/``end_id`` 0-d int64."""
+    (B,) int64, ``table`` (9, V) float32 grammar rows, ``temperature``/``top_p`` (1,) float64,
+    ``penalty`` (1,) float32, ``min_frames`` 0-d int64, ``pad_id``/``end_id`` 0-d int64."""
 
     n: torch.Tensor
     done: torch.Tensor
@@ -137,9 +137,10 @@ def init_state(*, seeds, max_frames, done, table, sampling, kind: StepKind, min_
         ring=torch.full((B, max(1, kind.penalty_window)), V, **i64),
         frames=torch.zeros((B, FRAME_BUFFER), **i64), seed_lo=lo, seed_hi=hi,
         max_frames=torch.tensor([int(m) for m in max_frames], **i64), table=table,
-        temperature=torch.tensor(float(sampling.temperature) or 1.0, **f64),
-        top_p=torch.tensor(float(sampling.top_p), **f64),
-        penalty=torch.tensor(float(sampling.repetition_penalty), dtype=torch.float32, device=device),
+        # (1,), not 0-d: dynamo guards a 0-d CPU float tensor by reading its value (a sync per call)
+        temperature=torch.tensor([float(sampling.temperature) or 1.0], **f64),
+        top_p=torch.tensor([float(sampling.top_p)], **f64),
+        penalty=torch.tensor([float(sampling.repetition_penalty)], dtype=torch.float32, device=device),
         min_frames=torch.tensor(int(min_frames), **i64), pad_id=torch.tensor(int(pad_id), **i64),
         end_id=torch.tensor(int(end_id), **i64))
 
