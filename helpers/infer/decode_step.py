@@ -168,6 +168,27 @@ def _sample(scores: torch.Tensor, u: torch.Tensor, kind: StepKind, temperature, 
     return j if idx is None else idx.gather(1, j.unsqueeze(1)).squeeze(1)
 
 
+def penalize(scores: torch.Tensor, history: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """HF's repetition penalty on ``scores (B, V)`` for the ids in ``history (B, W)`` (id ``V`` = an
+    empty slot): a seen id's logit is divided by ``penalty`` if > 0, else multiplied. ``penalty``
+    (1,) or (B, 1). Each id counts once however often it was seen (as in HF's gather/scatter)."""
+    B, V = scores.shape
+    seen = torch.zeros((B, V + 1), dtype=torch.bool, device=scores.device)
+    seen = seen.scatter(1, history, torch.ones_like(history, dtype=torch.bool))[:, :V]
+    return torch.where(seen, torch.where(scores > 0, scores / penalty, scores * penalty), scores)
+
+
+def grammar_rows(n: torch.Tensor, max_frames: torch.Tensor, min_frames: torch.Tensor) -> torch.Tensor:
+    """Which row of :meth:`FrameGrammar.mask_rows` each batch row gets at token index ``n`` (0-d or
+    (B,)): slot ``n % 7``; at a frame boundary 8 (end only) once ``max_frames`` frames exist, 7
+    (slot 0 or end) after ``min_frames``, else 0. ``max_frames``/``min_frames`` (B,) or 0-d."""
+    slot = n % FRAME_SIZE
+    n_frames = n // FRAME_SIZE
+    boundary = torch.where(n_frames >= max_frames, FRAME_SIZE + 1,
+                           torch.where(n_frames >= min_frames, FRAME_SIZE, 0))
+    return torch.where(slot == 0, boundary, slot).expand(max_frames.shape[0])
+
+
 def token_step(logits: torch.Tensor, kind: StepKind, n, done, ring, frames, seed_lo, seed_hi, max_frames, table,
                temperature, top_p, penalty, min_frames, pad_id, end_id):
     """Pick token ``n`` for every row from ``logits (B, V)``; no host sync, no Python branch on values.
@@ -181,16 +202,8 @@ def token_step(logits: torch.Tensor, kind: StepKind, n, done, ring, frames, seed
     B, V = logits.shape
     scores = logits.float()
     if kind.penalty_window:
-        seen = torch.zeros((B, V + 1), dtype=torch.bool, device=scores.device)
-        seen = seen.scatter(1, ring, torch.ones_like(ring, dtype=torch.bool))[:, :V]
-        pen = torch.where(scores > 0, scores / penalty, scores * penalty)
-        scores = torch.where(seen, pen, scores)
-    slot = n % FRAME_SIZE
-    n_frames = n // FRAME_SIZE
-    boundary = torch.where(n_frames >= max_frames, FRAME_SIZE + 1,
-                           torch.where(n_frames >= min_frames, FRAME_SIZE, 0))  # (B,)
-    row = torch.where(slot == 0, boundary, slot.expand(B))
-    scores = scores + table.index_select(0, row)
+        scores = penalize(scores, ring, penalty)
+    scores = scores + table.index_select(0, grammar_rows(n, max_frames, min_frames))
     u = counter_uniforms(seed_lo, seed_hi, n)
     picked = _sample(scores, u, kind, temperature, top_p)  # (B,)
     done = done | (picked == end_id)  # a row that picks <|audio_end|> feeds padding from then on
@@ -307,6 +320,6 @@ class CompiledDecoding:
         return first_call
 
 
-__all__ = ["StepKind", "StepState", "init_state", "token_step", "model_step", "counter_uniforms", "seed_words",
+__all__ = ["StepKind", "StepState", "init_state", "token_step", "penalize", "grammar_rows", "model_step", "counter_uniforms", "seed_words",
            "batch_bucket", "length_bucket", "CompileCounter", "CompiledDecoding", "BATCH_BUCKETS", "LENGTH_BUCKETS",
            "FRAME_BUFFER"]
