@@ -315,7 +315,8 @@ def test_streaming_equals_non_streaming_on_cuda():
     _needs("snac", "the SNAC codec")
     from helpers.codec import SnacCodec
     from helpers.infer.generation import LengthGuard
-    from helpers.infer.engine import STREAM_TOLERANCE, OptimumTTS
+    from helpers.infer.engine import OptimumTTS
+    from helpers.infer.snac_decode import STREAM_TOLERANCE
     from helpers.profiles import RANDOM_SNAC_24KHZ
 
     model, tok, _ = _tiny(seed=0)

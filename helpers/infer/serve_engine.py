@@ -161,7 +161,7 @@ class StreamRoute:
     the same window decoding and crossfades as :meth:`OptimumTTS.stream`."""
 
     def __init__(self, engine: "SpeechEngine", job: SpeechJob, n_chunks: int):
-        from .engine import Joiner, StreamDecoder
+        from .snac_decode import Joiner, StreamDecoder
 
         tts = engine.tts
         self.job, self.tts = job, tts
@@ -476,7 +476,7 @@ class SpeechEngine:
 
     def _assemble(self, gens) -> np.ndarray:
         """Whole decode of a job's chunks, joined like :meth:`OptimumTTS.generate`."""
-        from .engine import Joiner
+        from .snac_decode import Joiner
 
         tts = self.tts
         joiner = Joiner(crossfade=round(self.crossfade_ms * tts.sample_rate / 1000))

@@ -33,6 +33,7 @@ the engine needs ``pip install "optimumllm-audio[vllm]"``.
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
 import time
@@ -47,6 +48,7 @@ from ..tokens import FRAME_SIZE, TokenLayout
 from .engine import DEFAULT_SNAC, INFERENCE_CONFIG, OptimumTTS, _default_device, find_model_folder
 from .decode_step import grammar_rows, penalize
 from .generation import FrameGrammar, Generated, LengthGuard, LoopDetector, SamplingConfig
+from .voices import MAX_REFERENCE_S
 from .serve_engine import QueueFullError, SpeechEngine, StreamRoute, read_model_info
 
 GRAMMAR_ARG = "optimum_tts"  # key of SamplingParams.extra_args that turns the frame grammar on for a request
@@ -353,10 +355,6 @@ def max_model_len_for(tts, text_tokens: int = 1024) -> int:
     longest reference clip (:data:`helpers.infer.voices.MAX_REFERENCE_S`) and the length guard's cap
     (``cap_seconds``), in 7-token frames, plus ``<|audio_end|>``; never above the model's positions.
     A smaller value lets vLLM size its KV-cache blocks for this workload instead of 131,072 tokens."""
-    import math
-
-    from .voices import MAX_REFERENCE_S
-
     fps = tts.codec.sample_rate / tts.codec.samples_per_frame
     frames = math.ceil(tts.length_guard.cap_seconds * fps) + math.ceil(MAX_REFERENCE_S * fps)
     need = int(text_tokens) + frames * FRAME_SIZE + 1

@@ -13,7 +13,8 @@ import torch
 
 from helpers.infer.decode_step import (CompiledDecoding, StepKind, batch_bucket, counter_uniforms, length_bucket,
                                        seed_words)
-from helpers.infer.engine import STREAM_TOLERANCE, OptimumTTS
+from helpers.infer.engine import OptimumTTS
+from helpers.infer.snac_decode import STREAM_TOLERANCE
 from helpers.infer.generation import GREEDY, AudioDecoder, LengthGuard, SamplingConfig
 from tiny_export import extended_tiny
 
