@@ -25,7 +25,7 @@ are part of the bucket key.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -95,18 +95,25 @@ class StepKind:
 
 @dataclass
 class StepState:
-    """The device tensors one decode step reads and returns (all on the model's device).
+    """The device tensors of one decode batch (all on the model's device), updated in place by each step.
 
-    ``n`` 0-d int64: index of the token this step picks; ``done`` (B,) bool; ``ring`` (B, W)
-    int64: the last W fed tokens (W = penalty window; id V = empty slot); ``frames`` (B, 14)
-    int64: token n in column n % 14. Constants: ``seed_lo``/``seed_hi`` (B,), ``max_frames``
-    (B,) int64, ``table`` (9, V) float32 grammar rows, ``temperature``/``top_p`` (1,) float64,
-    ``penalty`` (1,) float32, ``min_frames`` 0-d int64, ``pad_id``/``end_id`` 0-d int64."""
+    Carried: ``ids`` (B, 1) the token fed next, ``pos`` (B, 1) its RoPE positions, ``cpos`` (1,) its
+    cache slot, ``n`` 0-d int64 the index of the token the step picks, ``done`` (B,) bool, ``ring``
+    (B, W) int64 the last W fed tokens (W = penalty window; id V = empty slot), ``frames`` (B, 14)
+    int64 token n in column n % 14. Constants: ``mask`` (B, T) attention mask of the whole cache,
+    ``seed_lo``/``seed_hi`` (B,), ``max_frames`` (B,) int64, ``table`` (9, V) float32 grammar rows,
+    ``temperature``/``top_p`` (1,) float64, ``penalty`` (1,) float32, ``min_frames``/``pad_id``/
+    ``end_id`` 0-d int64. In place, because CUDA graphs replay on fixed addresses: a compiled
+    bucket keeps one StepState (like its StaticCache) and each request loads its values into it."""
 
+    ids: torch.Tensor
+    pos: torch.Tensor
+    cpos: torch.Tensor
     n: torch.Tensor
     done: torch.Tensor
     ring: torch.Tensor
     frames: torch.Tensor
+    mask: torch.Tensor
     seed_lo: torch.Tensor
     seed_hi: torch.Tensor
     max_frames: torch.Tensor
@@ -118,24 +125,43 @@ class StepState:
     pad_id: torch.Tensor
     end_id: torch.Tensor
 
+    def tensors(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
     def carried(self) -> tuple:
+        """What :func:`token_step` reads and returns: ``(n, done, ring, frames)``."""
         return self.n, self.done, self.ring, self.frames
 
     def constants(self) -> tuple:
         return (self.seed_lo, self.seed_hi, self.max_frames, self.table, self.temperature, self.top_p, self.penalty,
                 self.min_frames, self.pad_id, self.end_id)
 
+    def load(self, other: "StepState") -> "StepState":
+        """Copy ``other``'s values into these tensors (same shapes); returns self."""
+        for a, b in zip(self.tensors(), other.tensors()):
+            a.copy_(b)
+        return self
 
-def init_state(*, seeds, max_frames, done, table, sampling, kind: StepKind, min_frames: int, pad_id: int,
+    def take(self, fed, n, done, ring, frames) -> None:
+        """Store a token step's results in place."""
+        self.ids.copy_(fed)
+        self.n.copy_(n)
+        self.done.copy_(done)
+        self.ring.copy_(ring)
+        self.frames.copy_(frames)
+
+
+def init_state(*, seeds, max_frames, done, mask, table, sampling, kind: StepKind, min_frames: int, pad_id: int,
                end_id: int, device) -> StepState:
     B, V = len(seeds), table.shape[1]
     lo, hi = seed_words(seeds, device)
     f64 = dict(dtype=torch.float64, device=device)
     i64 = dict(dtype=torch.long, device=device)
     return StepState(
+        ids=torch.zeros((B, 1), **i64), pos=torch.zeros((B, 1), **i64), cpos=torch.zeros(1, **i64),
         n=torch.zeros((), **i64), done=torch.tensor(done, dtype=torch.bool, device=device),
         ring=torch.full((B, max(1, kind.penalty_window)), V, **i64),
-        frames=torch.zeros((B, FRAME_BUFFER), **i64), seed_lo=lo, seed_hi=hi,
+        frames=torch.zeros((B, FRAME_BUFFER), **i64), mask=mask, seed_lo=lo, seed_hi=hi,
         max_frames=torch.tensor([int(m) for m in max_frames], **i64), table=table,
         # (1,), not 0-d: dynamo guards a 0-d CPU float tensor by reading its value (a sync per call)
         temperature=torch.tensor([float(sampling.temperature) or 1.0], **f64),
@@ -214,15 +240,20 @@ def token_step(logits: torch.Tensor, kind: StepKind, n, done, ring, frames, seed
     return fed.unsqueeze(1), n + 1, done, ring, frames
 
 
-def model_step(model, kind: StepKind, cache, ids, mask, positions, cache_position, n, done, ring, frames,
-               *constants):
-    """One decode step: the forward of the fed token ``ids (B, 1)`` at ``positions (B, 1)`` /
-    ``cache_position (1,)``, then :func:`token_step`. Returns the carried state and the next
-    positions: ``(fed, positions + 1, cache_position + 1, n, done, ring, frames)``."""
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-                logits_to_keep=1, cache_position=cache_position)
-    fed, n, done, ring, frames = token_step(out.logits[:, -1, :], kind, n, done, ring, frames, *constants)
-    return fed, positions + 1, cache_position + 1, n, done, ring, frames
+def model_step(model, kind: StepKind, cache, mask, ids, pos, cpos, n, done, ring, frames, *constants) -> None:
+    """One decode step, in place: the forward of the fed token ``ids (B, 1)`` at ``pos (B, 1)`` /
+    cache slot ``cpos (1,)`` under ``mask``, then :func:`token_step`; the carried tensors (see
+    :class:`StepState`) are updated in place and nothing is returned."""
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True,
+                logits_to_keep=1, cache_position=cpos)
+    fed, n2, done2, ring2, frames2 = token_step(out.logits[:, -1, :], kind, n, done, ring, frames, *constants)
+    ids.copy_(fed)
+    pos.add_(1)
+    cpos.add_(1)
+    n.copy_(n2)
+    done.copy_(done2)
+    ring.copy_(ring2)
+    frames.copy_(frames2)
 
 
 # ----------------------------------------------------------------------------- buckets
@@ -274,6 +305,7 @@ class CompiledDecoding:
         self.counter = CompileCounter(backend)
         self._steps: dict = {}  # StepKind -> compiled model_step
         self._caches: dict = {}  # (batch, length) -> StaticCache
+        self._states: dict = {}  # (kind, batch, length) -> StepState kept at fixed addresses
         self._seen: set = set()  # (kind, batch, length) buckets already compiled
         self.compile_seconds = 0.0
 
@@ -291,6 +323,18 @@ class CompiledDecoding:
         else:
             c.reset()
         return c
+
+    def state(self, kind: StepKind, fresh: StepState) -> StepState:
+        """The bucket's kept :class:`StepState` (marked as static addresses for CUDA graphs), loaded
+        with ``fresh``'s values; ``fresh`` itself becomes the kept one the first time."""
+        key = (kind, fresh.mask.shape[0], fresh.mask.shape[1])
+        kept = self._states.get(key)
+        if kept is None or kept.table.shape != fresh.table.shape:
+            for t in fresh.tensors():
+                torch._dynamo.mark_static_address(t)
+            kept = self._states[key] = fresh
+            return kept
+        return kept.load(fresh)
 
     def step(self, kind: StepKind, batch: int, length: int):
         """The compiled step of a bucket; the first call of a new bucket compiles (timed)."""

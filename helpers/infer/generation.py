@@ -419,30 +419,31 @@ class AudioDecoder:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): RoPE positions start at 0 per row
         kind = StepKind.of(self.sampling)
         st = init_state(seeds=self.seeds + [0] * (B - R), max_frames=self.max_frames + [1] * (B - R),
-                        done=[False] * R + [True] * (B - R), table=grammar.mask_rows(device, torch.float32),
-                        sampling=self.sampling, kind=kind, min_frames=self.min_frames, pad_id=lay.pad_id,
-                        end_id=lay.audio_end_id, device=device)
+                        done=[False] * R + [True] * (B - R), mask=full_mask,
+                        table=grammar.mask_rows(device, torch.float32), sampling=self.sampling, kind=kind,
+                        min_frames=self.min_frames, pad_id=lay.pad_id, end_id=lay.audio_end_id, device=device)
+        if comp is not None:
+            st = comp.state(kind, st)  # the bucket's tensors at fixed addresses, loaded with this batch
         consts = st.constants()
         cache = comp.cache(B, total) if comp is not None else None
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                     use_cache=True, logits_to_keep=1, cache_position=torch.arange(L, device=device))
         cache = out.past_key_values
-        fed, n_t, done_t, ring, frames_t = token_step(out.logits[:, -1, :], kind, *st.carried(), *consts)
-        pos, cpos = positions[:, -1:] + 1, torch.tensor([L], device=device)
+        st.take(*token_step(out.logits[:, -1, :], kind, *st.carried(), *consts))
+        st.pos.copy_(positions[:, -1:] + 1)
+        st.cpos.fill_(L)
         step = comp.step(kind, B, total) if comp is not None else None
+        mutable = (st.ids, st.pos, st.cpos, st.n, st.done, st.ring, st.frames)
         past = L  # eager: the DynamicCache's length, for the attention mask's width
 
         def launch_frame():
             """Queue 7 decode steps (the device runs them while the host hands out the last frame)."""
-            nonlocal fed, pos, cpos, n_t, done_t, ring, frames_t, past
+            nonlocal past
             for _ in range(FRAME_SIZE):
                 if step is not None:
-                    fed, pos, cpos, n_t, done_t, ring, frames_t = step(
-                        cache, fed, full_mask, pos, cpos, n_t, done_t, ring, frames_t, *consts)
+                    step(cache, st.mask, *mutable, *consts)
                 else:
-                    fed, pos, cpos, n_t, done_t, ring, frames_t = model_step(
-                        model, kind, cache, fed, full_mask[:, :past + 1], pos, cpos, n_t, done_t, ring, frames_t,
-                        *consts)
+                    model_step(model, kind, cache, st.mask[:, :past + 1], *mutable, *consts)
                     past += 1
                 self.steps += 1
 
@@ -455,7 +456,7 @@ class AudioDecoder:
         launch_frame()  # picks tokens 1..7: frame 0 complete, token 7 is frame 1's slot 0 (or the end)
         f = 0  # the frame read at the next sync
         while True:
-            buf = frames_t.tolist()  # the one host sync per frame: frame f and the next token, every row
+            buf = st.frames.tolist()  # the one host sync per frame: frame f and the next token, every row
             self.host_syncs += 1
             lo, nxt = (f % 2) * FRAME_SIZE, ((f + 1) % 2) * FRAME_SIZE
             frame_rows = [b for b in range(R) if not done[b]]
@@ -482,7 +483,7 @@ class AudioDecoder:
                     if self.loop_guard.action == "stop":
                         warnings.warn(msg + "; generation of this row stopped there", stacklevel=2)
                         done[b], reasons[b] = True, "loop"
-                        done_t[b] = True  # a device write, no sync: the row feeds padding from now on
+                        st.done[b] = True  # a device write, no sync: the row feeds padding from now on
                         events.append(FrameEvent(b, f + 1, None, "loop"))
                     else:
                         warnings.warn(msg + "; generation continues (LoopGuard action='warn')", stacklevel=2)
