@@ -307,6 +307,7 @@ class CompiledDecoding:
         self._caches: dict = {}  # (batch, length) -> StaticCache
         self._states: dict = {}  # (kind, batch, length) -> StepState kept at fixed addresses
         self._seen: set = set()  # (kind, batch, length) buckets already compiled
+        self._busy: set = set()  # buckets whose cache and state a live decoder is using
         self.compile_seconds = 0.0
 
     @property
@@ -323,6 +324,19 @@ class CompiledDecoding:
         else:
             c.reset()
         return c
+
+    def acquire(self, kind: StepKind, batch: int, length: int) -> bool:
+        """Claim a bucket's kept cache and state for one decoder; False while another live decoder
+        holds it (e.g. a half-read ``stream`` and a ``generate`` of the same shape): that decoder
+        then runs eagerly on its own cache (the same frames), never on the other's buffers."""
+        key = (kind, batch, length)
+        if key in self._busy:
+            return False
+        self._busy.add(key)
+        return True
+
+    def release(self, kind: StepKind, batch: int, length: int) -> None:
+        self._busy.discard((kind, batch, length))
 
     def state(self, kind: StepKind, fresh: StepState) -> StepState:
         """The bucket's kept :class:`StepState` (marked as static addresses for CUDA graphs), loaded

@@ -400,24 +400,36 @@ class AudioDecoder:
     @torch.inference_mode()
     def __iter__(self) -> Iterator[FrameEvent]:
         t0 = time.perf_counter()
-        model, lay, comp = self.model, self.layout, self.compiled
-        device = next(model.parameters()).device
-        vocab = model.get_output_embeddings().weight.shape[0]
-        grammar = FrameGrammar(lay, vocab, min_frames=self.min_frames)
+        model, comp = self.model, self.compiled
         R = len(self.prompts)  # real rows; a compiled bucket adds dummy rows (done from the start)
-        B = batch_bucket(R) if comp is not None else R
-        ids, mask = _left_pad(self.prompts + [self.prompts[0]] * (B - R), lay.pad_id, device)
-        L = ids.shape[1]
+        L = max(len(p) for p in self.prompts)
         need = L + max(self.max_frames) * FRAME_SIZE + 1
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and need > limit:
             raise ValueError(f"prompt ({L} tokens) + up to {max(self.max_frames)} frames needs {need} positions; "
                              f"the model has {limit}. Shorten the text or the reference clip.")
-        total = length_bucket(max(need, self.min_cache_length), limit) if comp is not None else need
+        kind = StepKind.of(self.sampling)
+        bucket = (kind, batch_bucket(R), length_bucket(max(need, self.min_cache_length), limit))
+        if comp is not None and not comp.acquire(*bucket):
+            comp = None  # another live decoder holds this bucket's buffers: decode eagerly instead
+        try:
+            yield from self._decode(comp, bucket, need, t0)
+        finally:
+            if comp is not None:
+                comp.release(*bucket)
+
+    def _decode(self, comp, bucket, need: int, t0: float) -> Iterator[FrameEvent]:
+        model, lay = self.model, self.layout
+        device = next(model.parameters()).device
+        vocab = model.get_output_embeddings().weight.shape[0]
+        grammar = FrameGrammar(lay, vocab, min_frames=self.min_frames)
+        R = len(self.prompts)
+        kind, B, total = bucket if comp is not None else (bucket[0], R, need)
+        ids, mask = _left_pad(self.prompts + [self.prompts[0]] * (B - R), lay.pad_id, device)
+        L = ids.shape[1]
         full_mask = torch.ones((B, total), dtype=torch.long, device=device)
         full_mask[:, :L] = mask
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): RoPE positions start at 0 per row
-        kind = StepKind.of(self.sampling)
         st = init_state(seeds=self.seeds + [0] * (B - R), max_frames=self.max_frames + [1] * (B - R),
                         done=[False] * R + [True] * (B - R), mask=full_mask,
                         table=grammar.mask_rows(device, torch.float32), sampling=self.sampling, kind=kind,

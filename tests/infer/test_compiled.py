@@ -176,3 +176,37 @@ def test_inductor_compiled_equals_eager(pair, snac_random):
     for er, cr in zip(e, c):
         assert [ch.codes[0].tolist() for ch in er.chunks] == [ch.codes[0].tolist() for ch in cr.chunks]
         np.testing.assert_array_equal(er.audio, cr.audio)
+
+
+def test_warm_up_compiles_the_bucket_before_the_first_request(pair, snac_random):
+    eager, _ = pair
+    fresh = OptimumTTS(eager.model, eager.tokenizer, snac_random, length_guard=eager.length_guard, compile=True,
+                       compile_backend="aot_eager")
+    with _quiet():
+        w = fresh.warm_up(batches=(2,), lengths=(512,))
+        assert w["compiles"] == 1 and w["compile_seconds"] > 0 and w["seconds"] >= w["compile_seconds"]
+        out = fresh.generate_batch(TEXTS[:2], seed=[3, 4], return_result=True)  # batch 2, 512 positions
+        ref = eager.generate_batch(TEXTS[:2], seed=[3, 4], return_result=True)
+    assert fresh.compiled.compiles == 1  # the request found its bucket compiled
+    for a, b in zip(out, ref):
+        np.testing.assert_array_equal(a.audio, b.audio)
+    assert eager.warm_up()["compiles"] == 0  # eager: nothing to compile
+
+
+def test_a_half_read_stream_and_a_generate_of_the_same_bucket_do_not_share_buffers(pair):
+    """A live stream holds its bucket's kept cache and state; a generate of the same shape meanwhile
+    decodes on its own (eagerly), and both give eager's frames."""
+    eager, comp = pair
+    text = "One shared bucket here."
+    with _quiet():
+        want_stream = eager.generate(text, seed=21, return_result=True)
+        want_gen = eager.generate(text, seed=22, return_result=True)
+        s = comp.stream(text, seed=21, chunk_frames=2, first_chunk_frames=1)
+        it = iter(s)
+        pieces = [next(it)]  # the stream's decoder now holds (sampled, batch 1, 512)
+        mid = comp.generate(text, seed=22, return_result=True)
+        pieces += list(it)
+    np.testing.assert_array_equal(mid.audio, want_gen.audio)
+    assert [c.codes[0].tolist() for c in s.chunks] == [c.codes[0].tolist() for c in want_stream.chunks]
+    assert np.abs(np.concatenate(pieces) - want_stream.audio).max() <= STREAM_TOLERANCE
+    assert not comp.compiled._busy  # released when the decoders finished
