@@ -210,3 +210,24 @@ def test_a_half_read_stream_and_a_generate_of_the_same_bucket_do_not_share_buffe
     assert [c.codes[0].tolist() for c in s.chunks] == [c.codes[0].tolist() for c in want_stream.chunks]
     assert np.abs(np.concatenate(pieces) - want_stream.audio).max() <= STREAM_TOLERANCE
     assert not comp.compiled._busy  # released when the decoders finished
+
+
+def test_the_servers_hf_backend_warms_up_on_its_worker_and_serves_eagers_audio(pair):
+    """SpeechEngine over a compiled engine: warm-up compiles batch 1 and max_batch's bucket on the worker
+    thread before the first request; a request's audio equals the eager engine's generate."""
+    from helpers.infer.serve_engine import SpeechEngine
+
+    eager, comp = pair
+    fresh = OptimumTTS(eager.model, eager.tokenizer, eager.codec, length_guard=eager.length_guard, compile=True,
+                       compile_backend="aot_eager")
+    engine = SpeechEngine(fresh, max_batch=2, max_queue=4).start()
+    try:
+        job = engine.check(text="Served compiled.", voice="female_us_01", seed=9, response_format="wav")
+        got = engine.synthesize(job, timeout=600)
+    finally:
+        engine.stop()
+    assert engine.warm_up_result is not None and engine.warm_up_result["compiles"] == 2  # (1, 2) at 2,048
+    with _quiet():
+        want = eager.generate("Served compiled.", speaker="female_us_01", seed=9)
+    np.testing.assert_array_equal(got, want)
+    assert SpeechEngine(eager, max_batch=2).warm_up is False  # eager engine: nothing to warm up
