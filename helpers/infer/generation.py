@@ -297,16 +297,6 @@ class FrameGrammar:
         return self.apply(scores, int(input_ids.shape[1]) - self.prompt_length)
 
 
-# ----------------------------------------------------------------------------- sampling
-def apply_repetition_penalty(scores: torch.Tensor, history: torch.Tensor | None, penalty: float) -> torch.Tensor:
-    """HF rule on ``scores (B, V)`` for ids in ``history (B, W)``: logit/p if > 0 else logit*p."""
-    if history is None or history.numel() == 0 or penalty == 1.0:
-        return scores
-    picked = torch.gather(scores, 1, history)
-    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
-    return scores.scatter(1, history, picked)
-
-
 # ----------------------------------------------------------------------------- the loop
 @dataclass
 class Generated:
@@ -533,6 +523,6 @@ def generate_audio_tokens(model, layout: TokenLayout, prompts: Sequence[Sequence
 
 __all__ = [
     "SamplingConfig", "GREEDY", "LengthGuard", "LoopGuard", "LoopInfo", "LoopDetector", "find_loop",
-    "DegenerateLoopError", "FrameGrammar", "apply_repetition_penalty", "Generated", "FrameEvent",
+    "DegenerateLoopError", "FrameGrammar", "Generated", "FrameEvent",
     "AudioDecoder", "generate_audio_tokens", "DEFAULT_FRAMES_PER_SECOND",
 ]

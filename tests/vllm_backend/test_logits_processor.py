@@ -84,11 +84,21 @@ def test_same_seed_same_tokens_in_a_batch(llm, tts):
     assert list(both[1].outputs[0].token_ids) == list(alone.outputs[0].token_ids)
 
 
-def _reference(logits, outs, max_frames, lay, penalty=1.1, window=224):
-    """The HF engine's reference functions, row by row: windowed penalty, then FrameGrammar."""
+def apply_repetition_penalty(scores, history, penalty):
+    """HF's rule, written independently of the engine's: gather the seen ids' logits, divide the
+    positive ones by ``penalty``, multiply the others, scatter them back."""
     import torch
 
-    from helpers.infer.generation import FrameGrammar, apply_repetition_penalty
+    picked = torch.gather(scores, 1, history)
+    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return scores.scatter(1, history, picked)
+
+
+def _reference(logits, outs, max_frames, lay, penalty=1.1, window=224):
+    """Reference, row by row: the windowed penalty (HF's rule), then the HF engine's FrameGrammar."""
+    import torch
+
+    from helpers.infer.generation import FrameGrammar
 
     grammar = FrameGrammar(lay, logits.shape[1])
     want = []
