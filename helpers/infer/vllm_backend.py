@@ -3,7 +3,8 @@
 vLLM serves the exported checkpoint as the plain ``LlamaForCausalLM`` it is; what makes it a
 TTS engine lives here:
 
-* :class:`FrameGrammarLogitsProcessor` - a vLLM (v1 engine) logits processor that enforces
+* :class:`FrameGrammarLogitsProcessor` - a vLLM logits processor (Model Runner V2's interface and
+  the V1 runner's, vectorised over rows) that enforces
   the same frame grammar as the HF engine (:class:`~helpers.generation.FrameGrammar`: slot
   ``k`` of a 7-token frame only gets codebook ``FRAME_SLOTS[k]``'s tokens,
   ``<|audio_end|>`` only at a frame boundary after ``min_frames`` frames, and forced once
@@ -20,14 +21,19 @@ TTS engine lives here:
   and ``<|audio_end|>`` as the stop token.
 * :class:`VLLMSpeechEngine` - the server engine on vLLM's ``AsyncLLM``: every text chunk of
   every request is its own vLLM request, so a new request joins the running batch at the
-  next step (continuous batching) instead of waiting for a batch to finish. Frames go to one
+  next step (continuous batching) instead of waiting for a batch to finish. Frames are
+  assembled incrementally from vLLM's DELTA outputs (:class:`FrameAssembler`) and go to one
   SNAC worker thread on the codec's device, which decodes streaming requests with the same
-  sliding window and crossfades as the HF engine and whole requests when they finish.
+  incremental decoder and crossfades as the HF engine and whole requests when they finish.
+  ``max_model_len`` comes from the length guard (:func:`max_model_len_for`); ``start()`` runs a
+  self-test that is also the warm-up request (:meth:`VLLMSpeechEngine.self_test`), and
+  :func:`auto_engine` serves with vLLM only when that passes (``--backend auto``).
 
 Sampled tokens differ from the HF engine's for the same seed (vLLM draws with its own
 per-request generator); the distribution they are drawn from is the same.
 
 The module imports without vLLM installed (the processor's base class is then ``object``);
+GPU pins: requirements-vllm-gpu.txt;
 the engine needs ``pip install "optimumllm-audio[vllm]"``.
 """
 from __future__ import annotations
