@@ -139,11 +139,13 @@ def serve_rows(tts: OptimumTTS, clients: list[int], per_client: int, max_batch: 
     rows = []
     with warnings.catch_warnings(), BackgroundServer(create_app(engine, "bench")) as server:
         warnings.simplefilter("ignore")
+        one(server.url, 0)  # waits for the engine's own warm-up (compiled buckets) and warms the HTTP path
         before = _compiles(tts)
-        one(server.url, 0)  # warm-up
+        warm = engine.warm_up_result or {}
         for c in clients:
             rows.append(dict(mode="serve_hf", **run(server.url, c, per_client), max_batch=max_batch,
-                             compiles_in_serving=_compiles(tts) - before))
+                             compiles_in_serving=_compiles(tts) - before,
+                             server_warm_up_s=round(warm.get("seconds", 0.0), 2)))
     return rows
 
 
