@@ -1,20 +1,28 @@
-"""Inference benchmark: tokens/s, real-time factor (RTF) and time to first audio (TTFA).
+"""Inference benchmark of the engine's own paths: tokens/s, real-time factor (RTF), first audio.
 
-    python benchmarks/bench_inference.py --model tiny                # CPU, tiny LLaMA (CI-sized)
-    python benchmarks/bench_inference.py --model llama-3.2-3b        # GPU, Llama-3.2-3B architecture,
-                                                                      # random weights, no hub access
+    python benchmarks/bench_inference.py --model tiny                      # CPU, tiny LLaMA (CI-sized)
+    python benchmarks/bench_inference.py --model llama-3.2-3b --batch 1 8  # GPU, Llama-3.2-3B architecture,
+                                                                            # random weights, no hub access
+    python benchmarks/bench_inference.py --model llama-3.2-3b --serve-clients 1 8 32 --modes compiled --batch
 
-Modes: ``eager`` (DynamicCache, plain forward), ``static`` (StaticCache, plain forward: the
-CPU smoke figure) and ``compiled`` (StaticCache + ``torch.compile(mode="reduce-overhead")`` of
-the one-token decode step; CUDA). ``--batch`` runs each mode at several batch sizes (rows
-decode in lock step; tokens/s counts all rows). Random weights
-never emit ``<|audio_end|>`` on purpose, so every run generates exactly ``--frames`` frames
-(the length guard ends it): tokens/s is measured on a fixed amount of work.
+Modes: ``eager`` (``OptimumTTS(compile=False)``) and ``compiled`` (``OptimumTTS(compile=True)``: the
+static-cache compiled decode step of :mod:`helpers.infer.decode_step`, CUDA graphs on CUDA). Every
+figure comes from the engine's public calls - ``generate_batch`` (batch rows decoded together) and
+``stream`` - not from a benchmark-only loop. Random weights never emit ``<|audio_end|>`` on purpose
+and the loop guard is off, so every row generates exactly ``--frames`` frames (the length guard
+ends it): tokens/s is measured on a fixed amount of work.
 
-Targets (issue 7, on an A100): >= 150 audio tokens/s at batch 1 (RTF <= 0.55; SNAC
-needs 82 tokens/s for real time), first audio <= 250 ms. Results are appended as one
-JSON line per mode to ``--out`` (default benchmarks/results/inference.jsonl) with the
-device name and date: record every GPU run.
+Per (mode, batch) row: ``warmup_s`` (the first, untimed call: compilation of the bucket and CUDA-graph
+capture for ``compiled``), ``tokens_per_s`` (all rows, the whole ``generate_batch`` call: text
+frontend, decoding and SNAC), ``rtf`` (wall time / seconds of audio of all rows) and
+``rtf_per_stream`` (wall time / seconds of one row's audio), ``stream_ttfa_s`` (``stream`` of one
+text with a 1-frame first chunk, after warm-up: call -> first audio piece, measured on the same
+engine as the row - the compiled row's figure is the compiled engine's), ``recompiles`` during the
+timed calls (0 expected). ``--serve-clients``: the server's HF backend
+(:class:`helpers.infer.serve_engine.SpeechEngine` over the same engine) behind the real HTTP app,
+N clients streaming at once (benchmarks/bench_serve.py's client). Results are appended as JSON
+lines to ``--out`` (default benchmarks/results/inference.jsonl) with the device name and date:
+record every GPU run. Figures only, no asserts.
 """
 from __future__ import annotations
 
@@ -29,8 +37,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_serve's HTTP client
 
-from helpers.infer.generation import AudioDecoder, LengthGuard, SamplingConfig  # noqa: E402
+from helpers.infer.generation import LengthGuard  # noqa: E402
 from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.tokens import FRAME_SIZE  # noqa: E402
 
@@ -43,7 +52,8 @@ LLAMA_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "lo
 TEXT = "Welcome to OptimumAI. This benchmark measures how fast speech tokens come out of the model."
 
 
-def build(model_name: str, device: torch.device, dtype):
+def build(model_name: str, device: torch.device, dtype, frames: int, compile: bool = False, backend="inductor"):
+    """The engine over ``model_name`` at random weights; every row generates exactly ``frames`` frames."""
     from helpers.codec import SnacCodec
     from helpers.models import extend_vocabulary, load_base
     from helpers.tiny_models import build_tiny_tokenizer
@@ -62,96 +72,97 @@ def build(model_name: str, device: torch.device, dtype):
     model, tok, _, _ = extend_vocabulary(model, tok, strict=False, check_texts=["hello"])
     model = model.to(device=device, dtype=dtype).eval()
     codec = SnacCodec.load(RANDOM_SNAC_24KHZ, device=device)
-    return OptimumTTS(model, tok, codec, length_guard=LengthGuard(cap_seconds=1e9))
+    return engine_over(model, tok, codec, frames, compile, backend)
 
 
-MODES = ("eager", "static", "compiled")
+def engine_over(model, tok, codec, frames: int, compile: bool, backend="inductor") -> OptimumTTS:
+    """An :class:`OptimumTTS` whose length guard ends every row at exactly ``frames`` frames (no loop guard)."""
+    fps = codec.sample_rate / codec.samples_per_frame
+    seconds = (frames - 0.5) / fps  # ceil(seconds * fps) == frames
+    guard = LengthGuard(base_seconds=seconds, chars_per_second=1e9, cap_seconds=seconds)
+    return OptimumTTS(model, tok, codec, length_guard=guard, loop_guard=None, compile=compile,
+                      compile_backend=backend)
 
 
-def run_mode(tts: OptimumTTS, mode: str, frames: int, repeats: int, batch: int = 1) -> dict:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    (job,) = tts.plan(TEXT, tts._voice("male_us_01"), None, 0)
-    step_fn = None
-    if mode == "compiled":
-        step_fn = torch.compile(tts.model.forward, mode="reduce-overhead", fullgraph=False)
-    fps = tts.codec.sample_rate / tts.codec.samples_per_frame
+MODES = ("eager", "compiled")
+
+
+def _compiles(tts: OptimumTTS) -> int:
+    return tts.compiled.compiles if tts.compiled is not None else 0
+
+
+def run_mode(tts: OptimumTTS, frames: int, repeats: int, batch: int = 1) -> dict:
+    """``generate_batch`` of ``batch`` texts (one chunk each) and ``stream`` of one, after a warm-up call."""
     sync = torch.cuda.synchronize if tts.device.type == "cuda" else (lambda: None)
-    times, first = [], []
-    for r in range(repeats + 1):  # the first run warms up (and compiles)
-        dec = AudioDecoder(tts.model, tts.layout, [job["prompt"]] * batch, seeds=[r * batch + i for i in range(batch)],
-                           max_frames=[frames] * batch, sampling=SamplingConfig(), loop_guard=None,
-                           frames_per_second=fps, static_cache=mode != "eager", step_fn=step_fn)
-        sync()
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = dec.run()
-        sync()
-        if r:
-            times.append(time.perf_counter() - t0)
-            first.append(dec.first_frame_s)
-    codes = res[0].codes
-    t0 = time.perf_counter()
-    wav = tts.frame_decoder.decode(codes)
-    sync()
-    snac_s = time.perf_counter() - t0
-    # Streaming TTFA: call -> first audio piece (1 frame + lookahead, then SNAC on that window).
-    stream = tts.stream(TEXT, speaker="male_us_01", chunk_frames=4, first_chunk_frames=1)
+    texts = [TEXT] * batch
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        it = iter(stream)
-        next(it)
-    ttfa = stream.time_to_first_audio_s
+        warnings.simplefilter("ignore")  # the length guard ends every row (on purpose)
+        t0 = time.perf_counter()
+        tts.generate_batch(texts, seed=list(range(batch)), batch_size=batch)  # compiles the bucket
+        s = tts.stream(TEXT, seed=0, chunk_frames=4, first_chunk_frames=1)
+        list(s)  # stream's own first call (batch 1 bucket) is warm-up too
+        sync()
+        warmup_s = time.perf_counter() - t0
+        before = _compiles(tts)
+        times, ttfa, stream_s = [], [], []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            res = tts.generate_batch(texts, seed=[r * batch + i for i in range(batch)], batch_size=batch,
+                                     return_result=True)
+            sync()
+            times.append(time.perf_counter() - t0)
+            s = tts.stream(TEXT, seed=r, chunk_frames=4, first_chunk_frames=1)
+            list(s)
+            ttfa.append(s.time_to_first_audio_s)
+            stream_s.append(s.seconds)
+    assert all(c.n_frames == frames for x in res for c in x.chunks), "a row did not run to the length guard"
     gen_s = float(np.median(times))
     tokens = frames * FRAME_SIZE * batch
-    audio_s = len(wav) / tts.sample_rate * batch
-    return dict(mode=mode, batch=batch, frames=frames, tokens=tokens, gen_seconds=round(gen_s, 4),
+    row_audio = res[0].duration
+    return dict(mode="compiled" if tts.compiled is not None else "eager", batch=batch, frames=frames,
+                tokens=tokens, warmup_s=round(warmup_s, 2), gen_seconds=round(gen_s, 4),
                 tokens_per_s=round(tokens / gen_s, 1), tokens_per_s_per_row=round(tokens / batch / gen_s, 1),
-                snac_decode_s=round(snac_s * batch, 4), rtf=round((gen_s + snac_s * batch) / audio_s, 3),
-                first_frame_s=round(float(np.median(first)), 4), stream_ttfa_s=round(ttfa, 4),
-                audio_seconds=round(audio_s, 2))
+                rtf=round(gen_s / (row_audio * batch), 4), rtf_per_stream=round(gen_s / row_audio, 4),
+                stream_ttfa_s=round(float(np.median(ttfa)), 4), stream_s=round(float(np.median(stream_s)), 4),
+                recompiles=_compiles(tts) - before, compiles=_compiles(tts),
+                compile_s=round(tts.compiled.compile_seconds, 2) if tts.compiled is not None else 0.0,
+                audio_seconds=round(row_audio * batch, 2))
 
 
-def stream_vs_generate(tts: OptimumTTS, seconds: float = 3.0, repeats: int = 3) -> dict:
-    """Total wall time of ``stream()`` (iterated to the end) against ``generate()`` for the same
-    ``seconds`` of audio (same text, seed and sampling, so the same frames), and stream's time to
-    first audio with the lowest-latency first chunk (1 frame). Runs alternate; medians."""
-    saved = tts.length_guard
-    tts.length_guard = LengthGuard(base_seconds=seconds, chars_per_second=1e9, cap_seconds=seconds)
-    gen, stm, ttfa = [], [], []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tts.generate(TEXT, speaker="male_us_01", seed=0)  # warm-up
-            for r in range(repeats):
-                t0 = time.perf_counter()
-                full = tts.generate(TEXT, speaker="male_us_01", seed=r)
-                gen.append(time.perf_counter() - t0)
-                s = tts.stream(TEXT, speaker="male_us_01", seed=r, chunk_frames=4, first_chunk_frames=1)
-                pieces = list(s)
-                stm.append(s.seconds)
-                ttfa.append(s.time_to_first_audio_s)
-                err = float(np.abs(np.concatenate(pieces) - full).max())
-    finally:
-        tts.length_guard = saved
-    g, st = float(np.median(gen)), float(np.median(stm))
-    return dict(mode="stream_vs_generate", audio_seconds=round(len(full) / tts.sample_rate, 2),
-                generate_s=round(g, 4), stream_s=round(st, 4), stream_over_generate=round(st / g, 3),
-                stream_ttfa_s=round(float(np.median(ttfa)), 4), max_abs_diff=err)
+def serve_rows(tts: OptimumTTS, clients: list[int], per_client: int, max_batch: int) -> list[dict]:
+    """The server's HF backend over HTTP on 127.0.0.1 (the real app), ``c`` clients streaming at once."""
+    from bench_serve import one, run
+    from helpers.infer.serve import BackgroundServer, create_app
+    from helpers.infer.serve_engine import SpeechEngine
+
+    engine = SpeechEngine(tts, max_batch=max_batch, max_queue=256)
+    rows = []
+    with warnings.catch_warnings(), BackgroundServer(create_app(engine, "bench")) as server:
+        warnings.simplefilter("ignore")
+        one(server.url, 0)  # waits for the engine's own warm-up (compiled buckets) and warms the HTTP path
+        before = _compiles(tts)
+        warm = engine.warm_up_result or {}
+        for c in clients:
+            rows.append(dict(mode="serve_hf", **run(server.url, c, per_client), max_batch=max_batch,
+                             compiles_in_serving=_compiles(tts) - before,
+                             server_warm_up_s=round(warm.get("seconds", 0.0), 2)))
+    return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["tiny", "llama-3.2-3b"], default="tiny")
     ap.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    ap.add_argument("--frames", type=int, default=64, help="frames per run (64 = 448 tokens = 5.5 s)")
+    ap.add_argument("--frames", type=int, default=64, help="frames per row (64 = 448 tokens = 5.5 s)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", default=None,
-                    help="comma list of eager,static,compiled (default: eager,static on CPU; eager,compiled on CUDA)")
-    ap.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (rows decoded together)")
-    ap.add_argument("--stream-seconds", type=float, default=3.0,
-                    help="clip length for the streaming/generate total-time ratio (0: skip)")
+                    help="comma list of eager,compiled (default: eager on CPU; compiled on CUDA)")
+    ap.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled mode")
+    ap.add_argument("--batch", type=int, nargs="*", default=[1], help="batch sizes (rows decoded together)")
+    ap.add_argument("--serve-clients", type=int, nargs="*", default=[],
+                    help="also serve the last mode's engine over HTTP with this many clients at once (e.g. 1 8 32)")
+    ap.add_argument("--serve-requests", type=int, default=2, help="requests per client")
+    ap.add_argument("--serve-max-batch", type=int, default=8, help="the server's max_batch (rows per decode batch)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's). On a shared, oversubscribed VM use 1: "
                          "OpenMP threads then wait on each other at every small op of streaming")
@@ -161,38 +172,42 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    modes = args.modes.split(",") if args.modes else (["eager", "compiled"] if device.type == "cuda"
-                                                      else ["eager", "static"])
+    modes = args.modes.split(",") if args.modes else (["compiled"] if device.type == "cuda" else ["eager"])
     bad = [m for m in modes if m not in MODES]
     if bad:
         ap.error(f"unknown mode(s) {bad}; expected some of {MODES}")
-    tts = build(args.model, device, dtype)
+    t0 = time.perf_counter()
+    base = build(args.model, device, dtype, args.frames)
+    load_s = time.perf_counter() - t0
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for batch in args.batch:
-        for mode in modes:
-            row = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=card, model=args.model, dtype=str(dtype),
-                       torch=torch.__version__, **run_mode(tts, mode, args.frames, args.repeats, batch))
-            rows.append(row)
-            print(json.dumps(row))
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-    if args.stream_seconds > 0:
-        row = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=card, model=args.model, dtype=str(dtype),
-                   torch=torch.__version__, **stream_vs_generate(tts, args.stream_seconds, args.repeats))
-        print(json.dumps(row))
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"streaming / generate total time for a {row['audio_seconds']} s clip: {row['stream_over_generate']} "
-              f"(target <= 1.15); time to first audio {row['stream_ttfa_s']} s "
-              f"(generate: {row['generate_s']} s for the whole clip); max |stream - generate| {row['max_abs_diff']:.1e}")
-    print(f"\n{'batch':>5} {'mode':>9} {'tokens/s':>9} {'per row':>8} {'RTF':>6} {'first frame s':>13} "
-          f"{'stream TTFA s':>13}   ({card}, {args.model})")
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M"), device=card, model=args.model, dtype=str(dtype),
+                torch=torch.__version__)
+    rows, tts = [], base
+    for mode in modes:
+        tts = engine_over(base.model, base.tokenizer, base.codec, args.frames, mode == "compiled", args.backend)
+        for batch in args.batch:
+            rows.append(dict(meta, **run_mode(tts, args.frames, args.repeats, batch)))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.serve_clients:
+        for r in serve_rows(tts, args.serve_clients, args.serve_requests, args.serve_max_batch):
+            rows.append(dict(meta, engine="compiled" if tts.compiled is not None else "eager", **r))
+            print(json.dumps(rows[-1]), flush=True)
+    with out.open("a") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    print(f"\n{'batch':>5} {'mode':>9} {'tokens/s':>9} {'per row':>8} {'RTF':>7} {'RTF/str':>7} {'TTFA s':>7} "
+          f"{'warm-up s':>9} {'recomp':>6}   ({card}, {args.model}, model load {load_s:.1f} s)")
     for r in rows:
-        print(f"{r['batch']:>5} {r['mode']:>9} {r['tokens_per_s']:>9} {r['tokens_per_s_per_row']:>8} {r['rtf']:>6} "
-              f"{r['first_frame_s']:>13} {r['stream_ttfa_s']:>13}")
+        if r["mode"] == "serve_hf":
+            print(f"{'HTTP':>5} {r['clients']:>3} clients: {r['requests_per_s']} req/s, first audio p50 "
+                  f"{r['ttfa_p50_s']} s / p95 {r['ttfa_p95_s']} s, {r['realtime_streams']} real-time streams, "
+                  f"{r['compiles_in_serving']} compile(s) while serving")
+        else:
+            print(f"{r['batch']:>5} {r['mode']:>9} {r['tokens_per_s']:>9} {r['tokens_per_s_per_row']:>8} "
+                  f"{r['rtf']:>7} {r['rtf_per_stream']:>7} {r['stream_ttfa_s']:>7} {r['warmup_s']:>9} "
+                  f"{r['recompiles']:>6}")
     return 0
 
 

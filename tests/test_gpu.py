@@ -272,31 +272,51 @@ def test_snac_batch_equals_single_on_cuda():
                 assert np.array_equal(cs, cb), f"clip {i}, batch_size {bs}: codes differ on CUDA"
 
 
-def test_static_cache_compiled_decode_equals_eager_tokens():
-    from helpers.infer.generation import GREEDY, SamplingConfig, generate_audio_tokens
+def test_compiled_decode_equals_eager_tokens_and_syncs_once_per_frame():
+    """The engine's compiled decoding on CUDA (inductor, CUDA graphs) gives eager's tokens in fp32, compiles
+    once per bucket, and the device is synchronised once per frame (counted by CUDA's sync debug mode)."""
+    from helpers.infer.decode_step import CompiledDecoding
+    from helpers.infer.generation import GREEDY, AudioDecoder, SamplingConfig, generate_audio_tokens
 
     model, tok, layout = _tiny(seed=2)
     prompts = [layout.build_prompt(tok.encode(t, add_special_tokens=False), bos_id=tok.bos_token_id, voice=v)
                for t, v in (("Hi there.", "female_uk_01"), ("A longer second prompt, padded on the left.",
                                                           "male_us_01"))]
-    step_fn = torch.compile(model.forward, mode="reduce-overhead", fullgraph=False)
+    comp = CompiledDecoding(model)
     for cfg in (GREEDY, SamplingConfig()):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             eager = generate_audio_tokens(model, layout, prompts, seeds=[1, 2], max_frames=[12, 9], sampling=cfg,
                                           loop_guard=None)
-            static = generate_audio_tokens(model, layout, prompts, seeds=[1, 2], max_frames=[12, 9], sampling=cfg,
-                                           loop_guard=None, static_cache=True, step_fn=step_fn)
-        for e, s in zip(eager, static):
+            compiled = generate_audio_tokens(model, layout, prompts, seeds=[1, 2], max_frames=[12, 9],
+                                             sampling=cfg, loop_guard=None, compiled=comp)
+        for e, c in zip(eager, compiled):
             assert e.n_frames > 0
-            np.testing.assert_array_equal(e.tokens, s.tokens)
+            np.testing.assert_array_equal(e.tokens, c.tokens)
+    assert comp.compiles == 2, comp.compiles  # one bucket (batch 2, 512 positions) per sampling kind
+    syncs = {}
+    for frames in (3, 9):
+        dec = AudioDecoder(model, layout, prompts[:1], seeds=[0], max_frames=[frames], loop_guard=None,
+                           compiled=comp)
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                dec.run()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs[frames] = sum("synchroniz" in str(w.message) for w in got)
+        assert dec.host_syncs == frames
+    assert syncs[9] - syncs[3] == 6, syncs  # one per extra frame, none per token
+    print(f"CUDA syncs per request: {syncs}; compiles {comp.compiles}, {comp.compile_seconds:.1f} s compiling")
 
 
 def test_streaming_equals_non_streaming_on_cuda():
     _needs("snac", "the SNAC codec")
     from helpers.codec import SnacCodec
     from helpers.infer.generation import LengthGuard
-    from helpers.infer.engine import STREAM_TOLERANCE, OptimumTTS
+    from helpers.infer.engine import OptimumTTS
+    from helpers.infer.snac_decode import STREAM_TOLERANCE
     from helpers.profiles import RANDOM_SNAC_24KHZ
 
     model, tok, _ = _tiny(seed=0)

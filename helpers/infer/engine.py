@@ -17,23 +17,8 @@ voice: the same voice token or the same reference frames, so the voice stays
 consistent) -> constrained decoding (:mod:`helpers.infer.generation`) -> SNAC decoding
 -> chunks joined with short equal-power crossfades.
 
-SNAC decoding is deterministic and position-indexed (:class:`FrameDecoder`): the
-decoder's NoiseBlocks normally draw fresh ``torch.randn`` on every call, so a
-window decoded for streaming would get different noise than the same frames in a
-full decode. Here each NoiseBlock reads its noise from a fixed table indexed by
-absolute time (seeded by ``snac_seed``), so any window of frames gets exactly the
-noise the full decode gives those samples.
-
-Streaming decodes incrementally (:class:`helpers.infer.snac_stream.IncrementalDecoder`):
-each layer of the SNAC decoder keeps only the input tail its own kernel still needs, so
-no frame is decoded twice (the sliding window this replaced decoded 2.31x the frames of
-a full decode with 3 + 3 frames of context). The decoder's receptive field
-(:func:`helpers.infer.snac_stream.decoder_reach`: <= 10 latent steps, 2.5 frames, each side;
-9 measured) means audio for frame ``t`` is final once frame ``t + 3`` has arrived
-(:data:`STREAM_LOOKAHEAD`). Streamed audio equals the full decode to float32 rounding
-(measured ~6e-7; the tests allow :data:`STREAM_TOLERANCE`). A decoder with layers the
-incremental path does not know (local attention) falls back to the sliding window with
-:data:`STREAM_LEFT_CONTEXT` + :data:`STREAM_LOOKAHEAD` frames of context.
+SNAC decoding (deterministic, position-indexed noise; incremental streaming; crossfades)
+lives in :mod:`helpers.infer.snac_decode`; 
 
 Seeds: a call's ``seed`` makes it reproducible; chunk ``k`` of a text uses
 ``seed + k`` and dialogue turn ``i`` uses ``seed + 1000 * i`` as its base. Each
@@ -57,222 +42,16 @@ from ..models import COMPLETE_MARKER, load_base, load_stage
 from ..profiles import FINAL_MODEL_DIR, RunPaths
 from .emotions import check_emotion
 from .generation import AudioDecoder, Generated, LengthGuard, LoopGuard, SamplingConfig
-from ..tokens import DEFAULT_EMOTION, VOICES, TokenLayout, as_codebooks, emotion_token
+from ..tokens import DEFAULT_EMOTION, VOICES, TokenLayout, emotion_token
 from .voices import ReferenceAudioError, Voice, VoiceProfile, clone_voice, resolve_voice
-from ..codec import SnacCodec, exact_cuda
+from ..codec import SnacCodec
 from .best_of import generate_best_of
-from .snac_stream import IncrementalDecoder, supported as _incremental_ok
+from .snac_decode import FrameDecoder, Joiner, StreamDecoder
+from .decode_step import CompiledDecoding
 
 DEFAULT_SNAC = "hubertsiuzdak/snac_24khz"
 INFERENCE_CONFIG = "optimum_tts.json"  # optional file in a model folder: {"snac_model": ...}
 DEFAULT_VOICE = VOICES[0]  # used when neither speaker nor audio_prompt is given
-STREAM_LEFT_CONTEXT = 3  # sliding-window fallback only: frames of left context (measured: 2 -> 3e-4 error, 3 -> 7e-7)
-STREAM_LOOKAHEAD = 3  # frames of right context awaited: ceil(9 latents of reach / 4 latents per frame)
-STREAM_TOLERANCE = 1e-5  # max |stream - full| allowed: float32 conv rounding (measured ~7e-7), not noise
-NOISE_CHUNK = 8192  # noise table positions generated per seeded piece
-
-
-# ----------------------------------------------------------------------------- SNAC decoding
-class FrameDecoder:
-    """Deterministic, position-indexed SNAC decoding (see the module docstring).
-
-    ``decode(codes)``: full decode, float32 ``(T * samples_per_frame,)`` at 24 kHz.
-    ``decode_window(codes, start, stop, emit_from, emit_to)``: decode frames
-    ``start..stop`` and return the samples of frames ``emit_from..emit_to``.
-    """
-
-    def __init__(self, codec, seed: int = 0):
-        self.codec, self.seed = codec, int(seed)
-        self.blocks = [m for m in codec.model.decoder.modules() if type(m).__name__ == "NoiseBlock"]
-        self._table: dict = {}
-
-    def _noise(self, block: int, offset: int, length: int) -> torch.Tensor:
-        first, last = offset // NOISE_CHUNK, (offset + length - 1) // NOISE_CHUNK
-        parts = []
-        for c in range(first, last + 1):
-            key = (block, c)
-            if key not in self._table:
-                s = np.random.SeedSequence([self.seed, block, c]).generate_state(1)[0]
-                g = torch.Generator().manual_seed(int(s))
-                self._table[key] = torch.randn(NOISE_CHUNK, generator=g)
-            parts.append(self._table[key])
-        cat = torch.cat(parts)
-        start = offset - first * NOISE_CHUNK
-        return cat[start:start + length]
-
-    @torch.inference_mode()
-    def _run(self, codes: list[np.ndarray], start_frame: int) -> np.ndarray:
-        n_frames = codes[0].shape[0]
-        dev = self.codec.device
-        originals = []
-
-        def make(i, blk):
-            def forward(x):
-                b, _, t = x.shape
-                per_frame = t // n_frames  # this block's time steps per frame
-                n = self._noise(i, start_frame * per_frame, t).to(device=x.device, dtype=x.dtype)
-                return x + n.view(1, 1, t) * blk.linear(x)
-            return forward
-
-        for i, blk in enumerate(self.blocks):
-            originals.append(blk.forward)
-            blk.forward = make(i, blk)
-        try:
-            tensors = [torch.from_numpy(np.ascontiguousarray(c)).to(dev)[None] for c in codes]
-            with exact_cuda(dev):
-                audio = self.codec.model.decode(tensors)
-        finally:
-            for blk, f in zip(self.blocks, originals):
-                blk.forward = f
-        return audio.reshape(-1).float().cpu().numpy()
-
-    def decode(self, codes) -> np.ndarray:
-        cb = as_codebooks(codes)
-        if cb[0].shape[0] == 0:
-            raise ValueError("no frames to decode")
-        return self._run(cb, 0)
-
-    def decode_window(self, codes, start: int, stop: int, emit_from: int, emit_to: int) -> np.ndarray:
-        cb = as_codebooks(codes)
-        if not (0 <= start <= emit_from <= emit_to <= stop <= cb[0].shape[0]):
-            raise ValueError(f"bad window {start}..{stop} emitting {emit_from}..{emit_to} of {cb[0].shape[0]} frames")
-        win = [c[start * k: stop * k] for c, k in zip(cb, (1, 2, 4))]
-        wav = self._run(win, start)
-        spf = self.codec.samples_per_frame
-        return wav[(emit_from - start) * spf: (emit_to - start) * spf]
-
-
-class StreamDecoder:
-    """Turns frames arriving one by one into final audio samples.
-
-    ``push(frame_codes)`` with one frame's codes ``(cb1 (1,), cb2 (2,), cb3 (4,))`` returns
-    new samples when a chunk is due, else an empty array; ``flush()`` returns the rest.
-    The first chunk is decoded once ``first_chunk_frames`` + ``lookahead`` frames have
-    arrived (``first_chunk_frames=1``: the lowest latency), later ones every
-    ``chunk_frames`` frames. ``incremental`` (default: when the decoder allows it):
-    :class:`helpers.infer.snac_stream.IncrementalDecoder`, every frame decoded once; else a
-    sliding window re-decoding ``left_context`` + ``lookahead`` frames per chunk.
-    """
-
-    def __init__(self, decoder: FrameDecoder, chunk_frames: int = 4, left_context: int = STREAM_LEFT_CONTEXT,
-                 lookahead: int = STREAM_LOOKAHEAD, first_chunk_frames: int | None = None,
-                 incremental: bool | None = None):
-        if chunk_frames < 1 or left_context < 0 or lookahead < 0:
-            raise ValueError("need chunk_frames >= 1, left_context >= 0, lookahead >= 0")
-        self.dec, self.chunk, self.left, self.ahead = decoder, chunk_frames, left_context, lookahead
-        self.first_chunk = first_chunk_frames or chunk_frames
-        self.frames: list[list[np.ndarray]] = [[], [], []]
-        self.emitted = 0
-        if incremental is None:
-            incremental = _incremental_ok(decoder.codec.model.decoder)
-        self.inc = IncrementalDecoder(decoder.codec, decoder._noise) if incremental else None
-        self.fed = 0  # frames handed to the incremental decoder
-
-    def _codes(self):
-        return [np.concatenate(f) if f else np.zeros(0, np.int64) for f in self.frames]
-
-    def push(self, frame_codes) -> np.ndarray:
-        for i, c in enumerate(frame_codes):
-            self.frames[i].append(np.asarray(c, dtype=np.int64))
-        if self.inc is not None:
-            pending = len(self.frames[0])
-            due = pending >= self.chunk if self.fed else pending >= self.first_chunk + self.ahead
-            if not due:
-                return np.zeros(0, np.float32)
-            out = self.inc.push(self._codes())
-            self.fed += pending
-            self.emitted += len(out)  # samples here (frames in the window mode)
-            for f in self.frames:  # the incremental decoder keeps the context it still needs
-                f.clear()
-            return out
-        n = len(self.frames[0])
-        final = n - self.ahead
-        need = self.first_chunk if self.emitted == 0 else self.chunk
-        if final - self.emitted < need:
-            return np.zeros(0, np.float32)
-        out = self.dec.decode_window(self._codes(), max(0, self.emitted - self.left), n, self.emitted, final)
-        self.emitted = final
-        return out
-
-    def flush(self) -> np.ndarray:
-        if self.inc is not None:
-            pending = len(self.frames[0])
-            if not (self.fed or pending):
-                return np.zeros(0, np.float32)
-            rest = self.inc.push(self._codes(), final=True)
-            self.fed += pending
-            for f in self.frames:
-                f.clear()
-            return rest
-        n = len(self.frames[0])
-        if n == self.emitted:
-            return np.zeros(0, np.float32)
-        out = self.dec.decode_window(self._codes(), max(0, self.emitted - self.left), n, self.emitted, n)
-        self.emitted = n
-        return out
-
-
-class Joiner:
-    """Joins pieces of audio (chunks or dialogue turns) incrementally.
-
-    Between pieces: an equal-power crossfade of ``crossfade`` samples (shortened to
-    the shorter piece), or, with ``gap > 0``, ``gap`` samples of silence and no
-    crossfade. The same object serves whole pieces and streamed bits, with
-    identical output: the last ``crossfade`` samples of a piece are held back until
-    the next piece (or :meth:`finish`) decides what they become.
-    """
-
-    def __init__(self, crossfade: int = 0, gap: int = 0):
-        self.xf, self.gap = max(0, int(crossfade)), max(0, int(gap))
-        self.held: np.ndarray | None = None  # tail of the previous piece, to be faded out
-        self.pending = np.zeros(0, np.float32)  # current piece's audio not yet emitted
-        self.pieces = 0
-
-    @staticmethod
-    def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        k = len(a)
-        if k == 0:
-            return np.asarray(b, np.float32)
-        t = (np.arange(k, dtype=np.float64) + 0.5) / k
-        return (a * np.cos(t * np.pi / 2) + b * np.sin(t * np.pi / 2)).astype(np.float32)
-
-    def start_piece(self) -> np.ndarray:
-        out = []
-        if self.pieces and self.gap and self.held is not None:
-            out += [self.held, np.zeros(self.gap, np.float32)]
-            self.held = None
-        self.pieces += 1
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-    def add(self, samples: np.ndarray) -> np.ndarray:
-        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32)])
-        out = []
-        if self.held is not None:
-            k = len(self.held)
-            if len(self.pending) <= k:
-                return np.zeros(0, np.float32)
-            out.append(self._mix(self.held, self.pending[:k]))
-            self.pending, self.held = self.pending[k:], None
-        keep = min(self.xf, len(self.pending))
-        out.append(self.pending[: len(self.pending) - keep])
-        self.pending = self.pending[len(self.pending) - keep:]
-        return np.concatenate(out)
-
-    def end_piece(self) -> np.ndarray:
-        out = []
-        if self.held is not None:  # this piece was shorter than the held tail
-            k = min(len(self.held), len(self.pending))
-            out += [self.held[: len(self.held) - k], self._mix(self.held[len(self.held) - k:], self.pending[:k])]
-            self.pending = self.pending[k:]
-        self.held, self.pending = self.pending, np.zeros(0, np.float32)
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-
-    def finish(self) -> np.ndarray:
-        out = self.held if self.held is not None else np.zeros(0, np.float32)
-        self.held = None
-        return out
-
-
 # ----------------------------------------------------------------------------- errors
 class SpokenTextTooLongError(ValueError):
     """The text's spoken (normalized) form is over the engine's ``max_spoken_chars``."""
@@ -417,12 +196,18 @@ class OptimumTTS:
     decoder's noise table; ``length_guard`` / ``loop_guard``: see
     :mod:`helpers.infer.generation`. ``max_spoken_chars``: refuse a text whose spoken
     (normalized) form is longer (:meth:`check_text`); None = no limit (long text is cut
-    into chunks).
+    into chunks). ``compile``: "auto" (default: compiled decoding on CUDA, eager on CPU), True
+    or False; ``compile_backend``: the ``torch.compile`` backend (tests use "aot_eager" on CPU).
+    Compiled decoding (:class:`helpers.infer.decode_step.CompiledDecoding`) serves every entry
+    point - generate, generate_batch, generate_cloned, stream, dialogue, best-of-N and the
+    server's HF backend - with the same frames as eager decoding; :meth:`warm_up` compiles
+    its buckets ahead of the first request.
     """
 
     def __init__(self, model, tokenizer, codec, *, accent: str = "us", snac_seed: int = 0,
                  length_guard: LengthGuard = LengthGuard(), loop_guard: LoopGuard | None = LoopGuard(),
-                 coverage: dict | None = None, max_spoken_chars: int | None = None):
+                 coverage: dict | None = None, max_spoken_chars: int | None = None, compile="auto",
+                 compile_backend="inductor"):
         if max_spoken_chars is not None and (isinstance(max_spoken_chars, bool) or int(max_spoken_chars) < 1):
             raise ValueError(f"max_spoken_chars must be a positive int or None, got {max_spoken_chars!r}")
         self.max_spoken_chars = None if max_spoken_chars is None else int(max_spoken_chars)
@@ -435,6 +220,7 @@ class OptimumTTS:
         self.frame_decoder = FrameDecoder(codec, seed=snac_seed)
         self._voice_cache: dict = {}
         self.coverage = coverage  # optimum_tts.json "coverage": trained emotions, minutes per voice x emotion
+        self.compiled = make_compiled(self.model, compile, compile_backend)  # None: eager decoding
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -560,16 +346,27 @@ class OptimumTTS:
                               repetition_penalty=d.repetition_penalty if repetition_penalty is None
                               else repetition_penalty)
 
+    def decoder(self, jobs: list[dict], sampling: SamplingConfig, **kw) -> AudioDecoder:
+        """The :class:`AudioDecoder` of a batch of planned chunks (compiled when the engine is)."""
+        fps = self.codec.sample_rate / self.codec.samples_per_frame
+        return AudioDecoder(self.model, self.layout, [j["prompt"] for j in jobs], seeds=[j["seed"] for j in jobs],
+                            max_frames=[j["max_frames"] for j in jobs], sampling=sampling,
+                            loop_guard=self.loop_guard, frames_per_second=fps, compiled=self.compiled, **kw)
+
+    def warm_up(self, batches: Sequence[int] = (1,), lengths: Sequence[int] = (1024,), text: str = "Warm up.",
+                sampling: SamplingConfig | None = None) -> dict:
+        """Compile the decode step's buckets before the first request (a no-op when eager).
+
+        One short generation per batch size in ``batches`` and cache length in ``lengths``
+        (rounded up to their buckets). Returns ``{"seconds", "compiles", "compile_seconds"}``."""
+        return warm_up(self, batches, lengths, text, sampling or SamplingConfig())
+
     def _run_jobs(self, jobs: list[dict], sampling: SamplingConfig, batch_size: int) -> list[Generated]:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        fps = self.codec.sample_rate / self.codec.samples_per_frame
         results: list[Generated] = []
         for i in range(0, len(jobs), batch_size):
-            part = jobs[i:i + batch_size]
-            results += AudioDecoder(self.model, self.layout, [j["prompt"] for j in part],
-                                    seeds=[j["seed"] for j in part], max_frames=[j["max_frames"] for j in part],
-                                    sampling=sampling, loop_guard=self.loop_guard, frames_per_second=fps).run()
+            results += self.decoder(jobs[i:i + batch_size], sampling).run()
         return results
 
     # ------------------------------------------------------------------ generate
@@ -686,15 +483,14 @@ class OptimumTTS:
                crossfade_ms: float = 40.0, chunk_frames: int = 4, first_chunk_frames: int = 2) -> AudioStream:
         """Like :meth:`generate` but yields float32 audio pieces as frames are generated.
 
-        The first piece comes after ``first_chunk_frames`` + :data:`STREAM_LOOKAHEAD` frames,
-        later ones every ``chunk_frames`` frames. Concatenated, the pieces equal
-        ``generate(...)`` with the same arguments to within :data:`STREAM_TOLERANCE`.
+        The first piece comes after ``first_chunk_frames`` + ``STREAM_LOOKAHEAD`` frames, later
+        ones every ``chunk_frames`` frames. Concatenated, the pieces equal ``generate(...)`` with
+        the same arguments to within ``STREAM_TOLERANCE`` (both in :mod:`helpers.infer.snac_decode`).
         Returns an :class:`AudioStream` (``time_to_first_audio_s`` after iterating).
         """
         voice = self._voice(speaker, audio_prompt)
         sampling = self._sampling(temperature, top_p, top_k, repetition_penalty)
         plan = self.plan(text, voice, emotion, seed, max_chunk_seconds)
-        fps = self.codec.sample_rate / self.codec.samples_per_frame
 
         def run(stream: AudioStream):
             joiner = Joiner(crossfade=round(crossfade_ms * self.sample_rate / 1000))
@@ -702,9 +498,7 @@ class OptimumTTS:
                 yield joiner.start_piece()
                 sd = StreamDecoder(self.frame_decoder, chunk_frames=chunk_frames,
                                    first_chunk_frames=first_chunk_frames)
-                dec = AudioDecoder(self.model, self.layout, [job["prompt"]], seeds=[job["seed"]],
-                                   max_frames=[job["max_frames"]], sampling=sampling, loop_guard=self.loop_guard,
-                                   frames_per_second=fps)
+                dec = self.decoder([job], sampling)
                 for ev in dec:
                     if ev.frame is not None:
                         codes = self.layout.tokens_to_codes(ev.frame)
@@ -776,6 +570,36 @@ class OptimumTTS:
         return Path(path)
 
 
+def make_compiled(model, compile="auto", backend="inductor"):
+    """``compile`` ("auto" | True | False) -> a :class:`CompiledDecoding` for ``model`` or None.
+    "auto" compiles on CUDA only: on a CPU the step is compute-bound, and compiling costs more
+    than it saves for a short request."""
+    if compile not in ("auto", True, False):
+        raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
+    if compile == "auto":
+        compile = next(model.parameters()).device.type == "cuda"
+    return CompiledDecoding(model, backend=backend) if compile else None
+
+
+def warm_up(tts: "OptimumTTS", batches: Sequence[int], lengths: Sequence[int], text: str,
+            sampling: SamplingConfig) -> dict:
+    """:meth:`OptimumTTS.warm_up`: one 1-frame generation per (batch, length) bucket."""
+    t0 = time.perf_counter()
+    comp = tts.compiled
+    before = (comp.compiles, comp.compile_seconds) if comp is not None else (0, 0.0)
+    if comp is not None:
+        (job,) = tts.plan(text, tts._voice(), None, 0)
+        job = dict(job, max_frames=1)
+        for b in batches:
+            for n in lengths:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # 1 frame: the length guard ends it
+                    tts.decoder([job] * int(b), sampling, min_cache_length=int(n)).run()
+    after = (comp.compiles, comp.compile_seconds) if comp is not None else (0, 0.0)
+    return {"seconds": time.perf_counter() - t0, "compiles": after[0] - before[0],
+            "compile_seconds": after[1] - before[1]}
+
+
 def _is_audio_like(v) -> bool:
     """True for a reference clip (array, (array, sr), bytes, or an existing non-JSON file)."""
     if isinstance(v, (str, os.PathLike)):
@@ -785,9 +609,8 @@ def _is_audio_like(v) -> bool:
 
 
 __all__ = [
-    "OptimumTTS", "FrameDecoder", "StreamDecoder", "Joiner", "SynthesisResult", "ChunkInfo", "DialogueResult",
-    "Turn", "AudioStream", "find_model_folder", "DEFAULT_VOICE", "DEFAULT_SNAC", "STREAM_LEFT_CONTEXT",
-    "STREAM_LOOKAHEAD", "STREAM_TOLERANCE", "SpokenTextTooLongError",
+    "OptimumTTS", "SynthesisResult", "ChunkInfo", "DialogueResult", "Turn", "AudioStream", "find_model_folder",
+    "DEFAULT_VOICE", "DEFAULT_SNAC", "SpokenTextTooLongError", "make_compiled", "warm_up",
 ]
 
 

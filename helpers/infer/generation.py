@@ -1,7 +1,7 @@
 """Constrained decoding of audio tokens: the frame grammar, sampling, guards, the loop.
 
 Why a hand-written loop rather than ``model.generate``: streaming (frames are
-handed out as they are made), the frame grammar, one random generator per batch
+handed out as they are made), the frame grammar, one seeded random stream per batch
 row (so a batch gives the same tokens as one-by-one calls), and loop detection
 all live in one ~150-line loop over ``model(input_ids, past_key_values=...,
 use_cache=True)``. :class:`FrameGrammar` is also a ``transformers``
@@ -20,10 +20,12 @@ and skipped frames).
 
 Sampling (defaults documented on :class:`SamplingConfig`)
 ----------------------------------------------------------
-repetition penalty -> grammar mask -> temperature -> top-k -> top-p -> draw.
-The draw is an inverse-CDF draw with a uniform number from the row's own CPU
-``torch.Generator`` in float64, so it is the same on CPU and CUDA for the same
-probabilities. ``temperature=0`` is greedy (argmax).
+repetition penalty -> grammar mask -> temperature -> top-k -> top-p -> draw, all on the
+device in one function (:func:`helpers.infer.decode_step.token_step`), so the step compiles
+into one graph and the host reads the picked ids once per 7-token frame. The draw is an
+inverse-CDF draw in float64 with a uniform number that is a hash of the row's seed and the
+token index (:func:`helpers.infer.decode_step.counter_uniforms`): the same on CPU and CUDA,
+eager and compiled, for the same probabilities. ``temperature=0`` is greedy (argmax).
 
 Batch == one-by-one: rows are left-padded, with an ``attention_mask`` and
 ``position_ids`` that start at 0 at each row's first real token, so every row
@@ -31,7 +33,9 @@ sees exactly the tokens and RoPE positions it would see alone. Matmuls over a
 different batch shape can round differently in the last bit; on CPU float32
 with the tiny model the tests find the tokens identical (greedy and sampled).
 A token could only differ where a uniform draw falls within ~1e-7 of a CDF
-boundary (or an argmax is tied to ~1e-7), which the tests have not hit.
+boundary (or an argmax is tied to ~1e-7), which the tests have not hit. The
+same holds for compiled against eager decoding (a bucketed ``StaticCache``,
+fused kernels): the tests compare their frames.
 
 Guards
 ------
@@ -54,6 +58,7 @@ import numpy as np
 import torch
 
 from ..tokens import FRAME_SIZE, SNAC_FRAMES_PER_SECOND, TokenLayout
+from .decode_step import StepKind, batch_bucket, init_state, length_bucket, model_step, token_step
 
 # Only the default of the guards; the inference engine passes the loaded codec's own rate.
 DEFAULT_FRAMES_PER_SECOND = SNAC_FRAMES_PER_SECOND
@@ -292,46 +297,6 @@ class FrameGrammar:
         return self.apply(scores, int(input_ids.shape[1]) - self.prompt_length)
 
 
-# ----------------------------------------------------------------------------- sampling
-def apply_repetition_penalty(scores: torch.Tensor, history: torch.Tensor | None, penalty: float) -> torch.Tensor:
-    """HF rule on ``scores (B, V)`` for ids in ``history (B, W)``: logit/p if > 0 else logit*p."""
-    if history is None or history.numel() == 0 or penalty == 1.0:
-        return scores
-    picked = torch.gather(scores, 1, history)
-    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
-    return scores.scatter(1, history, picked)
-
-
-def draw(scores: torch.Tensor, cfg: SamplingConfig, generators: Sequence[torch.Generator]) -> list[int]:
-    """One token id per row of masked ``scores (B, V)``.
-
-    Greedy: argmax. Otherwise: top-k on the device, so only ``k`` values per row leave
-    it (no ranking at all with top_k=0 and top_p=1); then on the CPU in float64, row-wise:
-    temperature, softmax, top-p, inverse-CDF draw with one uniform from that row's
-    generator (exactly one draw per row per step). Every operation is row-wise, so a
-    row's token does not depend on the other rows of the batch.
-    """
-    if cfg.greedy:
-        return scores.argmax(dim=-1).tolist()
-    if cfg.top_k == 0 and cfg.top_p == 1.0:  # plain sampling: no ranking needed
-        vals = scores
-        idx = torch.arange(scores.shape[1]).expand(scores.shape[0], -1)
-    else:  # ranked: top-k (or a full sort for top-p alone); masked ids rank last with p = 0
-        k = cfg.top_k if cfg.top_k > 0 else scores.shape[1]
-        vals, idx = torch.topk(scores, k=min(k, scores.shape[1]), dim=-1)  # (B, k) sorted descending
-    vals, idx = vals.double().cpu(), idx.cpu()
-    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators])  # (B,)
-    p = torch.softmax(vals / cfg.temperature, dim=-1)  # -inf -> 0
-    if cfg.top_p < 1.0:
-        before = torch.cumsum(p, dim=-1) - p  # mass of the tokens ranked above each one
-        p = torch.where(before < cfg.top_p, p, torch.zeros_like(p))  # the top token is always kept
-    cdf = torch.cumsum(p, dim=-1)
-    j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-    last = (torch.arange(p.shape[1]) * (p > 0)).max(dim=-1).values  # last id with p > 0
-    j = torch.minimum(j, last)  # guard the u*total == total rounding edge
-    return idx.gather(1, j.unsqueeze(1)).squeeze(1).tolist()
-
-
 # ----------------------------------------------------------------------------- the loop
 @dataclass
 class Generated:
@@ -377,17 +342,22 @@ class AudioDecoder:
     """Generates audio tokens for a batch of prompts (each ending with ``<|audio_start|>``).
 
     Iterate it to receive :class:`FrameEvent` s as frames complete (streaming), or call
-    :meth:`run` for the list of :class:`Generated`. ``seeds``: one per row; row ``i``
-    draws only from ``torch.Generator().manual_seed(seeds[i])``. ``max_frames``: per-row
-    length guard. ``static_cache``: preallocate a ``transformers.StaticCache`` (needed
-    for ``torch.compile`` of the decode step; see benchmarks/bench_inference.py).
+    :meth:`run` for the list of :class:`Generated`. ``seeds``: one per row; row ``i``'s draws
+    depend only on ``seeds[i]`` and the token index
+    (:func:`helpers.infer.decode_step.counter_uniforms`). ``max_frames``: per-row length guard.
+    ``compiled``: a :class:`helpers.infer.decode_step.CompiledDecoding` - the decode step runs
+    as its compiled graph on a bucketed ``StaticCache``; None: eagerly on a ``DynamicCache``.
+    Both run the same :func:`~helpers.infer.decode_step.token_step`, read the picked ids back
+    once per 7-token frame (``host_syncs`` counts the reads) and launch the next frame's steps
+    before handing out the frame just read, so a consumer's work (SNAC decoding) overlaps them.
+    ``min_cache_length``: compiled only, a floor on the cache length bucket (warm-up uses it to
+    compile a bucket without generating that many tokens).
     """
 
     def __init__(self, model, layout: TokenLayout, prompts: Sequence[Sequence[int]], *,
                  seeds: Sequence[int], max_frames: Sequence[int], sampling: SamplingConfig = SamplingConfig(),
                  loop_guard: LoopGuard | None = LoopGuard(), min_frames: int = 1,
-                 frames_per_second: float = DEFAULT_FRAMES_PER_SECOND, static_cache: bool = False,
-                 step_fn=None):
+                 frames_per_second: float = DEFAULT_FRAMES_PER_SECOND, compiled=None, min_cache_length: int = 0):
         if not prompts:
             raise ValueError("no prompts to generate from")
         if not (len(seeds) == len(max_frames) == len(prompts)):
@@ -397,14 +367,20 @@ class AudioDecoder:
             if not len(p) or int(p[-1]) != layout.audio_start_id:
                 raise ValueError(f"prompt {i} must end with <|audio_start|> (id {layout.audio_start_id}); "
                                  f"build it with TokenLayout.build_prompt")
+        bad = [int(m) for m in max_frames if int(m) < 1]
+        if bad:
+            raise ValueError(f"max_frames must be >= 1 per row (an empty utterance cannot be decoded), got {bad}")
+        if min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1 (an empty utterance cannot be decoded), got {min_frames}")
         self.model, self.layout, self.prompts = model, layout, [list(map(int, p)) for p in prompts]
         self.seeds = [int(s) for s in seeds]
         self.max_frames = [int(m) for m in max_frames]
         self.sampling, self.loop_guard, self.min_frames = sampling, loop_guard, min_frames
-        self.fps, self.static_cache = frames_per_second, static_cache
-        self.step_fn = step_fn  # optional compiled replacement of model.forward for decode steps
+        self.fps, self.compiled, self.min_cache_length = frames_per_second, compiled, int(min_cache_length)
         self.results: list[Generated] | None = None
         self.first_frame_s: float | None = None  # wall time to the first completed frame of any row
+        self.host_syncs = 0  # device -> host reads of picked ids (one per frame)
+        self.steps = 0  # decode steps run (forward + token step)
 
     def run(self) -> list[Generated]:
         for _ in self:
@@ -414,106 +390,123 @@ class AudioDecoder:
     @torch.inference_mode()
     def __iter__(self) -> Iterator[FrameEvent]:
         t0 = time.perf_counter()
+        model, comp = self.model, self.compiled
+        R = len(self.prompts)  # real rows; a compiled bucket adds dummy rows (done from the start)
+        L = max(len(p) for p in self.prompts)
+        need = L + max(self.max_frames) * FRAME_SIZE + 1
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and need > limit:
+            raise ValueError(f"prompt ({L} tokens) + up to {max(self.max_frames)} frames needs {need} positions; "
+                             f"the model has {limit}. Shorten the text or the reference clip.")
+        kind = StepKind.of(self.sampling)
+        bucket = (kind, batch_bucket(R), length_bucket(max(need, self.min_cache_length), limit))
+        if comp is not None and not comp.acquire(*bucket):
+            comp = None  # another live decoder holds this bucket's buffers: decode eagerly instead
+        try:
+            yield from self._decode(comp, bucket, need, t0)
+        finally:
+            if comp is not None:
+                comp.release(*bucket)
+
+    def _decode(self, comp, bucket, need: int, t0: float) -> Iterator[FrameEvent]:
         model, lay = self.model, self.layout
         device = next(model.parameters()).device
         vocab = model.get_output_embeddings().weight.shape[0]
         grammar = FrameGrammar(lay, vocab, min_frames=self.min_frames)
-        B = len(self.prompts)
-        ids, mask = _left_pad(self.prompts, lay.pad_id, device)
+        R = len(self.prompts)
+        kind, B, total = bucket if comp is not None else (bucket[0], R, need)
+        ids, mask = _left_pad(self.prompts + [self.prompts[0]] * (B - R), lay.pad_id, device)
         L = ids.shape[1]
-        total = L + max(self.max_frames) * FRAME_SIZE + 1
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if limit is not None and total > limit:
-            raise ValueError(f"prompt ({L} tokens) + up to {max(self.max_frames)} frames needs {total} positions; "
-                             f"the model has {limit}. Shorten the text or the reference clip.")
         full_mask = torch.ones((B, total), dtype=torch.long, device=device)
         full_mask[:, :L] = mask
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): RoPE positions start at 0 per row
-        next_pos = positions[:, -1:] + 1  # (B, 1)
-        cache = None
-        if self.static_cache:
-            from transformers import StaticCache
-            cache = StaticCache(config=model.config, max_cache_len=total)
-        gens = [torch.Generator().manual_seed(s) for s in self.seeds]
-        # Per-token work is O(1) in the tokens made so far: history and positions are preallocated on the
-        # device and sliced; the only host<->device traffic per token is the unavoidable read of the picked
-        # ids (they drive streaming, the grammar state and the per-row CPU generators) and one (B, 1) copy back.
-        history = torch.empty((B, max(self.max_frames) * FRAME_SIZE + 1), dtype=torch.long, device=device)
-        cache_positions = torch.arange(total, device=device)
-        step_host = torch.empty((B, 1), dtype=torch.long, pin_memory=device.type == "cuda")
-        step = torch.empty((B, 1), dtype=torch.long, device=device)
-        tokens: list[list[int]] = [[] for _ in range(B)]
-        done = [False] * B
-        reasons: list[str | None] = [None] * B
-        loops: list[LoopInfo | None] = [None] * B
-        detectors = [LoopDetector(self.loop_guard.max_period, self.loop_guard.min_frames(self.fps))
-                     if self.loop_guard else None for _ in range(B)]
-        warned_loop = [False] * B
-
+        st = init_state(seeds=self.seeds + [0] * (B - R), max_frames=self.max_frames + [1] * (B - R),
+                        done=[False] * R + [True] * (B - R), mask=full_mask,
+                        table=grammar.mask_rows(device, torch.float32), sampling=self.sampling, kind=kind,
+                        min_frames=self.min_frames, pad_id=lay.pad_id, end_id=lay.audio_end_id, device=device)
+        if comp is not None:
+            st = comp.state(kind, st)  # the bucket's tensors at fixed addresses, loaded with this batch
+        consts = st.constants()
+        cache = comp.cache(B, total) if comp is not None else None
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                     use_cache=True, logits_to_keep=1, cache_position=torch.arange(L, device=device))
         cache = out.past_key_values
-        past = L
-        n = 0  # tokens generated per row so far (rows move in lock step)
+        st.take(*token_step(out.logits[:, -1, :], kind, *st.carried(), *consts))
+        st.pos.copy_(positions[:, -1:] + 1)
+        st.cpos.fill_(L)
+        step = comp.step(kind, B, total) if comp is not None else None
+        mutable = (st.ids, st.pos, st.cpos, st.n, st.done, st.ring, st.frames)
+        past = L  # eager: the DynamicCache's length, for the attention mask's width
+
+        def launch_frame():
+            """Queue 7 decode steps (the device runs them while the host hands out the last frame)."""
+            nonlocal past
+            for _ in range(FRAME_SIZE):
+                if step is not None:
+                    step(cache, st.mask, *mutable, *consts)
+                else:
+                    model_step(model, kind, cache, st.mask[:, :past + 1], *mutable, *consts)
+                    past += 1
+                self.steps += 1
+
+        tokens: list[list[int]] = [[] for _ in range(R)]
+        done = [False] * R
+        reasons: list[str | None] = [None] * R
+        loops: list[LoopInfo | None] = [None] * R
+        detectors = [LoopDetector(self.loop_guard.max_period, self.loop_guard.min_frames(self.fps))
+                     if self.loop_guard else None for _ in range(R)]
+        launch_frame()  # picks tokens 1..7: frame 0 complete, token 7 is frame 1's slot 0 (or the end)
+        f = 0  # the frame read at the next sync
         while True:
-            scores = out.logits[:, -1, :].float()
-            if self.sampling.repetition_penalty != 1.0 and self.sampling.repetition_window:
-                w = self.sampling.repetition_window
-                scores = apply_repetition_penalty(scores, history[:, max(0, n - w):n],
-                                                  self.sampling.repetition_penalty)
-            scores = grammar.apply(scores, n, self.max_frames)
-            picked = draw(scores, self.sampling, gens)
-            for b in range(B):
-                if done[b]:
-                    continue
-                t = picked[b]
-                if t == lay.audio_end_id:
+            buf = st.frames.tolist()  # the one host sync per frame: frame f and the next token, every row
+            self.host_syncs += 1
+            lo, nxt = (f % 2) * FRAME_SIZE, ((f + 1) % 2) * FRAME_SIZE
+            frame_rows = [b for b in range(R) if not done[b]]
+            ends = []
+            for b in frame_rows:
+                if buf[b][nxt] == lay.audio_end_id:
+                    ends.append(b)
+            finished = len(ends) == len(frame_rows)
+            if not finished:
+                launch_frame()
+            events = []
+            for b in frame_rows:
+                frame = tuple(buf[b][lo:lo + FRAME_SIZE])
+                tokens[b].extend(frame)
+                if self.first_frame_s is None:
+                    self.first_frame_s = time.perf_counter() - t0
+                events.append(FrameEvent(b, f, frame))
+                info = detectors[b].add(frame) if detectors[b] is not None else None
+                if info is not None and loops[b] is None:
+                    loops[b] = info
+                    msg = f"row {b} (seed {self.seeds[b]}): degenerate loop: {info.describe(self.fps)}"
+                    if self.loop_guard.action == "raise":
+                        raise DegenerateLoopError(msg)
+                    if self.loop_guard.action == "stop":
+                        warnings.warn(msg + "; generation of this row stopped there", stacklevel=2)
+                        done[b], reasons[b] = True, "loop"
+                        st.done[b] = True  # a device write, no sync: the row feeds padding from now on
+                        events.append(FrameEvent(b, f + 1, None, "loop"))
+                    else:
+                        warnings.warn(msg + "; generation continues (LoopGuard action='warn')", stacklevel=2)
+            for b in ends:
+                if not done[b]:
                     done[b] = True
                     reasons[b] = "length" if len(tokens[b]) // FRAME_SIZE >= self.max_frames[b] else "end"
-                    yield FrameEvent(b, len(tokens[b]) // FRAME_SIZE, None, reasons[b])
-                    continue
-                tokens[b].append(t)
-                if len(tokens[b]) % FRAME_SIZE == 0:
-                    fi = len(tokens[b]) // FRAME_SIZE - 1
-                    frame = tuple(tokens[b][-FRAME_SIZE:])
-                    if self.first_frame_s is None:
-                        self.first_frame_s = time.perf_counter() - t0
-                    yield FrameEvent(b, fi, frame)
-                    info = detectors[b].add(frame) if detectors[b] is not None else None
-                    if info is not None and not warned_loop[b]:
-                        loops[b] = info
-                        warned_loop[b] = True
-                        msg = f"row {b} (seed {self.seeds[b]}): degenerate loop: {info.describe(self.fps)}"
-                        if self.loop_guard.action == "raise":
-                            raise DegenerateLoopError(msg)
-                        if self.loop_guard.action == "stop":
-                            warnings.warn(msg + "; generation of this row stopped there", stacklevel=2)
-                            done[b], reasons[b] = True, "loop"
-                            yield FrameEvent(b, fi + 1, None, "loop")
-                        else:
-                            warnings.warn(msg + "; generation continues (LoopGuard action='warn')", stacklevel=2)
-            n += 1
+                    events.append(FrameEvent(b, len(tokens[b]) // FRAME_SIZE, None, reasons[b]))
+            yield from events
+            f += 1
             if all(done):
                 break
-            for b, t in enumerate(picked):
-                step_host[b, 0] = t if not done[b] else lay.pad_id
-            step.copy_(step_host, non_blocking=True)
-            history[:, n - 1:n] = step
-            step_mask = full_mask if self.static_cache else full_mask[:, :past + 1]
-            fwd = self.step_fn or model
-            out = fwd(input_ids=step, attention_mask=step_mask, position_ids=next_pos, past_key_values=cache,
-                      use_cache=True, logits_to_keep=1, cache_position=cache_positions[past:past + 1])
-            past += 1
-            next_pos = next_pos + 1
         elapsed = time.perf_counter() - t0
         self.results = []
-        cut = [b for b in range(B) if reasons[b] == "length"]
+        cut = [b for b in range(R) if reasons[b] == "length"]
         if cut:  # one warning per batch, naming the rows
-            warnings.warn(f"{len(cut)} of {B} row(s) stopped by the length guard without <|audio_end|> "
+            warnings.warn(f"{len(cut)} of {R} row(s) stopped by the length guard without <|audio_end|> "
                           f"(rows {cut[:10]}{' ...' if len(cut) > 10 else ''}, at "
                           f"{[self.max_frames[b] for b in cut[:10]]} frames); their audio may be cut off",
                           stacklevel=2)
-        for b in range(B):
+        for b in range(R):
             arr = np.asarray(tokens[b], dtype=np.int64)
             self.results.append(Generated(tokens=arr, codes=lay.tokens_to_codes(arr, on_error="raise"),
                                           stop_reason=reasons[b], max_frames=self.max_frames[b],
@@ -530,6 +523,6 @@ def generate_audio_tokens(model, layout: TokenLayout, prompts: Sequence[Sequence
 
 __all__ = [
     "SamplingConfig", "GREEDY", "LengthGuard", "LoopGuard", "LoopInfo", "LoopDetector", "find_loop",
-    "DegenerateLoopError", "FrameGrammar", "apply_repetition_penalty", "draw", "Generated", "FrameEvent",
+    "DegenerateLoopError", "FrameGrammar", "Generated", "FrameEvent",
     "AudioDecoder", "generate_audio_tokens", "DEFAULT_FRAMES_PER_SECOND",
 ]

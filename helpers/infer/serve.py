@@ -284,7 +284,8 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
         return {"status": "ok", "model": model_name, "backend": getattr(engine, "backend", "hf"), "sample_rate": sr,
                 "waiting": engine.waiting, "max_queue": engine.max_queue, "max_batch": engine.max_batch,
                 "formats": list(engine.formats), "max_input_chars": MAX_INPUT_CHARS,
-                "max_spoken_chars": MAX_SPOKEN_CHARS}
+                "max_spoken_chars": MAX_SPOKEN_CHARS,
+                "backend_reason": getattr(engine, "backend_reason", None)}  # --backend auto's choice (issue 31)
 
     @app.get("/v1/models")
     async def models() -> dict:
@@ -559,18 +560,26 @@ def load_engine(model: str, *, snac: str | None = None, device: str | None = Non
 
     if max_seconds is not None and not max_seconds > 0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
-    if pick_backend(backend, device) == "vllm":
+    def vllm():
         from .vllm_backend import load_vllm_engine  # vLLM: imported only when asked for
 
         return load_vllm_engine(model, snac=snac, device=device, voices_dir=voices_dir, max_seconds=max_seconds,
                                 max_batch=max_batch, max_queue=max_queue)
-    kw = {}
-    if max_seconds is not None:
-        kw["length_guard"] = LengthGuard(base_seconds=min(LengthGuard().base_seconds, max_seconds),
-                                         cap_seconds=float(max_seconds))
-    tts = OptimumTTS.from_pretrained(model, snac=snac, device=device, **kw)
-    info = read_model_info(find_model_folder(model)) if Path(model).expanduser().exists() else {}
-    return SpeechEngine(tts, voices_dir=voices_dir, max_batch=max_batch, max_queue=max_queue, model_info=info)
+
+    def hf():
+        kw = {}
+        if max_seconds is not None:
+            kw["length_guard"] = LengthGuard(base_seconds=min(LengthGuard().base_seconds, max_seconds),
+                                             cap_seconds=float(max_seconds))
+        tts = OptimumTTS.from_pretrained(model, snac=snac, device=device, **kw)
+        info = read_model_info(find_model_folder(model)) if Path(model).expanduser().exists() else {}
+        return SpeechEngine(tts, voices_dir=voices_dir, max_batch=max_batch, max_queue=max_queue, model_info=info)
+
+    if backend == "auto":  # vLLM only if installed and its start-up self-test passes (issue 31)
+        from .vllm_backend import auto_engine
+
+        return auto_engine(vllm, hf, device=device)
+    return vllm() if pick_backend(backend, device) == "vllm" else hf()
 
 
 def main(argv=None) -> None:
@@ -585,7 +594,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-batch", type=int, default=8, help="text chunks generated together")
     ap.add_argument("--max-queue", type=int, default=32, help="requests allowed to wait; more get 503")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
-                    help="hf (transformers), vllm, or auto: vllm on CUDA when vLLM imports, else hf")
+                    help="hf (transformers), vllm, or auto: vllm on CUDA when installed and its start-up "
+                         "self-test passes, else hf (compiled on CUDA); /health says which and why")
     ap.add_argument("--voice-aliases", default=None,
                     help="JSON file of OpenAI voice name -> built-in voice (default: the shipped table)")
     ap.add_argument("--api-key", default=None,

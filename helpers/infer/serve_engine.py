@@ -161,7 +161,7 @@ class StreamRoute:
     the same window decoding and crossfades as :meth:`OptimumTTS.stream`."""
 
     def __init__(self, engine: "SpeechEngine", job: SpeechJob, n_chunks: int):
-        from .engine import Joiner, StreamDecoder
+        from .snac_decode import Joiner, StreamDecoder
 
         tts = engine.tts
         self.job, self.tts = job, tts
@@ -209,13 +209,18 @@ class SpeechEngine:
     (``<id>.json``, :class:`VoiceProfile`), or None. ``max_batch``: text chunks generated
     together; ``max_queue``: requests allowed to wait; ``retry_after_s``: the 503's hint.
     ``model_info``: what the export records (``optimum_tts.json``), shown by :meth:`voices`.
+    ``warm_up``: compile the decode step's most used buckets (batch 1 and ``max_batch``'s bucket at
+    2,048 cache positions) on the worker thread before the first request (CUDA graphs belong to the
+    thread that records them); None (default) = when the engine decodes compiled (CUDA). Requests
+    queue meanwhile; ``warm_up_result`` holds the timings (:meth:`OptimumTTS.warm_up`).
     """
 
     backend = "hf"  # transformers (this module's batched AudioDecoder); helpers.infer.vllm_backend: "vllm"
 
     def __init__(self, tts, *, voices_dir=None, max_batch: int = 8, max_queue: int = 32,
                  retry_after_s: int = 2, crossfade_ms: float = 40.0, max_chunk_seconds: float = 20.0,
-                 chunk_frames: int = 4, first_chunk_frames: int = 2, model_info: dict | None = None):
+                 chunk_frames: int = 4, first_chunk_frames: int = 2, model_info: dict | None = None,
+                 warm_up: bool | None = None):
         if max_batch < 1 or max_queue < 1:
             raise ValueError(f"max_batch and max_queue must be >= 1, got {max_batch}, {max_queue}")
         self.tts = tts
@@ -230,6 +235,8 @@ class SpeechEngine:
         self._thread: threading.Thread | None = None
         self.batches: list[int] = []  # requests per batch run (for the tests and benchmarks)
         self.abandoned = 0  # decoder batches stopped early or skipped because all their clients had gone
+        self.warm_up = getattr(tts, "compiled", None) is not None if warm_up is None else bool(warm_up)
+        self.warm_up_result: dict | None = None
 
     # ------------------------------------------------------------------ voices
     def saved_voice_ids(self) -> list[str]:
@@ -391,6 +398,13 @@ class SpeechEngine:
             self._thread.join(timeout)
 
     def _loop(self):
+        if self.warm_up and self.warm_up_result is None:
+            from .decode_step import batch_bucket
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.warm_up_result = self.tts.warm_up(batches=sorted({1, batch_bucket(self.max_batch)}),
+                                                       lengths=(2048,))
         while not self._stop.is_set():
             try:
                 first = self._queue.get(timeout=0.1)
@@ -423,7 +437,7 @@ class SpeechEngine:
 
     def run_batch(self, batch: list[SpeechJob]) -> None:
         """Generate every chunk of every job in one decoder batch; deliver audio and errors."""
-        from .generation import AudioDecoder, SamplingConfig
+        from .generation import SamplingConfig
 
         tts = self.tts
         jobs, plans = [], []
@@ -440,7 +454,6 @@ class SpeechEngine:
         self.batches.append(len(jobs))
         rows = [(j, k, c) for j, plan in enumerate(plans) for k, c in enumerate(plan)]
         routes = {j: StreamRoute(self, job, len(plans[j])) for j, job in enumerate(jobs) if job.stream}
-        fps = tts.codec.sample_rate / tts.codec.samples_per_frame
         try:
             # rows of one batch run in lock step; more rows than max_batch run as further batches
             for start in range(0, len(rows), self.max_batch):
@@ -449,10 +462,7 @@ class SpeechEngine:
                 if all(o.cancelled.is_set() for o in owners):
                     self.abandoned += 1  # every client of these rows has gone: skip them
                     continue
-                dec = AudioDecoder(tts.model, tts.layout, [c["prompt"] for _, _, c in part],
-                                   seeds=[c["seed"] for _, _, c in part],
-                                   max_frames=[c["max_frames"] for _, _, c in part], sampling=SamplingConfig(),
-                                   loop_guard=tts.loop_guard, frames_per_second=fps)
+                dec = tts.decoder([c for _, _, c in part], SamplingConfig())
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # length/loop notes are per row, in the results
                     for ev in dec:
@@ -480,7 +490,7 @@ class SpeechEngine:
 
     def _assemble(self, gens) -> np.ndarray:
         """Whole decode of a job's chunks, joined like :meth:`OptimumTTS.generate`."""
-        from .engine import Joiner
+        from .snac_decode import Joiner
 
         tts = self.tts
         joiner = Joiner(crossfade=round(self.crossfade_ms * tts.sample_rate / 1000))

@@ -11,13 +11,13 @@ input per layer per call.
 Receptive field (:func:`decoder_reach`, from the conv layers; the tests check it by
 decoding windows): for the 24 kHz model an output sample depends on latents up to
 ``9`` steps (2.25 frames) either side, so audio for frame ``t`` is final once frame
-``t + 3`` has arrived (:data:`helpers.infer.engine.STREAM_LOOKAHEAD`). The incremental
+``t + 3`` has arrived (:data:`helpers.infer.snac_decode.STREAM_LOOKAHEAD`). The incremental
 decoder emits everything that is final after every call, which is exactly that.
 
 Exactness: the same convolutions on the same inputs, with left/right zero padding only at
 the true ends of the clip, and the same position-indexed noise
-(:class:`helpers.infer.engine.FrameDecoder`'s table): streamed audio equals the full decode
-up to float32 rounding (the tests allow :data:`helpers.infer.engine.STREAM_TOLERANCE`).
+(:class:`helpers.infer.snac_decode.FrameDecoder`'s table): streamed audio equals the full decode
+up to float32 rounding (the tests allow :data:`helpers.infer.snac_decode.STREAM_TOLERANCE`).
 
 Supported: the layer types of the SNAC decoders (weight-normed Conv1d / ConvTranspose1d,
 Snake1d, NoiseBlock, ResidualUnit, Tanh). A decoder with local attention (``LocalMHA``,
@@ -148,7 +148,7 @@ class _ConvT:
 
 
 class _Noise:
-    """NoiseBlock with the position-indexed noise of :class:`helpers.infer.engine.FrameDecoder`."""
+    """NoiseBlock with the position-indexed noise of :class:`helpers.infer.snac_decode.FrameDecoder`."""
 
     def __init__(self, mod, index: int, noise_fn, weights: dict):
         self.lin, self.index, self.noise_fn, self.pos = _Conv(mod.linear, *weights[mod.linear]), index, noise_fn, 0

