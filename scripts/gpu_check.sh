@@ -4,8 +4,10 @@
 #   bash scripts/gpu_check.sh              # on a CUDA machine: run everything, write results
 #   bash scripts/gpu_check.sh --dry-run    # anywhere: list what would run, sizes and time budget
 #   bash scripts/gpu_check.sh --out DIR    # results into DIR (default benchmarks/results)
-#   bash scripts/gpu_check.sh --only TEXT  # only the steps whose name contains TEXT (e.g. "stage 2": the
-#                                          # stage-2 step alone fits one 10-minute device call)
+#   bash scripts/gpu_check.sh --only REGEX # only the steps whose name matches REGEX (bash =~; also
+#                                          # GPU_CHECK_ONLY=REGEX): the whole check takes three device calls,
+#                                          # --only 'gpu tests|bench_train 3B|SNAC', --only 'inference|HTTP',
+#                                          # --only 'stage 2' (each within one 10-minute call)
 #
 # No network: random-weight models only (Llama-3.2-3B architecture with the extended
 # vocabulary, tiny LLaMA, SNAC 24 kHz architecture). Wheels the GPU machine's image lacks
@@ -26,14 +28,14 @@ cd "$(dirname "$0")/.."
 
 DRY=0
 OUT_DIR=benchmarks/results
-ONLY=""
+ONLY="${GPU_CHECK_ONLY:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
     --out) OUT_DIR="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --out DIR, --only TEXT)" >&2; exit 2 ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --out DIR, --only REGEX)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -46,9 +48,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUF
 export CUBLAS_WORKSPACE_CONFIG=:4096:8   # deterministic cuBLAS for the exact-resume test
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
-# name | budget (s) | command. Budgets sum to 700 s (+ ~20 s wheel install): more than one 9-minute call
-# (the inference steps compile the 3B decode step: minutes on first use). Split it over two calls with
-# GPU_CHECK_ONLY, e.g. GPU_CHECK_ONLY='gpu tests|bench_train|SNAC' then GPU_CHECK_ONLY='inference|HTTP'.
+# name | budget (s) | command. Budgets sum to 1,120 s (+ ~20 s wheel install per call): more than one 9-minute
+# call (the inference steps compile the 3B decode step: minutes on first use). Split it with --only (above).
 STEPS=(
   "gpu tests (pytest -m gpu)|200|$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= -rs tests/test_gpu.py"
   "bench_train 3B, 4K + 8K tokens/micro-batch, 40 GB cap|150|$PY benchmarks/bench_train.py --model llama-3.2-3b --tokens-per-step 4096 8192 --steps 4 --warmup 2 --memory-cap-gb 40 --record @JSONL@"
@@ -58,14 +59,14 @@ STEPS=(
 )
 # Stage 2 as Colab runs it (accumulation 12 x 8K tokens, the A100-40GB plan, 40 GB cap), today's path (eager
 # optimizer, eager layers) and the new one (fused optimizer + compiled layers) side by side; each row records
-# its calibrated hfu. Over the 540-s budget with the steps above: run it alone (--only "stage 2").
+# its calibrated hfu. Over the 540-s budget with the steps above: run it alone (--only 'stage 2').
 STEPS+=(
   "bench_train stage 2 colab config, today vs fused+compiled, 40 GB cap|420|$PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --fused-optimizer off --record @JSONL@; $PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --fused-optimizer on --compile-layers --record @JSONL@"
 )
 if [ -n "$ONLY" ]; then
   kept=()
-  for s in "${STEPS[@]}"; do [[ "${s%%|*}" == *"$ONLY"* ]] && kept+=("$s"); done
-  [ ${#kept[@]} -gt 0 ] || { echo "gpu_check.sh: no step name contains '$ONLY'" >&2; exit 2; }
+  for s in "${STEPS[@]}"; do [[ "${s%%|*}" =~ $ONLY ]] && kept+=("$s"); done
+  [ ${#kept[@]} -gt 0 ] || { echo "gpu_check.sh: no step name matches '$ONLY'" >&2; exit 2; }
   STEPS=("${kept[@]}")
 fi
 
@@ -118,8 +119,6 @@ fi
 
 for s in "${STEPS[@]}"; do
   IFS='|' read -r name budget cmd <<<"$s"
-  # GPU_CHECK_ONLY=REGEX runs only the steps whose name matches (to split the check over two device calls)
-  if [ -n "${GPU_CHECK_ONLY:-}" ] && ! [[ "$name" =~ $GPU_CHECK_ONLY ]]; then continue; fi
   cmd="${cmd//@JSONL@/$JSONL}"
   echo; echo "== $name (budget ${budget} s)" | tee -a "$LOG"
   echo "\$ $cmd" >>"$LOG"
