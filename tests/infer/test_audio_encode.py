@@ -158,4 +158,7 @@ def test_every_format_streams_its_first_bytes_before_synthesis_ends(gated, fmt, 
     if fmt == "flac":
         assert np.abs(a[:m] - b[:m]).max() <= 1 / 32768 + 1e-9
     else:
-        assert np.corrcoef(a[:m], b[:m])[0, 1] > 0.95
+        # lossy: two encodes of (nearly) the same PCM differ in the codec's own choices. Measured on the tiny
+        # export after #31's seeded draw: mp3 1.0, opus 0.94 (its 48 kHz output compared every second sample),
+        # aac 0.91 for the same request; aac 0.78 against another seed's utterance (mp3/opus fail on length).
+        assert np.corrcoef(a[:m], b[:m])[0, 1] > 0.85
