@@ -171,13 +171,22 @@ def pinned(project_dir, packages) -> list:
     return [pins[p.lower().replace("_", "-")] for p in packages]
 
 
-def _held_versions() -> list:
+def _held_versions(names=NEVER_INSTALL, version=None) -> list:
+    """``name==version`` constraint lines for the installed ``names`` (``version``: the lookup, for tests).
+
+    The installed version is written whole, local part included (Colab's torch reads ``2.11.0+cu128``):
+    ``==2.11.0+cu128`` is met only by the build that is installed, so pip never replaces it, while a
+    package that asks for ``torch==2.11.0`` or ``torch>=2`` still accepts it (PEP 440 ignores the local
+    part of a candidate when the specifier has none). A bare ``==2.11.0`` would let pip swap in PyPI's
+    own 2.11.0 build, another CUDA, whenever a package made it reinstall torch.
+    """
     from importlib import metadata
 
+    version = version or metadata.version
     held = []
-    for name in NEVER_INSTALL:
+    for name in names:
         try:
-            held.append(f"{name}=={metadata.version(name)}")
+            held.append(f"{name}=={version(name)}")
         except metadata.PackageNotFoundError:
             pass
     return held

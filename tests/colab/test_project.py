@@ -375,3 +375,80 @@ def test_the_runtime_file_pins_every_line_and_holds_what_setup_never_installs():
     pins = [l for l in pins if l]
     assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[A-Za-z0-9_.+-]+", l) for l in pins), pins
     assert set(project.NEVER_INSTALL) <= _requirement_names(RUNTIME_FILE)
+
+
+# ----------------------------------------------------------------------------- the held versions, with pip
+def _wheel(folder: Path, name: str, version: str, requires=()) -> None:
+    """A minimal pure-Python wheel (one module) written by hand: pip needs nothing else to install it."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": f"VERSION = {version!r}\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+
+    def digest(text):
+        return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{p},sha256={digest(t)},{len(t.encode())}\n" for p, t in files.items()) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as z:
+        for p, t in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(p, t)
+
+
+def test_a_held_local_version_like_cu128_keeps_the_installed_build(tmp_path):
+    """Colab's torch is ``2.11.0+cu128``: the constraint written from it must keep exactly that build
+    through a pip install that would otherwise upgrade or replace it."""
+    import os
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "heldpkg", "1.0+cu128")  # the runtime's own build (not on any index)
+    _wheel(wheels, "heldpkg", "1.0")  # the index's build of the same release
+    _wheel(wheels, "heldpkg", "1.1")
+    _wheel(wheels, "needsheld", "1.0", ["heldpkg>=1.0"])
+    _wheel(wheels, "needsnewer", "1.0", ["heldpkg>=1.1"])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels),
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+    def pip(*args):
+        return subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *args],
+                              capture_output=True, text=True, env=env)
+
+    def installed():
+        r = subprocess.run([str(venv / "bin" / "python"), "-c", "import heldpkg; print(heldpkg.VERSION)"],
+                           capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    assert pip("install", "heldpkg==1.0+cu128").returncode == 0 and installed() == "1.0+cu128"
+    (wheels / "heldpkg-1.0+cu128-py3-none-any.whl").unlink()  # as on Colab: the runtime's build is on no index
+
+    def version(name):
+        from importlib import metadata
+
+        if name != "heldpkg":
+            raise metadata.PackageNotFoundError(name)
+        return "1.0+cu128"
+
+    held = project._held_versions(["heldpkg", "not-installed-anywhere"], version=version)
+    assert held == ["heldpkg==1.0+cu128"]
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("\n".join(held) + "\n")
+    # an eager upgrade would take 1.1: the constraint keeps the build, and the dependency is met by it
+    r = pip("install", "-c", str(constraints), "--upgrade", "--upgrade-strategy", "eager", "needsheld")
+    assert r.returncode == 0 and installed() == "1.0+cu128", r.stdout + r.stderr
+    # a forced reinstall cannot swap in the index's 1.0 (a bare ==1.0 constraint would let it: shown below)
+    r = pip("install", "-c", str(constraints), "--force-reinstall", "--no-deps", "heldpkg==1.0")
+    assert r.returncode != 0 and installed() == "1.0+cu128"
+    bare = tmp_path / "bare.txt"
+    bare.write_text("heldpkg==1.0\n")
+    # a package that needs another release fails loudly instead of moving the runtime's build
+    r = pip("install", "-c", str(constraints), "needsnewer")
+    assert r.returncode != 0 and "heldpkg" in r.stdout + r.stderr and installed() == "1.0+cu128"
+    r = pip("install", "-c", str(bare), "--force-reinstall", "--no-deps", "heldpkg==1.0")
+    assert r.returncode == 0 and installed() == "1.0", r.stdout + r.stderr  # why the local part is kept
