@@ -97,6 +97,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runtime", type=Path, required=True, help="the cached runtime venv (colab_replica.sh)")
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: beside the runtime)")
     ap.add_argument("--upto", default=None, help="stop after the notebook starting with this (e.g. 03)")
+    ap.add_argument("--start", default=None, help="start at the notebook starting with this (e.g. 07); the "
+                    "earlier notebooks' results come from --runs")
+    ap.add_argument("--runs", type=Path, default=None, help="with --start: a kept run folder (<work>/runs) of an "
+                    "earlier replica run, copied so it stays as it was")
     ap.add_argument("--keep", action="store_true", help="keep the working folder (venv, executed notebooks)")
     args = ap.parse_args(argv)
 
@@ -111,10 +115,16 @@ def main(argv=None) -> int:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     runs_root, out_dir = work / "runs", work / "executed"  # the run folder: Drive's, shared by the notebooks
+    notebooks = series()
+    if args.start:
+        if not args.runs or not (args.runs / "replica").is_dir():
+            raise SystemExit("--start needs --runs, the runs/ folder of a kept earlier replica run (--keep)")
+        shutil.copytree(args.runs, runs_root, symlinks=True)
+        notebooks = [nb for nb in notebooks if nb.name >= args.start]
     failures = []
     t_all = time.time()
     try:
-        for nb in series():
+        for nb in notebooks:
             t0 = time.time()
             print(f"▶ {nb.stem} (its setup cell installs: {', '.join(NOTEBOOK_PACKAGES[nb.stem]) or 'nothing'})",
                   flush=True)
