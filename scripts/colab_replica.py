@@ -99,8 +99,9 @@ def main(argv=None) -> int:
     ap.add_argument("--upto", default=None, help="stop after the notebook starting with this (e.g. 03)")
     ap.add_argument("--start", default=None, help="start at the notebook starting with this (e.g. 07); the "
                     "earlier notebooks' results come from --runs")
-    ap.add_argument("--runs", type=Path, default=None, help="with --start: a kept run folder (<work>/runs) of an "
-                    "earlier replica run, copied so it stays as it was")
+    ap.add_argument("--runs", type=Path, default=None, help="with --start: the run folder (<work>/runs) of a "
+                    "replica run kept where it stopped before that notebook (--keep --upto 06), copied so it stays "
+                    "as it was; a folder holding that notebook's own results would let it resume instead of run")
     ap.add_argument("--keep", action="store_true", help="keep the working folder (venv, executed notebooks)")
     args = ap.parse_args(argv)
 
