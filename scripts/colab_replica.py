@@ -163,7 +163,10 @@ def main(argv=None) -> int:
             py = str(venv / "bin" / "python")
             install_all = ("import sys; sys.path.insert(0, sys.argv[1]); from helpers.colab import project; "
                            "[project.install_packages(nb, sys.argv[1]) for nb in project.NOTEBOOK_PACKAGES]")
-            subprocess.run([py, "-c", install_all, str(ROOT)], check=True, capture_output=True, text=True)
+            r = subprocess.run([py, "-c", install_all, str(ROOT)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"colab replica: installing every notebook's packages failed:\n{r.stdout[-3000:]}"
+                                 f"{r.stderr[-3000:]}")
             r = subprocess.run([py, str(ROOT / "scripts" / "import_helpers.py"), "--skip-missing"],
                                capture_output=True, text=True)
             print(r.stdout.strip() + r.stderr[-2000:])
