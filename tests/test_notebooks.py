@@ -48,12 +48,17 @@ def _outputs_text(nb_path) -> str:
 def test_notebook_runs_in_chain(nb, chain_dirs):
     runs_root, out_dir = chain_dirs
     out = run_notebook(nb, out_dir, "tiny", runs_root, "chain")
+    check_executed(nb, out, runs_root, "chain")
+
+
+def check_executed(nb, out, runs_root, run_name) -> None:
+    """The checks on one executed notebook of the tiny chain (also run by scripts/colab_replica.py)."""
     text = _outputs_text(out)
     assert "Traceback" not in text
     if nb.stem == "01_preprocess":  # the assets rejects split: every reason shown, clips playable
         for needle in ("low_snr", "too_short", "clipped", "silent", "rejected_low_snr", "<audio", "image/png"):
             assert needle in text, f"{nb.name} output lacks {needle!r}"
-    _check_results(nb.stem, run_paths("chain", "tiny", runs_root), text)
+    _check_results(nb.stem, run_paths(run_name, "tiny", runs_root), text)
     if nb.stem == "04_stage2":  # speakers that are no built-in voice train cloning references
         import re
 
@@ -61,7 +66,7 @@ def test_notebook_runs_in_chain(nb, chain_dirs):
         assert m and int(m.group(1)) > 0, f"{nb.name}: no example carries a cloning reference"
         assert "Coverage — profile tiny" in text and "Examples and cloning references per stage" in text
     if nb.stem == "08_publish":  # the export records what the run trained
-        runs_root_run = runs_root / "chain" / "export" / "optimum_tts.json"
+        runs_root_run = runs_root / run_name / "export" / "optimum_tts.json"
         cov = json.loads(runs_root_run.read_text())["coverage"]
         assert cov["trained_emotions"] and set(cov["voice_minutes"]) and "friendly" not in cov["trained_emotions"]
     if nb.stem == "00_snac_test":

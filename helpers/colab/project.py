@@ -42,18 +42,23 @@ NEVER_INSTALL = ("torch", "numpy", "ipywidgets")  # Colab's own: moving them bre
 
 # What each notebook imports beyond Colab's runtime (pip names; versions come from
 # requirements.txt). deepspeed (multi-GPU only) and papermill (runs notebooks from the command
-# line) are never installed on Colab; tests/colab/test_project.py checks this map against the imports.
+# line) are never installed on Colab. tests/colab/test_project.py derives what each notebook's code
+# imports (through helpers) and checks it against this map and requirements-colab-runtime.txt;
+# scripts/colab_replica.sh runs the notebooks with only these on Colab's runtime.
 _SPEECH = ("snac", "pyloudnorm", "num2words")
-_STAGE = _SPEECH + ("bitsandbytes",)
+# zhon: helpers.plan.costs (the preflight's run plan) imports helpers.evaluate.protocol_specs, whose
+# WER normaliser imports zhon (pure Python, a few hundred kB) — 07 runs it, the others reach it.
+_PLAN = ("zhon",)
+_STAGE = _SPEECH + _PLAN + ("bitsandbytes",)
 NOTEBOOK_PACKAGES = {
-    "00_snac_test": _SPEECH + ("pesq", "pystoi"),  # _SPEECH: the preflight cell prints the run plan (helpers.plan.costs)
-    "01_preprocess": ("pyloudnorm", "num2words"),
+    "00_snac_test": _SPEECH + _PLAN + ("pesq", "pystoi"),  # _SPEECH: the preflight cell prints the run plan (helpers.plan.costs)
+    "01_preprocess": ("pyloudnorm", "num2words") + _PLAN,
     "02_tokenize": _SPEECH,
     "03_vocab_extension": (),
     "04_stage2": _STAGE,
     "05_stage3": _STAGE,
     "06_stage4": _STAGE,
-    "07_evaluate": _SPEECH + ("jiwer", "pesq", "pystoi", "faster-whisper", "utmos-pytorch"),
+    "07_evaluate": _SPEECH + _PLAN + ("jiwer", "pesq", "pystoi", "faster-whisper", "utmos-pytorch"),
     "08_publish": _SPEECH + ("jiwer",),  # jiwer: OptimumTTS.generate(candidates=N) scores candidates by CER
 }
 BUILT_FROM_SOURCE = {"pesq": "pesq has no wheel for Python 3.13, so pip compiles it (about a minute)"}
@@ -166,13 +171,22 @@ def pinned(project_dir, packages) -> list:
     return [pins[p.lower().replace("_", "-")] for p in packages]
 
 
-def _held_versions() -> list:
+def _held_versions(names=NEVER_INSTALL, version=None) -> list:
+    """``name==version`` constraint lines for the installed ``names`` (``version``: the lookup, for tests).
+
+    The installed version is written whole, local part included (Colab's torch reads ``2.11.0+cu128``):
+    ``==2.11.0+cu128`` is met only by the build that is installed, so pip never replaces it, while a
+    package that asks for ``torch==2.11.0`` or ``torch>=2`` still accepts it (PEP 440 ignores the local
+    part of a candidate when the specifier has none). A bare ``==2.11.0`` would let pip swap in PyPI's
+    own 2.11.0 build, another CUDA, whenever a package made it reinstall torch.
+    """
     from importlib import metadata
 
+    version = version or metadata.version
     held = []
-    for name in NEVER_INSTALL:
+    for name in names:
         try:
-            held.append(f"{name}=={metadata.version(name)}")
+            held.append(f"{name}=={version(name)}")
         except metadata.PackageNotFoundError:
             pass
     return held

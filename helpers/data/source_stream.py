@@ -209,22 +209,31 @@ class SourceReader:
         return ((i, to_common(spec, {**raw, spec.audio_column: no_audio})) for i, raw in enumerate(ds))
 
 
+WORKER_START_METHOD = "spawn"  # how process_rows starts its workers (the same on Linux, macOS and Windows)
+
+
 def process_rows(pairs, fn, workers: int = 1, chunk: int = 16):
     """``fn(item)`` (a tuple) over ``(key, item)`` pairs, in order, with ``workers`` processes.
 
     Yields ``(key, *fn(item))`` in input order. Memory stays bounded: at most
     ``workers * 2`` chunks of ``chunk`` items are in flight. ``fn`` must be picklable
-    (a module-level function or a ``functools.partial`` of one) when ``workers > 1``.
+    (a module-level function or a ``functools.partial`` of one, importable from a fresh
+    interpreter) when ``workers > 1``.
     """
     if workers <= 1:
         for k, r in pairs:
             yield (k, *fn(r))
         return
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from itertools import islice
 
     it = iter(pairs)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Workers are started fresh, never fork()ed: the caller has torch loaded, and fork() of a process
+    # with torch's threads running can deadlock a child (Python 3.12+ warns about it, and 3.14 no longer
+    # forks by default). A fresh worker imports fn's module once and keeps it for the pool's lifetime.
+    context = multiprocessing.get_context(WORKER_START_METHOD)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending = []
         while True:
             while len(pending) < 2 * workers:

