@@ -78,7 +78,8 @@ from .background import BackgroundPublisher
 from .runtime import TrainResult, barrier
 from .distributed import launch_command as _launch, train_recipe
 from ..colab.drive import Remover, require_free_space
-from ..models import COMPLETE_MARKER, save_stage, read_complete_marker
+from ..models import COMPLETE_MARKER, save_stage, read_complete_marker, file_hashes as models_file_hashes
+from ..colab.session import copy_into_run
 from ..colab.session import device_summary
 from ..infer.generation import FrameGrammar
 
@@ -320,7 +321,15 @@ class StageRecipe:
         self.step, self.bin_pos, self.tokens_seen, self.elapsed = 0, 0, 0, 0.0
         self.checkpoint_saves, self.checkpoint_bytes = 0, 0  # recorded with the final model for the run plan
         self.save_blocking_s = 0.0  # time saves blocked the training loop (the local write)
-        self.publisher = BackgroundPublisher(self._publish_local, self.log)
+        self.ledger = ckpt.Ledger(self._local_root())
+        self._local_only: set[Path] = set()  # saves kept off Drive by its upload cadence  # hashes recorded at save time, on this VM's disk
+        self.publisher = BackgroundPublisher(self._publish_local, self.log,
+                                             confirmed=lambda p: ckpt.is_confirmed(p, self.remover.api),
+                                             diagnose=self._diagnose_uploads, superseded=self._drop_local)
+        self.confirmed_step: int | None = None  # newest checkpoint step Drive confirmed in this process
+        self.upload_rate: float | None = None  # bytes/s of the last confirmed checkpoint upload (copy + upload)
+        self._last_publish_t: float | None = None
+        self._republish: Path | None = None  # a local checkpoint resumed from that Drive lacks
         self.resumed_from: str | None = None
         self.skipped = self._final_is_current()
         if not self.skipped:
@@ -358,21 +367,49 @@ class StageRecipe:
             raise ResumeError(
                 f"{marker.parent} holds a finished stage {self.cfg.stage} trained with another config or data:\n  "
                 + "\n  ".join(changed) + f"\nUse a new run_name, or delete {self.stage_dir} to retrain this stage.")
+        data = json.loads(marker.read_text())
+        missing = self._final_missing(marker.parent, data)
+        if missing:  # an incomplete "done" (a marker that reached Drive before the weights): repair it
+            self.log(f"stage {self.cfg.stage}: {marker} says finished but {missing}: NOT finished; removing the "
+                     f"marker and continuing from the newest checkpoint that verifies (or from the start)")
+            marker.unlink()
+            return False
         self.step = int(meta.get("step", self.total_steps))
         self.log(f"stage {self.cfg.stage} already finished ({self.step} steps): nothing to train")
         return True
 
+    def _final_missing(self, folder: Path, data: dict) -> str | None:
+        """Why a finished stage's model folder is not whole (mount sizes; with the API, Drive's copy), or None."""
+        for rel, m in data.get("files", {}).items():
+            f = folder / rel
+            if not f.is_file() or f.stat().st_size != m["bytes"]:
+                return f"{rel} is missing or truncated"
+        if self.remover.api is not None:
+            return ckpt.on_drive(folder, data.get("files", {}), self.remover.api, marker=None)
+        return None
+
     def _resume(self) -> None:
         self.metrics.adopt()
         self.evals.adopt()
-        # with the Drive API: only a checkpoint Drive itself holds counts (not one in a dead VM's cache)
-        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log, api=self.remover.api)
-        if path is None:
+        # The newest checkpoint that verifies, wherever it is: this VM's local disk (after a dead mount or a
+        # storage stop: nothing is retrained) or the run directory (with the Drive API: only what Drive
+        # itself holds, checked against the hashes this VM recorded at save time when it wrote them).
+        path = loaded = None
+        for path in ckpt.resume_candidates(self.ckpt_dir, log=self.log, api=self.remover.api,
+                                           local_dir=self._local_root(), ledger=self.ledger):
+            try:
+                loaded = ckpt.load(path, hashes=False)  # resume_candidates hashed it
+                break
+            except (OSError, ckpt.CheckpointError) as e:  # EIO on the mount: the next one, named
+                why = (f"unreadable ({drive.errno_name(drive.os_error_errno(e))}; {getattr(e, 'filename', None) or path})"
+                       if isinstance(e, OSError) else str(e))
+                self.log(f"checkpoint {path} cannot be loaded: {why}; trying the next one")
+        if loaded is None:
             if self.metrics.path.exists() or self.metrics.published.exists():
                 self.metrics.truncate_after(0)
                 self.evals.truncate_after(0)
             return
-        model_state, tstate, info = ckpt.load(path, hashes=False)  # find_resume_path hashed it
+        model_state, tstate, info = loaded
         conflicts = self.cfg.resume_conflicts(info["config"])
         if conflicts:
             raise ResumeError(
@@ -401,7 +438,11 @@ class StageRecipe:
         self.metrics.truncate_after(self.step)
         self.evals.truncate_after(self.step)
         self.resumed_from = str(path)
-        self.log(f"resumed stage {self.cfg.stage} from {path.name} (step {self.step}/{self.total_steps})")
+        where = "run directory"
+        if path.parent == self._local_root():
+            where = "this VM's local disk"
+            self._republish = path  # Drive lacks it: uploaded first thing in train()
+        self.log(f"resumed stage {self.cfg.stage} from {path.name} on the {where} (step {self.step}/{self.total_steps})")
 
     # ------------------------------------------------------------------ reports
     def data_report(self) -> list[dict]:
@@ -469,6 +510,10 @@ class StageRecipe:
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._last_save = time.monotonic()
+        if self._republish is not None:  # resumed from local disk: Drive gets it before anything newer
+            self._last_publish_t = time.monotonic()
+            self.publisher.submit(self._republish)
+            self._republish = None
         # Host <-> GPU syncs only at log steps: the loss sum and grad norm stay on the device
         # (float64 accumulation, so the logged value is bit-identical to summing float(loss) per
         # micro-batch) and are read with .item() when a metrics row is written.
@@ -528,9 +573,13 @@ class StageRecipe:
             if self._save_due():
                 self.save_checkpoint()
                 self._last_save = time.monotonic()
+            if self.publisher.fault is not None:  # a storage fault retrying cannot fix: stop, say what and how
+                self._stop_for_storage(self.publisher.fault)
         if bar is not None:
             bar.close()
         self.publisher.wait()  # the last checkpoint is on the run directory before the stage returns
+        if self.publisher.fault is not None:
+            self._stop_for_storage(self.publisher.fault)
         if self.checkpoint_saves:
             self.log(f"stage {cfg.stage}: {self.checkpoint_saves} checkpoint save(s) blocked training "
                      f"{self.save_blocking_s:.1f} s in all (+{self.publisher.waited_s:.1f} s waiting for a copy in flight)")
@@ -618,6 +667,12 @@ class StageRecipe:
     def save_checkpoint(self) -> Path:
         """Write the full training state locally, then publish it atomically into the run directory."""
         self._need_setup()
+        tstate, info = self._state()
+        self.checkpoint_saves += 1
+        info["checkpoint_saves"] = self.checkpoint_saves
+        return self._save(tstate, info)
+
+    def _state(self) -> tuple[dict, dict]:
         tstate = {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -625,39 +680,127 @@ class StageRecipe:
             "step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
             "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed,
         }
-        self.checkpoint_saves += 1
         info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
                 "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
                 "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen,
                 "checkpoint_saves": self.checkpoint_saves}
+        return tstate, info
+
+    def _save(self, tstate: dict, info: dict) -> Path:
 
         local = self._local_root() / ckpt.step_dir_name(self.step)
-        # Local scratch holds the checkpoint being written; an older one was published (or its publication
-        # gave up, was reported, and is superseded by this one).
-        self.publisher.wait()  # at most one publication in flight
-        for _, old in ckpt.list_checkpoints(local.parent):
-            shutil.rmtree(old, ignore_errors=True)
+        # Local scratch keeps the newest sealed checkpoint until Drive confirms a copy (the fallback on this
+        # VM after a dead mount); older ones go once a newer one is sealed (_publish_local).
         model_state = self.model.state_dict()
-        require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
-                           f"local checkpoint of step {self.step}")
         t0 = time.perf_counter()
         # the consistent part blocks training; the logs travel inside the checkpoint: on Drive they
         # arrive, and are confirmed, with the state they describe
-        ckpt.write_state(local, model_state, tstate, info,
-                         extra_files={METRICS_FILE: self.metrics.path, EVAL_FILE: self.evals.path})
+        self._write_local(local, model_state, tstate, info)
         self.save_blocking_s += time.perf_counter() - t0
+        now = time.monotonic()
+        gap = ckpt.drive_interval_s(self.checkpoint_bytes or drive.tree_bytes(local), self.upload_rate)
+        on_drive = self.remover.api is not None  # the daily limit and upload rate are Drive's, not a plain disk's
+        if on_drive and self._last_publish_t is not None and now - self._last_publish_t < gap \
+                and self.step < self.total_steps:
+            # Drive's daily upload limit (and the measured upload rate) allow one upload every `gap` s:
+            # this save stays on local disk (sealed in the background); a later one goes to Drive.
+            self._local_only.add(local)
+        else:
+            self._last_publish_t = now
         self.publisher.submit(local)  # hashing, the copy to Drive, its confirmation, retention: in the background
         return local
 
-    def _publish_local(self, local: Path) -> Path:
-        """Background part of a save: manifest (hashes), atomic copy into the run directory, retention."""
+    def _write_local(self, local: Path, model_state: dict, tstate: dict, info: dict) -> None:
+        """write_state with a free-space check; a disk that fills during the write is reported as such."""
+        need = state_bytes(model_state) + state_bytes(tstate)
+        try:
+            require_free_space(local.parent, need, f"local checkpoint of step {self.step}")
+            ckpt.write_state(local, model_state, tstate, info,
+                             extra_files={METRICS_FILE: self.metrics.path, EVAL_FILE: self.evals.path})
+        except (OSError, RuntimeError) as e:
+            if drive.fault_kind(e, local=True) != "local_disk":
+                raise
+            shutil.rmtree(local, ignore_errors=True)
+            raise drive.StorageFault("local_disk", f"writing the checkpoint of step {self.step} ({need / 1e9:.2f} GB) "
+                                     f"failed: the disk is full ({type(e).__name__}: {str(e)[:200]})", path=local,
+                                     errno_=drive.os_error_errno(e)) from e
+
+    def _publish_local(self, local: Path) -> Path | None:
+        """Background part of a save: manifest (hashes, recorded in the local ledger), atomic copy into the
+        run directory, confirmation on Drive, retention. The local copy goes once Drive confirmed it."""
         step = int(local.name.split("-")[-1])
-        ckpt.seal(local, step)
-        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
+        if not (local / ckpt.MANIFEST).is_file():
+            ckpt.seal(local, step)
+        self.ledger.record(step, local)
+        for st, old in ckpt.list_checkpoints(local.parent):  # the newest sealed one is this VM's fallback
+            if st < step:
+                shutil.rmtree(old, ignore_errors=True)
+        if local in self._local_only:
+            self._local_only.discard(local)
+            self.log(f"checkpoint step {step} kept on local disk only ({local}): Drive's upload cadence "
+                     f"(one upload every {ckpt.drive_interval_s(self.checkpoint_bytes, self.upload_rate):.0f} s: Drive's "
+                     "daily limit and the measured upload rate) is not due")
+            return None
+        t0 = time.monotonic()
+        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover, ledger=self.ledger)
         self.checkpoint_bytes = drive.tree_bytes(dest)
-        shutil.rmtree(local, ignore_errors=True)
-        self.log(f"checkpoint step {step} published to {dest} (training continued meanwhile)")
+        if ckpt.is_confirmed(dest, self.remover.api):
+            self.confirmed_step = step
+            if self.remover.api is not None:
+                self.upload_rate = self.checkpoint_bytes / max(time.monotonic() - t0, 1e-3)
+            shutil.rmtree(local, ignore_errors=True)
+            self.log(f"checkpoint step {step} published to {dest} (training continued meanwhile)")
+        else:
+            self.log(f"checkpoint step {step} copied to {dest}, not confirmed on Drive yet: the local copy stays "
+                     f"at {local}")
         return dest
+
+    def _drop_local(self, local: Path) -> None:
+        """A queued checkpoint superseded by a newer save before its upload started."""
+        self._local_only.discard(local)
+        shutil.rmtree(local, ignore_errors=True)
+
+    def _diagnose_uploads(self, why: str) -> "drive.StorageFault":
+        """Why checkpoints do not reach Drive: its quota (statvfs on the mount), the daily upload limit (this
+        VM's uploads of the last 24 h, from the ledger), or stalled uploads."""
+        need = self.checkpoint_bytes or 1
+        try:
+            free = drive.free_bytes(self.ckpt_dir)
+        except OSError as e:
+            return drive.StorageFault(drive.fault_kind(e) or "dead_mount", f"{why}; the run directory cannot be "
+                                      f"read", path=self.ckpt_dir, errno_=drive.os_error_errno(e))
+        if free < need:
+            return drive.StorageFault("quota", f"{why}; Drive has {free / 1e9:.2f} GB free, a checkpoint needs "
+                                      f"{need / 1e9:.2f} GB", path=self.ckpt_dir)
+        day = self.ledger.uploaded_last_day()
+        if day + need > drive.DAILY_UPLOAD_MARGIN * drive.DAILY_UPLOAD_LIMIT:
+            return drive.StorageFault("daily_cap", f"{why}; this VM uploaded {day / 1e9:.1f} GB in the last 24 h "
+                                      f"(Drive's limit: {drive.DAILY_UPLOAD_LIMIT / 1e9:.0f} GB a day)", path=self.ckpt_dir)
+        return drive.StorageFault("stalled", why, path=self.ckpt_dir)
+
+    def _stop_for_storage(self, fault: "drive.StorageFault") -> None:
+        """Save the current state on local disk, then raise ``fault`` with where the newest good state is."""
+        self.publisher.wait()
+        local = self._local_root() / ckpt.step_dir_name(self.step)
+        where = []
+        try:
+            if not (local / ckpt.MANIFEST).is_file():
+                tstate, info = self._state()
+                self._write_local(local, self.model.state_dict(), tstate, info)
+                ckpt.seal(local, self.step)
+            self.ledger.record(self.step, local)
+            where.append(f"step {self.step} (now) on this VM's local disk at {local}: a rerun on this VM continues "
+                         "from it")
+        except (OSError, RuntimeError) as e:
+            where.append(f"step {self.step} could NOT be saved locally ({type(e).__name__}: {e})")
+        if self.confirmed_step is not None:
+            where.append(f"step {self.confirmed_step} confirmed on Drive in {self.ckpt_dir}: a new VM continues from it")
+        else:
+            where.append(f"no checkpoint of this run confirmed on Drive since it started; a new VM resumes from the "
+                         f"newest one Drive holds in {self.ckpt_dir}, if any")
+        fault.safe = "; ".join(where)
+        self.log(str(fault))
+        raise fault
 
     # ------------------------------------------------------------------ finish
     def save_final(self) -> Path:
@@ -682,24 +825,66 @@ class StageRecipe:
                 "checkpoint_bytes": self.checkpoint_bytes, "checkpoint_saves": self.checkpoint_saves,
                 "drive_deletion": self.cfg.drive_deletion}
         rank0 = int(os.environ.get("RANK", "0")) == 0
+        # Written on local disk first, then uploaded with its completion marker LAST (_upload_final).
+        local_model = self._local_root() / FINAL_MODEL_DIR
         if not getattr(self, "_zero3", False):
             if rank0:
-                self._require_space_for_final(target)
-                save_stage(self.model, self.tokenizer, target, metadata=meta)
+                self._require_space_for_final(local_model)
+                save_stage(self.model, self.tokenizer, local_model, metadata=meta)
         else:
             import deepspeed
 
             # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
             with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
                 if rank0:
-                    self._require_space_for_final(target)
-                    save_stage(self.model, self.tokenizer, target, metadata=meta)
+                    self._require_space_for_final(local_model)
+                    save_stage(self.model, self.tokenizer, local_model, metadata=meta)
         barrier()
         if rank0:
             self.publisher.wait()  # no publication in flight while the stage's checkpoints are deleted
+            self._upload_final(local_model, target)
             self._finish_checkpoints(target)
         barrier()
         return target
+
+    def _upload_final(self, local_model: Path, target: Path) -> None:
+        """Copy the final model into the run directory with its ``COMPLETE.json`` LAST: the weights and
+        tokenizer first, confirmed on Drive (sizes + md5 recorded locally), then the marker, confirmed too.
+        A stage is "done" on Drive only when everything it lists is there; otherwise this raises a
+        :class:`helpers.colab.drive.StorageFault` and no marker exists, so the rerun repairs the stage."""
+        data = read_complete_marker(local_model)
+        marker, held = local_model / COMPLETE_MARKER, self._local_root() / f".{COMPLETE_MARKER}.pending"
+        os.replace(marker, held)  # the marker waits outside the folder while the folder is copied
+        try:
+            require_free_space(target.parent, drive.tree_bytes(local_model), f"stage {self.cfg.stage}'s final model",
+                               reclaimable=drive.tree_bytes(target))
+            copy_into_run(local_model, target)
+        finally:
+            os.replace(held, marker)
+        api = self.remover.api
+        if not ckpt.confirm_final(target, data["files"], None, api, log=self.log):
+            raise self._final_fault(target, "the final model's files")
+        copy_into_run(marker, target / COMPLETE_MARKER)
+        if not ckpt.confirm_final(target, {}, COMPLETE_MARKER, api, log=self.log,
+                                  marker_meta=models_file_hashes(marker)):
+            raise self._final_fault(target, COMPLETE_MARKER)
+        self.final_confirmed = True
+
+    def _final_fault(self, target: Path, what: str) -> "drive.StorageFault":
+        api, first = self.remover.api, next(iter(read_complete_marker(self._local_root() / FINAL_MODEL_DIR)["files"]))
+        try:
+            api.stat(target / first)
+            fault = self._diagnose_uploads(f"{what} did not reach Drive within "
+                                           f"{ckpt.FINAL_CONFIRM_TIMEOUT_S:.0f} s")
+        except Exception as e:  # the API itself fails
+            fault = drive.StorageFault("drive_api", f"the Drive API cannot confirm {what} ({type(e).__name__}: {e})",
+                                       path=target)
+        self.final_confirmed = False
+        fault.safe = (f"the final model is complete on this VM's disk at {self._local_root() / FINAL_MODEL_DIR}; "
+                      f"{target} has NO {COMPLETE_MARKER}, so no notebook takes it for finished; this stage's "
+                      f"checkpoints are kept in {self.ckpt_dir}")
+        self.log(str(fault))
+        return fault
 
     def _require_space_for_final(self, target: Path) -> None:
 
@@ -707,7 +892,7 @@ class StageRecipe:
         require_free_space(target.parent, n, f"stage {self.cfg.stage}'s final model")
 
     def _finish_checkpoints(self, target: Path) -> None:
-        """Retention policy: once the final model is verified on disk, the stage's checkpoints go."""
+        """Retention policy: once the final model is confirmed on Drive, the stage's checkpoints go."""
 
         data = read_complete_marker(target)
         for rel, meta in data["files"].items():
@@ -735,8 +920,13 @@ class StageRecipe:
                 f"(python -m helpers.plan --drive-deletion trash shows the run's figure)")
 
     def cleanup(self) -> None:
-        """Free local scratch checkpoints and GPU memory."""
-        shutil.rmtree(self._local_root(), ignore_errors=True)
+        """Free local scratch checkpoints and GPU memory (the checkpoints stay while the final model is not
+        confirmed on Drive: they are this VM's copy of the stage)."""
+        if getattr(self, "final_confirmed", True):
+            shutil.rmtree(self._local_root(), ignore_errors=True)
+        else:
+            self.log(f"stage {self.cfg.stage}: local checkpoints kept in {self._local_root()} (the final model is not "
+                     "confirmed on Drive yet)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
