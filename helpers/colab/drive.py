@@ -169,7 +169,8 @@ def tree_bytes(path: str | os.PathLike) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, reclaimable: int = 0) -> int:
+def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, reclaimable: int = 0,
+                       on_drive: bool = False) -> int:
     """Raise :class:`InsufficientSpace` unless ``need_bytes`` fit at ``path``; returns the free bytes.
 
     Call it BEFORE a large write (checkpoint, stage model, token shards, export) so a full disk
@@ -178,7 +179,7 @@ def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, r
     """
     free = free_bytes(path)
     if int(need_bytes) > free + int(reclaimable):
-        raise InsufficientSpace(what, Path(path), int(need_bytes), free + int(reclaimable))
+        raise InsufficientSpace(what, Path(path), int(need_bytes), free + int(reclaimable), on_drive=on_drive)
     return free
 
 

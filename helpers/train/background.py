@@ -31,6 +31,11 @@ from .checkpoints import UploadPending
 FAULT_AFTER = 3  # publications in a row that fail or stay unconfirmed before the run stops
 
 
+def _path_of(e: BaseException):
+    """The path an error is about (OSError.filename, InsufficientSpace.path), for the fault message."""
+    return getattr(e, "filename", None) or getattr(e, "path", None)
+
+
 class BackgroundPublisher:
     """Runs ``publish(local_folder) -> published_folder`` in a thread, one at a time, newest queued.
 
@@ -85,7 +90,7 @@ class BackgroundPublisher:
                 if isinstance(e, StorageFault) or kind in ("quota", "local_disk", "daily_cap"):
                     self.failures.append((local, msg))
                     self.fault = e if isinstance(e, StorageFault) else StorageFault(
-                        kind, f"publishing checkpoint {local.name} failed: {msg}", path=getattr(e, "filename", None),
+                        kind, f"publishing checkpoint {local.name} failed: {msg}", path=_path_of(e),
                         errno_=getattr(e, "errno", None))
                     self._log(f"ERROR checkpoint {local.name}: {msg}: training stops (local copy kept at {local})")
                     return
@@ -100,7 +105,7 @@ class BackgroundPublisher:
                 if kind in ("dead_mount", "io_error") and self.fault is None:
                     self.fault = StorageFault(kind, f"publishing checkpoint {local.name} failed "
                                                     f"{self.retries + 1} times: {msg}",
-                                              path=getattr(e, "filename", None), errno_=getattr(e, "errno", None))
+                                              path=_path_of(e), errno_=getattr(e, "errno", None))
                 self._count_miss(msg)
                 return
             if dest is None:  # sealed and kept on local disk only (the Drive cadence was not due)

@@ -645,7 +645,7 @@ def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_l
         if what == "delete":
             remover.remove(ckpt_dir / step_dir_name(s))
     # The copy goes to a temp name beside the target: all of it must fit next to what is there now.
-    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {name}")
+    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {name}", on_drive=api is not None)
     dest = copy_into_run(local_folder, ckpt_dir / name)
     # Sizes only: re-reading tens of GB back from Drive to hash them would cost minutes per save;
     # what Drive itself holds is checked through the API (sizes + md5 recorded here) just below.
