@@ -52,6 +52,11 @@ def _md5(p: Path) -> str:
     return hashlib.md5(p.read_bytes()).hexdigest()
 
 
+def _sig(p: Path) -> tuple:
+    st = p.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def _files(root: Path) -> dict[str, Path]:
     return {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()} if root.is_dir() else {}
 
@@ -81,6 +86,7 @@ class SimDrive:
         self._uploader: threading.Thread | None = None
         self._stop = threading.Event()
         self.rate = None
+        self._delivered: dict[str, tuple] = {}  # rel -> the mount file's (size, mtime, inode) when it was uploaded
 
     # ------------------------------------------------------------------ what the VM does
     def event(self, kind: str, detail: str = "") -> None:
@@ -125,8 +131,10 @@ class SimDrive:
         if src.is_file():
             if self._refuse(rel, src.stat().st_size):
                 return
+            sig = _sig(src)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
+            self._delivered[rel] = sig
             self.uploaded_bytes += dst.stat().st_size
             if dst.name in self.corrupt:  # same size, one byte different: a digit of the first sha256, if any
                 self.corrupt.discard(dst.name)
@@ -163,6 +171,7 @@ class SimDrive:
         with self.bypass():
             shutil.rmtree(self.mount)
             shutil.copytree(self.remote, self.mount)
+            self._delivered = {r: _sig(p) for r, p in _files(self.mount).items()}
         self.dead, self.blips = False, 0
 
     def remount(self) -> None:
@@ -170,7 +179,7 @@ class SimDrive:
         self.dead, self.blips = False, 0
 
     # ------------------------------------------------------------------ uploads in real time
-    def start_uploads(self, rate_bytes_s: float, tick_s: float = 0.01) -> None:
+    def start_uploads(self, rate_bytes_s: float, tick_s: float = 0.02) -> None:
         """Deliver pending files at ``rate_bytes_s`` per real second in a thread (oldest change first)."""
         self.rate = float(rate_bytes_s)
         self._stop.clear()
@@ -183,23 +192,34 @@ class SimDrive:
                 if self.dead:
                     continue  # a dead mount uploads nothing
                 with self.bypass(), self._lock:
-                    todo = self.pending()
-                    todo.sort(key=lambda r: (self.mount / r).stat().st_mtime_ns if (self.mount / r).exists() else 0)
-                    for rel in todo:
-                        src = self.mount / rel
-                        size = src.stat().st_size if src.is_file() else 0
-                        if src.is_file() and self._refuse(rel, size):
-                            self.refused.pop()  # counted once per attempt would flood: keep the list short
-                            continue
-                        if size > budget:
-                            break
-                        budget -= size
-                        self._deliver_unlocked(rel)
-                    if not todo:
-                        budget = min(budget, self.rate * 0.05)  # idle time does not bank bandwidth
+                    try:
+                        budget = self._upload_tick(budget)
+                    except FileNotFoundError:
+                        pass  # a file renamed or deleted under the scan (a temp copy moved into place): next tick
 
         self._uploader = threading.Thread(target=run, daemon=True, name="sim-uploads")
         self._uploader.start()
+
+    def _pending_fast(self) -> list[str]:
+        """pending() by (size, mtime, inode) instead of bytes: cheap enough to run every tick."""
+        local, remote = _files(self.mount), _files(self.remote)
+        out = [r for r, p in local.items() if r not in remote or self._delivered.get(r) != _sig(p)]
+        return out + [r for r in remote if r not in local]
+
+    def _upload_tick(self, budget: float) -> float:
+        todo = self._pending_fast()
+        todo.sort(key=lambda r: (self.mount / r).stat().st_mtime_ns if (self.mount / r).exists() else 0)
+        for rel in todo:
+            src = self.mount / rel
+            size = src.stat().st_size if src.is_file() else 0
+            if src.is_file() and self._refuse(rel, size):
+                self.refused.pop()  # counted once per attempt would flood: keep the list short
+                continue
+            if size > budget:
+                return budget
+            budget -= size
+            self._deliver_unlocked(rel)
+        return min(budget, self.rate * 0.05)  # idle time does not bank bandwidth
 
     def stop_uploads(self) -> None:
         self._stop.set()

@@ -184,12 +184,25 @@ def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, r
 
 
 # ----------------------------------------------------------------------------- the Drive API
+XATTR_WAIT_S = 60.0  # how long session.start waits for DriveFS to give a new file its Drive id
+
+
+class DriveIdMissing(RuntimeError):
+    """A file is on the mount but exposes no Drive id: the API cannot be asked about it (never "absent")."""
+
+
 def drive_file_id(path: str | os.PathLike) -> str | None:
-    """The Drive id of a file or folder on the Colab Drive mount, or None where none is exposed."""
+    """The Drive id of a file or folder on the Colab Drive mount, or None where none is exposed (the
+    attribute is absent, or the platform has no xattrs). Any other error (a dead mount) is raised: it
+    must never read as "not on Drive"."""
     try:
         raw = os.getxattr(str(path), DRIVE_ID_XATTR)
-    except (OSError, AttributeError):  # not on DriveFS, or a platform without xattrs
+    except AttributeError:  # a platform without xattrs
         return None
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+            return None
+        raise
     return raw.decode().strip() or None
 
 
@@ -212,7 +225,10 @@ class ColabDriveApi:
 
     def stat(self, path):
         file_id = drive_file_id(path)
-        if file_id is None:  # DriveFS has not given it a Drive id yet: not on Drive
+        if file_id is None:
+            if Path(path).exists():  # on the mount without an id: we cannot ask, which is not "absent"
+                raise DriveIdMissing(f"{path} has no {DRIVE_ID_XATTR} attribute: the Drive API cannot be asked "
+                                     "about it")
             return None
         from googleapiclient.errors import HttpError
 
@@ -225,6 +241,32 @@ class ColabDriveApi:
         if meta.get("trashed") or "md5Checksum" not in meta:
             return None
         return int(meta["size"]), meta["md5Checksum"]
+
+    def xattr_problem(self, folder: str | os.PathLike, wait_s: float | None = None) -> str | None:
+        """None when the mount gives a file written here its Drive id (``user.drive.id``) within ``wait_s``,
+        else why not. Checked once by :func:`helpers.colab.session.start`: without it every checkpoint would
+        look absent from Drive."""
+        wait_s = XATTR_WAIT_S if wait_s is None else wait_s
+        probe = Path(folder) / f".optimumllm-xattr-probe-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"probe")
+            deadline = time.monotonic() + wait_s
+            while True:
+                got = drive_file_id(probe)
+                if got is not None:
+                    return None
+                if time.monotonic() >= deadline:
+                    return (f"{probe} got no {DRIVE_ID_XATTR} attribute within {wait_s:.0f} s (this mount does not "
+                            "expose Drive ids)")
+                time.sleep(min(2.0, wait_s))
+        except OSError as e:
+            return f"probing {probe} failed ({errno_name(os_error_errno(e))}: {e})"
+        finally:
+            try:
+                probe.unlink()
+            except OSError:
+                pass
 
     def delete(self, path):
         file_id = drive_file_id(path)

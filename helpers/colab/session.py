@@ -67,7 +67,16 @@ def start(profile: str = "colab", run_name: str | None = None, runs_root: str | 
         if not os.path.isdir(os.path.join(DRIVE_MOUNT, "MyDrive")):
             mount_drive()
         if drive_api.current_api() is None:  # what Drive holds, not the mount's cache (helpers.train.checkpoints)
-            drive_api.connect_api()
+            api = drive_api.connect_api()
+            why = api.xattr_problem(root) if hasattr(api, "xattr_problem") else None
+            if why is not None:
+                # Without Drive ids every checkpoint would look absent from Drive (resume from 0, deletions of
+                # good checkpoints): the run goes on without the API, checking the mount's copies instead.
+                drive_api.use_api(None)
+                print(f"WARNING: {why}. The Drive API is NOT used: checkpoints are verified on the mount (its "
+                      "cache may hold uploads that have not reached Drive yet) and deletions go to Drive's Trash. "
+                      "Remount (drive.mount('/content/drive', force_remount=True)) and rerun this cell to retry.",
+                      file=sys.stderr)
     if in_colab() and not prof.offline and not os.environ.get("HF_TOKEN", "").strip():
         token = get_hf_token()  # Colab may ask for the notebook's access to the secret: here, not mid-run
         if token:

@@ -376,11 +376,17 @@ def resume_candidates(ckpt_dir: str | os.PathLike, log=None, api: DriveApi | Non
     if local_dir is not None:
         found += [(st, 2, p) for st, p in list_checkpoints(local_dir)]  # same step: the local original first
     for step, where, path in sorted(found, reverse=True):
+        expected = ledger.expected(step) if ledger is not None and where == 1 else None
         try:
-            if where == 2:
-                why = verify(path)
-            else:
-                why = verify(path, api=api, expected=ledger.expected(step) if ledger is not None else None)
+            try:
+                why = verify(path, api=api if where == 1 else None, expected=expected)
+            except Exception as e:
+                if api is None or where == 2 or (isinstance(e, OSError) and drive.os_error_errno(e)):
+                    raise
+                # the API cannot answer (an outage, a file without a Drive id): that is not "absent"
+                log(f"checkpoint {path}: the Drive API cannot say whether Drive holds it ({type(e).__name__}: {e}); "
+                    "checking the mount's copy instead")
+                why = verify(path, expected=expected)
         except OSError as e:
             log(f"checkpoint {path} is {_unreadable(path, e)}")
             continue
@@ -522,6 +528,10 @@ def simulate_stage(ckpt_bytes: int, n_saves: int, final_bytes: int, *, keep_last
                               new_confirmed=ok))
         if ok:
             confirmed.add(i)
+    # the stage's last save is waited for before the final model is written (StageRecipe._publish_local):
+    # once it is confirmed the older ones go, so the final model sits beside keep_last checkpoints only
+    confirmed |= set(held)
+    apply([("delete", s) for s in sorted(held)[:-keep_last]])
     live += final_bytes
     peak, peak_live = max(peak, live + trash), max(peak_live, live)
     apply(finish_actions(list(held)))

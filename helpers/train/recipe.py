@@ -80,6 +80,7 @@ from .distributed import launch_command as _launch, train_recipe
 from ..colab.drive import Remover, require_free_space
 from ..models import COMPLETE_MARKER, save_stage, read_complete_marker, file_hashes as models_file_hashes
 from ..colab.session import copy_into_run
+from ..colab.lease import Lease
 from ..colab.session import device_summary
 from ..infer.generation import FrameGrammar
 
@@ -331,6 +332,10 @@ class StageRecipe:
         self._last_publish_t: float | None = None
         self._republish: Path | None = None  # a local checkpoint resumed from that Drive lacks
         self.resumed_from: str | None = None
+        # one writer per stage folder: a second notebook on this run directory refuses, naming the first
+        self.lease = Lease(self.stage_dir, log=self.log)
+        if int(os.environ.get("RANK", "0")) == 0:
+            self.lease.acquire()
         self.skipped = self._final_is_current()
         if not self.skipped:
             self._resume()
@@ -573,6 +578,10 @@ class StageRecipe:
             if self._save_due():
                 self.save_checkpoint()
                 self._last_save = time.monotonic()
+            try:
+                self.lease.heartbeat()
+            except drive.StorageFault as e:  # another writer took the run directory over
+                self._stop_for_storage(e)
             if self.publisher.fault is not None:  # a storage fault retrying cannot fix: stop, say what and how
                 self._stop_for_storage(self.publisher.fault)
         if bar is not None:
@@ -594,7 +603,15 @@ class StageRecipe:
             return True
         if cfg.save_every is not None and self.step % cfg.save_every == 0:
             return True
-        return cfg.save_every_minutes is not None and time.monotonic() - self._last_save >= cfg.save_every_minutes * 60
+        return cfg.save_every_minutes is not None and time.monotonic() - self._last_save >= self._save_interval_s()
+
+    def _save_interval_s(self) -> float:
+        """``save_every_minutes``, stretched on Drive to what its daily upload limit and the measured upload rate
+        allow (:func:`helpers.train.checkpoints.drive_interval_s`; the run plan prints the same figure)."""
+        base = self.cfg.save_every_minutes * 60
+        if self.remover.api is None or not self.checkpoint_bytes:
+            return base
+        return max(base, ckpt.drive_interval_s(self.checkpoint_bytes, self.upload_rate))
 
     # ------------------------------------------------------------------ DeepSpeed path
     def _train_deepspeed(self) -> TrainResult:
@@ -741,8 +758,12 @@ class StageRecipe:
                      f"(one upload every {ckpt.drive_interval_s(self.checkpoint_bytes, self.upload_rate):.0f} s: Drive's "
                      "daily limit and the measured upload rate) is not due")
             return None
+        self.lease.heartbeat(force=True)  # never publish (nor delete) into a run directory another writer took
         t0 = time.monotonic()
-        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover, ledger=self.ledger)
+        # the stage's last checkpoint is waited for (the final model then sits beside one checkpoint only)
+        last = step >= self.total_steps
+        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover, ledger=self.ledger,
+                            confirm_timeout_s=ckpt.FINAL_CONFIRM_TIMEOUT_S if last else None)
         self.checkpoint_bytes = drive.tree_bytes(dest)
         if ckpt.is_confirmed(dest, self.remover.api):
             self.confirmed_step = step
@@ -800,6 +821,7 @@ class StageRecipe:
                          f"newest one Drive holds in {self.ckpt_dir}, if any")
         fault.safe = "; ".join(where)
         self.log(str(fault))
+        self.lease.release()  # a rerun elsewhere need not wait for this lease to go stale
         raise fault
 
     # ------------------------------------------------------------------ finish
@@ -852,6 +874,7 @@ class StageRecipe:
         tokenizer first, confirmed on Drive (sizes + md5 recorded locally), then the marker, confirmed too.
         A stage is "done" on Drive only when everything it lists is there; otherwise this raises a
         :class:`helpers.colab.drive.StorageFault` and no marker exists, so the rerun repairs the stage."""
+        self.lease.heartbeat(force=True)
         data = read_complete_marker(local_model)
         marker, held = local_model / COMPLETE_MARKER, self._local_root() / f".{COMPLETE_MARKER}.pending"
         os.replace(marker, held)  # the marker waits outside the folder while the folder is copied
@@ -922,6 +945,8 @@ class StageRecipe:
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory (the checkpoints stay while the final model is not
         confirmed on Drive: they are this VM's copy of the stage)."""
+        if getattr(self, "lease", None) is not None:
+            self.lease.release()
         if getattr(self, "final_confirmed", True):
             shutil.rmtree(self._local_root(), ignore_errors=True)
         else:

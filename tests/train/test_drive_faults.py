@@ -362,3 +362,38 @@ def test_case8_uploads_slower_than_the_cadence_never_lose_the_newest_confirmed_c
     assert newest == sorted(newest) and newest[-1] >= STEPS - 2, seen  # confirmed ones only ever advance
     assert len(seen) >= 3, seen  # several landed during the stage (not "none ever complete")
     assert any("superseded" in m for m in logs), logs  # the cadence stretched instead of piling up
+
+
+# ----------------------------------------------------------------------------- case 5
+def test_case5_a_second_writer_is_refused_naming_the_first_and_a_stale_lease_is_taken_over(
+        world, straight, sim, tmp_path, monkeypatch):
+    import os
+    import socket
+
+    from helpers.colab import lease as lease_mod
+
+    stage = sim.mount / "run" / "stage2"
+    first, _ = _recipe(world, stage, tmp_path / "la")
+    _setup(first)
+    me = socket.gethostname()
+    monkeypatch.setattr(lease_mod.socket, "gethostname", lambda: "vm-b")  # the second notebook: another VM
+    second, logs2 = _recipe(world, stage, tmp_path / "lb")
+    with pytest.raises(lease_mod.LeaseHeld) as e:
+        second.setup()
+    msg = str(e.value)
+    assert "[lease]" in msg and f"host {me!r}" in msg and f"pid {os.getpid()}" in msg and "another notebook" in msg
+    assert not (stage / "checkpoints").exists()  # it refused before touching anything
+
+    # the first writer stops heartbeating (its VM died) for longer than the stale timeout: taken over
+    later = time.time() + lease_mod.STALE_AFTER_S + 60
+    monkeypatch.setattr(lease_mod, "_now", lambda: later)
+    second, logs2 = _recipe(world, stage, tmp_path / "lb")
+    _setup(second)
+    assert any("taking over the lease" in m and me in m for m in logs2), logs2
+    # the first one was only paused: its next heartbeat sees the new owner and it stops without writing
+    with pytest.raises(lease_mod.LeaseHeld, match="taken over by another writer"):
+        first.train()
+    assert first.step == 1 and not (stage / "checkpoints").exists()
+    second.train()
+    second.save_final()
+    _same_as_straight(stage, straight)
