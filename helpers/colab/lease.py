@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from .drive import StorageFault
+from .drive import StorageFault, fault_kind, os_error_errno
 
 LEASE_FILE = "LEASE.json"
 STALE_AFTER_S = 30 * 60.0  # no heartbeat for this long: the writer is dead (DriveFS delivers in minutes)
@@ -92,7 +92,15 @@ class Lease:
         self._beat = _now()
 
     def acquire(self) -> "Lease":
-        """Take the lease, or raise :class:`LeaseHeld` naming the writer that holds it."""
+        """Take the lease, or raise :class:`LeaseHeld` naming the writer that holds it (a run directory
+        that cannot be read or written raises :class:`StorageFault` with the remedy)."""
+        try:
+            return self._acquire()
+        except OSError as e:
+            raise StorageFault(fault_kind(e) or "io_error", f"the run directory's lease cannot be taken ({e})",
+                               path=self.path, errno_=os_error_errno(e)) from e
+
+    def _acquire(self) -> "Lease":
         cur = self.read()
         if cur is not None and not self._mine(cur):
             if not self._stale(cur):

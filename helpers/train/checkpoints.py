@@ -25,13 +25,23 @@ when the checkpoint was written (:func:`on_drive`). :func:`publish` waits for th
 :func:`find_resume_path` skips a checkpoint Drive does not hold, so one that existed only in a
 dead VM's cache does not exist.
 
+**Checked against what was written, never against itself.** The hashes of a checkpoint are those of
+its local original (:func:`local_record`, kept in this VM's :class:`Ledger`): Drive's copy is confirmed
+by comparing Drive's md5s with them, so a copy whose manifest was corrupted in transit is never
+confirmed; at resume on the same VM the run directory's copies are checked against the ledger, and
+this VM's own newest sealed checkpoint (kept on local disk until Drive confirms a copy) competes with
+them (:func:`resume_candidates`: the newest that verifies wins; an unreadable one is skipped, named).
+
 Retention policy (what stays on Drive), one place for the trainer AND the run plan:
 
-* :func:`publish_actions`: write the new checkpoint, confirm it is on Drive, THEN delete older
-  ones so that the newest ``keep_last`` (default 1) confirmed checkpoints remain
-  (:func:`retention_deletes`). When the confirmation times out (the upload is still running) the
-  new one is kept as well and older unconfirmed ones go: at worst ``keep_last`` confirmed + one
-  awaiting confirmation + the one being written = ``keep_last + 2`` checkpoints at once.
+* :func:`publish_actions`: an upload still running is waited for, never deleted and never joined by a
+  second one (when it does not land, the new checkpoint stays on local disk: :class:`UploadPending`);
+  then write the new checkpoint, confirm it is on Drive, THEN delete older ones so that the newest
+  ``keep_last`` (default 1) confirmed checkpoints remain. The newest confirmed checkpoint is never
+  deleted; at most ``keep_last + 1`` checkpoints are on Drive at once. Cut-off copies and corrupt
+  uploads were never confirmed and go first.
+* :func:`drive_interval_s`: the shortest time between uploads (Drive's 750 GB/day limit with a margin,
+  the measured upload rate); the recipe stretches its cadence to it and the run plan prints it.
 * :func:`finish_actions`: once a stage's final model is confirmed on Drive, all its checkpoints go.
 * :func:`simulate_stage` replays those same action lists on byte counts, with every confirmation
   arriving only at the next save (the worst the policy allows): the run plan's Drive

@@ -29,6 +29,8 @@ def test_colab_plan_fits_60_gb_with_permanent_deletion_and_names_the_shortfall(c
     assert s2["cadence_minutes"] > s2["save_every_minutes"] == 40
     assert s2["upload_gb_per_day"] <= 0.85 * 750 and s2["upload_gb_per_day"] > 500
     assert "GB per day of training" in out and "stretched to 47 min" in out and "at 5 MB/s one every" in out
+    # a 100 GB plan keeps the pilot's run folder beside the full run
+    assert t["drive_peak_gb"] + build_plan("pilot")["totals"]["drive_end_gb"] <= 100
     assert s2["epochs"] == 2.0 and 10 < s2["gpu_hours"] < 60 and s2["steps"] > 1000
     assert t["compute_units"] == pytest.approx(t["gpu_hours"] * plan["cu_per_gpu_hour"])
 

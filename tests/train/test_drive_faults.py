@@ -17,7 +17,6 @@ from assets_utterances import random_code_utterances
 
 from drive_sim import SimDrive, VmDeath
 from helpers.colab import drive, session
-from helpers.data.shards import write_shard
 from helpers.train import checkpoints as ckpt
 from helpers.train.config import stage_config
 from helpers.train.recipe import METRICS_FILE, StageRecipe
@@ -28,19 +27,6 @@ STEPS, EVERY = 10, 2
 
 def _utts():
     return random_code_utterances(8, 0, accents=("us", "uk", "other"))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from helpers import models
-    from helpers.profiles import TINY_LLAMA
-
-    root = tmp_path_factory.mktemp("faults")
-    model, tok = models.load_base(TINY_LLAMA)
-    model, tok, _, _ = models.extend_vocabulary(model, tok)
-    models.save_stage(model, tok, root / "stage1")
-    write_shard(root / "tokens" / "shard-00000.parquet", _utts())
-    return root
 
 
 def _recipe(world, stage_dir, local, **kw):
@@ -128,12 +114,17 @@ def _remote_complete(sim, stage="run/stage2"):
         return [s for s, p in ckpt.list_checkpoints(sim.remote / stage / "checkpoints") if ckpt.verify(p) is None]
 
 
-def _finish(world, stage, local, straight, **kw):
-    r, logs = _recipe(world, stage, local, **kw)
-    _setup(r).train()
+def _complete(r, stage, straight):
+    """Train a set-up recipe to the end and save it: bitwise the uninterrupted run's."""
+    r.train()
     r.save_final()
     r.cleanup()
     _same_as_straight(stage, straight)
+
+
+def _finish(world, stage, local, straight, **kw):
+    r, logs = _recipe(world, stage, local, **kw)
+    _complete(_setup(r), stage, straight)
     return r, logs
 
 
@@ -167,9 +158,7 @@ def test_case1_dead_mount_stops_at_once_and_the_rerun_resumes_from_local_disk(wo
     r2, logs2 = _recipe(world, stage, local)
     _setup(r2)
     assert r2.step == stopped and r2.resumed_from == str(local / ckpt.step_dir_name(stopped)), logs2
-    r2.train()
-    r2.save_final()
-    _same_as_straight(stage, straight)
+    _complete(r2, stage, straight)
     assert (sim.remote / "run" / "stage2" / "model" / "COMPLETE.json").is_file()  # confirmed on Drive, marker last
 
 
@@ -218,9 +207,7 @@ def test_case2_a_same_size_corrupt_manifest_is_never_confirmed_nor_resumed(world
     _setup(r2)
     assert r2.step == 4, logs2  # not 0, not the corrupt 6
     assert any(ckpt.step_dir_name(6) in m and "skipped" in m for m in logs2), logs2
-    r2.train()
-    r2.save_final()
-    _same_as_straight(stage, straight)
+    _complete(r2, stage, straight)
 
 
 # ----------------------------------------------------------------------------- case 6
@@ -251,9 +238,7 @@ def test_case6_eio_on_the_newest_checkpoint_falls_back_to_the_older_one_naming_p
     said = [m for m in logs2 if "step-00000006" in m and "unreadable" in m]
     assert said and "errno 5 EIO" in said[0] and "model.pt" in said[0], logs2
     sim.eio.clear()
-    r2.train()
-    r2.save_final()
-    _same_as_straight(stage, straight)
+    _complete(r2, stage, straight)
 
 
 # ----------------------------------------------------------------------------- case 3
@@ -310,6 +295,10 @@ def test_case4_a_marker_without_its_weights_is_repaired_by_the_rerun_not_looped(
     for root in (sim.remote, sim.mount):
         (root / "run" / "stage2" / "model").mkdir(parents=True, exist_ok=True)
         (root / "run" / "stage2" / "model" / "COMPLETE.json").write_bytes(straight["marker"])
+    from helpers import models
+
+    with pytest.raises(models.IncompleteStageError, match="missing. Rerun the notebook that wrote this folder"):
+        models.load_stage(stage / "model")  # what 05 says about it: with the remedy
     _vm_death(sim, local, monkeypatch)
     monkeypatch.setattr(ckpt, "publish", real)
     r2, logs2 = _finish(world, stage, local, straight)
@@ -394,9 +383,7 @@ def test_case5_a_second_writer_is_refused_naming_the_first_and_a_stale_lease_is_
     with pytest.raises(lease_mod.LeaseHeld, match="taken over by another writer"):
         first.train()
     assert first.step == 1 and not (stage / "checkpoints").exists()
-    second.train()
-    second.save_final()
-    _same_as_straight(stage, straight)
+    _complete(second, stage, straight)
 
 
 # ----------------------------------------------------------------------------- daily cap, disk full

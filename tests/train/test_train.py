@@ -16,7 +16,6 @@ from assets_utterances import random_code_utterances
 from helpers.train import checkpoints as ckpt
 from helpers.train.config import SEED_STAGES, StageConfig, stage_config
 from helpers.profiles import REPO_ROOT, get_profile
-from helpers.data.shards import write_shard
 from helpers.train.recipe import METRICS_FILE, ResumeError, StageRecipe, cosine_lambda
 
 torch.set_num_threads(1)
@@ -50,20 +49,6 @@ def test_cosine_schedule():
 def _utts(n=8, seed=0):
     # spk2 ("other" accent) is no built-in voice: its examples carry cloning references
     return random_code_utterances(n, seed, accents=("us", "uk", "other"))
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """An extended tiny model saved like stage 1, and a shard of random-code utterances."""
-    from helpers import models
-    from helpers.profiles import TINY_LLAMA
-
-    root = tmp_path_factory.mktemp("train")
-    model, tok = models.load_base(TINY_LLAMA)
-    model, tok, _, _ = models.extend_vocabulary(model, tok)
-    models.save_stage(model, tok, root / "stage1")
-    write_shard(root / "tokens" / "shard-00000.parquet", _utts())
-    return root
 
 
 def _cfg(**kw):
