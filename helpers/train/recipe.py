@@ -35,9 +35,10 @@ Run-directory layout of a stage (``RunPaths.stage(n)``)::
     metrics.csv        one row per logged step (written locally, synced here with retries: helpers.colab.runlog)
     eval.csv           held-out loss and the generated sample of each evaluation
     samples/           step-NNNNNNNN.npz (codes) and .wav (decoded) per evaluation
-    checkpoints/       step-NNNNNNNN/ (see helpers.train.checkpoints): newest keep_last (1) + the one being
-                       written; deleted once model/ is verified
-    model/             final weights + tokenizer (helpers.models.save_stage, COMPLETE.json)
+    checkpoints/       step-NNNNNNNN/ (see helpers.train.checkpoints): newest keep_last (1) confirmed on Drive +
+                       the one uploading; deleted once model/ is confirmed on Drive
+    LEASE.json         the writer training this stage (helpers.colab.lease): host, pid, heartbeat
+    model/             final weights + tokenizer (helpers.models.save_stage; COMPLETE.json uploaded last)
     hf_trainer/        DeepSpeed path only: published HF Trainer checkpoints (same policy)
 
 Subprocess entry point (used by the kill/resume test)::

@@ -136,8 +136,8 @@ def test_case1_dead_mount_stops_at_once_and_the_rerun_resumes_from_local_disk(wo
     _setup(r)
     real = ckpt.publish
 
-    def publish(folder, *a, **k):
-        if Path(folder).name == ckpt.step_dir_name(4):
+    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one (background publisher)
+        if Path(folder).name >= ckpt.step_dir_name(4):
             sim.dead = True  # "Transport endpoint is not connected" for the rest of the session
         return real(folder, *a, **k)
 
@@ -249,8 +249,8 @@ def test_case3_quota_refusing_uploads_stops_with_the_quota_remedy_and_never_mark
     _setup(r)
     real = ckpt.publish
 
-    def publish(folder, *a, **k):
-        if Path(folder).name == ckpt.step_dir_name(6):  # Drive fills up: writes still succeed (write-back)
+    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one (background publisher)
+        if Path(folder).name >= ckpt.step_dir_name(6) and sim.quota_bytes is None:  # Drive fills up
             with sim.bypass():
                 used = sum(p.stat().st_size for p in sim.remote.rglob("*") if p.is_file())
             sim.quota_bytes = used + straight["ckpt_bytes"] // 2
@@ -262,7 +262,7 @@ def test_case3_quota_refusing_uploads_stops_with_the_quota_remedy_and_never_mark
     msg = str(e.value)
     # statvfs on the mount reports the quota: caught before the copy (else after 3 refused uploads)
     assert "[quota]" in msg and "empty Drive's Trash" in msg and "errno 28 ENOSPC" in msg, msg
-    assert 4 in _remote_complete(sim)
+    assert r.confirmed_step is not None and r.confirmed_step in _remote_complete(sim)  # never deleted
     assert not (sim.remote / "run" / "stage2" / "model").exists()  # nothing claims "done"
     # the user frees space; the rerun on this VM continues from its local disk, and completes
     sim.quota_bytes = None
@@ -388,12 +388,12 @@ def test_case5_a_second_writer_is_refused_naming_the_first_and_a_stale_lease_is_
 
 # ----------------------------------------------------------------------------- daily cap, disk full
 def test_daily_limit_paces_uploads_and_a_refusal_near_it_is_named(world, straight, sim, tmp_path, monkeypatch):
-    """Drive's 750 GB/day, scaled to these 12 MB checkpoints (one upload per ~0.6 s): saves in between
+    """Drive's 750 GB/day, scaled to these 12 MB checkpoints (one upload per 3 s): saves in between
     stay on local disk, and a run whose uploads stall after this VM uploaded near the limit is told so."""
     stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
     ck = straight["ckpt_bytes"]
-    monkeypatch.setattr(drive, "DAILY_UPLOAD_LIMIT", ck * 86400 / (drive.DAILY_UPLOAD_MARGIN * 0.6))
-    assert ckpt.drive_interval_s(ck) == pytest.approx(0.6)
+    monkeypatch.setattr(drive, "DAILY_UPLOAD_LIMIT", ck * 86400 / (drive.DAILY_UPLOAD_MARGIN * 3.0))
+    assert ckpt.drive_interval_s(ck) == pytest.approx(3.0)
     r, logs = _recipe(world, stage, local, save_every=1)
     _setup(r).train()
     r.save_final()
