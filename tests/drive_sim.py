@@ -6,7 +6,9 @@
   pending changes, a chosen subset, in any order) or while time passes (:meth:`SimDrive.sleep`, which
   the production code's waits call through the ``_sleep`` indirection), one pending file per poll.
 * :class:`SimApi` answers what the Drive API would: ``stat(path) -> (size, md5) | None`` and
-  ``delete(path)`` (permanent: gone from the remote and the cache at once), against the remote only.
+  ``delete(path)`` (permanent: gone from the remote and the cache at once), against the remote only;
+  ``errors`` (raised by the next calls: 403/429 rate limits, 5xx) and ``lag_s`` (an upload is seen by
+  the API only that long after it landed) model its faults.
 * :meth:`SimDrive.kill`: the VM dies. Its cache is discarded, and the next VM's mount shows exactly
   the remote. Everything the code kept only in memory or on local disk is gone too (the tests raise
   :class:`VmDeath` out of the running code and build a new one).
@@ -86,6 +88,7 @@ class SimDrive:
         self._uploader: threading.Thread | None = None
         self._stop = threading.Event()
         self.rate = None
+        self.uploaded_at: dict[str, float] = {}  # rel -> simulated time of its upload (the API's stat lag)
         self._delivered: dict[str, tuple] = {}  # rel -> the mount file's (size, mtime, inode) when it was uploaded
 
     # ------------------------------------------------------------------ what the VM does
@@ -135,6 +138,7 @@ class SimDrive:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             self._delivered[rel] = sig
+            self.uploaded_at[rel] = self.now
             self.uploaded_bytes += dst.stat().st_size
             if dst.name in self.corrupt:  # same size, one byte different: a digit of the first sha256, if any
                 self.corrupt.discard(dst.name)
@@ -338,6 +342,8 @@ class SimApi:
 
     def __init__(self, sim: SimDrive):
         self.sim, self.fail, self.deleted = sim, None, []
+        self.errors: list[Exception] = []  # raised by the next calls, one each (403 rate limit, 429, 5xx)
+        self.lag_s = 0.0  # a file is seen by the API only this long (simulated clock) after its upload
 
     def _rel(self, path) -> str:
         return Path(os.path.abspath(path)).relative_to(os.path.abspath(self.sim.mount)).as_posix()
@@ -345,11 +351,15 @@ class SimApi:
     def stat(self, path):
         if self.fail is not None:
             raise self.fail
+        if self.errors:
+            raise self.errors.pop(0)
         rel = self._rel(path)
         self.sim.event("stat", rel)
         with self.sim.bypass(), self.sim._lock:
             p = self.sim.remote / rel
-            return (p.stat().st_size, _md5(p)) if p.is_file() else None
+            if not p.is_file() or self.sim.now - self.sim.uploaded_at.get(rel, -1e18) < self.lag_s:
+                return None
+            return p.stat().st_size, _md5(p)
 
     def delete(self, path):
         if self.fail is not None:

@@ -81,6 +81,7 @@ _STEP_DIR = re.compile(r"^step-(\d{8})$")
 CONFIRM_TIMEOUT_S = 180.0
 FINAL_CONFIRM_TIMEOUT_S = 3600.0  # a finished stage waits longer: its checkpoints go only after this
 CONFIRM_POLL_S = 15.0
+API_RETRIES = 3  # Drive API errors in a row (rate limits, 5xx) a confirmation rides out before it gives up
 _sleep, _clock = time.sleep, time.monotonic  # indirection: the Drive simulator advances time in the tests
 
 
@@ -266,13 +267,22 @@ def confirm_on_drive(folder: str | os.PathLike, files: dict, api: DriveApi | Non
         if rel is not None and (folder / rel).is_file():
             _fsync(folder / rel)
     start = _clock()
+    api_errors = 0
     while True:
         try:
             st = drive_status(folder, files, api, marker, marker_meta)
-        except Exception as e:  # the API is unusable: do not block the run on it
-            log(f"WARNING: could not ask Drive whether {folder.name} has arrived ({type(e).__name__}: {e}); "
-                "keeping the previous checkpoint")
-            return False
+            api_errors = 0
+        except Exception as e:
+            api_errors += 1
+            # a rate limit (403/429) or a blip passes: ask again at the next poll; an API that keeps failing
+            # is unusable, and the run is not blocked on it
+            if api_errors > API_RETRIES or _clock() - start >= timeout_s:
+                log(f"WARNING: could not ask Drive whether {folder.name} has arrived ({type(e).__name__}: {e}); "
+                    "keeping the previous checkpoint")
+                return False
+            log(f"the Drive API failed ({type(e).__name__}: {e}); asking again in {poll_s:.0f} s")
+            _sleep(poll_s)
+            continue
         if not st["missing"] and not st["wrong"]:
             return True
         if st["wrong"] and not st["missing"]:  # everything arrived, some of it different: waiting cannot help

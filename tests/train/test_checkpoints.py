@@ -359,3 +359,29 @@ def test_final_model_counts_only_once_drive_holds_it_and_a_stale_newer_step_is_c
     (ckpt_dir / ckpt.step_dir_name(5) / "model.pt").write_bytes(b"x")
     ckpt.publish(_local(tmp_path, 4), ckpt_dir, log=logs.append)
     assert [s for s, _ in ckpt.list_checkpoints(ckpt_dir)] == [4] and "step-00000005" in logs[-1] and "cut off" in logs[-1]
+
+
+def test_rate_limits_and_stat_lag_of_the_api_are_ridden_out_and_a_dead_api_is_not(tmp_path, monkeypatch):
+    """Drive API 403/429 answers and a lag between upload and stat: the confirmation asks again at the
+    next poll and succeeds; an API that keeps failing gives up (not confirmed) without blocking."""
+    sim = SimDrive(tmp_path / "sim")
+    monkeypatch.setattr(ckpt, "_sleep", sim.sleep)
+    monkeypatch.setattr(ckpt, "_clock", sim.clock)
+    monkeypatch.setattr(ckpt, "_SEEN_ON_DRIVE", set())
+
+    class RateLimited(Exception):  # what googleapiclient raises for 403 userRateLimitExceeded / 429
+        pass
+
+    api, logs = sim.api(), []
+    api.lag_s = 45.0  # Drive holds the files 45 s before files.get reports them
+    api.errors = [RateLimited("HTTP 429 Too Many Requests"), RateLimited("HTTP 403 userRateLimitExceeded")]
+    remover = drive.Remover("permanent", api=api, wait_s=0, log=logs.append)
+    dest = ckpt.publish(_local(tmp_path, 1), sim.mount / "ck", remover=remover, api=api, confirm_timeout_s=300,
+                        log=logs.append)
+    assert ckpt.is_confirmed(dest, api) and api.errors == [] and sim.now >= 45
+    assert sum("the Drive API failed" in m for m in logs) == 2
+    api.fail = RateLimited("HTTP 503")  # an API that keeps failing
+    dest = ckpt.publish(_local(tmp_path, 2), sim.mount / "ck", remover=remover, api=api, confirm_timeout_s=300,
+                        log=logs.append)
+    assert not ckpt.is_confirmed(dest, api) and "could not ask Drive" in logs[-1]
+    assert (sim.mount / "ck" / ckpt.step_dir_name(1)).is_dir()  # the confirmed one stays
