@@ -335,6 +335,7 @@ def test_case8_uploads_slower_than_the_cadence_never_lose_the_newest_confirmed_c
     real_save = r.save_checkpoint
 
     def save():
+        time.sleep(0.25)  # a step lasts >= 0.25 s whatever the machine: ~4 uploads of ~0.6 s fit in the stage
         step_s.append(time.monotonic())
         return real_save()
 
