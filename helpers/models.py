@@ -550,11 +550,14 @@ def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify
     data = read_complete_marker(folder)
     for rel, info in data["files"].items():
         p = folder / rel
+        # an upload that never reached Drive (a VM that died, Drive's quota): the stage's notebook repairs it
+        repair = (" Rerun the notebook that wrote this folder: it sees the incomplete model and repairs it (from "
+                  "its checkpoints, or by training the stage again when none is left); check Drive's free space first")
         if not p.is_file():
-            raise IncompleteStageError(f"{folder}: {rel} is listed in {COMPLETE_MARKER} but missing")
+            raise IncompleteStageError(f"{folder}: {rel} is listed in {COMPLETE_MARKER} but missing.{repair}")
         if p.stat().st_size != info["bytes"]:
             raise IncompleteStageError(f"{folder}: {rel} has {p.stat().st_size} bytes, "
-                                       f"{COMPLETE_MARKER} says {info['bytes']} (truncated copy?)")
+                                       f"{COMPLETE_MARKER} says {info['bytes']} (truncated copy?).{repair}")
         if verify and sha256_file(p) != info["sha256"]:
             raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER}")
     model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,

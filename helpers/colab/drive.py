@@ -48,13 +48,103 @@ DRIVE_ID_XATTR = "user.drive.id"
 class InsufficientSpace(OSError):
     """Not enough free space for a write; raised before anything is written."""
 
-    def __init__(self, what: str, path: Path, need: int, free: int):
+    def __init__(self, what: str, path: Path, need: int, free: int, on_drive: bool = False):
         self.what, self.path, self.need, self.free = what, Path(path), int(need), int(free)
         super().__init__(errno.ENOSPC,
                          f"not enough space for {what} in {path}: needs {need / GB:.2f} GB, "
                          f"{free / GB:.2f} GB free (short by {(need - free) / GB:.2f} GB). Free space there "
-                         f"(empty Drive's Trash: deleted files count against the quota for 30 days) or use a "
-                         f"location with more room")
+                         + ("(empty Drive's Trash: deleted files count against the quota for 30 days) or use a "
+                            "location with more room" if str(path).startswith("/content/drive") or on_drive else
+                            "(old checkpoints, caches) or use a location with more room"))
+
+
+# Drive lets one user upload at most 750 GB a day (Google Workspace admin help, "Drive storage & upload
+# limits"); beyond it uploads are refused for up to 24 h. Checkpoint cadence plans against it with a margin.
+DAILY_UPLOAD_LIMIT = 750 * GB
+DAILY_UPLOAD_MARGIN = 0.8  # plan and pace checkpoint uploads to at most this share of the daily limit
+REMOUNT = 'from google.colab import drive; drive.mount("/content/drive", force_remount=True)'
+
+# What a user does about each persistent storage fault (StorageFault.kind -> remedy). One place, so every
+# message that stops a run names the same fix.
+REMEDIES = {
+    "dead_mount": (f"the Drive mount is dead (\"Transport endpoint is not connected\") and stays so until it is "
+                   f"remounted: run `{REMOUNT}` in a new cell, then rerun this notebook"),
+    "io_error": (f"Drive keeps failing with I/O errors: remount it (`{REMOUNT}`) and rerun this notebook; if it "
+                 "persists, restart the runtime"),
+    "quota": ("Drive is full (its quota refuses the writes or uploads): delete files you do not need AND empty "
+              "Drive's Trash (drive.google.com/drive/trash: deleted files count against the quota for 30 days), or "
+              "buy more storage; then rerun this notebook"),
+    "daily_cap": ("Drive refuses uploads beyond 750 GB per user per day: wait for the limit to reset (up to 24 h), "
+                  "then rerun this notebook; a longer save_every_minutes uploads less per day"),
+    "stalled": (f"uploads are not reaching Drive: check the connection, remount (`{REMOUNT}`) and rerun this "
+                "notebook"),
+    "local_disk": ("the VM's local disk is full: free space there (old checkpoints, caches under /tmp) or use a "
+                   "runtime with a larger disk; Drive's quota and Trash do not matter for this one"),
+    "drive_api": ("the Drive API does not answer, so nothing can be confirmed on Drive: rerun this notebook (its "
+                  "setup cell reconnects the API)"),
+    "lease": ("another notebook writes to this run directory: stop it (or wait for its lease to expire) before "
+              "running this one, or use another run_name"),
+}
+
+
+class StorageFault(RuntimeError):
+    """A storage failure that retrying will not fix (dead mount, quota, daily cap, stalled uploads, full disk).
+
+    ``kind``: a key of :data:`REMEDIES`; ``what``: what failed (path, errno); ``safe``: where the newest
+    good state is, filled in by whoever stops the run. ``str()`` is the ONE message the user sees."""
+
+    def __init__(self, kind: str, what: str, *, path=None, errno_: int | None = None, safe: str = ""):
+        if kind not in REMEDIES:
+            raise ValueError(f"storage fault kind {kind!r}: expected one of {sorted(REMEDIES)}")
+        self.kind, self.what, self.path, self.errno, self.safe = kind, what, path, errno_, safe
+        super().__init__(what)
+
+    def __str__(self) -> str:
+        where = f" ({self.path}" + (f", {errno_name(self.errno)}" if self.errno else "") + ")" if self.path else ""
+        return (f"STORAGE FAULT [{self.kind}]: {self.what}{where}.\n"
+                + (f"Safe: {self.safe}\n" if self.safe else "") + f"Remedy: {REMEDIES[self.kind]}.")
+
+
+def errno_name(code: int | None) -> str:
+    """``"errno 107 ENOTCONN: Transport endpoint is not connected"``, or ``"no errno"``."""
+    if not code:
+        return "no errno"
+    return f"errno {code} {errno.errorcode.get(code, '?')}: {os.strerror(code)}"
+
+
+def os_error_errno(e: BaseException) -> int | None:
+    """The errno of an OSError, also of a ``shutil.Error`` (a folder copy's failures, errno None: its
+    entries' strings carry ``[Errno N]``) and of ``torch.save``'s disk-full ``RuntimeError``."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    text = str(e)
+    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list):
+        text = " ".join(str(x) for entry in e.args[0] for x in (entry if isinstance(entry, tuple) else (entry,)))
+    for code in (errno.ENOTCONN, errno.EIO, errno.ESTALE, errno.ENOSPC, errno.EDQUOT):
+        if f"[Errno {code}]" in text or os.strerror(code) in text:
+            return code
+    if "unexpected pos" in text or "PytorchStreamWriter failed" in text:  # torch.save on a full disk
+        return errno.ENOSPC
+    return None
+
+
+def fault_kind(e: BaseException, *, local: bool = False) -> str | None:
+    """Which persistent fault ``e`` shows, or None (``local``: the path is the VM's disk, not Drive)."""
+    if isinstance(e, StorageFault):
+        return e.kind
+    code = os_error_errno(e)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "local_disk" if local else "quota"
+    if code == errno.ENOTCONN:
+        return "dead_mount"
+    if code in (errno.EIO, errno.ESTALE):
+        return "io_error"
+    text = str(e)
+    if "storageQuotaExceeded" in text or "quotaExceeded" in text:
+        return "quota"
+    if "uploadLimitExceeded" in text or "dailyLimitExceeded" in text:
+        return "daily_cap"
+    return None
 
 
 def _existing(path: Path) -> Path:
@@ -79,7 +169,8 @@ def tree_bytes(path: str | os.PathLike) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, reclaimable: int = 0) -> int:
+def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, reclaimable: int = 0,
+                       on_drive: bool = False) -> int:
     """Raise :class:`InsufficientSpace` unless ``need_bytes`` fit at ``path``; returns the free bytes.
 
     Call it BEFORE a large write (checkpoint, stage model, token shards, export) so a full disk
@@ -88,17 +179,30 @@ def require_free_space(path: str | os.PathLike, need_bytes: int, what: str, *, r
     """
     free = free_bytes(path)
     if int(need_bytes) > free + int(reclaimable):
-        raise InsufficientSpace(what, Path(path), int(need_bytes), free + int(reclaimable))
+        raise InsufficientSpace(what, Path(path), int(need_bytes), free + int(reclaimable), on_drive=on_drive)
     return free
 
 
 # ----------------------------------------------------------------------------- the Drive API
+XATTR_WAIT_S = 60.0  # how long session.start waits for DriveFS to give a new file its Drive id
+
+
+class DriveIdMissing(RuntimeError):
+    """A file is on the mount but exposes no Drive id: the API cannot be asked about it (never "absent")."""
+
+
 def drive_file_id(path: str | os.PathLike) -> str | None:
-    """The Drive id of a file or folder on the Colab Drive mount, or None where none is exposed."""
+    """The Drive id of a file or folder on the Colab Drive mount, or None where none is exposed (the
+    attribute is absent, or the platform has no xattrs). Any other error (a dead mount) is raised: it
+    must never read as "not on Drive"."""
     try:
         raw = os.getxattr(str(path), DRIVE_ID_XATTR)
-    except (OSError, AttributeError):  # not on DriveFS, or a platform without xattrs
+    except AttributeError:  # a platform without xattrs
         return None
+    except OSError as e:
+        if e.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
+            return None
+        raise
     return raw.decode().strip() or None
 
 
@@ -121,7 +225,10 @@ class ColabDriveApi:
 
     def stat(self, path):
         file_id = drive_file_id(path)
-        if file_id is None:  # DriveFS has not given it a Drive id yet: not on Drive
+        if file_id is None:
+            if Path(path).exists():  # on the mount without an id: we cannot ask, which is not "absent"
+                raise DriveIdMissing(f"{path} has no {DRIVE_ID_XATTR} attribute: the Drive API cannot be asked "
+                                     "about it")
             return None
         from googleapiclient.errors import HttpError
 
@@ -134,6 +241,32 @@ class ColabDriveApi:
         if meta.get("trashed") or "md5Checksum" not in meta:
             return None
         return int(meta["size"]), meta["md5Checksum"]
+
+    def xattr_problem(self, folder: str | os.PathLike, wait_s: float | None = None) -> str | None:
+        """None when the mount gives a file written here its Drive id (``user.drive.id``) within ``wait_s``,
+        else why not. Checked once by :func:`helpers.colab.session.start`: without it every checkpoint would
+        look absent from Drive."""
+        wait_s = XATTR_WAIT_S if wait_s is None else wait_s
+        probe = Path(folder) / f".optimumllm-xattr-probe-{os.getpid()}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"probe")
+            deadline = time.monotonic() + wait_s
+            while True:
+                got = drive_file_id(probe)
+                if got is not None:
+                    return None
+                if time.monotonic() >= deadline:
+                    return (f"{probe} got no {DRIVE_ID_XATTR} attribute within {wait_s:.0f} s (this mount does not "
+                            "expose Drive ids)")
+                time.sleep(min(2.0, wait_s))
+        except OSError as e:
+            return f"probing {probe} failed ({errno_name(os_error_errno(e))}: {e})"
+        finally:
+            try:
+                probe.unlink()
+            except OSError:
+                pass
 
     def delete(self, path):
         file_id = drive_file_id(path)

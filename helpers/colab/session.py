@@ -10,8 +10,9 @@ Elsewhere it only creates the folder.
 
 Drive mounts drop after hours ("Transport endpoint is not connected"), so
 anything that copies into the run directory goes through :func:`copy_into_run`
-(write locally, copy to a temp name beside the target, ``os.replace``, retry
-with a forced remount).
+(write locally, copy to a temp name beside the target, ``os.replace``, retry; a
+mount that stays dead raises :class:`helpers.colab.drive.StorageFault`, whose
+message says to remount with ``force_remount=True``).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..models import get_hf_token
 from ..profiles import Profile, RunPaths, get_profile, run_paths
 
 DRIVE_MOUNT = "/content/drive"
+COPY_RETRIES, COPY_WAIT_S = 3, 5.0  # a dropped mount's retries in copy_into_run (read at call time: tests scale them)
 
 
 def in_colab() -> bool:
@@ -65,7 +67,16 @@ def start(profile: str = "colab", run_name: str | None = None, runs_root: str | 
         if not os.path.isdir(os.path.join(DRIVE_MOUNT, "MyDrive")):
             mount_drive()
         if drive_api.current_api() is None:  # what Drive holds, not the mount's cache (helpers.train.checkpoints)
-            drive_api.connect_api()
+            api = drive_api.connect_api()
+            why = api.xattr_problem(root) if hasattr(api, "xattr_problem") else None
+            if why is not None:
+                # Without Drive ids every checkpoint would look absent from Drive (resume from 0, deletions of
+                # good checkpoints): the run goes on without the API, checking the mount's copies instead.
+                drive_api.use_api(None)
+                print(f"WARNING: {why}. The Drive API is NOT used: checkpoints are verified on the mount (its "
+                      "cache may hold uploads that have not reached Drive yet) and deletions go to Drive's Trash. "
+                      "Remount (drive.mount('/content/drive', force_remount=True)) and rerun this cell to retry.",
+                      file=sys.stderr)
     if in_colab() and not prof.offline and not os.environ.get("HF_TOKEN", "").strip():
         token = get_hf_token()  # Colab may ask for the notebook's access to the secret: here, not mid-run
         if token:
@@ -84,18 +95,25 @@ def device_summary() -> str:
     return "no GPU: running on CPU (fine for the tiny profile; the colab profile needs an A100)"
 
 
-def _is_transport_error(e: OSError) -> bool:
-    return e.errno in (errno.ENOTCONN, errno.EIO, errno.ESTALE) or "Transport endpoint is not connected" in str(e)
+def _is_transport_error(e: BaseException) -> bool:
+    """A dropped mount (ENOTCONN, EIO, ESTALE), also inside a folder copy's ``shutil.Error`` (errno None)."""
+    return drive_api.os_error_errno(e) in (errno.ENOTCONN, errno.EIO, errno.ESTALE) \
+        or "Transport endpoint is not connected" in str(e)
 
 
-def copy_into_run(src: str | os.PathLike, dest: str | os.PathLike, retries: int = 3, wait_s: float = 5.0) -> Path:
+def copy_into_run(src: str | os.PathLike, dest: str | os.PathLike, retries: int | None = None,
+                  wait_s: float | None = None) -> Path:
     """Copy a local file or folder to ``dest`` atomically: ``dest`` is either absent or complete.
 
     The copy goes to a hidden temp sibling first, then ``os.replace`` moves it into
-    place (an existing ``dest`` is replaced). After a dropped Drive mount the copy is
-    retried ``retries`` times (never remounting: that can prompt) before the error is raised.
+    place (an existing ``dest`` is replaced). After a dropped Drive mount (ENOTCONN, EIO, ESTALE, also
+    inside a folder copy's ``shutil.Error``) the copy is retried ``retries`` times (never remounting:
+    that can prompt); if the mount stays down, or Drive is full (ENOSPC / EDQUOT), it raises
+    :class:`helpers.colab.drive.StorageFault` naming the path, the errno and the remedy.
     """
     src, dest = Path(src), Path(dest)
+    retries = COPY_RETRIES if retries is None else retries
+    wait_s = COPY_WAIT_S if wait_s is None else wait_s
     if not src.exists():
         raise FileNotFoundError(f"nothing to copy: {src} does not exist")
     for attempt in range(retries + 1):
@@ -114,20 +132,34 @@ def copy_into_run(src: str | os.PathLike, dest: str | os.PathLike, retries: int 
             else:
                 os.replace(tmp, dest)
             return dest
-        except OSError as e:
-            _remove(tmp)
-            if not _is_transport_error(e) or attempt == retries:
+        except (OSError, shutil.Error) as e:
+            _remove_quietly(tmp)
+            kind = drive_api.fault_kind(e)
+            if kind == "quota":  # retrying cannot make room
+                raise drive_api.StorageFault("quota", f"copying {src} into the run directory failed: {e}",
+                                             path=dest, errno_=drive_api.os_error_errno(e)) from e
+            if not _is_transport_error(e):
                 raise
+            if attempt == retries:
+                code = drive_api.os_error_errno(e) or errno.ENOTCONN
+                raise drive_api.StorageFault(
+                    "dead_mount" if code == errno.ENOTCONN else "io_error",
+                    f"copying {src} into the run directory failed {retries + 1} times ({e})",
+                    path=dest, errno_=code) from e
             # No force_remount here: it can ask for a click, and nobody watches a stage mid-run. A
-            # dropped mount usually comes back by itself; if it does not, the error ends the cell.
-            print(f"Drive write failed ({e}); retrying in {wait_s * (attempt + 1):.0f} s ({attempt + 1}/{retries})",
-                  file=sys.stderr)
+            # dropped mount usually comes back by itself; if it does not, the StorageFault above stops the run.
+            print(f"Drive write to {dest} failed ({drive_api.errno_name(drive_api.os_error_errno(e))}: {e}); "
+                  f"retrying in {wait_s * (attempt + 1):.0f} s ({attempt + 1}/{retries})", file=sys.stderr)
             time.sleep(wait_s * (attempt + 1))
     raise AssertionError("unreachable")
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists():
-        p.unlink()
+def _remove_quietly(p: Path) -> None:
+    """Remove a temp copy; on a dead mount even ``is_dir()`` raises, and that must not hide the real error."""
+    try:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+    except OSError:
+        pass  # the mount is down: the leftover is cleared by the next publish (_stale_temps)

@@ -106,12 +106,20 @@ def _atomic_piece(df, path: Path, meta: dict) -> Path:
     return write_parquet_atomic(table, path)
 
 
-def _piece_meta(path: Path) -> dict | None:
-    """A piece's own metadata (``{"k", "pin", "start", "next"}``), None for an unreadable or old piece."""
+def _piece_meta(path: Path, data: bytes | None = None) -> dict | None:
+    """A piece's own metadata (``{"k", "pin", "start", "next"}``), None for a damaged or old piece.
+
+    ``data``: the file's bytes, read with :func:`helpers.data.shards.read_bytes_retrying` (an I/O error
+    there raises and the piece is kept: only bad bytes make a piece "damaged" and redone)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .shards import read_bytes_retrying
+
+    if data is None:
+        data = read_bytes_retrying(path, "01: saved piece")
     try:
-        raw = (pq.read_schema(path).metadata or {}).get(PIECE_META)
+        raw = (pq.read_schema(pa.BufferReader(data)).metadata or {}).get(PIECE_META)
     except Exception:  # a truncated or foreign file: not a piece of this run, it is redone
         return None
     if raw is None:
@@ -168,13 +176,19 @@ class _SourceRun:
         redone); sets the entry's pieces count and resume points from them, not from sources.json."""
         import pandas as pd
 
+        import io
+
+        from .shards import read_bytes_retrying
+
         frames, points = [], [self.entry["points"][0]]
         while self.piece_path(len(frames)).is_file():
-            meta = _piece_meta(self.piece_path(len(frames)))
+            # read once, retried: an I/O error (a dropped mount) raises and deletes nothing below
+            data = read_bytes_retrying(self.piece_path(len(frames)), "01: saved piece")
+            meta = _piece_meta(self.piece_path(len(frames)), data)
             if (meta is None or meta["k"] != len(frames) or meta["pin"] != _json_roundtrip(self.entry["pin"])
                     or meta["start"] != points[-1]):
                 break
-            frames.append(pd.read_parquet(self.piece_path(len(frames))))
+            frames.append(pd.read_parquet(io.BytesIO(data)))
             if meta["next"] is None:
                 break
             points.append(meta["next"])

@@ -131,9 +131,41 @@ def list_shards(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if SHARD_PATTERN.match(p.name))
 
 
+READ_RETRIES, READ_WAIT_S = 3, 2.0  # a saved file that fails to READ (a Drive blip) is retried, never redone
+
+
+def read_bytes_retrying(path: str | os.PathLike, what: str) -> bytes:
+    """The bytes of a saved file, retried on an I/O error (EIO, ENOTCONN: Drive's mount, not the file).
+
+    A storage error is never taken for a damaged file: after ``READ_RETRIES`` it raises OSError naming
+    the file, the errno and the remedy, and the caller keeps the file (deleting it would throw away
+    finished work over a blip)."""
+    import errno as _errno
+    import time
+
+    for attempt in range(READ_RETRIES + 1):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            if attempt == READ_RETRIES:
+                code = e.errno or _errno.EIO
+                raise OSError(code, f"{what} {path} cannot be read after {READ_RETRIES + 1} tries (errno {code} "
+                              f"{_errno.errorcode.get(code, '?')}: {os.strerror(code)}): a storage error, not a "
+                              "damaged file, so it is kept. Remount Drive (drive.mount('/content/drive', "
+                              "force_remount=True)) and rerun this notebook", str(path)) from e
+            time.sleep(READ_WAIT_S * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def read_shard(path: str | os.PathLike) -> list[Utterance]:
+    import pyarrow as pa
+
+    data = read_bytes_retrying(path, "token shard")  # an I/O error raises (kept); only bad bytes are "damaged"
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except Exception as e:  # pyarrow raises several types for damaged files
         raise ValueError(f"token shard {path} is unreadable ({type(e).__name__}: {e}); delete it and rerun tokenization") from e
     missing = [n for n in SHARD_SCHEMA.names if n not in table.column_names]

@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 
 from ..train import checkpoints as ckpt, plan_model
-from ..colab.drive import GB, tree_bytes
+from ..colab.drive import DAILY_UPLOAD_LIMIT, DAILY_UPLOAD_MARGIN, GB, tree_bytes
 from ..evaluate.protocol_specs import get_protocol
 from ..profiles import Profile, RunPaths, as_profile, TINY_LLAMA
 from ..data.catalog import PHASES
@@ -146,21 +146,31 @@ def _stage_plan(stage: int, profile, shape, hours: float, drive_deletion: str | 
     saves = 1  # the end of the stage
     if cfg.save_every:
         saves += steps // cfg.save_every
+    cadence_min = None
     if cfg.save_every_minutes:
-        saves += int(train_hours * 60 // cfg.save_every_minutes)
+        # the recipe stretches the cadence to what Drive's daily upload limit allows (same function)
+        cadence_min = max(cfg.save_every_minutes, ckpt.drive_interval_s(ck) / 60)
+        saves += int(train_hours * 60 // cadence_min)
     if real.get("checkpoint_saves"):
         saves = real["checkpoint_saves"]
+    final = real.get("final_bytes") or shape.param_count() * (2 if cfg.model_dtype == "bfloat16" else 4)
+    # GB reaching Drive on the busiest day of the stage: its checkpoints at the cadence, plus the final model
+    per_day = ck * saves + final
+    if cadence_min:
+        per_day = min(per_day, ck * 1440 / cadence_min + final)
+    upload_rate = ck / (cadence_min * 60) if cadence_min else None  # bytes/s that keeps pace with the cadence
     # A save blocks training only for the local write of the state (helpers.train.background); hashing,
     # the copy to Drive and retention run while training continues.
     save_block_s = ck / LOCAL_WRITE_BYTES_PER_S
     gpu_hours = train_hours + saves * save_block_s / 3600
-    final = real.get("final_bytes") or shape.param_count() * (2 if cfg.model_dtype == "bfloat16" else 4)
     return {"stage": stage, "phase": cfg.phase, "data_hours": hours, "epochs": epochs, "tokens": tokens,
             "steps": steps, "gpu_hours": gpu_hours, "tokens_per_s": gplan.throughput.tokens_per_s,
             "save_block_s": save_block_s,
             "memory_plan": gplan.train.implementation, "checkpoint_bytes": ck, "saves": saves,
             "final_bytes": final, "keep_last": cfg.keep_last, "drive_deletion": cfg.drive_deletion,
-            "save_every_minutes": cfg.save_every_minutes, "save_every": cfg.save_every}
+            "save_every_minutes": cfg.save_every_minutes, "save_every": cfg.save_every,
+            "cadence_minutes": cadence_min, "upload_gb_per_day": per_day / GB,
+            "upload_rate_needed": upload_rate}
 
 
 class _ShapeConfig:
@@ -309,9 +319,10 @@ def _notes(deletion: str) -> list[str]:
            f"{PROTOCOL_S_PER_ITEM:g} s per item (assumed; 07 prints its measured rate); 02: its target of < 1 h "
            "per 1,000 h. 01, 02 and 07 measure their own rate in their first minutes and print re-planned hours.",
            f"compute units at {CU_PER_A100_HOUR} CU per A100 hour (measured 2022 rate; Colab does not publish it).",
-           "Drive, at worst: keep_last checkpoints confirmed on Drive through the Drive API, one more whose "
-           "upload from the VM's cache was not confirmed within its save, and the one being written "
-           "(keep_last + 2 = 3 at once); a stage's checkpoints are deleted once its final model is "
+           "Drive, at worst: keep_last checkpoints confirmed on Drive through the Drive API and one more being "
+           "uploaded (keep_last + 1 = 2 at once): a save never starts an upload beside one still running "
+           "(it stays on the VM's disk; the next save tries again), and the last save of a stage is confirmed "
+           "before the final model is written; a stage's checkpoints are deleted once its final model is "
            "confirmed on Drive (helpers.train.checkpoints)."]
     if deletion == "permanent":
         out.append("deleted checkpoints are removed permanently through the Drive API (asks once for Drive "
@@ -365,11 +376,21 @@ def format_plan(plan: dict) -> str:
                   f"(≈ {t['colab_pro_months']:.1f} months of Colab Pro's 100 CU); Drive peak {t['drive_peak_gb']:.1f} GB "
                   f"(Trash {t['trash_gb']:.1f} GB), {t['drive_end_gb']:.1f} GB at the end"]
     for k, s in plan["stages"].items():
-        when = ", ".join(x for x in (f"every {s['save_every_minutes']:g} min" if s["save_every_minutes"] else "",
+        when = ", ".join(x for x in (f"every {s['cadence_minutes']:.0f} min" if s.get("cadence_minutes") else "",
                                      f"every {s['save_every']} steps" if s["save_every"] else "") if x)
         lines.append(f"stage {k}: {s['steps']:,} steps ≈ {s['gpu_hours']:.1f} h at {s['tokens_per_s']:,.0f} tokens/s "
                      f"({s['memory_plan']}); checkpoint {s['checkpoint_bytes'] / GB:.1f} GB saved {when} and at the end "
                      f"(~{s['saves']} saves, each blocking training ~{s['save_block_s']:.0f} s for the local write; hashing and the copy to Drive run in the background), at most {s['max_checkpoints']} on Drive at once")
+        if s.get("cadence_minutes"):
+            slow = 5e6  # what a user with a slower mount gets, at 5 MB/s
+            lines.append(
+                f"  Drive uploads: {s['upload_gb_per_day']:.0f} GB per day of training (Drive allows "
+                f"{DAILY_UPLOAD_LIMIT / GB:.0f} GB/day; the cadence keeps {1 - DAILY_UPLOAD_MARGIN:.0%} margin: "
+                f"save_every_minutes={s['save_every_minutes']:g} stretched to {s['cadence_minutes']:.0f} min); "
+                f"keeping pace needs >= {s['upload_rate_needed'] / 1e6:.1f} MB/s of sustained upload. A slower "
+                f"mount gets fewer checkpoints on Drive, never more at once: at {slow / 1e6:.0f} MB/s one every "
+                f"{ckpt.drive_interval_s(s['checkpoint_bytes'], slow) / 60:.0f} min (saves in between stay on "
+                "the VM's disk)")
     if plan.get("drive_free_gb") is not None:
         fits = not plan_problems(plan)
         lines.append(f"Drive free: {plan['drive_free_gb']:.1f} GB -> {'fits' if fits else 'DOES NOT FIT'}")

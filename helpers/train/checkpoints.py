@@ -25,13 +25,23 @@ when the checkpoint was written (:func:`on_drive`). :func:`publish` waits for th
 :func:`find_resume_path` skips a checkpoint Drive does not hold, so one that existed only in a
 dead VM's cache does not exist.
 
+**Checked against what was written, never against itself.** The hashes of a checkpoint are those of
+its local original (:func:`local_record`, kept in this VM's :class:`Ledger`): Drive's copy is confirmed
+by comparing Drive's md5s with them, so a copy whose manifest was corrupted in transit is never
+confirmed; at resume on the same VM the run directory's copies are checked against the ledger, and
+this VM's own newest sealed checkpoint (kept on local disk until Drive confirms a copy) competes with
+them (:func:`resume_candidates`: the newest that verifies wins; an unreadable one is skipped, named).
+
 Retention policy (what stays on Drive), one place for the trainer AND the run plan:
 
-* :func:`publish_actions`: write the new checkpoint, confirm it is on Drive, THEN delete older
-  ones so that the newest ``keep_last`` (default 1) confirmed checkpoints remain
-  (:func:`retention_deletes`). When the confirmation times out (the upload is still running) the
-  new one is kept as well and older unconfirmed ones go: at worst ``keep_last`` confirmed + one
-  awaiting confirmation + the one being written = ``keep_last + 2`` checkpoints at once.
+* :func:`publish_actions`: an upload still running is waited for, never deleted and never joined by a
+  second one (when it does not land, the new checkpoint stays on local disk: :class:`UploadPending`);
+  then write the new checkpoint, confirm it is on Drive, THEN delete older ones so that the newest
+  ``keep_last`` (default 1) confirmed checkpoints remain. The newest confirmed checkpoint is never
+  deleted; at most ``keep_last + 1`` checkpoints are on Drive at once. Cut-off copies and corrupt
+  uploads were never confirmed and go first.
+* :func:`drive_interval_s`: the shortest time between uploads (Drive's 750 GB/day limit with a margin,
+  the measured upload rate); the recipe stretches its cadence to it and the run plan prints it.
 * :func:`finish_actions`: once a stage's final model is confirmed on Drive, all its checkpoints go.
 * :func:`simulate_stage` replays those same action lists on byte counts, with every confirmation
   arriving only at the next save (the worst the policy allows): the run plan's Drive
@@ -71,6 +81,7 @@ _STEP_DIR = re.compile(r"^step-(\d{8})$")
 CONFIRM_TIMEOUT_S = 180.0
 FINAL_CONFIRM_TIMEOUT_S = 3600.0  # a finished stage waits longer: its checkpoints go only after this
 CONFIRM_POLL_S = 15.0
+API_RETRIES = 3  # Drive API errors in a row (rate limits, 5xx) a confirmation rides out before it gives up
 _sleep, _clock = time.sleep, time.monotonic  # indirection: the Drive simulator advances time in the tests
 
 
@@ -140,11 +151,14 @@ def write_manifest(folder: str | os.PathLike, step: int, kind: str = HF_KIND) ->
     return folder
 
 
-def verify(folder: str | os.PathLike, hashes: bool = True, api: DriveApi | None = None) -> str | None:
+def verify(folder: str | os.PathLike, hashes: bool = True, api: DriveApi | None = None,
+           expected: dict | None = None) -> str | None:
     """None if ``folder`` is a complete checkpoint, else the reason it is not (one line).
 
     ``api``: also require that Drive itself holds the manifest and every file with its size and md5
-    (:func:`on_drive`); without it the folder is read as a plain disk.
+    (:func:`on_drive`); without it the folder is read as a plain disk. ``expected``: the hashes this
+    VM recorded when it sealed the checkpoint (:func:`local_record`): the copy is then checked against
+    them, never against its own (possibly corrupt) manifest. An unreadable file raises OSError.
     """
     folder = Path(folder)
     man = folder / MANIFEST
@@ -153,14 +167,22 @@ def verify(folder: str | os.PathLike, hashes: bool = True, api: DriveApi | None 
     try:
         data = json.loads(man.read_text())
         files = data["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
         return f"{MANIFEST} unreadable ({type(e).__name__}: {e})"
+    if expected is not None:
+        got = file_hashes(man)
+        if got["sha256"] != expected["manifest"]["sha256"]:
+            return (f"{MANIFEST} differs from the one this VM wrote at save time ({got['bytes']} bytes sha256 "
+                    f"{got['sha256'][:8]}, recorded {expected['manifest']['bytes']} bytes sha256 "
+                    f"{expected['manifest']['sha256'][:8]}): a corrupt copy")
+        files = expected["files"]
     required = () if data.get("kind") == HF_KIND else (MODEL_FILE, TRAINER_FILE, STATE_FILE)
     for name in required:
         if name not in files:
             return f"{MANIFEST} does not list {name}"
     if api is not None:
-        why = on_drive(folder, files, api, marker=MANIFEST)
+        why = on_drive(folder, files, api, marker=MANIFEST,
+                       marker_meta=expected["manifest"] if expected is not None else None)
         if why is not None:
             return why
     for name, meta in files.items():
@@ -182,13 +204,17 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def drive_status(folder: str | os.PathLike, files: dict, api: DriveApi, marker: str | None = MANIFEST) -> dict:
+def drive_status(folder: str | os.PathLike, files: dict, api: DriveApi, marker: str | None = MANIFEST,
+                 marker_meta: dict | None = None) -> dict:
     """What Drive holds of ``folder``: ``{"done": [...], "missing": [...], "wrong": [...], "bytes_done",
-    "bytes_all"}`` over the ``files`` entries (``{rel: {"bytes", "md5"?}}``) and the ``marker`` file
-    (expected as it is on the mount, which is Drive's copy on a fresh VM)."""
+    "bytes_all"}`` over the ``files`` entries (``{rel: {"bytes", "md5"?}}``) and the ``marker`` file:
+    with ``marker_meta`` (its ``{"bytes", "md5"}`` recorded where it was written) against those, else as
+    it is on the mount (Drive's copy on a fresh VM: the only reference left there)."""
     folder = Path(folder)
     want = {rel: (int(m["bytes"]), m.get("md5")) for rel, m in files.items()}
-    if marker is not None and (folder / marker).is_file():
+    if marker is not None and marker_meta is not None:
+        want[marker] = (int(marker_meta["bytes"]), marker_meta["md5"])
+    elif marker is not None and (folder / marker).is_file():
         mp = folder / marker
         want[marker] = (mp.stat().st_size, _md5(mp))
     elif marker is not None:
@@ -208,18 +234,23 @@ def drive_status(folder: str | os.PathLike, files: dict, api: DriveApi, marker: 
     return out
 
 
-def on_drive(folder: str | os.PathLike, files: dict, api: DriveApi, marker: str | None = MANIFEST) -> str | None:
+def on_drive(folder: str | os.PathLike, files: dict, api: DriveApi, marker: str | None = MANIFEST,
+             marker_meta: dict | None = None) -> str | None:
     """None when Drive holds every file of ``files`` and the ``marker`` with their sizes and md5s, else why not."""
-    st = drive_status(folder, files, api, marker)
-    if st["missing"] or st["wrong"]:
-        parts = ([f"not on Drive: {', '.join(st['missing'][:3])}{' ...' if len(st['missing']) > 3 else ''}"]
-                 if st["missing"] else []) + [f"differs on Drive: {w}" for w in st["wrong"][:2]]
-        return "; ".join(parts) + " (in the VM's cache only: the upload had not finished)"
-    return None
+    st = drive_status(folder, files, api, marker, marker_meta)
+    parts = []
+    if st["missing"]:
+        parts.append(f"not on Drive: {', '.join(st['missing'][:3])}{' ...' if len(st['missing']) > 3 else ''} "
+                     "(in the VM's cache only: the upload had not finished)")
+    if st["wrong"]:
+        parts.append("; ".join(f"differs on Drive: {w}" for w in st["wrong"][:2])
+                     + " (Drive holds other bytes than were written: a corrupt upload)")
+    return "; ".join(parts) or None
 
 
 def confirm_on_drive(folder: str | os.PathLike, files: dict, api: DriveApi | None, *, marker: str | None = MANIFEST,
-                     timeout_s: float = CONFIRM_TIMEOUT_S, poll_s: float = CONFIRM_POLL_S, log=None) -> bool:
+                     timeout_s: float | None = None, poll_s: float | None = None, log=None,
+                     marker_meta: dict | None = None) -> bool:
     """Wait until Drive holds ``folder`` (:func:`on_drive`), up to ``timeout_s``; True when it does.
 
     A status line says how much has reached Drive while waiting. Each file is fsynced first (the
@@ -228,21 +259,35 @@ def confirm_on_drive(folder: str | os.PathLike, files: dict, api: DriveApi | Non
     """
     if api is None:
         return True
+    timeout_s = CONFIRM_TIMEOUT_S if timeout_s is None else timeout_s  # read at call time: tests scale them
+    poll_s = CONFIRM_POLL_S if poll_s is None else poll_s
     folder = Path(folder)
     log = log or (lambda m: print(m, file=sys.stderr))
     for rel in [*files, marker]:
         if rel is not None and (folder / rel).is_file():
             _fsync(folder / rel)
     start = _clock()
+    api_errors = 0
     while True:
         try:
-            st = drive_status(folder, files, api, marker)
-        except Exception as e:  # the API is unusable: do not block the run on it
-            log(f"WARNING: could not ask Drive whether {folder.name} has arrived ({type(e).__name__}: {e}); "
-                "keeping the previous checkpoint")
-            return False
+            st = drive_status(folder, files, api, marker, marker_meta)
+            api_errors = 0
+        except Exception as e:
+            api_errors += 1
+            # a rate limit (403/429) or a blip passes: ask again at the next poll; an API that keeps failing
+            # is unusable, and the run is not blocked on it
+            if api_errors > API_RETRIES or _clock() - start >= timeout_s:
+                log(f"WARNING: could not ask Drive whether {folder.name} has arrived ({type(e).__name__}: {e}); "
+                    "keeping the previous checkpoint")
+                return False
+            log(f"the Drive API failed ({type(e).__name__}: {e}); asking again in {poll_s:.0f} s")
+            _sleep(poll_s)
+            continue
         if not st["missing"] and not st["wrong"]:
             return True
+        if st["wrong"] and not st["missing"]:  # everything arrived, some of it different: waiting cannot help
+            log(f"{folder.name} reached Drive corrupt: {'; '.join(st['wrong'][:2])}")
+            return False
         waited = _clock() - start
         log(f"waiting for Drive to hold {folder.name}: {len(st['done'])}/{len(st['done']) + len(st['missing']) + len(st['wrong'])}"
             f" files, {st['bytes_done'] / 1e9:.2f}/{st['bytes_all'] / 1e9:.2f} GB uploaded, {waited:.0f} s of "
@@ -280,21 +325,103 @@ def list_checkpoints(ckpt_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def find_resume_path(ckpt_dir: str | os.PathLike, log=None, api: DriveApi | None = None) -> Path | None:
-    """The newest complete checkpoint in ``ckpt_dir``, or None when there is none.
+LEDGER = "ledger.json"  # in the local scratch folder: what this VM sealed, and when Drive confirmed it
 
-    Incomplete ones (cut-off copy, truncated or corrupt file, or with ``api``: not on Drive with the
-    manifest's sizes and md5s) are skipped and reported through ``log`` (default: stderr) with the reason.
+
+def local_record(folder: str | os.PathLike) -> dict:
+    """What a checkpoint folder on THIS disk holds, for later checks of its copies: the manifest's own
+    ``{"bytes", "sha256", "md5"}`` and its file entries."""
+    folder = Path(folder)
+    return {"manifest": file_hashes(folder / MANIFEST), "files": manifest_files(folder)}
+
+
+class Ledger:
+    """The local record of this VM's checkpoints (``<local scratch>/ledger.json``): the hashes recorded at
+    save time (copies on Drive are checked against them, never against themselves) and the bytes Drive
+    confirmed when (the trailing-24 h upload volume, :data:`helpers.colab.drive.DAILY_UPLOAD_LIMIT`).
+    Lost with the VM's disk, which is fine: a new VM has only Drive's copies, confirmed at save time."""
+
+    def __init__(self, local_root: str | os.PathLike):
+        self.path = Path(local_root) / LEDGER
+
+    def read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {"steps": {}, "uploads": []}
+
+    def _write(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def record(self, step: int, folder: str | os.PathLike) -> dict:
+        data = self.read()
+        rec = local_record(folder)
+        data["steps"][str(int(step))] = rec
+        self._write(data)
+        return rec
+
+    def expected(self, step: int) -> dict | None:
+        return self.read()["steps"].get(str(int(step)))
+
+    def uploaded(self, nbytes: int, at: float | None = None) -> None:
+        data = self.read()
+        data["uploads"] = [u for u in data["uploads"] if u[0] > time.time() - 86400] + [[at or time.time(), int(nbytes)]]
+        self._write(data)
+
+    def uploaded_last_day(self, now: float | None = None) -> int:
+        now = now or time.time()
+        return sum(n for t, n in self.read()["uploads"] if t > now - 86400)
+
+
+def _unreadable(path: Path, e: OSError) -> str:
+    return (f"unreadable ({drive.errno_name(drive.os_error_errno(e))}; {getattr(e, 'filename', None) or path}): "
+            "trying the next one")
+
+
+def resume_candidates(ckpt_dir: str | os.PathLike, log=None, api: DriveApi | None = None,
+                      local_dir: str | os.PathLike | None = None, ledger: Ledger | None = None):
+    """Complete checkpoints, newest first, wherever they are: ``local_dir`` (this VM's scratch: the
+    original, read as a plain disk) and ``ckpt_dir`` (the run directory: with ``api`` only what Drive
+    itself holds; checked against the hashes ``ledger`` recorded at save time when this VM wrote it).
+
+    Incomplete ones (cut-off copy, truncated or corrupt file, not on Drive) are skipped and reported
+    through ``log`` with the reason; one that cannot be read (EIO on a dead mount) likewise, naming
+    its path and errno. Yields paths (a generator: the caller may fail to load one and ask for the next).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    for step, path in reversed(list_checkpoints(ckpt_dir)):
-        why = verify(path, api=api)
+    found = [(st, 1, p) for st, p in list_checkpoints(ckpt_dir)]
+    if local_dir is not None:
+        found += [(st, 2, p) for st, p in list_checkpoints(local_dir)]  # same step: the local original first
+    for step, where, path in sorted(found, reverse=True):
+        expected = ledger.expected(step) if ledger is not None and where == 1 else None
+        try:
+            try:
+                why = verify(path, api=api if where == 1 else None, expected=expected)
+            except Exception as e:
+                if api is None or where == 2 or (isinstance(e, OSError) and drive.os_error_errno(e)):
+                    raise
+                # the API cannot answer (an outage, a file without a Drive id): that is not "absent"
+                log(f"checkpoint {path}: the Drive API cannot say whether Drive holds it ({type(e).__name__}: {e}); "
+                    "checking the mount's copy instead")
+                why = verify(path, expected=expected)
+        except OSError as e:
+            log(f"checkpoint {path} is {_unreadable(path, e)}")
+            continue
         if why is None:
-            if api is not None:
+            if api is not None and where == 1:
                 _SEEN_ON_DRIVE.add(str(path))
-            return path
-        log(f"checkpoint {path.name} is incomplete and is skipped: {why}")
-    return None
+            yield path
+        else:
+            log(f"checkpoint {path} is incomplete and is skipped: {why}")
+
+
+def find_resume_path(ckpt_dir: str | os.PathLike, log=None, api: DriveApi | None = None,
+                     local_dir: str | os.PathLike | None = None, ledger: Ledger | None = None) -> Path | None:
+    """The newest complete checkpoint (:func:`resume_candidates`), or None when there is none."""
+    return next(resume_candidates(ckpt_dir, log, api, local_dir, ledger), None)
 
 
 def read_manifest_step(folder: str | os.PathLike) -> int:
@@ -328,33 +455,54 @@ KEEP_LAST = 1  # complete checkpoints kept on Drive during a stage (plus the one
 
 def retention_deletes(confirmed_steps, new_step: int, new_confirmed: bool, keep_last: int = KEEP_LAST,
                       other_steps=()) -> list[tuple[str, int]]:
-    """The deletions after checkpoint ``new_step`` was written and its confirmation came back.
-
-    ``confirmed_steps``: older checkpoints Drive holds (:func:`on_drive`); ``other_steps``: older ones
-    it does not (still uploading, cut-off copies). Kept: the newest ``keep_last`` confirmed ones
-    counting the new one when it is confirmed; when it is not, the new one is kept too (it may be
-    confirmed at the next save). Every other older step goes: an unconfirmed one only ever goes when
-    a newer one stays, and a confirmed one only when ``keep_last`` newer confirmed ones stay.
-    """
-    if keep_last < 1:
-        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
-    confirmed = set(int(s) for s in confirmed_steps if s < new_step) | ({int(new_step)} if new_confirmed else set())
-    kept = set(sorted(confirmed)[-keep_last:]) | {int(new_step)}
-    older = confirmed | {int(x) for x in other_steps if x < new_step}
-    return [("delete", s) for s in sorted(older) if s not in kept]
+    """The deletions of :func:`publish_actions` (``other_steps``: older uploads, confirmed by the wait
+    before the write), in order."""
+    return [a for a in publish_actions(confirmed_steps, new_step, keep_last, other_steps, new_confirmed)
+            if a[0] == "delete"]
 
 
 def publish_actions(confirmed_steps, new_step: int, keep_last: int = KEEP_LAST, other_steps=(),
-                    new_confirmed: bool = True) -> list[tuple[str, int]]:
-    """The ordered actions of publishing checkpoint ``new_step``:
-    ``[("write", new_step), ("confirm", new_step), ("delete", s)...]``.
+                    new_confirmed: bool = True, pending_confirmed: bool = True) -> list[tuple[str, int]]:
+    """The ordered actions of publishing checkpoint ``new_step``.
 
-    The write (copy) comes first, then the wait for Drive to hold it, deletions last
-    (:func:`retention_deletes`, given whether the confirmation succeeded: ``new_confirmed``), so a
-    failure or a VM death at any point leaves the previous confirmed checkpoint on Drive.
+    ``confirmed_steps``: older checkpoints Drive holds; ``other_steps``: older ones whose upload is
+    still running (whole in the mount's cache, not yet on Drive). Cut-off and corrupt copies are not
+    in either list: they were never confirmed and go first (:func:`publish`).
+
+    1. ``("wait", s)`` for each upload still running: a checkpoint still uploading is never deleted and
+       never gets a second one beside it. When the wait fails (``pending_confirmed`` False) that is
+       all: the new checkpoint is not written to Drive (it stays on local disk; the next save tries
+       again), so uploads slower than the save cadence stretch the cadence instead of piling up.
+    2. ``("delete", s)`` of confirmed ones beyond the newest ``keep_last``;
+    3. ``("write", new_step)``, ``("confirm", new_step)``;
+    4. when confirmed (``new_confirmed``): ``("delete", s)`` so that the newest ``keep_last`` confirmed
+       ones remain, the new one counted. The newest confirmed checkpoint is never deleted.
+
+    So Drive holds at most ``keep_last + 1`` checkpoints at once (the plan's figure, :func:`simulate_stage`).
     """
-    deletes = retention_deletes(confirmed_steps, new_step, new_confirmed, keep_last, other_steps)
-    return [("write", int(new_step)), ("confirm", int(new_step))] + deletes
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+    new_step = int(new_step)
+    pending = sorted(int(s) for s in other_steps if s < new_step)
+    acts = [("wait", s) for s in pending]
+    if pending and not pending_confirmed:
+        return acts
+    confirmed = sorted(set(int(s) for s in confirmed_steps if s < new_step) | set(pending))
+    before = confirmed[:-keep_last]
+    acts += [("delete", s) for s in before]
+    acts += [("write", new_step), ("confirm", new_step)]
+    if new_confirmed:
+        kept = set((confirmed + [new_step])[-keep_last:])
+        acts += [("delete", s) for s in confirmed if s not in kept and s not in before]
+    return acts
+
+
+def drive_interval_s(ckpt_bytes: int, upload_rate: float | None = None) -> float:
+    """Shortest time between two checkpoint uploads, in seconds: Drive's daily upload limit with a margin
+    (:data:`helpers.colab.drive.DAILY_UPLOAD_LIMIT` x ``DAILY_UPLOAD_MARGIN``) and, when measured, the upload
+    rate (bytes/s) with 25 % headroom. Saves in between stay on local disk; the run plan uses the same figure."""
+    daily = ckpt_bytes / (drive.DAILY_UPLOAD_MARGIN * drive.DAILY_UPLOAD_LIMIT / 86400)
+    return max(daily, 1.25 * ckpt_bytes / upload_rate if upload_rate else 0.0)
 
 
 def finish_actions(steps) -> list[tuple[str, int]]:
@@ -370,8 +518,8 @@ def simulate_stage(ckpt_bytes: int, n_saves: int, final_bytes: int, *, keep_last
     final model (``final_bytes``), then :func:`finish_actions`. ``base_bytes``: what the run directory
     already holds. ``deletion``: "permanent" (deleted bytes are freed) or "trash" (they stay in the
     Trash, counted against the quota). ``late_confirmations`` (the worst case, what the plan uses):
-    no checkpoint is confirmed on Drive within its own save, each one is by the next save; False:
-    every upload is confirmed within its save. Returns bytes: ``peak`` (live + Trash at the worst
+    no checkpoint is confirmed on Drive within its own save, each one is by the next save's wait;
+    False: every upload is confirmed within its save. Returns bytes: ``peak`` (live + Trash at the worst
     moment), ``peak_live``, ``trash`` (added by this stage), ``end_live`` (what the finished stage
     leaves) and ``max_checkpoints`` (on Drive at once, counting the one being written).
     """
@@ -387,19 +535,23 @@ def simulate_stage(ckpt_bytes: int, n_saves: int, final_bytes: int, *, keep_last
                 held.append(step)
                 most = max(most, len(held))
                 peak, peak_live = max(peak, live + trash), max(peak_live, live)
+            elif what == "wait":
+                confirmed.add(step)  # the previous upload lands during the wait (the plan's cadence allows it)
             elif what == "delete":
                 held.remove(step)
                 live -= ckpt_bytes
                 if deletion == "trash":
                     trash += ckpt_bytes
     for i in range(1, int(n_saves) + 1):
-        if late_confirmations:
-            confirmed |= set(held)  # the previous save's upload has finished by now
         ok = not late_confirmations
-        apply(publish_actions(sorted(confirmed & set(held)), i, keep_last,
-                              sorted(set(held) - confirmed), new_confirmed=ok))
+        apply(publish_actions(sorted(confirmed & set(held)), i, keep_last, sorted(set(held) - confirmed),
+                              new_confirmed=ok))
         if ok:
             confirmed.add(i)
+    # the stage's last save is waited for before the final model is written (StageRecipe._publish_local):
+    # once it is confirmed the older ones go, so the final model sits beside keep_last checkpoints only
+    confirmed |= set(held)
+    apply([("delete", s) for s in sorted(held)[:-keep_last]])
     live += final_bytes
     peak, peak_live = max(peak, live + trash), max(peak_live, live)
     apply(finish_actions(list(held)))
@@ -413,16 +565,62 @@ def _stale_temps(ckpt_dir: Path) -> list[Path]:
             if p.name.startswith(".step-") and (".partial-" in p.name or ".old-" in p.name)]
 
 
+class UploadPending(CheckpointError):
+    """The previous checkpoint is still uploading: the new one was not written to Drive (it stays on local disk)."""
+
+
+def drive_states(ckpt_dir: str | os.PathLike, api: DriveApi | None, ledger: "Ledger | None" = None
+                 ) -> dict[int, tuple[str, str]]:
+    """``{step: (state, why)}`` of every checkpoint folder in ``ckpt_dir``: ``"confirmed"`` (whole on
+    Drive; on a plain disk: whole), ``"uploading"`` (whole in the mount's cache, Drive lacks files) or
+    ``"garbage"`` (cut off on the mount, or Drive holds other bytes than this VM recorded: never good).
+    An API that fails mid-stage: what this process saw confirmed still counts, the rest is ``"unknown"``."""
+    out = {}
+    for st, path in list_checkpoints(ckpt_dir):
+        why = verify(path, hashes=False)
+        if why is not None:
+            out[st] = ("garbage", why)
+            continue
+        if api is None:
+            out[st] = ("confirmed", "")
+            continue
+        exp = ledger.expected(st) if ledger is not None else None
+        files = exp["files"] if exp else manifest_files(path)
+        marker_meta = exp["manifest"] if exp else file_hashes(path / MANIFEST)  # the mount's: read it here
+        try:
+            status = drive_status(path, files, api, MANIFEST, marker_meta)
+        except Exception as e:  # the API failed (the mount answered just above): what was seen confirmed counts
+            out[st] = ("confirmed", "") if str(path) in _SEEN_ON_DRIVE else ("unknown", f"Drive API failed: {e}")
+            continue
+        if status["wrong"]:
+            out[st] = ("garbage", f"differs on Drive: {status['wrong'][0]} (a corrupt upload)")
+        elif status["missing"]:
+            out[st] = ("uploading", f"{len(status['missing'])} file(s) not on Drive yet")
+        else:
+            _SEEN_ON_DRIVE.add(str(path))
+            out[st] = ("confirmed", "")
+    return out
+
+
+def is_confirmed(path: str | os.PathLike, api: DriveApi | None) -> bool:
+    """Whether this process saw ``path`` whole on Drive (always True on a plain disk)."""
+    return api is None or str(path) in _SEEN_ON_DRIVE
+
+
 def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_last: int = KEEP_LAST,
             remover: Remover | None = None, step: int | None = None, *, api: DriveApi | None = None,
-            confirm_timeout_s: float = CONFIRM_TIMEOUT_S, log=None) -> Path:
+            confirm_timeout_s: float | None = None, log=None, ledger: "Ledger | None" = None,
+            pending_timeout_s: float | None = None) -> Path:
     """Copy a local checkpoint into ``ckpt_dir`` atomically, confirm Drive holds it, then apply the policy.
 
-    Leftover temp copies of a killed process are removed first; free space for the whole
-    checkpoint is checked before anything is written (:class:`helpers.colab.drive.InsufficientSpace`);
-    older checkpoints are deleted (through ``remover``) only after the new one is confirmed on Drive
-    through ``api`` (default: the remover's, i.e. the one the setup cell connected; None: a plain disk,
-    where the verified copy is enough) -- :func:`retention_deletes`. Returns the published folder.
+    :func:`publish_actions` is the policy. Leftover temp copies of a killed process, cut-off copies
+    and corrupt uploads go first (never confirmed: nothing is lost); a checkpoint still uploading is
+    waited for (``pending_timeout_s``, default ``confirm_timeout_s``) and, when it does not land,
+    :class:`UploadPending` is raised with nothing written. Free space for the whole checkpoint is
+    checked before anything is written (:class:`helpers.colab.drive.InsufficientSpace`). Drive's copy
+    is confirmed through ``api`` (default: the remover's) against the hashes of ``local_folder`` (this
+    disk; recorded in ``ledger`` when given), never against the copy's own manifest. Returns the
+    published folder; :func:`is_confirmed` says whether Drive confirmed it.
     """
     local_folder, ckpt_dir = Path(local_folder), Path(ckpt_dir)
     remover = remover or Remover("trash")
@@ -437,47 +635,65 @@ def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_l
         step = int(m.group(1))
     new_step = int(step)
     name = step_dir_name(new_step)
+    expected = ledger.record(new_step, local_folder) if ledger is not None else local_record(local_folder)
     for p in _stale_temps(ckpt_dir):
         remover.remove(p)
-    # A newer step here is what a dead VM left half-uploaded: the run resumed from an older one because
-    # this one was not whole on Drive (find_resume_path), so it is garbage, and it would pile up.
-    for st, path in list_checkpoints(ckpt_dir):
-        if st > new_step:
-            log(f"deleting {path.name}: a newer checkpoint than the one this run resumed from, not whole on Drive")
-            remover.remove(path)
+    states = drive_states(ckpt_dir, api, ledger)
+    for st, (state, why) in sorted(states.items()):
+        if st > new_step and state == "confirmed":
+            raise CheckpointError(
+                f"{ckpt_dir / step_dir_name(st)} is a confirmed checkpoint newer than step {new_step}, which this "
+                "run is publishing: another notebook is training into this run directory (or this one resumed "
+                "from an older checkpoint by mistake); nothing was deleted")
+        if state == "garbage" or (st > new_step and state == "uploading"):
+            # cut-off copies, corrupt uploads, a dead VM's half-uploaded newer step: never confirmed
+            log(f"deleting {step_dir_name(st)} from the run directory: {why or 'not whole on Drive'}")
+            remover.remove(ckpt_dir / step_dir_name(st))
+    unknown = sorted(st for st, (state, _) in states.items() if st < new_step and state == "unknown")
+    for st in unknown[:-1]:  # the API is down: keep the newest unverifiable one, bound what piles up
+        log(f"deleting {step_dir_name(st)}: superseded, and the Drive API cannot say whether it is whole")
+        remover.remove(ckpt_dir / step_dir_name(st))
+    confirmed = [st for st, (state, _) in states.items() if st < new_step and state == "confirmed"]
+    pending = sorted(st for st, (state, _) in states.items() if st < new_step and state == "uploading")
+    if pending and api is not None:
+        newest = ckpt_dir / step_dir_name(pending[-1])
+        exp = ledger.expected(pending[-1]) if ledger is not None else None
+        ok = confirm_on_drive(newest, exp["files"] if exp else manifest_files(newest), api,
+                              timeout_s=confirm_timeout_s if pending_timeout_s is None else pending_timeout_s,
+                              log=log, marker_meta=exp["manifest"] if exp else None)
+        if not ok:
+            raise UploadPending(f"{name} was not copied to Drive: {newest.name} is still uploading (kept; "
+                                f"{name} stays on local disk and the next save tries again)")
+        _SEEN_ON_DRIVE.add(str(newest))
+        if ledger is not None:
+            ledger.uploaded(tree_bytes(newest))
+        for st in pending[:-1]:  # older uploads that never landed, superseded by a confirmed newer one
+            remover.remove(ckpt_dir / step_dir_name(st))
+        pending = pending[-1:]
+    acts = publish_actions(confirmed, new_step, keep_last, pending, new_confirmed=True)
+    for what, s in acts[:acts.index(("write", new_step))]:
+        if what == "delete":
+            remover.remove(ckpt_dir / step_dir_name(s))
     # The copy goes to a temp name beside the target: all of it must fit next to what is there now.
-    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {name}")
+    require_free_space(ckpt_dir, tree_bytes(local_folder), f"checkpoint {name}", on_drive=api is not None)
     dest = copy_into_run(local_folder, ckpt_dir / name)
     # Sizes only: re-reading tens of GB back from Drive to hash them would cost minutes per save;
-    # what Drive itself holds is checked through the API (sizes + md5) just below.
+    # what Drive itself holds is checked through the API (sizes + md5 recorded here) just below.
     why = verify(dest, hashes=False)
     if why is not None:
         raise CheckpointError(f"checkpoint copy {dest} failed verification right after copying: {why}")
-    ok = confirm_on_drive(dest, manifest_files(dest), api, timeout_s=confirm_timeout_s, log=log)
-    if ok and api is not None:
-        _SEEN_ON_DRIVE.add(str(dest))
-    else:
+    ok = confirm_on_drive(dest, expected["files"], api, timeout_s=confirm_timeout_s, log=log,
+                          marker_meta=expected["manifest"])
+    if not ok:
         _SEEN_ON_DRIVE.discard(str(dest))  # a rewrite of a step after a resume: not confirmed yet
-    confirmed, other = _split_by_drive(ckpt_dir, api, below=new_step)
-    for what, s in retention_deletes(confirmed, new_step, ok, keep_last, other):
+        return dest
+    if api is not None:
+        _SEEN_ON_DRIVE.add(str(dest))
+        if ledger is not None:
+            ledger.uploaded(tree_bytes(local_folder))
+    for what, s in acts[acts.index(("confirm", new_step)) + 1:]:
         remover.remove(ckpt_dir / step_dir_name(s))
     return dest
-
-
-def _split_by_drive(ckpt_dir: Path, api: DriveApi | None, below: int) -> tuple[list[int], list[int]]:
-    """(confirmed, other) steps below ``below``: complete on the mount AND on Drive, or not."""
-    confirmed, other = [], []
-    for st, path in list_checkpoints(ckpt_dir):
-        if st >= below:
-            continue
-        try:
-            ok = verify(path, hashes=False, api=api) is None
-        except Exception:  # the API failed mid-stage: what this process saw confirmed still counts
-            ok = str(path) in _SEEN_ON_DRIVE
-        if ok and api is not None:
-            _SEEN_ON_DRIVE.add(str(path))
-        (confirmed if ok else other).append(st)
-    return confirmed, other
 
 
 # Checkpoint folders this process saw whole on Drive. If the API fails later in the stage, these are
@@ -487,10 +703,11 @@ _SEEN_ON_DRIVE: set[str] = set()
 
 
 def confirm_final(folder: str | os.PathLike, files: dict, marker: str, api: DriveApi | None = None, *,
-                  timeout_s: float = FINAL_CONFIRM_TIMEOUT_S, log=None) -> bool:
+                  timeout_s: float | None = None, log=None, marker_meta: dict | None = None) -> bool:
     """Flush and confirm a stage's final model on Drive (``files`` from its marker) before its checkpoints go."""
     api = api if api is not None else drive.current_api()
-    return confirm_on_drive(folder, files, api, marker=marker, timeout_s=timeout_s, log=log)
+    return confirm_on_drive(folder, files, api, marker=marker, log=log, marker_meta=marker_meta,
+                            timeout_s=FINAL_CONFIRM_TIMEOUT_S if timeout_s is None else timeout_s)
 
 
 def finish(ckpt_dir: str | os.PathLike, remover: Remover | None = None) -> list[Path]:

@@ -552,10 +552,14 @@ def _hf_publisher(recipe, rank: int, steps: int):
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 ckpt.write_manifest(folder, state.global_step)
                 recipe.checkpoint_saves += 1
-                dest = ckpt.publish(folder, recipe.stage_dir / HF_TRAINER_DIR, cfg.keep_last,
-                                    remover=recipe.remover, step=state.global_step)
-                recipe.checkpoint_bytes = drive.tree_bytes(dest)
-                recipe.log(f"published DeepSpeed checkpoint {dest.name} ({recipe.checkpoint_bytes / 1e9:.3f} GB)")
+                try:
+                    dest = ckpt.publish(folder, recipe.stage_dir / HF_TRAINER_DIR, cfg.keep_last,
+                                        remover=recipe.remover, step=state.global_step)
+                except ckpt.UploadPending as e:  # the previous one still uploads: this one stays local
+                    recipe.log(f"DeepSpeed checkpoint {folder.name}: {e}")
+                else:
+                    recipe.checkpoint_bytes = drive.tree_bytes(dest)
+                    recipe.log(f"published DeepSpeed checkpoint {dest.name} ({recipe.checkpoint_bytes / 1e9:.3f} GB)")
             barrier()
             self.last = time.monotonic()
             return control

@@ -35,9 +35,10 @@ Run-directory layout of a stage (``RunPaths.stage(n)``)::
     metrics.csv        one row per logged step (written locally, synced here with retries: helpers.colab.runlog)
     eval.csv           held-out loss and the generated sample of each evaluation
     samples/           step-NNNNNNNN.npz (codes) and .wav (decoded) per evaluation
-    checkpoints/       step-NNNNNNNN/ (see helpers.train.checkpoints): newest keep_last (1) + the one being
-                       written; deleted once model/ is verified
-    model/             final weights + tokenizer (helpers.models.save_stage, COMPLETE.json)
+    checkpoints/       step-NNNNNNNN/ (see helpers.train.checkpoints): newest keep_last (1) confirmed on Drive +
+                       the one uploading; deleted once model/ is confirmed on Drive
+    LEASE.json         the writer training this stage (helpers.colab.lease): host, pid, heartbeat
+    model/             final weights + tokenizer (helpers.models.save_stage; COMPLETE.json uploaded last)
     hf_trainer/        DeepSpeed path only: published HF Trainer checkpoints (same policy)
 
 Subprocess entry point (used by the kill/resume test)::
@@ -75,17 +76,17 @@ from ..data.shards import Utterance, iter_utterances
 from ..profiles import FINAL_MODEL_DIR, HF_TRAINER_DIR
 from ..tokens import FRAME_SIZE, TokenLayout
 from .background import BackgroundPublisher
+from .storage import EVAL_FILE, METRICS_FILE, StageStorage
 from .runtime import TrainResult, barrier
 from .distributed import launch_command as _launch, train_recipe
 from ..colab.drive import Remover, require_free_space
 from ..models import COMPLETE_MARKER, save_stage, read_complete_marker
+from ..colab.lease import Lease
 from ..colab.session import device_summary
 from ..infer.generation import FrameGrammar
 
 CONFIG_FILE = "config.json"
 VOICES_FILE = "voices.json"
-METRICS_FILE = "metrics.csv"
-EVAL_FILE = "eval.csv"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
 METRICS_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "target_tokens", "tokens", "tokens_per_s", "elapsed_s")
@@ -259,7 +260,7 @@ class _Epoch:
     report: SequenceReport = field(repr=False)
 
 
-class StageRecipe:
+class StageRecipe(StageStorage):
     """Train one stage. ``utterances``: the phase's data; ``stage_dir``: ``RunPaths.stage(n)``.
 
     ``decoder``: optional object with ``decode(codes) -> np.ndarray`` and ``sample_rate``
@@ -324,8 +325,20 @@ class StageRecipe:
         self.step, self.bin_pos, self.tokens_seen, self.elapsed = 0, 0, 0, 0.0
         self.checkpoint_saves, self.checkpoint_bytes = 0, 0  # recorded with the final model for the run plan
         self.save_blocking_s = 0.0  # time saves blocked the training loop (the local write)
-        self.publisher = BackgroundPublisher(self._publish_local, self.log)
+        self.ledger = ckpt.Ledger(self._local_root())
+        self._local_only: set[Path] = set()  # saves kept off Drive by its upload cadence  # hashes recorded at save time, on this VM's disk
+        self.publisher = BackgroundPublisher(self._publish_local, self.log,
+                                             confirmed=lambda p: ckpt.is_confirmed(p, self.remover.api),
+                                             diagnose=self._diagnose_uploads, superseded=self._drop_local)
+        self.confirmed_step: int | None = None  # newest checkpoint step Drive confirmed in this process
+        self.upload_rate: float | None = None  # bytes/s of the last confirmed checkpoint upload (copy + upload)
+        self._last_publish_t: float | None = None
+        self._republish: Path | None = None  # a local checkpoint resumed from that Drive lacks
         self.resumed_from: str | None = None
+        # one writer per stage folder: a second notebook on this run directory refuses, naming the first
+        self.lease = Lease(self.stage_dir, log=self.log)
+        if int(os.environ.get("RANK", "0")) == 0:
+            self.lease.acquire()
         self.skipped = self._final_is_current()
         if not self.skipped:
             self._resume()
@@ -362,6 +375,13 @@ class StageRecipe:
             raise ResumeError(
                 f"{marker.parent} holds a finished stage {self.cfg.stage} trained with another config or data:\n  "
                 + "\n  ".join(changed) + f"\nUse a new run_name, or delete {self.stage_dir} to retrain this stage.")
+        data = json.loads(marker.read_text())
+        missing = self._final_missing(marker.parent, data)
+        if missing:  # an incomplete "done" (a marker that reached Drive before the weights): repair it
+            self.log(f"stage {self.cfg.stage}: {marker} says finished but {missing}: NOT finished; removing the "
+                     f"marker and continuing from the newest checkpoint that verifies (or from the start)")
+            marker.unlink()
+            return False
         self.step = int(meta.get("step", self.total_steps))
         self.log(f"stage {self.cfg.stage} already finished ({self.step} steps): nothing to train")
         return True
@@ -369,14 +389,25 @@ class StageRecipe:
     def _resume(self) -> None:
         self.metrics.adopt()
         self.evals.adopt()
-        # with the Drive API: only a checkpoint Drive itself holds counts (not one in a dead VM's cache)
-        path = ckpt.find_resume_path(self.ckpt_dir, log=self.log, api=self.remover.api)
-        if path is None:
+        # The newest checkpoint that verifies, wherever it is: this VM's local disk (after a dead mount or a
+        # storage stop: nothing is retrained) or the run directory (with the Drive API: only what Drive
+        # itself holds, checked against the hashes this VM recorded at save time when it wrote them).
+        path = loaded = None
+        for path in ckpt.resume_candidates(self.ckpt_dir, log=self.log, api=self.remover.api,
+                                           local_dir=self._local_root(), ledger=self.ledger):
+            try:
+                loaded = ckpt.load(path, hashes=False)  # resume_candidates hashed it
+                break
+            except (OSError, ckpt.CheckpointError) as e:  # EIO on the mount: the next one, named
+                why = (f"unreadable ({drive.errno_name(drive.os_error_errno(e))}; {getattr(e, 'filename', None) or path})"
+                       if isinstance(e, OSError) else str(e))
+                self.log(f"checkpoint {path} cannot be loaded: {why}; trying the next one")
+        if loaded is None:
             if self.metrics.path.exists() or self.metrics.published.exists():
                 self.metrics.truncate_after(0)
                 self.evals.truncate_after(0)
             return
-        model_state, tstate, info = ckpt.load(path, hashes=False)  # find_resume_path hashed it
+        model_state, tstate, info = loaded
         conflicts = self.cfg.resume_conflicts(info["config"])
         if conflicts:
             raise ResumeError(
@@ -405,7 +436,11 @@ class StageRecipe:
         self.metrics.truncate_after(self.step)
         self.evals.truncate_after(self.step)
         self.resumed_from = str(path)
-        self.log(f"resumed stage {self.cfg.stage} from {path.name} (step {self.step}/{self.total_steps})")
+        where = "run directory"
+        if path.parent == self._local_root():
+            where = "this VM's local disk"
+            self._republish = path  # Drive lacks it: uploaded first thing in train()
+        self.log(f"resumed stage {self.cfg.stage} from {path.name} on the {where} (step {self.step}/{self.total_steps})")
 
     # ------------------------------------------------------------------ reports
     def data_report(self) -> list[dict]:
@@ -473,6 +508,10 @@ class StageRecipe:
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"stage {cfg.stage}", unit="step")
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self._last_save = time.monotonic()
+        if self._republish is not None:  # resumed from local disk: Drive gets it before anything newer
+            self._last_publish_t = time.monotonic()
+            self.publisher.submit(self._republish)
+            self._republish = None
         # Host <-> GPU syncs only at log steps: the loss sum and grad norm stay on the device
         # (float64 accumulation, so the logged value is bit-identical to summing float(loss) per
         # micro-batch) and are read with .item() when a metrics row is written.
@@ -530,11 +569,22 @@ class StageRecipe:
             if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == self.total_steps):
                 self.evaluate()
             if self._save_due():
-                self.save_checkpoint()
+                try:
+                    self.save_checkpoint()
+                except drive.StorageFault as e:  # the local disk filled during the write
+                    self._stop_for_storage(e)
                 self._last_save = time.monotonic()
+            try:
+                self.lease.heartbeat()
+            except drive.StorageFault as e:  # another writer took the run directory over
+                self._stop_for_storage(e)
+            if self.publisher.fault is not None:  # a storage fault retrying cannot fix: stop, say what and how
+                self._stop_for_storage(self.publisher.fault)
         if bar is not None:
             bar.close()
         self.publisher.wait()  # the last checkpoint is on the run directory before the stage returns
+        if self.publisher.fault is not None:
+            self._stop_for_storage(self.publisher.fault)
         if self.checkpoint_saves:
             self.log(f"stage {cfg.stage}: {self.checkpoint_saves} checkpoint save(s) blocked training "
                      f"{self.save_blocking_s:.1f} s in all (+{self.publisher.waited_s:.1f} s waiting for a copy in flight)")
@@ -549,7 +599,7 @@ class StageRecipe:
             return True
         if cfg.save_every is not None and self.step % cfg.save_every == 0:
             return True
-        return cfg.save_every_minutes is not None and time.monotonic() - self._last_save >= cfg.save_every_minutes * 60
+        return cfg.save_every_minutes is not None and time.monotonic() - self._last_save >= self._save_interval_s()
 
     # ------------------------------------------------------------------ DeepSpeed path
     def _train_deepspeed(self) -> TrainResult:
@@ -622,6 +672,12 @@ class StageRecipe:
     def save_checkpoint(self) -> Path:
         """Write the full training state locally, then publish it atomically into the run directory."""
         self._need_setup()
+        tstate, info = self._state()
+        self.checkpoint_saves += 1
+        info["checkpoint_saves"] = self.checkpoint_saves
+        return self._save(tstate, info)
+
+    def _state(self) -> tuple[dict, dict]:
         tstate = {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
@@ -629,39 +685,35 @@ class StageRecipe:
             "step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
             "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed,
         }
-        self.checkpoint_saves += 1
         info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
                 "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
                 "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen,
                 "checkpoint_saves": self.checkpoint_saves}
+        return tstate, info
+
+    def _save(self, tstate: dict, info: dict) -> Path:
 
         local = self._local_root() / ckpt.step_dir_name(self.step)
-        # Local scratch holds the checkpoint being written; an older one was published (or its publication
-        # gave up, was reported, and is superseded by this one).
-        self.publisher.wait()  # at most one publication in flight
-        for _, old in ckpt.list_checkpoints(local.parent):
-            shutil.rmtree(old, ignore_errors=True)
+        # Local scratch keeps the newest sealed checkpoint until Drive confirms a copy (the fallback on this
+        # VM after a dead mount); older ones go once a newer one is sealed (_publish_local).
         model_state = self.model.state_dict()
-        require_free_space(local.parent, state_bytes(model_state) + state_bytes(tstate),
-                           f"local checkpoint of step {self.step}")
         t0 = time.perf_counter()
         # the consistent part blocks training; the logs travel inside the checkpoint: on Drive they
         # arrive, and are confirmed, with the state they describe
-        ckpt.write_state(local, model_state, tstate, info,
-                         extra_files={METRICS_FILE: self.metrics.path, EVAL_FILE: self.evals.path})
+        self._write_local(local, model_state, tstate, info)
         self.save_blocking_s += time.perf_counter() - t0
+        now = time.monotonic()
+        gap = ckpt.drive_interval_s(self.checkpoint_bytes or drive.tree_bytes(local), self.upload_rate)
+        on_drive = self.remover.api is not None  # the daily limit and upload rate are Drive's, not a plain disk's
+        if on_drive and self._last_publish_t is not None and now - self._last_publish_t < gap \
+                and self.step < self.total_steps:
+            # Drive's daily upload limit (and the measured upload rate) allow one upload every `gap` s:
+            # this save stays on local disk (sealed in the background); a later one goes to Drive.
+            self._local_only.add(local)
+        else:
+            self._last_publish_t = now
         self.publisher.submit(local)  # hashing, the copy to Drive, its confirmation, retention: in the background
         return local
-
-    def _publish_local(self, local: Path) -> Path:
-        """Background part of a save: manifest (hashes), atomic copy into the run directory, retention."""
-        step = int(local.name.split("-")[-1])
-        ckpt.seal(local, step)
-        dest = ckpt.publish(local, self.ckpt_dir, self.cfg.keep_last, remover=self.remover)
-        self.checkpoint_bytes = drive.tree_bytes(dest)
-        shutil.rmtree(local, ignore_errors=True)
-        self.log(f"checkpoint step {step} published to {dest} (training continued meanwhile)")
-        return dest
 
     # ------------------------------------------------------------------ finish
     def save_final(self) -> Path:
@@ -686,21 +738,24 @@ class StageRecipe:
                 "checkpoint_bytes": self.checkpoint_bytes, "checkpoint_saves": self.checkpoint_saves,
                 "drive_deletion": self.cfg.drive_deletion}
         rank0 = int(os.environ.get("RANK", "0")) == 0
+        # Written on local disk first, then uploaded with its completion marker LAST (_upload_final).
+        local_model = self._local_root() / FINAL_MODEL_DIR
         if not getattr(self, "_zero3", False):
             if rank0:
-                self._require_space_for_final(target)
-                save_stage(self.model, self.tokenizer, target, metadata=meta)
+                self._require_space_for_final(local_model)
+                save_stage(self.model, self.tokenizer, local_model, metadata=meta)
         else:
             import deepspeed
 
             # ZeRO-3 shards the weights over the ranks: every rank takes part in gathering them whole.
             with deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None):
                 if rank0:
-                    self._require_space_for_final(target)
-                    save_stage(self.model, self.tokenizer, target, metadata=meta)
+                    self._require_space_for_final(local_model)
+                    save_stage(self.model, self.tokenizer, local_model, metadata=meta)
         barrier()
         if rank0:
             self.publisher.wait()  # no publication in flight while the stage's checkpoints are deleted
+            self._upload_final(local_model, target)
             self._finish_checkpoints(target)
         barrier()
         return target
@@ -711,7 +766,7 @@ class StageRecipe:
         require_free_space(target.parent, n, f"stage {self.cfg.stage}'s final model")
 
     def _finish_checkpoints(self, target: Path) -> None:
-        """Retention policy: once the final model is verified on disk, the stage's checkpoints go."""
+        """Retention policy: once the final model is confirmed on Drive, the stage's checkpoints go."""
 
         data = read_complete_marker(target)
         for rel, meta in data["files"].items():
@@ -739,21 +794,19 @@ class StageRecipe:
                 f"(python -m helpers.plan --drive-deletion trash shows the run's figure)")
 
     def cleanup(self) -> None:
-        """Free local scratch checkpoints and GPU memory."""
-        shutil.rmtree(self._local_root(), ignore_errors=True)
+        """Free local scratch checkpoints and GPU memory (the checkpoints stay while the final model is not
+        confirmed on Drive: they are this VM's copy of the stage)."""
+        if getattr(self, "lease", None) is not None:
+            self.lease.release()
+        if getattr(self, "final_confirmed", True):
+            shutil.rmtree(self._local_root(), ignore_errors=True)
+        else:
+            self.log(f"stage {self.cfg.stage}: local checkpoints kept in {self._local_root()} (the final model is not "
+                     "confirmed on Drive yet)")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
 
-def state_bytes(obj) -> int:
-    """Bytes of every tensor in a (nested) state dict: what torch.save writes, give or take headers."""
-    if torch.is_tensor(obj):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(state_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(state_bytes(v) for v in obj)
-    return 0
 
 
 def set_deterministic() -> None:

@@ -4,6 +4,7 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
 import torch
 from assets_utterances import random_code_utterances
 
@@ -164,13 +165,20 @@ def test_prompts_happen_in_start_only_and_a_dead_drive_api_falls_back_without_bl
     monkeypatch.setattr(ckpt, "publish", publish)
     r = StageRecipe(cfg, model, tok, utts, paths.stage(2), choose_builtin_voices(utts), log=logs.append).setup()
     r.train()
-    r.save_final()
+    # the API is dead: the final model cannot be confirmed on Drive, so it gets no COMPLETE.json and the
+    # run stops with one message (the rerun repairs it: tests/train/test_drive_faults.py)
+    with pytest.raises(drive.StorageFault, match=r"\[drive_api\].*503") as e:
+        r.save_final()
+    assert "NO COMPLETE.json" in str(e.value) and not (paths.stage(2) / "model" / "COMPLETE.json").exists()
     assert [w for w, during in fake.prompts if during] == []  # no prompt once training started
-    assert r.step == 6 and saves == [ckpt.step_dir_name(s) for s in (2, 4, 6)]
+    # step 4 may be superseded by step 6 while step 2's upload is still in flight (the queue keeps the newest)
+    assert r.step == 6 and saves[0] == ckpt.step_dir_name(2) and saves[-1] == ckpt.step_dir_name(6), saves
     warn = [m for m in logs if m.startswith("WARNING")]
-    assert any("Drive API failed" in m and "Trash" in m and "by the end of stage 2" in m for m in warn), warn
+    # nothing confirmed is deleted while the API is dead (a deletion that falls back to the Trash names
+    # the plan's figure: tests/train/test_checkpoints.py checks the fallback itself)
+    assert all("by the end of stage 2" in m for m in warn if "Drive API failed" in m and "Trash" in m), warn
     assert any("could not ask Drive" in m for m in warn), warn
-    # the API is dead, so the final model cannot be confirmed on Drive: the checkpoints stay (safe), and
+    # the checkpoints stay (safe), and
     # the one step 2 confirmed before the API died was never deleted for an unconfirmed newer one
     held = [s for s, _ in ckpt.list_checkpoints(paths.stage(2) / "checkpoints")]
     assert 2 in held and 6 in held and len(held) <= 3, held
@@ -188,3 +196,39 @@ def test_start_on_colab_asks_for_everything_once_in_the_first_cell(tmp_path, mon
     assert os.environ["HF_TOKEN"] == "hf_fake_token"  # later Hub calls read it: no second dialog
     session.start("pilot", runs_root=str(sim.mount / "MyDrive" / "runs"))
     assert len(fake.prompts) == 3
+
+
+def test_case7_a_mount_without_drive_ids_is_caught_at_start_and_never_reads_as_absent(tmp_path, monkeypatch, capsys):
+    """Issue #30 case 7: without the user.drive.id attribute every checkpoint looked absent from Drive
+    (resume from 0, good checkpoints deleted). Now session.start probes it on a file it wrote."""
+    import errno
+
+    real_file_id = drive.drive_file_id
+    sim = SimDrive(tmp_path / "sim")
+    fake = FakeColab(sim).install(monkeypatch)
+    monkeypatch.setattr(drive, "XATTR_WAIT_S", 0.0)
+    api = drive.ColabDriveApi(types.SimpleNamespace(files=lambda: _Files(fake)))
+    assert api.xattr_problem(sim.mount) is None  # ids exposed (the fake's): the API is used
+    monkeypatch.setattr(drive, "drive_file_id", lambda p: None)  # a DriveFS that exposes none
+    session.start("tiny", run_name="r", runs_root=str(sim.mount / "MyDrive" / "runs"))
+    assert drive.current_api() is None
+    err = capsys.readouterr().err
+    assert "user.drive.id" in err and "NOT used" in err and "force_remount=True" in err, err
+    f = sim.mount / "MyDrive" / "x.bin"
+    f.write_bytes(b"1")
+    with pytest.raises(drive.DriveIdMissing):  # on the mount but no id: "cannot ask", never "absent"
+        api.stat(f)
+    assert api.stat(sim.mount / "MyDrive" / "absent.bin") is None
+    # a dead mount's getxattr error is raised, not read as "no id"
+    def dead(path, name):
+        raise OSError(errno.ENOTCONN, "Transport endpoint is not connected", path)
+    monkeypatch.setattr(drive.os, "getxattr", dead, raising=False)
+    with pytest.raises(OSError, match="Transport endpoint"):
+        real_file_id(f)
+
+    # resume: a checkpoint the API cannot look up is checked on the mount, not skipped as absent
+    local = ckpt.write_local(tmp_path / "l" / ckpt.step_dir_name(3), {"w": torch.ones(3)}, {"step": 3}, {"step": 3})
+    ckpt.publish(local, sim.mount / "ck")
+    logs = []
+    found = ckpt.find_resume_path(sim.mount / "ck", log=logs.append, api=api)
+    assert found is not None and found.name == ckpt.step_dir_name(3) and "cannot say" in logs[0], logs

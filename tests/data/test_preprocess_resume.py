@@ -379,3 +379,34 @@ def test_a_source_with_one_new_row_is_streamed(repo, tmp_path):
     pp.run_preprocess(tmp_path / "out", [source_stream.Source("libritts_r", "train", None), SOURCE],
                       reader=Partial(str(repo), str(counter)), **KW)
     assert rows_read(counter) == N_ROWS // 2 + N_ROWS
+
+
+def test_01_keeps_a_saved_piece_it_cannot_read_retries_then_stops_naming_it(repo, reference, tmp_path, monkeypatch):
+    """Issue #30 case 9: one EIO reading a saved piece on resume used to delete every saved piece (and
+    re-read them). Now a read error is retried; a transient one costs nothing (same manifest as the
+    uninterrupted run), a persistent one stops with the file, errno and remedy, and deletes nothing."""
+    from helpers.data import shards
+
+    monkeypatch.setattr(shards, "READ_WAIT_S", 0.0)
+    sim = SimDrive(tmp_path / "sim")
+    pre = sim.mount / "pre"
+    with pytest.raises(VmDeath):
+        pp.run_preprocess(pre, [SOURCE], reader=_DyingRepo(str(repo), str(tmp_path / "c"), 8), **KW)
+    sim.sync()
+    sim.kill()
+    pieces = sorted((pre / pp.PARTS_DIR / SOURCE.key).glob("piece-*.parquet"))
+    assert len(pieces) >= 2
+    sim.install(monkeypatch)
+    rel = pieces[1].relative_to(sim.mount).as_posix()
+    sim.eio[rel] = -1  # unreadable for good
+    with pytest.raises(OSError) as e:
+        pp.run_preprocess(pre, [SOURCE], reader=LocalRepo(str(repo), str(tmp_path / "c2")), **KW)
+    msg = str(e.value)
+    assert pieces[1].name in msg and "errno 5 EIO" in msg and "force_remount=True" in msg and "kept" in msg, msg
+    assert sorted((pre / pp.PARTS_DIR / SOURCE.key).glob("piece-*.parquet")) == pieces  # nothing deleted
+    sim.eio[rel] = 1  # one transient EIO: retried, and the run ends as if nothing happened
+    counter = tmp_path / "c3"
+    pp.run_preprocess(pre, [SOURCE], reader=LocalRepo(str(repo), str(counter)), **KW)
+    assert sim.eio[rel] == 0  # the error really was hit
+    _same_files(pre, reference, [pp.MANIFEST_FILE, f"parts/{SOURCE.key}.parquet"])
+    assert rows_read(counter) <= N_ROWS - 3 * len(pieces)  # the saved pieces were not re-read

@@ -12,17 +12,25 @@ torch.set_num_threads(1)
 
 
 def test_colab_plan_fits_60_gb_with_permanent_deletion_and_names_the_shortfall(capsys):
+    """Drive peak <= 60 GB, uploads within Drive's daily limit, the cadence chosen is printed."""
     assert main(["--profile", "colab", "--drive-free-gb", "100"]) == 0
     out = capsys.readouterr().out
     assert "Drive peak" in out and "fits" in out
     plan = build_plan("colab", drive_free_gb=100)
     t = plan["totals"]
-    # the worst the checkpoint policy allows: one confirmed on Drive, one whose upload was not confirmed
-    # within its save, the one being written (3 x 19.5 GB in stage 4, on top of the earlier stages' models)
-    assert 75 <= t["drive_peak_gb"] <= 80 and t["trash_gb"] == 0 and plan["drive_deletion"] == "permanent"
+    # the worst the checkpoint policy allows: one confirmed on Drive and one uploading (2 x 19.5 GB in
+    # stage 4, on top of the earlier stages' models): within 60 GB
+    assert 50 <= t["drive_peak_gb"] <= 60 and t["trash_gb"] == 0 and plan["drive_deletion"] == "permanent"
     s2 = plan["stages"]["2"]
     # 3.25 B parameters: bf16 weights + bf16 AdamW moments = 6 bytes per parameter
-    assert s2["checkpoint_bytes"] == pytest.approx(6 * 3.25e9, rel=0.01) and s2["max_checkpoints"] == 3
+    assert s2["checkpoint_bytes"] == pytest.approx(6 * 3.25e9, rel=0.01) and s2["max_checkpoints"] == 2
+    # Drive's 750 GB/day upload limit: the 40-minute cadence is stretched so a day of stage 2 stays under
+    # the limit with margin (the recipe applies the same function: checkpoints.drive_interval_s)
+    assert s2["cadence_minutes"] > s2["save_every_minutes"] == 40
+    assert s2["upload_gb_per_day"] <= 0.85 * 750 and s2["upload_gb_per_day"] > 500
+    assert "GB per day of training" in out and "stretched to 47 min" in out and "at 5 MB/s one every" in out
+    # a 100 GB plan keeps the pilot's run folder beside the full run
+    assert t["drive_peak_gb"] + build_plan("pilot")["totals"]["drive_end_gb"] <= 100
     assert s2["epochs"] == 2.0 and 10 < s2["gpu_hours"] < 60 and s2["steps"] > 1000
     assert t["compute_units"] == pytest.approx(t["gpu_hours"] * plan["cu_per_gpu_hour"])
 
@@ -82,13 +90,12 @@ def test_plan_matches_what_a_tiny_stage_leaves_on_the_run_directory(tmp_path, mo
     plan = build_plan("tiny", run_dir=paths.root, drive_deletion="trash")
     s2 = plan["stages"]["2"]
     assert s2["saves"] == r.checkpoint_saves == 3 and s2["checkpoint_bytes"] == r.checkpoint_bytes
-    # the plan holds the worst case (a third checkpoint whose upload is unconfirmed); a plain disk never does
-    # (checkpoints differ by their JSON and by the run logs they carry, which grow by ~100 bytes a row)
-    assert s2["max_checkpoints"] == 3 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=2048)
+    # the plan holds the worst case (one confirmed, one uploading), which is also what a plain disk holds
+    # while the next one is copied (checkpoints differ by their JSON and by the run logs they carry)
+    assert s2["max_checkpoints"] == 2 and s2["trash_added"] == pytest.approx(3 * r.checkpoint_bytes, abs=2048)
     assert seen["trash"] == pytest.approx(s2["trash_added"], abs=2048)
     # the plan's peak for stage 2 (real sizes of what was there before + the policy replayed) is what
     # the directory held at its fullest, give or take the small files (metrics, config, voices)
-    # (with Trash deletions the unconfirmed third checkpoint costs nothing extra: the Trash holds one anyway)
     assert s2["drive_peak"] == pytest.approx(seen["peak"], rel=0.02)
     row = next(x for x in plan["notebooks"] if x["notebook"] == "04_stage2")
     assert row["drive_after_gb"] * drive.GB == pytest.approx(

@@ -27,30 +27,44 @@ def _local(tmp, step, n=20_000):
                             {"m": torch.randn(n, generator=g), "step": step}, {"step": step})
 
 
-def test_publish_actions_write_confirm_then_delete():
+def test_publish_actions_wait_for_uploads_write_confirm_then_delete():
     assert ckpt.publish_actions([], 1) == [("write", 1), ("confirm", 1)]
     assert ckpt.publish_actions([1], 2) == [("write", 2), ("confirm", 2), ("delete", 1)]
     assert ckpt.publish_actions([1, 2], 3, keep_last=2) == [("write", 3), ("confirm", 3), ("delete", 1)]
-    assert ckpt.publish_actions([2], 4, other_steps=[3, 5]) == [("write", 4), ("confirm", 4), ("delete", 2),
-                                                                ("delete", 3)]
-    # not confirmed on Drive within the save: the last confirmed one stays, and the new one too;
-    # an older unconfirmed one goes (a newer one of the same kind stays), a confirmed one never does
+    # an upload still running (3) is waited for, never deleted and never joined by a second one; once it
+    # landed it is the newest confirmed and the older confirmed one goes BEFORE the write (peak: 2)
+    assert ckpt.publish_actions([2], 4, other_steps=[3]) == [("wait", 3), ("delete", 2), ("write", 4),
+                                                              ("confirm", 4), ("delete", 3)]
+    # the wait failed: nothing is written, nothing deleted (the new one stays on local disk)
+    assert ckpt.publish_actions([2], 4, other_steps=[3], pending_confirmed=False) == [("wait", 3)]
+    # not confirmed within its save: every older confirmed one within keep_last stays, the new one too
     assert ckpt.publish_actions([1], 2, new_confirmed=False) == [("write", 2), ("confirm", 2)]
-    assert ckpt.publish_actions([1], 3, other_steps=[2], new_confirmed=False) == [("write", 3), ("confirm", 3),
-                                                                                 ("delete", 2)]
-    assert ckpt.publish_actions([1, 2], 3, new_confirmed=False) == [("write", 3), ("confirm", 3), ("delete", 1)]
+    assert ckpt.publish_actions([1, 2], 3, new_confirmed=False) == [("delete", 1), ("write", 3), ("confirm", 3)]
     assert ckpt.finish_actions([3, 1]) == [("delete", 1), ("delete", 3)]
     with pytest.raises(ValueError, match="keep_last"):
         ckpt.publish_actions([], 1, keep_last=0)
+    # the newest confirmed checkpoint is never deleted, whatever the confirmations (exhaustive over small cases)
+    import itertools
+    for n in range(1, 6):
+        for conf in itertools.product([0, 1], repeat=n - 1):
+            c = [i + 1 for i, x in enumerate(conf) if x]
+            o = [i + 1 for i, x in enumerate(conf) if not x][-1:]
+            for new_ok, pend_ok in itertools.product([True, False], repeat=2):
+                acts = ckpt.publish_actions(c, n, 1, o, new_confirmed=new_ok, pending_confirmed=pend_ok)
+                deleted = {s for a, s in acts if a == "delete"}
+                good = set(c) | (set(o) if pend_ok else set())
+                newest = max(good | ({n} if new_ok and ("write", n) in acts else set()), default=None)
+                assert newest not in deleted and not (deleted & set(o) - good), (c, o, n, acts)
 
 
-def test_worst_case_of_the_policy_is_keep_last_plus_two():
-    """Every upload confirmed only at the next save: three checkpoints at once, the plan's figure."""
+def test_worst_case_of_the_policy_is_keep_last_plus_one():
+    """Every upload confirmed only at the next save's wait: two checkpoints at once, the plan's figure."""
     late = ckpt.simulate_stage(10, 5, 3)
-    assert late["max_checkpoints"] == 3 and late["peak_live"] == 30 + 0
+    # the stage's last save is confirmed before the final model is written: it sits beside one checkpoint
+    assert late["max_checkpoints"] == 2 and late["peak_live"] == 2 * 10
     on_time = ckpt.simulate_stage(10, 5, 3, late_confirmations=False)
     assert on_time["max_checkpoints"] == 2 and on_time["peak_live"] == 20
-    assert ckpt.simulate_stage(10, 5, 3, keep_last=2)["max_checkpoints"] == 4
+    assert ckpt.simulate_stage(10, 5, 3, keep_last=2)["max_checkpoints"] == 3
     trash = ckpt.simulate_stage(10, 5, 3, deletion="trash")
     assert trash["trash"] == 50 and trash["end_live"] == 3
 
@@ -235,7 +249,7 @@ def _train_on_sim(sim, api, local_root, until, logs, timeout_s=3 * ckpt.CONFIRM_
         sim.event("local saved", str(step))
         ckpt.publish(local, ckpt_dir, 1, remover=remover, api=api, confirm_timeout_s=timeout_s)
         held = ckpt.list_checkpoints(ckpt_dir)
-        assert len(held) <= 3, held  # keep_last + one awaiting confirmation + the one just written
+        assert len(held) <= 2, held  # keep_last + one still uploading (never a third: the next save waits for it)
         shutil.rmtree(local)
     return start
 
@@ -344,4 +358,30 @@ def test_final_model_counts_only_once_drive_holds_it_and_a_stale_newer_step_is_c
     (ckpt_dir / ckpt.step_dir_name(5)).mkdir()
     (ckpt_dir / ckpt.step_dir_name(5) / "model.pt").write_bytes(b"x")
     ckpt.publish(_local(tmp_path, 4), ckpt_dir, log=logs.append)
-    assert [s for s, _ in ckpt.list_checkpoints(ckpt_dir)] == [4] and "not whole on Drive" in logs[-1]
+    assert [s for s, _ in ckpt.list_checkpoints(ckpt_dir)] == [4] and "step-00000005" in logs[-1] and "cut off" in logs[-1]
+
+
+def test_rate_limits_and_stat_lag_of_the_api_are_ridden_out_and_a_dead_api_is_not(tmp_path, monkeypatch):
+    """Drive API 403/429 answers and a lag between upload and stat: the confirmation asks again at the
+    next poll and succeeds; an API that keeps failing gives up (not confirmed) without blocking."""
+    sim = SimDrive(tmp_path / "sim")
+    monkeypatch.setattr(ckpt, "_sleep", sim.sleep)
+    monkeypatch.setattr(ckpt, "_clock", sim.clock)
+    monkeypatch.setattr(ckpt, "_SEEN_ON_DRIVE", set())
+
+    class RateLimited(Exception):  # what googleapiclient raises for 403 userRateLimitExceeded / 429
+        pass
+
+    api, logs = sim.api(), []
+    api.lag_s = 45.0  # Drive holds the files 45 s before files.get reports them
+    api.errors = [RateLimited("HTTP 429 Too Many Requests"), RateLimited("HTTP 403 userRateLimitExceeded")]
+    remover = drive.Remover("permanent", api=api, wait_s=0, log=logs.append)
+    dest = ckpt.publish(_local(tmp_path, 1), sim.mount / "ck", remover=remover, api=api, confirm_timeout_s=300,
+                        log=logs.append)
+    assert ckpt.is_confirmed(dest, api) and api.errors == [] and sim.now >= 45
+    assert sum("the Drive API failed" in m for m in logs) == 2
+    api.fail = RateLimited("HTTP 503")  # an API that keeps failing
+    dest = ckpt.publish(_local(tmp_path, 2), sim.mount / "ck", remover=remover, api=api, confirm_timeout_s=300,
+                        log=logs.append)
+    assert not ckpt.is_confirmed(dest, api) and "could not ask Drive" in logs[-1]
+    assert (sim.mount / "ck" / ckpt.step_dir_name(1)).is_dir()  # the confirmed one stays
