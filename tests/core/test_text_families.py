@@ -4,6 +4,7 @@ with no digit left."""
 import re
 
 import pytest
+from text_assert import both_accents as _both
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,12 +12,6 @@ from helpers.text import normalize
 from helpers.text.words import split_words
 
 
-def _both(text, us, uk=None):
-    assert normalize(text, accent="us") == us
-    assert normalize(text, accent="uk") == (us if uk is None else uk)
-    for accent in ("us", "uk"):
-        once = normalize(text, accent=accent)
-        assert not re.search(r"\d", once) and normalize(once, accent=accent) == once
 
 
 FAMILIES = {

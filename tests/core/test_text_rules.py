@@ -1,18 +1,12 @@
 """Rule families of the text frontend, each in both accents, and the speakable-text guard."""
-import re
 
 import pytest
+from text_assert import both_accents as _both
 
 from helpers.text import (Nonverbal, SpokenText, UnspeakableTextError, normalize, prepare, normalize_transcript, speakable,
                           spoken_length)
 
 
-def _both(text, us, uk=None):
-    assert normalize(text, accent="us") == us
-    assert normalize(text, accent="uk") == (us if uk is None else uk)
-    for accent in ("us", "uk"):
-        once = normalize(text, accent=accent)
-        assert not re.search(r"\d", once) and normalize(once, accent=accent) == once
 
 
 # ----------------------------------------------------------------------------- guard
