@@ -34,7 +34,7 @@ from ..tokens import FRAME_SIZE
 M32 = 0xFFFFFFFF
 FRAME_BUFFER = 2 * FRAME_SIZE  # token n is written to column n % 14: one frame plus the next slot 0 fit
 BATCH_BUCKETS = (1, 2, 4, 8)
-LENGTH_BUCKETS = (512, 1024, 2048, 4096, 8192)
+LENGTH_BUCKETS = tuple(512 << i for i in range(5))  # 512 ... 8,192 cache positions (doubling)
 
 
 # ----------------------------------------------------------------------------- seeded uniforms

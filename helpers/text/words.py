@@ -58,7 +58,7 @@ def known(word: str) -> bool:
     return word.lower() in _costs()
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)  # e-mail and hashtag names repeat within a text
 def split_words(name: str) -> tuple[str, ...] | None:
     """``"salesteam"`` -> ``("sales", "team")``; ``"rtxprohelp"`` -> ``("RTX", "pro", "help")``
     (a consonant run upper-cased: it is spelled); None when no sure split exists (see the
