@@ -17,8 +17,8 @@ see its README). Each file is a category; a case is ``input~expected`` (more tha
 one expected form: any counts), and ``test_cases_normalize_with_audio.txt`` holds
 ``~input`` lines followed by every accepted output (any counts). Cases are
 de-duplicated by (category, input, accepted outputs). A case passes when
-``lenient(normalize(input)) == lenient(expected)`` for one accepted ``expected``,
-where ``lenient`` is exactly, in this order:
+``strict(normalize(input)) == strict(expected)`` for one accepted ``expected``,
+where ``strict`` is exactly, in this order:
 
 1. Unicode NFKC, then lower case;
 2. apostrophes (``'`` and U+2019) deleted ("o'clock" == "oclock");
@@ -29,11 +29,14 @@ where ``lenient`` is exactly, in this order:
    thousand, million, billion, trillion) or a currency word (dollar(s), cent(s),
    pound(s), penny, pence, euro(s), yen, won, yuan, rupee(s)) - "one hundred and
    five" == "one hundred five", "two dollars and five cents" == "two dollars five cents";
-6. the words joined with no space between them: word boundaries are not heard, so spelled
-   letters written spaced or not are the same ("F B I" == "FBI", "P M E S T" == "PM EST").
-   Until 2026-12-07 this step joined only runs of one-letter words, which counted "P M E S T"
-   against NeMo's "PM EST" as a miss; both figures are printed (the older one as
-   "one-letter runs joined").
+6. runs of one-letter words joined ("F B I" == "FBI"): spelled letters written spaced or not
+   are the same. Only the runs: "P M E S T" is not NeMo's "PM EST", "twelves and three
+   sssssss" not "twelves and threesssssss".
+
+The headline figure ("strict") is that comparison. Beside it the script prints a secondary,
+more lenient one ("boundary-free"): step 6 replaced by joining all the words, so no word
+boundary counts ("P M E S T" == "PM EST"). For part of 2026-12-07 the boundary-free figure was
+the headline; it was judged too lenient to call strict, and the headline is strict again.
 
 Cases listed in ``DEVIATIONS`` are ones where NeMo's expected output is a style a
 TTS frontend should not copy; they are printed with the reason and COUNTED AS MISSES
@@ -49,8 +52,8 @@ Google's Kestrel system wrote the spoken side. Accent us. How it is read:
    and ``''`` made ``"`` - since written text has no such spaces;
 2. only sentences with something to normalize count: those whose written and spoken sides
    differ under the comparison below (3,5xx of 7,551; the rest are plain prose);
-3. comparison: ``lenient`` (the NeMo suite's), except that a spoken zero is one word
-   whatever its spelling ("o" - Google's - "oh", "zero": "nineteen o eight" ==
+3. comparison: the NeMo suite's secondary ``boundary_free`` (no word boundary counts), except
+   that a spoken zero is one word whatever its spelling ("o" - Google's - "oh", "zero": "nineteen o eight" ==
    "nineteen oh eight"), and a word of five or more letters that the written text has and
    this frontend kept is not a miss where Google's side respelt it within two letters -
    Google's data makes British spellings American ("centre" -> "center", "favour" ->
@@ -107,8 +110,6 @@ _AND_AFTER = frozenset("hundred thousand million billion trillion dollar dollars
 #       now tests/core/) pins the contradicting reading - quoted as "input -> expected";
 #   (c) NeMo's output is a style a TTS frontend should not copy (or leaves a symbol unread);
 #   (n) not implemented: a sound reading this frontend cannot produce yet.
-_A_SCHEME = ("(a) 'Visit https://www.example.com/docs.' -> 'Visit W W W dot example dot com slash docs.': the "
-             "http(s) scheme before www. is not read")
 _A_SLASH = "(a) 'his/her' -> 'his or her': a slash between two words is 'or'; NeMo says 'slash'"
 _A_SECONDS = ("(a) '10:30:15' -> 'ten thirty and fifteen seconds': a clock time with seconds is a time of day, "
               "not the duration 'N hours N minutes and N seconds'")
@@ -142,12 +143,8 @@ DEVIATIONS = {
     ("time", "01:01:01"): _A_SECONDS,
     ("time", "14:10:30"): _A_SECONDS,
     ("time", "21:51:31"): _A_SECONDS,
-    ("electronic", "http://www.ourdailynews.com.sm"): _A_SCHEME,
-    ("electronic", "https://www.ourdailynews.com.sm"): _A_SCHEME,
-    ("electronic", "https://www.nvidia.com/dgx-basepod"): _A_SCHEME,
-    ("electronic", "https://www.nvidia.com/dgx-basepod.sm/3"): _A_SCHEME,
-    ("electronic", "https://www.nvidia.com/dgx-basepod/"): _A_SCHEME + "; a trailing slash is not read",
-    ("electronic", "http://www.nvidia.com/rtx-6000"): _A_SCHEME + " (the path's 6000 is 'six thousand' as NeMo says)",
+    ("electronic", "https://www.nvidia.com/dgx-basepod/"): ("(a) 'localhost:80/' -> 'localhost colon eighty': a "
+                                                            "trailing slash ends the address and is not read"),
     ("electronic", "upgrade/update"): _A_SLASH,
     ("electronic", "upgrade / update"): _A_SLASH,
     ("electronic", "upgrade/update/downgrade"): _A_SLASH,
@@ -204,13 +201,14 @@ KEPT_BY_DECISION = frozenset([
 assert KEPT_BY_DECISION <= DEVIATIONS.keys()
 
 
-def lenient(s: str) -> str:
-    """The comparison of ``--suite nemo`` (see the module docstring)."""
-    return lenient_runs(s).replace(" ", "")
+def boundary_free(s: str) -> str:
+    """``--suite nemo``'s secondary comparison: :func:`strict` with every word boundary dropped."""
+    return strict(s).replace(" ", "")
 
 
-def lenient_runs(s: str) -> str:
-    """The comparison up to 2026-12-07: steps 1-5, then only runs of one-letter words joined."""
+def strict(s: str) -> str:
+    """``--suite nemo``'s headline comparison (module docstring): steps 1-5, then runs of
+    one-letter words joined."""
     s = unicodedata.normalize("NFKC", s).lower().replace("'", "").replace("\u2019", "")
     s = re.sub(r"[^\w\s]|_", " ", s)
     words = []
@@ -265,27 +263,30 @@ def nemo_cases(data_dir: str = NEMO_DIR) -> list[tuple[str, str, tuple[str, ...]
 def run_nemo(accent: str, show_misses: bool) -> float:
     cases = nemo_cases()
     per_cat: dict[str, list[int]] = {}
-    misses = []
-    old_ok = 0
+    misses, boundary_only = [], []
+    free_ok = 0
     t0 = time.perf_counter()
     for cat, inp, expected in cases:
         got = normalize(inp, accent=accent)
-        ok = (cat, inp) not in DEVIATIONS and lenient(got) in {lenient(e) for e in expected}
-        old_ok += (cat, inp) not in DEVIATIONS and lenient_runs(got) in {lenient_runs(e) for e in expected}
+        ok = (cat, inp) not in DEVIATIONS and strict(got) in {strict(e) for e in expected}
+        free = (cat, inp) not in DEVIATIONS and boundary_free(got) in {boundary_free(e) for e in expected}
+        free_ok += free
+        if free and not ok:
+            boundary_only.append((cat, inp, got, expected))
         stats = per_cat.setdefault(cat, [0, 0])
         stats[0] += ok
         stats[1] += 1
         if not ok:
             misses.append((cat, inp, got, expected))
     dt = time.perf_counter() - t0
-    print(f"NeMo English TN cases, accent={accent}, lenient comparison (see docstring)")
+    print(f"NeMo English TN cases, accent={accent}, strict comparison (see docstring)")
     print(f"{'category':<28}{'pass':>6}{'cases':>7}{'accuracy':>10}")
     for cat, (ok, n) in sorted(per_cat.items()):
         print(f"{cat:<28}{ok:>6}{n:>7}{ok / n:>10.1%}")
     total_ok = sum(v[0] for v in per_cat.values())
-    print(f"{'TOTAL':<28}{total_ok:>6}{len(cases):>7}{total_ok / len(cases):>10.1%}")
-    print(f"(the comparison before 2026-12-07, one-letter runs joined: {old_ok}/{len(cases)} = "
-          f"{old_ok / len(cases):.1%})")
+    print(f"{'TOTAL (strict)':<28}{total_ok:>6}{len(cases):>7}{total_ok / len(cases):>10.1%}")
+    print(f"(secondary, boundary-free - no word boundary counts: {free_ok}/{len(cases)} = "
+          f"{free_ok / len(cases):.1%})")
     print(f"{len(cases) / dt:,.0f} cases/s ({dt:.2f} s)")
     print(f"\ndocumented deviations ({len(DEVIATIONS)}, counted as misses; (a) pinned by a pre-existing test, "
           f"(c) a style not to copy, (n) not implemented; {len(KEPT_BY_DECISION)} of them kept by #34's decision, "
@@ -296,10 +297,17 @@ def run_nemo(accent: str, show_misses: bool) -> float:
         for (cat, inp), why in rows:
             kept = " [kept by #34's decision]" if (cat, inp) in KEPT_BY_DECISION else ""
             print(f"  [{cat}] {inp[:70]!r}:{kept} {why[4:]}")
+    # Misses outside DEVIATIONS that only the secondary comparison passes: listed with that reason
+    # every time, so no miss goes unexplained (other misses show with --show-misses).
+    print(f"\nmisses that differ from NeMo only in word boundaries ({len(boundary_only)}; they pass the "
+          f"boundary-free comparison: the same sounds, the words split elsewhere, e.g. spelled letters "
+          f"written spaced, 'P M E S T' for NeMo's 'PM EST'):")
+    for cat, inp, got, expected in boundary_only:
+        print(f"  [{cat}] {inp[:70]!r}: got {got!r}, NeMo {expected[0]!r}")
     if show_misses:
         print("\nmisses:")
         for cat, inp, got, expected in misses:
-            if (cat, inp) in DEVIATIONS:
+            if (cat, inp) in DEVIATIONS or (cat, inp, got, expected) in boundary_only:
                 continue
             print(f"  [{cat}] {inp!r}\n      got {got!r}\n      exp {expected[0]!r}")
     return total_ok / len(cases)
@@ -318,7 +326,7 @@ def detokenize(s: str) -> str:
 
 
 def _google_words(s: str) -> list[str]:
-    return [_ZEROS.get(w, w) for w in lenient_runs(s).split()]
+    return [_ZEROS.get(w, w) for w in strict(s).split()]
 
 
 def _close(a: str, b: str) -> bool:
@@ -418,7 +426,8 @@ def run_google(show_misses: bool) -> float:
 # 16,384 characters); quadratic backtracking would give x16.
 LONG_INPUTS = {"digits": "1", "spaces": " ", "stars": "* ", "slash codes": "1/", "hyphen codes": "1-", "dotted": "1.",
                "numerals": "X", "regnal": "Sam II ", "hashtags": "#a", "mentions": "@a", "e-mail name": "a",
-               "titles": "dr. ", "No": "No 1 ", "states": "Austin, TX ", "day ranges": "5-7 June ", "e": "1e"}
+               "titles": "dr. ", "No": "No 1 ", "states": "Austin, TX ", "day ranges": "5-7 June ", "e": "1e",
+               "upper-case www": "WWW."}
 
 
 def run_long(accent: str) -> None:

@@ -2,9 +2,9 @@
 SSN-like serials, IPv4 addresses and codes after a cue ("card ending in 8876").
 
 Addresses are read the way people dictate them ("example dot com slash docs"). A
-scheme is read ("H T T P S colon slash slash developer dot ...", "file colon slash
-slash slash") except an http(s) scheme before "www.", which already says the address
-is a web page ("https://www.example.com" -> "W W W dot example dot com"). File
+written scheme is read, before "www." too ("H T T P S colon slash slash W W W dot
+example dot com", "file colon slash slash slash"): it is part of what was written and a
+listener copying the address down needs it (http and https differ). File
 extensions with a spoken name are read by it ("image.jpg" -> "image dot jpeg");
 digit strings digit by digit with a comma (a pause) between the written groups.
 """
@@ -17,18 +17,18 @@ from .words import split_words
 
 # URLs and e-mail addresses: read the way people dictate them ("example dot com slash docs").
 _EMAIL_RE = re.compile(r"(?<![\w.])[A-Za-z0-9][\w.+&-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\s<>\"]*)?")
-_URL_RE = re.compile(r"\b(?:https?://|ftp://|file:///?|www\.)[^\s<>\"]+"
+# A scheme and "www." in any case ("HTTPS://WWW.BBC.CO.UK"): RFC 3986 makes schemes and hosts case-insensitive.
+_URL_RE = re.compile(r"\b(?i:https?://|ftp://|file:///?|www\.)[^\s<>\"]+"
                      r"|\b(?:localhost|[a-z][\w-]*(?:\.[a-z][\w-]*)+):\d{2,5}\b(?:/[^\s<>\"]*)?|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
                      r"\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b(?:/[^\s<>\"]*)?")
 _URL_SYMBOLS = {".": " dot ", "/": " slash ", "-": " dash ", "_": " underscore ", "@": " at ", ":": " colon ",
                 "?": " question mark ", "=": " equals ", "&": " ampersand ", "#": " hash ", "+": " plus ", "~": " tilde ",
                 "%": " percent "}
-_URL_HINT_RE = re.compile(r":/|www\.|localhost|[a-z]:\d|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
+_URL_HINT_RE = re.compile(r":/|(?i:www)\.|localhost|[a-z]:\d|\.(?:com|org|net|edu|gov|io|ai|co|uk|us|de|fr|info|dev|app)\b")
 _URL_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+|.")
 _SPELLED = frozenset(("www", "http", "https", "ftp"))
 # Extensions said by another name than their letters.
 EXTENSIONS = {"jpg": "jpeg"}
-_WWW_SCHEME_RE = re.compile(r"^(?:https?|ftp)://(?=www\.)", re.I)
 # "test.abc", "readme.md": a lower-case name and extension with no space is read as written.
 _BARE_DOMAIN_RE = re.compile(r"(?<![\w.@/'])[a-z][a-z0-9-]*[a-z0-9]\.[a-z]{2,6}(?![\w.]|\.\w)")
 # Digits after these cues are a code, read digit by digit ("card ending in 8876", "your PIN is 4921").
@@ -126,7 +126,6 @@ def _read_url(s: str, accent: str) -> str:
     while s and s[-1] in ".,;:!?)":  # sentence punctuation after the address is not part of it
         trail = s[-1] + trail
         s = s[:-1]
-    s = _WWW_SCHEME_RE.sub("", s)
     if s.endswith("/"):
         s = s[:-1]
     scheme = s.find("://")

@@ -26,7 +26,8 @@ FAMILIES = {
          "twelve thousand six hundred and thirty-nine twelve thousand six hundred and fortieths"),  # one slash: a fraction
         ("1-8090", "one eight thousand ninety", "one eight thousand and ninety"),  # a code, not a range
         ("1-1000", "one to one thousand", None),  # a round upper bound stays a range
-        ("http://www.nvidia.com/rtx-6000", "W W W dot nvidia dot com slash rtx dash six thousand", None),
+        ("http://www.nvidia.com/rtx-6000", "H T T P colon slash slash W W W dot nvidia dot com slash rtx dash six "
+         "thousand", None),
         ("sdf@gmail.com/123-sm", "sdf at gmail dot com slash one two three dash sm", None),  # a code: digits
         ("enterpriseservices@nvidia.com", "enterprise services at nvidia dot com", None),
         ("rtxprohelp@exchange.nvidia.com", "R T X pro help at exchange dot nvidia dot com", None),
@@ -182,6 +183,17 @@ FAMILIES = {
         ("http://192.168.0.1:3000/x", "H T T P colon slash slash one nine two dot one six eight dot zero dot one "
          "colon three thousand slash x", "H T T P colon slash slash one nine two dot one six eight dot oh dot one "
          "colon three thousand slash x"),
+    ],
+    "URL schemes (read before www. too, in any case)": [
+        ("Visit https://www.example.com/docs.", "Visit H T T P S colon slash slash W W W dot example dot com slash "
+         "docs.", None),
+        ("(http://www.a.org)", "(H T T P colon slash slash W W W dot a dot org)", None),
+        ("ftp://www.gnu.org/pub/", "F T P colon slash slash W W W dot gnu dot org slash pub", None),
+        ("see www.example.com.", "see W W W dot example dot com.", None),  # no scheme written: none read
+        ("go to HTTPS://WWW.EXAMPLE.COM now", "go to H T T P S colon slash slash W W W dot EXAMPLE dot COM now",
+         None),
+        ("Http://Www.Example.com/A", "H T T P colon slash slash W W W dot Example dot com slash A", None),
+        ("see WWW.EXAMPLE.COM.", "see W W W dot EXAMPLE dot COM.", None),
     ],
     "codes with hyphens": [
         ("call ext. 12-34", "call extension one two, three four", None),

@@ -163,8 +163,8 @@ RULES = {
         ("api.example.org:443/v1", "api dot example dot org colon four forty-three slash v one", None),
         ("see test.abc", "see test dot abc", None),
         ("https://developer.nvidia.com/cv-cuda", "H T T P S colon slash slash developer dot nvidia dot com slash cv "
-         "dash cuda", None),  # the scheme is read unless www. follows
-        ("http://www.example.com/a", "W W W dot example dot com slash a", None),
+         "dash cuda", None),
+        ("http://www.example.com/a", "H T T P colon slash slash W W W dot example dot com slash a", None),  # #34: before www. too
         ("file:///photos/image.jpg", "file colon slash slash slash photos slash image dot jpeg", None),
         ("see image.jpg", "see image dot jpeg", None),
     ],
