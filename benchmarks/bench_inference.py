@@ -149,6 +149,46 @@ def serve_rows(tts: OptimumTTS, clients: list[int], per_client: int, max_batch: 
     return rows
 
 
+def snac_batch_rows(codec, streams: list[int], frames: int) -> list[dict]:
+    """The vLLM backend's SNAC worker (:class:`helpers.infer.vllm_backend.SnacWorker`) decoding N streams
+    of ``frames`` frames each, frames interleaved as vLLM emits them, when the worker is behind
+    (everything waiting at once): streams per SNAC call and decode seconds, beside the same streams
+    decoded one by one (each stream's calls alone, as a worker that keeps up does)."""
+    from types import SimpleNamespace
+
+    from helpers.infer.serve_engine import StreamRoute
+    from helpers.infer.snac_decode import FrameDecoder
+    from helpers.infer.vllm_backend import SnacWorker
+    from helpers.tokens import TokenLayout
+
+    lay = TokenLayout(1000)
+    eng = SimpleNamespace(tts=SimpleNamespace(layout=lay, sample_rate=codec.sample_rate, frame_decoder=FrameDecoder(codec)),
+                          crossfade_ms=40.0, chunk_frames=4, first_chunk_frames=2)
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in streams:
+        toks = [lay.codes_to_tokens([rng.integers(0, 4096, frames * k) for k in (1, 2, 4)]) for _ in range(n)]
+        frame_lists = [[tuple(t[i:i + FRAME_SIZE]) for i in range(0, len(t), FRAME_SIZE)] for t in toks]
+        job = lambda: SimpleNamespace(cancelled=__import__("threading").Event(), on_piece=lambda p: None)  # noqa: E731
+        t0 = time.perf_counter()
+        for fl in frame_lists:
+            r = StreamRoute(eng, job(), 1)
+            for f in fl + [None]:
+                r.add(0, f)
+        alone_s = time.perf_counter() - t0
+        routes = [StreamRoute(eng, job(), 1) for _ in range(n)]
+        items = [(routes[s], 0, f) for i in range(frames + 1) for s in range(n)
+                 for f in [frame_lists[s][i] if i < frames else None]]
+        worker = SnacWorker(codec.device)
+        t0 = time.perf_counter()
+        worker.handle(items)
+        batched_s = time.perf_counter() - t0
+        rows.append(dict(mode="snac_batch", streams=n, frames=frames, decoder_calls=sum(worker.calls),
+                         snac_calls=len(worker.calls), streams_per_call=round(sum(worker.calls) / len(worker.calls), 2),
+                         alone_s=round(alone_s, 3), batched_s=round(batched_s, 3)))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["tiny", "llama-3.2-3b"], default="tiny")
@@ -166,11 +206,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's). On a shared, oversubscribed VM use 1: "
                          "OpenMP threads then wait on each other at every small op of streaming")
+    ap.add_argument("--snac-streams", type=int, nargs="*", default=[],
+                    help="only the vLLM backend's batched SNAC worker: this many streams at once (e.g. 1 4 8)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "inference.jsonl"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.snac_streams:
+        from helpers.codec import SnacCodec
+        from helpers.profiles import RANDOM_SNAC_24KHZ
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for r in snac_batch_rows(SnacCodec.load(RANDOM_SNAC_24KHZ, device=device), args.snac_streams, args.frames):
+                print(json.dumps(dict(r, device=str(device), threads=torch.get_num_threads())), flush=True)
+        return 0
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     modes = args.modes.split(",") if args.modes else (["compiled"] if device.type == "cuda" else ["eager"])
     bad = [m for m in modes if m not in MODES]

@@ -158,7 +158,14 @@ class SpeechJob:
 
 class StreamRoute:
     """Turns one streaming job's frames (its chunks arrive interleaved) into pieces, in order:
-    the same window decoding and crossfades as :meth:`OptimumTTS.stream`."""
+    the same window decoding and crossfades as :meth:`OptimumTTS.stream`.
+
+    ``add`` records a frame and decodes at once. A server decoding many streams on one SNAC
+    worker (the vLLM backend) instead ``record``s frames of several streams, then asks each for
+    its next due decoder call (:meth:`next_job`), runs those together
+    (:func:`helpers.infer.snac_stream.push_batched`) and hands each its audio (:meth:`deliver`):
+    the same calls in the same order, so the same pieces. ``error``: the first failure of this
+    stream (its later frames are ignored)."""
 
     def __init__(self, engine: "SpeechEngine", job: SpeechJob, n_chunks: int):
         from .snac_decode import Joiner, StreamDecoder
@@ -171,34 +178,56 @@ class StreamRoute:
         self.frames: list[list] = [[] for _ in range(n_chunks)]
         self.done = [False] * n_chunks
         self.cur, self.pushed = 0, 0
-        self.started = False
+        self.started = self.flushed = False
+        self.error: BaseException | None = None
 
     def _emit(self, piece):
         if len(piece) and not self.job.cancelled.is_set():
             self.job.on_piece(piece)
 
     def add(self, chunk: int, frame) -> None:
+        self.record(chunk, frame)
+        self._pump()
+
+    def record(self, chunk: int, frame) -> None:
+        """Keep chunk ``chunk``'s next frame (7 tokens), or ``None``: that chunk has ended."""
         if frame is None:
             self.done[chunk] = True
         else:
             self.frames[chunk].append(self.tts.layout.tokens_to_codes(frame))
-        self._pump()
 
     def _pump(self):
+        while (job := self.next_job()) is not None:
+            self.deliver(job.run())
+
+    def next_job(self):
+        """Emit what needs no SNAC call; return this stream's next due decoder call
+        (:class:`~helpers.infer.snac_stream.SnacPush`), or None while it waits for frames. Its audio
+        goes to :meth:`deliver` before the next call (one stream's calls depend on each other)."""
         while self.cur < len(self.frames):
             if not self.started:
                 self._emit(self.joiner.start_piece())
                 self.started = True
             sd, frames = self.decoders[self.cur], self.frames[self.cur]
             while self.pushed < len(frames):
-                self._emit(self.joiner.add(sd.push(frames[self.pushed])))
                 self.pushed += 1
+                job = sd.take(frames[self.pushed - 1])
+                if job is not None:
+                    return job
             if not self.done[self.cur]:
-                return
-            self._emit(self.joiner.add(sd.flush()))
+                return None
+            if not self.flushed:
+                self.flushed = True
+                job = sd.take_flush()
+                if job is not None:
+                    return job
             self._emit(self.joiner.end_piece())
-            self.cur, self.pushed, self.started = self.cur + 1, 0, False
+            self.cur, self.pushed, self.started, self.flushed = self.cur + 1, 0, False, False
         self._emit(self.joiner.finish())
+        return None
+
+    def deliver(self, audio) -> None:
+        self._emit(self.joiner.add(audio))
 
 
 # ----------------------------------------------------------------------------- engine

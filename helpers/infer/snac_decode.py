@@ -31,7 +31,7 @@ import torch
 
 from ..codec import exact_cuda
 from ..tokens import as_codebooks
-from .snac_stream import IncrementalDecoder, supported as _incremental_ok
+from .snac_stream import IncrementalDecoder, SnacPush, supported as _incremental_ok
 
 STREAM_LEFT_CONTEXT = 3  # sliding-window fallback only: frames of left context (measured: 2 -> 3e-4 error, 3 -> 7e-7)
 STREAM_LOOKAHEAD = 3  # frames of right context awaited: ceil(9 latents of reach / 4 latents per frame)
@@ -164,44 +164,54 @@ class StreamDecoder:
         return [np.concatenate(f) if f else np.zeros(0, np.int64) for f in self.frames]
 
     def _push(self, frame_codes) -> np.ndarray:
+        job = self.take(frame_codes)
+        return job.run() if job is not None else np.zeros(0, np.float32)
+
+    def _flush(self) -> np.ndarray:
+        job = self.take_flush()
+        return job.run() if job is not None else np.zeros(0, np.float32)
+
+    def take(self, frame_codes) -> SnacPush | None:
+        """Add one frame; the decoder call now due (:class:`helpers.infer.snac_stream.SnacPush`), or
+        None. ``push`` runs it at once; a server decoding many streams runs the calls of several
+        streams together (:func:`helpers.infer.snac_stream.push_batched`). Run each call before the
+        next ``take``: the incremental decoder's calls depend on each other."""
         for i, c in enumerate(frame_codes):
             self.frames[i].append(np.asarray(c, dtype=np.int64))
         if self.inc is not None:
             pending = len(self.frames[0])
             due = pending >= self.chunk if self.fed else pending >= self.first_chunk + self.ahead
             if not due:
-                return np.zeros(0, np.float32)
-            out = self.inc.push(self._codes())
-            self.fed += pending
-            self.emitted += len(out)  # samples here (frames in the window mode)
-            for f in self.frames:  # the incremental decoder keeps the context it still needs
-                f.clear()
-            return out
+                return None
+            return self._take_pending(final=False)
         n = len(self.frames[0])
         final = n - self.ahead
         need = self.first_chunk if self.emitted == 0 else self.chunk
         if final - self.emitted < need:
-            return np.zeros(0, np.float32)
+            return None
         out = self.dec.decode_window(self._codes(), max(0, self.emitted - self.left), n, self.emitted, final)
         self.emitted = final
-        return out
+        return SnacPush(None, audio=out)
 
-    def _flush(self) -> np.ndarray:
+    def take_flush(self) -> SnacPush | None:
+        """End the clip: the last decoder call (see :meth:`take`), or None when nothing is left."""
         if self.inc is not None:
-            pending = len(self.frames[0])
-            if not (self.fed or pending):
-                return np.zeros(0, np.float32)
-            rest = self.inc.push(self._codes(), final=True)
-            self.fed += pending
-            for f in self.frames:
-                f.clear()
-            return rest
+            if not (self.fed or len(self.frames[0])):
+                return None
+            return self._take_pending(final=True)
         n = len(self.frames[0])
         if n == self.emitted:
-            return np.zeros(0, np.float32)
+            return None
         out = self.dec.decode_window(self._codes(), max(0, self.emitted - self.left), n, self.emitted, n)
         self.emitted = n
-        return out
+        return SnacPush(None, audio=out)
+
+    def _take_pending(self, final: bool) -> SnacPush:
+        job = SnacPush(self.inc, self._codes(), final)
+        self.fed += len(self.frames[0])
+        for f in self.frames:  # the incremental decoder keeps the context it still needs
+            f.clear()
+        return job
 
 
 class Joiner:

@@ -19,6 +19,13 @@ the true ends of the clip, and the same position-indexed noise
 (:class:`helpers.infer.snac_decode.FrameDecoder`'s table): streamed audio equals the full decode
 up to float32 rounding (the tests allow :data:`helpers.infer.snac_decode.STREAM_TOLERANCE`).
 
+Batched across streams (:func:`push_batched`, the vLLM backend's SNAC worker): a layer's state
+*shape* (buffer lengths) depends only on how many frames it has been fed, and stops changing after
+the first few; decoders whose next call has the same plan (every slice, pad and output length equal)
+run as one call with the streams stacked on the batch axis, each row reading its own noise
+positions. Convolutions never mix rows, so each stream gets what it gets decoded alone (equal to
+float rounding: a batch may take another kernel than one row; measured <= 6e-7 on CPU).
+
 Supported: the layer types of the SNAC decoders (weight-normed Conv1d / ConvTranspose1d,
 Snake1d, NoiseBlock, ResidualUnit, Tanh). A decoder with local attention (``LocalMHA``,
 absent from the 24 kHz model) is refused by :func:`supported`; the engine then falls back
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,12 +75,36 @@ def supported(decoder: torch.nn.Module) -> bool:
     return all(type(m).__name__ in known for m in decoder.modules())
 
 
+def _stack(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+
+def _split(ops, name: str, t: torch.Tensor) -> None:
+    """Give row ``i`` of a batched state tensor back to stream ``i``'s op (batch dim kept: (1, C, n))."""
+    for i, o in enumerate(ops):
+        setattr(o, name, t[i:i + 1])
+
+
+# Every op has the same two halves: ``plan(t, final) -> (key, t_out)`` reads only its own counters
+# and buffer lengths (no tensors, no change), and ``run(ops, x, final)`` pushes the stacked input
+# ``x`` (B, C, t) of B streams whose plans are equal through the op, one row per stream, and
+# updates each stream's state. One stream alone is ``run([op], x, final)``: the same code, B = 1.
+# Equal plans mean every slice, pad and output length is the same for all rows, so stacking
+# changes nothing but the batch size of the convolutions (:func:`push_batched`).
 class _Pointwise:
     def __init__(self, fn):
         self.fn = fn
 
-    def push(self, x: torch.Tensor, final: bool) -> torch.Tensor:
-        return self.fn(x) if x.shape[-1] else x
+    def plan(self, t: int, final: bool):
+        return (), t
+
+    @staticmethod
+    def run(ops, x: torch.Tensor, final: bool) -> torch.Tensor:
+        return ops[0].fn(x) if x.shape[-1] else x
+
+
+def _buflen(buf) -> int:
+    return 0 if buf is None else buf.shape[-1]
 
 
 class _Conv:
@@ -86,25 +118,32 @@ class _Conv:
         self.buf: torch.Tensor | None = None  # inputs from absolute index max(0, n_out - p)
         self.n_in = self.n_out = 0
 
-    def push(self, x: torch.Tensor, final: bool) -> torch.Tensor:
-        self.buf = x if self.buf is None else torch.cat([self.buf, x], -1)
-        self.n_in += x.shape[-1]
-        target = self.n_in if final else self.n_in - self.p
+    def plan(self, t: int, final: bool):
+        n_in, blen = self.n_in + t, _buflen(self.buf) + t
+        target = n_in if final else n_in - self.p
         if target <= self.n_out:
-            return x[..., :0].new_zeros(x.shape[0], self.w.shape[0], 0)
+            return (blen, None), 0
         lo = self.n_out - self.p  # first input needed (absolute)
-        seg = self.buf
-        if lo < 0:
-            seg = F.pad(seg, (-lo, 0))
         hi = target - 1 + self.p  # last input needed
-        if hi >= self.n_in:
-            seg = F.pad(seg, (0, hi - self.n_in + 1))
-        seg = seg[..., : (target - self.n_out) + 2 * self.p]
-        y = F.conv1d(seg, self.w, self.b, dilation=self.d, groups=self.g)
-        self.n_out = target
-        keep_from = max(0, self.n_out - self.p)
-        start = self.n_in - self.buf.shape[-1]
-        self.buf = self.buf[..., keep_from - start:]
+        keep = max(0, target - self.p) - (n_in - blen)  # buffer index kept from
+        return (blen, max(0, -lo), max(0, hi - n_in + 1), target - self.n_out + 2 * self.p, keep), target - self.n_out
+
+    @staticmethod
+    def run(ops, x: torch.Tensor, final: bool) -> torch.Tensor:
+        me, t = ops[0], x.shape[-1]
+        (blen, *cut), n = me.plan(t, final)
+        buf = x if blen == t else torch.cat([_stack([o.buf for o in ops]), x], -1)
+        for o in ops:
+            o.n_in += t
+        if cut == [None]:
+            _split(ops, "buf", buf)
+            return x.new_zeros(x.shape[0], me.w.shape[0], 0)
+        padl, padr, seglen, keep = cut
+        seg = F.pad(buf, (padl, padr)) if padl or padr else buf
+        y = F.conv1d(seg[..., :seglen], me.w, me.b, dilation=me.d, groups=me.g)
+        for o in ops:
+            o.n_out += n
+        _split(ops, "buf", buf[..., keep:])
         return y
 
 
@@ -123,52 +162,78 @@ class _ConvT:
     def _first_input(self, o: int) -> int:
         return max(0, math.ceil((o + self.p - self.k + 1) / self.s))
 
-    def push(self, x: torch.Tensor, final: bool) -> torch.Tensor:
-        self.buf = x if self.buf is None else torch.cat([self.buf, x], -1)
-        self.n_in += x.shape[-1]
+    def plan(self, t: int, final: bool):
+        n_in, blen = self.n_in + t, _buflen(self.buf) + t
         if final:
-            target = (self.n_in - 1) * self.s - 2 * self.p + self.k + self.op
+            target = (n_in - 1) * self.s - 2 * self.p + self.k + self.op
         else:
-            target = self.n_in * self.s - self.p
-        if target <= self.n_out or self.n_in == 0:
-            return x.new_zeros(x.shape[0], self.w.shape[1] * self.g, 0)
+            target = n_in * self.s - self.p
+        if target <= self.n_out or n_in == 0:
+            return (blen, final, None), 0
         i0 = self._first_input(self.n_out)
-        seg = self.buf[..., i0 - self.buf_start:]
-        raw = F.conv_transpose1d(seg, self.w, self.b, stride=self.s, groups=self.g,
-                                 output_padding=self.op if final else 0)
         a = self.n_out + self.p - i0 * self.s  # raw index (relative to seg) of output n_out
-        y = raw[..., a: a + (target - self.n_out)]
-        if y.shape[-1] < target - self.n_out:  # final outputs beyond the last kernel tap: bias only
-            y = F.pad(y, (0, target - self.n_out - y.shape[-1]))
-        self.n_out = target
-        keep = self._first_input(self.n_out)
-        self.buf = self.buf[..., max(0, keep - self.buf_start):]
-        self.buf_start = max(self.buf_start, keep)
+        keep = max(0, self._first_input(target) - self.buf_start)
+        return (blen, final, i0 - self.buf_start, a, keep), target - self.n_out
+
+    @staticmethod
+    def run(ops, x: torch.Tensor, final: bool) -> torch.Tensor:
+        me, t = ops[0], x.shape[-1]
+        (blen, _, *cut), n = me.plan(t, final)
+        buf = x if blen == t else torch.cat([_stack([o.buf for o in ops]), x], -1)
+        for o in ops:
+            o.n_in += t
+        if cut == [None]:
+            _split(ops, "buf", buf)
+            return x.new_zeros(x.shape[0], me.w.shape[1] * me.g, 0)
+        seg0, a, keep = cut
+        raw = F.conv_transpose1d(buf[..., seg0:], me.w, me.b, stride=me.s, groups=me.g,
+                                 output_padding=me.op if final else 0)
+        y = raw[..., a: a + n]
+        if y.shape[-1] < n:  # final outputs beyond the last kernel tap: bias only
+            y = F.pad(y, (0, n - y.shape[-1]))
+        for o in ops:
+            o.n_out += n
+            o.buf_start = max(o.buf_start, o._first_input(o.n_out))
+        _split(ops, "buf", buf[..., keep:])
         return y
 
 
 class _Noise:
-    """NoiseBlock with the position-indexed noise of :class:`helpers.infer.snac_decode.FrameDecoder`."""
+    """NoiseBlock with the position-indexed noise of :class:`helpers.infer.snac_decode.FrameDecoder`:
+    each stream (row) reads the noise of its own positions."""
 
     def __init__(self, mod, index: int, noise_fn, weights: dict):
         self.lin, self.index, self.noise_fn, self.pos = _Conv(mod.linear, *weights[mod.linear]), index, noise_fn, 0
 
-    def push(self, x: torch.Tensor, final: bool) -> torch.Tensor:
+    def plan(self, t: int, final: bool):
+        return self.lin.plan(t, True)[0], t
+
+    @staticmethod
+    def run(ops, x: torch.Tensor, final: bool) -> torch.Tensor:
         t = x.shape[-1]
         if not t:
             return x
-        n = self.noise_fn(self.index, self.pos, t).to(device=x.device, dtype=x.dtype)
-        self.pos += t
-        return x + n.view(1, 1, t) * self.lin.push(x, True)
+        n = torch.stack([o.noise_fn(o.index, o.pos, t) for o in ops]).to(device=x.device, dtype=x.dtype)
+        for o in ops:
+            o.pos += t
+        return x + n.view(len(ops), 1, t) * _Conv.run([o.lin for o in ops], x, True)
 
 
 class _Seq:
     def __init__(self, ops):
         self.ops = ops
 
-    def push(self, x: torch.Tensor, final: bool) -> torch.Tensor:
+    def plan(self, t: int, final: bool):
+        keys = []
         for op in self.ops:
-            x = op.push(x, final)
+            k, t = op.plan(t, final)
+            keys.append(k)
+        return tuple(keys), t
+
+    @staticmethod
+    def run(ops, x: torch.Tensor, final: bool) -> torch.Tensor:
+        for j, op in enumerate(ops[0].ops):
+            x = type(op).run([o.ops[j] for o in ops], x, final)
         return x
 
 
@@ -178,13 +243,17 @@ class _Residual:
     def __init__(self, block: _Seq):
         self.block, self.held = block, None
 
-    def push(self, x: torch.Tensor, final: bool) -> torch.Tensor:
-        self.held = x if self.held is None else torch.cat([self.held, x], -1)
-        y = self.block.push(x, final)
+    def plan(self, t: int, final: bool):
+        k, n = self.block.plan(t, final)
+        return (_buflen(self.held) + t, k), n
+
+    @staticmethod
+    def run(ops, x: torch.Tensor, final: bool) -> torch.Tensor:
+        held = x if _buflen(ops[0].held) == 0 else torch.cat([_stack([o.held for o in ops]), x], -1)
+        y = _Seq.run([o.block for o in ops], x, final)
         t = y.shape[-1]
-        out = self.held[..., :t] + y
-        self.held = self.held[..., t:]
-        return out
+        _split(ops, "held", held[..., t:])
+        return held[..., :t] + y
 
 
 _WEIGHTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -233,28 +302,104 @@ class IncrementalDecoder:
     ``codec``: a :class:`helpers.codec.SnacCodec`; ``noise_fn(block, offset, length)``: the
     position-indexed noise (``FrameDecoder._noise``). ``push(codes, final=False)`` with the
     codes of one or more new frames (``[cb1 (n,), cb2 (2n,), cb3 (4n,)]``); ``final=True``
-    (or :meth:`flush`) ends the clip and returns the rest.
+    (or :meth:`flush`) ends the clip and returns the rest. :func:`push_batched` pushes several
+    streams' decoders in one call.
     """
 
     def __init__(self, codec, noise_fn):
         self.codec = codec
-        self.net = _build(codec.model.decoder, noise_fn, [0], _weights(codec.model.decoder))
+        self.weights = _weights(codec.model.decoder)  # shared by decoders of the same codec weights
+        self.net = _build(codec.model.decoder, noise_fn, [0], self.weights)
         self.frames = 0
 
-    @torch.inference_mode()
     def push(self, codes, final: bool = False) -> np.ndarray:
-        q = self.codec.model.quantizer
-        dev = self.codec.device
-        n = int(np.asarray(codes[0]).shape[0]) if codes is not None else 0
-        if n:
-            tensors = [torch.from_numpy(np.ascontiguousarray(c, dtype=np.int64)).to(dev)[None] for c in codes]
-            z = q.from_codes(tensors)
-        else:
-            z = torch.zeros(1, q.quantizers[0].out_proj.weight.shape[0], 0, device=dev)
-        self.frames += n
-        with exact_cuda(dev):
-            y = self.net.push(z, final)
-        return y.reshape(-1).float().cpu().numpy()
+        out = push_batched([SnacPush(self, codes, final)])[0]
+        if isinstance(out, BaseException):
+            raise out
+        return out
 
     def flush(self) -> np.ndarray:
         return self.push(None, final=True)
+
+
+@dataclass
+class SnacPush:
+    """One due call of one stream's decoder: ``dec.push(codes, final)``. ``audio``: set instead of ``dec``
+    when the samples are already decoded (a sliding-window stream); :func:`push_batched` passes them on."""
+
+    dec: IncrementalDecoder | None
+    codes: list | None = None
+    final: bool = False
+    audio: np.ndarray | None = None
+
+    def run(self) -> np.ndarray:
+        return self.audio if self.dec is None else self.dec.push(self.codes, self.final)
+
+
+@torch.inference_mode()
+def _latents(push: SnacPush) -> torch.Tensor:
+    """(1, C, 4n) decoder input of one push; bad codes raise here, for this stream only."""
+    q, dev = push.dec.codec.model.quantizer, push.dec.codec.device
+    codes = push.codes
+    n = int(np.asarray(codes[0]).shape[0]) if codes is not None else 0
+    if not n:
+        return torch.zeros(1, q.quantizers[0].out_proj.weight.shape[0], 0, device=dev)
+    size = q.quantizers[0].codebook_size
+    tensors = []
+    for i, c in enumerate(codes):
+        c = np.ascontiguousarray(c, dtype=np.int64)
+        want = n * q.quantizers[0].stride // q.quantizers[i].stride  # cb1 n, cb2 2n, cb3 4n
+        if c.shape != (want,) or c.min() < 0 or c.max() >= size:
+            raise ValueError(f"codebook {i + 1} of a {n}-frame push: expected {want} codes in 0..{size - 1}, "
+                             f"got shape {c.shape}, range {c.min()}..{c.max()}")
+        tensors.append(torch.from_numpy(c).to(dev)[None])
+    return q.from_codes(tensors)
+
+
+@torch.inference_mode()
+def push_batched(pushes: list, calls: list | None = None) -> list:
+    """Run several streams' due decoder calls (:class:`SnacPush`) with as few SNAC calls as possible.
+
+    Calls whose decoders are in the same state *shape* (:meth:`_Seq.plan`: every layer's buffer
+    length and every slice/pad/output length of this push equal; typically streams past their first
+    few frames pushing the same number of frames) run as one batched pass, one row per stream, each
+    row with its own position-indexed noise. Rows of a convolution do not mix, so each stream gets
+    the audio it gets decoded alone (the tests check it; on CPU it is bit-identical, on other
+    devices a different batch size may pick another kernel: float rounding, within
+    :data:`helpers.infer.snac_decode.STREAM_TOLERANCE`). Returns per push, in order, its samples or
+    the exception that push raised (bad codes fail their own stream only); ``calls`` (a list) gets
+    the number of streams of each SNAC call made. Calls to the same decoder must not share a batch
+    (each depends on the previous one's state): they raise.
+    """
+    out: list = [None] * len(pushes)
+    groups: dict = {}
+    seen = set()
+    for i, p in enumerate(pushes):
+        if p.dec is None:
+            out[i] = p.audio if p.audio is not None else np.zeros(0, np.float32)
+            continue
+        if id(p.dec) in seen:
+            raise ValueError("push_batched: two calls of the same decoder in one batch; run them one after the other")
+        seen.add(id(p.dec))
+        try:
+            z = _latents(p)
+            key = (id(p.dec.weights), p.final, p.dec.net.plan(z.shape[-1], p.final)[0])  # one pass: same weights
+        except Exception as e:  # this stream's codes: its own error
+            out[i] = e
+            continue
+        groups.setdefault(key, []).append((i, p, z))
+    for members in groups.values():
+        decs = [p.dec for _, p, _ in members]
+        dev = decs[0].codec.device
+        try:
+            with exact_cuda(dev):
+                y = type(decs[0].net).run([d.net for d in decs], torch.cat([z for _, _, z in members]), members[0][1].final)
+            y = y.float().cpu().numpy()
+        except Exception as e:  # not a stream's input: a failure of the pass itself ends all its streams
+            y = e
+        if calls is not None:
+            calls.append(len(members))
+        for row, (i, p, z) in enumerate(members):
+            p.dec.frames += int(np.asarray(p.codes[0]).shape[0]) if p.codes is not None else 0
+            out[i] = y if isinstance(y, BaseException) else y[row].reshape(-1)
+    return out

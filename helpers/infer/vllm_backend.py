@@ -23,8 +23,10 @@ TTS engine lives here:
   every request is its own vLLM request, so a new request joins the running batch at the
   next step (continuous batching) instead of waiting for a batch to finish. Frames are
   assembled incrementally from vLLM's DELTA outputs (:class:`FrameAssembler`) and go to one
-  SNAC worker thread on the codec's device, which decodes streaming requests with the same
-  incremental decoder and crossfades as the HF engine and whole requests when they finish.
+  SNAC worker thread on the codec's device (:class:`SnacWorker`), which decodes all streams
+  together: the due decoder calls of streams in the same decoder state run as one batched SNAC
+  call, each stream getting the audio (and pieces) it gets decoded alone, with the HF engine's
+  incremental decoder and crossfades; whole requests are decoded when they finish.
   ``max_model_len`` comes from the length guard (:func:`max_model_len_for`); ``start()`` runs a
   self-test that is also the warm-up request (:meth:`VLLMSpeechEngine.self_test`), and
   :func:`auto_engine` serves with vLLM only when that passes (``--backend auto``).
@@ -56,6 +58,8 @@ from .decode_step import grammar_rows, penalize
 from .generation import FrameGrammar, Generated, LengthGuard, LoopDetector, SamplingConfig
 from .voices import MAX_REFERENCE_S
 from .serve_engine import QueueFullError, SpeechEngine, StreamRoute, read_model_info
+from .snac_decode import side_stream
+from .snac_stream import push_batched
 
 GRAMMAR_ARG = "optimum_tts"  # key of SamplingParams.extra_args that turns the frame grammar on for a request
 
@@ -368,6 +372,97 @@ def max_model_len_for(tts, text_tokens: int = 1024) -> int:
     return min(need, int(limit)) if limit else need
 
 
+# ----------------------------------------------------------------------------- the SNAC worker
+class SnacWorker:
+    """The one SNAC thread of the vLLM backend, decoding all streams together.
+
+    The event loop puts work on :attr:`q` in arrival order: ``(route, chunk, frame)`` (a streamed
+    frame, or ``None``: that chunk ended; ``route`` a :class:`StreamRoute`) or ``(fn,)`` (anything
+    else: a whole request's decode, a job's ``on_done``). The worker takes everything waiting at
+    once (the longer SNAC takes, the more streams wait together), records the frames, then in
+    rounds asks every stream with news for its next due decoder call and runs the round's calls
+    with :func:`~helpers.infer.snac_stream.push_batched`: streams whose decoders are in the same
+    state share one batched SNAC call. Each stream gets the same calls in the same order as
+    decoded alone, so the same audio (``tests/infer/test_snac_batch.py``).
+
+    Ordering: a ``(fn,)`` item runs only after every frame queued before it is decoded, so a job's
+    ``on_done`` follows its last piece. Isolation: a stream whose frame or decode fails keeps the
+    error in ``route.error`` (its ``on_done`` reports it) and is not decoded further; a cancelled
+    stream is skipped; the other streams in the batch go on. ``calls``: streams per SNAC call made.
+    """
+
+    def __init__(self, device="cpu"):
+        self.q: queue.Queue = queue.Queue()
+        self.device = device
+        self.calls: list[int] = []
+
+    def run(self) -> None:
+        """The thread's loop, until a ``None`` item."""
+        while True:
+            items = [self.q.get()]
+            while True:
+                try:
+                    items.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if not self.handle(items):
+                    return
+
+    def handle(self, items: list) -> bool:
+        """Process ``items`` in order (see the class doc); False after a ``None`` (stop)."""
+        news: dict = {}  # routes with new frames, in arrival order (insertion-ordered set)
+        for item in items:
+            if item is not None and len(item) == 3:
+                route, chunk, frame = item
+                if route.error is None:
+                    try:
+                        route.record(chunk, frame)
+                    except Exception as e:  # an unparsable frame ends its stream only
+                        route.error = e
+                news[route] = None
+                continue
+            self.decode(list(news))
+            news.clear()
+            if item is None:
+                return False
+            try:
+                item[0]()
+            except Exception as e:  # a failure ends that request, not the worker
+                warnings.warn(f"SNAC worker: {type(e).__name__}: {e}", stacklevel=1)
+        self.decode(list(news))
+        return True
+
+    def decode(self, routes: list) -> None:
+        """Decode everything now due of ``routes``: one round per call depth, each round batched."""
+        while routes:
+            jobs = []
+            for r in routes:
+                if r.error is not None or r.job.cancelled.is_set():
+                    continue  # a failed or cancelled stream: nothing more to decode for it
+                try:
+                    job = r.next_job()
+                except Exception as e:
+                    r.error = e
+                    continue
+                if job is not None:
+                    jobs.append((r, job))
+            if not jobs:
+                return
+            with side_stream(self.device):
+                outs = push_batched([j for _, j in jobs], self.calls)
+            for (r, _), out in zip(jobs, outs):
+                if isinstance(out, BaseException):
+                    r.error = out
+                    continue
+                try:
+                    r.deliver(out)
+                except Exception as e:
+                    r.error = e
+            routes = [r for r, _ in jobs]
+
+
 # ----------------------------------------------------------------------------- the engine
 class _NoLLM(torch.nn.Module):
     """Stands in for the HF model inside :class:`OptimumTTS` when vLLM holds the weights: the
@@ -423,7 +518,8 @@ class VLLMSpeechEngine(SpeechEngine):
         self._llm = None
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._decode_q: queue.Queue = queue.Queue()
+        self.snac = SnacWorker(tts.codec.device)  # one thread decodes every stream, batched
+        self._decode_q = self.snac.q
         self._decoder_thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -439,7 +535,7 @@ class VLLMSpeechEngine(SpeechEngine):
         self._ready.clear()
         self._thread = threading.Thread(target=self._run_loop, name="optimumllm-vllm-loop", daemon=True)
         self._thread.start()
-        self._decoder_thread = threading.Thread(target=self._decode_worker, name="optimumllm-snac", daemon=True)
+        self._decoder_thread = threading.Thread(target=self.snac.run, name="optimumllm-snac", daemon=True)
         self._decoder_thread.start()
         if not self._ready.wait(600):
             raise RuntimeError("vLLM did not start within 600 s")
@@ -543,7 +639,9 @@ class VLLMSpeechEngine(SpeechEngine):
             route = StreamRoute(self, job, len(plan)) if job.stream else None
             self.batches.append(1)
             results = await asyncio.gather(*(self._run_chunk(job, k, c, route) for k, c in enumerate(plan)))
-            if job.stream or job.cancelled.is_set():
+            if job.stream:  # after the stream's last piece (SnacWorker keeps the order); its error if it failed
+                self._decode_q.put((lambda: job.on_done(None, route.error),))
+            elif job.cancelled.is_set():
                 self._decode_q.put((lambda: job.on_done(None, None),))
             else:
                 self._decode_q.put((lambda: job.on_done(self._assemble(results), None),))
@@ -571,7 +669,7 @@ class VLLMSpeechEngine(SpeechEngine):
             for f in got:
                 frames.append(f)
                 if route is not None:
-                    self._decode_q.put((route.add, k, f))
+                    self._decode_q.put((route, k, f))
                 if detector is not None and detector.add(f) is not None:
                     reason = "loop"
                     break
@@ -585,25 +683,11 @@ class VLLMSpeechEngine(SpeechEngine):
                 reason = reason or ("length" if len(frames) >= chunk["max_frames"] else "end")
                 break
         if route is not None:
-            self._decode_q.put((route.add, k, None))
+            self._decode_q.put((route, k, None))
         arr = np.asarray([t for f in frames for t in f], dtype=np.int64)
         return Generated(tokens=arr, codes=lay.tokens_to_codes(arr, on_error="raise"), stop_reason=reason,
                              max_frames=chunk["max_frames"], prompt_tokens=len(chunk["prompt"]), loop=None,
                              seconds=time.perf_counter() - job.queued_at)
-
-    def _decode_worker(self):
-        """The SNAC worker: stream windows and whole decodes, in arrival order, on the codec's device."""
-        while True:
-            item = self._decode_q.get()
-            if item is None:
-                return
-            fn, *args = item
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fn(*args)
-            except Exception as e:  # a decode failure ends that request, not the worker
-                warnings.warn(f"SNAC worker: {type(e).__name__}: {e}", stacklevel=1)
 
     def run_batch(self, batch) -> None:  # the HF engine's entry point: not used on vLLM
         raise NotImplementedError("VLLMSpeechEngine schedules requests through vLLM (submit)")
@@ -653,4 +737,4 @@ def auto_engine(load_vllm, load_hf, *, device=None, cuda_only: bool = True) -> S
 
 __all__ = ["GRAMMAR_ARG", "HAVE_VLLM", "FrameGrammarLogitsProcessor", "grammar_args", "sampling_params",
            "engine_kwargs", "frames_of", "FrameAssembler", "check_self_test", "max_model_len_for", "auto_engine",
-           "load_tts_without_llm", "VLLMSpeechEngine", "load_vllm_engine"]
+           "load_tts_without_llm", "VLLMSpeechEngine", "load_vllm_engine", "SnacWorker"]

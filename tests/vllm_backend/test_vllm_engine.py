@@ -110,3 +110,33 @@ def test_queue_bound_answers_503(engine):
             engine.submit(j)
     for j in jobs:
         j.cancelled.set()
+
+
+def test_streams_share_snac_calls(engine):
+    """Four streaming requests whose frames wait together for the SNAC worker (held busy until vLLM has
+    generated all of them, as when SNAC falls behind): the worker decodes them in shared, batched SNAC
+    calls (counted: fewer calls than decoder calls, four streams in one), and each stream's pieces still
+    join to its whole-request audio."""
+    gate, n = threading.Event(), 4
+    calls0 = len(engine.snac.calls)
+    engine._decode_q.put((lambda: gate.wait(300),))  # the worker is busy: frames queue up behind this
+    pieces, errors, dones = [[] for _ in range(n)], [], threading.Semaphore(0)
+    for i in range(n):
+        job = _job(engine, seed=40 + i, stream=True)
+        job.on_piece = pieces[i].append
+        job.on_done = lambda a, e: (errors.append(e) if e else None, dones.release())
+        engine.submit(job)
+    t0 = time.perf_counter()
+    while engine._in_flight and time.perf_counter() - t0 < 300:  # vLLM has generated every frame
+        time.sleep(0.05)
+    assert engine._in_flight == 0
+    gate.set()
+    for _ in range(n):
+        assert dones.acquire(timeout=300)
+    assert not errors
+    calls = engine.snac.calls[calls0:]
+    assert len(calls) < sum(calls) and max(calls) == n, calls
+    for i in range(n):
+        whole = engine.synthesize(_job(engine, seed=40 + i), timeout=120)
+        streamed = np.concatenate(pieces[i])
+        assert len(streamed) == len(whole) and np.max(np.abs(streamed - whole)) < 1e-4, i
