@@ -30,6 +30,9 @@ Faults, at the system-call level of this process (:meth:`SimDrive.install` wraps
 * ``local_full``: writes into the mount's cache fail with ENOSPC.
 * :meth:`start_uploads`: a thread delivers pending files at ``rate`` bytes per real second while the
   code runs (training included), not only inside its sleeps.
+* ``slow_polls``: slow uploads on the simulated clock: the next that many polls deliver nothing.
+* ``on_call(rel, read, write)``: called before every call of the code on the mount (the soak's
+  injector counts them and strikes at a chosen one: it may raise, or set a fault above).
 """
 from __future__ import annotations
 
@@ -72,6 +75,8 @@ class SimDrive:
         self.rng = random.Random(seed)
         self.uploads_per_sleep = 1  # pending files that reach Drive per poll of a waiting caller
         self.on_event = None  # f(kind, detail): the tests raise VmDeath from it to kill at a given step
+        self.on_call = None  # f(rel, read, write) before each call of the code on the mount (see the docstring)
+        self.slow_polls = 0  # the next polls that deliver nothing (slow uploads)
         self.events: list[tuple[str, str]] = []
         self.now = 0.0  # simulated seconds: advanced only by sleep()
         # faults (see the module docstring)
@@ -119,6 +124,7 @@ class SimDrive:
         remote = sum(p.stat().st_size for p in _files(self.remote).values())
         if self.quota_bytes is not None and remote + size > self.quota_bytes:
             self.refused.append(f"quota {rel}")
+            self.event("refused", rel)
             return True
         if self.daily_cap_bytes is not None and self.uploaded_bytes + size > self.daily_cap_bytes:
             self.refused.append(f"daily cap {rel}")
@@ -160,6 +166,12 @@ class SimDrive:
     def sleep(self, seconds: float) -> None:
         """Time passes for a waiting caller: a few pending files reach Drive (random order)."""
         self.now += seconds
+        if self.slow_polls > 0:
+            self.slow_polls -= 1
+            with self.bypass():
+                if self._pending_fast():
+                    self.event("slow", "")  # an upload that would have landed now is held back
+            return
         todo = self.pending()
         self.rng.shuffle(todo)
         for rel in todo[: self.uploads_per_sleep]:
@@ -262,6 +274,8 @@ class SimDrive:
         rel = self._rel_of(path)
         if rel is None:
             return
+        if self.on_call is not None:
+            self.on_call(rel, read, write)
         if self.dead or self.blips > 0:
             if self.blips > 0:
                 self.blips -= 1
@@ -315,6 +329,7 @@ class SimDrive:
                 used = sum(p.stat().st_size for p in _files(sim.remote).values())
                 used = max(used, sum(p.stat().st_size for p in _files(sim.mount).values()))
             free = max(0, sim.quota_bytes - used) // st.f_frsize
+            sim.event("quota", os.fspath(path))  # the code was told how little space is left
             return os.statvfs_result((st.f_bsize, st.f_frsize, sim.quota_bytes // st.f_frsize, free, free,
                                       st.f_files, st.f_ffree, st.f_favail, st.f_flag, st.f_namemax))
 

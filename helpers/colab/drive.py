@@ -50,6 +50,7 @@ class InsufficientSpace(OSError):
 
     def __init__(self, what: str, path: Path, need: int, free: int, on_drive: bool = False):
         self.what, self.path, self.need, self.free = what, Path(path), int(need), int(free)
+        self.on_drive = bool(on_drive) or str(path).startswith("/content/drive")
         super().__init__(errno.ENOSPC,
                          f"not enough space for {what} in {path}: needs {need / GB:.2f} GB, "
                          f"{free / GB:.2f} GB free (short by {(need - free) / GB:.2f} GB). Free space there "
@@ -145,6 +146,32 @@ def fault_kind(e: BaseException, *, local: bool = False) -> str | None:
     if "uploadLimitExceeded" in text or "dailyLimitExceeded" in text:
         return "daily_cap"
     return None
+
+
+def names_storage_faults(what: str):
+    """Decorator: an EIO / ENOTCONN / ESTALE on the mount leaving the function (a listing at resume,
+    a size at retention, a marker's copy), or too little room on Drive, becomes a :class:`StorageFault`
+    naming the path, the errno and the remedy, instead of a bare ``OSError`` traceback. Other errors
+    (the VM's own disk included) pass unchanged."""
+    import functools
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapped(*a, **k):
+            try:
+                return fn(*a, **k)
+            except StorageFault:
+                raise
+            except (OSError, shutil.Error) as e:
+                kind = fault_kind(e)
+                if isinstance(e, InsufficientSpace) and e.on_drive:
+                    kind = "quota"  # checked before the write: Drive's quota (statvfs on the mount), not the VM's disk
+                elif kind not in ("dead_mount", "io_error"):
+                    raise
+                raise StorageFault(kind, f"{what} failed: {e}", path=getattr(e, "filename", None),
+                                   errno_=os_error_errno(e)) from e
+        return wrapped
+    return deco
 
 
 def _existing(path: Path) -> Path:

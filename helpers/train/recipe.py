@@ -285,6 +285,7 @@ class StageRecipe(StageStorage):
         self._is_setup = False
 
     # ------------------------------------------------------------------ setup
+    @drive.names_storage_faults("setting up the stage (lease, resume)")
     def setup(self) -> "StageRecipe":
         """Data, optimizer, schedule; resume from the newest complete checkpoint if any."""
         cfg = self.cfg
@@ -491,6 +492,7 @@ class StageRecipe(StageStorage):
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return torch.autocast(device_type=self.device.type, enabled=False)
 
+    @drive.names_storage_faults("training")
     def train(self) -> TrainResult:
         """Train to ``total_steps`` (from wherever setup() resumed); checkpoints, logs, evaluates."""
         self._need_setup()
@@ -716,6 +718,7 @@ class StageRecipe(StageStorage):
         return local
 
     # ------------------------------------------------------------------ finish
+    @drive.names_storage_faults("saving the final model")
     def save_final(self) -> Path:
         """Save the trained model + tokenizer to ``<stage>/model`` (atomic, COMPLETE.json)."""
 
@@ -793,6 +796,7 @@ class StageRecipe(StageStorage):
                 f"{left * self.checkpoint_bytes / 1e9:.1f} GB more by the end of stage {self.cfg.stage} "
                 f"(python -m helpers.plan --drive-deletion trash shows the run's figure)")
 
+    @drive.names_storage_faults("cleaning up the stage's checkpoints")
     def cleanup(self) -> None:
         """Free local scratch checkpoints and GPU memory (the checkpoints stay while the final model is not
         confirmed on Drive: they are this VM's copy of the stage)."""

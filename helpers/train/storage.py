@@ -143,7 +143,7 @@ class StageStorage:
         os.replace(marker, held)  # the marker waits outside the folder while the folder is copied
         try:
             require_free_space(target.parent, drive.tree_bytes(local_model), f"stage {self.cfg.stage}'s final model",
-                               reclaimable=drive.tree_bytes(target))
+                               reclaimable=drive.tree_bytes(target), on_drive=self.remover.api is not None)
             copy_into_run(local_model, target)
         finally:
             os.replace(held, marker)

@@ -232,3 +232,28 @@ def test_case7_a_mount_without_drive_ids_is_caught_at_start_and_never_reads_as_a
     logs = []
     found = ckpt.find_resume_path(sim.mount / "ck", log=logs.append, api=api)
     assert found is not None and found.name == ckpt.step_dir_name(3) and "cannot say" in logs[0], logs
+
+
+def test_a_bare_mount_error_leaving_a_stage_step_is_named_with_path_errno_and_remedy(tmp_path):
+    import errno
+    import os
+
+    def raising(e):
+        @drive.names_storage_faults("listing the checkpoints")
+        def f():
+            raise e
+        return f
+
+    where = "/content/drive/MyDrive/run/stage2/checkpoints"
+    with pytest.raises(drive.StorageFault) as got:
+        raising(OSError(errno.EIO, os.strerror(errno.EIO), where))()
+    msg = str(got.value)
+    assert got.value.kind == "io_error" and where in msg and "errno 5 EIO" in msg and "force_remount=True" in msg, msg
+    with pytest.raises(drive.StorageFault) as got:
+        raising(drive.InsufficientSpace("stage 2's final model", tmp_path, 10, 1, on_drive=True))()
+    assert got.value.kind == "quota" and "empty Drive's Trash" in str(got.value)
+    # the VM's own disk, and errors that are no storage faults, pass unchanged
+    with pytest.raises(drive.InsufficientSpace):
+        raising(drive.InsufficientSpace("a checkpoint", tmp_path, 10, 1))()
+    with pytest.raises(FileNotFoundError):
+        raising(FileNotFoundError(errno.ENOENT, "missing", where))()

@@ -23,8 +23,14 @@ def test_colab_offline_without_token_fails_every_check_with_a_reason():
     assert "Traceback" not in r.stdout + r.stderr
     rows = [l for l in r.stdout.splitlines() if "FAILED" in l]
     datasets = sorted({e.dataset for p in PHASES.values() for e in p.entries})
-    expected = ["HF token", "base model meta-llama/Llama-3.2-3B", "Drive"] + \
+    expected = ["HF token", "base model meta-llama/Llama-3.2-3B"] + \
                [f"dataset {d} ({get_spec(d).hub_id}" for d in datasets]
+    # The Drive row reads this machine's mount and free disk (FAILED off Colab without /content/drive/MyDrive,
+    # else by free space): it must say what the check itself says here; both outcomes are pinned below.
+    drive_now = pf.check_drive(pf.as_profile("colab"))
+    drive_rows = [l for l in r.stdout.splitlines() if l.startswith("Drive ")]
+    assert len(drive_rows) == 1 and drive_rows[0].split()[1] == drive_now.status, (drive_now, drive_rows)
+    assert drive_now.found.split("; ")[-1] in drive_rows[0], (drive_now, drive_rows)  # free GB may move meanwhile
     gpu = [l for l in r.stdout.splitlines() if l.startswith("GPU ")]
     assert len(gpu) == 1 and ("FAILED" in gpu[0] or "A100" in gpu[0] or "H100" in gpu[0]), gpu  # CPU here: failed
     for label in expected:
@@ -33,6 +39,20 @@ def test_colab_offline_without_token_fails_every_check_with_a_reason():
         reason = hit[0].split("FAILED", 1)[1].strip()
         assert len(reason) > 20, hit[0]  # a reason and what to do, not an empty cell
     assert "checks passed; " in r.stdout and "failed" in r.stdout
+
+
+def test_drive_check_fails_below_the_modelled_peak_and_passes_above_it_whatever_this_machine_has(
+        tmp_path, monkeypatch):
+    import collections
+
+    prof = pf.as_profile("colab")
+    need_gb = pf.modelled_drive_gb(prof)
+    usage = collections.namedtuple("usage", "total used free")
+    for free_gb, status in ((need_gb - 1, pf.FAILED), (need_gb + 1, pf.OK)):
+        monkeypatch.setattr(pf.shutil, "disk_usage", lambda p, f=free_gb: usage(10**13, 0, int(f * pf.GB)))
+        c = pf.check_drive(prof, runs_root=str(tmp_path / "runs"))
+        assert c.status == status and f"the run needs ~{need_gb:g} GB" in c.found and str(tmp_path) in c.found, c
+        assert (c.status == pf.OK) or "free 1 GB more" in c.todo, c
 
 
 def test_tiny_passes_offline():

@@ -427,12 +427,13 @@ def test_disk_full_during_the_local_write_is_named_as_such(world, tmp_path, monk
 
 
 # ----------------------------------------------------------------------------- soak
-SOAK_FAULTS = 12  # injections that strike: what runs in ~2-3 min of one CPU core (the issue asks for 200)
+SOAK_INJECTIONS = 200  # what the issue asks for: every one of them fires (counted below)
+SOAK_KINDS = ("kill", "dead_mount", "eio", "quota", "slow_upload")
 
 
 @pytest.fixture(scope="module")
 def straight_chain(world, tmp_path_factory):
-    """Stages 2 -> 3 -> 4 uninterrupted on a plain disk: each stage's final weights."""
+    """Stages 2 -> 3 -> 4 uninterrupted on a plain disk: each stage's final weights (stage 4's: the final model)."""
     d = tmp_path_factory.mktemp("chain")
     out, init = {}, None
     for stage in (2, 3, 4):
@@ -444,78 +445,134 @@ def straight_chain(world, tmp_path_factory):
     return out
 
 
-def test_soak_random_faults_across_stages_2_3_4_end_with_the_weights_of_an_uninterrupted_run(
+class _Injector:
+    """Strikes at chosen calls of the code on the mount (``SimDrive.on_call``): the save, the copy into
+    the run directory, the confirmation polls, retention, the lease, the resume's reads, the next
+    stage's load. ``plan``: sorted ``[(call number, kind, arg)]``; ``fired``: the kinds that struck.
+
+    What "fired" means, kind by kind (an injection that never bit is not counted):
+    kill: VmDeath raised out of that call; dead_mount: that call and all after it raise ENOTCONN
+    until remounted; eio: that call raises EIO; quota: Drive's quota set to half a checkpoint above
+    what it holds, fired once the code is told (statvfs) or an upload is refused; slow_upload: the
+    next ``arg`` polls deliver nothing, fired once a poll held back a pending upload."""
+
+    def __init__(self, sim, plan, ckpt_bytes, budget):
+        self.sim, self.plan, self.ckpt_bytes, self.budget = sim, list(plan), ckpt_bytes, budget
+        self.calls, self.fired, self.waiting = 0, [], set()
+        import threading
+
+        self._lock = threading.Lock()
+
+    def on_call(self, rel, read, write):
+        import errno
+        import os
+
+        with self._lock:
+            self.calls += 1
+            if self.sim.dead or not self.plan or self.plan[0][0] > self.calls:
+                return
+            if len(self.fired) + len(self.waiting) >= self.budget:  # the soak's count is reached: no more
+                self.plan.clear()
+                return
+            _, kind, arg = self.plan.pop(0)
+            if kind in ("kill", "eio", "dead_mount"):
+                self.fired.append(kind)
+            if kind == "quota":
+                with self.sim.bypass():
+                    used = sum(p.stat().st_size for p in self.sim.remote.rglob("*") if p.is_file())
+                self.sim.quota_bytes = used + self.ckpt_bytes // 2
+                self.waiting.add(kind)
+            elif kind == "slow_upload":
+                self.sim.slow_polls += arg
+                self.waiting.add(kind)
+            elif kind == "dead_mount":
+                self.sim.dead = True  # this very call raises ENOTCONN (SimDrive._check, next)
+        if kind == "kill":
+            raise VmDeath(f"killed before a call on {rel}")
+        if kind == "eio":
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self.sim.mount / rel))
+
+    def on_event(self, kind, detail):
+        with self._lock:
+            hit = {"quota": "quota", "refused": "quota", "slow": "slow_upload"}.get(kind)
+            if hit in self.waiting:
+                self.waiting.discard(hit)
+                self.fired.append(hit)
+
+
+@pytest.mark.slow
+def test_soak_200_random_faults_across_stages_2_3_4_end_with_the_final_model_of_an_uninterrupted_run(
         world, straight_chain, sim, tmp_path, monkeypatch):
-    """Random faults (VM death, dead mount, short blips, quota, corrupt uploads, EIO at resume) injected at
-    random saves, one per run, across a tiny stage 2 -> 3 -> 4 chain whose every stage starts from the
-    previous stage's model on the (simulated) Drive; each stage reruns until it is done, and every stage
-    ends bitwise equal to the uninterrupted chain. Reruns are bounded: no loop."""
+    """200 random fault injections (VM kill, mount dead until remounted, EIO, quota, slow uploads),
+    several per run, each at a random call of the code on the mount, across a tiny stage 2 -> 3 -> 4
+    chain whose stages start from the previous stage's model on the (simulated) Drive. After a run
+    stops, what the message says is done (remount, free quota) or the VM is replaced, and the real
+    recipe reruns until the stage is done; every stage's model, as Drive holds it, ends bitwise equal
+    to the uninterrupted chain's (stage 4's is the final model). Reruns are bounded: no loop.
+    Seed: SOAK_SEED (printed; rerun with it to reproduce a failure)."""
+    import os
     import random
 
-    rng = random.Random(30)
-    real_publish = ckpt.publish
-    kinds = ["kill", "dead", "blip", "quota", "corrupt", "eio"]
-    struck, runs = [], 0
+    seed = int(os.environ.get("SOAK_SEED", "30"))
+    print(f"soak seed {seed} (SOAK_SEED={seed} reproduces this run)")
+    rng = random.Random(seed)
+    fired, stops, runs, calls_seen = [], {}, 0, 400
     ckpt_bytes = None
     for stage in (2, 3, 4):
         sdir, local = sim.mount / "run" / f"stage{stage}", tmp_path / f"local{stage}"
         init = None if stage == 2 else sim.mount / "run" / f"stage{stage - 1}" / "model"
+        target = SOAK_INJECTIONS * (stage - 1) // 3  # this stage's share, cumulative
         while True:
             runs += 1
-            assert runs <= 4 * SOAK_FAULTS, f"too many reruns (a loop?): {struck}"
-            kind, at = rng.choice(kinds), rng.randint(1, STEPS // EVERY)
-            state = {"saves": 0, "hit": False}
-
-            def publish(folder, *a, _kind=kind, _at=at, **k):
-                state["saves"] += 1
-                hit = _kind is not None and state["saves"] == _at
-                state["hit"] |= hit
-                if hit and _kind == "dead":
-                    sim.dead = True
-                elif hit and _kind == "blip":
-                    sim.blip(2)
-                elif hit and _kind == "quota":
-                    with sim.bypass():
-                        used = sum(p.stat().st_size for p in sim.remote.rglob("*") if p.is_file())
-                    sim.quota_bytes = used + (ckpt_bytes or 10**7) // 2
-                elif hit and _kind == "corrupt":
-                    sim.corrupt.add(ckpt.MANIFEST)
-                out = real_publish(folder, *a, **k)
-                if hit and _kind in ("kill", "eio"):
-                    raise VmDeath(f"{_kind} after save {_at}")
-                return out
-
-            monkeypatch.setattr(ckpt, "publish", publish)
+            assert runs <= 150, f"seed {seed}: too many reruns (a loop?): {len(fired)} fired, stops {stops}"
+            # 8-16 transient faults (EIO, slow uploads) and, in most runs, one that stops it (kill, dead mount,
+            # quota); those planned past the calls a run makes never fire and are not counted
+            plan = [(rng.randint(1, calls_seen), rng.choice(("eio", "slow_upload")), rng.randint(1, 30))
+                    for _ in range(rng.randint(8, 16))]
+            if rng.random() < 0.75:
+                plan.append((rng.randint(1, calls_seen), rng.choice(("kill", "dead_mount", "quota")), 0))
+            plan.sort()
+            inj = _Injector(sim, plan, ckpt_bytes or 12 * 10**6, target - len(fired))
+            outcome = "done"
+            # the previous stage's model is loaded before the faults start: this is transformers' own read
+            # (an EIO in its config.json read surfaces as "Unrecognized model ... model_type"), not the recipe
             r, logs = _recipe(world, sdir, local, stage=stage, init=init)
+            sim.on_call, sim.on_event = inj.on_call, inj.on_event
             try:
                 _setup(r)
-                r.publisher.background = kind not in ("kill", "eio")  # VmDeath must leave train() itself
+                r.publisher.background = not any(k == "kill" for _, k, _ in plan)  # VmDeath must leave train()
                 r.train()
                 ckpt_bytes = ckpt_bytes or r.checkpoint_bytes
                 r.save_final()
                 r.cleanup()
             except VmDeath:
+                outcome = "kill"
+                sim.on_call = sim.on_event = None
                 _vm_death(sim, local, monkeypatch)
-                if kind == "eio":  # the newest checkpoint on Drive fails its first read at resume
-                    with sim.bypass():
-                        found = ckpt.list_checkpoints(sdir / "checkpoints")
-                    if found:
-                        sim.eio[(found[-1][1] / ckpt.MODEL_FILE).relative_to(sim.mount).as_posix()] = 1
             except drive.StorageFault as e:
-                assert e.kind in ("dead_mount", "io_error", "quota", "stalled") and "Remedy:" in str(e), str(e)
-                sim.remount()  # what the message says: remount / free quota, then rerun
-                sim.quota_bytes = None
-            else:  # the stage finished: bitwise the uninterrupted chain's stage
-                struck += [kind] if state["hit"] else []
-                a, b = straight_chain[stage], _weights(sdir)
-                assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"stage {stage}: {struck}"
-                if len(struck) >= SOAK_FAULTS * (stage - 1) // 3:
-                    break
-                with sim.bypass():  # this stage's share of faults not reached yet: train it again from scratch
-                    shutil.rmtree(sdir, ignore_errors=True)
-                    shutil.rmtree(sim.remote / "run" / f"stage{stage}", ignore_errors=True)
-                shutil.rmtree(local, ignore_errors=True)
+                outcome = e.kind
+                assert "Remedy:" in str(e), f"seed {seed}: {e}"
+            finally:
+                sim.on_call = sim.on_event = None
+                sim.stop_uploads()
+                calls_seen = max(calls_seen, inj.calls)
+            fired += inj.fired
+            print(f"run {runs} stage {stage}: fired {inj.fired} of {[k for _, k, _ in plan]}, {inj.calls} calls: {outcome}")
+            stops[outcome] = stops.get(outcome, 0) + 1
+            sim.remount()  # what the message says: remount, free quota; then rerun the notebook
+            sim.quota_bytes, sim.slow_polls = None, 0
+            if outcome != "done":
                 continue
-            struck += [kind] if state["hit"] else []
-    monkeypatch.setattr(ckpt, "publish", real_publish)
-    assert len(struck) >= SOAK_FAULTS and len(set(struck)) >= 4, struck
+            # the stage finished: its model, as Drive holds it, is bitwise the uninterrupted chain's
+            a, b = straight_chain[stage], _weights(sim.remote / "run" / f"stage{stage}")
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), (
+                f"seed {seed}: stage {stage} differs after {len(fired)} injections")
+            if len(fired) >= target:
+                break
+            with sim.bypass():  # this stage's share of faults not reached yet: train it again from scratch
+                shutil.rmtree(sdir, ignore_errors=True)
+                shutil.rmtree(sim.remote / "run" / f"stage{stage}", ignore_errors=True)
+            shutil.rmtree(local, ignore_errors=True)
+    counts = {k: fired.count(k) for k in SOAK_KINDS}
+    print(f"soak seed {seed}: {len(fired)} injections fired {counts} in {runs} runs; runs ended {stops}")
+    assert len(fired) == SOAK_INJECTIONS and all(counts.values()), (seed, counts)
