@@ -91,6 +91,8 @@ def _state(m: re.Match, accent: str) -> str:
 def _weekdays(m: re.Match) -> str:
     s = f"{_WEEKDAYS[m[1].lower()]} to {_WEEKDAYS[m[2].lower()]}"
     rest = m.string[m.end():m.end() + 3]
+    if m[3] and rest[:1].isalnum():  # "Mon.-Fri.XXth": the period parted two words; keep them apart
+        return s + " "
     # "Mon.-Fri." ends the sentence only where the text ends or a new sentence starts
     return s + ("." if m[3] and (not rest.strip() or re.match(r"\s+[A-Z\"]", rest)) else "")
 

@@ -171,6 +171,7 @@ FAMILIES = {
     "ranges and weekdays": [
         ("Mon.-Fri.", "Monday to Friday.", None),
         ("open Mon.–Fri. from 9", "open Monday to Friday from nine", None),
+        ("Mon.-Fri.XXth", "Monday to Friday twentieth", None),  # glued after the period: found by the mixture test
         ("mon - fri", "Monday to Friday", None),
         ("open Mon-Sat 9-5", "open Monday to Saturday nine to five", None),
     ],
@@ -238,7 +239,10 @@ _mixture = st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from([" ", " 
                     min_size=1, max_size=12).map(lambda xs: "".join(a + b for a, b in xs))
 
 
-@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 400 mixtures on every run (a CI run must not find a new case by chance); widen the
+# search by hand with --hypothesis-seed or a larger max_examples when changing the rules
+@settings(max_examples=400, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(text=_mixture, accent=st.sampled_from(["us", "uk"]))
 def test_family_mixtures_have_no_digits_and_are_idempotent(text, accent):
     once = normalize(text, accent=accent)
