@@ -630,6 +630,17 @@ def replace_tokens(plan, **kw):
     return replace(plan, **kw)
 
 
+
+def _emit(r: dict, title: str, record, width: int) -> None:
+    """Print one result row (a block, then a ``BENCH {json}`` line) and append it to ``record``."""
+    print(f"\n== {title}")
+    for k, v in r.items():
+        print(f"  {k:{width}s} {v}")
+    print("BENCH " + json.dumps(r, sort_keys=True))
+    if record:
+        with open(record, "a") as f:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("llama-3.2-3b", "tiny"), default="llama-3.2-3b")
@@ -690,13 +701,7 @@ def main(argv=None) -> int:
     config = llama_config(args.model)
     if args.stage is not None:
         r = run_stage(args, config, device)
-        print(f"\n== stage {args.stage} ({args.profile} config) on {r['card']}")
-        for k, v in r.items():
-            print(f"  {k:26s} {v}")
-        print("BENCH " + json.dumps(r, sort_keys=True))
-        if args.record:
-            with open(args.record, "a") as f:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
+        _emit(r, f"stage {args.stage} ({args.profile} config) on {r['card']}", args.record, width=26)
         return 0
     if args.grad_accum is None:
         args.grad_accum = 1
@@ -718,13 +723,7 @@ def main(argv=None) -> int:
             r = {"date": _dt.date.today().isoformat(), "card": peak_tflops(device)[0], "model": args.model,
                  "tokens_per_step": tokens, "memory_cap_gb": args.memory_cap_gb, "error": f"OOM: {str(e)[:200]}"}
         results.append(r)
-        print(f"\n== {args.model}, {tokens} tokens/step on {r['card']}")
-        for k, v in r.items():
-            print(f"  {k:24s} {v}")
-        print("BENCH " + json.dumps(r, sort_keys=True))
-        if args.record:
-            with open(args.record, "a") as f:
-                f.write(json.dumps(r, sort_keys=True) + "\n")
+        _emit(r, f"{args.model}, {tokens} tokens/step on {r['card']}", args.record, width=24)
     return 1 if any("error" in r for r in results) else 0
 
 
