@@ -149,6 +149,14 @@ def trained_emotions(engine) -> list[str]:
     return list((engine.tts.coverage or {}).get("trained_emotions") or EMOTIONS)
 
 
+def _decoding(engine) -> str | None:
+    """The HF engine's decoding ("compiled" / "eager"; None for vLLM, which decodes its own way)."""
+    tts = getattr(engine, "tts", None)
+    if getattr(engine, "backend", "hf") != "hf" or tts is None:
+        return None
+    return "eager" if getattr(tts, "compiled", None) is None else "compiled"
+
+
 def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice_aliases: dict | None = None, *,
                api_key: str | None = None, cors_origins=(), allowed_hosts=(), strict_instructions: bool = False,
                model_aliases=()):
@@ -285,7 +293,8 @@ def create_app(engine: SpeechEngine, model_name: str = "optimumllm-audio", voice
                 "waiting": engine.waiting, "max_queue": engine.max_queue, "max_batch": engine.max_batch,
                 "formats": list(engine.formats), "max_input_chars": MAX_INPUT_CHARS,
                 "max_spoken_chars": MAX_SPOKEN_CHARS,
-                "backend_reason": getattr(engine, "backend_reason", None)}  # --backend auto's choice (issue 31)
+                "backend_reason": getattr(engine, "backend_reason", None),  # --backend auto's choice (issue 31)
+                "decoding": _decoding(engine), "warm_up": getattr(engine, "warm_up_result", None)}
 
     @app.get("/v1/models")
     async def models() -> dict:
@@ -551,10 +560,14 @@ def pick_backend(backend: str, device: str | None = None) -> str:
 
 def load_engine(model: str, *, snac: str | None = None, device: str | None = None, voices_dir=None,
                 max_seconds: float | None = None, max_batch: int = 8, max_queue: int = 32,
-                backend: str = "hf") -> SpeechEngine:
+                backend: str = "hf", compile="auto", warm_up: bool | None = None) -> SpeechEngine:
     """Load ``model`` (hub id, export folder or run directory) into a :class:`SpeechEngine`
     (``backend="hf"``) or a :class:`helpers.infer.vllm_backend.VLLMSpeechEngine` (``"vllm"``;
-    ``"auto"``: :func:`pick_backend`). ``max_seconds``: cap on the audio of one text chunk."""
+    ``"auto"``: :func:`pick_backend`). ``max_seconds``: cap on the audio of one text chunk.
+    HF engine only: ``compile`` ("auto": compiled decoding on CUDA, eager on CPU; True; False) and
+    ``warm_up`` (compile the decode step's buckets before the first request; None: when compiled)."""
+    if compile not in ("auto", True, False):
+        raise ValueError(f"compile must be 'auto', True or False, got {compile!r}")
     from .engine import OptimumTTS, find_model_folder
     from .generation import LengthGuard
 
@@ -571,9 +584,10 @@ def load_engine(model: str, *, snac: str | None = None, device: str | None = Non
         if max_seconds is not None:
             kw["length_guard"] = LengthGuard(base_seconds=min(LengthGuard().base_seconds, max_seconds),
                                              cap_seconds=float(max_seconds))
-        tts = OptimumTTS.from_pretrained(model, snac=snac, device=device, **kw)
+        tts = OptimumTTS.from_pretrained(model, snac=snac, device=device, compile=compile, **kw)
         info = read_model_info(find_model_folder(model)) if Path(model).expanduser().exists() else {}
-        return SpeechEngine(tts, voices_dir=voices_dir, max_batch=max_batch, max_queue=max_queue, model_info=info)
+        return SpeechEngine(tts, voices_dir=voices_dir, max_batch=max_batch, max_queue=max_queue, model_info=info,
+                            warm_up=warm_up)
 
     if backend == "auto":  # vLLM only if installed and its start-up self-test passes (issue 31)
         from .vllm_backend import auto_engine
@@ -613,6 +627,11 @@ def main(argv=None) -> None:
                          "repeatable; '*' accepts any name")
     ap.add_argument("--strict-instructions", action="store_true",
                     help="refuse (400) instructions that name no trained emotion, instead of speaking neutrally")
+    ap.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                    help="HF backend: compiled decoding (auto: on CUDA only; off: eager, e.g. to debug)")
+    ap.add_argument("--no-warm-up", action="store_true",
+                    help="HF backend: skip compiling the decode step's buckets at start (the first requests "
+                         "then pay the compile)")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     api_key = args.api_key if args.api_key is not None else (os.environ.get(API_KEY_ENV) or None)
@@ -632,7 +651,8 @@ def main(argv=None) -> None:
               f"reach this address can use the server", file=sys.stderr)
     engine = load_engine(args.model, snac=args.snac, device=args.device, voices_dir=args.voices,
                          max_seconds=args.max_seconds, max_batch=args.max_batch, max_queue=args.max_queue,
-                         backend=args.backend)
+                         backend=args.backend, compile={"auto": "auto", "on": True, "off": False}[args.compile],
+                         warm_up=False if args.no_warm_up else None)
     aliases = load_voice_aliases(args.voice_aliases)
     name = args.model_name or served_model_id(args.model)
     app = create_app(engine, model_name=name, voice_aliases=aliases, api_key=api_key,

@@ -277,17 +277,20 @@ def test_cli_serves_on_loopback_by_default(export):
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OPTIMUMLLM_AUDIO_API_KEY": "k-123"}
     proc = subprocess.Popen([sys.executable, "-m", "helpers.infer.serve", "--model", str(export), "--port", str(port),
-                             "--max-seconds", "0.5", "--log-level", "warning"], cwd=REPO_ROOT, env=env,
+                             "--max-seconds", "0.5", "--log-level", "warning", "--compile", "off", "--no-warm-up"],
+                            cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://{HOST}:{port}"
         for _ in range(1200):  # bounded: 120 s for the model to load
             try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                health = requests.get(f"{url}/health", timeout=2)
+                if health.status_code == 200:
                     break
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.stdout.read()
                 time.sleep(0.1)
+        assert health.json()["decoding"] == "eager"  # --compile off
         body = {"input": "Hi.", "response_format": "wav", "stream": False}
         assert requests.post(f"{url}/v1/audio/speech", json=body, timeout=60).status_code == 401  # the env's key
         auth = {"Authorization": "Bearer k-123"}
@@ -327,3 +330,17 @@ def test_a_wav_saved_whole_states_its_true_length(server, tmp_path):
                                                                "stream": True}, stream=True, timeout=120) as s:
         data = b"".join(s.iter_content(chunk_size=None))
     assert data[40:44] == b"\xff\xff\xff\xff" and (len(data) - 44) // 2 == n
+
+
+def test_load_engine_takes_the_decoding_choice_and_health_reports_it(export):
+    from helpers.infer.serve import load_engine
+
+    eng = load_engine(str(export), device="cpu", max_seconds=0.5, backend="hf", compile=False)
+    assert eng.tts.compiled is None and eng.warm_up is False  # eager: nothing to warm up
+    eng2 = load_engine(str(export), device="cpu", max_seconds=0.5, backend="hf", compile=True, warm_up=False)
+    assert eng2.tts.compiled is not None and eng2.warm_up is False  # --no-warm-up: compiled lazily
+    with BackgroundServer(create_app(eng)) as srv:
+        h = requests.get(f"{srv.url}/health", timeout=10).json()
+    assert h["decoding"] == "eager" and h["warm_up"] is None
+    with pytest.raises(ValueError, match="compile must be 'auto', True or False, got 'yes'"):
+        load_engine(str(export), device="cpu", backend="hf", compile="yes")
