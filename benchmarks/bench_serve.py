@@ -43,7 +43,7 @@ def one(url: str, seed: int) -> tuple[float, float, int]:
 
     t0 = time.perf_counter()
     first, n = None, 0
-    with requests.post(f"{url}/v1/audio/speech", json={"model": "tiny", "input": "Hello there.", "voice": "alloy",
+    with requests.post(f"{url}/v1/audio/speech", json={"model": "tts-1", "input": "Hello there.", "voice": "alloy",
                                                        "response_format": "pcm", "seed": seed},
                        stream=True, timeout=600) as r:
         r.raise_for_status()
