@@ -48,6 +48,7 @@ BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master")  # helpers.trai
 STATE_DTYPES = ("fp32", "bf16")  # BF16AdamW moment dtype
 CHECKPOINTING = ("none", "full", "selective")  # = helpers.train.memory.CHECKPOINTING_MODES
 ATTENTION = ("auto", "sdpa", "flex_attention", "flash_attention_2")  # helpers.train.attention.choose_kernel(prefer=...)
+KERNELS = ("none", "liger")  # fused layer kernels (helpers.train.fused_kernels): Liger-Kernel needs CUDA + Triton
 # The memory fields the planner decides (helpers.train.config.plan_stage); None in a config = "planner's choice".
 PLANNED_FIELDS = ("precision", "optimizer", "optimizer_state", "checkpointing", "selective_every", "ce_chunk",
                   "deepspeed")
@@ -65,7 +66,7 @@ RESUME_SAFE_FIELDS = frozenset({
 # same softmax(QK^T)V. On CPU in fp32 they reproduce bit for bit (tests); on GPU they change rounding
 # order only. precision / optimizer / optimizer_state / deepspeed change the update itself: resume refuses.
 REPLANNABLE_FIELDS = ("checkpointing", "selective_every", "ce_chunk", "attention", "checkpoint_layers",
-                      "compile_layers")
+                      "compile_layers", "kernels")
 DRIVE_DELETION = ("trash", "permanent")  # = helpers.colab.drive.DELETION_MODES (a test keeps them equal)
 
 
@@ -183,6 +184,17 @@ class StageConfig:
     inductor fuses each layer's norms, RoPE, SwiGLU and residual adds into Triton kernels). Off by default until
     bench_train --stage 2 --compile-layers has measured its gain on a GPU; same math (CPU test: aot_eager ==
     eager), so a resumed run may switch it."""
+    kernels: str = "none"
+    """Fused layer kernels: "none" (the model's own modules) or "liger" (Liger-Kernel's Triton RMSNorm, SwiGLU and
+    RoPE: helpers.train.fused_kernels; CUDA only, refuses on the CPU). Same math up to rounding order (tests/test_gpu.py
+    compares loss and gradients), so a resumed run may switch it; chosen by measurement (auto_config)."""
+    auto_config: bool = False
+    """Let :func:`helpers.train.stage_plan.plan_stage` choose the micro-batch and accumulation by
+    helpers.train.planner.auto_config for the GPU: ``max_seq_len`` (at least the configured value: a packed row must
+    hold the longest example) and ``grad_accum`` (at least the configured tokens per optimizer step), together with
+    the memory fields left None, ``compile_layers`` (False = the plan's choice) and ``kernels`` ("none" = the plan's
+    choice), keeping :data:`helpers.train.planner.AUTO_HEADROOM` of the card free. A run in progress keeps the sizes
+    it started with (exact resume). Without a CUDA GPU the sizes stay as configured."""
     deepspeed: str | None = None
     """A DeepSpeed config (a file in configs/, e.g. "configs/ds_zero2_offload.json", or an absolute path):
     train through HF Trainer + DeepSpeed (helpers.train.distributed) instead of the hand-written loop.
@@ -258,6 +270,8 @@ class StageConfig:
             bad("ce_chunk", ">= 0 tokens (0 = no chunking)")
         if self.attention not in ATTENTION:
             bad("attention", f"one of {ATTENTION}")
+        if self.kernels not in KERNELS:
+            bad("kernels", f"one of {KERNELS}")
         if self.deepspeed is not None and not (isinstance(self.deepspeed, str) and self.deepspeed.endswith(".json")):
             bad("deepspeed", "None or the path of a DeepSpeed JSON config (e.g. 'configs/ds_zero2.json')")
         if self.precision == "bf16-pure" and self.optimizer in ("adamw_torch", "adamw_8bit"):

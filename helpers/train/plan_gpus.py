@@ -173,3 +173,41 @@ def calibrate(spec: GPUSpec, predicted_tokens_per_s: float, measured_tokens_per_
         raise ValueError(f"the measurement ({measured_tokens_per_s:.0f} tokens/s) is faster than the planner's "
                          f"non-compute time alone allows; check the configuration matches the prediction")
     return Calibration(spec.name, round(spec.hfu * compute_fraction / denom, 4), source)
+
+
+# ============================================================================ measured speed-ups
+
+@dataclass(frozen=True)
+class Speedup:
+    """A measured factor on the compute part of a training step for one GPU model, from an option the
+    planner's FLOP model does not see (:func:`helpers.train.planner.auto_config` weighs it).
+
+    ``option``: ``"compile_layers"`` (regional torch.compile of the decoder layers, StageConfig.compile_layers),
+    ``"liger"`` (Liger-Kernel's fused RMSNorm / SwiGLU / RoPE, StageConfig.kernels) or both joined by ``+``
+    when measured together (a combination is never derived from its parts). ``factor``: tokens/s with the
+    option over tokens/s without, same configuration, same card (bench_train --stage 2 rows side by side).
+    """
+
+    gpu: str  # GPUS key
+    option: str
+    factor: float
+    source: str  # card, date, command and the two measured rows
+
+
+SPEEDUP_OPTIONS = ("compile_layers", "liger", "compile_layers+liger")
+# Measured speed-ups, newest last. None yet: no GPU run of bench_train --stage 2 with --compile-layers or
+# --kernels liger has been recorded, so the auto-config leaves both off (it prices only what was measured).
+SPEEDUPS: list[Speedup] = []
+
+
+def measured_speedups(gpu_name: str) -> dict[str, Speedup]:
+    """The newest recorded :class:`Speedup` per option for the GPU model ``gpu_name`` (a GPUS key)."""
+    out: dict[str, Speedup] = {}
+    for s in SPEEDUPS:
+        if s.option not in SPEEDUP_OPTIONS:
+            raise ValueError(f"Speedup option {s.option!r}: expected one of {SPEEDUP_OPTIONS}")
+        if not s.factor > 0:
+            raise ValueError(f"Speedup factor {s.factor!r} of {s.option}: expected > 0")
+        if s.gpu == gpu_name:
+            out[s.option] = s
+    return out
