@@ -32,7 +32,7 @@ import importlib.util
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
-from .plan_gpus import GPUSpec, _resolve_gpu, detect_gpu
+from .plan_gpus import GPUSpec, _resolve_gpu, detect_gpu, measured_speedups
 from .plan_memory import (activation_bytes_per_token_per_layer, checkpointed_layer_count, CHECKPOINTING, CROSS_ENTROPY, HOST_RAM_USABLE_FRACTION, OVERHEAD_FIXED_BYTES, OVERHEAD_FRACTION, MemoryBreakdown, TrainPlan, estimate_memory)
 from .plan_model import (ATTENTION_TRAIN_FACTOR, GIB, LLAMA_3_2_3B_AUDIO, STAGE2_AUDIO_HOURS, ModelShape, attention_cost_table, attention_flops_per_token, model_flops_per_token, stage_tokens)
 
@@ -506,8 +506,6 @@ def auto_config(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, *, tokens_per_
 
     Raises :class:`NoFeasiblePlan` when no combination fits (the message of the smallest micro-batch's).
     """
-    from .plan_gpus import measured_speedups
-
     lo = int(min_tokens_per_micro_batch)
     if lo < 1 or int(tokens_per_optimizer_step) < lo:
         raise ValueError(f"need 1 <= min_tokens_per_micro_batch ({lo}) <= tokens_per_optimizer_step "
