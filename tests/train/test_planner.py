@@ -756,3 +756,46 @@ def test_planner_memory_of_sized_selective_checkpointing_matches_measured(layers
     assert abs(est_fb - fb) <= 0.10 * fb, (est_fb / 2**20, fb / 2**20)
     fb_none, _ = _measured_peaks(shape, lens, chunk)
     assert fb < fb_none
+
+
+def test_h200_calibration_is_refitted_from_the_recorded_row(monkeypatch):
+    """plan_gpus.CALIBRATIONS' H200 hfu, recomputed from the recorded 8K row of the 2026-12-04 gpu_check: the
+    old fit charged the optimizer 120 B/param (it reproduces that row's planner_tokens_per_s and calibrated_hfu
+    exactly); the run's update was BF16AdamW's eager one, 244 B/param counted — refitted with that, the hfu is
+    the recorded one (0.388), and the planner then predicts the measured tokens/s."""
+    import json
+    from pathlib import Path
+
+    row = next(r for r in map(json.loads, (Path(__file__).parents[2] / "benchmarks" / "results" /
+                                            "gpu_check_2026-12-04_NVIDIA_H200.jsonl").read_text().splitlines())
+               if r.get("tokens_per_step") == 8192 and "calibrated_hfu" in r)
+    S = LLAMA_3_2_3B_AUDIO
+    assert (row["params"], row["grad_accum"], row["checkpointing"], row["optimizer"], row["state_dtype"]) == \
+        (S.param_count(), 1, "full", "adamw_bf16_stochastic", "bfloat16")
+    plan = TrainPlan(precision="bf16_pure", optimizer="adamw_bf16", stochastic_rounding=True,
+                     checkpointing=row["checkpointing"], ce="chunked", ce_chunk_tokens=row["ce_chunk"],
+                     tokens_per_step=row["tokens_per_step"], grad_accum=row["grad_accum"], attention=row["attention"],
+                     mean_doc_tokens=int(round(row["mean_doc_tokens"])))
+    raw = plan_gpus.GPUS["H200-141GB"]  # the table's uncalibrated spec (hfu 0.45), as the run's planner had
+    assert raw.hfu == row["planner_hfu"]
+
+    def fit(fused):
+        tp = estimate_throughput(S, plan, raw, fused_optimizer=fused)
+        return tp, plan_gpus.calibrate(raw, tp.tokens_per_s, row["tokens_per_s"], tp.compute_s / tp.step_time_s, "t")
+
+    # the first fit, 120 B/param: reproduces the recorded prediction and hfu
+    monkeypatch.setitem(pl.OPT_STEP_BYTES, "bf16adamw_stochastic_bf16", 120.0)
+    tp_old, old = fit(True)
+    assert tp_old.tokens_per_s == pytest.approx(row["planner_tokens_per_s"], abs=0.1)
+    assert old.hfu == pytest.approx(row["calibrated_hfu"], abs=1e-4)
+    monkeypatch.undo()
+    # the refit, the eager update's counted bytes
+    tp_new, new = fit(False)
+    assert pl.BF16ADAMW_EAGER_STEP_BYTES["bf16adamw_stochastic_bf16"] == 244.0
+    assert tp_new.optimizer_s == pytest.approx(S.param_count() * 244 / (raw.hbm_gbs * 1e9 * pl.HBM_EFFICIENCY))
+    recorded = [c for c in plan_gpus.CALIBRATIONS if c.gpu == "H200-141GB"][-1]
+    assert recorded.hfu == pytest.approx(new.hfu, abs=1e-4) and new.hfu > old.hfu
+    h200 = get_gpu("H200")
+    assert h200.hfu == recorded.hfu and "244 B/param" in h200.calibration
+    again = estimate_throughput(S, plan, h200, fused_optimizer=False)
+    assert again.tokens_per_s == pytest.approx(row["tokens_per_s"], rel=2e-3)
