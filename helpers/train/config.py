@@ -43,8 +43,9 @@ SEED_STAGES: dict[int, tuple[float, int]] = {2: (5e-5, 1), 3: (1e-5, 2), 4: (5e-
 # optimizer, or stochastic rounding) so that small updates are not rounded away (helpers.train.precision).
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
 # = helpers.train.memory.OPTIMIZER_KINDS (a test keeps them equal; not imported so this module stays torch-free)
-OPTIMIZERS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master")
-BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master")  # helpers.train.precision.BF16AdamW
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_torchao")
+# for a pure-bf16 model: helpers.train.precision.BF16AdamW, or torchao's AdamW with bf16 stochastic rounding
+BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_torchao")
 STATE_DTYPES = ("fp32", "bf16")  # BF16AdamW moment dtype
 CHECKPOINTING = ("none", "full", "selective")  # = helpers.train.memory.CHECKPOINTING_MODES
 ATTENTION = ("auto", "sdpa", "flex_attention", "flash_attention_2")  # helpers.train.attention.choose_kernel(prefer=...)
@@ -158,7 +159,10 @@ class StageConfig:
     needs optimizer adamw_bf16_stochastic or adamw_bf16_master)."""
     optimizer: str | None = None
     """"adamw_torch", "adamw_8bit" (bitsandbytes 8-bit states), "adamw_bf16_stochastic" or "adamw_bf16_master"
-    (helpers.train.precision.BF16AdamW: stochastic rounding, or an fp32 master copy in the optimizer state)."""
+    (helpers.train.precision.BF16AdamW: stochastic rounding, or an fp32 master copy in the optimizer state), or
+    "adamw_bf16_torchao" (torchao's AdamW with bf16 stochastic rounding, bf16 moments; optional: pip install
+    torchao; helpers.train.memory.build_optimizer). The planner never picks torchao: it is chosen by measurement
+    (gpu_check.sh, stage 2) and prices it as BF16AdamW's fused update."""
     optimizer_state: str | None = None
     """Moment dtype of the BF16AdamW optimizers: "fp32" (8 B/param) or "bf16" (4 B/param)."""
     checkpointing: str | None = None
@@ -275,12 +279,15 @@ class StageConfig:
         if self.deepspeed is not None and not (isinstance(self.deepspeed, str) and self.deepspeed.endswith(".json")):
             bad("deepspeed", "None or the path of a DeepSpeed JSON config (e.g. 'configs/ds_zero2.json')")
         if self.precision == "bf16-pure" and self.optimizer in ("adamw_torch", "adamw_8bit"):
-            bad("optimizer", "'adamw_bf16_stochastic' or 'adamw_bf16_master' with precision='bf16-pure': "
+            bad("optimizer", f"one of {BF16_OPTIMIZERS} with precision='bf16-pure': "
                              f"{self.optimizer} writes its update into bf16 weights with round-to-nearest, which "
                              "loses every update below half a bf16 ulp (see helpers.train.precision)")
         if self.precision in ("fp32", "bf16-mixed") and self.optimizer in BF16_OPTIMIZERS:
             bad("optimizer", f"'adamw_torch' or 'adamw_8bit' with precision={self.precision!r} (fp32 weights); "
                              f"{self.optimizer} is for precision='bf16-pure'")
+        if self.optimizer == "adamw_bf16_torchao" and self.optimizer_state == "fp32":
+            bad("optimizer_state", "'bf16' with optimizer='adamw_bf16_torchao' (torchao keeps the moments in the "
+                                   "parameters' dtype, bf16)")
         if self.deepspeed is not None and self.precision == "bf16-pure":
             bad("precision", "'bf16-mixed' or 'fp32' with deepspeed (DeepSpeed's bf16 mode keeps its own fp32 "
                              "master weights and optimizer)")

@@ -276,7 +276,7 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
 
 # ============================================================================ optimizer
 
-OPTIMIZER_KINDS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master")
+OPTIMIZER_KINDS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_torchao")
 
 
 def param_groups(model_or_params, weight_decay: float) -> list[dict]:
@@ -331,6 +331,12 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
       ``rounding="stochastic"`` for a pure-bf16 model (no fp32 copy, unbiased).
     - ``"adamw_bf16_master"``: ``BF16AdamW(rounding="master")``: a bf16 model with
       the fp32 master inside the optimizer state.
+    - ``"adamw_bf16_torchao"``: torchao's AdamW with bf16 stochastic rounding
+      (``torchao.optim._AdamW(bf16_stochastic_round=True)``, torchao 0.18.0) for a pure-bf16 model: the
+      same update as ``adamw_bf16_stochastic`` with bf16 moments, one compiled kernel per parameter shape
+      (torch.compile, also on the CPU), moments rounded to nearest (ours: stochastically), rounding noise
+      from torch's global generator (the recipe saves and restores it). The alternative measured against
+      BF16AdamW's fused update (gpu_check.sh, stage 2); tests/train/test_torchao_optim.py compares the two.
 
     ``state_dtype`` (BF16AdamW only): fp32 or bf16 moments. ``seed``: BF16AdamW's
     rounding-noise seed (saved in its state_dict). ``fused`` (BF16AdamW only): its compiled update
@@ -354,9 +360,28 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
                               "use 'adamw_torch' otherwise") from e
         return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
 
+    if kind == "adamw_bf16_torchao":
+        return _torchao_adamw(groups, lr=lr, betas=betas, eps=eps)
     rounding = "stochastic" if kind == "adamw_bf16_stochastic" else "master"
     return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed,
                      fused=fused)
+
+
+TORCHAO_VERSION = "0.18.0"  # = requirements-ci.txt and scripts/gpu_wheels.sh (supports torch >= 2.11)
+
+
+def _torchao_adamw(groups: list[dict], *, lr: float, betas: tuple[float, float], eps: float):
+    """torchao's AdamW with bf16 stochastic rounding of the weights (see :func:`build_optimizer`)."""
+    try:
+        from torchao.optim import _AdamW
+    except ImportError as e:
+        raise ImportError(f"optimizer 'adamw_bf16_torchao' needs torchao (pip install torchao=={TORCHAO_VERSION}); "
+                          "use 'adamw_bf16_stochastic' (helpers.train.precision.BF16AdamW) otherwise") from e
+    wrong = sorted({str(p.dtype) for g in groups for p in g["params"] if p.dtype != torch.bfloat16})
+    if wrong:
+        raise ValueError(f"optimizer 'adamw_bf16_torchao' is for a pure-bf16 model (precision='bf16-pure'): got "
+                         f"parameters of dtype {', '.join(wrong)}; expected torch.bfloat16 only")
+    return _AdamW(groups, lr=lr, betas=betas, eps=eps, bf16_stochastic_round=True)
 
 
 # ============================================================================ activation checkpointing

@@ -197,8 +197,8 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
                                        ("bf16-mixed" if on_gpu else "fp32"))
             if values["optimizer"] is None:
                 values["optimizer"] = "adamw_bf16_master" if values["precision"] == "bf16-pure" else "adamw_torch"
-            if values["optimizer_state"] is None:
-                values["optimizer_state"] = "fp32"
+            if values["optimizer_state"] is None:  # torchao's moments are in the parameters' dtype
+                values["optimizer_state"] = "bf16" if values["optimizer"] == "adamw_bf16_torchao" else "fp32"
         if values["checkpointing"] is None and cfg.checkpoint_layers is None and source.get("checkpoint_layers"):
             values["checkpoint_layers"] = source["checkpoint_layers"]  # the plan's sized selective count
         for k in ("checkpointing", "selective_every", "ce_chunk"):
