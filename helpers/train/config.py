@@ -49,7 +49,7 @@ BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_tor
 STATE_DTYPES = ("fp32", "bf16")  # BF16AdamW moment dtype
 CHECKPOINTING = ("none", "full", "selective")  # = helpers.train.memory.CHECKPOINTING_MODES
 ATTENTION = ("auto", "sdpa", "flex_attention", "flash_attention_2")  # helpers.train.attention.choose_kernel(prefer=...)
-KERNELS = ("none", "liger")  # fused layer kernels (helpers.train.fused_kernels): Liger-Kernel needs CUDA + Triton
+KERNELS = ("none", "liger")  # = helpers.train.memory.KERNELS (apply_kernels): Liger-Kernel needs CUDA + Triton
 # The memory fields the planner decides (helpers.train.config.plan_stage); None in a config = "planner's choice".
 PLANNED_FIELDS = ("precision", "optimizer", "optimizer_state", "checkpointing", "selective_every", "ce_chunk",
                   "deepspeed")
@@ -190,7 +190,7 @@ class StageConfig:
     eager), so a resumed run may switch it."""
     kernels: str = "none"
     """Fused layer kernels: "none" (the model's own modules) or "liger" (Liger-Kernel's Triton RMSNorm, SwiGLU and
-    RoPE: helpers.train.fused_kernels; CUDA only, refuses on the CPU). Same math up to rounding order (tests/test_gpu.py
+    RoPE, and its fused linear CE: helpers.train.memory.apply_kernels; CUDA only, refuses on the CPU). Same math up to rounding order (tests/test_gpu.py
     compares loss and gradients), so a resumed run may switch it; chosen by measurement (auto_config)."""
     auto_config: bool = False
     """Let :func:`helpers.train.stage_plan.plan_stage` choose the micro-batch and accumulation by

@@ -14,6 +14,10 @@ agree is the expectation. Bounds (stated and checked below):
 
 torchao's step compiles one kernel per parameter shape (torch.compile with inductor, a C++ compiler on the
 CPU: ~15 s each here), so the tests use one shape.
+
+torchao is optional (not in requirements-ci.txt: installed, it is imported by every transformers model import,
+see helpers.train.memory.TORCHAO_VERSION); these tests skip without it. To run them:
+``pip install --target /tmp/torchao --no-deps torchao==0.18.0`` then ``PYTHONPATH=/tmp/torchao pytest <this file>``.
 """
 import copy
 
@@ -23,7 +27,8 @@ import torch
 from helpers.train import memory
 from helpers.train.precision import BF16AdamW, bf16_ulp
 
-torchao = pytest.importorskip("torchao", reason="torchao not installed (requirements-ci.txt pins torchao==0.18.0)")
+torchao = pytest.importorskip("torchao", reason=f"torchao is not installed (optional: pip install "
+                                                f"torchao=={memory.TORCHAO_VERSION}; see the module doc)")
 
 torch.set_num_threads(1)
 N = 1 << 18
