@@ -532,7 +532,7 @@ def apply_kernels(model, kernels: str = "none") -> list[str]:
         raise RuntimeError(
             "kernels='liger' needs a CUDA model with Triton and liger_kernel installed (Liger-Kernel's kernels are "
             f"Triton GPU kernels): this model is on {device.type}"
-            + (f" and {', '.join(missing)} is not installed (pip install liger-kernel=={LIGER_VERSION})" if missing
+            + (f" and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed (pip install liger-kernel=={LIGER_VERSION})" if missing
                else "") + "; use kernels='none' here")
     if getattr(model.config, "model_type", None) != "llama":
         raise ValueError(f"kernels='liger' is wired for LLaMA models, got model_type={model.config.model_type!r}")
