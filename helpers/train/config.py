@@ -352,8 +352,8 @@ def _norm(v):
 
 
 # Default passes over each stage's data (profiles that set neither max_steps nor epochs). At the planned
-# A100-40GB speed (~6,100 tokens/s, helpers.train.planner) one epoch is ~15 h (stage 2, 1,050 h of speech,
-# ~330 M tokens), ~2.6 h (stage 3, 184 h) and ~0.8 h (stage 4, 54 h); the seed budgets 72-120 h /
+# A100-40GB speed (~6,480 tokens/s, helpers.train.planner.auto_config) one epoch is ~14 h (stage 2, 1,050 h of
+# speech, ~330 M tokens), ~2.5 h (stage 3, 184 h) and ~0.7 h (stage 4, 54 h); the seed budgets 72-120 h /
 # 24-40 h / 12-20 h of A100 time.
 #  - stage 2: 2 epochs (~30 h planned). ~330 M tokens is little for a 3B model learning a new modality;
 #    repeating data up to ~4 epochs costs almost nothing against fresh data (Muennighoff et al. 2023,
