@@ -60,6 +60,9 @@ LOSS_ON = ("audio", "all")  # "audio": target audio tokens + <|audio_end|>; "all
 RESUME_SAFE_FIELDS = frozenset({
     "log_every", "save_every", "save_every_minutes", "eval_every", "keep_last", "local_dir", "progress",
     "eval_max_new_frames", "drive_deletion", "deterministic",
+    # how the sizes were chosen, not the sizes: a run in progress keeps the max_seq_len / grad_accum it started
+    # with (plan_stage), and those are compared; a run started before the field existed resumes
+    "auto_config",
 })
 # Memory settings that change how the same math is computed, not the math: a resumed run re-plans them
 # for the GPU at hand (helpers.train.config.plan_stage). Activation checkpointing recomputes the same forward;

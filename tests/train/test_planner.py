@@ -724,6 +724,9 @@ def test_plan_stage_auto_config_resume_keeps_the_sizes_and_cpu_keeps_its_own(mon
                             stage_dir=tmp_path, log=logs.append)
     assert (resumed.max_seq_len, resumed.grad_accum) == (8192, 12)
     assert resumed.resume_conflicts(started.to_dict()) == []
+    older = {k: v for k, v in started.to_dict().items() if k not in ("auto_config", "kernels")}
+    assert resumed.resume_conflicts(older) == []  # a run started before these fields existed resumes
+    assert resumed.resume_conflicts(dict(started.to_dict(), grad_accum=24)) == ["grad_accum: 24 -> 12"]
     monkeypatch.setattr(pl, "detect_gpu", lambda device=0: None)
     cfg0 = stage_config(2, "colab")
     logs.clear()
