@@ -24,6 +24,10 @@ per optimizer step; today's path and the fused/compiled one side by side (GPU)::
         --fused-optimizer off
     python benchmarks/bench_train.py --stage 2 --profile colab --steps 6 --warmup 2 --memory-cap-gb 40 \
         --fused-optimizer on --compile-layers
+    python benchmarks/bench_train.py --stage 2 --profile colab --steps 6 --warmup 2 --memory-cap-gb 40 \
+        --optimizer adamw_bf16_torchao          # torchao's AdamW + bf16 stochastic rounding instead
+    python benchmarks/bench_train.py --stage 2 --profile colab --steps 6 --warmup 2 --memory-cap-gb 40 \
+        --kernels liger                         # Liger-Kernel's RMSNorm / SwiGLU / RoPE / fused linear CE
 
 CPU (the same code on the tiny model, smaller micro-batches)::
 
@@ -441,6 +445,8 @@ def run_stage(args, config, device) -> dict:
                            n_gpus=1, log=lambda *_: None)
     over = {k: v for k, v in (("grad_accum", args.grad_accum),
                               ("max_seq_len", args.tokens_per_step[0] if args.tokens_per_step else None)) if v}
+    if args.optimizer != "auto":  # e.g. adamw_bf16_torchao beside the planned BF16AdamW (same memory model)
+        over["optimizer"] = args.optimizer
     cfg = replace(cfg, **over)
     plan_t = replace(plan.train, tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum)
     if cfg.deepspeed is not None:
@@ -454,6 +460,7 @@ def run_stage(args, config, device) -> dict:
         model = LlamaForCausalLM(config).to(dtype)
     model.config.use_cache = False
     attn = attention.set_kernel(model, mem.choose_attention(device, dtype, cfg.attention))
+    kernels = mem.apply_kernels(model, args.kernels)  # "liger": CUDA only (refuses on the CPU with the reason)
     n_ckpt = None
     if cfg.checkpointing == "selective" and cfg.checkpoint_layers:
         # the 3B plan's count, scaled to a smaller --model's depth (same fraction of layers recomputed)
@@ -468,8 +475,8 @@ def run_stage(args, config, device) -> dict:
                               weight_decay=cfg.weight_decay, eps=cfg.adam_eps,
                               state_dtype=torch.bfloat16 if cfg.optimizer_state == "bf16" else torch.float32,
                               seed=cfg.seed, fused=fused)
-    fused_on = bool(getattr(opt, "fused", False)) and (fused is True or
-                                                       (fused == "auto" and device.type == "cuda"))
+    fused_on = cfg.optimizer == "adamw_bf16_torchao" or (  # torchao's update is always compiled
+        bool(getattr(opt, "fused", False)) and (fused is True or (fused == "auto" and device.type == "cuda")))
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16-mixed")
     gen = torch.Generator().manual_seed(1)
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -546,7 +553,8 @@ def run_stage(args, config, device) -> dict:
         "tokens_per_micro_batch": cfg.max_seq_len, "grad_accum": cfg.grad_accum, "steps": args.steps,
         "warmup": args.warmup, "precision": cfg.precision, "optimizer": cfg.optimizer,
         "optimizer_state": cfg.optimizer_state, "fused_optimizer": fused_on, "checkpointing": cfg.checkpointing,
-        "checkpointed_layers": len(ckpt_layers), "compiled_layers": compiled, "ce_chunk": cfg.ce_chunk,
+        "checkpointed_layers": len(ckpt_layers), "compiled_layers": compiled, "kernels": args.kernels,
+        "kernels_replaced": kernels or None, "ce_chunk": cfg.ce_chunk,
         "attention": ran, "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
         "tokens_per_s": round(tps, 1), "step_s": round(dt / args.steps, 4),
         # forward / backward / optimizer / data seconds per optimizer step (CUDA events on a GPU);
@@ -579,8 +587,8 @@ def run_stage(args, config, device) -> dict:
     if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
         cal = plan_gpus.calibrate(pred_gpu, pred.tokens_per_s, tps, pred.compute_s / pred.step_time_s,
                                   f"bench_train --stage {args.stage} {result['date']} {card}, "
-                                  f"accumulation {cfg.grad_accum}, {ran}, fused optimizer {fused_on}, "
-                                  f"{compiled} compiled layers")
+                                  f"accumulation {cfg.grad_accum}, {ran}, {cfg.optimizer} (fused {fused_on}), "
+                                  f"{compiled} compiled layers, kernels {args.kernels}")
         result["calibrated_hfu"], result["planner_hfu"] = cal.hfu, pred_gpu.hfu
     del model, opt
     return result
@@ -660,10 +668,13 @@ def main(argv=None) -> int:
     ap.add_argument("--compile-layers", action="store_true",
                     help="with --stage: torch.compile each decoder layer (helpers.train.memory.compile_layers)")
     ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend for --compile-layers")
+    ap.add_argument("--kernels", default="none", choices=mem.KERNELS,
+                    help="with --stage: fused layer kernels (helpers.train.memory.apply_kernels; liger: CUDA only)")
     ap.add_argument("--memory-cap-gb", type=float, default=40.0,
                     help="cap this process's GPU memory (GB of 1e9 bytes) to stand for a smaller card; 0 = no cap")
     ap.add_argument("--plan-gpu", default="A100-40GB", help="GPU the planner chooses the configuration for")
-    ap.add_argument("--optimizer", default="auto", choices=("auto",) + mem.OPTIMIZER_KINDS)
+    ap.add_argument("--optimizer", default="auto", choices=("auto",) + mem.OPTIMIZER_KINDS,
+                    help="override the planned optimizer (with --stage too: e.g. adamw_bf16_torchao)")
     ap.add_argument("--checkpointing", default="auto", choices=("auto",) + mem.CHECKPOINTING_MODES)
     ap.add_argument("--ce-chunk", type=int, default=None, help="tokens per CE chunk (0 = all at once)")
     ap.add_argument("--attention", default="auto", choices=("auto",) + plan_model.ATTENTION_KERNELS,

@@ -51,15 +51,16 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
     if stage:
         out += ["", "## Training stage as Colab runs it (bench_train --stage; 3B architecture, random weights)", "",
                 "Target: ≥ 0.40 MFU under a 40 GB cap, peak ≤ 38 GiB, planner tokens/s and peak within 10 %.", "",
-                "| stage | accum × tokens | fused optimizer | compiled layers | checkpointed layers | tokens/s | MFU | "
+                "| stage | accum × tokens | optimizer (fused) | compiled layers | kernels | checkpointed layers | tokens/s | MFU | "
                 "HFU | peak GiB | split s (fwd / bwd / opt / data / other) | host syncs/step | planner tokens/s | "
                 "planner peak GiB | calibrated hfu |",
-                "|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
         for r in stage:
             sp = r["split_s"]
             split = " / ".join(_fmt(sp.get(k), 3) for k in ("forward", "backward", "optimizer", "data", "other"))
-            out.append(f"| {r['stage']} | {r['grad_accum']} × {r['tokens_per_micro_batch']} | {r['fused_optimizer']} | "
-                       f"{r['compiled_layers']} | {r['checkpointed_layers']} | {_fmt(r['tokens_per_s'])} | "
+            out.append(f"| {r['stage']} | {r['grad_accum']} × {r['tokens_per_micro_batch']} | {r.get('optimizer', '')} "
+                       f"({r['fused_optimizer']}) | {r['compiled_layers']} | {r.get('kernels', 'none')} | "
+                       f"{r['checkpointed_layers']} | {_fmt(r['tokens_per_s'])} | "
                        f"{_fmt(r.get('mfu'), 3)} | {_fmt(r.get('hfu'), 3)} | {_fmt(r['peak_memory_gib'], 2)} | {split} | "
                        f"{_fmt(r.get('host_syncs_per_step'))} | {_fmt(r['planner_tokens_per_s'])} | "
                        f"{_fmt(r['planner_peak_gib'], 2)} | {_fmt(r.get('calibrated_hfu'), 3)} |")

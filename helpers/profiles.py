@@ -78,13 +78,15 @@ class Profile:
 # detected GPU; epochs per stage from helpers.train.config.STAGE_EPOCHS; checkpoints every 40 min of
 # training (StageConfig.save_every_minutes). drive_deletion="permanent": deleted checkpoints skip Drive's
 # Trash (Colab asks once for Drive access); with "trash" every deleted ~19.5 GB checkpoint counts against
-# the quota for 30 days (helpers.colab.drive).
+# the quota for 30 days (helpers.colab.drive). auto_config: the plan for the session's GPU chooses the micro-batch
+# (>= max_seq_len), accumulation (>= 12 x 8K tokens per optimizer step), checkpointed layers, fused optimizer,
+# compiled layers and kernels (helpers.train.planner.auto_config), keeping 5 % of the card free.
 _COLAB_STAGES = dict(grad_accum=12, warmup_ratio=0.03, log_every=10, save_every=None, save_every_minutes=40.0,
-                     eval_every=500, keep_last=1, drive_deletion="permanent")
+                     eval_every=500, keep_last=1, drive_deletion="permanent", auto_config=True)
 # pilot: colab at ~1 % of the data: a few dozen optimizer steps per stage, minutes each on an A100;
-# smaller steps (grad_accum 4) so even stage 4's ~0.5 h of audio gives several.
+# smaller steps (grad_accum 4) so even stage 4's ~0.5 h of audio gives several; the same auto-config as colab.
 _PILOT_STAGES = dict(grad_accum=4, warmup_ratio=0.03, log_every=1, save_every=100, save_every_minutes=40.0,
-                     eval_every=25, keep_last=1, drive_deletion="permanent")
+                     eval_every=25, keep_last=1, drive_deletion="permanent", auto_config=True)
 # tiny: a CPU demo that trains a few dozen steps so the chained notebook test stays fast; fp32 and torch
 # AdamW; the plan is still computed and shown (for helpers.train.config.PLAN_TARGET_GPU).
 _TINY_STAGES = dict(max_steps=20, grad_accum=1, warmup_steps=3, log_every=2, save_every=10, eval_every=10,

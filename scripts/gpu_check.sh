@@ -5,21 +5,27 @@
 #   bash scripts/gpu_check.sh --dry-run    # anywhere: list what would run, sizes and time budget
 #   bash scripts/gpu_check.sh --out DIR    # results into DIR (default benchmarks/results)
 #   bash scripts/gpu_check.sh --only REGEX # only the steps whose name matches REGEX (bash =~; also
-#                                          # GPU_CHECK_ONLY=REGEX): the whole check takes three device calls,
+#                                          # GPU_CHECK_ONLY=REGEX): the whole check takes four device calls,
 #                                          # --only 'gpu tests|bench_train 3B|SNAC', --only 'inference|HTTP',
-#                                          # --only 'stage 2' (each within one 10-minute call)
+#                                          # --only 'stage 2 A', --only 'stage 2 B' (each within one 9-minute
+#                                          # call; --dry-run prints each call's budget)
 #
 # No network: random-weight models only (Llama-3.2-3B architecture with the extended
 # vocabulary, tiny LLaMA, SNAC 24 kHz architecture). Wheels the GPU machine's image lacks
 # are installed from a local folder (default .whl/, ignored by git; GPU_WHEELS=DIR to change):
 #
-#   bash scripts/gpu_wheels.sh             # here, with PyPI access: downloads them into .whl/ (~46 MB)
+#   bash scripts/gpu_wheels.sh             # here, with PyPI access: downloads them into .whl/ (~48 MB)
 #
 # and carry .whl with the working tree (device tool: carry [".whl"]; tree + wheels must stay
 # under 64 MiB). Needed beyond the machine's torch/transformers/pandas/pyarrow/pytest:
 #   snac (SNAC codec), bitsandbytes (8-bit AdamW), soundfile + soxr (audio I/O), jiwer + rapidfuzz
-#   (WER). Not carried (too large for one carry): faster-whisper/ctranslate2 and resemblyzer — the
-#   judges test then skips with that reason.
+#   (WER), torchao (its AdamW with bf16 stochastic rounding) and liger-kernel (fused RMSNorm / SwiGLU / RoPE /
+#   linear CE) for the stage-2 comparison. All of them and the tree pass the 64 MiB carry, so they come in two
+#   folders: .whl (the first two calls; liger-kernel for its GPU test) and, for the stage-2 calls,
+#   bash scripts/gpu_wheels.sh --train-only -> .whl-train (torchao + liger-kernel, ~4 MB; carry [".whl-train"],
+#   GPU_WHEELS=.whl-train bash scripts/gpu_check.sh --only 'stage 2 A'; the other wheels then report "did not
+#   install", which the stage-2 benchmark does not need). Not carried (too large for one carry):
+#   faster-whisper/ctranslate2 and resemblyzer — the judges test then skips with that reason.
 #
 # Output: $OUT_DIR/gpu_check_<date>_<card>.jsonl (all benchmark rows), .md (summary table) and
 # .log (every step's output). On a machine without a CUDA GPU it says so and exits 0.
@@ -34,7 +40,7 @@ while [ $# -gt 0 ]; do
     --dry-run) DRY=1 ;;
     --out) OUT_DIR="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --out DIR, --only REGEX)" >&2; exit 2 ;;
   esac
   shift
@@ -51,18 +57,27 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # name | budget (s) | command. Budgets sum to 1,120 s (+ ~20 s wheel install per call): more than one 9-minute
 # call (the inference steps compile the 3B decode step: minutes on first use). Split it with --only (above).
 STEPS=(
-  "gpu tests (pytest -m gpu)|200|$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= -rs tests/test_gpu.py"
+  "gpu tests (pytest -m gpu)|230|$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= -rs tests/test_gpu.py"
   "bench_train 3B, 4K + 8K tokens/micro-batch, 40 GB cap|150|$PY benchmarks/bench_train.py --model llama-3.2-3b --tokens-per-step 4096 8192 --steps 4 --warmup 2 --memory-cap-gb 40 --record @JSONL@"
   "bench_inference 3B, the engine's generate + stream, batch 1 + 8, compiled|150|$PY benchmarks/bench_inference.py --model llama-3.2-3b --batch 1 8 --modes compiled --frames 48 --repeats 2 --out @JSONL@"
   "HF speech server over HTTP, 3B compiled engine, 1/8/32 clients|150|$PY benchmarks/bench_inference.py --model llama-3.2-3b --batch --modes compiled --frames 48 --serve-clients 1 8 32 --serve-requests 1 --out @JSONL@"
   "SNAC encoding, audio-hours per hour|50|$PY benchmarks/bench_data.py --snac-only --clips 32 --seconds 10 --batch-seconds 60 300 600 --record @JSONL@"
 )
-# Stage 2 as Colab runs it (accumulation 12 x 8K tokens, the A100-40GB plan, 40 GB cap), today's path (eager
-# optimizer, eager layers) and the new one (fused optimizer + compiled layers) side by side; each row records
-# its calibrated hfu. Over the 540-s budget with the steps above: run it alone (--only 'stage 2').
+# Stage 2 as Colab runs it (the colab profile's auto-config for the A100-40GB: 12 x 8K tokens, selective
+# checkpointing sized with a 5 % margin; under a 40 GB cap). A: today's path (eager optimizer, eager layers) beside
+# the new one (fused optimizer + compiled layers). B: the fused BF16AdamW beside torchao's AdamW (bf16 stochastic
+# rounding) and beside Liger-Kernel's fused layers, so the faster of each pair is chosen by measurement (record a
+# faster compile / liger row in helpers.train.plan_gpus.SPEEDUPS). Each row records its calibrated hfu. A and B
+# each fill one device call: the baseline of each comparison runs in the same call (same card).
+STAGE2="$PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --record @JSONL@"
 STEPS+=(
-  "bench_train stage 2 colab config, today vs fused+compiled, 40 GB cap|420|$PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --fused-optimizer off --record @JSONL@; $PY benchmarks/bench_train.py --stage 2 --profile colab --steps 3 --warmup 2 --memory-cap-gb 40 --fused-optimizer on --compile-layers --record @JSONL@"
+  "stage 2 A: colab config, today vs fused optimizer + compiled layers, 40 GB cap|420|$STAGE2 --fused-optimizer off; $STAGE2 --fused-optimizer on --compile-layers"
+  "stage 2 B: colab config, fused BF16AdamW vs torchao AdamW vs Liger kernels, 40 GB cap|480|$STAGE2 --fused-optimizer on; $STAGE2 --optimizer adamw_bf16_torchao; $STAGE2 --fused-optimizer on --kernels liger"
 )
+# The device calls the whole check takes (each matched as --only would; --dry-run prints their budgets).
+CALLS=("gpu tests|bench_train 3B|SNAC" "inference|HTTP" "stage 2 A" "stage 2 B")
+CALL_LIMIT=540
+WHEEL_S=20
 if [ -n "$ONLY" ]; then
   kept=()
   for s in "${STEPS[@]}"; do [[ "${s%%|*}" =~ $ONLY ]] && kept+=("$s"); done
@@ -81,7 +96,20 @@ if [ "$DRY" = 1 ]; then
   echo "  sizes: Llama-3.2-3B architecture (3.25 B params, vocab 140,608), bf16 planner configuration for"
   echo "         A100-40GB, packed rows of 1-3K-token documents; decode 48 frames (336 tokens/row);"
   echo "         SNAC on 32 x 10 s clips; tiny 2-layer LLaMA for the tests. All random weights, no network."
-  echo "  time budget: ${total} s of steps + ~20 s installing wheels = $((total + 20)) s (limit 540 s = 9 min)"
+  echo "  time budget: ${total} s of steps + ~${WHEEL_S} s installing wheels = $((total + WHEEL_S)) s"
+  over=0
+  for c in "${CALLS[@]}"; do
+    sum=0
+    for s in "${STEPS[@]}"; do [[ "${s%%|*}" =~ $c ]] && { IFS='|' read -r _ b _ <<<"$s"; sum=$((sum + b)); }; done
+    [ "$sum" -gt 0 ] || continue
+    flag=ok; [ $((sum + WHEEL_S)) -le $CALL_LIMIT ] || { flag="OVER"; over=1; }
+    printf '  device call --only %-32s %4s s + %s s wheels = %4s s of %s s: %s\n' "'$c'" "$sum" "$WHEEL_S" \
+      "$((sum + WHEEL_S))" "$CALL_LIMIT" "$flag"
+  done
+  if [ $((total + WHEEL_S)) -gt $CALL_LIMIT ]; then
+    echo "  the selection exceeds one ${CALL_LIMIT}-s call: run it as the device calls above (--only)"
+  fi
+  [ "$over" = 0 ] || echo "  a device call is over its ${CALL_LIMIT}-s budget: split its steps"
   echo "  results: $OUT_DIR/gpu_check_<date>_<card>.{jsonl,md,log}"
   exit 0
 fi
@@ -103,14 +131,18 @@ STEPS_TSV="$(mktemp)"
 echo "gpu_check.sh on $CARD, $DATE; results in $OUT_DIR/gpu_check_${TAG}.*" | tee -a "$LOG"
 
 need=()
-for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words; do
+for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words \
+           torchao:torchao liger_kernel:liger-kernel; do
   "$PY" -c "import ${mod%%:*}" 2>/dev/null || need+=("${mod##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if [ -d "$WHEELS" ]; then
     echo "installing from $WHEELS: ${need[*]}" | tee -a "$LOG"
-    "$PY" -m pip install -q --no-index --find-links "$WHEELS" "${need[@]}" >>"$LOG" 2>&1 \
-      || echo "some wheels did not install (see the log); their tests skip with a reason" | tee -a "$LOG"
+    # one at a time: a folder with only some of them (gpu_wheels.sh --train-only) installs what it has
+    for w in "${need[@]}"; do
+      "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$w" >>"$LOG" 2>&1 \
+        || echo "$w did not install from $WHEELS (see the log); what needs it skips or fails with a reason" | tee -a "$LOG"
+    done
   else
     echo "missing ${need[*]} and no wheel folder $WHEELS (bash scripts/gpu_wheels.sh makes one);" \
          "the tests that need them skip with a reason" | tee -a "$LOG"

@@ -430,3 +430,55 @@ def test_compiled_decoder_layers_match_eager_on_cuda():
     for (k, p), q in zip(model.named_parameters(), ref.parameters()):
         rel = float((p.grad - q.grad).norm() / q.grad.norm().clamp_min(1e-30))
         assert rel < 1e-3, (k, rel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_liger_kernels_match_the_reference_on_cuda(dtype):
+    """memory.apply_kernels(model, "liger") (Liger-Kernel's RMSNorm, SwiGLU, RoPE and fused linear CE) on a tiny
+    LLaMA with FlexAttention and packed rows, against the same weights without it. Tolerances: fp32 — loss within
+    1e-4 relative, every parameter's gradient within 1e-3 relative norm (the kernels reassociate the same sums);
+    bf16 — loss within 1e-2 relative, gradients within 5e-2 relative norm (bf16 has 8 bits of mantissa: each
+    kernel rounds its intermediates in its own order). Also: a model built after it is plain (the patch is per
+    instance) and the kernels really ran (the modules' forwards are Liger's)."""
+    _needs("liger_kernel", "Liger-Kernel's fused kernels are compared with the reference")
+    _needs("triton", "Liger-Kernel's kernels are Triton")
+    from helpers.tiny_models import build_tiny_llama
+    from helpers.train import attention, memory
+    from helpers.train.packing import collate
+    from helpers.train.recipe import packed_loss_sum
+
+    rng = np.random.default_rng(0)
+    batch = collate([_ex(rng, n, 300) for n in (40, 70, 18)])
+    batch = {k: (v.to(CUDA) if k != "labels" and k != "seq_lens" else v) for k, v in batch.items()}
+
+    def build():
+        m = build_tiny_llama(300).to(device=CUDA, dtype=dtype).train()
+        m.config.use_cache = False
+        attention.set_kernel(m, "flex_attention")
+        return m
+
+    ref = build()
+    model = build()
+    model.load_state_dict(ref.state_dict())
+    done = memory.apply_kernels(model, "liger")
+    assert memory.applied_kernels(model) == "liger" and any("RMSNorm" in d for d in done)
+    def impl(module):  # the module that defines the forward this instance runs
+        return module.forward.__func__.__module__
+
+    assert "liger_kernel" in impl(model.model.layers[0].mlp) and "liger_kernel" in impl(model.model.norm)
+    plain = build()  # built after: the patch was per instance
+    assert memory.applied_kernels(plain) == "none" and "liger_kernel" not in impl(plain.model.layers[0].mlp)
+    assert "liger_kernel" not in impl(plain.model.layers[0].input_layernorm)
+    losses = []
+    for m in (ref, model):
+        loss, n = packed_loss_sum(m, batch, 32)
+        (loss / n).backward()
+        losses.append(float(loss))
+    loss_tol, grad_tol = (1e-4, 1e-3) if dtype == torch.float32 else (1e-2, 5e-2)
+    assert losses[1] == pytest.approx(losses[0], rel=loss_tol)
+    worst = 0.0
+    for (k, p), q in zip(model.named_parameters(), ref.parameters()):
+        rel = float((p.grad.float() - q.grad.float()).norm() / q.grad.float().norm().clamp_min(1e-30))
+        worst = max(worst, rel)
+        assert rel < grad_tol, (k, rel)
+    print(f"liger vs reference ({dtype}): loss {losses[1]:.6f} vs {losses[0]:.6f}, worst gradient rel-norm {worst:.2e}")

@@ -167,6 +167,13 @@ def _stage_plan(stage: int, profile, shape, hours: float, drive_deletion: str | 
             "steps": steps, "gpu_hours": gpu_hours, "tokens_per_s": gplan.throughput.tokens_per_s,
             "save_block_s": save_block_s,
             "memory_plan": gplan.train.implementation, "checkpoint_bytes": ck, "saves": saves,
+            # the configuration the recipe runs on PLAN_GPU, with its predicted speed and peak memory
+            "config": (gplan.auto[0] if gplan.auto else
+                       f"{cfg.max_seq_len:,} tokens x {cfg.grad_accum} micro-batches, {gplan.train.attention}, "
+                       f"checkpointing {cfg.checkpointing}: predicted {gplan.throughput.tokens_per_s:,.0f} tokens/s, "
+                       f"peak {gplan.memory.peak / plan_model.GIB:.1f} GiB of {gplan.gpu.memory_gib:.1f} GiB"),
+            "auto_config": bool(gplan.auto), "peak_gib": gplan.memory.peak / plan_model.GIB,
+            "gpu_memory_gib": gplan.gpu.memory_gib, "mfu": gplan.throughput.mfu,
             "final_bytes": final, "keep_last": cfg.keep_last, "drive_deletion": cfg.drive_deletion,
             "save_every_minutes": cfg.save_every_minutes, "save_every": cfg.save_every,
             "cadence_minutes": cadence_min, "upload_gb_per_day": per_day / GB,
@@ -381,6 +388,8 @@ def format_plan(plan: dict) -> str:
         lines.append(f"stage {k}: {s['steps']:,} steps ≈ {s['gpu_hours']:.1f} h at {s['tokens_per_s']:,.0f} tokens/s "
                      f"({s['memory_plan']}); checkpoint {s['checkpoint_bytes'] / GB:.1f} GB saved {when} and at the end "
                      f"(~{s['saves']} saves, each blocking training ~{s['save_block_s']:.0f} s for the local write; hashing and the copy to Drive run in the background), at most {s['max_checkpoints']} on Drive at once")
+        lines.append(f"  config on {plan['gpu']} ({'auto-config' if s['auto_config'] else 'as configured'}): "
+                     f"{s['config']}")
         if s.get("cadence_minutes"):
             slow = 5e6  # what a user with a slower mount gets, at 5 MB/s
             lines.append(

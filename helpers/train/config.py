@@ -43,11 +43,13 @@ SEED_STAGES: dict[int, tuple[float, int]] = {2: (5e-5, 1), 3: (1e-5, 2), 4: (5e-
 # optimizer, or stochastic rounding) so that small updates are not rounded away (helpers.train.precision).
 PRECISIONS = ("fp32", "bf16-mixed", "bf16-pure")
 # = helpers.train.memory.OPTIMIZER_KINDS (a test keeps them equal; not imported so this module stays torch-free)
-OPTIMIZERS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master")
-BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master")  # helpers.train.precision.BF16AdamW
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_torchao")
+# for a pure-bf16 model: helpers.train.precision.BF16AdamW, or torchao's AdamW with bf16 stochastic rounding
+BF16_OPTIMIZERS = ("adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_torchao")
 STATE_DTYPES = ("fp32", "bf16")  # BF16AdamW moment dtype
 CHECKPOINTING = ("none", "full", "selective")  # = helpers.train.memory.CHECKPOINTING_MODES
 ATTENTION = ("auto", "sdpa", "flex_attention", "flash_attention_2")  # helpers.train.attention.choose_kernel(prefer=...)
+KERNELS = ("none", "liger")  # = helpers.train.memory.KERNELS (apply_kernels): Liger-Kernel needs CUDA + Triton
 # The memory fields the planner decides (helpers.train.config.plan_stage); None in a config = "planner's choice".
 PLANNED_FIELDS = ("precision", "optimizer", "optimizer_state", "checkpointing", "selective_every", "ce_chunk",
                   "deepspeed")
@@ -58,6 +60,9 @@ LOSS_ON = ("audio", "all")  # "audio": target audio tokens + <|audio_end|>; "all
 RESUME_SAFE_FIELDS = frozenset({
     "log_every", "save_every", "save_every_minutes", "eval_every", "keep_last", "local_dir", "progress",
     "eval_max_new_frames", "drive_deletion", "deterministic",
+    # how the sizes were chosen, not the sizes: a run in progress keeps the max_seq_len / grad_accum it started
+    # with (plan_stage), and those are compared; a run started before the field existed resumes
+    "auto_config",
 })
 # Memory settings that change how the same math is computed, not the math: a resumed run re-plans them
 # for the GPU at hand (helpers.train.config.plan_stage). Activation checkpointing recomputes the same forward;
@@ -65,7 +70,7 @@ RESUME_SAFE_FIELDS = frozenset({
 # same softmax(QK^T)V. On CPU in fp32 they reproduce bit for bit (tests); on GPU they change rounding
 # order only. precision / optimizer / optimizer_state / deepspeed change the update itself: resume refuses.
 REPLANNABLE_FIELDS = ("checkpointing", "selective_every", "ce_chunk", "attention", "checkpoint_layers",
-                      "compile_layers")
+                      "compile_layers", "kernels")
 DRIVE_DELETION = ("trash", "permanent")  # = helpers.colab.drive.DELETION_MODES (a test keeps them equal)
 
 
@@ -157,7 +162,10 @@ class StageConfig:
     needs optimizer adamw_bf16_stochastic or adamw_bf16_master)."""
     optimizer: str | None = None
     """"adamw_torch", "adamw_8bit" (bitsandbytes 8-bit states), "adamw_bf16_stochastic" or "adamw_bf16_master"
-    (helpers.train.precision.BF16AdamW: stochastic rounding, or an fp32 master copy in the optimizer state)."""
+    (helpers.train.precision.BF16AdamW: stochastic rounding, or an fp32 master copy in the optimizer state), or
+    "adamw_bf16_torchao" (torchao's AdamW with bf16 stochastic rounding, bf16 moments; optional: pip install
+    torchao; helpers.train.memory.build_optimizer). The planner never picks torchao: it is chosen by measurement
+    (gpu_check.sh, stage 2) and prices it as BF16AdamW's fused update."""
     optimizer_state: str | None = None
     """Moment dtype of the BF16AdamW optimizers: "fp32" (8 B/param) or "bf16" (4 B/param)."""
     checkpointing: str | None = None
@@ -183,6 +191,17 @@ class StageConfig:
     inductor fuses each layer's norms, RoPE, SwiGLU and residual adds into Triton kernels). Off by default until
     bench_train --stage 2 --compile-layers has measured its gain on a GPU; same math (CPU test: aot_eager ==
     eager), so a resumed run may switch it."""
+    kernels: str = "none"
+    """Fused layer kernels: "none" (the model's own modules) or "liger" (Liger-Kernel's Triton RMSNorm, SwiGLU and
+    RoPE, and its fused linear CE: helpers.train.memory.apply_kernels; CUDA only, refuses on the CPU). Same math up to rounding order (tests/test_gpu.py
+    compares loss and gradients), so a resumed run may switch it; chosen by measurement (auto_config)."""
+    auto_config: bool = False
+    """Let :func:`helpers.train.stage_plan.plan_stage` choose the micro-batch and accumulation by
+    helpers.train.planner.auto_config for the GPU: ``max_seq_len`` (at least the configured value: a packed row must
+    hold the longest example) and ``grad_accum`` (at least the configured tokens per optimizer step), together with
+    the memory fields left None, ``compile_layers`` (False = the plan's choice) and ``kernels`` ("none" = the plan's
+    choice), keeping :data:`helpers.train.planner.AUTO_HEADROOM` of the card free. A run in progress keeps the sizes
+    it started with (exact resume). Without a CUDA GPU the sizes stay as configured."""
     deepspeed: str | None = None
     """A DeepSpeed config (a file in configs/, e.g. "configs/ds_zero2_offload.json", or an absolute path):
     train through HF Trainer + DeepSpeed (helpers.train.distributed) instead of the hand-written loop.
@@ -258,15 +277,20 @@ class StageConfig:
             bad("ce_chunk", ">= 0 tokens (0 = no chunking)")
         if self.attention not in ATTENTION:
             bad("attention", f"one of {ATTENTION}")
+        if self.kernels not in KERNELS:
+            bad("kernels", f"one of {KERNELS}")
         if self.deepspeed is not None and not (isinstance(self.deepspeed, str) and self.deepspeed.endswith(".json")):
             bad("deepspeed", "None or the path of a DeepSpeed JSON config (e.g. 'configs/ds_zero2.json')")
         if self.precision == "bf16-pure" and self.optimizer in ("adamw_torch", "adamw_8bit"):
-            bad("optimizer", "'adamw_bf16_stochastic' or 'adamw_bf16_master' with precision='bf16-pure': "
+            bad("optimizer", f"one of {BF16_OPTIMIZERS} with precision='bf16-pure': "
                              f"{self.optimizer} writes its update into bf16 weights with round-to-nearest, which "
                              "loses every update below half a bf16 ulp (see helpers.train.precision)")
         if self.precision in ("fp32", "bf16-mixed") and self.optimizer in BF16_OPTIMIZERS:
             bad("optimizer", f"'adamw_torch' or 'adamw_8bit' with precision={self.precision!r} (fp32 weights); "
                              f"{self.optimizer} is for precision='bf16-pure'")
+        if self.optimizer == "adamw_bf16_torchao" and self.optimizer_state == "fp32":
+            bad("optimizer_state", "'bf16' with optimizer='adamw_bf16_torchao' (torchao keeps the moments in the "
+                                   "parameters' dtype, bf16)")
         if self.deepspeed is not None and self.precision == "bf16-pure":
             bad("precision", "'bf16-mixed' or 'fp32' with deepspeed (DeepSpeed's bf16 mode keeps its own fp32 "
                              "master weights and optimizer)")
@@ -331,8 +355,8 @@ def _norm(v):
 
 
 # Default passes over each stage's data (profiles that set neither max_steps nor epochs). At the planned
-# A100-40GB speed (~6,100 tokens/s, helpers.train.planner) one epoch is ~15 h (stage 2, 1,050 h of speech,
-# ~330 M tokens), ~2.6 h (stage 3, 184 h) and ~0.8 h (stage 4, 54 h); the seed budgets 72-120 h /
+# A100-40GB speed (~6,480 tokens/s, helpers.train.planner.auto_config) one epoch is ~14 h (stage 2, 1,050 h of
+# speech, ~330 M tokens), ~2.5 h (stage 3, 184 h) and ~0.7 h (stage 4, 54 h); the seed budgets 72-120 h /
 # 24-40 h / 12-20 h of A100 time.
 #  - stage 2: 2 epochs (~30 h planned). ~330 M tokens is little for a 3B model learning a new modality;
 #    repeating data up to ~4 epochs costs almost nothing against fresh data (Muennighoff et al. 2023,

@@ -19,6 +19,7 @@ training recipe calls these functions):
   decoder layer) or selective (every k-th layer).
 - :func:`compile_layers` — regional ``torch.compile``: each decoder layer compiled on its own (one
   graph serves all layers: same code, same shapes), the rest of the model eager.
+- :func:`apply_kernels` — Liger-Kernel's fused RMSNorm / SwiGLU / RoPE / linear CE (CUDA only).
 - :func:`choose_attention` / :func:`set_attention` — the packed-row attention kernel
   (:mod:`helpers.train.attention`: flash-attn varlen, FlexAttention with a document mask, or SDPA).
 - :func:`settings_for_plan` — turns a planner :class:`helpers.train.planner.TrainPlan`
@@ -47,6 +48,9 @@ __all__ = [
     "chunked_causal_lm_loss",
     "causal_lm_loss",
     "liger_available",
+    "KERNELS",
+    "apply_kernels",
+    "applied_kernels",
     "OPTIMIZER_KINDS",
     "param_groups",
     "build_optimizer",
@@ -249,6 +253,7 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
         reduction: "mean" (= HF's loss) or "sum".
         decoder_kwargs: passed to the decoder (e.g. ``doc_lens`` of
             :func:`helpers.train.attention.packed_kwargs`).
+        use_liger: Liger's fused linear CE; None = where :func:`apply_kernels` put Liger into the model.
     Returns:
         (loss fp32 scalar, number of target tokens).
     """
@@ -269,6 +274,8 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
     h = out.last_hidden_state[:, :-1]  # (B, T-1, H)
     y = labels[:, 1:]  # (B, T-1), left where it is (CPU for collate's batches: counting needs no GPU sync)
     n = int((y != ignore_index).sum())
+    if use_liger is None:  # Liger's fused linear CE where the model runs Liger's kernels (apply_kernels)
+        use_liger = applied_kernels(model) == "liger"
     loss = chunked_causal_lm_loss(h.reshape(-1, h.shape[-1]), head.weight, y.reshape(-1), chunk_size=chunk_size,
                                   reduction=reduction, ignore_index=ignore_index, use_liger=use_liger)
     return loss, n
@@ -276,7 +283,7 @@ def causal_lm_loss(model, input_ids: torch.Tensor, labels: torch.Tensor, *, posi
 
 # ============================================================================ optimizer
 
-OPTIMIZER_KINDS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master")
+OPTIMIZER_KINDS = ("adamw_torch", "adamw_8bit", "adamw_bf16_stochastic", "adamw_bf16_master", "adamw_bf16_torchao")
 
 
 def param_groups(model_or_params, weight_decay: float) -> list[dict]:
@@ -331,6 +338,12 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
       ``rounding="stochastic"`` for a pure-bf16 model (no fp32 copy, unbiased).
     - ``"adamw_bf16_master"``: ``BF16AdamW(rounding="master")``: a bf16 model with
       the fp32 master inside the optimizer state.
+    - ``"adamw_bf16_torchao"``: torchao's AdamW with bf16 stochastic rounding
+      (``torchao.optim._AdamW(bf16_stochastic_round=True)``, torchao 0.18.0) for a pure-bf16 model: the
+      same update as ``adamw_bf16_stochastic`` with bf16 moments, one compiled kernel per parameter shape
+      (torch.compile, also on the CPU), moments rounded to nearest (ours: stochastically), rounding noise
+      from torch's global generator (the recipe saves and restores it). The alternative measured against
+      BF16AdamW's fused update (gpu_check.sh, stage 2); tests/train/test_torchao_optim.py compares the two.
 
     ``state_dtype`` (BF16AdamW only): fp32 or bf16 moments. ``seed``: BF16AdamW's
     rounding-noise seed (saved in its state_dict). ``fused`` (BF16AdamW only): its compiled update
@@ -354,9 +367,31 @@ def build_optimizer(model_or_params, kind: str = "adamw_torch", *, lr: float, be
                               "use 'adamw_torch' otherwise") from e
         return bnb.optim.AdamW8bit(groups, lr=lr, betas=betas, eps=eps)
 
+    if kind == "adamw_bf16_torchao":
+        return _torchao_adamw(groups, lr=lr, betas=betas, eps=eps)
     rounding = "stochastic" if kind == "adamw_bf16_stochastic" else "master"
     return BF16AdamW(groups, lr=lr, betas=betas, eps=eps, rounding=rounding, state_dtype=state_dtype, seed=seed,
                      fused=fused)
+
+
+# = scripts/gpu_wheels.sh. torchao 0.18.0 supports torch >= 2.11 (the GPU image's 2.11, the CPU venv's 2.13). Not in
+# requirements-ci.txt: with torchao installed, every `from transformers import LlamaForCausalLM` imports it
+# (transformers' torchao quantizer), ~2 s and warnings on stderr in every process, for an optional optimizer.
+TORCHAO_VERSION = "0.18.0"
+
+
+def _torchao_adamw(groups: list[dict], *, lr: float, betas: tuple[float, float], eps: float):
+    """torchao's AdamW with bf16 stochastic rounding of the weights (see :func:`build_optimizer`)."""
+    try:
+        from torchao.optim import _AdamW
+    except ImportError as e:
+        raise ImportError(f"optimizer 'adamw_bf16_torchao' needs torchao (pip install torchao=={TORCHAO_VERSION}); "
+                          "use 'adamw_bf16_stochastic' (helpers.train.precision.BF16AdamW) otherwise") from e
+    wrong = sorted({str(p.dtype) for g in groups for p in g["params"] if p.dtype != torch.bfloat16})
+    if wrong:
+        raise ValueError(f"optimizer 'adamw_bf16_torchao' is for a pure-bf16 model (precision='bf16-pure'): got "
+                         f"parameters of dtype {', '.join(wrong)}; expected torch.bfloat16 only")
+    return _AdamW(groups, lr=lr, betas=betas, eps=eps, bf16_stochastic_round=True)
 
 
 # ============================================================================ activation checkpointing
@@ -457,6 +492,69 @@ def compile_layers(model, *, backend: str = "inductor", dynamic: bool | None = N
 
 
 # ============================================================================ attention
+
+
+# ============================================================================ fused layer kernels
+
+KERNELS = ("none", "liger")  # = helpers.train.config.KERNELS (a test keeps them equal)
+LIGER_VERSION = "0.8.5"  # = scripts/gpu_wheels.sh (pure-Python wheel; needs Triton, which CUDA torch ships)
+_KERNELS_ATTR = "_helpers_kernels"  # set on a model by apply_kernels; causal_lm_loss reads it
+
+
+def applied_kernels(model) -> str:
+    """The fused kernels :func:`apply_kernels` put into ``model`` ("none" when never called)."""
+    return getattr(model, _KERNELS_ATTR, "none")
+
+
+def apply_kernels(model, kernels: str = "none") -> list[str]:
+    """Fused layer kernels in a HF LLaMA model; returns what was replaced.
+
+    - ``"none"``: nothing (the model's own modules).
+    - ``"liger"``: Liger-Kernel's Triton RMSNorm (every norm of this model), SwiGLU MLP (every layer of this
+      model) and RoPE, and its fused linear cross entropy in :func:`causal_lm_loss` (the LM head and the CE
+      over the ~140K vocabulary in one kernel, logits never materialised). CUDA only: the kernels are Triton;
+      on a model on the CPU (or without liger_kernel / Triton installed) it refuses, saying so. The norms and
+      MLPs are patched on this instance only (Liger's ``apply_liger_kernel_to_llama(model=...)``, after which
+      the module-level classes it replaces are put back, so models built later stay plain); RoPE is a
+      module-level function in transformers, so it is replaced by one that uses Liger's kernel for CUDA
+      tensors and the original for any other. Same math up to rounding order
+      (tests/test_gpu.py::test_liger_kernels_match_the_reference_on_cuda states the tolerances).
+    Apply before :func:`compile_layers` and before building the optimizer (the parameters stay the same
+    tensors either way).
+    """
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {KERNELS}, got {kernels!r}")
+    if kernels == "none":
+        return []
+    device = next(model.parameters()).device
+    missing = [m for m in ("liger_kernel", "triton") if importlib.util.find_spec(m) is None]
+    if device.type != "cuda" or missing:
+        raise RuntimeError(
+            "kernels='liger' needs a CUDA model with Triton and liger_kernel installed (Liger-Kernel's kernels are "
+            f"Triton GPU kernels): this model is on {device.type}"
+            + (f" and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed (pip install liger-kernel=={LIGER_VERSION})" if missing
+               else "") + "; use kernels='none' here")
+    if getattr(model.config, "model_type", None) != "llama":
+        raise ValueError(f"kernels='liger' is wired for LLaMA models, got model_type={model.config.model_type!r}")
+    from liger_kernel.transformers import apply_liger_kernel_to_llama
+    from transformers.models.llama import modeling_llama
+
+    saved = {k: getattr(modeling_llama, k) for k in ("LlamaRMSNorm", "LlamaMLP", "apply_rotary_pos_emb")}
+    original_rope = getattr(modeling_llama.apply_rotary_pos_emb, "_helpers_original", saved["apply_rotary_pos_emb"])
+    apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                fused_linear_cross_entropy=False, model=model)
+    liger_rope = modeling_llama.apply_rotary_pos_emb
+    modeling_llama.LlamaRMSNorm, modeling_llama.LlamaMLP = saved["LlamaRMSNorm"], saved["LlamaMLP"]
+
+    def rotary(q, k, cos, sin, *args, **kwargs):
+        return (liger_rope if q.is_cuda else original_rope)(q, k, cos, sin, *args, **kwargs)
+
+    rotary._helpers_original = original_rope
+    modeling_llama.apply_rotary_pos_emb = rotary
+    setattr(model, _KERNELS_ATTR, "liger")
+    decoder = model.get_decoder()
+    return [f"RMSNorm x {2 * len(decoder.layers) + 1}", f"SwiGLU MLP x {len(decoder.layers)}", "RoPE",
+            "fused linear cross entropy"]
 
 
 def flash_attn_available() -> bool:

@@ -137,11 +137,22 @@ class Calibration:
 # A100s have none yet). Add a row with the output of `calibrate(...)` after a bench_train run
 # (benchmarks/README.md says how); get_gpu / match_gpu then use it.
 CALIBRATIONS: list[Calibration] = [
-    Calibration("H200-141GB", 0.3223,
+    # Refitted 2026-12-07 from the same measurement (the 8K row of
+    # benchmarks/results/gpu_check_2026-12-04_NVIDIA_H200.jsonl: 9,928.5 tokens/s, accumulation 1, full
+    # checkpointing, CE chunks of 1,024, flex_attention, mean document span 1,807 tokens, pure bf16 +
+    # BF16AdamW(stochastic, bf16 states)). That run's optimizer step was BF16AdamW's *eager* update, which
+    # moves 244 B per parameter (counted: precision.step_traffic_per_element; BF16ADAMW_EAGER_STEP_BYTES), not
+    # the 120 B/param the planner charged then: the first fit (0.3223) put ~0.12 s of optimizer time into the
+    # compute. Step time = compute / hfu + optimizer (bandwidth-bound, 0.236 s at 244 B/param on 4.8 TB/s x 0.7):
+    # hfu = 0.45 x c / (p/m - (1 - c)) with the planner's prediction p = 11,012 tokens/s at hfu 0.45 (c = its
+    # compute share 0.683) and the measurement m = 9,928.5 -> 0.388. (At the 278 B/param the issue quotes:
+    # 0.411.) tests/train/test_planner.py::test_h200_calibration_is_refitted_from_the_recorded_row recomputes both
+    # fits from the jsonl row.
+    Calibration("H200-141GB", 0.388,
                 "NVIDIA H200 capped to 40 GB, 2026-12-04, torch 2.11.0+cu130: bash scripts/gpu_check.sh "
                 "(bench_train --model llama-3.2-3b --tokens-per-step 8192 --steps 4 --warmup 2 --memory-cap-gb 40; "
-                "9,929 tokens/s, flex_attention, full checkpointing; two timed steps with up to two recompiles "
-                "among them: a lower bound)"),
+                "9,929 tokens/s, flex_attention, full checkpointing, accumulation 1, eager BF16AdamW update priced "
+                "at its counted 244 B/param; two timed steps with up to two recompiles among them: a lower bound)"),
 ]
 
 
@@ -173,3 +184,41 @@ def calibrate(spec: GPUSpec, predicted_tokens_per_s: float, measured_tokens_per_
         raise ValueError(f"the measurement ({measured_tokens_per_s:.0f} tokens/s) is faster than the planner's "
                          f"non-compute time alone allows; check the configuration matches the prediction")
     return Calibration(spec.name, round(spec.hfu * compute_fraction / denom, 4), source)
+
+
+# ============================================================================ measured speed-ups
+
+@dataclass(frozen=True)
+class Speedup:
+    """A measured factor on the compute part of a training step for one GPU model, from an option the
+    planner's FLOP model does not see (:func:`helpers.train.planner.auto_config` weighs it).
+
+    ``option``: ``"compile_layers"`` (regional torch.compile of the decoder layers, StageConfig.compile_layers),
+    ``"liger"`` (Liger-Kernel's fused RMSNorm / SwiGLU / RoPE, StageConfig.kernels) or both joined by ``+``
+    when measured together (a combination is never derived from its parts). ``factor``: tokens/s with the
+    option over tokens/s without, same configuration, same card (bench_train --stage 2 rows side by side).
+    """
+
+    gpu: str  # GPUS key
+    option: str
+    factor: float
+    source: str  # card, date, command and the two measured rows
+
+
+SPEEDUP_OPTIONS = ("compile_layers", "liger", "compile_layers+liger")
+# Measured speed-ups, newest last. None yet: no GPU run of bench_train --stage 2 with --compile-layers or
+# --kernels liger has been recorded, so the auto-config leaves both off (it prices only what was measured).
+SPEEDUPS: list[Speedup] = []
+
+
+def measured_speedups(gpu_name: str) -> dict[str, Speedup]:
+    """The newest recorded :class:`Speedup` per option for the GPU model ``gpu_name`` (a GPUS key)."""
+    out: dict[str, Speedup] = {}
+    for s in SPEEDUPS:
+        if s.option not in SPEEDUP_OPTIONS:
+            raise ValueError(f"Speedup option {s.option!r}: expected one of {SPEEDUP_OPTIONS}")
+        if not s.factor > 0:
+            raise ValueError(f"Speedup factor {s.factor!r} of {s.option}: expected > 0")
+        if s.gpu == gpu_name:
+            out[s.option] = s
+    return out

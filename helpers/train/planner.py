@@ -32,7 +32,7 @@ import importlib.util
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
-from .plan_gpus import GPUSpec, _resolve_gpu, detect_gpu
+from .plan_gpus import GPUSpec, _resolve_gpu, detect_gpu, measured_speedups
 from .plan_memory import (activation_bytes_per_token_per_layer, checkpointed_layer_count, CHECKPOINTING, CROSS_ENTROPY, HOST_RAM_USABLE_FRACTION, OVERHEAD_FIXED_BYTES, OVERHEAD_FRACTION, MemoryBreakdown, TrainPlan, estimate_memory)
 from .plan_model import (ATTENTION_TRAIN_FACTOR, GIB, LLAMA_3_2_3B_AUDIO, STAGE2_AUDIO_HOURS, ModelShape, attention_cost_table, attention_flops_per_token, model_flops_per_token, stage_tokens)
 
@@ -91,7 +91,8 @@ def _optimizer_kind(plan: TrainPlan) -> str:
     return "torch_fused"
 
 
-def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimizer: bool = True) -> Throughput:
+def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimizer: bool = True,
+                        compute_speedup: float = 1.0) -> Throughput:
     """Tokens per second of ``plan`` on ``plan.n_gpus`` GPUs of type ``gpu``.
 
     Per micro-batch (T tokens on one GPU):
@@ -115,7 +116,11 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimi
 
     ``fused_optimizer``: BF16AdamW's compiled update (the default on CUDA); False prices its eager
     update (:data:`BF16ADAMW_EAGER_STEP_BYTES`), e.g. to compare with a run without Triton.
+    ``compute_speedup``: a measured factor on the compute part (compiled layers, fused kernels:
+    :data:`helpers.train.plan_gpus.SPEEDUPS`); 1 = the model above.
     """
+    if not compute_speedup > 0:
+        raise ValueError(f"compute_speedup must be > 0, got {compute_speedup}")
     gpu = _resolve_gpu(gpu)
     N, n, T = shape.param_count(), plan.n_gpus, plan.tokens_per_step
     model = model_flops_per_token(shape, plan.mean_doc_tokens)
@@ -123,7 +128,7 @@ def estimate_throughput(shape: ModelShape, plan: TrainPlan, gpu, *, fused_optimi
     fwd_layer = 2.0 * shape.layer_params() + attn_fwd / shape.layers
     recomputed = checkpointed_layer_count(shape, plan)
     hardware = 6.0 * N + attn_fwd * ATTENTION_TRAIN_FACTOR + recomputed * fwd_layer + (2.0 * shape.hidden * shape.vocab if plan.ce == "chunked" else 0.0)
-    compute = T * hardware / (gpu.bf16_tflops * 1e12 * gpu.hfu)
+    compute = T * hardware / (gpu.bf16_tflops * 1e12 * gpu.hfu) / compute_speedup
 
     shard = N / n
     pcie = gpu.pcie_gbs * 1e9
@@ -170,6 +175,7 @@ class Plan:
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)  # what the figures rest on (hfu source, kernel, ...)
+    auto: list[str] = field(default_factory=list)  # auto_config's choice and why (empty: a plain plan_for_gpu)
     n_candidates: int = 0
     n_fitting: int = 0
 
@@ -223,6 +229,8 @@ class Plan:
         lines += [f"- {r}" for r in self.reasons]
         if self.notes:
             lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]
+        if self.auto:
+            lines += ["", "Auto-config (helpers.train.planner.auto_config):"] + [f"- {a}" for a in self.auto]
         if self.assumptions:
             lines += ["", "Assumptions:"] + [f"- {a}" for a in self.assumptions]
         return "\n".join(lines)
@@ -346,7 +354,7 @@ def replan_memory(shape: ModelShape, gpu, fixed: TrainPlan, headroom: float = HE
 def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_step: int = 8192, n_gpus: int = 1,
                  *, grad_accum: int = 8, train_tokens: int | None = None, host_ram_gib: float | None = None,
                  allow_lost_updates: bool = False, headroom: float = HEADROOM_FRACTION,
-                 attention: str | None = None, **common) -> Plan:
+                 attention: str | None = None, fused_optimizer: bool = True, **common) -> Plan:
     """Pick the fastest configuration that fits ``gpu``.
 
     Args:
@@ -363,6 +371,8 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
         allow_lost_updates: also consider pure bf16 without stochastic rounding.
         headroom: fraction of GPU memory kept free beyond the modelled overhead.
         attention: the packed-row kernel (:data:`ATTENTION_KERNELS`); None = :func:`default_attention`.
+        fused_optimizer: price BF16AdamW's compiled update (what ``fused="auto"`` runs on CUDA with
+            Triton); False prices the eager update.
         **common: other :class:`TrainPlan` fields (e.g. ``mean_doc_tokens``).
     Raises:
         NoFeasiblePlan: nothing fits; the message names the smallest requirement.
@@ -385,7 +395,7 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
     rows = []  # (plan, memory, throughput, fits_gpu, fits_host)
     for p in candidates:
         mem = estimate_memory(shape, p)
-        rows.append((p, mem, estimate_throughput(shape, p, gpu), mem.peak <= usable,
+        rows.append((p, mem, estimate_throughput(shape, p, gpu, fused_optimizer=fused_optimizer), mem.peak <= usable,
                      host_limit is None or mem.cpu <= host_limit))
     fitting = [r for r in rows if r[3] and r[4]]
     if not fitting:
@@ -418,33 +428,64 @@ def plan_for_gpu(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, tokens_per_st
                 n_fitting=len(fitting), assumptions=plan_assumptions(shape, gpu, plan, headroom))
 
 
+# The auto-config keeps at least this fraction of the card's memory free beyond the modelled framework
+# overhead and fragmentation (plan_for_gpu's default keeps 2 %): the A100-40GB plan at 2 % predicted 37.4 of
+# 38.6 GiB usable; an activation or allocator estimate a few percent short must not end in an OOM hours in.
+AUTO_HEADROOM = 0.05
+
+
 @dataclass(frozen=True)
 class AutoConfig:
-    """:func:`auto_config`'s choice: the fastest plan over micro-batch sizes and attention kernels,
-    and every candidate it weighed (``rows``: micro-batch, accumulation, kernel, tokens/s, peak GiB, or
-    why it was not possible)."""
+    """:func:`auto_config`'s choice: the fastest plan over micro-batch sizes, attention kernels and the measured
+    speed options (compiled layers, Liger kernels), and every candidate it weighed (``rows``: micro-batch,
+    accumulation, kernel, options, tokens/s, peak GiB, or why it was not possible); ``why``: one line per
+    choice the plan table does not show (optimizer update, compiled layers, kernels, memory margin)."""
 
     plan: Plan
     tokens_per_micro_batch: int
     grad_accum: int
     rows: list[dict]
+    fused_optimizer: bool = True  # BF16AdamW's compiled update (False: eager, or not a BF16AdamW optimizer)
+    optimizer_update: str = "fused"  # "fused", "eager", or the optimizer when it is not BF16AdamW on the GPU
+    compile_layers: bool = False
+    kernels: str = "none"
+    headroom: float = AUTO_HEADROOM
+    why: list[str] = field(default_factory=list)
+
+    @property
+    def margin_bytes(self) -> int:
+        """The card's memory minus the planned peak (headroom + any selective-checkpointing margin)."""
+        return self.plan.gpu.memory_bytes - self.plan.memory.peak
+
+    @property
+    def margin_fraction(self) -> float:
+        return self.margin_bytes / self.plan.gpu.memory_bytes
+
+    def summary(self) -> str:
+        """One line: the chosen configuration, its predicted tokens/s and its peak memory with the margin."""
+        t, tp = self.plan.train, self.plan.throughput
+        ckpt = t.checkpointing + (f" ({t.checkpointed_layers} layers)" if t.checkpointed_layers else "")
+        return (f"{self.tokens_per_micro_batch:,} tokens x {self.grad_accum} micro-batches, {t.attention}, "
+                f"checkpointing {ckpt}, optimizer update {self.optimizer_update}, compiled "
+                f"layers {'on' if self.compile_layers else 'off'}, kernels {self.kernels}: predicted "
+                f"{tp.tokens_per_s:,.0f} tokens/s (MFU {tp.mfu:.0%}), peak {self.plan.memory.peak / GIB:.1f} GiB "
+                f"of {self.plan.gpu.memory_gib:.1f} GiB (margin {self.margin_bytes / GIB:.1f} GiB = "
+                f"{self.margin_fraction:.0%}, kept >= {self.headroom:.0%})")
 
     def to_markdown(self) -> str:
-        head = ["| tokens/micro-batch | accumulation | attention | checkpointing | tokens/s | MFU | peak GiB | note |",
-                "|---:|---:|---|---|---:|---:|---:|---|"]
-        body = [f"| {r['tokens_per_micro_batch']:,} | {r['grad_accum']} | {r['attention']} | {r.get('checkpointing', '')} | "
-                f"{r.get('tokens_per_s', '')} | {r.get('mfu', '')} | {r.get('peak_gib', '')} | {r.get('note', '')} |"
-                for r in self.rows]
-        return "\n".join([f"Auto-config on {self.plan.gpu.name}: {self.tokens_per_micro_batch:,} tokens × "
-                          f"{self.grad_accum} micro-batches, {self.plan.train.attention}, checkpointing "
-                          f"{self.plan.train.checkpointing}"
-                          + (f" ({self.plan.train.checkpointed_layers} layers)"
-                             if self.plan.train.checkpointed_layers else ""), ""] + head + body)
+        head = ["| tokens/micro-batch | accumulation | attention | options | checkpointing | tokens/s | MFU | "
+                "peak GiB | note |", "|---:|---:|---|---|---|---:|---:|---:|---|"]
+        body = [f"| {r['tokens_per_micro_batch']:,} | {r['grad_accum']} | {r['attention']} | {r.get('options', '')} | "
+                f"{r.get('checkpointing', '')} | {r.get('tokens_per_s', '')} | {r.get('mfu', '')} | "
+                f"{r.get('peak_gib', '')} | {r.get('note', '')} |" for r in self.rows]
+        return "\n".join([f"Auto-config on {self.plan.gpu.name}: {self.summary()}", ""] + head + body + [""]
+                         + [f"- {w}" for w in self.why])
 
 
 def auto_config(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, *, tokens_per_optimizer_step: int = 12 * 8192,
                 min_tokens_per_micro_batch: int = 8192, micro_batches: Iterable[int] | None = None,
-                attentions: Iterable[str] | None = None, **plan_kwargs) -> AutoConfig:
+                attentions: Iterable[str] | None = None, fused_optimizer: bool = True,
+                liger_available: bool | None = None, headroom: float = AUTO_HEADROOM, **plan_kwargs) -> AutoConfig:
     """The fastest valid training configuration for ``gpu``, over what :func:`plan_for_gpu` leaves fixed.
 
     For each micro-batch size ``T`` (``micro_batches``; default: 1, 1.5, 2 and 3 × ``min_tokens_per_micro_batch``)
@@ -453,10 +494,15 @@ def auto_config(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, *, tokens_per_
     :func:`default_attention` would train with, and SDPA), :func:`plan_for_gpu` picks precision, optimizer,
     checkpointing (a selective count sized to the memory), CE and ZeRO; the fastest of those is returned.
 
-    Valid means: it fits the GPU (and host RAM for offload) with the planner's margins, and ``T >=
+    Valid means: it fits the GPU (and host RAM for offload) keeping ``headroom`` (default
+    :data:`AUTO_HEADROOM`, 5 %) of the card's memory free beyond the modelled overhead, and ``T >=
     min_tokens_per_micro_batch`` — one packed row is one micro-batch, so a smaller one could not hold the
-    longest example (the stage's ``max_seq_len``). Compiled layers are not priced: no measurement of their
-    speed-up on a card exists yet (bench_train --compile-layers measures it).
+    longest example (the stage's ``max_seq_len``).
+
+    Speed options the FLOP model does not see are weighed only where measured on this GPU model
+    (:data:`helpers.train.plan_gpus.SPEEDUPS`): compiled decoder layers, and Liger-Kernel where
+    ``liger_available`` (None: the ``liger_kernel`` package is importable here). ``fused_optimizer``: price
+    BF16AdamW's compiled update (``fused="auto"`` on CUDA with Triton) or its eager one.
 
     Raises :class:`NoFeasiblePlan` when no combination fits (the message of the smallest micro-batch's).
     """
@@ -464,32 +510,85 @@ def auto_config(shape: ModelShape = LLAMA_3_2_3B_AUDIO, gpu=None, *, tokens_per_
     if lo < 1 or int(tokens_per_optimizer_step) < lo:
         raise ValueError(f"need 1 <= min_tokens_per_micro_batch ({lo}) <= tokens_per_optimizer_step "
                          f"({tokens_per_optimizer_step})")
+    if not 0 <= headroom < 1:
+        raise ValueError(f"headroom must be a fraction in [0, 1), got {headroom}")
     sizes = sorted({int(t) for t in (micro_batches or (lo, lo * 3 // 2, 2 * lo, 3 * lo))})
     too_small = [t for t in sizes if t < lo]
     if too_small:
         raise ValueError(f"micro_batches {too_small} are below min_tokens_per_micro_batch={lo} (a packed row "
                          "must hold the longest example)")
     kernels = list(dict.fromkeys(attentions or (default_attention(), "sdpa")))
+    if gpu is None:
+        gpu = detect_gpu()
+        if gpu is None:
+            raise ValueError("no CUDA GPU detected; pass gpu= a name like 'A100-40GB' to plan for one")
+    gpu_spec = _resolve_gpu(gpu)
+    if liger_available is None:
+        liger_available = importlib.util.find_spec("liger_kernel") is not None
+    measured = measured_speedups(gpu_spec.name)
+    usable_options = {k: v for k, v in measured.items() if liger_available or "liger" not in k}
+    variants = [("", 1.0)] + [(k, v.factor) for k, v in sorted(usable_options.items())]
     rows, best, first_error = [], None, None
     for T in sizes:
         accum = -(-int(tokens_per_optimizer_step) // T)
         for kernel in kernels:
             row = dict(tokens_per_micro_batch=T, grad_accum=accum, attention=kernel)
             try:
-                p = plan_for_gpu(shape, gpu, tokens_per_step=T, grad_accum=accum, attention=kernel, **plan_kwargs)
+                p = plan_for_gpu(shape, gpu_spec, tokens_per_step=T, grad_accum=accum, attention=kernel,
+                                 headroom=headroom, fused_optimizer=fused_optimizer, **plan_kwargs)
             except NoFeasiblePlan as e:
                 first_error = first_error or e
                 rows.append(dict(row, note="does not fit"))
                 continue
-            rows.append(dict(row, checkpointing=p.train.checkpointing + (
-                f" ({p.train.checkpointed_layers})" if p.train.checkpointed_layers else ""),
-                tokens_per_s=round(p.throughput.tokens_per_s), mfu=round(p.throughput.mfu, 3),
-                peak_gib=round(p.memory.peak / GIB, 1)))
-            if best is None or p.throughput.tokens_per_s > best[0].throughput.tokens_per_s:
-                best = (p, T, accum)
+            for option, factor in variants:
+                tp = p.throughput if not option else estimate_throughput(
+                    shape, p.train, p.gpu, fused_optimizer=fused_optimizer, compute_speedup=factor)
+                rows.append(dict(row, options=option or "-", checkpointing=p.train.checkpointing + (
+                    f" ({p.train.checkpointed_layers})" if p.train.checkpointed_layers else ""),
+                    tokens_per_s=round(tp.tokens_per_s), mfu=round(tp.mfu, 3),
+                    peak_gib=round(p.memory.peak / GIB, 1)))
+                if best is None or tp.tokens_per_s > best[0].throughput.tokens_per_s:
+                    chosen = p if not option else replace(p, throughput=tp, assumptions=p.assumptions + [
+                        f"{option}: measured x{factor:.3f} on the compute ({usable_options[option].source})"])
+                    best = (chosen, T, accum, option)
     if best is None:
         raise first_error
-    return AutoConfig(plan=best[0], tokens_per_micro_batch=best[1], grad_accum=best[2], rows=rows)
+    plan, T, accum, option = best
+    compiled, liger = "compile_layers" in option, "liger" in option
+    kind = _optimizer_kind(plan.train)
+    bf16adamw = kind.startswith("bf16adamw_") and not plan.train.offload_optimizer
+    why = []
+    if bf16adamw:
+        why.append(f"optimizer update {'fused' if fused_optimizer else 'eager'}: BF16AdamW(fused='auto') compiles it "
+                   "into one kernel per piece on CUDA with Triton, priced at "
+                   f"{(OPT_STEP_BYTES if fused_optimizer else BF16ADAMW_EAGER_STEP_BYTES)[kind]:g} B/parameter "
+                   f"({plan.throughput.optimizer_s:.2f} s per step)"
+                   + ("" if fused_optimizer else "; no Triton here, so the eager update is priced"))
+    for name, label, avail in (("compile_layers", "compiled decoder layers", True),
+                               ("liger", "Liger-Kernel (RMSNorm, SwiGLU, RoPE)", liger_available)):
+        on = name in option
+        if on:
+            why.append(f"{label}: on, measured faster ({usable_options[option].source})")
+        elif not avail:
+            why.append(f"{label}: off, the liger_kernel package is not installed here")
+        elif not any(name in k for k in measured):
+            why.append(f"{label}: off, no measured speed-up on {plan.gpu.name} (bench_train --stage 2 measures it; "
+                       "record it in helpers.train.plan_gpus.SPEEDUPS)")
+        else:
+            why.append(f"{label}: off, measured but not faster than the chosen configuration")
+    why.append(f"memory: peak {plan.memory.peak / GIB:.1f} GiB of {plan.gpu.memory_gib:.1f} GiB; at least "
+               f"{headroom:.0%} of the card kept free beyond the modelled overhead"
+               + (" and one more layer's activations beside a sized selective count" if plan.train.checkpointed_layers
+                  else "")
+               + f": margin {(plan.gpu.memory_bytes - plan.memory.peak) / GIB:.1f} GiB")
+    out = AutoConfig(plan=plan, tokens_per_micro_batch=T, grad_accum=accum, rows=rows,
+                     fused_optimizer=bool(fused_optimizer and bf16adamw),
+                     optimizer_update=("fused" if fused_optimizer else "eager") if bf16adamw else (
+                         "DeepSpeed CPU Adam (offload)" if plan.train.offload_optimizer else kind),
+                     compile_layers=compiled,
+                     kernels="liger" if liger else "none", headroom=headroom, why=why)
+    plan.auto = [out.summary()] + why  # the chosen plan is a fresh object: shown with its reasons
+    return out
 
 
 def default_attention() -> str:

@@ -304,6 +304,7 @@ class StageRecipe(StageStorage):
         self.model.to(self.device)
         self.model.config.use_cache = False
         self.attention = memory.set_attention(self.model, memory.choose_attention(self.device, dtype, cfg.attention))
+        memory.apply_kernels(self.model, cfg.kernels)  # "liger": CUDA only (refuses on the CPU, saying so)
         self.checkpointed = memory.enable_checkpointing(
             self.model, cfg.checkpointing, every=cfg.selective_every,
             layers=cfg.checkpoint_layers if cfg.checkpointing == "selective" else None)

@@ -8,6 +8,7 @@ Kept apart from the typed config so that the config imports nothing of the train
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import types
@@ -73,7 +74,8 @@ def _replan_for_gpu(values: dict, replan: list, shape, plan, cfg: StageConfig, n
     fixed = train_plan_of(probe, n)
     if fixed is None:  # fp32 compute is not modelled: keep the CPU-like defaults
         return {k: _CPU_DEFAULTS[k] for k in replan}
-    best = planner.replan_memory(shape, plan.gpu, fixed)
+    best = planner.replan_memory(shape, plan.gpu, fixed,
+                                 headroom=planner.AUTO_HEADROOM if cfg.auto_config else planner.HEADROOM_FRACTION)
     if best is None:
         need = min(plan_memory.estimate_memory(shape, dataclasses.replace(fixed, checkpointing=c, ce=e)).peak
                    for c in plan_memory.CHECKPOINTING for e in plan_memory.CROSS_ENTROPY)
@@ -116,6 +118,12 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
     - ``audio_hours``: hours of speech the stage trains on (for the time estimate; default:
       ``max_steps`` × tokens per step, or the planner's Stage-2 budget).
     - ``n_gpus``: data-parallel GPUs (default: ``$WORLD_SIZE`` or 1).
+    - ``cfg.auto_config``: :func:`helpers.train.planner.auto_config` chooses the micro-batch
+      (``max_seq_len``), accumulation, checkpointed layers, fused optimizer update, compiled layers and
+      kernels for the GPU, keeping :data:`~helpers.train.planner.AUTO_HEADROOM` of its memory free; the
+      returned plan prints the choice, its predicted tokens/s and peak memory (``plan.auto``), and ``cfg'``
+      carries it to the recipe. A run in progress keeps its sizes (exact resume); without a CUDA GPU the
+      sizes stay as configured and the auto-config is information.
     Raises :class:`helpers.train.planner.NoFeasiblePlan` when nothing fits the GPU.
     """
     n = int(n_gpus if n_gpus is not None else os.environ.get("WORLD_SIZE", 1))
@@ -129,15 +137,36 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
         train_tokens = cfg.max_steps * cfg.grad_accum * cfg.max_seq_len * n
     else:
         train_tokens = None
-    plan = planner.plan_for_gpu(shape, target, tokens_per_step=cfg.max_seq_len, n_gpus=n,
-                                grad_accum=cfg.grad_accum, train_tokens=train_tokens,
-                                attention=None if cfg.attention == "auto" else cfg.attention)
-
-    values = {k: getattr(cfg, k) for k in PLANNED_FIELDS}
-    previous = {}
+    saved = {}
     if stage_dir is not None and (Path(stage_dir) / "config.json").is_file():
         saved = json.loads((Path(stage_dir) / "config.json").read_text())
-        previous = {k: saved.get(k) for k in PLANNED_FIELDS if saved.get(k) is not None}
+    attention = None if cfg.attention == "auto" else cfg.attention
+    if cfg.auto_config and saved:
+        # a run in progress keeps the micro-batch and accumulation it started with (they change the math)
+        sizes = {k: saved[k] for k in ("max_seq_len", "grad_accum") if saved.get(k) is not None}
+        if on_gpu and sizes:
+            cfg = dataclasses.replace(cfg, **sizes)
+        plan = planner.plan_for_gpu(shape, target, tokens_per_step=cfg.max_seq_len, n_gpus=n,
+                                    grad_accum=cfg.grad_accum, train_tokens=train_tokens, attention=attention,
+                                    headroom=planner.AUTO_HEADROOM)
+    elif cfg.auto_config:
+        # fused optimizer update: BF16AdamW(fused="auto") compiles it on CUDA where Triton is installed
+        fused = detected is None or importlib.util.find_spec("triton") is not None
+        auto = planner.auto_config(shape, target, tokens_per_optimizer_step=cfg.max_seq_len * cfg.grad_accum,
+                                   min_tokens_per_micro_batch=cfg.max_seq_len,
+                                   attentions=None if attention is None else [attention], n_gpus=n,
+                                   train_tokens=train_tokens, fused_optimizer=fused)
+        plan = auto.plan
+        if on_gpu:  # what the recipe runs; the CPU run keeps its own sizes (the plan is information)
+            cfg = dataclasses.replace(cfg, max_seq_len=auto.tokens_per_micro_batch, grad_accum=auto.grad_accum,
+                                      compile_layers=cfg.compile_layers or auto.compile_layers,
+                                      kernels=cfg.kernels if cfg.kernels != "none" else auto.kernels)
+    else:
+        plan = planner.plan_for_gpu(shape, target, tokens_per_step=cfg.max_seq_len, n_gpus=n,
+                                    grad_accum=cfg.grad_accum, train_tokens=train_tokens, attention=attention)
+
+    values = {k: getattr(cfg, k) for k in PLANNED_FIELDS}
+    previous = {k: saved.get(k) for k in PLANNED_FIELDS if saved.get(k) is not None}
     unset = [k for k in PLANNED_FIELDS if values[k] is None and k != "deepspeed"]
     if previous and unset:
         # A run in progress: keep what changes the math (precision, optimizer, its states, DeepSpeed);
@@ -168,8 +197,8 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
                                        ("bf16-mixed" if on_gpu else "fp32"))
             if values["optimizer"] is None:
                 values["optimizer"] = "adamw_bf16_master" if values["precision"] == "bf16-pure" else "adamw_torch"
-            if values["optimizer_state"] is None:
-                values["optimizer_state"] = "fp32"
+            if values["optimizer_state"] is None:  # torchao's moments are in the parameters' dtype
+                values["optimizer_state"] = "bf16" if values["optimizer"] == "adamw_bf16_torchao" else "fp32"
         if values["checkpointing"] is None and cfg.checkpoint_layers is None and source.get("checkpoint_layers"):
             values["checkpoint_layers"] = source["checkpoint_layers"]  # the plan's sized selective count
         for k in ("checkpointing", "selective_every", "ce_chunk"):
@@ -180,6 +209,9 @@ def plan_stage(cfg: StageConfig, model_config, *, gpu=None, audio_hours: float |
         log(f"plan_stage: {'from the plan for ' + plan.gpu.name if on_gpu else 'CPU values (no CUDA GPU)'}: "
             + ", ".join(f"{k}={values[k]!r}" for k in PLANNED_FIELDS if getattr(cfg, k) is None))
     new = dataclasses.replace(cfg, **values)
+    if plan.auto:
+        log(f"plan_stage: auto-config for {plan.gpu.name}: {plan.auto[0]}"
+            + ("" if on_gpu else " (information: this run keeps its own sizes)"))
 
     if not on_gpu:
         log(f"plan_stage: no CUDA GPU here; the plan is for {plan.gpu.name}, shown as information (this run keeps its own settings)")

@@ -132,3 +132,28 @@ def test_07_replans_from_the_time_per_item_it_measured(tmp_path):
         (items / f"u{k}.json").write_text(json.dumps(rows))
     assert costs.measured_protocol_s_per_item(tmp_path) == pytest.approx(5.5)
     assert costs.measured_protocol_s_per_item(tmp_path / "none") is None
+
+
+def test_run_plan_prints_the_auto_config_and_its_figures_come_from_it(capsys):
+    """`python -m helpers.plan --profile colab` prints, per stage, the configuration the recipe runs on Colab's
+    A100 (planner.auto_config: micro-batch, accumulation, checkpointed layers, optimizer update, compiled layers,
+    kernels, predicted tokens/s, peak memory and margin), and the stage's GPU hours use its tokens/s."""
+    from helpers.plan.costs import PLAN_GPU
+    from helpers.train import planner
+    from helpers.train.config import stage_config
+
+    assert main(["--profile", "colab"]) == 0
+    out = capsys.readouterr().out
+    plan = build_plan("colab")
+    for k in ("2", "3", "4"):
+        s = plan["stages"][k]
+        cfg = stage_config(int(k), "colab")
+        a = planner.auto_config(planner.LLAMA_3_2_3B_AUDIO, PLAN_GPU,
+                                tokens_per_optimizer_step=cfg.max_seq_len * cfg.grad_accum,
+                                min_tokens_per_micro_batch=cfg.max_seq_len, train_tokens=s["tokens"])
+        assert s["auto_config"] and s["config"] == a.summary()
+        assert s["tokens_per_s"] == pytest.approx(a.plan.throughput.tokens_per_s)
+        assert s["peak_gib"] <= (1 - planner.AUTO_HEADROOM) * s["gpu_memory_gib"]
+        assert f"config on {PLAN_GPU} (auto-config): {a.summary()}" in out
+        assert s["steps"] == -(-s["tokens"] // (a.tokens_per_micro_batch * a.grad_accum))
+    assert "kept >= 5%" in out and "predicted" in out

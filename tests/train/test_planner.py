@@ -1,5 +1,6 @@
 """GPU memory/speed planner (helpers.train.planner): hand-computed cases, monotonicity, plans per GPU."""
 import dataclasses
+import importlib.util
 
 import numpy as np
 
@@ -608,6 +609,130 @@ def test_auto_config_picks_the_fastest_valid_configuration(gpu, kw):
     fitting = [r for r in a.rows if "tokens_per_s" in r]
     assert len(a.rows) >= 4 and max(r["tokens_per_s"] for r in fitting) == round(a.plan.throughput.tokens_per_s)
     assert f"Auto-config on {a.plan.gpu.name}" in a.to_markdown()
+    # the stated margin: >= AUTO_HEADROOM (5 %) of the card free beyond the modelled overhead, printed
+    assert a.headroom == pl.AUTO_HEADROOM == 0.05
+    assert a.plan.memory.peak <= (1 - pl.AUTO_HEADROOM) * a.plan.gpu.memory_bytes
+    assert a.margin_bytes == a.plan.gpu.memory_bytes - a.plan.memory.peak and a.margin_fraction >= 0.05
+    assert f"margin {a.margin_bytes / GIB:.1f} GiB = {a.margin_fraction:.0%}, kept >= 5%" in a.summary()
+    assert a.plan.auto[0] == a.summary() and "Auto-config (helpers.train.planner.auto_config)" in str(a.plan)
+    # nothing measured yet: no compiled layers / Liger kernels chosen, and the plan says why
+    assert not a.compile_layers and a.kernels == "none"
+    assert any("compiled decoder layers: off, no measured speed-up" in w for w in a.why)
+
+
+def test_auto_config_keeps_5_percent_where_the_plain_plan_keeps_2():
+    """The A100-40GB plan at the default 2 % headroom predicts 37.4 of 38.6 GiB usable (3 % free); the
+    auto-config's choice keeps >= 5 % of the card free, at the price of recomputing more layers."""
+    S = LLAMA_3_2_3B_AUDIO
+    plain = plan_for_gpu(S, "A100-40GB", tokens_per_step=8192, grad_accum=12)
+    a = pl.auto_config(S, "A100-40GB")
+    assert plain.memory.peak > (1 - pl.AUTO_HEADROOM) * plain.gpu.memory_bytes  # the 2 % plan: too close
+    assert a.plan.memory.peak <= (1 - pl.AUTO_HEADROOM) * a.plan.gpu.memory_bytes
+    assert a.plan.train.checkpointed_layers > plain.train.checkpointed_layers
+    with pytest.raises(ValueError, match="headroom"):
+        pl.auto_config(S, "A100-40GB", headroom=1.0)
+
+
+def test_auto_config_weighs_only_measured_speed_options(monkeypatch):
+    """Compiled layers / Liger kernels enter the choice only with a measured speed-up for that card
+    (plan_gpus.SPEEDUPS), priced as a factor on the compute; Liger only where it is installed."""
+    S = LLAMA_3_2_3B_AUDIO
+    base = pl.auto_config(S, "A100-40GB")
+    monkeypatch.setattr(plan_gpus, "SPEEDUPS", [
+        plan_gpus.Speedup("A100-40GB", "compile_layers", 1.10, "test: compiled"),
+        plan_gpus.Speedup("A100-40GB", "liger", 1.25, "test: liger"),
+        plan_gpus.Speedup("H100-80GB", "compile_layers", 2.0, "test: another card")])
+    a = pl.auto_config(S, "A100-40GB", liger_available=False)
+    assert a.compile_layers and a.kernels == "none"
+    expect = estimate_throughput(S, a.plan.train, "A100-40GB", compute_speedup=1.10)
+    assert a.plan.throughput.tokens_per_s == pytest.approx(expect.tokens_per_s)
+    assert base.plan.throughput.tokens_per_s < a.plan.throughput.tokens_per_s < 1.10 * base.plan.throughput.tokens_per_s
+    assert any("test: compiled" in x for x in a.plan.assumptions)
+    assert any("Liger-Kernel" in w and "not installed" in w for w in a.why)
+    b = pl.auto_config(S, "A100-40GB", liger_available=True)
+    assert b.kernels == "liger" and not b.compile_layers  # 1.25 beats 1.10; the pair was never measured together
+    monkeypatch.setattr(plan_gpus, "SPEEDUPS", [plan_gpus.Speedup("A100-40GB", "triton", 1.1, "x")])
+    with pytest.raises(ValueError, match="Speedup option 'triton'"):
+        pl.auto_config(S, "A100-40GB")
+    with pytest.raises(ValueError, match="compute_speedup"):
+        estimate_throughput(S, a.plan.train, "A100-40GB", compute_speedup=0)
+
+
+def _fake_gpu(monkeypatch, name, gib):
+    monkeypatch.setattr(pl, "detect_gpu", lambda device=0: match_gpu(name, int(gib * GIB)))
+
+
+def _config_of(shape):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(hidden_size=shape.hidden, num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                           num_key_value_heads=shape.kv_heads, intermediate_size=shape.intermediate,
+                           vocab_size=shape.vocab, tie_word_embeddings=True, head_dim=shape.head_dim)
+
+
+@pytest.mark.parametrize("card,gib", [("NVIDIA A100-SXM4-40GB", 39.39), ("NVIDIA H100 80GB HBM3", 79.11)])
+def test_plan_stage_runs_what_the_auto_config_chose(monkeypatch, card, gib):
+    """The colab stage config (auto_config=True) on a CUDA card: plan_stage's plan is auto_config's, and the
+    config the recipe receives carries its micro-batch, accumulation, checkpointed layers, compiled layers
+    and kernels; the log prints the choice with its predicted tokens/s and peak memory."""
+    from helpers.train import memory
+    from helpers.train.config import stage_config
+    from helpers.train.stage_plan import plan_stage
+
+    _fake_gpu(monkeypatch, card, gib)
+    S = LLAMA_3_2_3B_AUDIO
+    # a smaller configured micro-batch: the auto-config may take a larger one (>= 4,096 tokens, >= the same
+    # tokens per optimizer step), and the recipe's config follows it
+    colab = stage_config(2, "colab", max_seq_len=4096, grad_accum=24)
+    assert colab.auto_config
+    logs = []
+    plan, cfg = plan_stage(colab, _config_of(S), audio_hours=1050, log=logs.append)
+    # on a CUDA machine without Triton BF16AdamW(fused="auto") runs its eager update: the plan prices that
+    triton = importlib.util.find_spec("triton") is not None
+    a = pl.auto_config(S, plan.gpu.name, tokens_per_optimizer_step=4096 * 24, min_tokens_per_micro_batch=4096,
+                       train_tokens=plan.train_tokens, fused_optimizer=triton)
+    if a.optimizer_update in ("fused", "eager"):  # BF16AdamW chosen (else e.g. bnb8 beats its eager update)
+        assert a.optimizer_update == ("fused" if triton else "eager")
+    assert plan.auto[0] == a.summary() and any(a.summary() in m for m in logs)
+    assert (cfg.max_seq_len, cfg.grad_accum) == (a.tokens_per_micro_batch, a.grad_accum)
+    assert cfg.max_seq_len >= 4096 and cfg.max_seq_len * cfg.grad_accum >= 4096 * 24
+    assert (cfg.compile_layers, cfg.kernels) == (a.compile_layers, a.kernels)
+    assert cfg.checkpointing == memory.settings_for_plan(a.plan.train).checkpointing
+    assert cfg.checkpoint_layers == a.plan.train.checkpointed_layers
+    assert plan.throughput.tokens_per_s == a.plan.throughput.tokens_per_s
+    assert plan.memory.peak <= (1 - pl.AUTO_HEADROOM) * plan.gpu.memory_bytes
+    assert "settings fit" in logs[-1]
+
+
+def test_plan_stage_auto_config_resume_keeps_the_sizes_and_cpu_keeps_its_own(monkeypatch, tmp_path):
+    """A run in progress keeps the micro-batch and accumulation it started with (exact resume); a measured
+    compile speed-up switches compiled layers on; without CUDA the sizes stay as configured."""
+    import dataclasses as dc
+
+    from helpers.train.config import stage_config
+    from helpers.train.stage_plan import plan_stage
+
+    S = LLAMA_3_2_3B_AUDIO
+    _fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", 39.39)
+    monkeypatch.setattr(plan_gpus, "SPEEDUPS", [plan_gpus.Speedup("A100-40GB", "compile_layers", 1.1, "test")])
+    _, fresh = plan_stage(stage_config(2, "colab", max_seq_len=4096, grad_accum=24), _config_of(S), log=lambda m: None)
+    assert fresh.compile_layers
+    started = dc.replace(fresh, max_seq_len=8192, grad_accum=12)
+    (tmp_path / "config.json").write_text(started.to_json())
+    logs = []
+    _, resumed = plan_stage(stage_config(2, "colab", max_seq_len=4096, grad_accum=24), _config_of(S),
+                            stage_dir=tmp_path, log=logs.append)
+    assert (resumed.max_seq_len, resumed.grad_accum) == (8192, 12)
+    assert resumed.resume_conflicts(started.to_dict()) == []
+    older = {k: v for k, v in started.to_dict().items() if k not in ("auto_config", "kernels")}
+    assert resumed.resume_conflicts(older) == []  # a run started before these fields existed resumes
+    assert resumed.resume_conflicts(dict(started.to_dict(), grad_accum=24)) == ["grad_accum: 24 -> 12"]
+    monkeypatch.setattr(pl, "detect_gpu", lambda device=0: None)
+    cfg0 = stage_config(2, "colab")
+    logs.clear()
+    plan, cpu = plan_stage(cfg0, _config_of(S), log=logs.append)
+    assert (cpu.max_seq_len, cpu.grad_accum, cpu.compile_layers) == (cfg0.max_seq_len, cfg0.grad_accum, False)
+    assert plan.auto and any("information" in m for m in logs)
 
 
 def test_auto_config_says_why_nothing_fits_and_checks_its_arguments():
@@ -634,3 +759,46 @@ def test_planner_memory_of_sized_selective_checkpointing_matches_measured(layers
     assert abs(est_fb - fb) <= 0.10 * fb, (est_fb / 2**20, fb / 2**20)
     fb_none, _ = _measured_peaks(shape, lens, chunk)
     assert fb < fb_none
+
+
+def test_h200_calibration_is_refitted_from_the_recorded_row(monkeypatch):
+    """plan_gpus.CALIBRATIONS' H200 hfu, recomputed from the recorded 8K row of the 2026-12-04 gpu_check: the
+    old fit charged the optimizer 120 B/param (it reproduces that row's planner_tokens_per_s and calibrated_hfu
+    exactly); the run's update was BF16AdamW's eager one, 244 B/param counted — refitted with that, the hfu is
+    the recorded one (0.388), and the planner then predicts the measured tokens/s."""
+    import json
+    from pathlib import Path
+
+    row = next(r for r in map(json.loads, (Path(__file__).parents[2] / "benchmarks" / "results" /
+                                            "gpu_check_2026-12-04_NVIDIA_H200.jsonl").read_text().splitlines())
+               if r.get("tokens_per_step") == 8192 and "calibrated_hfu" in r)
+    S = LLAMA_3_2_3B_AUDIO
+    assert (row["params"], row["grad_accum"], row["checkpointing"], row["optimizer"], row["state_dtype"]) == \
+        (S.param_count(), 1, "full", "adamw_bf16_stochastic", "bfloat16")
+    plan = TrainPlan(precision="bf16_pure", optimizer="adamw_bf16", stochastic_rounding=True,
+                     checkpointing=row["checkpointing"], ce="chunked", ce_chunk_tokens=row["ce_chunk"],
+                     tokens_per_step=row["tokens_per_step"], grad_accum=row["grad_accum"], attention=row["attention"],
+                     mean_doc_tokens=int(round(row["mean_doc_tokens"])))
+    raw = plan_gpus.GPUS["H200-141GB"]  # the table's uncalibrated spec (hfu 0.45), as the run's planner had
+    assert raw.hfu == row["planner_hfu"]
+
+    def fit(fused):
+        tp = estimate_throughput(S, plan, raw, fused_optimizer=fused)
+        return tp, plan_gpus.calibrate(raw, tp.tokens_per_s, row["tokens_per_s"], tp.compute_s / tp.step_time_s, "t")
+
+    # the first fit, 120 B/param: reproduces the recorded prediction and hfu
+    monkeypatch.setitem(pl.OPT_STEP_BYTES, "bf16adamw_stochastic_bf16", 120.0)
+    tp_old, old = fit(True)
+    assert tp_old.tokens_per_s == pytest.approx(row["planner_tokens_per_s"], abs=0.1)
+    assert old.hfu == pytest.approx(row["calibrated_hfu"], abs=1e-4)
+    monkeypatch.undo()
+    # the refit, the eager update's counted bytes
+    tp_new, new = fit(False)
+    assert pl.BF16ADAMW_EAGER_STEP_BYTES["bf16adamw_stochastic_bf16"] == 244.0
+    assert tp_new.optimizer_s == pytest.approx(S.param_count() * 244 / (raw.hbm_gbs * 1e9 * pl.HBM_EFFICIENCY))
+    recorded = [c for c in plan_gpus.CALIBRATIONS if c.gpu == "H200-141GB"][-1]
+    assert recorded.hfu == pytest.approx(new.hfu, abs=1e-4) and new.hfu > old.hfu
+    h200 = get_gpu("H200")
+    assert h200.hfu == recorded.hfu and "244 B/param" in h200.calibration
+    again = estimate_throughput(S, plan, h200, fused_optimizer=False)
+    assert again.tokens_per_s == pytest.approx(row["tokens_per_s"], rel=2e-3)

@@ -1,4 +1,5 @@
 """The training recipe: configs, checkpoints, exact resume after a real kill, cut-off copies."""
+import importlib.util
 import json
 import os
 import random
@@ -331,6 +332,9 @@ def _same_state(a, b):
     ("bf16-pure", "adamw_bf16_stochastic", "bf16", "full", None),  # BF16AdamW: bf16 moments + rounding RNG in the state
     ("fp32", "adamw_8bit", "fp32", "selective", None),  # bitsandbytes 8-bit states (bnb steps on CPU too)
     ("bf16-pure", "adamw_bf16_stochastic", "bf16", "selective", 1),  # the planner's sized count: the lowest layer
+    # torchao's AdamW + bf16 stochastic rounding: its noise comes from torch's generator, which the checkpoint holds
+    pytest.param("bf16-pure", "adamw_bf16_torchao", "bf16", "full", None, marks=pytest.mark.skipif(
+        importlib.util.find_spec("torchao") is None, reason="torchao is optional (tests/train/test_torchao_optim.py)")),
 ])
 def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, optimizer, state, checkpointing,
                                                     layers):
@@ -350,7 +354,8 @@ def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, 
         list(range(layers)) if layers else [i for i in range(n_layers) if i % 2 == 1]
     assert memory.checkpointed_layers(r1.model) == want_layers and r1.checkpointed == want_layers
     assert next(r1.model.parameters()).dtype == (torch.bfloat16 if precision == "bf16-pure" else torch.float32)
-    assert type(r1.optimizer).__name__ == {"adamw_bf16_stochastic": "BF16AdamW", "adamw_8bit": "AdamW8bit"}[optimizer]
+    assert type(r1.optimizer).__name__ == {"adamw_bf16_stochastic": "BF16AdamW", "adamw_8bit": "AdamW8bit",
+                                           "adamw_bf16_torchao": "_AdamW"}[optimizer]
     r1.train()
     straight = _trajectory(stage)
     assert len(straight) == 6 and float(straight[-1][1]) < float(straight[0][1]), straight  # it learns
