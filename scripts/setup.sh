@@ -16,3 +16,7 @@ PY=${PYTHON:-python3}
 # resemblyzer (offline speaker-similarity stand-in) declares webrtcvad, which needs a compiler;
 # webrtcvad-wheels (above) provides the same module, so install it without its declared deps.
 .venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
+# torchao (the optional optimizer adamw_bf16_torchao, compared on the GPU): in a folder of its own, not in
+# site-packages, since transformers imports it in every model import once it is installed there; only the
+# tests put it on their path (tests/optional_torchao.py). Version: helpers/train/memory.py TORCHAO_VERSION.
+[ -d .venv/torchao/torchao ] || .venv/bin/python -m pip install -q --no-deps --target .venv/torchao torchao==0.18.0

@@ -2,7 +2,6 @@
 activation checkpointing, attention choice, plan -> settings; and the CPU benchmark smoke run.
 
 Packed forward == separate forwards with SDPA is proven in tests/train/test_packing.py (not repeated)."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from optional_torchao import have_torchao
 
 from helpers.train import memory as mem
 from helpers.tiny_models import build_tiny_llama
@@ -143,7 +144,7 @@ def test_param_groups_and_optimizers_train_new_rows():
     assert any(p is emb for p in decay["params"])  # tied embedding / LM head is decayed (documented choice)
     ids = torch.randint(250, 300, (1, 24))  # "new audio tokens": the top rows of the vocabulary
     for kind in mem.OPTIMIZER_KINDS:
-        if kind == "adamw_bf16_torchao" and importlib.util.find_spec("torchao") is None:
+        if kind == "adamw_bf16_torchao" and not have_torchao():
             continue  # optional (not in requirements-ci.txt): tests/train/test_torchao_optim.py covers it
         m = build_tiny_llama(300, seed=0)
         if kind.startswith("adamw_bf16"):

@@ -16,8 +16,8 @@ torchao's step compiles one kernel per parameter shape (torch.compile with induc
 CPU: ~15 s each here), so the tests use one shape.
 
 torchao is optional (not in requirements-ci.txt: installed, it is imported by every transformers model import,
-see helpers.train.memory.TORCHAO_VERSION); these tests skip without it. To run them:
-``pip install --target /tmp/torchao --no-deps torchao==0.18.0`` then ``PYTHONPATH=/tmp/torchao pytest <this file>``.
+see helpers.train.memory.TORCHAO_VERSION): scripts/setup.sh installs it into ``.venv/torchao``, which only this
+pytest process puts on its path (tests/optional_torchao.py); without it these tests skip.
 """
 import copy
 
@@ -26,7 +26,9 @@ import torch
 
 from helpers.train import memory
 from helpers.train.precision import BF16AdamW, bf16_ulp
+from optional_torchao import have_torchao
 
+have_torchao()
 torchao = pytest.importorskip("torchao", reason=f"torchao is not installed (optional: pip install "
                                                 f"torchao=={memory.TORCHAO_VERSION}; see the module doc)")
 

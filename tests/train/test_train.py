@@ -1,5 +1,4 @@
 """The training recipe: configs, checkpoints, exact resume after a real kill, cut-off copies."""
-import importlib.util
 import json
 import os
 import random
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from assets_utterances import random_code_utterances
+from optional_torchao import have_torchao
 
 from helpers.train import checkpoints as ckpt
 from helpers.train.config import SEED_STAGES, StageConfig, stage_config
@@ -334,7 +334,7 @@ def _same_state(a, b):
     ("bf16-pure", "adamw_bf16_stochastic", "bf16", "selective", 1),  # the planner's sized count: the lowest layer
     # torchao's AdamW + bf16 stochastic rounding: its noise comes from torch's generator, which the checkpoint holds
     pytest.param("bf16-pure", "adamw_bf16_torchao", "bf16", "full", None, marks=pytest.mark.skipif(
-        importlib.util.find_spec("torchao") is None, reason="torchao is optional (tests/train/test_torchao_optim.py)")),
+        not have_torchao(), reason="torchao is optional (tests/train/test_torchao_optim.py)")),
 ])
 def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, optimizer, state, checkpointing,
                                                     layers):
