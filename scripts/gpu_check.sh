@@ -3,6 +3,9 @@
 #
 #   bash scripts/gpu_check.sh              # on a CUDA machine: run everything, write results
 #   bash scripts/gpu_check.sh --dry-run    # anywhere: list what would run, sizes and time budget
+#   bash scripts/gpu_check.sh --rehearse --out DIR  # on a CPU: every step's own command at tiny sizes (tiny
+#                                          # model, 3 frames, 1 step, aot_eager), so a broken step is found
+#                                          # here and not in scarce device time (tests/plan/test_gpu_check_rehearsal.py)
 #   bash scripts/gpu_check.sh --out DIR    # results into DIR (default benchmarks/results)
 #   bash scripts/gpu_check.sh --only REGEX # only the steps whose name matches REGEX (bash =~; also
 #                                          # GPU_CHECK_ONLY=REGEX): the whole check takes four device calls,
@@ -33,15 +36,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DRY=0
+REHEARSE=0
 OUT_DIR=benchmarks/results
 ONLY="${GPU_CHECK_ONLY:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
+    --rehearse) REHEARSE=1 ;;
     --out) OUT_DIR="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --out DIR, --only REGEX)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --rehearse, --out DIR, --only REGEX)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -54,8 +59,10 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUF
 export CUBLAS_WORKSPACE_CONFIG=:4096:8   # deterministic cuBLAS for the exact-resume test
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
-# name | budget (s) | command. Budgets sum to 1,120 s (+ ~20 s wheel install per call): more than one 9-minute
-# call (the inference steps compile the 3B decode step: minutes on first use). Split it with --only (above).
+# name | budget (s) | command. The budgets are timeouts, not estimates, and sum to more than one 9-minute call
+# (the inference steps compile the 3B decode step: minutes on first use): split it with --only (CALLS below).
+# A session's device time (~15 min with the machine's start) holds one or two calls; PRIORITY is the order of
+# value: the open targets first (issue 31's decoding, issue 32's stage 2), then the rest.
 STEPS=(
   "gpu tests (pytest -m gpu)|230|$PY -m pytest -m gpu -q -p no:cacheprovider -o addopts= -rs tests/test_gpu.py"
   "bench_train 3B, 4K + 8K tokens/micro-batch, 40 GB cap|150|$PY benchmarks/bench_train.py --model llama-3.2-3b --tokens-per-step 4096 8192 --steps 4 --warmup 2 --memory-cap-gb 40 --record @JSONL@"
@@ -76,6 +83,7 @@ STEPS+=(
 )
 # The device calls the whole check takes (each matched as --only would; --dry-run prints their budgets).
 CALLS=("gpu tests|bench_train 3B|SNAC" "inference|HTTP" "stage 2 A" "stage 2 B")
+PRIORITY=("inference|HTTP" "stage 2 A" "gpu tests|bench_train 3B|SNAC" "stage 2 B")
 CALL_LIMIT=540
 WHEEL_S=20
 if [ -n "$ONLY" ]; then
@@ -110,17 +118,54 @@ if [ "$DRY" = 1 ]; then
     echo "  the selection exceeds one ${CALL_LIMIT}-s call: run it as the device calls above (--only)"
   fi
   [ "$over" = 0 ] || echo "  a device call is over its ${CALL_LIMIT}-s budget: split its steps"
+  if [ -z "$ONLY" ]; then
+    echo "  a session with ~15 min of device time: run the calls in this order, as many as fit:"
+    for c in "${PRIORITY[@]}"; do echo "    --only '$c'"; done
+  fi
   echo "  results: $OUT_DIR/gpu_check_<date>_<card>.{jsonl,md,log}"
   exit 0
 fi
 
-if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+# --rehearse: each step's command at tiny sizes on the CPU. argparse keeps the last value of a repeated flag,
+# so the tiny sizes are appended to each benchmark call (one per ';'-separated part) and override the GPU sizes.
+rehearse_cmd() {
+  local out="" seg
+  local IFS=';'
+  read -ra segs <<<"$1"
+  for seg in "${segs[@]}"; do
+    case "$seg" in
+      *--kernels\ liger*) seg=" echo 'rehearsal: skipped (Liger-Kernel needs CUDA + Triton; on the CPU it refuses)'" ;;
+      *--stage*--compile-layers*)  # proven on the CPU with eager attention by tests/train/test_memory.py
+        seg=" echo 'rehearsal: skipped (compiled layers need flex_attention here, which has no CPU backward)'" ;;
+      *bench_inference.py*)
+        seg="$seg --model tiny --device cpu --frames 3 --repeats 1 --backend aot_eager --threads 1"
+        [[ "$seg" == *"--batch 1 8"* ]] && seg="$seg --batch 1 2"
+        [[ "$seg" == *--serve-clients* ]] && seg="$seg --serve-clients 1 2" ;;
+      *bench_train.py*--stage*)
+        seg="$seg --model tiny --device cpu --tokens-per-step 256 --grad-accum 2 --steps 1 --warmup 0 --threads 1 --compile-backend aot_eager" ;;
+      *bench_train.py*) seg="$seg --model tiny --device cpu --tokens-per-step 256 --steps 1 --warmup 0 --threads 1" ;;
+      *bench_data.py*) seg="$seg --clips 2 --seconds 1 --batch-seconds 2 --device cpu" ;;
+    esac
+    out+="${out:+;}$seg"
+  done
+  printf '%s' "$out"
+}
+if [ "$REHEARSE" = 1 ]; then
+  export CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1
+  # torchao (the torchao optimizer row) from .venv/torchao, where scripts/setup.sh puts it
+  [ -d .venv/torchao/torchao ] && export PYTHONPATH="$PYTHONPATH:$PWD/.venv/torchao"
+  for i in "${!STEPS[@]}"; do
+    IFS='|' read -r name budget cmd <<<"${STEPS[$i]}"
+    STEPS[$i]="$name|$((budget * 3))|$(rehearse_cmd "$cmd")"
+  done
+elif ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "gpu_check.sh: no CUDA GPU on this machine ($PY: torch.cuda.is_available() is False or torch is missing);"
   echo "nothing was run. Run it on a GPU machine; 'bash scripts/gpu_check.sh --dry-run' lists the plan."
   exit 0
 fi
 
-CARD=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))')
+if [ "$REHEARSE" = 1 ]; then CARD="rehearsal-cpu"
+else CARD=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))'); fi
 DATE=$(date -u +%Y-%m-%d)
 TAG="$(echo "${DATE}_${CARD}" | tr -c 'A-Za-z0-9._\n-' '_')"
 mkdir -p "$OUT_DIR"
@@ -131,7 +176,7 @@ STEPS_TSV="$(mktemp)"
 echo "gpu_check.sh on $CARD, $DATE; results in $OUT_DIR/gpu_check_${TAG}.*" | tee -a "$LOG"
 
 need=()
-for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words \
+[ "$REHEARSE" = 1 ] || for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words \
            torchao:torchao liger_kernel:liger-kernel; do
   "$PY" -c "import ${mod%%:*}" 2>/dev/null || need+=("${mod##*:}")
 done

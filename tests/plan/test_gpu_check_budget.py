@@ -33,3 +33,10 @@ def test_every_device_call_fits_and_every_step_is_in_one_call():
 def test_one_call_selected_prints_only_its_budget():
     out = _dry("--only", "stage 2 A")
     assert "device call --only 'stage 2 A'" in out and "stage 2 B" not in out and "exceeds" not in out
+
+
+def test_the_session_order_names_every_call_once():
+    out = _dry()
+    calls = re.findall(r"device call --only '(.+?)'", out)
+    order = re.findall(r"^    --only '(.+?)'$", out, re.M)
+    assert sorted(order) == sorted(calls) and order[0] == "inference|HTTP"  # issue 31's targets first
