@@ -36,10 +36,13 @@ socket, one request and its answer at a time per connection):
   first ``"sha256": "`` if there is one).
 * ``xattrs`` False: the mount supports no extended attributes (ENOTSUP), as a DriveFS without Drive ids.
 * VM death: :meth:`FuseDrive.vm_death` (SIGKILL of the FUSE process: its cache is discarded, the next
-  mount shows exactly the remote); planned inside the FUSE process at a chosen operation
-  (``kill_at``), when the n-th checkpoint is whole on the remote (``kill_when_complete``), or at the
-  first operation on ``/checkpoints`` after the API showed a corrupt upload (``kill_after_corrupt_seen``):
-  the trainer (``kill_pid``) and the FUSE process are SIGKILLed there, mid-operation.
+  mount shows exactly the remote); planned inside the FUSE process at the n-th operation on a path
+  containing a string (``kill_at={"match", "n"}``), or at the first operation on ``/checkpoints``
+  after the API showed a whole checkpoint with a corrupt upload (``kill_after_corrupt_seen``): the
+  trainer (``kill_pid``) and the FUSE process are SIGKILLed there, mid-operation.
+* ``on_complete={"n", "then"}``: when the n-th checkpoint is whole on the remote, ``then`` happens at
+  once: ``"kill"`` (VM death) or a dict of faults to set (``quota_slack``: a quota that many bytes above
+  what the remote holds), so a fault strikes at a known point of the run whatever the machine's speed.
 
 Counters (:meth:`FuseDrive.status`): ops, uploads, refusals, trash, API calls and deletions, EIO and
 ENOTCONN answers, and ``violations``: deletions of the newest checkpoint that was whole on the remote
@@ -68,7 +71,7 @@ AUTHKEY = b"fuse-drive-test"
 START_TIMEOUT_S = 20.0
 DEFAULTS = dict(rate=None, lag_s=0.0, xattrs=True, dead=False, blips=0, eio={}, quota_bytes=None,
                 local_full=False, daily_cap_bytes=None, day_s=86400.0, corrupt=[], kill_at=None,
-                kill_when_complete=None, kill_after_corrupt_seen=None, kill_pid=None)
+                on_complete=None, kill_after_corrupt_seen=False, kill_pid=None)
 INIT_ONLY = ("rate", "lag_s", "xattrs")  # kept across remounts (the mount's nature, not a fault)
 
 
@@ -434,9 +437,15 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
         step = _step_dir(rel)
         if step and step not in self.c["complete"] and checkpoint_whole(self.remote / step):
             self.c["complete"].append(step)
-            n = self.o["kill_when_complete"]
-            if n and len(self.c["complete"]) >= n:
-                self._die(f"landed {rel}: {len(self.c['complete'])} checkpoints whole on the remote", n)
+            when = self.o["on_complete"]
+            if when and len(self.c["complete"]) >= when["n"]:
+                self.o["on_complete"] = None
+                if when["then"] == "kill":
+                    self._die(f"landed {rel}: {len(self.c['complete'])} checkpoints whole on the remote", when["n"])
+                then = dict(when["then"])
+                if "quota_slack" in then:
+                    then["quota_bytes"] = self._bytes(self.remote) + int(then.pop("quota_slack"))
+                self.control("set", then)
 
     def _tick(self, budget: float) -> float:
         """One pass of the uploader: deletions to the Trash, then closed changed files, oldest first."""
@@ -502,8 +511,11 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
             key = (rel, *_sig(p))
             if key not in self.md5_cache:
                 self.md5_cache[key] = _md5(p)
-            if rel in self.corrupted and self.o["kill_after_corrupt_seen"]:
-                self.o.update(kill_at={"match": "/checkpoints", "n": 1}, kill_after_corrupt_seen=None)
+            step = _step_dir(rel)
+            if rel in self.corrupted and self.o["kill_after_corrupt_seen"] and step \
+                    and checkpoint_whole(self.remote / step):
+                # the code now sees all of it on Drive, one file different: it says so before its next operation
+                self.o.update(kill_at={"match": "/checkpoints", "n": 1}, kill_after_corrupt_seen=False)
                 self.matched = 0
             return {"size": str(p.stat().st_size), "md5Checksum": self.md5_cache[key], "trashed": False}
 

@@ -1,0 +1,358 @@
+"""The real recipe, in its own process, on a FUSE mount that fails the way Colab's Drive does (issue #30).
+
+tests/fuse_drive.py mounts a stand-in Drive through the kernel: a write-back cache whose uploader
+moves closed files to the "remote" at a byte rate after a lag while the code trains, ENOTCONN / EIO /
+ENOSPC and a statvfs quota answered to system calls, corrupt uploads, the ``user.drive.id`` attribute
+on what has landed, and VM death as SIGKILL of the trainer and of the FUSE process (its cache lost,
+the trainer's local disk deleted). The trainer is ``python -m helpers.train.recipe``'s entry point
+with the Drive API connected to that remote (``ColabDriveApi`` reading the xattr), time constants
+scaled down. Each test checks the final weights and loss trajectory against an uninterrupted run on
+a plain disk (bitwise, CPU) and that messages name the fault, errno and remedy.
+
+The in-process simulator (tests/drive_sim.py, tests/train/test_drive_faults.py) covers the same cases
+faster; these show the code survives the kernel's semantics too (errors from read() without a file
+name, readahead, renames of folders half uploaded, a dead mount's getxattr).
+"""
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fuse_drive import FuseDrive, FuseUnavailable, checkpoint_whole, fuse_unavailable
+from helpers.profiles import REPO_ROOT
+from helpers.train import checkpoints as ckpt
+from helpers.train.config import stage_config
+from helpers.train.recipe import METRICS_FILE
+
+torch.set_num_threads(1)
+_WHY = fuse_unavailable()
+pytestmark = [pytest.mark.skipif(_WHY is not None, reason=f"no FUSE mount possible here: {_WHY}"), pytest.mark.slow]
+
+STEPS = 10
+STAGE = "run/stage2"
+CKDIR = f"{STAGE}/checkpoints"
+CKPT_BYTES = 12_000_000  # about what one tiny stage-2 checkpoint holds (model, optimizer, logs)
+TESTS = Path(__file__).resolve().parents[1]
+
+# The trainer's process: the Drive API over the FUSE process's remote (as the setup cell connects it, its
+# xattr probe included), polls and retries scaled from seconds/minutes to tens of milliseconds.
+CHILD = r"""
+import json, sys
+sys.path.insert(0, {tests!r})
+o = json.loads(sys.argv[1])
+from helpers.colab import drive, session
+from helpers.train import checkpoints as ckpt, recipe
+if o["address"]:
+    import fuse_drive
+    api = fuse_drive.connect_api(o["address"])
+    why = api.xattr_problem(o["probe_dir"], wait_s=10.0)
+    if why is not None:  # what session.start does: no Drive API then
+        print("WARNING:", why, "- the Drive API is NOT used")
+        drive.use_api(None)
+ckpt.CONFIRM_POLL_S = 0.05
+ckpt.CONFIRM_TIMEOUT_S = o["confirm_s"]
+ckpt.FINAL_CONFIRM_TIMEOUT_S = 30.0
+session.COPY_WAIT_S = 0.05
+drive.sync_file.__kwdefaults__["wait_s"] = 0.05
+drive.DAILY_UPLOAD_LIMIT = 1e18  # 12 MB checkpoints a second apart would be TBs a day: not this test's subject
+real_setup = recipe.StageRecipe.setup
+def setup(self):
+    out = real_setup(self)
+    self.publisher.backoff_s = 0.05
+    return out
+recipe.StageRecipe.setup = setup
+if o["step_s"]:  # a step lasts at least this long (the bits do not change): uploads overlap training as on Colab
+    import time
+    real_next = recipe.StageRecipe._next_bin
+    def _next_bin(self):
+        time.sleep(o["step_s"])
+        return real_next(self)
+    recipe.StageRecipe._next_bin = _next_bin
+sys.exit(recipe._cli(o["args"]))
+"""
+
+
+def _cfg(local, **kw):
+    base = dict(max_seq_len=256, max_steps=STEPS, warmup_steps=2, learning_rate=2e-3, log_every=1, save_every=2,
+                eval_every=0, keep_last=1, progress=False, reference_prob=0.5, eval_fraction=0.0,
+                save_every_minutes=None, reference_min_frames=4, reference_max_frames=16,
+                drive_deletion="permanent", local_dir=str(local))
+    base.update(kw)
+    return stage_config(2, "tiny", **base)
+
+
+class Trainer:
+    """One run of the recipe in a child process (a notebook's training cell on one VM)."""
+
+    def __init__(self, world, tmp, stage_dir, local, drive: FuseDrive | None, confirm_s=10.0, step_s=0.2, **cfg):
+        self.log_path = tmp / f"trainer-{time.monotonic_ns()}.log"
+        cfgf = tmp / f"cfg-{time.monotonic_ns()}.json"
+        cfgf.write_text(_cfg(local, **cfg).to_json())
+        args = ["--config", str(cfgf), "--stage-dir", str(stage_dir), "--init", str(world / "stage1"),
+                "--tokens", str(world / "tokens")]
+        o = {"args": args, "address": drive.address if drive else None, "confirm_s": confirm_s, "step_s": step_s,
+             "probe_dir": str(drive.mount) if drive else None}
+        env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        with open(self.log_path, "w") as out:
+            self.p = subprocess.Popen([sys.executable, "-c", CHILD.format(tests=str(TESTS)), json.dumps(o)],
+                                      cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.pid = self.p.pid
+
+    def wait(self, timeout=180) -> tuple[int, str]:
+        try:
+            self.p.wait(timeout=timeout)
+        finally:
+            if self.p.poll() is None:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode, self.log_path.read_text()
+
+
+def _weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(model_dir) / "model.safetensors"))
+
+
+def _trajectory(stage_dir):
+    rows = [l.split(",") for l in (Path(stage_dir) / METRICS_FILE).read_text().splitlines()[1:]]
+    return [(r[0], r[2], r[3], r[4]) for r in rows]  # step, loss, lr, grad_norm (exact reprs)
+
+
+@pytest.fixture(scope="module")
+def straight(world, tmp_path_factory):
+    """The uninterrupted run on a plain disk, in a child process like the others."""
+    d = tmp_path_factory.mktemp("straight")
+    rc, out = Trainer(world, d, d / "stage2", d / "local", None, step_s=0.0).wait()
+    assert rc == 0, out
+    return {"weights": _weights(d / "stage2" / "model"), "trajectory": _trajectory(d / "stage2")}
+
+
+def _same_as_straight(stage_dir, straight, out=""):
+    a, b = straight["weights"], _weights(Path(stage_dir) / "model")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), out[-3000:]
+    assert _trajectory(stage_dir) == straight["trajectory"], out[-3000:]
+
+
+@pytest.fixture
+def drives(tmp_path):
+    """Make FUSE drives; every one is unmounted at the end, also when the test failed (no stale mount)."""
+    made = []
+
+    def make(name="drive", **opts):
+        d = FuseDrive(tmp_path / name, **opts)
+        made.append(d)
+        try:
+            return d.start()
+        except FuseUnavailable as e:
+            pytest.skip(f"no FUSE mount possible here: {e}")
+    yield make
+    for d in made:
+        d.close()
+    assert not any(d.mounted() for d in made)
+
+
+def _done_on_remote(d: FuseDrive, straight):
+    """The finished stage as Drive itself holds it: the marker, and the very weights of the straight run."""
+    d.wait_synced()
+    assert (d.remote / STAGE / "model" / "COMPLETE.json").is_file()
+    a, b = straight["weights"], _weights(d.remote / STAGE / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (d.remote / CKDIR).exists()  # the finished stage's checkpoints are gone (deleted, not trashed)
+
+
+# ----------------------------------------------------------------------------- (a) VM deaths, lagging Drive
+KILLS = 3
+
+
+def test_vm_deaths_at_random_points_of_save_copy_confirm_retention_resume_bitwise(world, straight, drives, tmp_path):
+    """SIGKILL of the trainer and of the FUSE process (the VM's cache lost, its local disk deleted) at a
+    random operation on the checkpoints folder of a lagging, byte-rate Drive; then the rerun on a new VM.
+    Seed: FUSE_SEED (printed)."""
+    seed = int(os.environ.get("FUSE_SEED", str(random.randrange(10**6))))
+    print(f"FUSE_SEED={seed} reproduces this run's kill points")
+    rng = random.Random(seed)
+    d = drives(rate=40e6, lag_s=0.15)  # ~0.3 s per checkpoint upload after a 0.15 s lag
+    stage, local = d.mount / STAGE, tmp_path / "local"
+    struck = []
+    for _ in range(KILLS):
+        t = Trainer(world, tmp_path, stage, local, d)
+        d.set(kill_at={"match": "/checkpoints", "n": rng.randint(1, 250)}, kill_pid=t.pid)
+        rc, out = t.wait()
+        died = d.died()
+        if died is None:  # the stage finished before that operation: nothing more to kill
+            assert rc == 0, out
+            break
+        assert rc == -9, out
+        struck.append(died["op"])
+        shutil.rmtree(local, ignore_errors=True)  # the VM's local disk goes with it
+        d.vm_death()
+    print("VM deaths at:", struck)
+    assert struck, "no kill struck"
+    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
+    assert rc == 0, out
+    _same_as_straight(stage, straight, out)
+    _done_on_remote(d, straight)
+    assert d.status()["violations"] == []
+
+
+# ----------------------------------------------------------------------------- (b) case 1: dead mount
+def test_case1_a_mount_dead_for_the_session_stops_naming_it_and_the_rerun_resumes_from_local_disk(
+        world, straight, drives, tmp_path):
+    d = drives(rate=40e6, lag_s=0.1)
+    d.set(on_complete={"n": 1, "then": {"dead": True}})  # dead from the first checkpoint Drive holds whole
+    stage, local = d.mount / STAGE, tmp_path / "local"
+    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
+    assert rc != 0 and "Traceback" in out, out
+    msg = out[out.index("STORAGE FAULT"):]
+    assert "[dead_mount]" in msg and "ENOTCONN" in msg and "force_remount=True" in msg, msg
+    stopped = int(re.search(r"Safe: step (\d+) \(now\) on this VM's local disk", msg).group(1))
+    assert stopped < STEPS, "it trained on with a dead mount"
+    assert d.status()["enotconn"] > 0
+    whole = d.remote_whole(CKDIR)
+    assert whole, "the checkpoint Drive held whole was deleted"
+
+    d.remount()  # drive.mount(..., force_remount=True): a new DriveFS, its cache empty; then the rerun
+    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
+    assert rc == 0, out
+    assert f"resumed stage 2 from {ckpt.step_dir_name(stopped)} on the this VM's local disk" in out, out
+    _same_as_straight(stage, straight, out)
+    _done_on_remote(d, straight)
+
+
+# ----------------------------------------------------------------------------- (c) case 3: quota
+def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world, straight, drives, tmp_path):
+    d = drives(rate=40e6, lag_s=0.1)
+    d.set(on_complete={"n": 1, "then": {"quota_slack": CKPT_BYTES // 2}})  # Drive fills up after one checkpoint
+    stage, local = d.mount / STAGE, tmp_path / "local"
+    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
+    assert rc != 0, out
+    msg = out[out.index("STORAGE FAULT"):]
+    assert "[quota]" in msg and "empty Drive's Trash" in msg and "ENOSPC" in msg, msg
+    st = d.status()
+    assert st["statfs_quota"] > 0  # the code read the quota from statvfs on the mount, as on Colab
+    time.sleep(0.5)
+    assert d.remote_whole(CKDIR), "the confirmed checkpoint was deleted"
+    assert not (d.remote / STAGE / "model").exists() and not (stage / "model" / "COMPLETE.json").exists()
+
+    d.set(quota_bytes=None)  # the user empties the Trash; the rerun on this VM continues from its local disk
+    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
+    assert rc == 0, out
+    assert "on the this VM's local disk" in out, out
+    _same_as_straight(stage, straight, out)
+    _done_on_remote(d, straight)
+
+
+# ----------------------------------------------------------------------------- (d) case 2: corrupt manifest
+def test_case2_a_same_size_corrupt_manifest_on_drive_is_never_confirmed_nor_resumed(world, straight, drives, tmp_path):
+    d = drives(rate=40e6, lag_s=0.1)
+    stage, local = d.mount / STAGE, tmp_path / "local"
+    t = Trainer(world, tmp_path, stage, local, d)
+    # after the first whole checkpoint, the next manifest lands with one sha256 digit changed; once the
+    # trainer has seen that on Drive, the VM dies at its next operation on the checkpoints
+    d.set(kill_pid=t.pid, on_complete={"n": 1, "then": {"corrupt": ["manifest.json"], "kill_after_corrupt_seen": True}})
+    rc, out = t.wait()
+    assert rc == -9 and d.died() is not None, out
+    bad = re.search(r"(step-\d{8}) reached Drive corrupt: manifest\.json", out)
+    assert bad, out
+    bad = bad.group(1)
+    good = d.remote_whole(CKDIR)
+    assert bad in [ckpt.step_dir_name(s) for s in good] and len(good) >= 2, good  # the older one was kept
+    older = max(s for s in good if ckpt.step_dir_name(s) != bad)
+
+    shutil.rmtree(local, ignore_errors=True)
+    d.vm_death()
+    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
+    assert rc == 0, out
+    assert re.search(rf"{bad} is incomplete and is skipped: .*SHA-256", out), out
+    assert f"resumed stage 2 from {ckpt.step_dir_name(older)} on the run directory" in out, out
+    _same_as_straight(stage, straight, out)
+    _done_on_remote(d, straight)
+
+
+# ----------------------------------------------------------------------------- (e) case 6: EIO at resume
+def test_case6_eio_reading_the_newest_checkpoint_falls_back_naming_path_and_errno(world, straight, drives, tmp_path):
+    d = drives(rate=40e6, lag_s=0.1)
+    stage, local = d.mount / STAGE, tmp_path / "local"
+    t = Trainer(world, tmp_path, stage, local, d, keep_last=2)
+    d.set(kill_pid=t.pid, on_complete={"n": 2, "then": "kill"})  # the VM dies with two checkpoints on Drive
+    rc, out = t.wait()
+    assert rc == -9, out
+    shutil.rmtree(local, ignore_errors=True)
+    whole = d.remote_whole(CKDIR)
+    assert len(whole) >= 2, whole
+    newest = f"{CKDIR}/{ckpt.step_dir_name(whole[-1])}"
+    d.vm_death()
+    d.set(eio={f"{newest}/{ckpt.MODEL_FILE}": -1})  # the newest one cannot be read, for good
+    rc, out = Trainer(world, tmp_path, stage, local, d, keep_last=2).wait()
+    assert rc == 0, out
+    said = [l for l in out.splitlines() if ckpt.step_dir_name(whole[-1]) in l and "unreadable" in l]
+    assert said and "errno 5 EIO" in said[0] and ckpt.MODEL_FILE in said[0], out
+    assert f"resumed stage 2 from {ckpt.step_dir_name(whole[-2])}" in out, out
+    assert d.status()["eio"] > 0
+    _same_as_straight(stage, straight, out)
+    _done_on_remote(d, straight)
+
+
+# ----------------------------------------------------------------------------- (f) case 8: slow uploads
+def test_case8_uploads_slower_than_the_cadence_never_delete_the_newest_whole_checkpoint(
+        world, straight, drives, tmp_path):
+    d = drives(rate=8e6, lag_s=0.1)  # ~1.5 s per checkpoint upload; a save every step (~0.1-0.3 s)
+    stage, local = d.mount / STAGE, tmp_path / "local"
+    rc, out = Trainer(world, tmp_path, stage, local, d, save_every=1, confirm_s=5.0).wait()
+    assert rc == 0, out
+    st = d.status()
+    assert st["violations"] == [], st["violations"]  # the newest checkpoint whole on Drive was never deleted
+    assert len(st["complete"]) >= 2, st["complete"]  # checkpoints did land during the stage
+    assert "superseded" in out, out  # the cadence stretched instead of piling up uploads
+    _same_as_straight(stage, straight, out)
+    _done_on_remote(d, straight)
+
+
+# ----------------------------------------------------------------------------- (g) case 7: the xattr
+def test_case7_drive_ids_come_from_the_mount_xattr_and_a_mount_without_them_is_caught(drives, tmp_path):
+    import errno
+
+    from helpers.colab import drive
+    from fuse_drive import DriveService
+
+    d = drives("ids", lag_s=0.2)
+    api = drive.ColabDriveApi(DriveService(d.address))
+    assert api.xattr_problem(d.mount / "probe", wait_s=5.0) is None  # the probe got its id once uploaded
+    f = d.mount / "x.bin"
+    f.write_bytes(b"abc" * 1000)
+    assert drive.drive_file_id(f) is None  # in the VM's cache only: no Drive id yet
+    d.wait_synced()
+    assert drive.drive_file_id(f) is not None
+    assert api.stat(f) == (3000, ckpt._md5(f))  # Drive's size and md5, through the id
+    api.delete(f)
+    assert not f.exists() and not (d.remote / "x.bin").exists() and not (d.trash / "x.bin").exists()
+    d.set(dead=True)  # a dead mount's getxattr is an error, never "no id"
+    with pytest.raises(OSError) as e:
+        drive.drive_file_id(d.mount / "probe")
+    assert e.value.errno == errno.ENOTCONN
+
+    n = drives("noids", xattrs=False)  # a DriveFS that exposes no ids at all
+    api = drive.ColabDriveApi(DriveService(n.address))
+    why = api.xattr_problem(n.mount, wait_s=0.3)
+    assert why is not None and drive.DRIVE_ID_XATTR in why, why
+    g = n.mount / "y.bin"
+    g.write_bytes(b"1")
+    n.wait_synced()
+    assert drive.drive_file_id(g) is None
+    with pytest.raises(drive.DriveIdMissing):  # on Drive, but it cannot be asked: never "absent"
+        api.stat(g)
+    # a checkpoint whose Drive id cannot be read is checked on the mount at resume, not skipped as absent
+    local = ckpt.write_local(tmp_path / "l" / ckpt.step_dir_name(3), {"w": torch.ones(3)}, {"step": 3}, {"step": 3})
+    ckpt.publish(local, n.mount / "ck")
+    logs = []
+    found = ckpt.find_resume_path(n.mount / "ck", log=logs.append, api=api)
+    assert found is not None and found.name == ckpt.step_dir_name(3) and "cannot say" in logs[0], logs
