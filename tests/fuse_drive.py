@@ -37,7 +37,8 @@ socket, one request and its answer at a time per connection):
 * ``xattrs`` False: the mount supports no extended attributes (ENOTSUP), as a DriveFS without Drive ids.
 * VM death: :meth:`FuseDrive.vm_death` (SIGKILL of the FUSE process: its cache is discarded, the next
   mount shows exactly the remote); planned inside the FUSE process at the n-th operation on a path
-  containing a string (``kill_at={"match", "n"}``), or at the first operation on ``/checkpoints``
+  containing a string (``kill_at={"match", "n", "ops"}``; ``ops``: only these operations count, the
+  Drive API's ``api_get`` / ``api_delete`` among them), or at the first operation on ``/checkpoints``
   after the API showed a whole checkpoint with a corrupt upload (``kill_after_corrupt_seen``): the
   trainer (``kill_pid``) and the FUSE process are SIGKILLed there, mid-operation.
 * ``on_complete={"n", "then"}``: when the n-th checkpoint is whole on the remote, ``then`` happens at
@@ -166,7 +167,7 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
         self.window: list[tuple[float, int]] = []  # (time, bytes) of uploads: the daily cap
         self.corrupted: set[str] = set()
         self.matched = 0
-        self.c = dict(ops=0, uploads=[], uploaded_bytes=0, refusals=[], trashed=[], api_gets=0, api_deleted=[],
+        self.c = dict(ops=0, op_names={}, uploads=[], uploaded_bytes=0, refusals=[], trashed=[], api_gets=0, api_deleted=[],
                       eio=0, enotconn=0, enospc=0, violations=[], statfs_quota=0, complete=[])
         # what a fresh mount shows is the remote: every cached file has landed
         self.delivered = {r: _sig(p) for r, p in _files(self.cache).items() if (self.remote / r).is_file()}
@@ -183,16 +184,21 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
 
         with self.mu:
             self.c["ops"] += 1
-            k = self.o["kill_at"]
-            if k and k["match"] in path and (not k.get("ops") or op in k["ops"]):
-                self.matched += 1
-                if self.matched >= k["n"]:
-                    self._die(f"{op} {path}", self.matched)
+            if "/checkpoints" in path:
+                self.c["op_names"][op] = self.c["op_names"].get(op, 0) + 1
+            self._maybe_die(op, path)
             if self.o["dead"] or self.o["blips"] > 0:
                 if self.o["blips"] > 0:
                     self.o["blips"] -= 1
                 self.c["enotconn"] += 1
                 raise FuseOSError(errno.ENOTCONN)
+
+    def _maybe_die(self, op: str, path: str) -> None:
+        k = self.o["kill_at"]
+        if k and k["match"] in path and (not k.get("ops") or op in k["ops"]):
+            self.matched += 1
+            if self.matched >= k["n"]:
+                self._die(f"{op} {path}", self.matched)
 
     def _die(self, what: str, n) -> None:
         """VM death, here and now: the trainer and this FUSE process are SIGKILLed mid-operation."""
@@ -503,6 +509,7 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
         with self.mu:
             self.c["api_gets"] += 1
             rel = rel_of_id(file_id)
+            self._maybe_die("api_get", "/" + rel)
             p = self.remote / rel
             if p.is_dir():
                 return {"mimeType": "application/vnd.google-apps.folder"}
@@ -523,6 +530,7 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
         """Permanent deletion: gone from the remote and, at once, from the mount."""
         with self.mu:
             rel = rel_of_id(file_id)
+            self._maybe_die("api_delete", "/" + rel)
             p = self.remote / rel
             if not p.exists():
                 return False
@@ -595,8 +603,9 @@ def serve(root: str, mountpoint: str, address: str, opts: dict) -> None:
     fs = _DriveFS(Path(root), opts)
     threading.Thread(target=_serve_control, args=(fs, address), daemon=True, name="control").start()
     # no kernel caching of names or attributes: every call reaches this process (and its faults) at once
+    # (big_writes: 128 KiB per write request instead of libfuse2's 4 KiB, as DriveFS's FUSE 3 has by default)
     FUSE(fs, mountpoint, foreground=True, nothreads=False, fsname="fusedrive", entry_timeout=0, attr_timeout=0,
-         negative_timeout=0)
+         negative_timeout=0, big_writes=True)
 
 
 # ============================================================================ the test's side

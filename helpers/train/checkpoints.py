@@ -191,9 +191,19 @@ def verify(folder: str | os.PathLike, hashes: bool = True, api: DriveApi | None 
             return f"{name} missing"
         if p.stat().st_size != meta["bytes"]:
             return f"{name} has {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated copy)"
-        if hashes and sha256_file(p) != meta["sha256"]:
+        if hashes and _sha256_named(p) != meta["sha256"]:
             return f"{name} does not match its SHA-256 in the manifest (corrupt copy)"
     return None
+
+
+def _sha256_named(path: Path) -> str:
+    """sha256_file, whose read errors name the file: the kernel's EIO from read() carries no file name."""
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def _md5(path: Path) -> str:
