@@ -80,7 +80,7 @@ def fuse_unavailable() -> str | None:
     """Why a FUSE mount cannot be made here (None: it can be tried)."""
     if not os.path.exists("/dev/fuse"):
         return "/dev/fuse is missing (no FUSE in this kernel or container)"
-    if shutil.which("fusermount") is None:
+    if _fusermount() is None:
         return "fusermount is missing (apt-get install fuse)"
     try:
         import fuse  # noqa: F401  (fusepy: raises EnvironmentError when libfuse.so.2 is absent)
@@ -89,6 +89,11 @@ def fuse_unavailable() -> str | None:
     except (EnvironmentError, OSError) as e:
         return f"libfuse2 is missing ({e}; apt-get install libfuse2)"
     return None
+
+
+def _fusermount() -> str | None:
+    """libfuse2's ``fusermount``, or fuse3's ``fusermount3`` (it unmounts a libfuse2 mount as well)."""
+    return shutil.which("fusermount") or shutil.which("fusermount3")
 
 
 def drive_id(rel: str) -> str:
@@ -691,8 +696,8 @@ class FuseDrive:
     def _unmount(self) -> None:
         if not self.mounted():
             return
-        for args in (["fusermount", "-u"], ["fusermount", "-uz"]):
-            if subprocess.run([*args, str(self.mount)], capture_output=True).returncode == 0:
+        for flags in ("-u", "-uz"):  # -z (lazy): a dead mount that something still holds open
+            if subprocess.run([_fusermount(), flags, str(self.mount)], capture_output=True).returncode == 0:
                 return
         raise RuntimeError(f"could not unmount {self.mount}: unmount it with `fusermount -uz {self.mount}`")
 
