@@ -31,6 +31,8 @@ socket, one request and its answer at a time per connection):
 * ``eio``: ``{relative path: count}``: reads of that file fail with EIO ``count`` times (-1: always).
 * ``quota_bytes``: Drive's quota. ``statfs`` reports it; writes into the cache succeed but uploads
   past it are refused (they stay pending). ``local_full``: writes into the cache fail with ENOSPC.
+* ``close_errno={"errno", "n"}``: the next n ``close()`` of a file written through the mount fail with
+  that errno (-1: all), as a FUSE file system reports a failed write-back at close (FUSE_FLUSH).
 * ``daily_cap_bytes`` per ``day_s`` real seconds: uploads past it are refused.
 * ``corrupt``: base names whose next upload lands with one byte changed, same size (a digit of the
   first ``"sha256": "`` if there is one).
@@ -71,7 +73,7 @@ DRIVE_ID_XATTR = "user.drive.id"  # what helpers.colab.drive reads (DRIVE_ID_XAT
 AUTHKEY = b"fuse-drive-test"
 START_TIMEOUT_S = 20.0
 DEFAULTS = dict(rate=None, lag_s=0.0, xattrs=True, dead=False, blips=0, eio={}, quota_bytes=None,
-                local_full=False, daily_cap_bytes=None, day_s=86400.0, corrupt=[], kill_at=None,
+                local_full=False, close_errno=None, daily_cap_bytes=None, day_s=86400.0, corrupt=[], kill_at=None,
                 on_complete=None, kill_after_corrupt_seen=False, kill_pid=None)
 INIT_ONLY = ("rate", "lag_s", "xattrs")  # kept across remounts (the mount's nature, not a fault)
 
@@ -320,6 +322,14 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
             os.truncate(self._p(path), length)
 
     def flush(self, path, fh):
+        from fuse import FuseOSError
+
+        with self.mu:
+            bad = self.o["close_errno"]
+            if bad and bad["n"] and self.fh_rel.get(fh, ("", False))[1]:
+                if bad["n"] > 0:
+                    bad["n"] -= 1
+                raise FuseOSError(bad["errno"])
         return 0  # the bytes are in the cache: that is all close() waits for
 
     def fsync(self, path, datasync, fh):

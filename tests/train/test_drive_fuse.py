@@ -363,3 +363,32 @@ def test_case7_drive_ids_come_from_the_mount_xattr_and_a_mount_without_them_is_c
     logs = []
     found = ckpt.find_resume_path(n.mount / "ck", log=logs.append, api=api)
     assert found is not None and found.name == ckpt.step_dir_name(3) and "cannot say" in logs[0], logs
+
+
+# ----------------------------------------------------------------------------- errors of the copy itself
+def test_enospc_on_write_and_errors_at_close_are_named_by_the_copy_into_the_run_directory(drives, tmp_path):
+    """A full Drive refusing writes (ENOSPC from write()) and a write-back failing at close() (the kernel
+    reports FUSE_FLUSH's error there): the copy leaves no partial folder and names the fault and errno."""
+    import errno
+
+    from helpers.colab import drive, session
+
+    d = drives()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(1 << 20))
+    (src / "b.bin").write_bytes(b"b" * 1000)
+    d.set(local_full=True)
+    with pytest.raises(drive.StorageFault) as e:
+        session.copy_into_run(src, d.mount / "x" / "folder", retries=1, wait_s=0.0)
+    assert e.value.kind == "quota" and "errno 28 ENOSPC" in str(e.value) and "empty Drive's Trash" in str(e.value)
+    assert d.status()["enospc"] > 0
+    d.set(local_full=False, close_errno={"errno": errno.EIO, "n": 1})  # one failed close: retried, then whole
+    out = session.copy_into_run(src, d.mount / "x" / "folder", retries=2, wait_s=0.0)
+    assert (out / "a.bin").read_bytes() == (src / "a.bin").read_bytes() and (out / "b.bin").stat().st_size == 1000
+    d.set(close_errno={"errno": errno.EIO, "n": -1})  # every close fails: stops, naming the errno
+    with pytest.raises(drive.StorageFault) as e:
+        session.copy_into_run(src, d.mount / "x" / "other", retries=1, wait_s=0.0)
+    assert e.value.kind == "io_error" and e.value.errno == errno.EIO and "remount" in str(e.value)
+    d.set(close_errno=None)
+    assert [p.name for p in (d.mount / "x").iterdir()] == ["folder"]  # no partial copy left behind
