@@ -34,7 +34,7 @@ from helpers.train.recipe import METRICS_FILE
 
 torch.set_num_threads(1)
 _WHY = fuse_unavailable()
-pytestmark = [pytest.mark.skipif(_WHY is not None, reason=f"no FUSE mount possible here: {_WHY}"), pytest.mark.slow]
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"no FUSE mount possible here: {_WHY}")
 
 STEPS = 10
 STAGE = "run/stage2"
@@ -160,6 +160,12 @@ def drives(tmp_path):
     assert not any(d.mounted() for d in made)
 
 
+def _resumed(out: str) -> tuple[int, str] | None:
+    """(step, "local disk" | "run directory") of the recipe's "resumed stage 2 from step-N on ..." line."""
+    m = re.search(r"resumed stage 2 from step-(\d{8}) on the .*?(local disk|run directory)", out)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
 def _done_on_remote(d: FuseDrive, straight):
     """The finished stage as Drive itself holds it: the marker, and the very weights of the straight run."""
     d.wait_synced()
@@ -179,6 +185,7 @@ STRUCTURAL = ["mkdir", "create", "open", "utimens", "fsync", "rename", "readdir"
 CONFIRMING = ["getxattr", "api_get"]
 
 
+@pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
 def test_vm_deaths_at_random_points_of_save_copy_confirm_retention_resume_bitwise(world, straight, drives, tmp_path):
     """SIGKILL of the trainer and of the FUSE process (the VM's cache lost, its local disk deleted) at a
     random operation on the checkpoints folder of a lagging, byte-rate Drive; then the rerun on a new VM.
@@ -214,6 +221,7 @@ def test_vm_deaths_at_random_points_of_save_copy_confirm_retention_resume_bitwis
 
 
 # ----------------------------------------------------------------------------- (b) case 1: dead mount
+@pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
 def test_case1_a_mount_dead_for_the_session_stops_naming_it_and_the_rerun_resumes_from_local_disk(
         world, straight, drives, tmp_path):
     d = drives(rate=40e6, lag_s=0.1)
@@ -232,12 +240,13 @@ def test_case1_a_mount_dead_for_the_session_stops_naming_it_and_the_rerun_resume
     d.remount()  # drive.mount(..., force_remount=True): a new DriveFS, its cache empty; then the rerun
     rc, out = Trainer(world, tmp_path, stage, local, d).wait()
     assert rc == 0, out
-    assert f"resumed stage 2 from {ckpt.step_dir_name(stopped)} on the this VM's local disk" in out, out
+    assert _resumed(out) == (stopped, "local disk"), out
     _same_as_straight(stage, straight, out)
     _done_on_remote(d, straight)
 
 
 # ----------------------------------------------------------------------------- (c) case 3: quota
+@pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
 def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world, straight, drives, tmp_path):
     d = drives(rate=40e6, lag_s=0.1)
     d.set(on_complete={"n": 1, "then": {"quota_slack": CKPT_BYTES // 2}})  # Drive fills up after one checkpoint
@@ -255,12 +264,13 @@ def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world,
     d.set(quota_bytes=None)  # the user empties the Trash; the rerun on this VM continues from its local disk
     rc, out = Trainer(world, tmp_path, stage, local, d).wait()
     assert rc == 0, out
-    assert "on the this VM's local disk" in out, out
+    assert _resumed(out)[1] == "local disk", out
     _same_as_straight(stage, straight, out)
     _done_on_remote(d, straight)
 
 
 # ----------------------------------------------------------------------------- (d) case 2: corrupt manifest
+@pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
 def test_case2_a_same_size_corrupt_manifest_on_drive_is_never_confirmed_nor_resumed(world, straight, drives, tmp_path):
     d = drives(rate=40e6, lag_s=0.1)
     stage, local = d.mount / STAGE, tmp_path / "local"
@@ -282,12 +292,13 @@ def test_case2_a_same_size_corrupt_manifest_on_drive_is_never_confirmed_nor_resu
     rc, out = Trainer(world, tmp_path, stage, local, d).wait()
     assert rc == 0, out
     assert re.search(rf"{bad} is incomplete and is skipped: .*SHA-256", out), out
-    assert f"resumed stage 2 from {ckpt.step_dir_name(older)} on the run directory" in out, out
+    assert _resumed(out) == (older, "run directory"), out
     _same_as_straight(stage, straight, out)
     _done_on_remote(d, straight)
 
 
 # ----------------------------------------------------------------------------- (e) case 6: EIO at resume
+@pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
 def test_case6_eio_reading_the_newest_checkpoint_falls_back_naming_path_and_errno(world, straight, drives, tmp_path):
     d = drives(rate=40e6, lag_s=0.1)
     stage, local = d.mount / STAGE, tmp_path / "local"
@@ -305,13 +316,14 @@ def test_case6_eio_reading_the_newest_checkpoint_falls_back_naming_path_and_errn
     assert rc == 0, out
     said = [l for l in out.splitlines() if ckpt.step_dir_name(whole[-1]) in l and "unreadable" in l]
     assert said and "errno 5 EIO" in said[0] and ckpt.MODEL_FILE in said[0], out
-    assert f"resumed stage 2 from {ckpt.step_dir_name(whole[-2])}" in out, out
+    assert _resumed(out) == (whole[-2], "run directory"), out
     assert d.status()["eio"] > 0
     _same_as_straight(stage, straight, out)
     _done_on_remote(d, straight)
 
 
 # ----------------------------------------------------------------------------- (f) case 8: slow uploads
+@pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
 def test_case8_uploads_slower_than_the_cadence_never_delete_the_newest_whole_checkpoint(
         world, straight, drives, tmp_path):
     d = drives(rate=8e6, lag_s=0.1)  # ~1.5 s per checkpoint upload; a save every step (~0.1-0.3 s)
@@ -394,3 +406,24 @@ def test_enospc_on_write_and_errors_at_close_are_named_by_the_copy_into_the_run_
     assert e.value.kind == "io_error" and e.value.errno == errno.EIO and "remount" in str(e.value)
     d.set(close_errno=None)
     assert [p.name for p in (d.mount / "x").iterdir()] == ["folder"]  # no partial copy left behind
+
+
+def test_the_fuse_drive_refuses_uploads_past_the_quota_and_the_daily_cap_while_writes_succeed(drives):
+    """What case 3 rests on: the mount takes the writes, Drive refuses the uploads (they stay pending,
+    counted), and they land once there is room again."""
+    d = drives(quota_bytes=1500)
+    (d.mount / "a.bin").write_bytes(b"a" * 1000)
+    (d.mount / "b.bin").write_bytes(b"b" * 1000)  # written: the cache has room
+    time.sleep(0.3)
+    st = d.status()
+    assert [u[0] for u in st["uploads"]] == ["a.bin"] and st["pending"] == ["b.bin"], st
+    assert ["quota", "b.bin"] in st["refusals"]
+    d.set(quota_bytes=None, daily_cap_bytes=2500)  # room again, but the day's uploads are counted
+    d.wait_synced(5)
+    (d.mount / "c.bin").write_bytes(b"c" * 1000)
+    time.sleep(0.3)
+    st = d.status()
+    assert st["pending"] == ["c.bin"] and ["daily cap", "c.bin"] in st["refusals"] and st["uploaded_bytes"] == 2000
+    d.set(day_s=0.1)  # the day has passed
+    d.wait_synced(5)
+    assert (d.remote / "c.bin").read_bytes() == b"c" * 1000
