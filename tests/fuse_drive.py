@@ -590,10 +590,8 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
         raise KeyError(f"unknown control command {cmd!r}")
 
 
-def _serve_control(fs: _DriveFS, address: str) -> None:
-    from multiprocessing.connection import Listener
-
-    listener = Listener(address, family="AF_UNIX", authkey=AUTHKEY)
+def _serve_control(fs: _DriveFS, listener) -> None:
+    from multiprocessing import AuthenticationError
 
     def handle(conn):
         with conn:
@@ -608,15 +606,23 @@ def _serve_control(fs: _DriveFS, address: str) -> None:
                     conn.send(("err", f"{type(e).__name__}: {e}"))
 
     while True:
-        c = listener.accept()
+        try:
+            c = listener.accept()
+        except (OSError, EOFError, AuthenticationError) as e:  # a client that died in the handshake: the next one
+            print(f"control: a connection failed ({type(e).__name__}: {e})", file=sys.stderr)
+            continue
         threading.Thread(target=handle, args=(c,), daemon=True).start()
 
 
 def serve(root: str, mountpoint: str, address: str, opts: dict) -> None:
     from fuse import FUSE
 
+    from multiprocessing.connection import Listener
+
     fs = _DriveFS(Path(root), opts)
-    threading.Thread(target=_serve_control, args=(fs, address), daemon=True, name="control").start()
+    # listening before the mount comes up: a client that sees the mount can connect at once
+    listener = Listener(address, family="AF_UNIX", authkey=AUTHKEY)
+    threading.Thread(target=_serve_control, args=(fs, listener), daemon=True, name="control").start()
     # no kernel caching of names or attributes: every call reaches this process (and its faults) at once
     # (big_writes: 128 KiB per write request instead of libfuse2's 4 KiB, as DriveFS's FUSE 3 has by default)
     FUSE(fs, mountpoint, foreground=True, nothreads=False, fsname="fusedrive", entry_timeout=0, attr_timeout=0,
