@@ -359,6 +359,9 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
             for table in (self.delivered, self.writers, self.closed_at):
                 for k in [k for k in table if k == o or k.startswith(o + "/")]:
                     table[n + k[len(o):]] = table.pop(k)
+            for rel in [r for r in self.corrupted if r == o or r.startswith(o + "/")]:
+                self.corrupted.discard(rel)
+                self.corrupted.add(n + rel[len(o):])
             for fd, (rel, w) in list(self.fh_rel.items()):
                 if rel == o or rel.startswith(o + "/"):
                     self.fh_rel[fd] = (n + rel[len(o):], w)

@@ -257,7 +257,6 @@ def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world,
     assert "[quota]" in msg and "empty Drive's Trash" in msg and "ENOSPC" in msg, msg
     st = d.status()
     assert st["statfs_quota"] > 0  # the code read the quota from statvfs on the mount, as on Colab
-    time.sleep(0.5)
     assert d.remote_whole(CKDIR), "the confirmed checkpoint was deleted"
     assert not (d.remote / STAGE / "model").exists() and not (stage / "model" / "COMPLETE.json").exists()
 
