@@ -365,6 +365,8 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
             for fd, (rel, w) in list(self.fh_rel.items()):
                 if rel == o or rel.startswith(o + "/"):
                     self.fh_rel[fd] = (n + rel[len(o):], w)
+            if rn.exists():
+                self._note_whole(_step_dir(n + "/x"), f"renamed {o} to {n}")
 
     def statfs(self, path):
         st = os.statvfs(self._p(path))
@@ -458,14 +460,18 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
         self.window.append((time.monotonic(), sig[0]))
         self.c["uploads"].append([rel, sig[0], time.time()])
         self.c["uploaded_bytes"] += sig[0]
-        step = _step_dir(rel)
+        self._note_whole(_step_dir(rel), f"landed {rel}")
+
+    def _note_whole(self, step: str | None, what: str) -> None:
+        """Count a checkpoint folder that just became whole on the remote (a file landed, or a folder whose
+        files had all landed was renamed into place), and fire ``on_complete``."""
         if step and step not in self.c["complete"] and checkpoint_whole(self.remote / step):
             self.c["complete"].append(step)
             when = self.o["on_complete"]
             if when and len(self.c["complete"]) >= when["n"]:
                 self.o["on_complete"] = None
                 if when["then"] == "kill":
-                    self._die(f"landed {rel}: {len(self.c['complete'])} checkpoints whole on the remote", when["n"])
+                    self._die(f"{what}: {len(self.c['complete'])} checkpoints whole on the remote", when["n"])
                 then = dict(when["then"])
                 if "quota_slack" in then:
                     then["quota_bytes"] = self._bytes(self.remote) + int(then.pop("quota_slack"))
