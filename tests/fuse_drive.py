@@ -420,15 +420,16 @@ class _DriveFS(_operations_base() if __name__ == "__main__" else object):
             del self.delivered[k]
 
     def _check_violation(self, rel: str) -> None:
-        """Deleting the newest checkpoint whole on the remote (its stage not finished there) is a violation."""
-        step = _step_dir(rel + "/x")
-        if step is None or step != rel:
+        """Deleting (a file of) the newest checkpoint whole on the remote, its stage not finished there, is a
+        violation of the retention policy: counted once per checkpoint."""
+        step = _step_dir(rel) or _step_dir(rel + "/x")
+        if step is None or step in self.c["violations"]:
             return
         ckdir = self.remote / step.rsplit("/", 1)[0]
         whole = sorted(p.name for p in ckdir.iterdir() if p.name.startswith("step-") and checkpoint_whole(p))
         finished = (ckdir.parent / "model" / "COMPLETE.json").is_file()
-        if whole and whole[-1] == rel.rsplit("/", 1)[1] and not finished:
-            self.c["violations"].append(rel)
+        if whole and whole[-1] == step.rsplit("/", 1)[1] and not finished:
+            self.c["violations"].append(step)
 
     def _refused(self, rel: str, size: int) -> str | None:
         quota, cap = self.o["quota_bytes"], self.o["daily_cap_bytes"]

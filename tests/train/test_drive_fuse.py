@@ -426,3 +426,22 @@ def test_the_fuse_drive_refuses_uploads_past_the_quota_and_the_daily_cap_while_w
     d.set(day_s=0.1)  # the day has passed
     d.wait_synced(5)
     assert (d.remote / "c.bin").read_bytes() == b"c" * 1000
+
+
+def test_the_fuse_drive_counts_the_deletion_of_the_newest_whole_checkpoint_as_a_violation(drives):
+    """What case 8's check relies on: deleting an older whole checkpoint is fine, the newest one is not."""
+    d = drives()
+    for step in (2, 4):
+        f = d.mount / CKDIR / ckpt.step_dir_name(step)
+        f.mkdir(parents=True)
+        (f / ckpt.MODEL_FILE).write_bytes(b"x" * 10)
+        (f / ckpt.MANIFEST).write_text(json.dumps({"files": {ckpt.MODEL_FILE: {"bytes": 10}}}))
+    d.wait_synced()
+    assert d.remote_whole(CKDIR) == [2, 4] and d.status()["complete"] == [f"{CKDIR}/step-00000002",
+                                                                          f"{CKDIR}/step-00000004"]
+    shutil.rmtree(d.mount / CKDIR / ckpt.step_dir_name(2))  # through the mount: into Drive's Trash
+    d.wait_synced()
+    assert d.status()["violations"] == [] and (d.trash / CKDIR / ckpt.step_dir_name(2)).is_dir()
+    shutil.rmtree(d.mount / CKDIR / ckpt.step_dir_name(4))
+    d.wait_synced()
+    assert d.status()["violations"] == [f"{CKDIR}/{ckpt.step_dir_name(4)}"]
