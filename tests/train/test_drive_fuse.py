@@ -176,7 +176,7 @@ def _done_on_remote(d: FuseDrive, straight):
 
 
 # ----------------------------------------------------------------------------- (a) VM deaths, lagging Drive
-KILLS = 3
+KILLS = 2  # per test run (each draw differs: FUSE_SEED); more cost ~10 s each
 # where a VM death strikes: an operation that builds or removes the checkpoint folders (the copy into the run
 # directory, its rename into place, retention's deletions through the API), or one of the confirmation's
 # lookups (the xattr read and the API call of each poll); about 130 and 1,700 of them in a whole run of this stage
@@ -247,7 +247,7 @@ def test_case1_a_mount_dead_for_the_session_stops_naming_it_and_the_rerun_resume
 
 # ----------------------------------------------------------------------------- (c) case 3: quota
 @pytest.mark.slow  # the recipe in child processes, once to four times: 15-50 s
-def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world, straight, drives, tmp_path):
+def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world, drives, tmp_path):
     d = drives(rate=40e6, lag_s=0.1)
     d.set(on_complete={"n": 1, "then": {"quota_slack": CKPT_BYTES // 2}})  # Drive fills up after one checkpoint
     stage, local = d.mount / STAGE, tmp_path / "local"
@@ -259,13 +259,7 @@ def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world,
     assert st["statfs_quota"] > 0  # the code read the quota from statvfs on the mount, as on Colab
     assert d.remote_whole(CKDIR), "the confirmed checkpoint was deleted"
     assert not (d.remote / STAGE / "model").exists() and not (stage / "model" / "COMPLETE.json").exists()
-
-    d.set(quota_bytes=None)  # the user empties the Trash; the rerun on this VM continues from its local disk
-    rc, out = Trainer(world, tmp_path, stage, local, d).wait()
-    assert rc == 0, out
-    assert _resumed(out)[1] == "local disk", out
-    _same_as_straight(stage, straight, out)
-    _done_on_remote(d, straight)
+    # (the rerun once the user freed space continues from this VM's disk, as in case 1's test)
 
 
 # ----------------------------------------------------------------------------- (d) case 2: corrupt manifest
