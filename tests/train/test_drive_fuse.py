@@ -6,8 +6,9 @@ ENOSPC and a statvfs quota answered to system calls, corrupt uploads, the ``user
 on what has landed, and VM death as SIGKILL of the trainer and of the FUSE process (its cache lost,
 the trainer's local disk deleted). The trainer is ``python -m helpers.train.recipe``'s entry point
 with the Drive API connected to that remote (``ColabDriveApi`` reading the xattr), time constants
-scaled down. Each test checks the final weights and loss trajectory against an uninterrupted run on
-a plain disk (bitwise, CPU) and that messages name the fault, errno and remedy.
+scaled down. A test that finishes the stage checks its final weights and loss trajectory against an
+uninterrupted run on a plain disk (bitwise, CPU) and Drive's own copy of the model; one that stops checks
+that the message names the fault, errno and remedy and that nothing confirmed was deleted.
 
 The in-process simulator (tests/drive_sim.py, tests/train/test_drive_faults.py) covers the same cases
 faster; these show the code survives the kernel's semantics too (errors from read() without a file
@@ -255,6 +256,7 @@ def test_case3_drive_quota_stops_naming_it_and_never_marks_the_stage_done(world,
     assert rc != 0, out
     msg = out[out.index("STORAGE FAULT"):]
     assert "[quota]" in msg and "empty Drive's Trash" in msg and "ENOSPC" in msg, msg
+    assert int(re.search(r"Safe: step (\d+) \(now\)", msg).group(1)) < STEPS, "it trained on with Drive full"
     st = d.status()
     assert st["statfs_quota"] > 0  # the code read the quota from statvfs on the mount, as on Colab
     assert d.remote_whole(CKDIR), "the confirmed checkpoint was deleted"
