@@ -156,6 +156,7 @@ def _operations_base():
     return Operations
 
 
+# fusepy's Operations is the base only in the FUSE process: the tests import this module without libfuse
 class _DriveFS(_operations_base() if __name__ == "__main__" else object):
     """The FUSE operations: a passthrough over ``cache`` with the faults and the uploader above."""
 
