@@ -3,10 +3,18 @@
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
+APT=""
+command -v espeak-ng >/dev/null || APT="$APT espeak-ng"
+command -v sox >/dev/null || APT="$APT sox"
+# libfuse2 (what fusepy loads) and fusermount: the FUSE-mounted stand-in Drive of tests/train/test_drive_fuse.py
+# (skipped without them). Debian's `fuse` only where fuse3's fusermount3 is absent: the two packages conflict.
+[ -n "$(ls /usr/lib/*/libfuse.so.2 /lib/*/libfuse.so.2 2>/dev/null)" ] || APT="$APT libfuse2"
+command -v fusermount >/dev/null || command -v fusermount3 >/dev/null || APT="$APT fuse"
+if [ -n "$APT" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng sox >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $APT >/dev/null
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

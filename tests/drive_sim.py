@@ -1,5 +1,9 @@
 """A Google Drive mount as Colab really has it, for the tests: a write-back cache over a remote.
 
+(In this process, by wrapping its Python calls. The same Drive through the kernel, for any process —
+the real recipe in a child process, SIGKILLed with its VM — is the FUSE mount of tests/fuse_drive.py,
+used by tests/train/test_drive_fuse.py.)
+
 * ``mount``: the folder the code writes to (``/content/drive/MyDrive`` on Colab). It is the VM's
   local cache: ``write``/``copy``/``rename`` return once the bytes are there.
 * ``remote``: what Drive itself holds. A file reaches it only through :meth:`SimDrive.sync` (all

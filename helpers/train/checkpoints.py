@@ -191,9 +191,19 @@ def verify(folder: str | os.PathLike, hashes: bool = True, api: DriveApi | None 
             return f"{name} missing"
         if p.stat().st_size != meta["bytes"]:
             return f"{name} has {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated copy)"
-        if hashes and sha256_file(p) != meta["sha256"]:
+        if hashes and _sha256_named(p) != meta["sha256"]:
             return f"{name} does not match its SHA-256 in the manifest (corrupt copy)"
     return None
+
+
+def _sha256_named(path: Path) -> str:
+    """sha256_file, whose read errors name the file: the kernel's EIO from read() carries no file name."""
+    try:
+        return sha256_file(path)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def _md5(path: Path) -> str:
@@ -205,11 +215,13 @@ def _md5(path: Path) -> str:
 
 
 def drive_status(folder: str | os.PathLike, files: dict, api: DriveApi, marker: str | None = MANIFEST,
-                 marker_meta: dict | None = None) -> dict:
+                 marker_meta: dict | None = None, uploading: bool = False) -> dict:
     """What Drive holds of ``folder``: ``{"done": [...], "missing": [...], "wrong": [...], "bytes_done",
     "bytes_all"}`` over the ``files`` entries (``{rel: {"bytes", "md5"?}}``) and the ``marker`` file:
     with ``marker_meta`` (its ``{"bytes", "md5"}`` recorded where it was written) against those, else as
-    it is on the mount (Drive's copy on a fresh VM: the only reference left there)."""
+    it is on the mount (Drive's copy on a fresh VM: the only reference left there). ``uploading``: this
+    VM just wrote ``folder``, so a file without a Drive id yet is one DriveFS has not uploaded (it gives
+    the id once the file is on Drive): "missing", not an error (:class:`helpers.colab.drive.DriveIdMissing`)."""
     folder = Path(folder)
     want = {rel: (int(m["bytes"]), m.get("md5")) for rel, m in files.items()}
     if marker is not None and marker_meta is not None:
@@ -222,7 +234,12 @@ def drive_status(folder: str | os.PathLike, files: dict, api: DriveApi, marker: 
     out = {"done": [], "missing": [], "wrong": [], "bytes_done": 0,
            "bytes_all": sum(n for n, _ in want.values() if n)}
     for rel, (size, md5) in want.items():
-        got = api.stat(folder / rel)
+        try:
+            got = api.stat(folder / rel)
+        except drive.DriveIdMissing:
+            if not uploading:
+                raise
+            got = None
         if got is None:
             out["missing"].append(rel)
         elif (size is not None and got[0] != size) or (md5 is not None and got[1] != md5):
@@ -270,7 +287,7 @@ def confirm_on_drive(folder: str | os.PathLike, files: dict, api: DriveApi | Non
     api_errors = 0
     while True:
         try:
-            st = drive_status(folder, files, api, marker, marker_meta)
+            st = drive_status(folder, files, api, marker, marker_meta, uploading=True)
             api_errors = 0
         except Exception as e:
             api_errors += 1
@@ -588,7 +605,7 @@ def drive_states(ckpt_dir: str | os.PathLike, api: DriveApi | None, ledger: "Led
         files = exp["files"] if exp else manifest_files(path)
         marker_meta = exp["manifest"] if exp else file_hashes(path / MANIFEST)  # the mount's: read it here
         try:
-            status = drive_status(path, files, api, MANIFEST, marker_meta)
+            status = drive_status(path, files, api, MANIFEST, marker_meta, uploading=exp is not None)
         except Exception as e:  # the API failed (the mount answered just above): what was seen confirmed counts
             out[st] = ("confirmed", "") if str(path) in _SEEN_ON_DRIVE else ("unknown", f"Drive API failed: {e}")
             continue
