@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .profiles import TINY_LLAMA
+from .storage_faults import StorageFault, fault_kind, os_error_errno
 from .tiny_models import build_tiny_base
 from .tokens import AUDIO_VOCAB_SIZE, PAD, TokenLayout, audio_token, new_tokens
 
@@ -518,23 +519,78 @@ def save_stage(model, tokenizer, folder: str | os.PathLike, *, metadata: dict | 
     return _atomic_save(model, tokenizer, Path(folder), metadata=metadata)
 
 
+def _read_fault(folder: Path, e: BaseException, what: str) -> StorageFault | None:
+    """A :class:`helpers.storage_faults.StorageFault` for a stage folder that cannot be read (a dead Drive
+    mount, EIO / ESTALE), naming the path, the errno and the remedy; None for any other error."""
+    kind = fault_kind(e)
+    if kind not in ("dead_mount", "io_error"):
+        return None
+    path = getattr(e, "filename", None) or folder
+    return StorageFault(kind, f"{what}: {path} cannot be read ({type(e).__name__}: {e})", path=path,
+                        errno_=os_error_errno(e))
+
+
+def _unreadable_file(folder: Path, rels) -> OSError | None:
+    """The first read error of ``folder``'s files (``rels``), or None: what lies behind a loader's error that
+    hides it (transformers reads ``config.json`` through ``os.path.isfile``, which turns an EIO into "absent")."""
+    for rel in rels:
+        try:
+            with (folder / rel).open("rb") as f:
+                while f.read(1 << 24):
+                    pass
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return e
+    return None
+
+
 def read_complete_marker(folder: str | os.PathLike) -> dict:
-    """The parsed ``COMPLETE.json`` of a stage folder; raises IncompleteStageError if absent."""
+    """The parsed ``COMPLETE.json`` of a stage folder; raises IncompleteStageError if absent, and a
+    :class:`helpers.storage_faults.StorageFault` (path, errno, remedy) when the folder cannot be read."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"stage folder {folder} does not exist; run the notebook that writes it")
-    marker = folder / COMPLETE_MARKER
-    if not marker.is_file():
-        raise IncompleteStageError(
-            f"{folder} has no {COMPLETE_MARKER}: it was not completely written (an interrupted "
-            f"save?). Delete it and rerun the notebook that writes it.")
     try:
-        data = json.loads(marker.read_text())
+        if not folder.is_dir():
+            raise FileNotFoundError(f"stage folder {folder} does not exist; run the notebook that writes it")
+        marker = folder / COMPLETE_MARKER
+        if not marker.is_file():
+            raise IncompleteStageError(
+                f"{folder} has no {COMPLETE_MARKER}: it was not completely written (an interrupted "
+                f"save?). Delete it and rerun the notebook that writes it.")
+        text = marker.read_text()
+    except OSError as e:
+        fault = _read_fault(folder, e, f"reading the stage folder's {COMPLETE_MARKER}")
+        if fault is None:
+            raise
+        raise fault from e
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise IncompleteStageError(f"{marker} is not valid JSON ({e}); rerun the notebook that writes it") from e
     if data.get("format") != _COMPLETE_FORMAT or not isinstance(data.get("files"), dict):
         raise IncompleteStageError(f"{marker}: unknown marker format {data.get('format')!r}")
     return data
+
+
+# an upload that never reached Drive (a VM that died, Drive's quota), a damaged copy: the stage's notebook repairs it
+_REPAIR = (" Rerun the notebook that wrote this folder: it sees the incomplete model and repairs it (from this VM's "
+           "copy or its checkpoints, or by training the stage again when none is left); check Drive's free space first")
+
+
+def stage_problem(folder: str | os.PathLike, data: dict | None = None, *, hashes: bool = True) -> str | None:
+    """None when ``folder`` holds every file its ``COMPLETE.json`` (``data``: already read) lists, with its
+    size and (``hashes``) SHA-256; else why not, one line. A file that cannot be read raises OSError."""
+    folder = Path(folder)
+    data = read_complete_marker(folder) if data is None else data
+    for rel, info in data["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            return f"{rel} is listed in {COMPLETE_MARKER} but missing"
+        if p.stat().st_size != info["bytes"]:
+            return f"{rel} has {p.stat().st_size} bytes, {COMPLETE_MARKER} says {info['bytes']} (truncated copy?)"
+        if hashes and sha256_file(p) != info["sha256"]:
+            return f"{rel} does not match its SHA-256 in {COMPLETE_MARKER} (a damaged copy)"
+    return None
 
 
 def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify: bool = True,
@@ -545,23 +601,31 @@ def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify
     do not match it: missing, wrong size, or (``verify=True``) wrong SHA-256 (hashing a
     6 GB checkpoint takes ~10-30 s; ``verify=False`` checks sizes only). Also checks that
     the tokenizer follows the token contract and the embedding has a row for every id.
+    A folder that cannot be read (a dead Drive mount, EIO, also one transformers' own reads hide)
+    raises :class:`helpers.storage_faults.StorageFault` naming the file, the errno and the remedy.
     """
     folder = Path(folder).expanduser()
     data = read_complete_marker(folder)
-    for rel, info in data["files"].items():
-        p = folder / rel
-        # an upload that never reached Drive (a VM that died, Drive's quota): the stage's notebook repairs it
-        repair = (" Rerun the notebook that wrote this folder: it sees the incomplete model and repairs it (from "
-                  "its checkpoints, or by training the stage again when none is left); check Drive's free space first")
-        if not p.is_file():
-            raise IncompleteStageError(f"{folder}: {rel} is listed in {COMPLETE_MARKER} but missing.{repair}")
-        if p.stat().st_size != info["bytes"]:
-            raise IncompleteStageError(f"{folder}: {rel} has {p.stat().st_size} bytes, "
-                                       f"{COMPLETE_MARKER} says {info['bytes']} (truncated copy?).{repair}")
-        if verify and sha256_file(p) != info["sha256"]:
-            raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER}")
-    model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,
-                                        attn_implementation=attn_implementation)
+    what = f"loading the stage model {folder}"
+    try:
+        why = stage_problem(folder, data, hashes=verify)
+    except OSError as e:
+        fault = _read_fault(folder, e, what)
+        if fault is None:
+            raise
+        raise fault from e
+    if why is not None:
+        raise IncompleteStageError(f"{folder}: {why}.{_REPAIR}")
+    try:
+        model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,
+                                            attn_implementation=attn_implementation)
+    except Exception as e:  # re-raised unchanged unless a file of the folder cannot be read
+        hidden = e if isinstance(e, OSError) and fault_kind(e) else _unreadable_file(folder, [*data["files"],
+                                                                                           COMPLETE_MARKER])
+        fault = _read_fault(folder, hidden, what) if hidden is not None else None
+        if fault is None:
+            raise
+        raise fault from e
     layout = TokenLayout.from_tokenizer(tokenizer)
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
@@ -577,5 +641,5 @@ def count_parameters(model) -> int:
 __all__ = [
     "COMPLETE_MARKER", "CHECK_TEXTS",
     "save_tiny_base", "HubAccessError", "get_hf_token", "load_base", "ExtensionReport", "extend_vocabulary",
-    "IncompleteStageError", "save_stage", "read_complete_marker", "load_stage", "count_parameters",
+    "IncompleteStageError", "save_stage", "read_complete_marker", "stage_problem", "load_stage", "count_parameters",
 ]

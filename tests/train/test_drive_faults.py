@@ -102,8 +102,15 @@ def sim(tmp_path, monkeypatch):
     s.stop_uploads()
 
 
-def _vm_death(sim, local, monkeypatch):
-    """The VM dies: Drive keeps what it received; the cache, the local disk and the process memory go."""
+def _vm_death(sim, local, monkeypatch, r=None):
+    """The VM dies: Drive keeps what it received; the cache, the local disk and the process memory go.
+    ``r``: the recipe that ran on it; its background publisher (stopped by the death at its next call on
+    the mount, poll or API call) is joined first, so that nothing of the dead VM touches the next one."""
+    sim.die("the test kills the VM")
+    t = getattr(getattr(r, "publisher", None), "_thread", None)
+    if t is not None:
+        t.join(timeout=120)
+        assert not t.is_alive(), "the dead VM's publisher thread is still running"
     sim.kill()
     shutil.rmtree(local, ignore_errors=True)
     monkeypatch.setattr(ckpt, "_SEEN_ON_DRIVE", set())
@@ -184,30 +191,32 @@ def test_case2_a_same_size_corrupt_manifest_is_never_confirmed_nor_resumed(world
                                                                          monkeypatch):
     stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
     r, logs = _recipe(world, stage, local)
-    _setup(r)
-    r.publisher.background = False  # VmDeath must leave train() from the publication itself
-    real = ckpt.publish
+    _setup(r)  # the real background publisher: the VM dies in its thread while training runs on
+    real, hit = ckpt.publish, []
 
-    def publish(folder, *a, **k):
-        six = Path(folder).name == ckpt.step_dir_name(6)
-        if six:
+    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one
+        first = Path(folder).name >= ckpt.step_dir_name(6) and not hit
+        if first:
+            hit.append((Path(folder).name, r.confirmed_step))
             sim.corrupt.add(ckpt.MANIFEST)  # its upload lands with one sha256 digit changed
         out = real(folder, *a, **k)
-        if six:
-            raise VmDeath("right after step 6's publication")
+        if first:
+            raise sim.die(f"right after {Path(folder).name}'s publication")
         return out
 
     monkeypatch.setattr(ckpt, "publish", publish)
     with pytest.raises(VmDeath):
         r.train()
-    assert any("step-00000006 reached Drive corrupt: manifest.json" in m for m in logs), logs
-    assert 4 in _remote_complete(sim)  # the previous confirmed checkpoint was NOT deleted for the corrupt one
-    _vm_death(sim, local, monkeypatch)
+    (name, before), = hit
+    assert before is not None and r.confirmed_step == before  # the corrupt one was never confirmed
+    assert any(f"{name} reached Drive corrupt: manifest.json" in m for m in logs), logs
+    assert before in _remote_complete(sim)  # the previous confirmed checkpoint was NOT deleted for the corrupt one
+    _vm_death(sim, local, monkeypatch, r)
     monkeypatch.setattr(ckpt, "publish", real)
     r2, logs2 = _recipe(world, stage, local)
     _setup(r2)
-    assert r2.step == 4, logs2  # not 0, not the corrupt 6
-    assert any(ckpt.step_dir_name(6) in m and "skipped" in m for m in logs2), logs2
+    assert r2.step == before, logs2  # not 0, not the corrupt one
+    assert any(name in m and "skipped" in m for m in logs2), logs2
     _complete(r2, stage, straight)
 
 
@@ -217,26 +226,27 @@ def test_case6_eio_on_the_newest_checkpoint_falls_back_to_the_older_one_naming_p
     stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
     r, logs = _recipe(world, stage, local, keep_last=2)
     _setup(r)
-    r.publisher.background = False
     real = ckpt.publish
 
     def publish(folder, *a, **k):
         out = real(folder, *a, **k)
-        if Path(folder).name == ckpt.step_dir_name(6):
-            raise VmDeath("after step 6")
+        if Path(folder).name >= ckpt.step_dir_name(6):  # >=: a queued save may be superseded by a newer one
+            raise sim.die(f"after {Path(folder).name}")  # in the background publisher's thread
         return out
 
     monkeypatch.setattr(ckpt, "publish", publish)
     with pytest.raises(VmDeath):
         r.train()
-    _vm_death(sim, local, monkeypatch)
-    assert _remote_complete(sim) == [4, 6]
-    sim.eio["run/stage2/checkpoints/step-00000006/model.pt"] = -1  # unreadable for good
+    _vm_death(sim, local, monkeypatch, r)
+    held = _remote_complete(sim)
+    assert len(held) == 2 and held[1] >= 6, held  # keep_last=2: the newest two confirmed ones
+    older, newest = held
+    sim.eio[f"run/stage2/checkpoints/{ckpt.step_dir_name(newest)}/model.pt"] = -1  # unreadable for good
     monkeypatch.setattr(ckpt, "publish", real)
     r2, logs2 = _recipe(world, stage, local, keep_last=2)
     _setup(r2)
-    assert r2.step == 4
-    said = [m for m in logs2 if "step-00000006" in m and "unreadable" in m]
+    assert r2.step == older
+    said = [m for m in logs2 if ckpt.step_dir_name(newest) in m and "unreadable" in m]
     assert said and "errno 5 EIO" in said[0] and "model.pt" in said[0], logs2
     sim.eio.clear()
     _complete(r2, stage, straight)
@@ -280,27 +290,27 @@ def test_case4_a_marker_without_its_weights_is_repaired_by_the_rerun_not_looped(
     stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
     r, logs = _recipe(world, stage, local)
     _setup(r)
-    r.publisher.background = False
     real = ckpt.publish
 
     def publish(folder, *a, **k):
         out = real(folder, *a, **k)
         if Path(folder).name == ckpt.step_dir_name(STEPS):
-            raise VmDeath("before save_final")
+            raise sim.die("before save_final")  # in the background publisher's thread
         return out
 
     monkeypatch.setattr(ckpt, "publish", publish)
     with pytest.raises(VmDeath):
         r.train()
+    _vm_death(sim, local, monkeypatch, r)
     # what older code left: the marker reached Drive, the weights never did
-    for root in (sim.remote, sim.mount):
-        (root / "run" / "stage2" / "model").mkdir(parents=True, exist_ok=True)
-        (root / "run" / "stage2" / "model" / "COMPLETE.json").write_bytes(straight["marker"])
+    with sim.bypass():
+        for root in (sim.remote, sim.mount):
+            (root / "run" / "stage2" / "model").mkdir(parents=True, exist_ok=True)
+            (root / "run" / "stage2" / "model" / "COMPLETE.json").write_bytes(straight["marker"])
     from helpers import models
 
     with pytest.raises(models.IncompleteStageError, match="missing. Rerun the notebook that wrote this folder"):
         models.load_stage(stage / "model")  # what 05 says about it: with the remedy
-    _vm_death(sim, local, monkeypatch)
     monkeypatch.setattr(ckpt, "publish", real)
     r2, logs2 = _finish(world, stage, local, straight)
     assert any("NOT finished" in m and "is missing" in m for m in logs2), logs2
