@@ -7,6 +7,8 @@
   the production code's waits call through the ``_sleep`` indirection), one pending file per poll.
 * :class:`SimApi` answers what the Drive API would: ``stat(path) -> (size, md5) | None`` and
   ``delete(path)`` (permanent: gone from the remote and the cache at once), against the remote only;
+  like the real one, which asks by the file's Drive id, it answers about the file the mount holds now:
+  one written over an uploaded one is absent until its own upload lands (not the old copy's bytes);
   ``errors`` (raised by the next calls: 403/429 rate limits, 5xx) and ``lag_s`` (an upload is seen by
   the API only that long after it landed) model its faults.
 * :meth:`SimDrive.kill`: the VM dies. Its cache is discarded, and the next VM's mount shows exactly
@@ -113,7 +115,9 @@ class SimDrive:
         """Relative paths whose cache and remote differ: uploads and deletions not yet on Drive."""
         with self.bypass():
             local, remote = _files(self.mount), _files(self.remote)
-            out = [r for r, p in local.items() if r not in remote or remote[r].read_bytes() != p.read_bytes()]
+            # a file written anew over an uploaded one is a new upload even with the same bytes (a new Drive id)
+            out = [r for r, p in local.items() if r not in remote or self._delivered.get(r, _sig(p)) != _sig(p)
+                   or remote[r].read_bytes() != p.read_bytes()]
             out += [r for r in remote if r not in local]
         return sorted(out)
 
@@ -398,9 +402,12 @@ class SimApi:
         rel = self._rel(path)
         self.sim.event("stat", rel)
         with self.sim.bypass(), self.sim._lock:
-            p = self.sim.remote / rel
+            p, m = self.sim.remote / rel, self.sim.mount / rel
             if not p.is_file() or self.sim.now - self.sim.uploaded_at.get(rel, -1e18) < self.lag_s:
                 return None
+            up = self.sim._delivered.get(rel)
+            if up is not None and m.is_file() and _sig(m) != up:
+                return None  # the mount holds a newer file there (its own Drive id), not uploaded yet
             return p.stat().st_size, _md5(p)
 
     def delete(self, path):

@@ -320,6 +320,197 @@ def test_case4_a_marker_without_its_weights_is_repaired_by_the_rerun_not_looped(
     assert r3.skipped and any("already finished" in m for m in logs3)  # done now, and it stays done
 
 
+def test_case4_on_the_same_vm_a_verified_local_copy_of_the_final_model_is_uploaded_again_without_training(
+        world, straight, sim, tmp_path, monkeypatch):
+    stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
+    r, _ = _recipe(world, stage, local)
+    _setup(r).train()
+    r.save_final()  # confirmed on Drive, checkpoints deleted; the kernel restarts before cleanup(): the VM's copy stays
+    assert not (stage / "checkpoints").exists() and (local / "model" / "COMPLETE.json").is_file()
+    marker = (local / "model" / "COMPLETE.json").read_bytes()
+    with sim.bypass():  # Drive loses the weights (deleted at drive.google.com); the marker stays
+        for root in (sim.remote, sim.mount):
+            (root / "run" / "stage2" / "model" / "model.safetensors").unlink()
+    trained = []
+    monkeypatch.setattr(StageRecipe, "_next_bin", lambda self: trained.append(self.step) or 1 / 0)
+    r2, logs2 = _recipe(world, stage, local)
+    _setup(r2)
+    assert r2.skipped and r2.resumed_from is None, logs2
+    said = [m for m in logs2 if "uploading it again" in m]
+    assert said and "model.safetensors is missing" in said[0] and str(local / "model") in said[0], logs2
+    r2.train()
+    r2.save_final()
+    r2.cleanup()
+    assert not trained  # no training step ran: the model came from this VM's copy
+    sim.sync()
+    _same_as_straight(sim.remote / "run" / "stage2", straight)
+    assert (sim.remote / "run" / "stage2" / "model" / "COMPLETE.json").read_bytes() == marker
+
+
+def test_case4_on_the_same_vm_a_local_copy_that_does_not_verify_is_not_uploaded_the_stage_is_resumed(
+        world, straight, sim, tmp_path, monkeypatch):
+    stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
+    r, _ = _recipe(world, stage, local)
+    _setup(r).train()
+    r.save_final()
+    bad = local / "model" / "model.safetensors"
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # same size, one byte different: the VM's copy is damaged too
+    bad.write_bytes(bytes(raw))
+    with sim.bypass():
+        for root in (sim.remote, sim.mount):
+            (root / "run" / "stage2" / "model" / "model.safetensors").unlink()
+    r2, logs2 = _recipe(world, stage, local)
+    _setup(r2)
+    assert not r2.skipped and r2.step == 0, logs2  # its checkpoints were deleted with the stage done: from the start
+    said = [m for m in logs2 if "does not verify" in m]
+    assert said and "SHA-256" in said[0] and "not used" in said[0], logs2
+    assert not any("uploading it again" in m for m in logs2), logs2
+    _complete(r2, stage, straight)
+
+
+def test_a_damaged_final_model_is_called_damaged_never_still_in_the_vms_cache(world, straight, sim, tmp_path,
+                                                                               monkeypatch):
+    """A same-size corrupt upload of the final model stops with 'corrupt_upload' (not 'did not reach Drive'),
+    and a finished stage whose copy on Drive is damaged is found so, with the Drive API and without."""
+    stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
+    r, logs = _recipe(world, stage, local)
+    _setup(r).train()
+    sim.corrupt.add("model.safetensors")  # its upload lands with one byte changed, same size
+    with pytest.raises(drive.StorageFault) as e:
+        r.save_final()
+    msg = str(e.value)
+    assert e.value.kind == "corrupt_upload" and "Drive holds other bytes than this VM wrote" in msg, msg
+    assert "model.safetensors" in msg and "did not reach" not in msg and "uploads it again" in msg, msg
+    assert not (sim.remote / "run" / "stage2" / "model" / "COMPLETE.json").exists()  # never "done"
+    r2, _ = _finish(world, stage, local, straight)  # the rerun uploads it again
+    r2.cleanup()
+    from helpers import models
+
+    with sim.bypass():  # now Drive's copy gets damaged, same size; a new VM's mount shows it
+        f = sim.remote / "run" / "stage2" / "model" / "model.safetensors"
+        raw = bytearray(f.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        f.write_bytes(bytes(raw))
+    _vm_death(sim, local, monkeypatch)
+    data = models.read_complete_marker(stage / "model")
+    why = r2._final_missing(stage / "model", data)
+    assert "differs on Drive: model.safetensors" in why and "corrupt" in why and "cache" not in why, why
+    monkeypatch.setattr(r2.remover, "api", None)  # no Drive API: only the hashes can tell
+    why = r2._final_missing(stage / "model", data)
+    assert why is not None and "model.safetensors does not match its SHA-256" in why, why
+
+
+# ----------------------------------------------------------------------------- refused uploads: what is known
+def test_uploads_drive_refuses_behind_a_healthy_statvfs_stop_naming_the_likely_causes(world, straight, sim, tmp_path,
+                                                                                     monkeypatch):
+    """Drive refuses every upload (its quota as Google counts it, or the daily limit counting other VMs and apps)
+    while the mount's statvfs shows room and this VM's own uploads are far from 750 GB: the stop says what is
+    known (no upload completed for how long, the free space, this VM's volume) and lists the usual causes with
+    the remedy of each; after the cause is gone the rerun on this VM continues from its local disk."""
+    stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
+    r, logs = _recipe(world, stage, local)
+    _setup(r)
+    real = ckpt.publish
+
+    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one
+        if Path(folder).name >= ckpt.step_dir_name(4) and sim.daily_cap_bytes is None:
+            sim.daily_cap_bytes = sim.uploaded_bytes  # Drive refuses every further upload; statvfs is unchanged
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(ckpt, "publish", publish)
+    with pytest.raises(drive.StorageFault) as e:
+        r.train()
+    msg = str(e.value)
+    what, remedy = msg.split("Remedy:")
+    assert e.value.kind == "stalled" and sim.refused, msg
+    assert "3 checkpoint publications in a row" in what and "no upload completed for " in what, msg
+    assert " GB free" in what and "uploaded 0.0 GB in the last 24 h" in what, msg
+    for cause in ("storage quota", "empty Drive's Trash", "750 GB per day", "wait up to 24 h", "force_remount=True"):
+        assert cause in remedy, (cause, msg)
+    assert r.confirmed_step in _remote_complete(sim)  # the newest confirmed one was never deleted
+    sim.daily_cap_bytes = None  # the limit resets (or the user freed quota): rerun
+    monkeypatch.setattr(ckpt, "publish", real)
+    r2, _ = _finish(world, stage, local, straight)
+    assert r2.resumed_from == str(local / ckpt.step_dir_name(r.step))
+
+
+def test_the_diagnosis_of_unconfirmed_uploads_tells_quota_daily_limit_stall_and_dead_mount_apart(
+        world, straight, sim, tmp_path, monkeypatch):
+    stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
+    r, _ = _recipe(world, stage, local)
+    _setup(r)
+    r.checkpoint_bytes = ck = straight["ckpt_bytes"]
+    why = "3 checkpoint publications in a row failed or were not confirmed by Drive"
+    r._awaiting_upload_since = sim.now - 15 * 60  # no upload completed for 15 (simulated) minutes
+    f = r._diagnose_uploads(why)  # neither the quota (statvfs) nor this VM's daily volume explains it
+    assert f.kind == "stalled" and "no upload completed for 15 minutes" in str(f), str(f)
+    assert "750 GB per day" in str(f) and "empty Drive's Trash" in str(f)
+    with sim.bypass():
+        used = sum(p.stat().st_size for p in sim.remote.rglob("*") if p.is_file())
+    sim.quota_bytes = used + ck // 2  # statvfs on the mount: less free than a checkpoint needs
+    f = r._diagnose_uploads(why)
+    assert f.kind == "quota" and "GB free, a checkpoint needs" in str(f) and "empty Drive's Trash" in str(f)
+    sim.quota_bytes = None
+    monkeypatch.setattr(drive, "DAILY_UPLOAD_LIMIT", 100 * ck)
+    r.ledger.uploaded(80 * ck)  # this VM alone is near the (scaled) daily limit
+    f = r._diagnose_uploads(why)
+    assert f.kind == "daily_cap" and "in the last 24 h" in str(f) and "wait for the limit to reset" in str(f)
+    sim.dead = True
+    f = r._diagnose_uploads(why)
+    assert f.kind == "dead_mount" and "ENOTCONN" in str(f) and "force_remount=True" in str(f)
+    sim.remount()
+
+
+# ----------------------------------------------------------------------------- a stage model that cannot be read
+def test_an_unreadable_stage_model_names_the_file_the_errno_and_the_remedy(world, sim):
+    from helpers import models
+
+    folder = sim.mount / "run" / "stage1"
+    with sim.bypass():
+        shutil.copytree(world / "stage1", folder)
+    # verify=True: hashing meets the EIO first
+    sim.eio["run/stage1/config.json"] = 1
+    with pytest.raises(drive.StorageFault) as e:
+        models.load_stage(folder)
+    msg = str(e.value)
+    assert e.value.kind == "io_error" and e.value.errno == 5 and "errno 5 EIO" in msg, msg
+    assert str(folder / "config.json") in msg and "force_remount=True" in msg and "drive.google.com" in msg, msg
+    # verify=False: transformers' own read meets it
+    sim.eio["run/stage1/config.json"] = -1
+    with pytest.raises(drive.StorageFault) as e:
+        models.load_stage(folder, verify=False)
+    assert e.value.kind == "io_error" and str(folder / "config.json") in str(e.value), str(e.value)
+    # a loader error that hides the EIO (os.path.isfile turns one into "absent": "Unrecognized model ..."): the
+    # folder's files are read again to find it
+    real = models._from_pretrained
+
+    def hiding(*a, **k):
+        raise ValueError("Unrecognized model in the folder. Should have a `model_type` key in its config.json")
+
+    models._from_pretrained = hiding
+    try:
+        with pytest.raises(drive.StorageFault) as e:
+            models.load_stage(folder, verify=False)
+        assert isinstance(e.value.__cause__, ValueError) and str(folder / "config.json") in str(e.value)
+        sim.eio.clear()
+        with pytest.raises(ValueError, match="Unrecognized model"):  # nothing unreadable: its own error, unchanged
+            models.load_stage(folder, verify=False)
+    finally:
+        models._from_pretrained = real
+    sim.eio.clear()
+    sim.eio["run/stage1/COMPLETE.json"] = 1  # the marker itself
+    with pytest.raises(drive.StorageFault, match="COMPLETE.json.*errno 5 EIO"):
+        models.load_stage(folder)
+    sim.dead = True  # the whole mount: "Transport endpoint is not connected"
+    with pytest.raises(drive.StorageFault) as e:
+        models.load_stage(folder)
+    assert e.value.kind == "dead_mount" and "ENOTCONN" in str(e.value) and "force_remount=True" in str(e.value)
+    sim.remount()
+    model, _ = models.load_stage(folder)  # remounted: it loads
+    assert model is not None
+
+
 # ----------------------------------------------------------------------------- case 8
 def test_case8_uploads_slower_than_the_cadence_never_lose_the_newest_confirmed_checkpoint(
         world, straight, sim, tmp_path, monkeypatch):
