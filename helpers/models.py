@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -526,8 +527,7 @@ def _read_fault(folder: Path, e: BaseException, what: str) -> StorageFault | Non
     if kind not in ("dead_mount", "io_error"):
         return None
     path = getattr(e, "filename", None) or folder
-    return StorageFault(kind, f"{what}: {path} cannot be read ({type(e).__name__}: {e})", path=path,
-                        errno_=os_error_errno(e))
+    return StorageFault(kind, f"{what}: a file cannot be read", path=path, errno_=os_error_errno(e))
 
 
 def _unreadable_file(folder: Path, rels) -> OSError | None:
@@ -593,6 +593,43 @@ def stage_problem(folder: str | os.PathLike, data: dict | None = None, *, hashes
     return None
 
 
+# Files of a stage folder up to this size (configs, tokenizer) are copied to local disk, checked against
+# COMPLETE.json, before transformers reads them; larger ones (the weights) are linked. transformers probes
+# optional files with os.path.isfile, which reads an EIO as "absent": one such EIO on the Drive mount silently
+# loads another tokenizer (other special tokens, other ids) or generation config (measured, transformers 5).
+SNAPSHOT_MAX_BYTES = 256 * 2**20
+
+
+def _local_view(folder: Path, data: dict) -> Path:
+    """A temp folder on local disk for transformers to read instead of ``folder``: its small files copied (each
+    checked against its SHA-256 in ``data``, the parsed COMPLETE.json), its large ones linked. The caller removes it."""
+    view = Path(tempfile.mkdtemp(prefix="optimumllm-stage-"))
+    try:
+        for rel, info in data["files"].items():
+            src, dst = folder / rel, view / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if info["bytes"] > SNAPSHOT_MAX_BYTES:
+                os.symlink(os.path.abspath(src), dst)
+                continue
+            sha = hashlib.sha256()
+            with src.open("rb") as f, dst.open("wb") as out:
+                while chunk := f.read(1 << 22):
+                    sha.update(chunk)
+                    out.write(chunk)
+            if sha.hexdigest() != info["sha256"]:
+                raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER} (a damaged "
+                                           f"copy).{_REPAIR}")
+    except BaseException:
+        shutil.rmtree(view, ignore_errors=True)
+        raise
+    return view
+
+
+# A stage folder on the Drive mount: a read that fails (EIO, a dropped mount) is tried again this many times,
+# this far apart (x the attempt), before the load stops with a StorageFault (read at call time: tests scale it)
+READ_RETRIES, READ_RETRY_WAIT_S = 2, 2.0
+
+
 def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify: bool = True,
                attn_implementation: str | None = None):
     """``(model, tokenizer)`` from a folder written by :func:`save_stage`.
@@ -601,31 +638,48 @@ def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify
     do not match it: missing, wrong size, or (``verify=True``) wrong SHA-256 (hashing a
     6 GB checkpoint takes ~10-30 s; ``verify=False`` checks sizes only). Also checks that
     the tokenizer follows the token contract and the embedding has a row for every id.
-    A folder that cannot be read (a dead Drive mount, EIO, also one transformers' own reads hide)
-    raises :class:`helpers.storage_faults.StorageFault` naming the file, the errno and the remedy.
+    transformers reads a local view of the folder (:data:`SNAPSHOT_MAX_BYTES`: its configs and tokenizer
+    copied and checked, its weights linked), so that an EIO on the mount never silently drops an optional
+    file. A folder that cannot be read (a dead Drive mount, EIO, also behind an error of transformers, whose
+    ``os.path.isfile`` reads an EIO as "absent": "no file named model.safetensors"; any loader error is tried
+    again for that reason) is read again :data:`READ_RETRIES` times, then raises
+    :class:`helpers.storage_faults.StorageFault` naming the file, the errno and the remedy.
     """
     folder = Path(folder).expanduser()
-    data = read_complete_marker(folder)
     what = f"loading the stage model {folder}"
-    try:
-        why = stage_problem(folder, data, hashes=verify)
-    except OSError as e:
-        fault = _read_fault(folder, e, what)
-        if fault is None:
-            raise
-        raise fault from e
-    if why is not None:
-        raise IncompleteStageError(f"{folder}: {why}.{_REPAIR}")
-    try:
-        model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,
-                                            attn_implementation=attn_implementation)
-    except Exception as e:  # re-raised unchanged unless a file of the folder cannot be read
-        hidden = e if isinstance(e, OSError) and fault_kind(e) else _unreadable_file(folder, [*data["files"],
-                                                                                           COMPLETE_MARKER])
-        fault = _read_fault(folder, hidden, what) if hidden is not None else None
-        if fault is None:
-            raise
-        raise fault from e
+    for attempt in range(READ_RETRIES + 1):
+        last, data = attempt == READ_RETRIES, None
+        try:
+            data = read_complete_marker(folder)
+            why = stage_problem(folder, data, hashes=verify)
+            if why is not None:
+                raise IncompleteStageError(f"{folder}: {why}.{_REPAIR}")
+            view = _local_view(folder, data)
+            try:
+                model, tokenizer = _from_pretrained(str(view), dtype=_resolve_dtype(dtype), device_map=device_map,
+                                                    attn_implementation=attn_implementation)
+            finally:
+                shutil.rmtree(view, ignore_errors=True)
+            model.config._name_or_path = tokenizer.name_or_path = str(folder)  # not the removed local view
+            break
+        except (StorageFault, IncompleteStageError) as e:
+            if last or not isinstance(e, StorageFault) or e.kind not in ("dead_mount", "io_error"):
+                raise
+            error = e
+        except Exception as e:  # re-raised unchanged unless a file of the folder cannot be read
+            if isinstance(e, OSError) and fault_kind(e):
+                hidden = e
+            else:
+                hidden = _unreadable_file(folder, [*data["files"], COMPLETE_MARKER]) if data is not None else None
+            fault = _read_fault(folder, hidden, what) if hidden is not None else None
+            if fault is None and last:
+                raise  # its own error, every time: not a read error that a loader's check hid
+            if fault is not None and last:
+                raise fault from e
+            error = fault or e  # nothing unreadable now: a transient read error may have hidden behind it
+        print(f"WARNING: {what} failed ({error}); reading it again in {READ_RETRY_WAIT_S * (attempt + 1):g} s "
+              f"({attempt + 1}/{READ_RETRIES})", file=sys.stderr)
+        time.sleep(READ_RETRY_WAIT_S * (attempt + 1))
     layout = TokenLayout.from_tokenizer(tokenizer)
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
