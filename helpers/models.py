@@ -617,8 +617,8 @@ def _local_view(folder: Path, data: dict) -> Path:
                     sha.update(chunk)
                     out.write(chunk)
             if sha.hexdigest() != info["sha256"]:
-                raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER} (a damaged "
-                                           f"copy).{_REPAIR}")
+                raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER} "
+                                           f"(a damaged copy).{_REPAIR}")
     except BaseException:
         shutil.rmtree(view, ignore_errors=True)
         raise

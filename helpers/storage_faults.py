@@ -26,8 +26,8 @@ REMEDIES = {
     "dead_mount": (f"the Drive mount is dead (\"Transport endpoint is not connected\") and stays so until it is "
                    f"remounted: run `{REMOUNT}` in a new cell, then rerun this notebook"),
     "io_error": (f"Drive keeps failing with I/O errors: remount it (`{REMOUNT}`) and rerun this notebook; if the "
-                 "same file keeps failing, open it at drive.google.com (a damaged copy: delete it and rerun the notebook "
-                 "that wrote it); if it persists, restart the runtime"),
+                 "same file keeps failing, open it at drive.google.com (a damaged copy: delete it and rerun the "
+                 "notebook that wrote it); if it persists, restart the runtime"),
     "quota": ("Drive is full (its quota refuses the writes or uploads): delete files you do not need AND empty "
               "Drive's Trash (drive.google.com/drive/trash: deleted files count against the quota for 30 days), or "
               "buy more storage; then rerun this notebook"),
@@ -45,6 +45,8 @@ REMEDIES = {
                        "verifies)"),
     "local_disk": ("the VM's local disk is full: free space there (old checkpoints, caches under /tmp) or use a "
                    "runtime with a larger disk; Drive's quota and Trash do not matter for this one"),
+    "write_failed": ("the run directory is not on Google Drive and its writes keep failing (the last error is quoted "
+                     "above): check that it exists, is writable and has room, then rerun this notebook"),
     "drive_api": ("the Drive API does not answer, so nothing can be confirmed on Drive: rerun this notebook (its "
                   "setup cell reconnects the API)"),
     "lease": ("another notebook writes to this run directory: stop it (or wait for its lease to expire) before "

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..colab.drive import StorageFault, fault_kind
+from ..colab.drive import InsufficientSpace, StorageFault, fault_kind
 from .checkpoints import UploadPending
 
 FAULT_AFTER = 3  # publications in a row that fail or stay unconfirmed before the run stops
@@ -90,6 +90,8 @@ class BackgroundPublisher:
             except Exception as e:  # reported and retried; kept in self.failures when it gives up
                 msg = f"{type(e).__name__}: {e}"
                 kind = fault_kind(e)
+                if isinstance(e, InsufficientSpace) and not e.on_drive:
+                    kind = "local_disk"  # a run directory on a plain disk: Drive's quota and Trash do not come into it
                 if isinstance(e, StorageFault) or kind in ("quota", "local_disk", "daily_cap"):
                     self.failures.append((local, msg))
                     self.fault = e if isinstance(e, StorageFault) else StorageFault(

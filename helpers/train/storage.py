@@ -24,7 +24,7 @@ import torch
 from . import checkpoints as ckpt
 from ..colab import drive
 from ..colab.drive import require_free_space
-from ..colab.session import copy_into_run
+from ..colab.session import DRIVE_MOUNT, copy_into_run
 from ..models import (COMPLETE_MARKER, IncompleteStageError, read_complete_marker, stage_problem,
                       file_hashes as models_file_hashes)
 from ..profiles import FINAL_MODEL_DIR
@@ -99,15 +99,21 @@ class StageStorage:
         near it), else uploads that Drive accepted into the mount but never completed, for which the message
         lists the usual causes (the quota as Google counts it, Trash included; the daily limit counting other
         VMs and apps; a stuck mount) and the remedy of each: the mount cannot tell them apart."""
-        need = self.checkpoint_bytes or 1
+        saved = [drive.tree_bytes(p) for _, p in ckpt.list_checkpoints(self._local_root())]
+        need = self.checkpoint_bytes or max(saved, default=1)  # none published yet: the size of one saved here
         try:
             free = drive.free_bytes(self.ckpt_dir)
         except OSError as e:
             return drive.StorageFault(drive.fault_kind(e) or "dead_mount", f"{why}; the run directory cannot be "
                                       f"read", path=self.ckpt_dir, errno_=drive.os_error_errno(e))
+        on_drive = self.remover.api is not None or str(self.ckpt_dir).startswith(DRIVE_MOUNT)
         if free < need:
-            return drive.StorageFault("quota", f"{why}; Drive has {free / 1e9:.2f} GB free, a checkpoint needs "
-                                      f"{need / 1e9:.2f} GB", path=self.ckpt_dir)
+            return drive.StorageFault("quota" if on_drive else "local_disk",
+                                      f"{why}; {'Drive' if on_drive else 'the disk of the run directory'} has "
+                                      f"{free / 1e9:.2f} GB free, a checkpoint needs {need / 1e9:.2f} GB",
+                                      path=self.ckpt_dir)
+        if not on_drive:  # a plain disk: Drive's daily limit and uploads do not come into it
+            return drive.StorageFault("write_failed", why, path=self.ckpt_dir)
         day, limit = self.ledger.uploaded_last_day(), drive.DAILY_UPLOAD_LIMIT
         if day + need > drive.DAILY_UPLOAD_MARGIN * limit:
             return drive.StorageFault("daily_cap", f"{why}; this VM uploaded {day / 1e9:.1f} GB in the last 24 h "

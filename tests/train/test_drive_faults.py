@@ -681,6 +681,34 @@ def test_disk_full_during_the_local_write_is_named_as_such(world, tmp_path, monk
     monkeypatch.setattr(torch, "save", real_save)
 
 
+def test_a_run_directory_on_a_plain_disk_that_fills_is_named_as_such_never_drives_quota(world, tmp_path,
+                                                                                       monkeypatch):
+    """No Drive (no API, not under /content/drive): a run directory whose disk fills stops as local_disk, and
+    neither that message nor the diagnosis of failed publications sends the user to Drive's Trash or quota."""
+    monkeypatch.setattr(drive, "_API", None)
+    stage = tmp_path / "runs" / "stage2"
+    r, logs = _recipe(world, stage, tmp_path / "local")
+    _setup(r)
+    real_free = drive.free_bytes
+
+    def free(path):  # the run directory's disk is full; the local scratch disk is not
+        return 1000 if str(path).startswith(str(stage)) else real_free(path)
+
+    monkeypatch.setattr(drive, "free_bytes", free)
+    with pytest.raises(drive.StorageFault) as e:
+        r.train()
+    msg = str(e.value)
+    assert e.value.kind == "local_disk" and "not enough space for checkpoint" in msg, msg
+    assert "Trash" not in msg.replace("Drive's quota and Trash do not matter", "") and "quota" not in msg.replace(
+        "Drive's quota and Trash do not matter", ""), msg
+    f = r._diagnose_uploads("3 checkpoint publications in a row failed")
+    assert f.kind == "local_disk" and "the disk of the run directory has 0.00 GB free" in str(f), str(f)
+    monkeypatch.setattr(drive, "free_bytes", real_free)
+    f = r._diagnose_uploads("3 checkpoint publications in a row failed (PermissionError: ...)")
+    assert f.kind == "write_failed" and "Drive" not in str(f).split("Remedy:")[0], str(f)
+    assert "Trash" not in str(f) and "750 GB" not in str(f)
+
+
 # ----------------------------------------------------------------------------- soak
 SOAK_INJECTIONS = 200  # what the issue asks for: every one of them fires (counted below)
 # slow_upload: polls on the simulated clock deliver nothing for a while; rate_upload: from then on uploads
@@ -829,8 +857,8 @@ def test_soak_200_random_faults_across_stages_2_3_4_end_with_the_final_model_of_
                 sim.uploads_per_sleep, sim.real_time = 10**6, 0.0
                 calls_seen = max(calls_seen, inj.calls)
             fired += inj.fired
-            print(f"run {runs} stage {stage}: fired {inj.fired} of {[k for _, k, _ in plan]}, {inj.calls} calls: {outcome}"
-                  f" (resumed from {getattr(r, 'resumed_from', None)}, step {getattr(r, 'step', None)})")
+            print(f"run {runs} stage {stage}: fired {inj.fired} of {[k for _, k, _ in plan]}, {inj.calls} calls: "
+                  f"{outcome} (resumed from {getattr(r, 'resumed_from', None)}, step {getattr(r, 'step', None)})")
             stops[outcome] = stops.get(outcome, 0) + 1
             sim.remount()  # what the message says: remount, free quota; then rerun the notebook
             sim.quota_bytes, sim.slow_polls = None, 0
