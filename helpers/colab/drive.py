@@ -26,6 +26,10 @@ module does about it:
 * **Free space**: ``statvfs`` on the mount reports the Drive quota (total / free), so
   :func:`require_free_space` works the same on Drive and on local disk.
 
+A failure that retrying will not fix becomes a :class:`helpers.storage_faults.StorageFault` (its kind names
+the remedy: remount, free quota, wait for the daily limit); :func:`names_storage_faults` turns one leaving a
+function into it.
+
 Nothing here runs at import time; the Google client libraries are imported only by
 :func:`connect_api`, which only the setup cell calls. After it nothing here can prompt: a Drive API
 that fails mid-stage makes :class:`Remover` fall back to the Trash with a warning, never wait.

@@ -10,7 +10,10 @@ optimizer and data position); it keeps the storage side of a stage in one place:
 * the save cadence stretched to Drive's daily upload limit and the measured rate;
 * the one message a persistent storage fault ends training with (:meth:`StageStorage._stop_for_storage`:
   what failed, what is safe where, the remedy) after saving the state locally;
-* the final model uploaded with its ``COMPLETE.json`` last, and an incomplete "finished" folder spotted.
+* the final model uploaded with its ``COMPLETE.json`` last, and an incomplete "finished" folder spotted
+  (a file missing, or damaged: Drive's md5, or without the API the copy's SHA-256) and repaired: from this
+  VM's own verified copy of the final model when there is one (:meth:`StageStorage._repair_final_from_local`,
+  no training), else by resuming from the newest checkpoint that verifies.
 """
 from __future__ import annotations
 
@@ -197,7 +200,8 @@ class StageStorage:
         return fault
 
     def _final_missing(self, folder: Path, data: dict) -> str | None:
-        """Why a finished stage's model folder is not whole (mount sizes; with the API, Drive's copy), or None."""
+        """Why a finished stage's model folder is not whole, or None: the mount's sizes, then with the Drive API
+        Drive's sizes and md5s, without it (or when it cannot answer) the copy's SHA-256s."""
         for rel, m in data.get("files", {}).items():
             f = folder / rel
             if not f.is_file() or f.stat().st_size != m["bytes"]:

@@ -8,6 +8,7 @@ very weights (and loss trajectory) of an uninterrupted run on CPU, nothing loops
 names the fault and the remedy.
 """
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -748,8 +749,7 @@ class _Injector:
     def __init__(self, sim, plan, ckpt_bytes, budget):
         self.sim, self.plan, self.ckpt_bytes, self.budget = sim, list(plan), ckpt_bytes, budget
         self.calls, self.fired, self.waiting = 0, [], set()
-        import threading
-
+        self.kill_threads: list[str] = []  # where each kill struck: the training loop or the publisher's thread
         self._lock = threading.Lock()
 
     def on_call(self, rel, read, write):
@@ -782,6 +782,7 @@ class _Injector:
             elif kind == "dead_mount":
                 self.sim.dead = True  # this very call raises ENOTCONN (SimDrive._check, next)
         if kind == "kill":
+            self.kill_threads.append(threading.current_thread().name)
             raise self.sim.die(f"killed before a call on {rel}")
         if kind == "eio":
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(self.sim.mount / rel))
@@ -805,14 +806,15 @@ def test_soak_200_random_faults_across_stages_2_3_4_end_with_the_final_model_of_
     stops, what the message says is done (remount, free quota) or the VM is replaced, and the real
     recipe reruns until the stage is done; every stage's model, as Drive holds it, ends bitwise equal
     to the uninterrupted chain's (stage 4's is the final model). Reruns are bounded: no loop.
-    Seed: SOAK_SEED (printed; rerun with it to reproduce a failure)."""
+    Seed: SOAK_SEED (printed) fixes the plan of faults; the background thread and the real-time uploads make
+    the interleaving differ from one run to the next, so a failure shows the runs' log, not always a replay."""
     import os
     import random
 
     seed = int(os.environ.get("SOAK_SEED", "30"))
     print(f"soak seed {seed} (SOAK_SEED={seed} reproduces this run)")
     rng = random.Random(seed)
-    fired, stops, runs, calls_seen = [], {}, 0, 400
+    fired, stops, runs, calls_seen, kill_threads = [], {}, 0, 400, []
     ckpt_bytes = None
     for stage in (2, 3, 4):
         sdir, local = sim.mount / "run" / f"stage{stage}", tmp_path / f"local{stage}"
@@ -857,6 +859,7 @@ def test_soak_200_random_faults_across_stages_2_3_4_end_with_the_final_model_of_
                 sim.uploads_per_sleep, sim.real_time = 10**6, 0.0
                 calls_seen = max(calls_seen, inj.calls)
             fired += inj.fired
+            kill_threads += inj.kill_threads
             print(f"run {runs} stage {stage}: fired {inj.fired} of {[k for _, k, _ in plan]}, {inj.calls} calls: "
                   f"{outcome} (resumed from {getattr(r, 'resumed_from', None)}, step {getattr(r, 'step', None)})")
             stops[outcome] = stops.get(outcome, 0) + 1
@@ -875,5 +878,7 @@ def test_soak_200_random_faults_across_stages_2_3_4_end_with_the_final_model_of_
                 shutil.rmtree(sim.remote / "run" / f"stage{stage}", ignore_errors=True)
             shutil.rmtree(local, ignore_errors=True)
     counts = {k: fired.count(k) for k in SOAK_KINDS}
-    print(f"soak seed {seed}: {len(fired)} injections fired {counts} in {runs} runs; runs ended {stops}")
+    in_publisher = sum(t.startswith("publish-") for t in kill_threads)
+    print(f"soak seed {seed}: {len(fired)} injections fired {counts} in {runs} runs; runs ended {stops}; "
+          f"{in_publisher} of {len(kill_threads)} kills struck in the background publisher's thread")
     assert len(fired) == SOAK_INJECTIONS and all(counts.values()), (seed, counts)
