@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .profiles import TINY_LLAMA
+from .storage_faults import StorageFault, fault_kind, os_error_errno
 from .tiny_models import build_tiny_base
 from .tokens import AUDIO_VOCAB_SIZE, PAD, TokenLayout, audio_token, new_tokens
 
@@ -518,23 +520,114 @@ def save_stage(model, tokenizer, folder: str | os.PathLike, *, metadata: dict | 
     return _atomic_save(model, tokenizer, Path(folder), metadata=metadata)
 
 
+def _read_fault(folder: Path, e: BaseException, what: str) -> StorageFault | None:
+    """A :class:`helpers.storage_faults.StorageFault` for a stage folder that cannot be read (a dead Drive
+    mount, EIO / ESTALE), naming the path, the errno and the remedy; None for any other error."""
+    kind = fault_kind(e)
+    if kind not in ("dead_mount", "io_error"):
+        return None
+    path = getattr(e, "filename", None) or folder
+    return StorageFault(kind, f"{what}: a file cannot be read", path=path, errno_=os_error_errno(e))
+
+
+def _unreadable_file(folder: Path, rels) -> OSError | None:
+    """The first read error of ``folder``'s files (``rels``), or None: what lies behind a loader's error that
+    hides it (transformers reads ``config.json`` through ``os.path.isfile``, which turns an EIO into "absent")."""
+    for rel in rels:
+        try:
+            with (folder / rel).open("rb") as f:
+                while f.read(1 << 24):
+                    pass
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return e
+    return None
+
+
 def read_complete_marker(folder: str | os.PathLike) -> dict:
-    """The parsed ``COMPLETE.json`` of a stage folder; raises IncompleteStageError if absent."""
+    """The parsed ``COMPLETE.json`` of a stage folder; raises IncompleteStageError if absent, and a
+    :class:`helpers.storage_faults.StorageFault` (path, errno, remedy) when the folder cannot be read."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"stage folder {folder} does not exist; run the notebook that writes it")
-    marker = folder / COMPLETE_MARKER
-    if not marker.is_file():
-        raise IncompleteStageError(
-            f"{folder} has no {COMPLETE_MARKER}: it was not completely written (an interrupted "
-            f"save?). Delete it and rerun the notebook that writes it.")
     try:
-        data = json.loads(marker.read_text())
+        if not folder.is_dir():
+            raise FileNotFoundError(f"stage folder {folder} does not exist; run the notebook that writes it")
+        marker = folder / COMPLETE_MARKER
+        if not marker.is_file():
+            raise IncompleteStageError(
+                f"{folder} has no {COMPLETE_MARKER}: it was not completely written (an interrupted "
+                f"save?). Delete it and rerun the notebook that writes it.")
+        text = marker.read_text()
+    except OSError as e:
+        fault = _read_fault(folder, e, f"reading the stage folder's {COMPLETE_MARKER}")
+        if fault is None:
+            raise
+        raise fault from e
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise IncompleteStageError(f"{marker} is not valid JSON ({e}); rerun the notebook that writes it") from e
     if data.get("format") != _COMPLETE_FORMAT or not isinstance(data.get("files"), dict):
         raise IncompleteStageError(f"{marker}: unknown marker format {data.get('format')!r}")
     return data
+
+
+# an upload that never reached Drive (a VM that died, Drive's quota), a damaged copy: the stage's notebook repairs it
+_REPAIR = (" Rerun the notebook that wrote this folder: it sees the incomplete model and repairs it (from this VM's "
+           "copy or its checkpoints, or by training the stage again when none is left); check Drive's free space first")
+
+
+def stage_problem(folder: str | os.PathLike, data: dict | None = None, *, hashes: bool = True) -> str | None:
+    """None when ``folder`` holds every file its ``COMPLETE.json`` (``data``: already read) lists, with its
+    size and (``hashes``) SHA-256; else why not, one line. A file that cannot be read raises OSError."""
+    folder = Path(folder)
+    data = read_complete_marker(folder) if data is None else data
+    for rel, info in data["files"].items():
+        p = folder / rel
+        if not p.is_file():
+            return f"{rel} is listed in {COMPLETE_MARKER} but missing"
+        if p.stat().st_size != info["bytes"]:
+            return f"{rel} has {p.stat().st_size} bytes, {COMPLETE_MARKER} says {info['bytes']} (truncated copy?)"
+        if hashes and sha256_file(p) != info["sha256"]:
+            return f"{rel} does not match its SHA-256 in {COMPLETE_MARKER} (a damaged copy)"
+    return None
+
+
+# Files of a stage folder up to this size (configs, tokenizer) are copied to local disk, checked against
+# COMPLETE.json, before transformers reads them; larger ones (the weights) are linked. transformers probes
+# optional files with os.path.isfile, which reads an EIO as "absent": one such EIO on the Drive mount silently
+# loads another tokenizer (other special tokens, other ids) or generation config (measured, transformers 5).
+SNAPSHOT_MAX_BYTES = 256 * 2**20
+
+
+def _local_view(folder: Path, data: dict) -> Path:
+    """A temp folder on local disk for transformers to read instead of ``folder``: its small files copied (each
+    checked against its SHA-256 in ``data``, the parsed COMPLETE.json), its large ones linked. The caller removes it."""
+    view = Path(tempfile.mkdtemp(prefix="optimumllm-stage-"))
+    try:
+        for rel, info in data["files"].items():
+            src, dst = folder / rel, view / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if info["bytes"] > SNAPSHOT_MAX_BYTES:
+                os.symlink(os.path.abspath(src), dst)
+                continue
+            sha = hashlib.sha256()
+            with src.open("rb") as f, dst.open("wb") as out:
+                while chunk := f.read(1 << 22):
+                    sha.update(chunk)
+                    out.write(chunk)
+            if sha.hexdigest() != info["sha256"]:
+                raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER} "
+                                           f"(a damaged copy).{_REPAIR}")
+    except BaseException:
+        shutil.rmtree(view, ignore_errors=True)
+        raise
+    return view
+
+
+# A stage folder on the Drive mount: a read that fails (EIO, a dropped mount) is tried again this many times,
+# this far apart (x the attempt), before the load stops with a StorageFault (read at call time: tests scale it)
+READ_RETRIES, READ_RETRY_WAIT_S = 2, 2.0
 
 
 def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify: bool = True,
@@ -545,23 +638,48 @@ def load_stage(folder: str | os.PathLike, *, dtype=None, device_map=None, verify
     do not match it: missing, wrong size, or (``verify=True``) wrong SHA-256 (hashing a
     6 GB checkpoint takes ~10-30 s; ``verify=False`` checks sizes only). Also checks that
     the tokenizer follows the token contract and the embedding has a row for every id.
+    transformers reads a local view of the folder (:data:`SNAPSHOT_MAX_BYTES`: its configs and tokenizer
+    copied and checked, its weights linked), so that an EIO on the mount never silently drops an optional
+    file. A folder that cannot be read (a dead Drive mount, EIO, also behind an error of transformers, whose
+    ``os.path.isfile`` reads an EIO as "absent": "no file named model.safetensors"; any loader error is tried
+    again for that reason) is read again :data:`READ_RETRIES` times, then raises
+    :class:`helpers.storage_faults.StorageFault` naming the file, the errno and the remedy.
     """
     folder = Path(folder).expanduser()
-    data = read_complete_marker(folder)
-    for rel, info in data["files"].items():
-        p = folder / rel
-        # an upload that never reached Drive (a VM that died, Drive's quota): the stage's notebook repairs it
-        repair = (" Rerun the notebook that wrote this folder: it sees the incomplete model and repairs it (from "
-                  "its checkpoints, or by training the stage again when none is left); check Drive's free space first")
-        if not p.is_file():
-            raise IncompleteStageError(f"{folder}: {rel} is listed in {COMPLETE_MARKER} but missing.{repair}")
-        if p.stat().st_size != info["bytes"]:
-            raise IncompleteStageError(f"{folder}: {rel} has {p.stat().st_size} bytes, "
-                                       f"{COMPLETE_MARKER} says {info['bytes']} (truncated copy?).{repair}")
-        if verify and sha256_file(p) != info["sha256"]:
-            raise IncompleteStageError(f"{folder}: {rel} does not match its SHA-256 in {COMPLETE_MARKER}")
-    model, tokenizer = _from_pretrained(str(folder), dtype=_resolve_dtype(dtype), device_map=device_map,
-                                        attn_implementation=attn_implementation)
+    what = f"loading the stage model {folder}"
+    for attempt in range(READ_RETRIES + 1):
+        last, data = attempt == READ_RETRIES, None
+        try:
+            data = read_complete_marker(folder)
+            why = stage_problem(folder, data, hashes=verify)
+            if why is not None:
+                raise IncompleteStageError(f"{folder}: {why}.{_REPAIR}")
+            view = _local_view(folder, data)
+            try:
+                model, tokenizer = _from_pretrained(str(view), dtype=_resolve_dtype(dtype), device_map=device_map,
+                                                    attn_implementation=attn_implementation)
+            finally:
+                shutil.rmtree(view, ignore_errors=True)
+            model.config._name_or_path = tokenizer.name_or_path = str(folder)  # not the removed local view
+            break
+        except (StorageFault, IncompleteStageError) as e:
+            if last or not isinstance(e, StorageFault) or e.kind not in ("dead_mount", "io_error"):
+                raise
+            error = e
+        except Exception as e:  # re-raised unchanged unless a file of the folder cannot be read
+            if isinstance(e, OSError) and fault_kind(e):
+                hidden = e
+            else:
+                hidden = _unreadable_file(folder, [*data["files"], COMPLETE_MARKER]) if data is not None else None
+            fault = _read_fault(folder, hidden, what) if hidden is not None else None
+            if fault is None and last:
+                raise  # its own error, every time: not a read error that a loader's check hid
+            if fault is not None and last:
+                raise fault from e
+            error = fault or e  # nothing unreadable now: a transient read error may have hidden behind it
+        print(f"WARNING: {what} failed ({error}); reading it again in {READ_RETRY_WAIT_S * (attempt + 1):g} s "
+              f"({attempt + 1}/{READ_RETRIES})", file=sys.stderr)
+        time.sleep(READ_RETRY_WAIT_S * (attempt + 1))
     layout = TokenLayout.from_tokenizer(tokenizer)
     rows = model.get_input_embeddings().weight.shape[0]
     if rows < layout.vocab_size:
@@ -577,5 +695,5 @@ def count_parameters(model) -> int:
 __all__ = [
     "COMPLETE_MARKER", "CHECK_TEXTS",
     "save_tiny_base", "HubAccessError", "get_hf_token", "load_base", "ExtensionReport", "extend_vocabulary",
-    "IncompleteStageError", "save_stage", "read_complete_marker", "load_stage", "count_parameters",
+    "IncompleteStageError", "save_stage", "read_complete_marker", "stage_problem", "load_stage", "count_parameters",
 ]

@@ -11,11 +11,16 @@ used by tests/train/test_drive_fuse.py.)
   the production code's waits call through the ``_sleep`` indirection), one pending file per poll.
 * :class:`SimApi` answers what the Drive API would: ``stat(path) -> (size, md5) | None`` and
   ``delete(path)`` (permanent: gone from the remote and the cache at once), against the remote only;
+  like the real one, which asks by the file's Drive id, it answers about the file the mount holds now:
+  one written over an uploaded one is absent until its own upload lands (not the old copy's bytes);
   ``errors`` (raised by the next calls: 403/429 rate limits, 5xx) and ``lag_s`` (an upload is seen by
   the API only that long after it landed) model its faults.
 * :meth:`SimDrive.kill`: the VM dies. Its cache is discarded, and the next VM's mount shows exactly
   the remote. Everything the code kept only in memory or on local disk is gone too (the tests raise
-  :class:`VmDeath` out of the running code and build a new one).
+  :class:`VmDeath` out of the running code and build a new one). :meth:`SimDrive.die` marks the moment
+  of death, in whichever thread it strikes (the training loop or the background publisher): from then on
+  every call of this process on the mount, the API and the polls raises :class:`VmDeath` and nothing more
+  is uploaded, so the other threads stop too and nothing a dead VM does after it reaches Drive.
 
 A deletion through the mount (``rmtree``) is a pending change like any other; once synced, the file
 is in Drive's Trash (``trash``), which the simulator counts.
@@ -33,7 +38,9 @@ Faults, at the system-call level of this process (:meth:`SimDrive.install` wraps
 * ``corrupt``: base names whose next upload lands with one byte changed (same size).
 * ``local_full``: writes into the mount's cache fail with ENOSPC.
 * :meth:`start_uploads`: a thread delivers pending files at ``rate`` bytes per real second while the
-  code runs (training included), not only inside its sleeps.
+  code runs (training included), not only inside its sleeps; with ``uploads_per_sleep = 0`` and
+  ``real_time`` (real seconds per simulated second of a poll) the code's waits are real too and only
+  that thread uploads.
 * ``slow_polls``: slow uploads on the simulated clock: the next that many polls deliver nothing.
 * ``on_call(rel, read, write)``: called before every call of the code on the mount (the soak's
   injector counts them and strikes at a chosen one: it may raise, or set a fault above).
@@ -85,6 +92,8 @@ class SimDrive:
         self.now = 0.0  # simulated seconds: advanced only by sleep()
         # faults (see the module docstring)
         self.dead, self.blips = False, 0
+        self.killed = False  # the VM died (die()): every later call of this process raises VmDeath
+        self.real_time = 0.0  # real seconds each simulated second of a poll takes (0: polls are instant)
         self.eio: dict[str, int] = {}
         self.quota_bytes: int | None = None
         self.daily_cap_bytes: int | None = None
@@ -110,7 +119,9 @@ class SimDrive:
         """Relative paths whose cache and remote differ: uploads and deletions not yet on Drive."""
         with self.bypass():
             local, remote = _files(self.mount), _files(self.remote)
-            out = [r for r, p in local.items() if r not in remote or remote[r].read_bytes() != p.read_bytes()]
+            # a file written anew over an uploaded one is a new upload even with the same bytes (a new Drive id)
+            out = [r for r, p in local.items() if r not in remote or self._delivered.get(r, _sig(p)) != _sig(p)
+                   or remote[r].read_bytes() != p.read_bytes()]
             out += [r for r in remote if r not in local]
         return sorted(out)
 
@@ -169,6 +180,10 @@ class SimDrive:
 
     def sleep(self, seconds: float) -> None:
         """Time passes for a waiting caller: a few pending files reach Drive (random order)."""
+        if self.killed:
+            raise VmDeath("the VM died: a poll of the dead process")
+        if self.real_time:
+            time.sleep(seconds * self.real_time)
         self.now += seconds
         if self.slow_polls > 0:
             self.slow_polls -= 1
@@ -184,15 +199,24 @@ class SimDrive:
     def clock(self) -> float:
         return self.now
 
+    def die(self, why: str = "") -> VmDeath:
+        """The VM dies now, in whichever thread calls this: no call of this process on the mount, the API or a
+        poll succeeds any more (each raises VmDeath) and nothing more is uploaded. Returns the VmDeath to raise.
+        :meth:`kill` (once the process's threads have stopped) then gives the next VM its fresh mount."""
+        self.killed = True
+        self.event("died", why)
+        return VmDeath(why or "the VM died")
+
     def kill(self) -> None:
         """The VM dies: its cache goes; the next VM's mount shows what Drive holds (and it is mounted afresh)."""
+        self.killed = True
         self.event("killed")
         self.stop_uploads()
         with self.bypass():
             shutil.rmtree(self.mount)
             shutil.copytree(self.remote, self.mount)
             self._delivered = {r: _sig(p) for r, p in _files(self.mount).items()}
-        self.dead, self.blips = False, 0
+        self.dead, self.blips, self.killed = False, 0, False
 
     def remount(self) -> None:
         """``drive.mount(..., force_remount=True)``: a dead mount works again (its cache is kept)."""
@@ -209,8 +233,8 @@ class SimDrive:
             while not self._stop.wait(tick_s):
                 now = time.monotonic()
                 budget, last = budget + (now - last) * self.rate, now
-                if self.dead:
-                    continue  # a dead mount uploads nothing
+                if self.dead or self.killed:
+                    continue  # a dead mount (or VM) uploads nothing
                 with self.bypass(), self._lock:
                     try:
                         budget = self._upload_tick(budget)
@@ -239,6 +263,7 @@ class SimDrive:
                 return budget
             budget -= size
             self._deliver_unlocked(rel)
+            self.event("rate", rel)  # delivered by the real-time uploader (while the code ran, or waited)
         return min(budget, self.rate * 0.05)  # idle time does not bank bandwidth
 
     def stop_uploads(self) -> None:
@@ -278,8 +303,12 @@ class SimDrive:
         rel = self._rel_of(path)
         if rel is None:
             return
+        if self.killed:
+            raise VmDeath(f"the VM died: a call on {rel} of the dead process")
         if self.on_call is not None:
             self.on_call(rel, read, write)
+        if self.killed:  # on_call killed it
+            raise VmDeath(f"the VM died at a call on {rel}")
         if self.dead or self.blips > 0:
             if self.blips > 0:
                 self.blips -= 1
@@ -368,6 +397,8 @@ class SimApi:
         return Path(os.path.abspath(path)).relative_to(os.path.abspath(self.sim.mount)).as_posix()
 
     def stat(self, path):
+        if self.sim.killed:
+            raise VmDeath("the VM died: an API call of the dead process")
         if self.fail is not None:
             raise self.fail
         if self.errors:
@@ -375,12 +406,17 @@ class SimApi:
         rel = self._rel(path)
         self.sim.event("stat", rel)
         with self.sim.bypass(), self.sim._lock:
-            p = self.sim.remote / rel
+            p, m = self.sim.remote / rel, self.sim.mount / rel
             if not p.is_file() or self.sim.now - self.sim.uploaded_at.get(rel, -1e18) < self.lag_s:
                 return None
+            up = self.sim._delivered.get(rel)
+            if up is not None and m.is_file() and _sig(m) != up:
+                return None  # the mount holds a newer file there (its own Drive id), not uploaded yet
             return p.stat().st_size, _md5(p)
 
     def delete(self, path):
+        if self.sim.killed:
+            raise VmDeath("the VM died: an API call of the dead process")
         if self.fail is not None:
             raise self.fail
         rel = self._rel(path)

@@ -26,6 +26,10 @@ module does about it:
 * **Free space**: ``statvfs`` on the mount reports the Drive quota (total / free), so
   :func:`require_free_space` works the same on Drive and on local disk.
 
+A failure that retrying will not fix becomes a :class:`helpers.storage_faults.StorageFault` (its kind names
+the remedy: remount, free quota, wait for the daily limit); :func:`names_storage_faults` turns one leaving a
+function into it.
+
 Nothing here runs at import time; the Google client libraries are imported only by
 :func:`connect_api`, which only the setup cell calls. After it nothing here can prompt: a Drive API
 that fails mid-stage makes :class:`Remover` fall back to the Trash with a warning, never wait.
@@ -39,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Protocol
+
+from ..storage_faults import StorageFault, errno_name, fault_kind, os_error_errno
 
 GB = 1e9  # Drive quotas and the run plan are in decimal GB, as Google shows them
 DELETION_MODES = ("trash", "permanent")
@@ -63,91 +69,6 @@ class InsufficientSpace(OSError):
 # limits"); beyond it uploads are refused for up to 24 h. Checkpoint cadence plans against it with a margin.
 DAILY_UPLOAD_LIMIT = 750 * GB
 DAILY_UPLOAD_MARGIN = 0.8  # plan and pace checkpoint uploads to at most this share of the daily limit
-REMOUNT = 'from google.colab import drive; drive.mount("/content/drive", force_remount=True)'
-
-# What a user does about each persistent storage fault (StorageFault.kind -> remedy). One place, so every
-# message that stops a run names the same fix.
-REMEDIES = {
-    "dead_mount": (f"the Drive mount is dead (\"Transport endpoint is not connected\") and stays so until it is "
-                   f"remounted: run `{REMOUNT}` in a new cell, then rerun this notebook"),
-    "io_error": (f"Drive keeps failing with I/O errors: remount it (`{REMOUNT}`) and rerun this notebook; if it "
-                 "persists, restart the runtime"),
-    "quota": ("Drive is full (its quota refuses the writes or uploads): delete files you do not need AND empty "
-              "Drive's Trash (drive.google.com/drive/trash: deleted files count against the quota for 30 days), or "
-              "buy more storage; then rerun this notebook"),
-    "daily_cap": ("Drive refuses uploads beyond 750 GB per user per day: wait for the limit to reset (up to 24 h), "
-                  "then rerun this notebook; a longer save_every_minutes uploads less per day"),
-    "stalled": (f"uploads are not reaching Drive: check the connection, remount (`{REMOUNT}`) and rerun this "
-                "notebook"),
-    "local_disk": ("the VM's local disk is full: free space there (old checkpoints, caches under /tmp) or use a "
-                   "runtime with a larger disk; Drive's quota and Trash do not matter for this one"),
-    "drive_api": ("the Drive API does not answer, so nothing can be confirmed on Drive: rerun this notebook (its "
-                  "setup cell reconnects the API)"),
-    "lease": ("another notebook writes to this run directory: stop it (or wait for its lease to expire) before "
-              "running this one, or use another run_name"),
-}
-
-
-class StorageFault(RuntimeError):
-    """A storage failure that retrying will not fix (dead mount, quota, daily cap, stalled uploads, full disk).
-
-    ``kind``: a key of :data:`REMEDIES`; ``what``: what failed (path, errno); ``safe``: where the newest
-    good state is, filled in by whoever stops the run. ``str()`` is the ONE message the user sees."""
-
-    def __init__(self, kind: str, what: str, *, path=None, errno_: int | None = None, safe: str = ""):
-        if kind not in REMEDIES:
-            raise ValueError(f"storage fault kind {kind!r}: expected one of {sorted(REMEDIES)}")
-        self.kind, self.what, self.path, self.errno, self.safe = kind, what, path, errno_, safe
-        super().__init__(what)
-
-    def __str__(self) -> str:
-        where = f" ({self.path}" + (f", {errno_name(self.errno)}" if self.errno else "") + ")" if self.path else ""
-        return (f"STORAGE FAULT [{self.kind}]: {self.what}{where}.\n"
-                + (f"Safe: {self.safe}\n" if self.safe else "") + f"Remedy: {REMEDIES[self.kind]}.")
-
-
-def errno_name(code: int | None) -> str:
-    """``"errno 107 ENOTCONN: Transport endpoint is not connected"``, or ``"no errno"``."""
-    if not code:
-        return "no errno"
-    return f"errno {code} {errno.errorcode.get(code, '?')}: {os.strerror(code)}"
-
-
-def os_error_errno(e: BaseException) -> int | None:
-    """The errno of an OSError, also of a ``shutil.Error`` (a folder copy's failures, errno None: its
-    entries' strings carry ``[Errno N]``) and of ``torch.save``'s disk-full ``RuntimeError``."""
-    if isinstance(e, OSError) and e.errno:
-        return e.errno
-    text = str(e)
-    if isinstance(e, shutil.Error) and e.args and isinstance(e.args[0], list):
-        text = " ".join(str(x) for entry in e.args[0] for x in (entry if isinstance(entry, tuple) else (entry,)))
-    for code in (errno.ENOTCONN, errno.EIO, errno.ESTALE, errno.ENOSPC, errno.EDQUOT):
-        if f"[Errno {code}]" in text or os.strerror(code) in text:
-            return code
-    if "unexpected pos" in text or "PytorchStreamWriter failed" in text:  # torch.save on a full disk
-        return errno.ENOSPC
-    return None
-
-
-def fault_kind(e: BaseException, *, local: bool = False) -> str | None:
-    """Which persistent fault ``e`` shows, or None (``local``: the path is the VM's disk, not Drive)."""
-    if isinstance(e, StorageFault):
-        return e.kind
-    code = os_error_errno(e)
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return "local_disk" if local else "quota"
-    if code == errno.ENOTCONN:
-        return "dead_mount"
-    if code in (errno.EIO, errno.ESTALE):
-        return "io_error"
-    text = str(e)
-    if "storageQuotaExceeded" in text or "quotaExceeded" in text:
-        return "quota"
-    if "uploadLimitExceeded" in text or "dailyLimitExceeded" in text:
-        return "daily_cap"
-    return None
-
-
 def names_storage_faults(what: str):
     """Decorator: an EIO / ENOTCONN / ESTALE on the mount leaving the function (a listing at resume,
     a size at retention, a marker's copy), or too little room on Drive, becomes a :class:`StorageFault`

@@ -16,7 +16,9 @@ quota, the daily upload limit, a full local disk) is kept in :attr:`BackgroundPu
 so is ``fault_after`` publications in a row that failed or that Drive did not confirm (``diagnose``
 names the likely cause: quota, daily cap, stalled uploads). The training loop reads :attr:`fault`
 after every step and stops with one message (:meth:`helpers.train.recipe.StageRecipe.train`): a run
-never goes on for hours with nothing reaching Drive.
+never goes on for hours with nothing reaching Drive. An error nothing above handles (a bug) does not die
+with the thread either: the next :meth:`BackgroundPublisher.submit` or :meth:`BackgroundPublisher.wait`
+raises it in the training thread.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..colab.drive import StorageFault, fault_kind
+from ..colab.drive import InsufficientSpace, StorageFault, fault_kind
 from .checkpoints import UploadPending
 
 FAULT_AFTER = 3  # publications in a row that fail or stay unconfirmed before the run stops
@@ -65,6 +67,7 @@ class BackgroundPublisher:
         self.published: list[Path] = []
         self.unconfirmed_streak = 0  # publications in a row that failed or were not confirmed by Drive
         self.fault: StorageFault | None = None  # set once: the run must stop (StageRecipe.train reads it)
+        self.crashed: BaseException | None = None  # what killed the worker; raised by the next submit() / wait()
 
     @property
     def busy(self) -> bool:
@@ -87,6 +90,8 @@ class BackgroundPublisher:
             except Exception as e:  # reported and retried; kept in self.failures when it gives up
                 msg = f"{type(e).__name__}: {e}"
                 kind = fault_kind(e)
+                if isinstance(e, InsufficientSpace) and not e.on_drive:
+                    kind = "local_disk"  # a run directory on a plain disk: Drive's quota and Trash do not come into it
                 if isinstance(e, StorageFault) or kind in ("quota", "local_disk", "daily_cap"):
                     self.failures.append((local, msg))
                     self.fault = e if isinstance(e, StorageFault) else StorageFault(
@@ -121,17 +126,29 @@ class BackgroundPublisher:
             return
 
     def _worker(self, local: Path) -> None:
-        while local is not None:
-            if self.fault is None:
-                self._run_one(local)
+        try:
+            while local is not None:
+                if self.fault is None:
+                    self._run_one(local)
+                with self._lock:
+                    local, self._next = self._next, None
+                    if local is None:
+                        self._running = False
+        except BaseException as e:  # noqa: BLE001 - not lost with the thread: raised in the training thread
             with self._lock:
-                local, self._next = self._next, None
-                if local is None:
-                    self._running = False
+                self.crashed, self._next, self._running = e, None, False
+
+    def _raise_crash(self) -> None:
+        """A publication that died of an error no retry handles (a bug; in the tests, the VM dying) is raised
+        in the calling (training) thread: a run never trains on with a dead publisher and nothing on Drive."""
+        e, self.crashed = self.crashed, None
+        if e is not None:
+            raise e
 
     def submit(self, local: str | Path) -> None:
         """Publish ``local`` in the background; while one is in flight it is queued (replacing an older one)."""
         local = Path(local)
+        self._raise_crash()
         with self._lock:
             if self._running:
                 old, self._next = self._next, local
@@ -155,4 +172,5 @@ class BackgroundPublisher:
             t0 = time.perf_counter()
             t.join()
             self.waited_s += time.perf_counter() - t0
+        self._raise_crash()
         return self._result

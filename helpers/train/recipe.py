@@ -379,6 +379,8 @@ class StageRecipe(StageStorage):
                 + "\n  ".join(changed) + f"\nUse a new run_name, or delete {self.stage_dir} to retrain this stage.")
         data = json.loads(marker.read_text())
         missing = self._final_missing(marker.parent, data)
+        if missing and self._repair_final_from_local(marker.parent, data, missing):
+            missing = None  # re-uploaded from this VM's verified copy of the final model
         if missing:  # an incomplete "done" (a marker that reached Drive before the weights): repair it
             self.log(f"stage {self.cfg.stage}: {marker} says finished but {missing}: NOT finished; removing the "
                      f"marker and continuing from the newest checkpoint that verifies (or from the start)")

@@ -385,3 +385,31 @@ def test_rate_limits_and_stat_lag_of_the_api_are_ridden_out_and_a_dead_api_is_no
                         log=logs.append)
     assert not ckpt.is_confirmed(dest, api) and "could not ask Drive" in logs[-1]
     assert (sim.mount / "ck" / ckpt.step_dir_name(1)).is_dir()  # the confirmed one stays
+
+
+def test_a_publisher_thread_that_dies_of_an_unhandled_error_raises_it_in_the_training_thread(tmp_path):
+    """A bug in a publication (here: the confirmation check) must not die with the background thread, leaving
+    training to run on for hours with nothing published: the next submit() (or wait()) raises it."""
+    from helpers.train.background import BackgroundPublisher
+
+    published = []
+
+    def confirmed(p):
+        if p.name == "b":
+            raise ZeroDivisionError("a bug in the confirmation")
+        return True
+
+    pub = BackgroundPublisher(lambda p: published.append(p.name) or p, log=lambda m: None, confirmed=confirmed)
+    pub.submit(tmp_path / "a")
+    assert pub.wait() == tmp_path / "a"
+    pub.submit(tmp_path / "b")
+    pub._thread.join()
+    assert not pub.busy  # the worker is gone, and says so
+    with pytest.raises(ZeroDivisionError, match="a bug in the confirmation"):
+        pub.submit(tmp_path / "c")  # raised here, in the training thread; "c" was not taken
+    pub.submit(tmp_path / "d")  # raised once: publishing goes on in a new thread
+    pub.wait()
+    assert published == ["a", "b", "d"]
+    pub.submit(tmp_path / "b")
+    with pytest.raises(ZeroDivisionError):
+        pub.wait()  # wait() raises it as well
