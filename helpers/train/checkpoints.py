@@ -610,7 +610,8 @@ def drive_states(ckpt_dir: str | os.PathLike, api: DriveApi | None, ledger: "Led
             out[st] = ("confirmed", "") if str(path) in _SEEN_ON_DRIVE else ("unknown", f"Drive API failed: {e}")
             continue
         if status["wrong"]:
-            out[st] = ("garbage", f"differs on Drive: {status['wrong'][0]} (a corrupt upload)")
+            out[st] = ("garbage", f"differs on Drive: {status['wrong'][0]} (Drive holds other bytes than this VM "
+                                  "wrote: a corrupt upload, or an earlier run's copy of this step)")
         elif status["missing"]:
             out[st] = ("uploading", f"{len(status['missing'])} file(s) not on Drive yet")
         else:

@@ -440,11 +440,11 @@ class StageRecipe(StageStorage):
         self.metrics.truncate_after(self.step)
         self.evals.truncate_after(self.step)
         self.resumed_from = str(path)
-        where = "run directory"
+        where = "the run directory"
         if path.parent == self._local_root():
             where = "this VM's local disk"
             self._republish = path  # Drive lacks it: uploaded first thing in train()
-        self.log(f"resumed stage {self.cfg.stage} from {path.name} on the {where} (step {self.step}/{self.total_steps})")
+        self.log(f"resumed stage {self.cfg.stage} from {path.name} on {where} (step {self.step}/{self.total_steps})")
 
     # ------------------------------------------------------------------ reports
     def data_report(self) -> list[dict]:
@@ -779,7 +779,8 @@ class StageRecipe(StageStorage):
             f = target / rel
             if not f.is_file() or f.stat().st_size != meta["bytes"]:
                 raise RuntimeError(f"final model {target} does not match its {rel} entry after saving; "
-                                   f"the stage's checkpoints are kept: resume and save again")
+                                   f"(a write that did not reach the disk whole); the stage's checkpoints are kept: "
+                                   f"rerun this notebook, which saves the final model again from the newest checkpoint")
         if not ckpt.confirm_final(target, data["files"], COMPLETE_MARKER, self.remover.api, log=self.log):
             self.log(f"stage {self.cfg.stage}: final model not confirmed on Drive yet; its checkpoints are kept "
                      "(rerun this notebook later to delete them)")
