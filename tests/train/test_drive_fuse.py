@@ -163,7 +163,7 @@ def drives(tmp_path):
 
 def _resumed(out: str) -> tuple[int, str] | None:
     """(step, "local disk" | "run directory") of the recipe's "resumed stage 2 from step-N on ..." line."""
-    m = re.search(r"resumed stage 2 from step-(\d{8}) on the .*?(local disk|run directory)", out)
+    m = re.search(r"resumed stage 2 from step-(\d{8}) on .*?(local disk|run directory)", out)
     return (int(m.group(1)), m.group(2)) if m else None
 
 
