@@ -301,9 +301,11 @@ def confirm_on_drive(folder: str | os.PathLike, files: dict, api: DriveApi | Non
             _sleep(poll_s)
             continue
         if not st["missing"] and not st["wrong"]:
+            CORRUPT_ON_DRIVE.pop(str(folder), None)
             return True
         if st["wrong"] and not st["missing"]:  # everything arrived, some of it different: waiting cannot help
-            log(f"{folder.name} reached Drive corrupt: {'; '.join(st['wrong'][:2])}")
+            CORRUPT_ON_DRIVE[str(folder)] = "; ".join(st["wrong"][:2])
+            log(f"{folder.name} reached Drive corrupt: {CORRUPT_ON_DRIVE[str(folder)]}")
             return False
         waited = _clock() - start
         log(f"waiting for Drive to hold {folder.name}: {len(st['done'])}/{len(st['done']) + len(st['missing']) + len(st['wrong'])}"
@@ -718,6 +720,9 @@ def publish(local_folder: str | os.PathLike, ckpt_dir: str | os.PathLike, keep_l
 # still the ones kept (never deleted for an unconfirmed newer one): a dead API must not cost the last
 # good checkpoint. Process memory only: a new VM asks the API again (find_resume_path).
 _SEEN_ON_DRIVE: set[str] = set()
+# Folders whose upload this process saw land with other bytes than were written ({folder: what differs}), for
+# the stop's diagnosis (helpers.train.storage): uploads that keep arriving damaged are not "stalled".
+CORRUPT_ON_DRIVE: dict[str, str] = {}
 
 
 def confirm_final(folder: str | os.PathLike, files: dict, marker: str, api: DriveApi | None = None, *,

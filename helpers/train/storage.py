@@ -117,6 +117,12 @@ class StageStorage:
                                       path=self.ckpt_dir)
         if not on_drive:  # a plain disk: Drive's daily limit and uploads do not come into it
             return drive.StorageFault("write_failed", why, path=self.ckpt_dir)
+        recent = self.publisher.published[-self.publisher.fault_after:]
+        corrupt = [f"{p.name}: {ckpt.CORRUPT_ON_DRIVE[str(p)]}" for p in recent if str(p) in ckpt.CORRUPT_ON_DRIVE]
+        if recent and str(recent[-1]) in ckpt.CORRUPT_ON_DRIVE:  # the newest upload landed damaged
+            return drive.StorageFault("corrupt_upload", f"{why}; Drive holds other bytes than this VM wrote for "
+                                      f"{len(corrupt)} of the last {len(recent)} checkpoint(s): {'; '.join(corrupt)}",
+                                      path=recent[-1])
         day, limit = self.ledger.uploaded_last_day(), drive.DAILY_UPLOAD_LIMIT
         if day + need > drive.DAILY_UPLOAD_MARGIN * limit:
             return drive.StorageFault("daily_cap", f"{why}; this VM uploaded {day / 1e9:.1f} GB in the last 24 h "

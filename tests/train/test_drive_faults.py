@@ -286,6 +286,28 @@ def test_case3_quota_refusing_uploads_stops_with_the_quota_remedy_and_never_mark
     assert (sim.remote / "run" / "stage2" / "model" / "COMPLETE.json").is_file()
 
 
+def test_uploads_that_keep_landing_damaged_stop_as_corrupt_not_stalled(world, straight, sim, tmp_path, monkeypatch):
+    """Every checkpoint from step 4 on reaches Drive with a changed byte: after 3 in a row (4, 6, 8) the stop names
+    the corruption and the files (not 'stalled': the uploads did complete), and the last good one is kept."""
+    stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
+    r, logs = _recipe(world, stage, local)
+    _setup(r)
+    real = ckpt.publish
+
+    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one (background publisher)
+        if Path(folder).name >= ckpt.step_dir_name(4):
+            sim.corrupt.add(ckpt.MANIFEST)  # this upload lands with one sha256 digit changed
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(ckpt, "publish", publish)
+    with pytest.raises(drive.StorageFault) as e:
+        r.train()
+    msg = str(e.value)
+    assert "[corrupt_upload]" in msg and "Drive holds other bytes than this VM wrote" in msg, msg
+    assert f"{ckpt.MANIFEST}" in msg and "[stalled]" not in msg, msg
+    assert r.confirmed_step == 2 and 2 in _remote_complete(sim)  # the last good one, never deleted
+
+
 # ----------------------------------------------------------------------------- cases 3 and 4: an incomplete "done"
 def test_case4_a_marker_without_its_weights_is_repaired_by_the_rerun_not_looped(world, straight, sim, tmp_path,
                                                                                 monkeypatch):
