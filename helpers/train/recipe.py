@@ -80,7 +80,7 @@ from .storage import EVAL_FILE, METRICS_FILE, StageStorage
 from .runtime import TrainResult, barrier
 from .distributed import launch_command as _launch, train_recipe
 from ..colab.drive import Remover, require_free_space
-from ..models import COMPLETE_MARKER, save_stage, read_complete_marker
+from ..models import CHECK_TEXTS, COMPLETE_MARKER, save_stage, read_complete_marker
 from ..colab.lease import Lease
 from ..colab.session import device_summary
 from ..infer.generation import FrameGrammar
@@ -168,6 +168,17 @@ def data_fingerprint(utterances: Sequence[Utterance], voices: VoiceSelection, la
         for c in u.codes:
             h.update(np.ascontiguousarray(c, dtype=np.int16).tobytes())
     return h.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """SHA-256 of how ``tokenizer`` encodes text: its size, its special tokens and their ids, and the ids of
+    :data:`helpers.models.CHECK_TEXTS`. The examples are the texts' ids, which the data fingerprint does not
+    hold: a checkpoint resumed with a tokenizer that encodes otherwise (another special token or id, e.g. one
+    optional file missed while loading) would train on other examples. Resume refuses that."""
+    specials = sorted((str(t), int(i)) for t, i in zip(tokenizer.all_special_tokens, tokenizer.all_special_ids))
+    enc = [list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in CHECK_TEXTS]
+    blob = json.dumps({"size": len(tokenizer), "specials": specials, "check_texts": enc}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- metrics log
@@ -314,6 +325,7 @@ class StageRecipe(StageStorage):
         self.train_utts, self.eval_utts = split_eval(self.utterances, cfg.eval_fraction, cfg.seed)
         self.builder = SequenceBuilder.from_config(self.layout, self.tokenizer, self.voices, cfg)
         self.fingerprint = data_fingerprint(self.utterances, self.voices, self.layout)
+        self.tokenizer_fingerprint = tokenizer_fingerprint(self.tokenizer)
         self._epoch = self._build_epoch(0)
         if not self._epoch.bins:
             raise ValueError(f"stage {cfg.stage}: every utterance is longer than max_seq_len={cfg.max_seq_len} "
@@ -423,6 +435,13 @@ class StageRecipe(StageStorage):
                 f"cannot resume stage {self.cfg.stage} from {path}: the training data changed (data "
                 f"fingerprint {info['fingerprint'][:12]} -> {self.fingerprint[:12]}: utterances, their codes or "
                 f"texts, or the voice assignment). Restore the data, or delete {self.ckpt_dir} to start over.")
+        saved_tok = info.get("tokenizer_fingerprint")  # checkpoints written before it existed: not compared
+        if saved_tok is not None and saved_tok != self.tokenizer_fingerprint:
+            raise ResumeError(
+                f"cannot resume stage {self.cfg.stage} from {path}: the tokenizer encodes text differently from the "
+                f"one it was trained with (tokenizer fingerprint {saved_tok[:12]} -> {self.tokenizer_fingerprint[:12]}"
+                f": its special tokens, their ids or its vocabulary). Load the stage's input model again (a read "
+                f"error on the Drive mount can drop a tokenizer file), or delete {self.ckpt_dir} to start over.")
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(tstate["optimizer"])
         self.scheduler.load_state_dict(tstate["scheduler"])
@@ -692,8 +711,8 @@ class StageRecipe(StageStorage):
         }
         info = {"step": self.step, "epoch": self._epoch.number, "bin_pos": self.bin_pos,
                 "total_steps": self.total_steps, "stage": self.cfg.stage, "config": self.cfg.to_dict(),
-                "fingerprint": self.fingerprint, "tokens_seen": self.tokens_seen,
-                "checkpoint_saves": self.checkpoint_saves}
+                "fingerprint": self.fingerprint, "tokenizer_fingerprint": self.tokenizer_fingerprint,
+                "tokens_seen": self.tokens_seen, "checkpoint_saves": self.checkpoint_saves}
         return tstate, info
 
     def _save(self, tstate: dict, info: dict) -> Path:

@@ -297,6 +297,14 @@ def test_resume_refuses_changed_config_or_data(world, tmp_path):
     utts[0].text = "a different sentence"
     with pytest.raises(ResumeError, match="training data changed"):
         StageRecipe(_cfg(max_steps=3), model, tok, utts, stage, choose_builtin_voices(utts)).setup()
+    # the same data through a tokenizer that encodes it otherwise (another BOS: what a dropped tokenizer file
+    # on a failing mount can give): the data fingerprint cannot see it, the tokenizer's can
+    utts = _utts()
+    bos = tok.bos_token
+    tok.bos_token = tok.convert_ids_to_tokens(7)
+    with pytest.raises(ResumeError, match="the tokenizer encodes text differently"):
+        StageRecipe(_cfg(max_steps=3), model, tok, utts, stage, choose_builtin_voices(utts)).setup()
+    tok.bos_token = bos
     # finishing: the final model is verified, then the stage's checkpoints are deleted
     assert ckpt.list_checkpoints(stage / "checkpoints")
     again.train()
