@@ -138,20 +138,28 @@ def _finish(world, stage, local, straight, **kw):
     return r, logs
 
 
+def _strike_from(monkeypatch, step: int, strike):
+    """``strike()`` before every checkpoint publication from ``step`` on (>=: a queued save may be superseded by
+    a newer one in the background publisher); returns the real ``ckpt.publish`` (to put back for a rerun)."""
+    real = ckpt.publish
+
+    def publish(folder, *a, **k):
+        if Path(folder).name >= ckpt.step_dir_name(step):
+            strike()
+        return real(folder, *a, **k)
+
+    monkeypatch.setattr(ckpt, "publish", publish)
+    return real
+
+
 # ----------------------------------------------------------------------------- case 1
 def test_case1_dead_mount_stops_at_once_and_the_rerun_resumes_from_local_disk(world, straight, sim, tmp_path,
                                                                               monkeypatch):
     stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
     r, logs = _recipe(world, stage, local)
     _setup(r)
-    real = ckpt.publish
-
-    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one (background publisher)
-        if Path(folder).name >= ckpt.step_dir_name(4):
-            sim.dead = True  # "Transport endpoint is not connected" for the rest of the session
-        return real(folder, *a, **k)
-
-    monkeypatch.setattr(ckpt, "publish", publish)
+    # "Transport endpoint is not connected" for the rest of the session
+    real = _strike_from(monkeypatch, 4, lambda: setattr(sim, "dead", True))
     with pytest.raises(drive.StorageFault) as e:
         try:
             r.train()
@@ -292,14 +300,7 @@ def test_uploads_that_keep_landing_damaged_stop_as_corrupt_not_stalled(world, st
     stage, local = sim.mount / "run" / "stage2", tmp_path / "local"
     r, logs = _recipe(world, stage, local)
     _setup(r)
-    real = ckpt.publish
-
-    def publish(folder, *a, **k):  # >=: a queued save may be superseded by a newer one (background publisher)
-        if Path(folder).name >= ckpt.step_dir_name(4):
-            sim.corrupt.add(ckpt.MANIFEST)  # this upload lands with one sha256 digit changed
-        return real(folder, *a, **k)
-
-    monkeypatch.setattr(ckpt, "publish", publish)
+    _strike_from(monkeypatch, 4, lambda: sim.corrupt.add(ckpt.MANIFEST))  # lands with one sha256 digit changed
     with pytest.raises(drive.StorageFault) as e:
         r.train()
     msg = str(e.value)
