@@ -457,11 +457,17 @@ class IncompleteStageError(RuntimeError):
 
 
 def sha256_file(path: Path, bufsize: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB blocks."""
+    """Hex SHA-256 of a file, read in 4 MiB blocks. A read error names the file (the kernel's EIO from
+    read() carries no file name: on a failing Drive mount the message would not say which file)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(bufsize):
+                h.update(chunk)
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     return h.hexdigest()
 
 
@@ -577,20 +583,26 @@ _REPAIR = (" Rerun the notebook that wrote this folder: it sees the incomplete m
            "copy or its checkpoints, or by training the stage again when none is left); check Drive's free space first")
 
 
-def stage_problem(folder: str | os.PathLike, data: dict | None = None, *, hashes: bool = True) -> str | None:
-    """None when ``folder`` holds every file its ``COMPLETE.json`` (``data``: already read) lists, with its
-    size and (``hashes``) SHA-256; else why not, one line. A file that cannot be read raises OSError."""
+def files_problem(folder: str | os.PathLike, files: dict, listed_in: str, *, hashes: bool = True) -> str | None:
+    """None when ``folder`` holds every file of ``files`` (``{rel: {"bytes", "sha256"}}``, as ``listed_in`` lists
+    them: a stage's COMPLETE.json, a checkpoint's manifest) with its size and (``hashes``) SHA-256; else why
+    not, one line. A file that cannot be read raises OSError naming it."""
     folder = Path(folder)
-    data = read_complete_marker(folder) if data is None else data
-    for rel, info in data["files"].items():
+    for rel, info in files.items():
         p = folder / rel
         if not p.is_file():
-            return f"{rel} is listed in {COMPLETE_MARKER} but missing"
+            return f"{rel} is missing"
         if p.stat().st_size != info["bytes"]:
-            return f"{rel} has {p.stat().st_size} bytes, {COMPLETE_MARKER} says {info['bytes']} (truncated copy?)"
+            return f"{rel} has {p.stat().st_size} bytes, {listed_in} says {info['bytes']} (truncated copy)"
         if hashes and sha256_file(p) != info["sha256"]:
-            return f"{rel} does not match its SHA-256 in {COMPLETE_MARKER} (a damaged copy)"
+            return f"{rel} does not match its SHA-256 in {listed_in} (a damaged copy)"
     return None
+
+
+def stage_problem(folder: str | os.PathLike, data: dict | None = None, *, hashes: bool = True) -> str | None:
+    """:func:`files_problem` of a stage folder against its ``COMPLETE.json`` (``data``: already read)."""
+    data = read_complete_marker(folder) if data is None else data
+    return files_problem(folder, data["files"], COMPLETE_MARKER, hashes=hashes)
 
 
 # Files of a stage folder up to this size (configs, tokenizer) are copied to local disk, checked against
@@ -695,5 +707,6 @@ def count_parameters(model) -> int:
 __all__ = [
     "COMPLETE_MARKER", "CHECK_TEXTS",
     "save_tiny_base", "HubAccessError", "get_hf_token", "load_base", "ExtensionReport", "extend_vocabulary",
-    "IncompleteStageError", "save_stage", "read_complete_marker", "stage_problem", "load_stage", "count_parameters",
+    "IncompleteStageError", "save_stage", "read_complete_marker", "files_problem", "stage_problem", "load_stage",
+    "count_parameters",
 ]

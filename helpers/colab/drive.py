@@ -61,7 +61,7 @@ class InsufficientSpace(OSError):
                          f"not enough space for {what} in {path}: needs {need / GB:.2f} GB, "
                          f"{free / GB:.2f} GB free (short by {(need - free) / GB:.2f} GB). Free space there "
                          + ("(empty Drive's Trash: deleted files count against the quota for 30 days) or use a "
-                            "location with more room" if str(path).startswith("/content/drive") or on_drive else
+                            "location with more room" if self.on_drive else
                             "(old checkpoints, caches) or use a location with more room"))
 
 

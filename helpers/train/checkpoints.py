@@ -65,7 +65,7 @@ import torch
 
 from ..colab import drive
 from ..colab.drive import DriveApi, Remover, require_free_space, tree_bytes
-from ..models import file_hashes, sha256_file
+from ..models import file_hashes, files_problem
 from ..colab.session import copy_into_run
 
 MANIFEST = "manifest.json"
@@ -185,25 +185,7 @@ def verify(folder: str | os.PathLike, hashes: bool = True, api: DriveApi | None 
                        marker_meta=expected["manifest"] if expected is not None else None)
         if why is not None:
             return why
-    for name, meta in files.items():
-        p = folder / name
-        if not p.is_file():
-            return f"{name} missing"
-        if p.stat().st_size != meta["bytes"]:
-            return f"{name} has {p.stat().st_size} bytes, manifest says {meta['bytes']} (truncated copy)"
-        if hashes and _sha256_named(p) != meta["sha256"]:
-            return f"{name} does not match its SHA-256 in the manifest (corrupt copy)"
-    return None
-
-
-def _sha256_named(path: Path) -> str:
-    """sha256_file, whose read errors name the file: the kernel's EIO from read() carries no file name."""
-    try:
-        return sha256_file(path)
-    except OSError as e:
-        if e.filename is None:
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
+    return files_problem(folder, files, MANIFEST, hashes=hashes)
 
 
 def _md5(path: Path) -> str:

@@ -28,8 +28,8 @@ from . import checkpoints as ckpt
 from ..colab import drive
 from ..colab.drive import require_free_space
 from ..colab.session import DRIVE_MOUNT, copy_into_run
-from ..models import (COMPLETE_MARKER, IncompleteStageError, read_complete_marker, stage_problem,
-                      file_hashes as models_file_hashes)
+from ..models import (COMPLETE_MARKER, IncompleteStageError, files_problem, read_complete_marker,
+                      stage_problem, file_hashes as models_file_hashes)
 from ..profiles import FINAL_MODEL_DIR
 
 METRICS_FILE = "metrics.csv"  # the run logs of a stage (helpers.train.recipe), carried in every checkpoint
@@ -208,10 +208,9 @@ class StageStorage:
     def _final_missing(self, folder: Path, data: dict) -> str | None:
         """Why a finished stage's model folder is not whole, or None: the mount's sizes, then with the Drive API
         Drive's sizes and md5s, without it (or when it cannot answer) the copy's SHA-256s."""
-        for rel, m in data.get("files", {}).items():
-            f = folder / rel
-            if not f.is_file() or f.stat().st_size != m["bytes"]:
-                return f"{rel} is missing or truncated"
+        why = files_problem(folder, data.get("files", {}), COMPLETE_MARKER, hashes=False)
+        if why is not None:
+            return why
         if self.remover.api is not None:
             try:
                 return ckpt.on_drive(folder, data.get("files", {}), self.remover.api, marker=None)
