@@ -24,7 +24,10 @@ are part of the bucket key.
 """
 from __future__ import annotations
 
+import threading
 import time
+import warnings
+from collections import defaultdict
 from dataclasses import dataclass, fields
 
 import torch
@@ -275,18 +278,94 @@ def length_bucket(need: int, limit: int | None = None) -> int:
 
 
 class CompileCounter:
-    """A ``torch.compile`` backend that counts the graphs it compiles, then hands them to ``backend``."""
+    """A ``torch.compile`` backend that counts the graphs it compiles and compiles each one exactly as
+    ``torch.compile(fn, backend=backend, mode=mode, dynamic=dynamic)`` would have.
 
-    def __init__(self, backend="inductor"):
-        self.backend, self.graphs = backend, 0
+    Why not pass ``mode=`` to ``torch.compile`` next to this backend: for a callable backend torch
+    forwards the mode as a keyword (``backend(gm, inputs, mode=...)``), and a mode means something
+    only to inductor, which turns it into config patches (``"reduce-overhead"``:
+    ``{"triton.cudagraphs": True}``, CUDA graphs). So the counter builds the very wrapper
+    ``torch.compile`` builds for ``(backend, mode, dynamic)`` and delegates to it: for "inductor"
+    the mode's patches reach ``compile_fx``; any other backend gets the mode as ``torch.compile``
+    would hand it over (the aot backends log that they ignore it). ``config``: the inductor config
+    patches applied to every graph (empty for other backends).
+    """
 
-    def __call__(self, gm, example_inputs):
+    def __init__(self, backend="inductor", mode: str | None = None, dynamic: bool | None = None):
+        self.backend, self.mode, self.graphs = backend, mode, 0
+        if backend == "inductor":  # raises naming the known modes for an unknown one
+            self.inner = torch._TorchCompileInductorWrapper(mode, None, dynamic)
+        else:
+            self.inner = torch._TorchCompileWrapper(backend, mode, None, dynamic)
+
+    @property
+    def config(self) -> dict:
+        return dict(getattr(self.inner, "config", {}))
+
+    def __call__(self, gm, example_inputs, **kwargs):
         self.graphs += 1
-        if callable(self.backend):
-            return self.backend(gm, example_inputs)
-        from torch._dynamo.backends.registry import lookup_backend
+        return self.inner(gm, example_inputs, **kwargs)
 
-        return lookup_backend(self.backend)(gm, example_inputs)
+    def reset(self) -> None:
+        """Called by ``torch._dynamo.reset()`` (inductor: frees the CUDA graph trees)."""
+        self.inner.reset()
+
+
+def ensure_cudagraph_tls() -> None:
+    """Set up inductor's CUDA-graph-tree state for the calling thread, as torch does at import.
+
+    CUDA graph trees keep their managers in thread-local state that torch before the fix of
+    pytorch#123177 (PR #184357, June 2026: after the 2.11 the GPU image runs) creates only in the
+    thread that imported ``torch._inductor.cudagraph_trees``: the first "reduce-overhead" step run
+    in any other Python thread (the server's worker) failed ``assert torch._C._is_key_in_tls(...)``.
+    A no-op where the state exists (the importing thread; a torch that creates it lazily)."""
+    from torch._inductor import cudagraph_trees as ct
+
+    if hasattr(ct.local, "tree_manager_containers") or torch._C._is_key_in_tls("tree_manager_containers"):
+        return
+    init = getattr(ct, "_initialize_tls", None)  # torch with the fix: its own lazy set-up
+    if init is not None:
+        init(ct.local)
+        return
+    ct.local.tree_manager_containers = {}
+    ct.local.tree_manager_locks = defaultdict(threading.Lock)
+    torch._C._stash_obj_in_tls("tree_manager_containers", ct.local.tree_manager_containers)
+    torch._C._stash_obj_in_tls("tree_manager_locks", ct.local.tree_manager_locks)
+
+
+class _SkipLog:
+    """Inductor's "skipping cudagraphs due to ..." messages, kept as they are logged (one handler
+    for the process). Every skip goes through ``log_cudagraph_skip_and_bump_counter``, which logs
+    on ``cudagraph_utils``' "cudagraphs" logger at WARNING and bumps ``counters["inductor"]
+    ["cudagraph_skips"]``; the counter is the ground truth, the messages say why."""
+
+    messages: list = []
+    _installed = False
+    _lock = threading.Lock()
+
+    @classmethod
+    def install(cls) -> None:
+        import logging
+
+        from torch._inductor import cudagraph_utils
+
+        with cls._lock:
+            if cls._installed:
+                return
+
+            class _Handler(logging.Handler):
+                def emit(self, record):
+                    if len(cls.messages) < 1000:  # a bounded diagnostic, not a log store
+                        cls.messages.append(record.getMessage())
+
+            cudagraph_utils.cudagraphs_log.addHandler(_Handler(logging.WARNING))
+            cls._installed = True
+
+
+def _inductor_counter(name: str) -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"][name])
 
 
 class CompiledDecoding:
@@ -296,26 +375,93 @@ class CompiledDecoding:
     "reduce-overhead" on CUDA (CUDA graphs: the launch overhead is the problem), none on CPU.
     ``compiles`` counts the graphs compiled (one per bucket used); ``compile_seconds`` the time
     spent in steps that compiled (first use of a bucket).
+
+    CUDA graphs (``cudagraphs``: inductor with ``triton.cudagraphs`` on a CUDA model) replay on
+    fixed addresses: every tensor the step reads as state or mutates - the kept :class:`StepState`
+    (marked here) and the ``StaticCache`` 's keys, values and length (transformers marks them when
+    the eager prefill allocates them) - is a static input, and the step returns nothing a later
+    replay could overwrite. The graphs belong to the thread that records them (inductor keeps its
+    CUDA graph trees per thread): the first thread that decodes owns this object's compiled
+    steps; a decoder on another thread decodes eagerly (the same frames) and says so once.
+    :meth:`cudagraph_report` says whether CUDA graphs were recorded or skipped, and why.
     """
 
     def __init__(self, model, *, backend="inductor", mode: str | None = "auto"):
         self.model = model
         device = next(model.parameters()).device
         self.mode = ("reduce-overhead" if device.type == "cuda" else None) if mode == "auto" else mode
-        self.counter = CompileCounter(backend)
+        self.counter = CompileCounter(backend, self.mode, dynamic=False)
+        self.device = device
         self._steps: dict = {}  # StepKind -> compiled model_step
         self._caches: dict = {}  # (batch, length) -> StaticCache
         self._states: dict = {}  # (kind, batch, length) -> StepState kept at fixed addresses
         self._seen: set = set()  # (kind, batch, length) buckets already compiled
-        self._busy: set = set()  # buckets whose cache and state a live decoder is using
+        self._busy: set = set()  # (batch, length) cache buckets a live decoder is using
         self.compile_seconds = 0.0
+        self._owner: int | None = None  # thread that records and replays the CUDA graphs
+        self._warned_thread = False
+        if self.cudagraphs:
+            _SkipLog.install()
+        self._base = {"skips": self._skips_now(), "non_static": self._non_static_now(),
+                      "messages": len(_SkipLog.messages)}
 
     @property
     def compiles(self) -> int:
         return self.counter.graphs
 
+    @property
+    def cudagraphs(self) -> bool:
+        """Whether inductor will try CUDA graphs for this model's steps (the mode's config patch,
+        or inductor's global ``triton.cudagraphs``, on a CUDA model)."""
+        if self.counter.backend != "inductor" or self.device.type != "cuda":
+            return False
+        from torch._inductor import config
+
+        return bool(self.counter.config.get("triton.cudagraphs", config.triton.cudagraphs))
+
+    def _skips_now(self) -> int:
+        return _inductor_counter("cudagraph_skips") if self.cudagraphs else 0
+
+    def _non_static_now(self) -> int:
+        return _inductor_counter("cudagraph_recorded_non_static_inputs") if self.cudagraphs else 0
+
+    def _recorded_graphs(self) -> int | None:
+        """CUDA graphs the calling thread's graph tree holds for this device (None: not known)."""
+        from torch._inductor import cudagraph_trees as ct
+
+        ensure_cudagraph_tls()
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        manager = ct.get_manager(index, create_if_none_exists=False)
+        if manager is None:
+            return 0
+        roots = getattr(manager, "roots", None)
+        if roots is None:
+            return None
+        count, todo = 0, [n for nodes in roots.values() for n in nodes]
+        while todo:
+            node = todo.pop()
+            count += 1
+            todo += [c for nodes in getattr(node, "children", {}).values() for c in nodes]
+        return count
+
+    def cudagraph_report(self) -> dict:
+        """Whether the compiled steps run as CUDA graphs, from what torch counted since this object
+        was made: ``wanted`` (see :attr:`cudagraphs`), ``recorded`` (graphs in the owner thread's
+        graph tree; None when asked from another thread or unknown), ``skips`` (inductor's
+        ``cudagraph_skips``: a graph that runs without CUDA graphs), ``reasons`` (inductor's skip
+        messages), ``non_static_inputs`` (inputs copied into the graph at every replay: 0 expected).
+        Counters are process-wide: another engine compiling at the same time adds to them."""
+        if not self.cudagraphs:
+            return {"wanted": False, "recorded": 0, "skips": 0, "reasons": [], "non_static_inputs": 0}
+        owner = self._owner == threading.get_ident()
+        return {"wanted": True, "recorded": self._recorded_graphs() if owner else None,
+                "skips": self._skips_now() - self._base["skips"],
+                "reasons": [m.splitlines()[0][:300] for m in _SkipLog.messages[self._base["messages"]:]],
+                "non_static_inputs": self._non_static_now() - self._base["non_static"]}
+
     def cache(self, batch: int, length: int):
-        """The kept ``StaticCache`` of a bucket, reset (a new one the first time)."""
+        """The kept ``StaticCache`` of a bucket, reset (a new one the first time). Its tensors are
+        allocated by the first (eager) prefill on the model's device and marked static there."""
         from transformers import StaticCache
 
         c = self._caches.get((batch, length))
@@ -325,18 +471,36 @@ class CompiledDecoding:
             c.reset()
         return c
 
+    def _on_owner_thread(self) -> bool:
+        if not self.cudagraphs:
+            return True
+        me = threading.get_ident()
+        if self._owner is None:
+            self._owner = me
+            ensure_cudagraph_tls()
+        if self._owner == me:
+            return True
+        if not self._warned_thread:
+            self._warned_thread = True
+            warnings.warn(f"compiled decoding's CUDA graphs belong to thread {self._owner}, the first that decoded; "
+                          f"thread {me} decodes eagerly (the same frames, slower). Decode on one thread (the "
+                          f"server's worker does) or give each thread its own engine", stacklevel=3)
+        return False
+
     def acquire(self, kind: StepKind, batch: int, length: int) -> bool:
         """Claim a bucket's kept cache and state for one decoder; False while another live decoder
-        holds it (e.g. a half-read ``stream`` and a ``generate`` of the same shape): that decoder
-        then runs eagerly on its own cache (the same frames), never on the other's buffers."""
-        key = (kind, batch, length)
-        if key in self._busy:
+        holds the cache of this (batch, length) - of any step kind: a greedy and a sampled bucket
+        share it (e.g. a half-read ``stream`` and a ``generate`` of the same shape) - or when called
+        on a thread that does not own the CUDA graphs. That decoder then runs eagerly on its own
+        cache (the same frames), never on another's buffers."""
+        key = (batch, length)
+        if key in self._busy or not self._on_owner_thread():
             return False
         self._busy.add(key)
         return True
 
     def release(self, kind: StepKind, batch: int, length: int) -> None:
-        self._busy.discard((kind, batch, length))
+        self._busy.discard((batch, length))
 
     def state(self, kind: StepKind, fresh: StepState) -> StepState:
         """The bucket's kept :class:`StepState` (marked as static addresses for CUDA graphs), loaded
@@ -356,8 +520,7 @@ class CompiledDecoding:
         if fn is None:
             def step(*args):
                 return model_step(self.model, kind, *args)
-            fn = self._steps[kind] = torch.compile(step, backend=self.counter, mode=self.mode, fullgraph=True,
-                                                   dynamic=False)
+            fn = self._steps[kind] = torch.compile(step, backend=self.counter, fullgraph=True, dynamic=False)
         key = (kind, batch, length)
         if key in self._seen:
             return fn
@@ -378,6 +541,6 @@ class CompiledDecoding:
         return first_call
 
 
-__all__ = ["StepKind", "StepState", "init_state", "token_step", "penalize", "grammar_rows", "model_step", "counter_uniforms", "seed_words",
+__all__ = ["ensure_cudagraph_tls", "StepKind", "StepState", "init_state", "token_step", "penalize", "grammar_rows", "model_step", "counter_uniforms", "seed_words",
            "batch_bucket", "length_bucket", "CompileCounter", "CompiledDecoding", "BATCH_BUCKETS", "LENGTH_BUCKETS",
            "FRAME_BUFFER"]

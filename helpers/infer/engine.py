@@ -358,7 +358,9 @@ class OptimumTTS:
         """Compile the decode step's buckets before the first request (a no-op when eager).
 
         One short generation per batch size in ``batches`` and cache length in ``lengths``
-        (rounded up to their buckets). Returns ``{"seconds", "compiles", "compile_seconds"}``."""
+        (rounded up to their buckets). Returns ``{"seconds", "compiles", "compile_seconds", "cudagraphs"}``
+        (``cudagraphs``: :meth:`CompiledDecoding.cudagraph_report` - on CUDA, whether the steps were
+        recorded as CUDA graphs or inductor skipped them and why; None when eager)."""
         return warm_up(self, batches, lengths, text, sampling or SamplingConfig())
 
     def _run_jobs(self, jobs: list[dict], sampling: SamplingConfig, batch_size: int) -> list[Generated]:
@@ -597,7 +599,8 @@ def warm_up(tts: "OptimumTTS", batches: Sequence[int], lengths: Sequence[int], t
                     tts.decoder([job] * int(b), sampling, min_cache_length=int(n)).run()
     after = (comp.compiles, comp.compile_seconds) if comp is not None else (0, 0.0)
     return {"seconds": time.perf_counter() - t0, "compiles": after[0] - before[0],
-            "compile_seconds": after[1] - before[1]}
+            "compile_seconds": after[1] - before[1],
+            "cudagraphs": comp.cudagraph_report() if comp is not None else None}
 
 
 def _is_audio_like(v) -> bool:
