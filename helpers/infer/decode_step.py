@@ -429,6 +429,8 @@ class CompiledDecoding:
         """CUDA graphs the calling thread's graph tree holds for this device (None: not known)."""
         from torch._inductor import cudagraph_trees as ct
 
+        if self.device.type != "cuda":
+            return None
         ensure_cudagraph_tls()
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
         manager = ct.get_manager(index, create_if_none_exists=False)
