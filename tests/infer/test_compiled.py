@@ -212,6 +212,26 @@ def test_a_half_read_stream_and_a_generate_of_the_same_bucket_do_not_share_buffe
     assert not comp.compiled._busy  # released when the decoders finished
 
 
+def test_a_half_read_sampled_stream_and_a_greedy_generate_of_the_same_shape_do_not_share_a_cache(pair):
+    """Greedy and sampled buckets of one (batch, cache length) compile apart but share the kept
+    StaticCache: a greedy generate while a sampled stream of that shape is half read must not reset
+    and overwrite the stream's cache (it decodes eagerly on its own)."""
+    eager, comp = pair
+    text = "One shared cache here."
+    with _quiet():
+        want_stream = eager.generate(text, seed=31, return_result=True)
+        want_greedy = eager.generate(text, seed=32, temperature=0, return_result=True)
+        s = comp.stream(text, seed=31, chunk_frames=2, first_chunk_frames=1)
+        it = iter(s)
+        pieces = [next(it)]  # the stream's decoder holds the (batch 1, 512) cache
+        mid = comp.generate(text, seed=32, temperature=0, return_result=True)
+        pieces += list(it)
+    np.testing.assert_array_equal(mid.audio, want_greedy.audio)
+    assert [c.codes[0].tolist() for c in s.chunks] == [c.codes[0].tolist() for c in want_stream.chunks]
+    assert np.abs(np.concatenate(pieces) - want_stream.audio).max() <= STREAM_TOLERANCE
+    assert not comp.compiled._busy
+
+
 def test_the_servers_hf_backend_warms_up_on_its_worker_and_serves_eagers_audio(pair):
     """SpeechEngine over a compiled engine: warm-up compiles batch 1 and max_batch's bucket on the worker
     thread before the first request; a request's audio equals the eager engine's generate."""
