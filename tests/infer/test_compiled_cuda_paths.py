@@ -278,3 +278,13 @@ def test_cuda_graphs_belong_to_the_first_decoding_thread(eager):
     assert comp.compiles == 1 and not comp._busy
     report = comp.cudagraph_report()
     assert report["wanted"] is True and report["skips"] == 0 and report["reasons"] == []
+
+
+@pytest.mark.slow
+def test_inductor_with_reduce_overhead_equals_eager(eager):
+    """Inductor's own kernels under CUDA's mode: the CUDA-graph config patch reaches compile_fx (which,
+    for a CPU graph, runs it without CUDA graphs), and the decode equals eager's."""
+    comp = CompiledDecoding(eager.model, backend="inductor", mode="reduce-overhead")
+    assert comp.counter.config == {"triton.cudagraphs": True}
+    _same_audio(_quiet_generate(eager), _quiet_generate(_engine(eager, comp)))
+    assert comp.compiles == 1
