@@ -186,8 +186,13 @@ class StreamRoute:
             self.job.on_piece(piece)
 
     def add(self, chunk: int, frame) -> None:
+        """Record a frame and run the decoder calls now due, on the SNAC side stream (CUDA): they
+        overlap the language model's steps the decoder has already queued, as in ``stream``."""
+        from .snac_decode import side_stream
+
         self.record(chunk, frame)
-        self._pump()
+        with side_stream(self.tts.frame_decoder.codec.device):
+            self._pump()
 
     def record(self, chunk: int, frame) -> None:
         """Keep chunk ``chunk``'s next frame (7 tokens), or ``None``: that chunk has ended."""

@@ -111,13 +111,25 @@ class FrameDecoder:
 
 def side_stream(device):
     """A context that runs its work on a CUDA stream of its own (reused per device); a no-op
-    on CPU. The reads back to the host inside it (``.cpu()``) wait for that stream only."""
+    on CPU. The reads back to the host inside it (``.cpu()``) wait for that stream only.
+
+    Cross-stream ordering: the side stream does not wait for the language model's queued steps
+    (that is the overlap), so what it reads must not be pending on another stream. Its inputs
+    come from the host (codes, noise) and are copied on it; the codec's weights were put there by
+    the load (the new stream waits once, when made, for the work queued before it) and the
+    weight-normed copies streaming reads are finished before use
+    (``helpers.infer.snac_stream._weights``). Tensors it allocates are used on it only, so
+    the caching allocator (per stream) never hands their memory to another stream early."""
     device = torch.device(device)
     if device.type != "cuda":
         return contextlib.nullcontext()
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     key = str(device)
     if key not in _SIDE_STREAMS:
-        _SIDE_STREAMS[key] = torch.cuda.Stream(device=device)
+        stream = torch.cuda.Stream(device=device)
+        stream.wait_stream(torch.cuda.current_stream(device))  # e.g. the codec's load, still queued
+        _SIDE_STREAMS[key] = stream
     return torch.cuda.stream(_SIDE_STREAMS[key])
 
 

@@ -272,6 +272,9 @@ def _weights(decoder: torch.nn.Module) -> dict:
             for m in decoder.modules():
                 if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
                     w[m] = (m.weight.detach().clone(), None if m.bias is None else m.bias.detach().clone())
+        dev = next(decoder.parameters()).device
+        if dev.type == "cuda":  # made on this thread's current stream, read from others (the side
+            torch.cuda.current_stream(dev).synchronize()  # stream): finished first, once per decoder
         got = _WEIGHTS[decoder] = (stamp, w)
     return got[1]
 

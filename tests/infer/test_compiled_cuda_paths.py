@@ -4,6 +4,7 @@ No GPU has run them yet, and device time is scarce: each test here runs a branch
 takes (the "reduce-overhead" mode, CUDA graphs' preconditions, the thread that owns the graphs, a
 device other than the CPU) on the CPU, and checks the property the GPU depends on.
 """
+import contextlib
 import threading
 import warnings
 from collections import defaultdict
@@ -288,3 +289,34 @@ def test_inductor_with_reduce_overhead_equals_eager(eager):
     assert comp.counter.config == {"triton.cudagraphs": True}
     _same_audio(_quiet_generate(eager), _quiet_generate(_engine(eager, comp)))
     assert comp.compiles == 1
+
+
+# ----------------------------------------------------------------------------- SNAC's side stream
+def test_the_snac_side_stream_is_made_once_per_device_after_the_work_queued_before_it(monkeypatch):
+    """side_stream's CUDA branch run with torch.cuda's stream calls recorded (no GPU here): one
+    stream per device ("cuda" is the current device's), made once, and it waits - once, at
+    creation - for what the creating thread's stream had queued (the codec's load); entering it
+    makes it current."""
+    from helpers.infer import snac_decode
+
+    log = []
+
+    class Stream:
+        def __init__(self, device):
+            self.device = device
+            log.append(("new", str(device)))
+
+        def wait_stream(self, other):
+            log.append(("wait", other))
+
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: f"current({device})")
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: ("entered", s))
+    monkeypatch.setattr(snac_decode, "_SIDE_STREAMS", {})
+    a = snac_decode.side_stream("cuda")
+    b = snac_decode.side_stream(torch.device("cuda", 0))
+    c = snac_decode.side_stream("cuda:1")
+    assert a[0] == "entered" and a[1] is b[1] and c[1] is not a[1]
+    assert log == [("new", "cuda:0"), ("wait", "current(cuda:0)"), ("new", "cuda:1"), ("wait", "current(cuda:1)")]
+    assert isinstance(snac_decode.side_stream("cpu"), contextlib.nullcontext) and len(log) == 4  # CPU: nothing
