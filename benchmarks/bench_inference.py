@@ -18,7 +18,10 @@ frontend, decoding and SNAC), ``rtf`` (wall time / seconds of audio of all rows)
 ``rtf_per_stream`` (wall time / seconds of one row's audio), ``stream_ttfa_s`` (``stream`` of one
 text with a 1-frame first chunk, after warm-up: call -> first audio piece, measured on the same
 engine as the row - the compiled row's figure is the compiled engine's), ``recompiles`` during the
-timed calls (0 expected). ``--serve-clients``: the server's HF backend
+timed calls (0 expected), ``peak_mem_gb`` (CUDA: peak allocated during the row) and ``cudagraphs``
+(:meth:`helpers.infer.decode_step.CompiledDecoding.cudagraph_report`: CUDA graphs recorded, or
+skipped by inductor and why - the row's speed means little if they were skipped). Timing starts
+and stops with the device idle (``torch.cuda.synchronize``). ``--serve-clients``: the server's HF backend
 (:class:`helpers.infer.serve_engine.SpeechEngine` over the same engine) behind the real HTTP app,
 N clients streaming at once (benchmarks/bench_serve.py's client). Results are appended as JSON
 lines to ``--out`` (default benchmarks/results/inference.jsonl) with the device name and date:
@@ -93,8 +96,12 @@ def _compiles(tts: OptimumTTS) -> int:
 
 def run_mode(tts: OptimumTTS, frames: int, repeats: int, batch: int = 1) -> dict:
     """``generate_batch`` of ``batch`` texts (one chunk each) and ``stream`` of one, after a warm-up call."""
-    sync = torch.cuda.synchronize if tts.device.type == "cuda" else (lambda: None)
+    cuda = tts.device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(tts.device)) if cuda else (lambda: None)
     texts = [TEXT] * batch
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats(tts.device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the length guard ends every row (on purpose)
         t0 = time.perf_counter()
@@ -106,13 +113,15 @@ def run_mode(tts: OptimumTTS, frames: int, repeats: int, batch: int = 1) -> dict
         before = _compiles(tts)
         times, ttfa, stream_s = [], [], []
         for r in range(repeats):
+            sync()  # nothing of the last call still running when the clock starts
             t0 = time.perf_counter()
             res = tts.generate_batch(texts, seed=[r * batch + i for i in range(batch)], batch_size=batch,
                                      return_result=True)
             sync()
             times.append(time.perf_counter() - t0)
             s = tts.stream(TEXT, seed=r, chunk_frames=4, first_chunk_frames=1)
-            list(s)
+            list(s)  # its pieces are host arrays: the first one's time includes the device's work
+            sync()
             ttfa.append(s.time_to_first_audio_s)
             stream_s.append(s.seconds)
     assert all(c.n_frames == frames for x in res for c in x.chunks), "a row did not run to the length guard"
@@ -126,11 +135,15 @@ def run_mode(tts: OptimumTTS, frames: int, repeats: int, batch: int = 1) -> dict
                 stream_ttfa_s=round(float(np.median(ttfa)), 4), stream_s=round(float(np.median(stream_s)), 4),
                 recompiles=_compiles(tts) - before, compiles=_compiles(tts),
                 compile_s=round(tts.compiled.compile_seconds, 2) if tts.compiled is not None else 0.0,
-                audio_seconds=round(row_audio * batch, 2))
+                audio_seconds=round(row_audio * batch, 2),
+                peak_mem_gb=round(torch.cuda.max_memory_allocated(tts.device) / 2**30, 2) if cuda else None,
+                cudagraphs=tts.compiled.cudagraph_report() if tts.compiled is not None else None)
 
 
 def serve_rows(tts: OptimumTTS, clients: list[int], per_client: int, max_batch: int) -> list[dict]:
-    """The server's HF backend over HTTP on 127.0.0.1 (the real app), ``c`` clients streaming at once."""
+    """The server's HF backend over HTTP on 127.0.0.1 (the real app), ``c`` clients streaming at once.
+    ``tts`` must not have decoded on another thread yet when it is compiled on CUDA: its CUDA graphs
+    belong to the first thread that decodes, and the server decodes on its worker."""
     from bench_serve import one, run
     from helpers.infer.serve import BackgroundServer, create_app
     from helpers.infer.serve_engine import SpeechEngine
@@ -145,7 +158,8 @@ def serve_rows(tts: OptimumTTS, clients: list[int], per_client: int, max_batch: 
         for c in clients:
             rows.append(dict(mode="serve_hf", **run(server.url, c, per_client), max_batch=max_batch,
                              compiles_in_serving=_compiles(tts) - before,
-                             server_warm_up_s=round(warm.get("seconds", 0.0), 2)))
+                             server_warm_up_s=round(warm.get("seconds", 0.0), 2),
+                             cudagraphs=warm.get("cudagraphs")))
     return rows
 
 
@@ -242,6 +256,9 @@ def main(argv=None) -> int:
             rows.append(dict(meta, **run_mode(tts, args.frames, args.repeats, batch)))
             print(json.dumps(rows[-1]), flush=True)
     if args.serve_clients:
+        if args.batch:  # a fresh engine over the same weights: the server's worker thread owns its CUDA graphs
+            tts = engine_over(base.model, base.tokenizer, base.codec, args.frames, tts.compiled is not None,
+                              args.backend)
         for r in serve_rows(tts, args.serve_clients, args.serve_requests, args.serve_max_batch):
             rows.append(dict(meta, engine="compiled" if tts.compiled is not None else "eager", **r))
             print(json.dumps(rows[-1]), flush=True)
@@ -259,6 +276,10 @@ def main(argv=None) -> int:
             print(f"{r['batch']:>5} {r['mode']:>9} {r['tokens_per_s']:>9} {r['tokens_per_s_per_row']:>8} "
                   f"{r['rtf']:>7} {r['rtf_per_stream']:>7} {r['stream_ttfa_s']:>7} {r['warmup_s']:>9} "
                   f"{r['recompiles']:>6}")
+        if (r.get("cudagraphs") or {}).get("wanted"):
+            g = r["cudagraphs"]
+            print(f"      CUDA graphs: {g['recorded']} recorded, {g['skips']} skipped, {g['non_static_inputs']} "
+                  f"non-static input(s){': ' + ' | '.join(g['reasons']) if g['reasons'] else ''}")
     return 0
 
 
