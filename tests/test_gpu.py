@@ -308,7 +308,54 @@ def test_compiled_decode_equals_eager_tokens_and_syncs_once_per_frame():
         syncs[frames] = sum("synchroniz" in str(w.message) for w in got)
         assert dec.host_syncs == frames
     assert syncs[9] - syncs[3] == 6, syncs  # one per extra frame, none per token
-    print(f"CUDA syncs per request: {syncs}; compiles {comp.compiles}, {comp.compile_seconds:.1f} s compiling")
+    report = comp.cudagraph_report()  # "reduce-overhead": the steps replay as CUDA graphs, none skipped
+    assert report["wanted"] and report["recorded"] >= 2 and report["skips"] == 0, report
+    assert report["non_static_inputs"] == 0, report  # no input copied into the graph at each replay
+    print(f"CUDA syncs per request: {syncs}; compiles {comp.compiles}, {comp.compile_seconds:.1f} s compiling; "
+          f"CUDA graphs {report}")
+
+
+def test_compiled_decoding_records_cuda_graphs_in_a_thread_that_did_not_import_inductor():
+    """The server decodes on its worker thread. Before pytorch#184357 (torch 2.11 has it not), a
+    "reduce-overhead" graph first run in such a thread failed an assert in cudagraph_trees.get_obj;
+    the engine sets the thread up (ensure_cudagraph_tls). There the steps are recorded as CUDA graphs,
+    none skipped, and the audio equals the eager engine's (fp32)."""
+    import threading
+
+    _needs("snac", "the SNAC codec")
+    from helpers.codec import SnacCodec
+    from helpers.infer.engine import OptimumTTS
+    from helpers.infer.generation import LengthGuard
+    from helpers.profiles import RANDOM_SNAC_24KHZ
+
+    model, tok, _ = _tiny(seed=1)
+    codec = SnacCodec.load(RANDOM_SNAC_24KHZ, device="cuda")
+    guard = LengthGuard(base_seconds=0.3, chars_per_second=60)
+    tts = OptimumTTS(model, tok, codec, length_guard=guard)  # compile="auto": compiled on CUDA
+    assert tts.compiled is not None and tts.compiled.cudagraphs
+    out = {}
+
+    def worker():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out["audio"] = tts.generate("Decoded on a worker thread.", seed=3)
+            out["report"] = tts.compiled.cudagraph_report()
+        except BaseException as e:  # handed to the test thread
+            out["error"] = e
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    report = out["report"]
+    assert report["recorded"] >= 1 and report["skips"] == 0 and report["non_static_inputs"] == 0, report
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = OptimumTTS(model, tok, codec, length_guard=guard, compile=False).generate(
+            "Decoded on a worker thread.", seed=3)
+    np.testing.assert_array_equal(out["audio"], want)
+    print(f"worker-thread CUDA graphs: {report}")
 
 
 def test_streaming_equals_non_streaming_on_cuda():
