@@ -351,13 +351,17 @@ class AudioDecoder:
     once per 7-token frame (``host_syncs`` counts the reads) and launch the next frame's steps
     before handing out the frame just read, so a consumer's work (SNAC decoding) overlaps them.
     ``min_cache_length``: compiled only, a floor on the cache length bucket (warm-up uses it to
-    compile a bucket without generating that many tokens).
+    compile a bucket without generating that many tokens). ``batch_buckets``: compiled only, the
+    batch buckets to pad to (the smallest that holds the rows; more rows than the largest: the
+    usual :func:`~helpers.infer.decode_step.batch_bucket`) - a server that warmed some buckets up
+    keeps to them instead of compiling another while serving.
     """
 
     def __init__(self, model, layout: TokenLayout, prompts: Sequence[Sequence[int]], *,
                  seeds: Sequence[int], max_frames: Sequence[int], sampling: SamplingConfig = SamplingConfig(),
                  loop_guard: LoopGuard | None = LoopGuard(), min_frames: int = 1,
-                 frames_per_second: float = DEFAULT_FRAMES_PER_SECOND, compiled=None, min_cache_length: int = 0):
+                 frames_per_second: float = DEFAULT_FRAMES_PER_SECOND, compiled=None, min_cache_length: int = 0,
+                 batch_buckets: Sequence[int] | None = None):
         if not prompts:
             raise ValueError("no prompts to generate from")
         if not (len(seeds) == len(max_frames) == len(prompts)):
@@ -377,6 +381,9 @@ class AudioDecoder:
         self.max_frames = [int(m) for m in max_frames]
         self.sampling, self.loop_guard, self.min_frames = sampling, loop_guard, min_frames
         self.fps, self.compiled, self.min_cache_length = frames_per_second, compiled, int(min_cache_length)
+        if batch_buckets is not None and not all(isinstance(b, int) and b >= 1 for b in batch_buckets):
+            raise ValueError(f"batch_buckets must be positive ints, got {batch_buckets!r}")
+        self.batch_buckets = tuple(sorted(batch_buckets)) if batch_buckets else ()
         self.results: list[Generated] | None = None
         self.first_frame_s: float | None = None  # wall time to the first completed frame of any row
         self.host_syncs = 0  # device -> host reads of picked ids (one per frame)
@@ -399,7 +406,8 @@ class AudioDecoder:
             raise ValueError(f"prompt ({L} tokens) + up to {max(self.max_frames)} frames needs {need} positions; "
                              f"the model has {limit}. Shorten the text or the reference clip.")
         kind = StepKind.of(self.sampling)
-        bucket = (kind, batch_bucket(R), length_bucket(max(need, self.min_cache_length), limit))
+        rows = next((b for b in self.batch_buckets if b >= R), batch_bucket(R))
+        bucket = (kind, rows, length_bucket(max(need, self.min_cache_length), limit))
         if comp is not None and not comp.acquire(*bucket):
             comp = None  # another live decoder holds this bucket's buffers: decode eagerly instead
         try:

@@ -71,6 +71,10 @@ FORMATS = {
     "mp3": ("audio/mpeg", "MP3", "MPEG_LAYER_III"),  # libsndfile >= 1.1 (bundled with soundfile 0.13)
     "opus": ("audio/ogg", "OGG", "OPUS"),  # Opus in an Ogg container, like OpenAI's
 }
+# cache positions of the compiled buckets the warm-up makes; every chunk that fits (prompt + its length guard's
+# frames: a guard of up to ~24 s of audio) decodes in them, so serving compiles nothing for it (a 3B bucket
+# compiles for minutes); a longer chunk compiles its own bucket once
+WARM_CACHE_LENGTH = 2048
 STREAM_FORMATS = ("wav", "pcm")  # formats whose bytes can be written before the length is known
 PCM16_SCALE = 32768  # same quantization as helpers.audio.save_wav: round(x * 32768) clipped to int16
 
@@ -244,8 +248,9 @@ class SpeechEngine:
     together; ``max_queue``: requests allowed to wait; ``retry_after_s``: the 503's hint.
     ``model_info``: what the export records (``optimum_tts.json``), shown by :meth:`voices`.
     ``warm_up``: compile the decode step's most used buckets (batch 1 and ``max_batch``'s bucket at
-    2,048 cache positions) on the worker thread before the first request (CUDA graphs belong to the
-    thread that records them); None (default) = when the engine decodes compiled (CUDA). Requests
+    :data:`WARM_CACHE_LENGTH` cache positions) on the worker thread before the first request (CUDA
+    graphs belong to the thread that records them); every batch then decodes in one of them (padded
+    up to it), so serving compiles nothing; None (default) = when the engine decodes compiled (CUDA). Requests
     queue meanwhile; ``warm_up_result`` holds the timings (:meth:`OptimumTTS.warm_up`).
     """
 
@@ -271,6 +276,11 @@ class SpeechEngine:
         self.abandoned = 0  # decoder batches stopped early or skipped because all their clients had gone
         self.warm_up = getattr(tts, "compiled", None) is not None if warm_up is None else bool(warm_up)
         self.warm_up_result: dict | None = None
+        from .decode_step import batch_bucket
+
+        self.warm_batches = tuple(sorted({1, batch_bucket(self.max_batch)}))
+        # after a warm-up every batch decodes in a warmed bucket (padded up to it): no compile while serving
+        self._buckets = dict(batch_buckets=self.warm_batches, min_cache_length=WARM_CACHE_LENGTH) if self.warm_up else {}
 
     # ------------------------------------------------------------------ voices
     def saved_voice_ids(self) -> list[str]:
@@ -433,12 +443,9 @@ class SpeechEngine:
 
     def _loop(self):
         if self.warm_up and self.warm_up_result is None:
-            from .decode_step import batch_bucket
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.warm_up_result = self.tts.warm_up(batches=sorted({1, batch_bucket(self.max_batch)}),
-                                                       lengths=(2048,))
+                self.warm_up_result = self.tts.warm_up(batches=self.warm_batches, lengths=(WARM_CACHE_LENGTH,))
         while not self._stop.is_set():
             try:
                 first = self._queue.get(timeout=0.1)
@@ -496,7 +503,7 @@ class SpeechEngine:
                 if all(o.cancelled.is_set() for o in owners):
                     self.abandoned += 1  # every client of these rows has gone: skip them
                     continue
-                dec = tts.decoder([c for _, _, c in part], SamplingConfig())
+                dec = tts.decoder([c for _, _, c in part], SamplingConfig(), **self._buckets)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # length/loop notes are per row, in the results
                     for ev in dec:

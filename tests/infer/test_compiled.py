@@ -163,6 +163,23 @@ def test_mixed_lengths_compile_once_per_bucket(pair):
     assert cd.compiles == len(buckets), (cd.compiles, buckets)
 
 
+def test_a_decoder_keeps_to_the_given_batch_buckets(pair):
+    """The server pads a batch up to a bucket it warmed (3 rows -> 8 of (1, 8)), not to the next power
+    of two (4), so serving compiles nothing; the rows still get eager's frames."""
+    eager, comp = pair
+    cd = CompiledDecoding(comp.model, backend="aot_eager")
+    jobs = [j for t in TEXTS for j in comp.plan(t, comp._voice(), None, 0)]
+    kw = dict(seeds=[1, 2, 3], max_frames=[2, 2, 2], sampling=SAMPLED, loop_guard=None)
+    prompts = [j["prompt"] for j in jobs]
+    with _quiet():
+        got = AudioDecoder(comp.model, comp.layout, prompts, compiled=cd, batch_buckets=(1, 8), **kw).run()
+        want = AudioDecoder(comp.model, comp.layout, prompts, **kw).run()
+    assert list(cd._caches) == [(8, 512)] and cd.compiles == 1
+    assert [g.tokens.tolist() for g in got] == [w.tokens.tolist() for w in want]
+    with pytest.raises(ValueError, match="batch_buckets must be positive ints"):
+        AudioDecoder(comp.model, comp.layout, prompts, batch_buckets=(0, 8), **kw)
+
+
 @pytest.mark.slow
 def test_inductor_compiled_equals_eager(pair, snac_random):
     """Inductor's generated C++ kernels (fused, reordered reductions), not just the traced graph."""
@@ -247,6 +264,7 @@ def test_the_servers_hf_backend_warms_up_on_its_worker_and_serves_eagers_audio(p
     finally:
         engine.stop()
     assert engine.warm_up_result is not None and engine.warm_up_result["compiles"] == 2  # (1, 2) at 2,048
+    assert fresh.compiled.compiles == 2  # the request (1 row, ~100 positions) decoded in the warmed bucket
     with _quiet():
         want = eager.generate("Served compiled.", speaker="female_us_01", seed=9)
     np.testing.assert_array_equal(got, want)
