@@ -112,11 +112,18 @@ class _Inputs:
         self.graphs = []
 
         def fw(gm, example_inputs):
+            from torch._inductor.utils import any_is_symbolic, get_first_incompatible_cudagraph_node
+
             meta = torch._guards.TracingContext.get().fw_metadata
             self.graphs.append(dict(
                 n=len(example_inputs), static=set(meta.static_input_indices),
                 mutated={i for i, info in enumerate(meta.input_info) if info.mutates_data or info.mutates_metadata},
-                outputs=len(meta.output_info)))
+                outputs=len(meta.output_info),
+                # inductor's other reasons to skip CUDA graphs: non-tensor inputs, symbolic shapes, an op
+                # CUDA graphs cannot hold (a host sync, a data-dependent allocation)
+                non_tensor=[type(x).__name__ for x in example_inputs if not isinstance(x, torch.Tensor)],
+                symbolic=any_is_symbolic(*example_inputs),
+                unsafe_op=get_first_incompatible_cudagraph_node(gm)))
             return make_boxed_func(gm.forward)
 
         self.backend = aot_autograd(fw_compiler=fw)
@@ -140,6 +147,13 @@ def test_the_checker_sees_a_mutated_input_that_is_not_static():
     assert plain["mutated"] - plain["static"] == {0}
     assert static["mutated"] - static["static"] == set()
 
+    def syncs(x):  # a data-dependent output shape: an op CUDA graphs cannot hold
+        return x.nonzero()
+
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
+        torch.compile(syncs, backend=seen.backend, fullgraph=True, dynamic=False)(torch.ones(3))
+    assert seen.graphs[2]["unsafe_op"] is not None
+
 
 def test_every_tensor_the_compiled_step_reads_or_mutates_is_a_static_address(eager):
     """The step's graph inputs - weights, the kept StepState, the StaticCache's keys/values/length -
@@ -155,6 +169,7 @@ def test_every_tensor_the_compiled_step_reads_or_mutates_is_a_static_address(eag
     assert g["static"] == set(range(g["n"])), sorted(set(range(g["n"])) - g["static"])
     assert len(g["mutated"]) >= 7 + 3 * layers  # ids pos cpos n done ring frames + each cache layer
     assert g["outputs"] == 0
+    assert g["non_tensor"] == [] and not g["symbolic"] and g["unsafe_op"] is None, g
 
 
 class _Traced(CompiledDecoding):
