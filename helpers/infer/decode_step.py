@@ -358,7 +358,9 @@ class _SkipLog:
                     if len(cls.messages) < 1000:  # a bounded diagnostic, not a log store
                         cls.messages.append(record.getMessage())
 
-            cudagraph_utils.cudagraphs_log.addHandler(_Handler(logging.WARNING))
+            log = getattr(cudagraph_utils, "cudagraphs_log", None)  # a torch without it: the counter only
+            if log is not None:
+                log.addHandler(_Handler(logging.WARNING))
             cls._installed = True
 
 
@@ -433,7 +435,10 @@ class CompiledDecoding:
             return None
         ensure_cudagraph_tls()
         index = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        manager = ct.get_manager(index, create_if_none_exists=False)
+        get_manager = getattr(ct, "get_manager", None)
+        if get_manager is None:
+            return None
+        manager = get_manager(index, create_if_none_exists=False)
         if manager is None:
             return 0
         roots = getattr(manager, "roots", None)

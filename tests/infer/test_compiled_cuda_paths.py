@@ -335,3 +335,27 @@ def test_the_snac_side_stream_is_made_once_per_device_after_the_work_queued_befo
     assert a[0] == "entered" and a[1] is b[1] and c[1] is not a[1]
     assert log == [("new", "cuda:0"), ("wait", "current(cuda:0)"), ("new", "cuda:1"), ("wait", "current(cuda:1)")]
     assert isinstance(snac_decode.side_stream("cpu"), contextlib.nullcontext) and len(log) == 4  # CPU: nothing
+
+
+def test_the_report_counts_every_graph_of_the_owner_threads_tree(eager, monkeypatch):
+    """``recorded`` walks inductor's graph tree (roots per function, children per node) as torch holds
+    it; the tree here is built from plain objects (a real one needs CUDA)."""
+    from types import SimpleNamespace
+
+    from torch._inductor import cudagraph_trees as ct
+
+    def node(*children):
+        return SimpleNamespace(children={"f": list(children)} if children else {})
+
+    tree = SimpleNamespace(roots={"step_a": [node(node(), node(node()))], "step_b": [node()]})  # 5 nodes
+    asked = []
+    monkeypatch.setattr(ct, "get_manager", lambda index, create_if_none_exists=True: asked.append(
+        (index, create_if_none_exists)) or tree)
+    comp = _PretendCudaGraphs(eager.model, backend="aot_eager")
+    comp.device = torch.device("cuda", 0)
+    assert comp.cudagraph_report()["recorded"] is None  # no thread owns the graphs yet
+    assert comp._on_owner_thread()  # this thread decodes first: it owns them
+    assert comp.cudagraph_report()["recorded"] == 5 and asked == [(0, False)]  # looked up, never created
+    assert _in_thread(comp.cudagraph_report)["value"]["recorded"] is None  # another thread's tree: not ours
+    monkeypatch.setattr(ct, "get_manager", lambda index, create_if_none_exists=True: None)
+    assert comp.cudagraph_report()["recorded"] == 0  # no tree yet on the owner thread
