@@ -22,6 +22,19 @@ def _fmt(v, nd=1):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _cudagraphs(g) -> str:
+    """A bench_inference row's ``cudagraphs`` report in a cell: "off" where not wanted; else graphs
+    recorded, skipped and inputs copied per replay, with inductor's first skip reason."""
+    if not g:
+        return ""
+    if not g.get("wanted"):
+        return "off"
+    rec = "?" if g.get("recorded") is None else g["recorded"]
+    cell = f"{rec} recorded, {g.get('skips', 0)} skipped, {g.get('non_static_inputs', 0)} copied"
+    reasons = g.get("reasons") or []
+    return cell + (f": {reasons[0][:80]}".replace("|", "/") if reasons else "")
+
+
 def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str:
     card = next((r.get("card") or r.get("device") for r in rows if r.get("card") or r.get("device")), "unknown")
     date = next((r["date"] for r in rows if r.get("date")), "unknown")
@@ -70,11 +83,12 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
                 "Targets (issue 31): compiled batch 1 >= 60 % of the card's bandwidth bound (H100 >= 310 tokens/s, "
                 "H200 >= 440), stream first audio <= 150 ms after warm-up, batch 8 RTF <= 0.1.", "",
                 "| batch | mode | tokens/s | per row | RTF | RTF per stream | stream TTFA s | warm-up s | "
-                "recompiles |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "recompiles | CUDA graphs | peak GiB |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
         for r in inf:
             out.append(f"| {r.get('batch', 1)} | {r['mode']} | {_fmt(r['tokens_per_s'])} | "
                        f"{_fmt(r.get('tokens_per_s_per_row'))} | {r['rtf']} | {r.get('rtf_per_stream', '')} | "
-                       f"{r['stream_ttfa_s']} | {r.get('warmup_s', '')} | {r.get('recompiles', '')} |")
+                       f"{r['stream_ttfa_s']} | {r.get('warmup_s', '')} | {r.get('recompiles', '')} | "
+                       f"{_cudagraphs(r.get('cudagraphs'))} | {_fmt(r.get('peak_mem_gb'), 2)} |")
     serve = [r for r in rows if r.get("mode") == "serve_hf"]
     if serve:
         out += ["", "## Speech server, HF backend over HTTP (streamed PCM)", "",
