@@ -23,9 +23,12 @@ BUILD=1
 if [ "${1:-}" = --no-build ]; then BUILD=0; shift; fi
 
 # pytest + pytest-timeout (pytest.ini's timeout), snac (+ einops) and num2words (+ docopt) for helpers,
-# bitsandbytes (adamw_8bit), torchao (adamw_bf16_torchao; its .so files need torch >= 2.11, which 2.11 meets)
-OVERLAY=(pytest iniconfig pluggy pytest-timeout snac einops num2words docopt bitsandbytes torchao)
-declare -A FALLBACK=([iniconfig]=2.3.1 [pluggy]=1.7.0 [einops]=0.8.2 [docopt]=0.6.2
+# bitsandbytes (adamw_8bit), torchao (adamw_bf16_torchao; its .so files need torch >= 2.11, which 2.11 meets),
+# fastapi (+ its opentelemetry-api) + starlette + uvicorn: gpu_check's HTTP step (Colab's runtime has their
+# pydantic, anyio, h11, click)
+OVERLAY=(pytest iniconfig pluggy pytest-timeout snac einops num2words docopt bitsandbytes torchao
+         fastapi opentelemetry-api starlette uvicorn)
+declare -A FALLBACK=([iniconfig]=2.3.1 [pluggy]=1.7.0 [einops]=0.8.2 [docopt]=0.6.2 [opentelemetry-api]=1.45.3
                      [torchao]=$(sed -n 's/^TORCHAO_VERSION = "\(.*\)"$/\1/p' helpers/train/memory.py))
 TESTS=(
   tests/infer/test_compiled.py           # CompiledDecoding: aot_eager and inductor, warm-up, the server's HF backend
@@ -35,6 +38,10 @@ TESTS=(
   tests/train/test_memory.py             # chunked CE, checkpointing, compile_layers, the stage benchmark
   tests/train/test_torchao_optim.py      # torchao's AdamW (bf16 stochastic rounding), compiled per shape
   "tests/train/test_train.py::test_killed_run_resumes_bitwise"  # SIGKILL + exact resume
+  # the compiled per-document SDPA (dynamic=True) in the recipe: recompiles stay bounded (dynamo's guards)
+  "tests/train/test_train.py::test_compiled_attention_trains_over_many_lengths_without_recompile_storm"
+  # the recipe's optimizers (BF16AdamW, bitsandbytes 8-bit, torchao) resume exactly from a checkpoint
+  "tests/train/test_train.py::test_memory_techniques_train_and_resume_exactly"
   tests/test_gpu.py                      # collected on 2.11 (the GPU machine's torch); skips without CUDA
   tests/plan/test_gpu_check_rehearsal.py # bash scripts/gpu_check.sh --rehearse with PYTHON=<runtime>
 )
@@ -86,15 +93,17 @@ export CUDA_VISIBLE_DEVICES=""
 # what runs: the versions, and every optional package imported (a test that would skip for a missing
 # module fails here instead, naming it)
 "$PY" - <<'EOF'
-import importlib, sys
+import importlib, importlib.metadata, sys
 import torch, transformers, triton
 print(f"colab torch tests: Python {sys.version.split()[0]}, torch {torch.__version__}, Triton {triton.__version__}, "
       f"transformers {transformers.__version__}")
 missing = []
-for mod in ("pytest", "pytest_timeout", "snac", "num2words", "bitsandbytes", "torchao"):
+for mod, dist in (("pytest", "pytest"), ("pytest_timeout", "pytest-timeout"), ("snac", "snac"),
+                  ("num2words", "num2words"), ("bitsandbytes", "bitsandbytes"), ("torchao", "torchao"),
+                  ("fastapi", "fastapi"), ("uvicorn", "uvicorn")):
     try:
         m = importlib.import_module(mod)
-        print(f"  {mod} {getattr(m, '__version__', '')} from {m.__file__.rsplit('/', 2)[0]}")
+        print(f"  {dist} {importlib.metadata.version(dist)} from {m.__file__}")
     except Exception as e:  # noqa: BLE001 - any failure to import is the finding
         missing.append(f"{mod}: {type(e).__name__}: {e}")
 if missing:
@@ -137,11 +146,11 @@ for name, f in files.items():
     for w in f["why"]:
         print(f"|   FAILED {w}")
 EOF
-for md in "$WORK"/tmp/test_every_gpu_check_step*/gpu_check_*.md; do
+for md in "$WORK"/tmp/test_every_gpu_check_step_runs[0-9]*/gpu_check_*.md; do
   [ -f "$md" ] && { echo; echo "gpu_check.sh --rehearse on this runtime ($md):"; cat "$md"; }
 done
 if [ "$rc" != 0 ]; then
-  say "FAILED (pytest exit $rc). The rehearsal's results, when it ran: $WORK/tmp/test_every_gpu_check_step*/"
+  say "FAILED (pytest exit $rc). The rehearsal's log and results, when it ran: $WORK/tmp/test_every_gpu_check_step_runs0/"
   exit 1
 fi
 say "all passed on $("$PY" -c 'import torch; print("torch", torch.__version__)') in ${secs} s"
