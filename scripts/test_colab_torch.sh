@@ -24,10 +24,11 @@ if [ "${1:-}" = --no-build ]; then BUILD=0; shift; fi
 
 # pytest + pytest-timeout (pytest.ini's timeout), snac (+ einops) and num2words (+ docopt) for helpers,
 # bitsandbytes (adamw_8bit), torchao (adamw_bf16_torchao; its .so files need torch >= 2.11, which 2.11 meets),
-# fastapi (+ its opentelemetry-api) + starlette + uvicorn: gpu_check's HTTP step (Colab's runtime has their
-# pydantic, anyio, h11, click)
+# fastapi (+ its opentelemetry-api) + starlette + uvicorn + audiotsm (the server's speed stream, imported by
+# every request): gpu_check's HTTP step, the [serve] extra of pyproject.toml without av (mp3 etc.; the step asks
+# for pcm). Colab's runtime has their pydantic, anyio, h11, click.
 OVERLAY=(pytest iniconfig pluggy pytest-timeout snac einops num2words docopt bitsandbytes torchao
-         fastapi opentelemetry-api starlette uvicorn)
+         fastapi opentelemetry-api starlette uvicorn audiotsm)
 declare -A FALLBACK=([iniconfig]=2.3.1 [pluggy]=1.7.0 [einops]=0.8.2 [docopt]=0.6.2 [opentelemetry-api]=1.45.3
                      [torchao]=$(sed -n 's/^TORCHAO_VERSION = "\(.*\)"$/\1/p' helpers/train/memory.py))
 TESTS=(
@@ -100,7 +101,7 @@ print(f"colab torch tests: Python {sys.version.split()[0]}, torch {torch.__versi
 missing = []
 for mod, dist in (("pytest", "pytest"), ("pytest_timeout", "pytest-timeout"), ("snac", "snac"),
                   ("num2words", "num2words"), ("bitsandbytes", "bitsandbytes"), ("torchao", "torchao"),
-                  ("fastapi", "fastapi"), ("uvicorn", "uvicorn")):
+                  ("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("audiotsm", "audiotsm")):
     try:
         m = importlib.import_module(mod)
         print(f"  {dist} {importlib.metadata.version(dist)} from {m.__file__}")
