@@ -15,20 +15,20 @@
 #
 # No network: random-weight models only (Llama-3.2-3B architecture with the extended
 # vocabulary, tiny LLaMA, SNAC 24 kHz architecture). Wheels the GPU machine's image lacks
-# are installed from a local folder (default .whl/, ignored by git; GPU_WHEELS=DIR to change):
+# are installed from a local folder (default .whl/, ignored by git; GPU_WHEELS=DIR to change), one per device
+# call, since the device tool carries at most 64 MiB with the working tree (~14 MiB):
 #
-#   bash scripts/gpu_wheels.sh             # here, with PyPI access: downloads them into .whl/ (~48 MB)
+#   bash scripts/gpu_wheels.sh               # here, with PyPI access: .whl (~9 MB)  -> --only 'inference|HTTP'
+#   bash scripts/gpu_wheels.sh --tests       #                         .whl-tests (~49 MB) -> --only 'gpu tests|...'
+#   bash scripts/gpu_wheels.sh --train-only  #                         .whl-train (~4 MB)  -> --only 'stage 2 ...'
 #
-# and carry .whl with the working tree (device tool: carry [".whl"]; tree + wheels must stay
-# under 64 MiB). Needed beyond the machine's torch/transformers/pandas/pyarrow/pytest:
-#   snac (SNAC codec), bitsandbytes (8-bit AdamW), soundfile + soxr (audio I/O), jiwer + rapidfuzz
-#   (WER), torchao (its AdamW with bf16 stochastic rounding) and liger-kernel (fused RMSNorm / SwiGLU / RoPE /
-#   linear CE) for the stage-2 comparison. All of them and the tree pass the 64 MiB carry, so they come in two
-#   folders: .whl (the first two calls; liger-kernel for its GPU test) and, for the stage-2 calls,
-#   bash scripts/gpu_wheels.sh --train-only -> .whl-train (torchao + liger-kernel, ~4 MB; carry [".whl-train"],
-#   GPU_WHEELS=.whl-train bash scripts/gpu_check.sh --only 'stage 2 A'; the other wheels then report "did not
-#   install", which the stage-2 benchmark does not need). Not carried (too large for one carry):
-#   faster-whisper/ctranslate2 and resemblyzer — the judges test then skips with that reason.
+# and carry that folder (device tool: carry [".whl"]; GPU_WHEELS=<folder> on the GPU machine; --dry-run prints
+# each call's folder). Needed beyond the machine's torch/transformers/pandas/pyarrow/pytest: snac (SNAC codec),
+# soundfile + soxr (audio I/O), jiwer + rapidfuzz (WER), num2words (text), fastapi + uvicorn + pydantic + audiotsm
+# (the HTTP step's speech server), bitsandbytes (8-bit AdamW test), torchao (its AdamW with bf16 stochastic
+# rounding) and liger-kernel (fused RMSNorm / SwiGLU / RoPE / linear CE; stage 2 and its GPU test). A module whose
+# wheel is not in the carried folder reports "did not install"; what needs it skips or fails with a reason. Not
+# carried at all: faster-whisper/ctranslate2 and resemblyzer — the judges test then skips with that reason.
 #
 # Output: $OUT_DIR/gpu_check_<date>_<card>.jsonl (all benchmark rows), .md (summary table) and
 # .log (every step's output). On a machine without a CUDA GPU it says so and exits 0.
@@ -83,6 +83,7 @@ STEPS+=(
 )
 # The device calls the whole check takes (each matched as --only would; --dry-run prints their budgets).
 CALLS=("gpu tests|bench_train 3B|SNAC" "inference|HTTP" "stage 2 A" "stage 2 B")
+CALL_WHEELS=(.whl-tests .whl .whl-train .whl-train)  # the wheel folder each call carries (scripts/gpu_wheels.sh)
 PRIORITY=("inference|HTTP" "stage 2 A" "gpu tests|bench_train 3B|SNAC" "stage 2 B")
 CALL_LIMIT=540
 WHEEL_S=20
@@ -106,13 +107,14 @@ if [ "$DRY" = 1 ]; then
   echo "         SNAC on 32 x 10 s clips; tiny 2-layer LLaMA for the tests. All random weights, no network."
   echo "  time budget: ${total} s of steps + ~${WHEEL_S} s installing wheels = $((total + WHEEL_S)) s"
   over=0
-  for c in "${CALLS[@]}"; do
+  for ci in "${!CALLS[@]}"; do
+    c="${CALLS[$ci]}"
     sum=0
     for s in "${STEPS[@]}"; do [[ "${s%%|*}" =~ $c ]] && { IFS='|' read -r _ b _ <<<"$s"; sum=$((sum + b)); }; done
     [ "$sum" -gt 0 ] || continue
     flag=ok; [ $((sum + WHEEL_S)) -le $CALL_LIMIT ] || { flag="OVER"; over=1; }
-    printf '  device call --only %-32s %4s s + %s s wheels = %4s s of %s s: %s\n' "'$c'" "$sum" "$WHEEL_S" \
-      "$((sum + WHEEL_S))" "$CALL_LIMIT" "$flag"
+    printf '  device call --only %-32s %4s s + %s s wheels = %4s s of %s s: %s (carry ["%s"], GPU_WHEELS=%s)\n' \
+      "'$c'" "$sum" "$WHEEL_S" "$((sum + WHEEL_S))" "$CALL_LIMIT" "$flag" "${CALL_WHEELS[$ci]}" "${CALL_WHEELS[$ci]}"
   done
   if [ $((total + WHEEL_S)) -gt $CALL_LIMIT ]; then
     echo "  the selection exceeds one ${CALL_LIMIT}-s call: run it as the device calls above (--only)"
@@ -177,7 +179,7 @@ echo "gpu_check.sh on $CARD, $DATE; results in $OUT_DIR/gpu_check_${TAG}.*" | te
 
 need=()
 [ "$REHEARSE" = 1 ] || for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words \
-           torchao:torchao liger_kernel:liger-kernel; do
+           torchao:torchao liger_kernel:liger-kernel fastapi:fastapi uvicorn:uvicorn audiotsm:audiotsm; do
   "$PY" -c "import ${mod%%:*}" 2>/dev/null || need+=("${mod##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# Download the wheels scripts/gpu_check.sh needs on a GPU machine without network into .whl/
-# (or $GPU_WHEELS), for that machine's Python (default 3.12, x86-64 manylinux). Run it where PyPI
-# is reachable, then carry the folder with the working tree (device tool: carry [".whl"]).
-#   bash scripts/gpu_wheels.sh [PYTHON_VERSION]                # the tests' and benchmarks' wheels + liger-kernel
-#                                                              # (~48 MB): gpu_check.sh's first two calls
-#   bash scripts/gpu_wheels.sh --train-only [PYTHON_VERSION]   # torchao + liger-kernel only (~4 MB): the
-#                                                              # stage-2 calls (gpu_check.sh --only 'stage 2 ...')
-# Two folders because all of them with the working tree (~14 MiB) pass the device tool's 64 MiB carry
-# (torchao's wheel is 3.4 MB); --train-only writes .whl-train/ (carry [".whl-train"], GPU_WHEELS=.whl-train on the
-# GPU machine). It prints tree + wheels against 64 MiB.
+# Download the wheels scripts/gpu_check.sh needs on a GPU machine without network, for that machine's Python
+# (default 3.12, x86-64 manylinux). Run it where PyPI is reachable, then carry the folder with the working tree
+# (device tool: carry [".whl"]). The device tool carries at most 64 MiB (working tree ~14 MiB included), and
+# bitsandbytes alone is 41 MiB, so each of gpu_check.sh's device calls has its own folder:
+#   bash scripts/gpu_wheels.sh [PYTHON_VERSION]               # .whl (~9 MB): --only 'inference|HTTP' (the engine,
+#                                                             # SNAC, WER, the speech server: fastapi, uvicorn, ...)
+#   bash scripts/gpu_wheels.sh --tests [PYTHON_VERSION]       # .whl-tests (~49 MB): --only 'gpu tests|bench_train
+#                                                             # 3B|SNAC' (bitsandbytes for the 8-bit AdamW test)
+#   bash scripts/gpu_wheels.sh --train-only [PYTHON_VERSION]  # .whl-train (~4 MB): the stage-2 calls (torchao +
+#                                                             # liger-kernel)
+# On the GPU machine: GPU_WHEELS=<folder> bash scripts/gpu_check.sh --only '...' (--dry-run prints each call's
+# folder). It prints tree + wheels against 64 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRAIN_ONLY=0
-if [ "${1:-}" = "--train-only" ]; then TRAIN_ONLY=1; shift; fi
-DEST="${GPU_WHEELS:-$( [ "$TRAIN_ONLY" = 1 ] && echo .whl-train || echo .whl )}"  # both ignored by git
+KIND=inference
+case "${1:-}" in
+  --train-only) KIND=train; shift ;;
+  --tests) KIND=tests; shift ;;
+esac
+case "$KIND" in inference) DEFAULT=.whl ;; tests) DEFAULT=.whl-tests ;; train) DEFAULT=.whl-train ;; esac
+DEST="${GPU_WHEELS:-$DEFAULT}"  # all three ignored by git
 PYV="${1:-3.12}"
 PY="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 mkdir -p "$DEST"
@@ -27,15 +33,23 @@ download() {
 # liger-kernel 0.8.5 (0.9 MB, pure Python; needs torch and Triton, both on the GPU image). Pinned as in
 # helpers.train.memory (TORCHAO_VERSION, LIGER_VERSION).
 download liger-kernel==0.8.5
-if [ "$TRAIN_ONLY" = 1 ]; then
+if [ "$KIND" = train ]; then
   download torchao==0.18.0
 else
   # Pinned as in requirements*.txt (cffi/pycparser as the CPU venv resolves them: soundfile needs cffi,
   # which the GPU image lacks; num2words for the text frontend). snac's own dependency (einops) is on the GPU image already.
-  download snac==1.2.1 bitsandbytes==0.50.2 soundfile==0.13.1 soxr==0.5.0.post1 jiwer==4.0.0 rapidfuzz \
+  download snac==1.2.1 soundfile==0.13.1 soxr==0.5.0.post1 jiwer==4.0.0 rapidfuzz \
     cffi==2.1.1 pycparser==3.12 num2words==0.5.14
   # num2words needs docopt, published as an sdist only: build its (pure-Python) wheel here.
   "$PY" -m pip wheel --no-deps -q -w "$DEST" docopt==0.6.2
+  if [ "$KIND" = tests ]; then
+    download bitsandbytes==0.50.2  # 41 MiB: tests/test_gpu.py's bf16-mixed + 8-bit AdamW test
+  else
+    # The HF speech server (the HTTP step; helpers/infer/serve.py) as requirements-ci.txt pins it, with the
+    # dependencies the GPU image lacks (it has anyio, h11, click, annotated-doc, typing-extensions): ~3 MB.
+    download fastapi==0.163.2 starlette==1.10.0 uvicorn==0.54.0 pydantic==2.14.4 pydantic-core==2.50.5 \
+      annotated-types==0.8.0 typing-inspection==0.4.5 opentelemetry-api==1.45.3 audiotsm==0.1.2
+  fi
 fi
 du -sh "$DEST"
 # what the device tool carries: the tracked and untracked-but-not-ignored files, plus this folder

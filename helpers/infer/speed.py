@@ -54,11 +54,12 @@ class SpeedStream:
     ``flush()`` the rest. The pieces joined equal :func:`change_speed` of the whole input."""
 
     def __init__(self, speed: float):
-        from audiotsm.io.array import ArrayWriter
-
         self.speed = check_speed(speed)
-        self._tsm = _wsola(self.speed) if self.speed != 1.0 else None
-        self._writer_cls = ArrayWriter
+        self._tsm = self._writer_cls = None
+        if self.speed != 1.0:  # audiotsm only where audio is time-scaled (speed 1.0 passes pieces through)
+            from audiotsm.io.array import ArrayWriter
+
+            self._tsm, self._writer_cls = _wsola(self.speed), ArrayWriter
         self.n_in = self.n_out = 0
 
     def _take(self, reader, flush: bool) -> np.ndarray:

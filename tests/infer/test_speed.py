@@ -40,3 +40,20 @@ def test_speed_range(bad):
 
     with pytest.raises(ValueError):
         check_speed(bad)
+
+
+def test_speed_one_streams_without_audiotsm(monkeypatch):
+    """The speech server streams every request through SpeedStream; at speed 1.0 it must not need audiotsm
+    (the GPU image has none: gpu_check's HTTP step answered 500 on torch 2.11's replica)."""
+    import sys
+
+    from helpers.infer.speed import SpeedStream
+
+    monkeypatch.setitem(sys.modules, "audiotsm", None)  # import audiotsm -> ImportError
+    monkeypatch.setitem(sys.modules, "audiotsm.io.array", None)
+    x = _tone(0.5)
+    s = SpeedStream(1.0)
+    out = np.concatenate([s.push(x[:5000]), s.push(x[5000:]), s.flush()])
+    np.testing.assert_array_equal(out, x)
+    with pytest.raises(ImportError):
+        SpeedStream(1.5)
