@@ -175,10 +175,11 @@ def run_budget(args, config, device, tokens: int) -> dict:
             ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
             # (rows are exactly `tokens` long here: one shape per budget, as the recipe's bucketed rows)
             # labels stay on the CPU, as collate's in the recipe: counting targets then needs no GPU sync
-            ids, pos = ids.to(device), pos.to(device)
-            # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions
+            # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions.
+            # Checked and built from CPU tensors (as collate's in the recipe): no host sync per micro-batch
             amask = attention.packed_attention_mask(model, {"input_ids": ids, "position_ids": pos,
-                                                            "seq_lens": torch.tensor(lens, device=device)})
+                                                            "seq_lens": torch.tensor(lens)})
+            ids, pos = ids.to(device), pos.to(device)
             with autocast:
                 loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, attention_mask=amask,
                                              chunk_size=chunk, **attention.packed_kwargs(

@@ -208,7 +208,9 @@ def chunked_causal_lm_loss(hidden_states: torch.Tensor, lm_head_weight: torch.Te
             raise RuntimeError("use_liger=True needs the liger_kernel package and CUDA tensors")
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
-        total = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum")(
+        # accum_dtype fp32: the LM head's gradient summed over the token chunks in fp32, as _ChunkedLinearCE
+        # does (Liger's default sums a bf16 weight's gradient in bf16: ~8 bits lost over ~8 chunks of 1K tokens)
+        total = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum", accum_dtype=torch.float32)(
             lm_head_weight, hidden_states, labels.to(hidden_states.device)).float()
     elif n == 0:
         # Keep the graph connected so backward works and gives zero gradients.

@@ -560,7 +560,9 @@ class StageRecipe(StageStorage):
             else:
                 gnorm = torch.linalg.vector_norm(torch.stack(
                     [p.grad.detach().norm() for p in params if p.grad is not None]))
-            lr = self.scheduler.get_last_lr()[0]
+            # a float now: torchao's AdamW keeps its LR as a (CPU) tensor, which the scheduler fills in place;
+            # repr() of it would log "tensor(...)" in the metrics (float() of a CPU tensor does not sync the GPU)
+            lr = float(self.scheduler.get_last_lr()[0])
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
