@@ -244,14 +244,27 @@ def run_budget(args, config, device, tokens: int) -> dict:
         # BlockMask builder): recompiles should stay at a handful, not one per micro-batch
         **{f"compile_{k}": v for k, v in compile_counts().items()},
     }
-    if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
-        # the hfu under which the planner would have predicted this measurement (helpers.train.plan_gpus.CALIBRATIONS)
-        cal = plan_gpus.calibrate(pred_gpu, pred_tp.tokens_per_s, tps, pred_tp.compute_s / pred_tp.step_time_s,
-                                f"bench_train {result['date']} {card}, {tokens} tokens/step, {ran}")
-        result["calibrated_hfu"] = cal.hfu
-        result["planner_hfu"] = pred_gpu.hfu
+    if device.type == "cuda":
+        result.update(calibration_fields(pred_gpu, pred_tp, tps, f"bench_train {result['date']} {card}, "
+                                                                   f"{tokens} tokens/step, {ran}"))
     del model, opt
     return result
+
+
+def calibration_fields(gpu, predicted, measured_tokens_per_s: float, source: str) -> dict:
+    """``calibrated_hfu`` (the hfu under which the planner would have predicted this measurement:
+    :func:`helpers.train.plan_gpus.calibrate`) and ``planner_hfu`` for a known card; for a card the planner
+    borrows figures for (``assumed_compute``), nothing. A measurement the planner's model cannot explain
+    (faster than its non-compute time alone allows) gives ``calibration_error`` instead of raising: the
+    measurement itself is recorded either way (it ran minutes of a scarce GPU)."""
+    if isinstance(gpu, str) or gpu.assumed_compute:
+        return {}
+    try:
+        cal = plan_gpus.calibrate(gpu, predicted.tokens_per_s, measured_tokens_per_s,
+                                  predicted.compute_s / predicted.step_time_s, source)
+    except ValueError as e:
+        return {"calibrated_hfu": None, "planner_hfu": gpu.hfu, "calibration_error": str(e)}
+    return {"calibrated_hfu": cal.hfu, "planner_hfu": gpu.hfu}
 
 
 def _examples(n: int, vocab: int, seed: int, max_len: int):
@@ -585,12 +598,11 @@ def run_stage(args, config, device) -> dict:
                                  "planner_peak_gib": round(auto.plan.memory.peak / plan_model.GIB, 2)}
     except planner.NoFeasiblePlan as e:
         result["auto_config"] = {"error": str(e)[:200]}
-    if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
-        cal = plan_gpus.calibrate(pred_gpu, pred.tokens_per_s, tps, pred.compute_s / pred.step_time_s,
-                                  f"bench_train --stage {args.stage} {result['date']} {card}, "
-                                  f"accumulation {cfg.grad_accum}, {ran}, {cfg.optimizer} (fused {fused_on}), "
-                                  f"{compiled} compiled layers, kernels {args.kernels}")
-        result["calibrated_hfu"], result["planner_hfu"] = cal.hfu, pred_gpu.hfu
+    if device.type == "cuda":
+        result.update(calibration_fields(pred_gpu, pred, tps,
+                                         f"bench_train --stage {args.stage} {result['date']} {card}, "
+                                         f"accumulation {cfg.grad_accum}, {ran}, {cfg.optimizer} (fused {fused_on}), "
+                                         f"{compiled} compiled layers, kernels {args.kernels}"))
     del model, opt
     return result
 
@@ -712,9 +724,17 @@ def main(argv=None) -> int:
         return 0
     config = llama_config(args.model)
     if args.stage is not None:
-        r = run_stage(args, config, device)
+        try:
+            r = run_stage(args, config, device)
+        except torch.OutOfMemoryError as e:  # recorded like a measurement: which configuration did not fit
+            r = {"date": _dt.date.today().isoformat(), "card": peak_tflops(device)[0], "model": args.model,
+                 "stage": args.stage, "profile": args.profile, "memory_cap_gb": args.memory_cap_gb,
+                 "fused_optimizer": args.fused_optimizer, "compile_layers": args.compile_layers,
+                 "kernels": args.kernels, "optimizer": args.optimizer, "error": f"OOM: {str(e)[:300]}",
+                 "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / plan_model.GIB, 3)
+                 if device.type == "cuda" else None}
         _emit(r, f"stage {args.stage} ({args.profile} config) on {r['card']}", args.record, width=26)
-        return 0
+        return 1 if "error" in r else 0
     if args.grad_accum is None:
         args.grad_accum = 1
     if args.tokens_per_step is None:
