@@ -224,6 +224,15 @@ def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
 
 # ----------------------------------------------------------------------------- generation
 @torch.no_grad()
+def eager_stance():
+    """Context in which every torch.compile'd function runs its original eager code (torch.compiler's
+    "force_eager" stance): evaluation and generation. Why: regionally compiled decoder layers
+    (StageConfig.compile_layers) hold graphs for training; generation would recompile them for eval mode,
+    the KV cache and every layer index (measured on CPU: one sample from a 10-layer model hit dynamo's
+    recompile limit of 8), and held-out rows are not padded to the training buckets."""
+    return torch.compiler.set_stance("force_eager")
+
+
 def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_frames: int,
                    constrained: bool = False):
     """Greedy continuation of ``prompt`` until ``<|audio_end|>``; returns (codes, RepairReport).
@@ -250,9 +259,10 @@ def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_fr
         v = model.get_output_embeddings().weight.shape[0]
         kw["logits_processor"] = LogitsProcessorList(
             [FrameGrammar(layout, v, prompt_length=ids.shape[1], max_frames=max_new_frames)])
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                         max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
-                         pad_token_id=layout.pad_id, **kw)
+    with eager_stance():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
+                             pad_token_id=layout.pad_id, **kw)
     model.train(was_training)
     if kernel == "flex_attention":
         model.set_attn_implementation(kernel)
@@ -657,7 +667,7 @@ class StageRecipe(StageStorage):
         total, n = 0.0, 0
         try:
             for b in bins:
-                with self._autocast():
+                with self._autocast(), eager_stance():  # compiled layers: no eval-mode recompiles
                     s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
                 total, n = total + float(s), n + k
         finally:

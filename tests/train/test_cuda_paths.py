@@ -167,3 +167,38 @@ def test_bench_calibration_records_instead_of_raising():
     unknown = plan_gpus.match_gpu("NVIDIA B300", 200e9)
     assert unknown.assumed_compute and bench_train.calibration_fields(unknown, tp, 12_000.0, "test") == {}
     assert bench_train.calibration_fields("A100-40GB", tp, 12_000.0, "test") == {}  # CPU runs: a GPU name only
+
+
+def test_evaluation_runs_compiled_layers_eagerly():
+    """The recipe's evaluation sample (generate_codes) and held-out loss on a model whose layers are compiled
+    (compile_layers, which only CUDA runs in the recipe: on the CPU its attention refuses). Without the eager
+    stance generation recompiles the layers for eval mode, the KV cache and each layer index (measured: a
+    10-layer model hit dynamo's recompile limit of 8 in one sample); with it nothing compiles, the tokens equal
+    the uncompiled model's, and the next training step still runs the training graph without recompiling."""
+    from tiny_export import extended_tiny
+
+    from helpers.train.recipe import eager_stance, generate_codes
+
+    torch._dynamo.reset()
+    model, _, layout = extended_tiny(0)
+    model.set_attn_implementation("sdpa")
+    model.config.use_cache = True
+    plain = copy.deepcopy(model)
+    mem.compile_layers(model, backend="aot_eager")
+    rng = np.random.default_rng(0)
+    batch = collate([_ex(rng, n, model.config.vocab_size) for n in (30, 20)])
+    model.train()
+    loss, n = packed_loss_sum(model, batch, 16)
+    (loss / n).backward()
+    before = compile_counts()
+    prompt = [int(t) for t in rng.integers(0, layout.audio_start_id, 9)] + [layout.audio_start_id]
+    codes, _ = generate_codes(model, layout, prompt, 3, constrained=True)
+    ref, _ = generate_codes(plain, layout, prompt, 3, constrained=True)
+    assert all(np.array_equal(a, b) for a, b in zip(codes, ref)) and codes[0].size == 3
+    with torch.no_grad(), eager_stance():
+        packed_loss_sum(model.eval(), batch, 16)
+    assert compile_counts() == before, (before, compile_counts())
+    model.train()
+    loss, n = packed_loss_sum(model, batch, 16)
+    (loss / n).backward()
+    assert compile_counts() == before
