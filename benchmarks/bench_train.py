@@ -236,7 +236,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
             shape, ran, tokens, max(1, int(round(mean_span)))) / 1e9, 3), "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
         "tokens_per_s": round(tps, 1), "mfu": None if mfu is None else round(mfu, 4),
         "model_flops_per_token": flops_tok, "peak_memory_gib": round(peak_mem / plan_model.GIB, 3),
-        "peak_memory_kind": mem_kind, "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
+        "peak_memory_kind": mem_kind, "peak_reserved_gib": _peak_reserved_gib(device),
+        "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
         "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
         "torch": torch.__version__,
@@ -249,6 +250,15 @@ def run_budget(args, config, device, tokens: int) -> dict:
                                                                    f"{tokens} tokens/step, {ran}"))
     del model, opt
     return result
+
+
+def _peak_reserved_gib(device: torch.device) -> float | None:
+    """Peak of what the caching allocator held from the GPU (GiB; None on the CPU). The memory cap
+    (set_per_process_memory_fraction) and an out-of-memory error act on this, not on the allocated peak:
+    the gap is fragmentation, which a 40 GB card must hold too."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_reserved(device) / plan_model.GIB, 3)
 
 
 def calibration_fields(gpu, predicted, measured_tokens_per_s: float, source: str) -> dict:
@@ -580,7 +590,7 @@ def run_stage(args, config, device) -> dict:
         "mfu": round(tps * flops_model / (peak * 1e12), 4) if peak else None,
         "hfu": round(tps * pred.hardware_flops_per_token / (peak * 1e12), 4) if peak else None,
         "peak_memory_gib": round(peak_mem / plan_model.GIB, 3), "peak_memory_kind": mem_kind,
-        "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
+        "peak_reserved_gib": _peak_reserved_gib(device), "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
         "planner_tokens_per_s": round(pred.tokens_per_s, 1), "planner_mfu": round(pred.mfu, 4),
         "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_step_s": round(pred.step_time_s, 4), "planner_optimizer_s": round(pred.optimizer_s, 4),
