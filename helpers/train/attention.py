@@ -230,11 +230,9 @@ def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None, *, 
     ``seq_lens``: the row's example lengths (``collate(...)["seq_lens"]``); N = their sum.
     Shape (1, 1, N, N) in 128-token blocks; blocks wholly across two examples are skipped by
     the kernel, which is where the per-document saving comes from. ``compiled``: build it with
-    ``create_block_mask(_compile=True)`` (None: on CUDA; the CPU tests force it to prove the
+    ``torch.compile(create_block_mask)`` (None: on CUDA; the CPU tests force it to prove the
     compiled builder gives the eager mask).
     """
-    from torch.nn.attention.flex_attention import create_block_mask
-
     doc = document_ids(seq_lens, device)
     n = int(doc.numel())
 
@@ -245,8 +243,20 @@ def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None, *, 
     # helpers.train.packing.bucket_length, so a handful); eager on CPU, where compiling costs more than it saves.
     if compiled is None:
         compiled = doc.device.type == "cuda"
-    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device,
-                             _compile=bool(compiled))
+    return _block_mask_builder(bool(compiled))(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device)
+
+
+def _block_mask_builder(compiled: bool):
+    """``create_block_mask``, or it under ``torch.compile`` (built once per process). What its ``_compile=True``
+    does, which torch 2.11 deprecates in favour of this (DeprecationWarning on every row, measured on the H200)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if not compiled:
+        return create_block_mask
+    fn = _COMPILED.get("create_block_mask")
+    if fn is None:
+        fn = _COMPILED["create_block_mask"] = torch.compile(create_block_mask)
+    return fn
 
 
 def packed_attention_mask(model, batch: dict):
