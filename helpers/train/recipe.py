@@ -223,7 +223,6 @@ def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
 
 
 # ----------------------------------------------------------------------------- generation
-@torch.no_grad()
 def eager_stance():
     """Context in which every torch.compile'd function runs its original eager code (torch.compiler's
     "force_eager" stance): evaluation and generation. Why: regionally compiled decoder layers
@@ -233,6 +232,7 @@ def eager_stance():
     return torch.compiler.set_stance("force_eager")
 
 
+@torch.no_grad()
 def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_frames: int,
                    constrained: bool = False):
     """Greedy continuation of ``prompt`` until ``<|audio_end|>``; returns (codes, RepairReport).
