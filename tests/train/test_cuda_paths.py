@@ -7,6 +7,9 @@ CUDA branch forced, so a crash on first GPU contact shows here first:
   one, compiles once for rows of one length, and is built from CPU lengths (no host sync on a GPU);
 - FlexAttention under bf16 autocast (precision="bf16-mixed" on CUDA) gets query, key and value in one dtype
   (RoPE's fp32 cos/sin would make query and key fp32 beside a bf16 value), eager and inside compiled layers;
+- FlexAttention lowered by inductor inside the compiled layers (forward: no CPU flex backward), the reference
+  loss over rows of several lengths and BlockMasks, one graph plus one dynamic recompile;
+- the recipe's evaluation and sample generation on compiled layers run eagerly (no recompile storm);
 - regional compilation with inductor (the CUDA backend; Triton there, C++ here) with selective activation
   checkpointing in a pure-bf16 model: the reference loss and gradients, one graph for every layer, no
   recompile on the next row;
@@ -208,3 +211,27 @@ def test_evaluation_runs_compiled_layers_eagerly():
     loss, n = packed_loss_sum(model, batch, 16)
     (loss / n).backward()
     assert compile_counts() == before
+
+
+def test_flex_attention_inside_inductor_compiled_layers_forward():
+    """CUDA's compile_layers path with FlexAttention: inductor lowers flex_attention inside each layer's graph
+    (transformers calls the raw flex_attention while dynamo traces). Forward only (no CPU flex backward): the
+    packed loss equals the per-document SDPA's on rows of three lengths (1e-5 relative, fp32), one graph serves
+    both layers, new BlockMasks of the same length reuse it, and a new length recompiles once (dynamic)."""
+    torch._dynamo.reset()
+    model = _llama(2)
+    ref = copy.deepcopy(model)
+    attention.set_kernel(model, "flex_attention")
+    attention.set_kernel(ref, "sdpa")
+    model.eval(), ref.eval()
+    assert mem.compile_layers(model, backend="inductor") == 2
+    rng = np.random.default_rng(1)
+    before = compile_counts()
+    for lens in ((40, 70, 18), (60, 50, 18), (100, 100, 56), (300, 84)):
+        batch = collate([_ex(rng, n) for n in lens])
+        with torch.no_grad():
+            flex, _ = packed_loss_sum(model, batch, 32)
+            sdpa, _ = packed_loss_sum(ref, batch, 32)
+        assert float(flex) == pytest.approx(float(sdpa), rel=1e-5), lens
+    after = compile_counts()
+    assert after["graphs"] - before["graphs"] == 2 and after["recompiles"] - before["recompiles"] == 1, (before, after)
