@@ -471,6 +471,8 @@ def run_stage(args, config, device) -> dict:
                               ("max_seq_len", args.tokens_per_step[0] if args.tokens_per_step else None)) if v}
     if args.optimizer != "auto":  # e.g. adamw_bf16_torchao beside the planned BF16AdamW (same memory model)
         over["optimizer"] = args.optimizer
+    if args.attention != "auto":  # the packed-row kernel (was ignored with --stage: the plan's ran instead)
+        over["attention"] = args.attention
     cfg = replace(cfg, **over)
     plan_t = replace(plan.train, tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum)
     if cfg.deepspeed is not None:
