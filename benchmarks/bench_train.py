@@ -471,10 +471,21 @@ def run_stage(args, config, device) -> dict:
                               ("max_seq_len", args.tokens_per_step[0] if args.tokens_per_step else None)) if v}
     if args.optimizer != "auto":  # e.g. adamw_bf16_torchao beside the planned BF16AdamW (same memory model)
         over["optimizer"] = args.optimizer
-    if args.attention != "auto":  # the packed-row kernel (was ignored with --stage: the plan's ran instead)
+    # (these were ignored with --stage: the plan's values ran instead of what was asked)
+    if args.attention != "auto":  # the packed-row kernel
         over["attention"] = args.attention
+    if args.checkpointing != "auto":
+        over["checkpointing"] = args.checkpointing
+    if args.ce_chunk is not None:
+        over["ce_chunk"] = args.ce_chunk
     cfg = replace(cfg, **over)
     plan_t = replace(plan.train, tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum)
+    if "checkpointing" in over:  # the planner predicts what runs
+        plan_t = replace(plan_t, checkpointing=cfg.checkpointing,
+                         checkpointed_layers=plan_t.checkpointed_layers if cfg.checkpointing == "selective" else None)
+    if "ce_chunk" in over:
+        plan_t = replace(plan_t, **({"ce": "chunked", "ce_chunk_tokens": cfg.ce_chunk} if cfg.ce_chunk > 0
+                                    else {"ce": "full"}))
     if cfg.deepspeed is not None:
         raise SystemExit(f"the plan for {args.plan_gpu} needs DeepSpeed ({cfg.deepspeed}); this benchmark is single-GPU")
     dtype = getattr(torch, cfg.model_dtype)
