@@ -472,7 +472,10 @@ def compile_layers(model, *, backend: str = "inductor", dynamic: bool | None = N
     autograd Function, FlexAttention's BlockMask building, HF's checkpointing wrapper) stay eager.
     Inductor fuses each layer's RMSNorms, RoPE, SwiGLU and residual adds into a few kernels around
     the matmuls and the attention kernel. Activation checkpointing still works: HF's checkpoint wrapper
-    calls the compiled layer, and the recompute runs the same compiled graph.
+    calls the compiled layer, and the recompute runs the same compiled graph (tests/train/test_cuda_paths.py:
+    inductor on the CPU, 12 layers with the lower half checkpointed, one graph). Evaluation and sample
+    generation run the layers eagerly (:func:`helpers.train.recipe.eager_stance`): generation would recompile
+    them per layer index and cache state.
 
     ``backend``: ``"inductor"`` (Triton kernels on CUDA); ``"aot_eager"`` traces and partitions
     forward/backward like inductor but runs eager kernels — what the CPU tests use to prove the
