@@ -139,7 +139,7 @@ def _compiled_document_sdpa():
     return fn
 
 
-def flex_attention_forward(module, query, key, value, attention_mask, **kwargs):
+def flex_attention_forward(module, query, key, value, *args, **kwargs):
     """transformers' FlexAttention forward with query, key and value in autocast's dtype when autocast is on.
 
     Why: under bf16 autocast with an fp32 model (precision="bf16-mixed") LLaMA's RoPE multiplies the bf16
@@ -155,7 +155,7 @@ def flex_attention_forward(module, query, key, value, attention_mask, **kwargs):
         dtype = torch.get_autocast_dtype(device)
         query, key, value = (t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
                              for t in (query, key, value))
-    return hf_flex.flex_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return hf_flex.flex_attention_forward(module, query, key, value, *args, **kwargs)
 
 
 def _register_flex_autocast() -> None:
