@@ -480,7 +480,7 @@ def test_compiled_decoder_layers_match_eager_on_cuda():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_liger_kernels_match_the_reference_on_cuda(dtype):
+def test_liger_kernels_match_the_reference_on_cuda(dtype, monkeypatch):
     """memory.apply_kernels(model, "liger") (Liger-Kernel's RMSNorm, SwiGLU, RoPE and fused linear CE) on a tiny
     LLaMA with FlexAttention and packed rows, against the same weights without it. Tolerances: fp32 — loss within
     1e-4 relative, every parameter's gradient within 1e-3 relative norm (the kernels reassociate the same sums);
@@ -504,10 +504,20 @@ def test_liger_kernels_match_the_reference_on_cuda(dtype):
         attention.set_kernel(m, "flex_attention")
         return m
 
+    from transformers.models.llama import modeling_llama
+
     ref = build()
     model = build()
     model.load_state_dict(ref.state_dict())
+    # the reference runs HF's own RoPE: apply_kernels replaces the module-level function (for CUDA tensors) for the
+    # whole process, so after it (or after the first parametrisation) every CUDA LLaMA would run Liger's RoPE
+    hf_rope = getattr(modeling_llama.apply_rotary_pos_emb, "_helpers_original", modeling_llama.apply_rotary_pos_emb)
+    with monkeypatch.context() as mp:
+        mp.setattr(modeling_llama, "apply_rotary_pos_emb", hf_rope)
+        loss_ref, n = packed_loss_sum(ref, batch, 32)
+        (loss_ref / n).backward()
     done = memory.apply_kernels(model, "liger")
+    assert modeling_llama.apply_rotary_pos_emb._helpers_original is hf_rope
     assert memory.applied_kernels(model) == "liger" and any("RMSNorm" in d for d in done)
     def impl(module):  # the module that defines the forward this instance runs
         return module.forward.__func__.__module__
@@ -516,11 +526,9 @@ def test_liger_kernels_match_the_reference_on_cuda(dtype):
     plain = build()  # built after: the patch was per instance
     assert memory.applied_kernels(plain) == "none" and "liger_kernel" not in impl(plain.model.layers[0].mlp)
     assert "liger_kernel" not in impl(plain.model.layers[0].input_layernorm)
-    losses = []
-    for m in (ref, model):
-        loss, n = packed_loss_sum(m, batch, 32)
-        (loss / n).backward()
-        losses.append(float(loss))
+    loss, n = packed_loss_sum(model, batch, 32)
+    (loss / n).backward()
+    losses = [float(loss_ref), float(loss)]
     loss_tol, grad_tol = (1e-4, 1e-3) if dtype == torch.float32 else (1e-2, 5e-2)
     assert losses[1] == pytest.approx(losses[0], rel=loss_tol)
     worst = 0.0
