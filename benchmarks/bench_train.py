@@ -175,10 +175,11 @@ def run_budget(args, config, device, tokens: int) -> dict:
             ids, labels, pos, lens = packed_batch(config.vocab_size, tokens, tuple(args.doc_tokens), gen)
             # (rows are exactly `tokens` long here: one shape per budget, as the recipe's bucketed rows)
             # labels stay on the CPU, as collate's in the recipe: counting targets then needs no GPU sync
-            ids, pos = ids.to(device), pos.to(device)
-            # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions
+            # flex_attention: the row's document BlockMask (per-document work); sdpa / flash: from positions.
+            # Checked and built from CPU tensors (as collate's in the recipe): no host sync per micro-batch
             amask = attention.packed_attention_mask(model, {"input_ids": ids, "position_ids": pos,
-                                                            "seq_lens": torch.tensor(lens, device=device)})
+                                                            "seq_lens": torch.tensor(lens)})
+            ids, pos = ids.to(device), pos.to(device)
             with autocast:
                 loss, n = mem.causal_lm_loss(model, ids, labels, position_ids=pos, attention_mask=amask,
                                              chunk_size=chunk, **attention.packed_kwargs(
@@ -235,7 +236,8 @@ def run_budget(args, config, device, tokens: int) -> dict:
             shape, ran, tokens, max(1, int(round(mean_span)))) / 1e9, 3), "mean_doc_tokens": round(mean_span, 1), "last_loss": round(last, 4),
         "tokens_per_s": round(tps, 1), "mfu": None if mfu is None else round(mfu, 4),
         "model_flops_per_token": flops_tok, "peak_memory_gib": round(peak_mem / plan_model.GIB, 3),
-        "peak_memory_kind": mem_kind, "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
+        "peak_memory_kind": mem_kind, "peak_reserved_gib": _peak_reserved_gib(device),
+        "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
         "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_tokens_per_s": round(pred_tp.tokens_per_s, 1), "planner_mfu": round(pred_tp.mfu, 4),
         "torch": torch.__version__,
@@ -243,14 +245,36 @@ def run_budget(args, config, device, tokens: int) -> dict:
         # BlockMask builder): recompiles should stay at a handful, not one per micro-batch
         **{f"compile_{k}": v for k, v in compile_counts().items()},
     }
-    if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
-        # the hfu under which the planner would have predicted this measurement (helpers.train.plan_gpus.CALIBRATIONS)
-        cal = plan_gpus.calibrate(pred_gpu, pred_tp.tokens_per_s, tps, pred_tp.compute_s / pred_tp.step_time_s,
-                                f"bench_train {result['date']} {card}, {tokens} tokens/step, {ran}")
-        result["calibrated_hfu"] = cal.hfu
-        result["planner_hfu"] = pred_gpu.hfu
+    if device.type == "cuda":
+        result.update(calibration_fields(pred_gpu, pred_tp, tps, f"bench_train {result['date']} {card}, "
+                                                                   f"{tokens} tokens/step, {ran}"))
     del model, opt
     return result
+
+
+def _peak_reserved_gib(device: torch.device) -> float | None:
+    """Peak of what the caching allocator held from the GPU (GiB; None on the CPU). The memory cap
+    (set_per_process_memory_fraction) and an out-of-memory error act on this, not on the allocated peak:
+    the gap is fragmentation, which a 40 GB card must hold too."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_reserved(device) / plan_model.GIB, 3)
+
+
+def calibration_fields(gpu, predicted, measured_tokens_per_s: float, source: str) -> dict:
+    """``calibrated_hfu`` (the hfu under which the planner would have predicted this measurement:
+    :func:`helpers.train.plan_gpus.calibrate`) and ``planner_hfu`` for a known card; for a card the planner
+    borrows figures for (``assumed_compute``), nothing. A measurement the planner's model cannot explain
+    (faster than its non-compute time alone allows) gives ``calibration_error`` instead of raising: the
+    measurement itself is recorded either way (it ran minutes of a scarce GPU)."""
+    if isinstance(gpu, str) or gpu.assumed_compute:
+        return {}
+    try:
+        cal = plan_gpus.calibrate(gpu, predicted.tokens_per_s, measured_tokens_per_s,
+                                  predicted.compute_s / predicted.step_time_s, source)
+    except ValueError as e:
+        return {"calibrated_hfu": None, "planner_hfu": gpu.hfu, "calibration_error": str(e)}
+    return {"calibrated_hfu": cal.hfu, "planner_hfu": gpu.hfu}
 
 
 def _examples(n: int, vocab: int, seed: int, max_len: int):
@@ -447,8 +471,21 @@ def run_stage(args, config, device) -> dict:
                               ("max_seq_len", args.tokens_per_step[0] if args.tokens_per_step else None)) if v}
     if args.optimizer != "auto":  # e.g. adamw_bf16_torchao beside the planned BF16AdamW (same memory model)
         over["optimizer"] = args.optimizer
+    # (these were ignored with --stage: the plan's values ran instead of what was asked)
+    if args.attention != "auto":  # the packed-row kernel
+        over["attention"] = args.attention
+    if args.checkpointing != "auto":
+        over["checkpointing"] = args.checkpointing
+    if args.ce_chunk is not None:
+        over["ce_chunk"] = args.ce_chunk
     cfg = replace(cfg, **over)
     plan_t = replace(plan.train, tokens_per_step=cfg.max_seq_len, grad_accum=cfg.grad_accum)
+    if "checkpointing" in over:  # the planner predicts what runs
+        plan_t = replace(plan_t, checkpointing=cfg.checkpointing,
+                         checkpointed_layers=plan_t.checkpointed_layers if cfg.checkpointing == "selective" else None)
+    if "ce_chunk" in over:
+        plan_t = replace(plan_t, **({"ce": "chunked", "ce_chunk_tokens": cfg.ce_chunk} if cfg.ce_chunk > 0
+                                    else {"ce": "full"}))
     if cfg.deepspeed is not None:
         raise SystemExit(f"the plan for {args.plan_gpu} needs DeepSpeed ({cfg.deepspeed}); this benchmark is single-GPU")
     dtype = getattr(torch, cfg.model_dtype)
@@ -566,7 +603,7 @@ def run_stage(args, config, device) -> dict:
         "mfu": round(tps * flops_model / (peak * 1e12), 4) if peak else None,
         "hfu": round(tps * pred.hardware_flops_per_token / (peak * 1e12), 4) if peak else None,
         "peak_memory_gib": round(peak_mem / plan_model.GIB, 3), "peak_memory_kind": mem_kind,
-        "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
+        "peak_reserved_gib": _peak_reserved_gib(device), "planner_gpu": pred_gpu if isinstance(pred_gpu, str) else pred_gpu.name,
         "planner_tokens_per_s": round(pred.tokens_per_s, 1), "planner_mfu": round(pred.mfu, 4),
         "planner_peak_gib": round(pred_mem / plan_model.GIB, 3),
         "planner_step_s": round(pred.step_time_s, 4), "planner_optimizer_s": round(pred.optimizer_s, 4),
@@ -584,12 +621,11 @@ def run_stage(args, config, device) -> dict:
                                  "planner_peak_gib": round(auto.plan.memory.peak / plan_model.GIB, 2)}
     except planner.NoFeasiblePlan as e:
         result["auto_config"] = {"error": str(e)[:200]}
-    if device.type == "cuda" and not isinstance(pred_gpu, str) and not pred_gpu.assumed_compute:
-        cal = plan_gpus.calibrate(pred_gpu, pred.tokens_per_s, tps, pred.compute_s / pred.step_time_s,
-                                  f"bench_train --stage {args.stage} {result['date']} {card}, "
-                                  f"accumulation {cfg.grad_accum}, {ran}, {cfg.optimizer} (fused {fused_on}), "
-                                  f"{compiled} compiled layers, kernels {args.kernels}")
-        result["calibrated_hfu"], result["planner_hfu"] = cal.hfu, pred_gpu.hfu
+    if device.type == "cuda":
+        result.update(calibration_fields(pred_gpu, pred, tps,
+                                         f"bench_train --stage {args.stage} {result['date']} {card}, "
+                                         f"accumulation {cfg.grad_accum}, {ran}, {cfg.optimizer} (fused {fused_on}), "
+                                         f"{compiled} compiled layers, kernels {args.kernels}"))
     del model, opt
     return result
 
@@ -711,9 +747,17 @@ def main(argv=None) -> int:
         return 0
     config = llama_config(args.model)
     if args.stage is not None:
-        r = run_stage(args, config, device)
+        try:
+            r = run_stage(args, config, device)
+        except torch.OutOfMemoryError as e:  # recorded like a measurement: which configuration did not fit
+            r = {"date": _dt.date.today().isoformat(), "card": peak_tflops(device)[0], "model": args.model,
+                 "stage": args.stage, "profile": args.profile, "memory_cap_gb": args.memory_cap_gb,
+                 "fused_optimizer": args.fused_optimizer, "compile_layers": args.compile_layers,
+                 "kernels": args.kernels, "optimizer": args.optimizer, "error": f"OOM: {str(e)[:300]}",
+                 "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / plan_model.GIB, 3)
+                 if device.type == "cuda" else None}
         _emit(r, f"stage {args.stage} ({args.profile} config) on {r['card']}", args.record, width=26)
-        return 0
+        return 1 if "error" in r else 0
     if args.grad_accum is None:
         args.grad_accum = 1
     if args.tokens_per_step is None:

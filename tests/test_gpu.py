@@ -81,6 +81,43 @@ def test_packed_equals_unpacked_losses_and_gradients_on_cuda(kernel):
     assert worst < (5e-2 if dtype == torch.bfloat16 else 1e-3), f"{kernel}: gradient rel. error {worst:.2e}"
 
 
+def test_flex_attention_under_bf16_autocast_on_cuda(monkeypatch):
+    """precision="bf16-mixed": an fp32 model under bf16 autocast with FlexAttention (transformers' compiled
+    flex_attention). RoPE's fp32 cos/sin make query and key fp32 beside a bf16 value; through
+    attention.set_kernel all three reach the kernel in bf16 (refused, or fp32 kernels, otherwise), and the loss
+    and gradients match the per-document SDPA under the same autocast (bf16: loss 1e-2, gradients 5e-2 relative)."""
+    import transformers.integrations.flex_attention as hf_flex
+
+    from helpers.train import attention
+    from helpers.tiny_models import build_tiny_llama
+    from helpers.train.packing import collate
+    from helpers.train.recipe import packed_loss_sum
+
+    seen = []
+    forward = hf_flex.flex_attention_forward
+
+    def spy(module, q, k, v, *args, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return forward(module, q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(hf_flex, "flex_attention_forward", spy)
+    rng = np.random.default_rng(5)
+    batch = collate([_ex(rng, n, 300) for n in (300, 45, 129, 200)])
+    results = []
+    for kernel in ("flex_attention", "sdpa"):
+        model = build_tiny_llama(300, seed=5).to(CUDA).train()
+        attention.set_kernel(model, kernel)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss, n = packed_loss_sum(model, batch, 64)
+        (loss / n).backward()
+        results.append((float(loss), [p.grad.float().clone() for p in model.parameters()]))
+    assert seen and set(seen) == {(torch.bfloat16,) * 3}, seen
+    (flex, g_flex), (sdpa, g_sdpa) = results
+    assert flex == pytest.approx(sdpa, rel=1e-2)
+    worst = max(float((a - b).norm() / (b.norm() + 1e-12)) for a, b in zip(g_flex, g_sdpa))
+    assert worst < 5e-2, f"flex vs sdpa under autocast: gradient rel. error {worst:.2e}"
+
+
 # ----------------------------------------------------------------------------- precision and optimizers
 def test_bf16_mixed_autocast_with_bitsandbytes_8bit_trains():
     """The A100-80GB plan: fp32 parameters, bf16 autocast, bitsandbytes AdamW8bit states."""
@@ -173,10 +210,13 @@ def test_chunked_ce_equals_full_ce_on_cuda():
 
 
 # ----------------------------------------------------------------------------- exact resume on CUDA
-@pytest.mark.parametrize("attention_kernel", ["sdpa", "auto"])
-def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory, attention_kernel):
+@pytest.mark.parametrize("attention_kernel,optimizer", [("sdpa", "adamw_torch"), ("auto", "adamw_torch"),
+                                                        ("auto", "adamw_bf16_stochastic")])
+def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory, attention_kernel, optimizer):
     """Deterministic settings (torch.use_deterministic_algorithms + CUBLAS_WORKSPACE_CONFIG): two runs of
-    the recipe on CUDA give the same loss bits, and a run resumed from its step-3 checkpoint lands on them."""
+    the recipe on CUDA give the same loss bits, and a run resumed from its step-3 checkpoint lands on them.
+    ``adamw_bf16_stochastic``: Colab's stage-2 optimizer on a pure-bf16 model, BF16AdamW with its compiled
+    update (fused="auto" on CUDA): moments, rounding-noise generators (CUDA) and weights after the resume."""
     import shutil
 
     from helpers.train import checkpoints as ckpt
@@ -195,6 +235,8 @@ def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory
               eval_every=0, keep_last=3, progress=False, reference_prob=0.5, eval_fraction=0.0,
               precision="fp32", optimizer="adamw_torch", optimizer_state="fp32", checkpointing="none", ce_chunk=0,
               selective_every=2, attention=attention_kernel)
+    if optimizer == "adamw_bf16_stochastic":
+        kw.update(precision="bf16-pure", optimizer=optimizer, optimizer_state="bf16", learning_rate=2e-4)
 
     def run(stage):
         m, t = models.load_stage(root / "stage1")
@@ -221,6 +263,11 @@ def test_two_cuda_runs_give_the_same_losses_and_resume_is_exact(tmp_path_factory
         assert losses(a) == straight
         got = rc.model.state_dict()
         assert all(torch.equal(weights[k], got[k]) for k in weights)
+        if optimizer == "adamw_bf16_stochastic":
+            assert rc.optimizer.fused == "auto" and getattr(rc.optimizer, "_generators")
+            assert all(str(k).startswith("cuda") for k in rc.optimizer._generators)  # the noise stream is the GPU's
+            for p, st in rc.optimizer.state.items():
+                assert st["exp_avg"].dtype == torch.bfloat16 and st["exp_avg"].device == p.device
     finally:
         torch.use_deterministic_algorithms(False)
 
@@ -480,7 +527,7 @@ def test_compiled_decoder_layers_match_eager_on_cuda():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_liger_kernels_match_the_reference_on_cuda(dtype):
+def test_liger_kernels_match_the_reference_on_cuda(dtype, monkeypatch):
     """memory.apply_kernels(model, "liger") (Liger-Kernel's RMSNorm, SwiGLU, RoPE and fused linear CE) on a tiny
     LLaMA with FlexAttention and packed rows, against the same weights without it. Tolerances: fp32 — loss within
     1e-4 relative, every parameter's gradient within 1e-3 relative norm (the kernels reassociate the same sums);
@@ -504,10 +551,20 @@ def test_liger_kernels_match_the_reference_on_cuda(dtype):
         attention.set_kernel(m, "flex_attention")
         return m
 
+    from transformers.models.llama import modeling_llama
+
     ref = build()
     model = build()
     model.load_state_dict(ref.state_dict())
+    # the reference runs HF's own RoPE: apply_kernels replaces the module-level function (for CUDA tensors) for the
+    # whole process, so after it (or after the first parametrisation) every CUDA LLaMA would run Liger's RoPE
+    hf_rope = getattr(modeling_llama.apply_rotary_pos_emb, "_helpers_original", modeling_llama.apply_rotary_pos_emb)
+    with monkeypatch.context() as mp:
+        mp.setattr(modeling_llama, "apply_rotary_pos_emb", hf_rope)
+        loss_ref, n = packed_loss_sum(ref, batch, 32)
+        (loss_ref / n).backward()
     done = memory.apply_kernels(model, "liger")
+    assert modeling_llama.apply_rotary_pos_emb._helpers_original is hf_rope
     assert memory.applied_kernels(model) == "liger" and any("RMSNorm" in d for d in done)
     def impl(module):  # the module that defines the forward this instance runs
         return module.forward.__func__.__module__
@@ -516,11 +573,9 @@ def test_liger_kernels_match_the_reference_on_cuda(dtype):
     plain = build()  # built after: the patch was per instance
     assert memory.applied_kernels(plain) == "none" and "liger_kernel" not in impl(plain.model.layers[0].mlp)
     assert "liger_kernel" not in impl(plain.model.layers[0].input_layernorm)
-    losses = []
-    for m in (ref, model):
-        loss, n = packed_loss_sum(m, batch, 32)
-        (loss / n).backward()
-        losses.append(float(loss))
+    loss, n = packed_loss_sum(model, batch, 32)
+    (loss / n).backward()
+    losses = [float(loss_ref), float(loss)]
     loss_tol, grad_tol = (1e-4, 1e-3) if dtype == torch.float32 else (1e-2, 5e-2)
     assert losses[1] == pytest.approx(losses[0], rel=loss_tol)
     worst = 0.0

@@ -139,6 +139,33 @@ def _compiled_document_sdpa():
     return fn
 
 
+def flex_attention_forward(module, query, key, value, *args, **kwargs):
+    """transformers' FlexAttention forward with query, key and value in autocast's dtype when autocast is on.
+
+    Why: under bf16 autocast with an fp32 model (precision="bf16-mixed") LLaMA's RoPE multiplies the bf16
+    projections by fp32 cos/sin, so query and key reach the attention as fp32 and value as bf16. SDPA is an
+    autocast op and casts all three to bf16; flex_attention is a higher-order op that, depending on the torch
+    release, either refuses mixed dtypes or runs its kernels in fp32 (silently several times slower). Casting
+    here makes it compute what SDPA computes under autocast. Outside autocast (pure bf16, fp32) nothing is cast.
+    """
+    from transformers.integrations import flex_attention as hf_flex
+
+    device = query.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+        query, key, value = (t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+                             for t in (query, key, value))
+    return hf_flex.flex_attention_forward(module, query, key, value, *args, **kwargs)
+
+
+def _register_flex_autocast() -> None:
+    """Route transformers' "flex_attention" through :func:`flex_attention_forward` (process-wide: the
+    cast is a no-op outside autocast, so every other user of the name computes as before)."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("flex_attention", flex_attention_forward)
+
+
 def _register_sdpa_documents() -> None:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
@@ -159,7 +186,8 @@ def set_kernel(model, kernel: str, *, compiled: bool = False) -> str:
     ``"sdpa"`` installs :data:`SDPA_DOCUMENTS` (SDPA per document when a packed row's ``doc_lens``
     are passed, see :func:`packed_kwargs`; plain SDPA otherwise); ``compiled=True`` runs its
     per-document calls through ``torch.compile(dynamic=True)`` (and the recipe then pads rows to
-    a few bucket lengths, as for FlexAttention)."""
+    a few bucket lengths, as for FlexAttention). ``"flex_attention"`` runs through
+    :func:`flex_attention_forward` (query, key and value in autocast's dtype under autocast)."""
     if kernel not in KERNELS + ("eager",):
         raise ValueError(f"attention implementation must be one of {KERNELS + ('eager',)}, got {kernel!r}")
     if compiled and kernel != "sdpa":
@@ -167,6 +195,8 @@ def set_kernel(model, kernel: str, *, compiled: bool = False) -> str:
     if kernel == "sdpa":
         _register_sdpa_documents()
         kernel = SDPA_DOCUMENTS_COMPILED if compiled else SDPA_DOCUMENTS
+    elif kernel == "flex_attention":
+        _register_flex_autocast()
     model.set_attn_implementation(kernel)
     return model.config._attn_implementation
 
@@ -182,22 +212,27 @@ def packed_kwargs(model, batch: dict) -> dict:
 
 
 def document_ids(seq_lens: Sequence[int] | torch.Tensor, device=None) -> torch.Tensor:
-    """(N,) int64: the example index of every token of a packed row with these example lengths."""
-    lens = torch.as_tensor(seq_lens, dtype=torch.int64, device=device)
+    """(N,) int64: the example index of every token of a packed row with these example lengths.
+
+    Built and checked on the CPU (``seq_lens`` comes from collate's CPU tensors), then copied to
+    ``device``: building it on a GPU would sync the host twice per row (the check's ``any`` and
+    ``repeat_interleave``'s unknown output size)."""
+    lens = torch.as_tensor(seq_lens, dtype=torch.int64).cpu()
     if lens.ndim != 1 or lens.numel() == 0 or bool((lens <= 0).any()):
         raise ValueError(f"seq_lens must be a non-empty 1-D list of positive lengths, got {lens.tolist()}")
-    return torch.repeat_interleave(torch.arange(lens.numel(), device=lens.device), lens)
+    doc = torch.repeat_interleave(torch.arange(lens.numel()), lens)
+    return doc if device is None else doc.to(device, non_blocking=True)
 
 
-def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None):
+def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None, *, compiled: bool | None = None):
     """The FlexAttention :class:`BlockMask` of one packed row: causal *and* inside its own example.
 
     ``seq_lens``: the row's example lengths (``collate(...)["seq_lens"]``); N = their sum.
     Shape (1, 1, N, N) in 128-token blocks; blocks wholly across two examples are skipped by
-    the kernel, which is where the per-document saving comes from.
+    the kernel, which is where the per-document saving comes from. ``compiled``: build it with
+    ``torch.compile(create_block_mask)`` (None: on CUDA; the CPU tests force it to prove the
+    compiled builder gives the eager mask).
     """
-    from torch.nn.attention.flex_attention import create_block_mask
-
     doc = document_ids(seq_lens, device)
     n = int(doc.numel())
 
@@ -206,8 +241,22 @@ def document_block_mask(seq_lens: Sequence[int] | torch.Tensor, device=None):
 
     # Built by the compiled helper on CUDA (one compiled graph per row length: the recipe pads rows to
     # helpers.train.packing.bucket_length, so a handful); eager on CPU, where compiling costs more than it saves.
-    return create_block_mask(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device,
-                             _compile=doc.device.type == "cuda")
+    if compiled is None:
+        compiled = doc.device.type == "cuda"
+    return _block_mask_builder(bool(compiled))(same_doc_causal, B=1, H=None, Q_LEN=n, KV_LEN=n, device=doc.device)
+
+
+def _block_mask_builder(compiled: bool):
+    """``create_block_mask``, or it under ``torch.compile`` (built once per process). What its ``_compile=True``
+    does, which torch 2.11 deprecates in favour of this (DeprecationWarning on every row, measured on the H200)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    if not compiled:
+        return create_block_mask
+    fn = _COMPILED.get("create_block_mask")
+    if fn is None:
+        fn = _COMPILED["create_block_mask"] = torch.compile(create_block_mask)
+    return fn
 
 
 def packed_attention_mask(model, batch: dict):

@@ -208,7 +208,9 @@ def chunked_causal_lm_loss(hidden_states: torch.Tensor, lm_head_weight: torch.Te
             raise RuntimeError("use_liger=True needs the liger_kernel package and CUDA tensors")
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
-        total = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum")(
+        # accum_dtype fp32: the LM head's gradient summed over the token chunks in fp32, as _ChunkedLinearCE
+        # does (Liger's default sums a bf16 weight's gradient in bf16: ~8 bits lost over ~8 chunks of 1K tokens)
+        total = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum", accum_dtype=torch.float32)(
             lm_head_weight, hidden_states, labels.to(hidden_states.device)).float()
     elif n == 0:
         # Keep the graph connected so backward works and gives zero gradients.
@@ -470,7 +472,10 @@ def compile_layers(model, *, backend: str = "inductor", dynamic: bool | None = N
     autograd Function, FlexAttention's BlockMask building, HF's checkpointing wrapper) stay eager.
     Inductor fuses each layer's RMSNorms, RoPE, SwiGLU and residual adds into a few kernels around
     the matmuls and the attention kernel. Activation checkpointing still works: HF's checkpoint wrapper
-    calls the compiled layer, and the recompute runs the same compiled graph.
+    calls the compiled layer, and the recompute runs the same compiled graph (tests/train/test_cuda_paths.py:
+    inductor on the CPU, 12 layers with the lower half checkpointed, one graph). Evaluation and sample
+    generation run the layers eagerly (:func:`helpers.train.recipe.eager_stance`): generation would recompile
+    them per layer index and cache state.
 
     ``backend``: ``"inductor"`` (Triton kernels on CUDA); ``"aot_eager"`` traces and partitions
     forward/backward like inductor but runs eager kernels — what the CPU tests use to prove the

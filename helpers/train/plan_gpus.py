@@ -64,6 +64,11 @@ _GPU_ALIASES = {"A100": "A100-40GB", "A10040GB": "A100-40GB", "A10080GB": "A100-
                 "H200141GB": "H200-141GB"}
 
 
+# H100s that torch names apart from the SXM card ("NVIDIA H100 80GB HBM3"): (planner name, dense bf16 TFLOP/s,
+# HBM GB/s) from NVIDIA's H100 datasheet (dense = half the with-sparsity figure); the SXM card's assumed hfu, uncalibrated.
+_H100_VARIANTS = {"PCIE": ("H100-PCIe-80GB", 756.0, 2000.0), "NVL": ("H100-NVL-94GB", 835.0, 3900.0)}
+
+
 def get_gpu(name: str) -> GPUSpec:
     """Look up a GPU by planner name (``"A100-40GB"``, ``"L4"``, ``"H100"``, ... case-insensitive)."""
     key = re.sub(r"[^A-Z0-9]", "", name.upper())
@@ -90,6 +95,9 @@ def match_gpu(device_name: str, total_memory_bytes: int) -> GPUSpec:
     elif "H200" in upper:
         spec = GPUS["H200-141GB"]
     elif "H100" in upper:
+        for marker, (name, tflops, hbm) in _H100_VARIANTS.items():
+            if marker in upper:  # not the SXM card: its peak would overstate theirs (MFU read too low)
+                return replace(GPUS["H100-80GB"], name=name, memory_gib=mem_gib, bf16_tflops=tflops, hbm_gbs=hbm)
         spec = GPUS["H100-80GB"]
     elif re.search(r"\bL4\b", upper):
         spec = GPUS["L4-24GB"]

@@ -223,6 +223,15 @@ def cosine_lambda(total_steps: int, warmup_steps: int, min_lr_ratio: float):
 
 
 # ----------------------------------------------------------------------------- generation
+def eager_stance():
+    """Context in which every torch.compile'd function runs its original eager code (torch.compiler's
+    "force_eager" stance): evaluation and generation. Why: regionally compiled decoder layers
+    (StageConfig.compile_layers) hold graphs for training; generation would recompile them for eval mode,
+    the KV cache and every layer index (measured on CPU: one sample from a 10-layer model hit dynamo's
+    recompile limit of 8), and held-out rows are not padded to the training buckets."""
+    return torch.compiler.set_stance("force_eager")
+
+
 @torch.no_grad()
 def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_frames: int,
                    constrained: bool = False):
@@ -250,9 +259,10 @@ def generate_codes(model, layout: TokenLayout, prompt: Sequence[int], max_new_fr
         v = model.get_output_embeddings().weight.shape[0]
         kw["logits_processor"] = LogitsProcessorList(
             [FrameGrammar(layout, v, prompt_length=ids.shape[1], max_frames=max_new_frames)])
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                         max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
-                         pad_token_id=layout.pad_id, **kw)
+    with eager_stance():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new_frames * FRAME_SIZE + 1, eos_token_id=layout.audio_end_id,
+                             pad_token_id=layout.pad_id, **kw)
     model.train(was_training)
     if kernel == "flex_attention":
         model.set_attn_implementation(kernel)
@@ -560,7 +570,9 @@ class StageRecipe(StageStorage):
             else:
                 gnorm = torch.linalg.vector_norm(torch.stack(
                     [p.grad.detach().norm() for p in params if p.grad is not None]))
-            lr = self.scheduler.get_last_lr()[0]
+            # a float now: torchao's AdamW keeps its LR as a (CPU) tensor, which the scheduler fills in place;
+            # repr() of it would log "tensor(...)" in the metrics (float() of a CPU tensor does not sync the GPU)
+            lr = float(self.scheduler.get_last_lr()[0])
             self.optimizer.step()
             self.scheduler.step()
             self.step += 1
@@ -655,7 +667,7 @@ class StageRecipe(StageStorage):
         total, n = 0.0, 0
         try:
             for b in bins:
-                with self._autocast():
+                with self._autocast(), eager_stance():  # compiled layers: no eval-mode recompiles
                     s, k = packed_loss_sum(self.model, collate([examples[i] for i in b]), self.cfg.ce_chunk)
                 total, n = total + float(s), n + k
         finally:

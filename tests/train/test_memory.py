@@ -305,3 +305,24 @@ def test_stage_benchmark_runs_the_stage_config_on_cpu(tmp_path):
     assert sum(r["split_s"].values()) == pytest.approx(r["step_s"], abs=2e-3)
     assert r["tokens_per_s"] > 0 and r["planner_tokens_per_s"] > 0 and r["hfu"] is None
     assert r["auto_config"]["tokens_per_micro_batch"] >= 8192 and r["auto_config"]["planner_tokens_per_s"] > 0
+
+
+def test_stage_benchmark_honours_its_overrides(tmp_path):
+    """--checkpointing / --ce-chunk / --attention with --stage change what runs (they were silently ignored: the
+    plan's values ran) and are listed in ``overrides``; the planner's prediction follows the checkpointing."""
+    base = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--stage", "2", "--profile", "colab",
+            "--model", "tiny", "--tokens-per-step", "256", "--grad-accum", "2", "--steps", "1", "--warmup", "0",
+            "--threads", "1"]
+    rows = []
+    for extra in ([], ["--checkpointing", "none", "--ce-chunk", "64", "--attention", "sdpa"]):
+        p = subprocess.run(base + extra, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+        rows.append(json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("BENCH ")][0][6:]))
+    planned, asked = rows
+    assert planned["checkpointing"] == "selective" and planned["ce_chunk"] == 1024
+    assert (asked["checkpointing"], asked["checkpointed_layers"], asked["ce_chunk"]) == ("none", 0, 64)
+    assert asked["overrides"] == {"grad_accum": 2, "max_seq_len": 256, "checkpointing": "none", "ce_chunk": 64,
+                                  "attention": "sdpa"}
+    # no recompute: fewer hardware FLOPs per token predicted (the tiny model's memory peak is the optimizer's)
+    assert asked["hardware_flops_per_token"] < planned["hardware_flops_per_token"]

@@ -355,10 +355,15 @@ def test_detect_gpu_is_none_without_cuda(monkeypatch):
     ("NVIDIA L4", 22.0, "L4-24GB"),
     ("NVIDIA H100 80GB HBM3", 79.1, "H100-80GB"),
     ("NVIDIA H200", 139.8, "H200-141GB"),
+    ("NVIDIA H100 PCIe", 79.2, "H100-PCIe-80GB"),  # 756 dense bf16 TFLOP/s, not the SXM card's 989
+    ("NVIDIA H100 NVL", 93.1, "H100-NVL-94GB"),
 ])
 def test_match_gpu_names(name, gib, expected):
     spec = match_gpu(name, int(gib * GIB))
     assert spec.name == expected and spec.memory_gib == pytest.approx(gib) and not spec.assumed_compute
+    if "H100" in name:  # MFU divides by this peak: the PCIe / NVL cards are slower than the SXM one
+        sxm = match_gpu("NVIDIA H100 80GB HBM3", int(79.1 * GIB)).bf16_tflops
+        assert (spec.bf16_tflops < sxm) == (expected != "H100-80GB")
 
 
 def test_match_gpu_unknown_card_keeps_name_and_memory():

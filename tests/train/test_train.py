@@ -338,21 +338,30 @@ def _same_state(a, b):
     return a == b
 
 
-@pytest.mark.parametrize("precision,optimizer,state,checkpointing,layers", [
-    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "full", None),  # BF16AdamW: bf16 moments + rounding RNG in the state
-    ("fp32", "adamw_8bit", "fp32", "selective", None),  # bitsandbytes 8-bit states (bnb steps on CPU too)
-    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "selective", 1),  # the planner's sized count: the lowest layer
+@pytest.mark.parametrize("precision,optimizer,state,checkpointing,layers,fused", [
+    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "full", None, False),  # BF16AdamW: bf16 moments + rounding RNG
+    ("fp32", "adamw_8bit", "fp32", "selective", None, False),  # bitsandbytes 8-bit states (bnb steps on CPU too)
+    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "selective", 1, False),  # the planner's sized count: lowest layer
+    # BF16AdamW's compiled update, as fused="auto" picks it on CUDA (forced here): Colab's stage-2 optimizer
+    ("bf16-pure", "adamw_bf16_stochastic", "bf16", "selective", 1, True),
     # torchao's AdamW + bf16 stochastic rounding: its noise comes from torch's generator, which the checkpoint holds
-    pytest.param("bf16-pure", "adamw_bf16_torchao", "bf16", "full", None, marks=pytest.mark.skipif(
+    pytest.param("bf16-pure", "adamw_bf16_torchao", "bf16", "full", None, False, marks=pytest.mark.skipif(
         not have_torchao(), reason="torchao is optional (tests/train/test_torchao_optim.py)")),
 ])
-def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, optimizer, state, checkpointing,
-                                                    layers):
+def test_memory_techniques_train_and_resume_exactly(world, tmp_path, monkeypatch, precision, optimizer, state,
+                                                    checkpointing, layers, fused):
     import shutil
 
-    from helpers.train import memory
+    from helpers.train import memory, precision as prec
     from helpers.colab import session
     from helpers.models import COMPLETE_MARKER
+
+    fused_calls = []
+    if fused:  # the recipe builds its optimizer with fused="auto": what CUDA answers, on this CPU
+        monkeypatch.setattr(prec, "fused_update_default", lambda device=None: True)
+        update_fused = prec.BF16AdamW._update_fused
+        monkeypatch.setattr(prec.BF16AdamW, "_update_fused",
+                            lambda self, *a, **k: fused_calls.append(1) or update_fused(self, *a, **k))
 
     kw = dict(max_steps=6, save_every=3, keep_last=2, precision=precision, optimizer=optimizer, optimizer_state=state,
               checkpointing=checkpointing, selective_every=2, ce_chunk=24, local_dir=str(tmp_path / "l"),
@@ -375,6 +384,10 @@ def test_memory_techniques_train_and_resume_exactly(world, tmp_path, precision, 
         moments = [s["exp_avg"] for s in r1.optimizer.state.values()]
         assert moments and all(m.dtype == torch.bfloat16 for m in moments)
         assert opt_state["rounding_generators"]  # the rounding noise stream is part of the state
+        assert bool(fused_calls) == fused  # the compiled update ran exactly when forced
+    rows = (stage / METRICS_FILE).read_text().splitlines()
+    lr_col = rows[0].split(",").index("lr")
+    assert all(float(r.split(",")[lr_col]) >= 0 for r in rows[1:])  # a number (torchao's LR is a tensor)
 
     # Lose the newest checkpoint: a fresh recipe resumes at step 3 and must land on the same bits.
     shutil.rmtree(stage / "checkpoints" / ckpt.step_dir_name(6))
