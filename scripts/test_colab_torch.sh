@@ -33,11 +33,13 @@ declare -A FALLBACK=([iniconfig]=2.3.1 [pluggy]=1.7.0 [einops]=0.8.2 [docopt]=0.
                      [torchao]=$(sed -n 's/^TORCHAO_VERSION = "\(.*\)"$/\1/p' helpers/train/memory.py))
 TESTS=(
   tests/infer/test_compiled.py           # CompiledDecoding: aot_eager and inductor, warm-up, the server's HF backend
+  tests/infer/test_compiled_cuda_paths.py  # CUDA-graph preconditions, the mode reaching inductor, owner thread
   tests/train/test_precision.py          # BF16AdamW incl. its compiled (fused) update forced on the CPU
   tests/train/test_fused_kernels.py      # Liger's refusal on the CPU, the kernels config
   tests/train/test_packing.py            # helpers/train/attention.py: flex forward, per-document SDPA
   tests/train/test_memory.py             # chunked CE, checkpointing, compile_layers, the stage benchmark
   tests/train/test_torchao_optim.py      # torchao's AdamW (bf16 stochastic rounding), compiled per shape
+  tests/train/test_cuda_paths.py         # compiled layers + selective checkpointing, flex in compiled layers, mask builder, autocast
   "tests/train/test_train.py::test_killed_run_resumes_bitwise"  # SIGKILL + exact resume
   # the compiled per-document SDPA (dynamic=True) in the recipe: recompiles stay bounded (dynamo's guards)
   "tests/train/test_train.py::test_compiled_attention_trains_over_many_lengths_without_recompile_storm"
