@@ -168,6 +168,27 @@ def _dists_of() -> dict:
     return packages_distributions()
 
 
+def installed_on_gpu(calls: dict, carried: dict, image: set[str], problems: list, regex: str, folder: str) -> set:
+    """The distributions gpu_check.sh installs from a call's folder (``carried``): each INSTALL entry the image
+    lacks, with its dependencies; an entry whose dependencies are missing fails to install (added to
+    ``problems``), and so does a carried wheel that nothing installs."""
+    installed = set()
+    for module, dist in calls["install"]:
+        if dist in image or dist not in carried:
+            continue  # importable already, or "did not install" (what needs it is checked by the caller)
+        deps = with_dependencies([dist], stop=image)
+        lacking = sorted(deps - image - set(carried))
+        if lacking:
+            problems.append(f"call --only '{regex}': pip install {dist} from {folder} fails: it needs "
+                            f"{', '.join(lacking)}, neither on the GPU image nor in {folder}")
+        else:
+            installed |= deps - image
+    for dist in sorted(set(carried) - installed):
+        problems.append(f"call --only '{regex}': {dist} is carried in {folder} but nothing installs it "
+                        f"(neither in gpu_check.sh's INSTALL list nor a dependency of one that is)")
+    return installed
+
+
 def missing_on_gpu(calls: dict, wheels: dict, image: set[str], not_needed=NOT_NEEDED) -> list[str]:
     """What each device call's steps reach that neither the image nor the call's wheel folder provides."""
     dists_of = _dists_of()
@@ -177,21 +198,7 @@ def missing_on_gpu(calls: dict, wheels: dict, image: set[str], not_needed=NOT_NE
         if carried is None:
             problems.append(f"call --only '{regex}': its folder {folder} is made by no scripts/gpu_wheels.sh run")
             carried = {}
-        installed = set()
-        for module, dist in calls["install"]:
-            if dist in image or dist not in carried:
-                continue  # importable already, or "did not install" (what needs it is checked below)
-            deps = with_dependencies([dist], stop=image)
-            lacking = sorted(deps - image - set(carried))
-            if lacking:
-                problems.append(f"call --only '{regex}': pip install {dist} from {folder} fails: it needs "
-                                f"{', '.join(lacking)}, neither on the GPU image nor in {folder}")
-            else:
-                installed |= deps - image
-        for dist in sorted(set(carried) - installed):
-            problems.append(f"call --only '{regex}': {dist} is carried in {folder} but nothing installs it "
-                            f"(neither in gpu_check.sh's INSTALL list nor a dependency of one that is)")
-        available = image | installed
+        available = image | installed_on_gpu(calls, carried, image, problems, regex, folder)
         known = image | {d for folder_dists in wheels.values() for d in folder_dists}
         seen = set()
         for step, command in [*steps, *(("after the steps", c) for c in calls["after"])]:
@@ -298,3 +305,83 @@ def test_every_excuse_is_still_needed(wheels):
     for module in NOT_NEEDED:
         without = {m: r for m, r in NOT_NEEDED.items() if m != module}
         assert missing_on_gpu(device_calls(), wheels, image, without), f"NOT_NEEDED[{module!r}] excuses nothing"
+
+
+# A python for gpu_check.sh (PYTHON=...) that can import only the distributions in $GPU_IMAGE_ALLOWED: every other
+# top-level module of an installed distribution is None in sys.modules (import fails, importlib.util.find_spec
+# says "not installed", as on the image) and hidden from importlib.metadata.distributions() (no pytest plugin of
+# it loads). It then runs the command line as python would: a script, -m MODULE, -c CODE or - (stdin).
+_IMAGE_PYTHON = r"""
+import importlib.metadata as md, os, re, runpy, sys
+canon = lambda d: re.sub(r"[-_.]+", "-", d).lower()
+allowed = set(os.environ["GPU_IMAGE_ALLOWED"].split(","))
+for mod, dists in md.packages_distributions().items():
+    if mod not in sys.modules and mod not in sys.stdlib_module_names and not {canon(d) for d in dists} & allowed:
+        sys.modules[mod] = None
+_all = md.distributions
+md.distributions = lambda **kw: [d for d in _all(**kw) if canon(d.metadata["Name"] or "") in allowed]
+args = sys.argv[1:]
+if args[0] == "-m":
+    sys.argv, sys.path[0] = [args[1], *args[2:]], os.getcwd()
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+elif args[0] in ("-c", "-"):
+    code = args[1] if args[0] == "-c" else sys.stdin.read()
+    sys.argv, sys.path[0] = (["-c", *args[2:]] if args[0] == "-c" else args), ""
+    exec(compile(code, "<" + args[0] + ">", "exec"), {"__name__": "__main__"})
+else:
+    sys.argv, sys.path[0] = args, os.path.dirname(os.path.abspath(args[0]))
+    runpy.run_path(args[0], run_name="__main__")
+"""
+
+
+def image_python(tmp: Path, allowed: set[str]) -> tuple[Path, dict]:
+    """(a PYTHON for gpu_check.sh that sees only ``allowed``, its environment)."""
+    runner = tmp / "image_python.py"
+    runner.write_text(_IMAGE_PYTHON, encoding="utf-8")
+    wrapper = tmp / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{runner}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, {**os.environ, "PYTHON": str(wrapper), "GPU_IMAGE_ALLOWED": ",".join(sorted(allowed))}
+
+
+def _rehearse_as_on_the_image(regex: str, wheels: dict, tmp: Path) -> str:
+    calls, image = device_calls(), _image()
+    call = next(c for c in calls["calls"] if c[0] == regex)
+    problems = []
+    allowed = image | installed_on_gpu(calls, wheels[call[1]], image, problems, regex, call[1])
+    assert not problems, problems
+    _, env = image_python(tmp, allowed)
+    p = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--rehearse", "--only", regex, "--out",
+                        str(tmp / "out")], capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    log = next((tmp / "out").glob("*.log")).read_text()
+    assert f"$ {tmp / 'python'} " in log  # the steps ran with the image's package set
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert "ModuleNotFoundError" not in log and "No module named" not in log, log[-4000:]
+    summary = next((tmp / "out").glob("*.md")).read_text()
+    steps = [ln for ln in summary.splitlines() if ln.startswith("| ") and ln.count("|") == 5 and "step" not in ln]
+    assert steps and all(ln.split("|")[2].strip() == "ok" for ln in steps), summary
+    return log
+
+
+def test_the_image_python_refuses_what_the_image_lacks(tmp_path):
+    wrapper, env = image_python(tmp_path, _image())
+    probe = ("import importlib.util, importlib.metadata as md, numpy\n"
+             "assert importlib.util.find_spec('librosa') is None and importlib.util.find_spec('torch')\n"
+             "assert 'librosa' not in {d.metadata['Name'].lower() for d in md.distributions()}\n"
+             "try:\n    import snac\nexcept ImportError as e:\n    print('refused:', e)\n")
+    p = subprocess.run([str(wrapper), "-c", probe], capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert p.returncode == 0 and "refused:" in p.stdout and "snac" in p.stdout, p.stdout + p.stderr
+
+
+def test_a_stage_2_row_runs_with_only_what_the_image_and_its_folder_hold(wheels, tmp_path):
+    """The excuses of NOT_NEEDED for stage 2 (snac, soundfile, soxr, num2words, bitsandbytes, ...), run: the
+    stage 2 A call's rehearsal (today's row; the compiled-layers row is skipped on the CPU) with every package the
+    GPU image and .whl-train lack made unimportable."""
+    log = _rehearse_as_on_the_image("stage 2 A", wheels, tmp_path)
+    assert "adamw_bf16_stochastic" in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regex", ["gpu tests|bench_train 3B|SNAC", "inference|HTTP", "stage 2 B"])
+def test_each_other_call_rehearses_with_only_what_the_image_and_its_folder_hold(wheels, tmp_path, regex):
+    _rehearse_as_on_the_image(regex, wheels, tmp_path)
