@@ -344,20 +344,31 @@ def image_python(tmp: Path, allowed: set[str]) -> tuple[Path, dict]:
     return wrapper, {**os.environ, "PYTHON": str(wrapper), "GPU_IMAGE_ALLOWED": ",".join(sorted(allowed))}
 
 
-def _rehearse_as_on_the_image(regex: str, wheels: dict, tmp: Path) -> str:
+def _allowed(regex: str, wheels: dict) -> set[str]:
+    """The distributions a device call can import: the image's and those installed from its folder."""
     calls, image = device_calls(), _image()
     call = next(c for c in calls["calls"] if c[0] == regex)
     problems = []
     allowed = image | installed_on_gpu(calls, wheels[call[1]], image, problems, regex, call[1])
     assert not problems, problems
+    return allowed
+
+
+def _rehearse(regex: str, allowed: set[str], tmp: Path) -> tuple[int, str, str]:
+    """(exit status, log, summary) of ``gpu_check.sh --rehearse --only regex`` with only ``allowed`` importable."""
     _, env = image_python(tmp, allowed)
     p = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--rehearse", "--only", regex, "--out",
                         str(tmp / "out")], capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     log = next((tmp / "out").glob("*.log")).read_text()
     assert f"$ {tmp / 'python'} " in log  # the steps ran with the image's package set
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "ModuleNotFoundError" not in log and "No module named" not in log, log[-4000:]
-    summary = next((tmp / "out").glob("*.md")).read_text()
+    return p.returncode, log + p.stderr[-3000:], next((tmp / "out").glob("*.md")).read_text()
+
+
+def _rehearse_as_on_the_image(regex: str, wheels: dict, tmp: Path) -> str:
+    rc, log, summary = _rehearse(regex, _allowed(regex, wheels), tmp)
+    assert rc == 0, log[-3000:]
+    refused = re.findall(r"^\w*(?:ModuleNotFound|Import)Error: .*$", log, re.M)  # an import that failed a step
+    assert not refused, refused
     steps = [ln for ln in summary.splitlines() if ln.startswith("| ") and ln.count("|") == 5 and "step" not in ln]
     assert steps and all(ln.split("|")[2].strip() == "ok" for ln in steps), summary
     return log
@@ -385,3 +396,12 @@ def test_a_stage_2_row_runs_with_only_what_the_image_and_its_folder_hold(wheels,
 @pytest.mark.parametrize("regex", ["gpu tests|bench_train 3B|SNAC", "inference|HTTP", "stage 2 B"])
 def test_each_other_call_rehearses_with_only_what_the_image_and_its_folder_hold(wheels, tmp_path, regex):
     _rehearse_as_on_the_image(regex, wheels, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_http_rehearsal_fails_when_its_folder_lacks_fastapi(wheels, tmp_path):
+    """Control: the image python is what makes the rehearsal pass or fail (the lead's find of 2026-12-08)."""
+    _, log, summary = _rehearse("inference|HTTP", _allowed("inference|HTTP", wheels) - {"fastapi"}, tmp_path)
+    assert re.search(r"^ModuleNotFoundError: .*\bfastapi\b", log, re.M), log[-3000:]
+    http = [ln for ln in summary.splitlines() if ln.startswith("| ") and "HTTP" in ln]
+    assert http and http[0].split("|")[2].strip() != "ok", summary
