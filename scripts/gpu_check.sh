@@ -3,6 +3,10 @@
 #
 #   bash scripts/gpu_check.sh              # on a CUDA machine: run everything, write results
 #   bash scripts/gpu_check.sh --dry-run    # anywhere: list what would run, sizes and time budget
+#   bash scripts/gpu_check.sh --list-calls # anywhere: tab-separated, for tests/plan/test_gpu_image_imports.py:
+#                                          # "call REGEX FOLDER", "step REGEX NAME COMMAND" (each step of that
+#                                          # call), "after COMMAND" (run after every call's steps), "install
+#                                          # MODULE DIST" (what is installed from the folder when not importable)
 #   bash scripts/gpu_check.sh --rehearse --out DIR  # on a CPU: every step's own command at tiny sizes (tiny
 #                                          # model, 3 frames, 1 step, aot_eager), so a broken step is found
 #                                          # here and not in scarce device time (tests/plan/test_gpu_check_rehearsal.py)
@@ -42,11 +46,12 @@ ONLY="${GPU_CHECK_ONLY:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
+    --list-calls) DRY=2 ;;
     --rehearse) REHEARSE=1 ;;
     --out) OUT_DIR="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --rehearse, --out DIR, --only REGEX)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (expected --dry-run, --list-calls, --rehearse, --out DIR, --only REGEX)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -89,6 +94,11 @@ CALLS=("gpu tests|bench_train 3B|SNAC" "inference|HTTP" "stage 2 A" "stage 2 B")
 CALL_WHEELS=(.whl-tests .whl .whl-train .whl-train)  # the wheel folder each call carries (scripts/gpu_wheels.sh)
 PRIORITY=("inference|HTTP" "stage 2 A" "gpu tests|bench_train 3B|SNAC" "stage 2 B")
 CALL_LIMIT=540
+SUMMARY="$PY benchmarks/gpu_summary.py"  # after every call's steps: the summary table
+# module:distribution installed from the call's wheel folder when the module does not import (pip resolves each
+# one's dependencies in the folder); tests/plan/test_gpu_image_imports.py checks every step's imports against it
+INSTALL=(snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words
+         torchao:torchao liger_kernel:liger-kernel fastapi:fastapi uvicorn:uvicorn audiotsm:audiotsm)
 WHEEL_S=20
 if [ -n "$ONLY" ]; then
   kept=()
@@ -97,6 +107,18 @@ if [ -n "$ONLY" ]; then
   STEPS=("${kept[@]}")
 fi
 
+if [ "$DRY" = 2 ]; then  # --list-calls
+  for ci in "${!CALLS[@]}"; do
+    printf 'call\t%s\t%s\n' "${CALLS[$ci]}" "${CALL_WHEELS[$ci]}"
+    for s in "${STEPS[@]}"; do
+      IFS='|' read -r name _ cmd <<<"$s"
+      [[ "$name" =~ ${CALLS[$ci]} ]] && printf 'step\t%s\t%s\t%s\n' "${CALLS[$ci]}" "$name" "$cmd"
+    done
+  done
+  printf 'after\t%s\n' "$SUMMARY"
+  for mod in "${INSTALL[@]}"; do printf 'install\t%s\t%s\n' "${mod%%:*}" "${mod##*:}"; done
+  exit 0
+fi
 if [ "$DRY" = 1 ]; then
   echo "gpu_check.sh --dry-run: would run, each under its own timeout (python: $PY, wheels: $WHEELS):"
   total=0
@@ -181,8 +203,7 @@ STEPS_TSV="$(mktemp)"
 echo "gpu_check.sh on $CARD, $DATE; results in $OUT_DIR/gpu_check_${TAG}.*" | tee -a "$LOG"
 
 need=()
-[ "$REHEARSE" = 1 ] || for mod in snac:snac bitsandbytes:bitsandbytes soundfile:soundfile soxr:soxr jiwer:jiwer num2words:num2words \
-           torchao:torchao liger_kernel:liger-kernel fastapi:fastapi uvicorn:uvicorn audiotsm:audiotsm; do
+[ "$REHEARSE" = 1 ] || for mod in "${INSTALL[@]}"; do
   "$PY" -c "import ${mod%%:*}" 2>/dev/null || need+=("${mod##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -221,7 +242,7 @@ for line in open(sys.argv[1]):
         print(f"recompiles: bench_train {r.get('model')} {r.get('tokens_per_step')} tokens/step, {r.get('attention')}: "
               f"{r['compile_recompiles']} recompile(s), {r.get('compile_graphs')} graph(s)")
 PYEOF
-"$PY" benchmarks/gpu_summary.py "$JSONL" "$STEPS_TSV" >"$OUT_DIR/gpu_check_${TAG}.md"
+$SUMMARY "$JSONL" "$STEPS_TSV" >"$OUT_DIR/gpu_check_${TAG}.md"
 rm -f "$STEPS_TSV"
 echo; cat "$OUT_DIR/gpu_check_${TAG}.md"
 echo "Copy the rows into benchmarks/README.md (GPU rows) and commit $OUT_DIR/gpu_check_${TAG}.{jsonl,md}."

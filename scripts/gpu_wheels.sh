@@ -36,9 +36,9 @@ download liger-kernel==0.8.5
 if [ "$KIND" = train ]; then
   download torchao==0.18.0
 else
-  # Pinned as in requirements*.txt (cffi/pycparser as the CPU venv resolves them: soundfile needs cffi,
+  # Pinned as in requirements*.txt (cffi/pycparser/rapidfuzz as the CPU venv resolves them: soundfile needs cffi,
   # which the GPU image lacks; num2words for the text frontend). snac's own dependency (einops) is on the GPU image already.
-  download snac==1.2.1 soundfile==0.13.1 soxr==0.5.0.post1 jiwer==4.0.0 rapidfuzz \
+  download snac==1.2.1 soundfile==0.13.1 soxr==0.5.0.post1 jiwer==4.0.0 rapidfuzz==3.14.6 \
     cffi==2.1.1 pycparser==3.12 num2words==0.5.14
   # num2words needs docopt, published as an sdist only: build its (pure-Python) wheel here.
   "$PY" -m pip wheel --no-deps -q -w "$DEST" docopt==0.6.2

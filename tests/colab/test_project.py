@@ -1,5 +1,4 @@
 """Where the project comes from (helpers/colab/project.py): one definition, every setup cell, a fake Colab."""
-import ast
 import json
 import re
 import subprocess
@@ -14,6 +13,7 @@ from helpers.profiles import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import build_notebooks  # noqa: E402
+from import_reach import _canon, _requirement_names, reach, with_dependencies  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- one definition
@@ -228,106 +228,11 @@ TRAINING_ONLY = {"bitsandbytes"}
 RUNTIME_FILE = REPO_ROOT / "requirements-colab-runtime.txt"
 
 
-def _module_file(mod: str) -> Path | None:
-    """The file of helpers module ``mod`` (dotted, without the ``helpers.`` prefix; "" = the package)."""
-    base = REPO_ROOT / "helpers" / Path(*mod.split(".")) if mod else REPO_ROOT / "helpers"
-    for p in (base.with_suffix(".py"), base / "__init__.py"):
-        if p.is_file():
-            return p
-    return None
-
-
-def _imports(tree: ast.AST, here: list[str]):
-    """``(helpers modules, other top-level module names)`` imported anywhere in ``tree`` (functions too);
-    ``here``: the package the code is in, under helpers (for relative imports)."""
-    local, ext = set(), set()
-    for n in ast.walk(tree):
-        if isinstance(n, ast.ImportFrom):
-            if n.level or (n.module or "").split(".")[0] == "helpers":
-                if n.level:
-                    parts = here[:len(here) - (n.level - 1)] + ((n.module or "").split(".") if n.module else [])
-                else:
-                    parts = (n.module or "").split(".")[1:]
-                base = ".".join(parts)
-                for a in n.names:
-                    sub = f"{base}.{a.name}" if base else a.name
-                    local.add(sub if _module_file(sub) else base)
-            elif n.module:
-                ext.add(n.module.split(".")[0])
-        elif isinstance(n, ast.Import):
-            for a in n.names:
-                if a.name.split(".")[0] == "helpers":
-                    local.add(a.name.removeprefix("helpers").lstrip("."))
-                else:
-                    ext.add(a.name.split(".")[0])
-        elif isinstance(n, ast.Call) and getattr(n.func, "id", None) in ("_import", "import_module") and n.args:
-            name = getattr(n.args[0], "value", None)  # helpers.evaluate.judges._import("faster_whisper", ...)
-            assert isinstance(name, str), f"a dynamic import of a computed name cannot be checked: {ast.unparse(n)}"
-            ext.add(name.split(".")[0])
-    return local, ext
-
-
-def _file_imports(path: Path):
-    rel = path.relative_to(REPO_ROOT / "helpers").with_suffix("")
-    return _imports(ast.parse(path.read_text(encoding="utf-8")), list(rel.parts[:-1]))
-
-
 def modules_reached(source: str, name: str) -> dict[str, str]:
     """Every non-stdlib top-level module the notebook ``name`` (percent-format ``source``) reaches,
     mapped to the first place that imports it (a helpers file, or the notebook itself)."""
     code = "\n".join(c.source for c in build_notebooks.parse(source, name + ".py").cells if c.cell_type == "code")
-    todo = [(m, f"notebooks/{name}") for m in _imports(ast.parse(code), [])[0]]
-    _, own = _imports(ast.parse(code), [])
-    reached = {m: f"notebooks/{name}" for m in own}
-    seen = set()
-    while todo:
-        m, _ = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        p = _module_file(m)
-        assert p is not None, f"{name} reaches helpers.{m}, which is no module of helpers/"
-        local, ext = _file_imports(p)
-        for x in ext:
-            reached.setdefault(x, str(p.relative_to(REPO_ROOT)))
-        todo += [(x, m) for x in local]
-    return {m: where for m, where in reached.items()
-            if m not in sys.stdlib_module_names and m not in ("helpers", "__future__")}
-
-
-def _canon(dist: str) -> str:
-    return re.sub(r"[-_.]+", "-", dist).lower()
-
-
-def _requirement_names(path: Path) -> set[str]:
-    names = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.add(_canon(re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0]))
-    return names
-
-
-def with_dependencies(dists) -> set[str]:
-    """``dists`` and everything they require (installed metadata, extras not taken), canonical names."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    out, todo = set(), [_canon(d) for d in dists]
-    while todo:
-        d = todo.pop()
-        if d in out:
-            continue
-        out.add(d)
-        try:
-            reqs = metadata.requires(d) or []
-        except metadata.PackageNotFoundError:
-            continue  # not installed here (a CUDA-only wheel): its own dependencies are not needed by our imports
-        for r in map(Requirement, reqs):
-            if r.marker is None or r.marker.evaluate({"extra": ""}):
-                todo.append(_canon(r.name))
-    return out
+    return reach(code, f"notebooks/{name}")
 
 
 def missing_from_setup(name: str, source: str, packages) -> list[str]:
