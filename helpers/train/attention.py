@@ -147,15 +147,28 @@ def flex_attention_forward(module, query, key, value, *args, **kwargs):
     autocast op and casts all three to bf16; flex_attention is a higher-order op that, depending on the torch
     release, either refuses mixed dtypes or runs its kernels in fp32 (silently several times slower). Casting
     here makes it compute what SDPA computes under autocast. Outside autocast (pure bf16, fp32) nothing is cast.
+    transformers' function is looked up outside the traced code (:func:`_hf_flex_forward`): an import inside a
+    compiled layer is a graph break on torch 2.11 ("Bad import result": transformers.integrations is a lazy
+    module), which split every compiled decoder layer into five graphs there.
     """
-    from transformers.integrations import flex_attention as hf_flex
-
+    hf_forward = _HF_FLEX_FORWARD or _hf_flex_forward()
     device = query.device.type
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
         query, key, value = (t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
                              for t in (query, key, value))
-    return hf_flex.flex_attention_forward(module, query, key, value, *args, **kwargs)
+    return hf_forward(module, query, key, value, *args, **kwargs)
+
+
+_HF_FLEX_FORWARD = None  # transformers.integrations.flex_attention.flex_attention_forward, once imported
+
+
+def _hf_flex_forward():
+    global _HF_FLEX_FORWARD
+    from transformers.integrations.flex_attention import flex_attention_forward as hf_forward
+
+    _HF_FLEX_FORWARD = hf_forward
+    return hf_forward
 
 
 def _register_flex_autocast() -> None:
@@ -163,6 +176,7 @@ def _register_flex_autocast() -> None:
     cast is a no-op outside autocast, so every other user of the name computes as before)."""
     from transformers import AttentionInterface
 
+    _hf_flex_forward()  # imported here, before any compiled layer traces the wrapper
     AttentionInterface.register("flex_attention", flex_attention_forward)
 
 
