@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_serve's HTTP c
 from helpers.infer.generation import LengthGuard  # noqa: E402
 from helpers.infer.engine import OptimumTTS  # noqa: E402
 from helpers.tokens import FRAME_SIZE  # noqa: E402
+from gpu_summary import cudagraph_text  # noqa: E402  (the report in words, as the summary table has it)
 
 # Llama-3.2-3B's config.json (meta-llama/Llama-3.2-3B), so the GPU numbers are for the real shape.
 LLAMA_32_3B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
@@ -277,9 +278,7 @@ def main(argv=None) -> int:
                   f"{r['rtf']:>7} {r['rtf_per_stream']:>7} {r['stream_ttfa_s']:>7} {r['warmup_s']:>9} "
                   f"{r['recompiles']:>6}")
         if (r.get("cudagraphs") or {}).get("wanted"):
-            g = r["cudagraphs"]
-            print(f"      CUDA graphs: {g['recorded']} recorded, {g['skips']} skipped, {g['non_static_inputs']} "
-                  f"non-static input(s){': ' + ' | '.join(g['reasons']) if g['reasons'] else ''}")
+            print(f"      CUDA graphs: {cudagraph_text(r['cudagraphs'], all_reasons=True)}")
     return 0
 
 

@@ -22,17 +22,20 @@ def _fmt(v, nd=1):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _cudagraphs(g) -> str:
-    """A bench_inference row's ``cudagraphs`` report in a cell: "off" where not wanted; else graphs
-    recorded, skipped and inputs copied per replay, with inductor's first skip reason."""
+def cudagraph_text(g, all_reasons: bool = False) -> str:
+    """A bench_inference row's ``cudagraphs`` report (CompiledDecoding.cudagraph_report) in words: "off"
+    where not wanted; else graphs recorded, skipped and inputs copied per replay, with inductor's first skip
+    reason (a table cell: cut short, no "|") or, ``all_reasons``, every one (bench_inference's printout)."""
     if not g:
         return ""
     if not g.get("wanted"):
         return "off"
     rec = "?" if g.get("recorded") is None else g["recorded"]
-    cell = f"{rec} recorded, {g.get('skips', 0)} skipped, {g.get('non_static_inputs', 0)} copied"
+    text = f"{rec} recorded, {g.get('skips', 0)} skipped, {g.get('non_static_inputs', 0)} copied"
     reasons = g.get("reasons") or []
-    return cell + (f": {reasons[0][:80]}".replace("|", "/") if reasons else "")
+    if all_reasons:
+        return text + (": " + " | ".join(reasons) if reasons else "")
+    return text + (f": {reasons[0][:80]}".replace("|", "/") if reasons else "")
 
 
 def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str:
@@ -88,7 +91,7 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
             out.append(f"| {r.get('batch', 1)} | {r['mode']} | {_fmt(r['tokens_per_s'])} | "
                        f"{_fmt(r.get('tokens_per_s_per_row'))} | {r['rtf']} | {r.get('rtf_per_stream', '')} | "
                        f"{r['stream_ttfa_s']} | {r.get('warmup_s', '')} | {r.get('recompiles', '')} | "
-                       f"{_cudagraphs(r.get('cudagraphs'))} | {_fmt(r.get('peak_mem_gb'), 2)} |")
+                       f"{cudagraph_text(r.get('cudagraphs'))} | {_fmt(r.get('peak_mem_gb'), 2)} |")
     serve = [r for r in rows if r.get("mode") == "serve_hf"]
     if serve:
         out += ["", "## Speech server, HF backend over HTTP (streamed PCM)", "",
