@@ -110,6 +110,16 @@ def test_queue_bound_answers_503(engine):
             engine.submit(j)
     for j in jobs:
         j.cancelled.set()
+    # the accepted 40 hold their slots until their coroutines see the cancel: wait for them, so the next test
+    # starts on an idle engine (CI once ran the next test while they drained: QueueFullError there)
+    _wait_idle(engine)
+    assert engine._in_flight == 0 and engine.waiting == 0
+
+
+def _wait_idle(engine, timeout=300.0):
+    t0 = time.perf_counter()
+    while engine._in_flight and time.perf_counter() - t0 < timeout:
+        time.sleep(0.05)
 
 
 def test_streams_share_snac_calls(engine):
@@ -126,9 +136,7 @@ def test_streams_share_snac_calls(engine):
         job.on_piece = pieces[i].append
         job.on_done = lambda a, e: (errors.append(e) if e else None, dones.release())
         engine.submit(job)
-    t0 = time.perf_counter()
-    while engine._in_flight and time.perf_counter() - t0 < 300:  # vLLM has generated every frame
-        time.sleep(0.05)
+    _wait_idle(engine)  # vLLM has generated every frame
     assert engine._in_flight == 0
     gate.set()
     for _ in range(n):
