@@ -22,6 +22,11 @@ def _fmt(v, nd=1):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _cell(text: str, n: int) -> str:
+    """Free text (an error message) as one table cell: one line, no column separator, at most n characters."""
+    return " ".join(str(text).replace("|", "/").split())[:n]
+
+
 def cudagraph_text(g, all_reasons: bool = False) -> str:
     """A bench_inference row's ``cudagraphs`` report (CompiledDecoding.cudagraph_report) in words: "off"
     where not wanted; else graphs recorded, skipped and inputs copied per replay, with inductor's first skip
@@ -55,7 +60,7 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
                 "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in train:
             if "error" in r:
-                out.append(f"| {r['tokens_per_step']} | {_fmt(r.get('memory_cap_gb'))} | | | | {r['error'][:60]} "
+                out.append(f"| {r['tokens_per_step']} | {_fmt(r.get('memory_cap_gb'))} | | | | {_cell(r['error'], 60)} "
                            f"| | | | | |")
                 continue
             out.append(f"| {r['tokens_per_step']} | {_fmt(r.get('memory_cap_gb'))} | {r['attention']} | "
@@ -63,7 +68,7 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
                        f"{_fmt(r.get('mfu'), 3)} | {_fmt(r['peak_memory_gib'], 2)} | "
                        f"{_fmt(r['planner_tokens_per_s'])} | {_fmt(r['planner_peak_gib'], 2)} | "
                        f"{_fmt(r.get('calibrated_hfu'), 3)} |")
-    stage = [r for r in rows if "stage" in r and "split_s" in r]
+    stage = [r for r in rows if "stage" in r and ("split_s" in r or "error" in r)]
     if stage:
         out += ["", "## Training stage as Colab runs it (bench_train --stage; 3B architecture, random weights)", "",
                 "Target: ≥ 0.40 MFU under a 40 GB cap, peak ≤ 38 GiB, planner tokens/s and peak within 10 %.", "",
@@ -72,6 +77,11 @@ def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str
                 "planner peak GiB | calibrated hfu |",
                 "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
         for r in stage:
+            if "error" in r:  # e.g. an OOM under the cap: which configuration did not fit, and its peak
+                out.append(f"| {r['stage']} | | {r.get('optimizer', '')} ({r.get('fused_optimizer', '')}) | "
+                           f"{r.get('compile_layers', '')} | {r.get('kernels', 'none')} | | {_cell(r['error'], 80)} | | | "
+                           f"{_fmt(r.get('peak_memory_gib'), 2)} | | | | | |")
+                continue
             sp = r["split_s"]
             split = " / ".join(_fmt(sp.get(k), 3) for k in ("forward", "backward", "optimizer", "data", "other"))
             out.append(f"| {r['stage']} | {r['grad_accum']} × {r['tokens_per_micro_batch']} | {r.get('optimizer', '')} "

@@ -28,3 +28,18 @@ def test_cuda_graph_cell_reports_recorded_skipped_and_the_first_reason():
 def test_cuda_graph_cell_off_and_absent():
     assert "| off |" in _decode_line(dict(ROW, cudagraphs=dict(wanted=False)))
     assert _decode_line(dict(ROW)).endswith("|  | 7.12 |")
+
+
+def test_a_stage_that_ran_out_of_memory_has_its_row():
+    """bench_train --stage records an OOM under the cap as a row with `error` (no time split): the stage table
+    shows it with its configuration and peak, one line, as many columns as a measured row."""
+    oom = dict(stage=2, profile="colab", memory_cap_gb=40.0, fused_optimizer=True, compile_layers=True,
+               kernels="liger", optimizer="adamw8bit", peak_memory_gib=37.912,
+               error="OOM: CUDA out of memory. Tried to allocate 1.95 GiB.\nGPU 0 | has a total capacity")
+    md = gpu_summary.summary([oom], [("stage 2 A", 1, 300.0, 480.0)])
+    assert "| stage 2 A | FAILED (1) |" in md
+    head = next(ln for ln in md.splitlines() if ln.startswith("| stage | accum"))
+    line = next(ln for ln in md.splitlines() if ln.startswith("| 2 |"))
+    assert "OOM: CUDA out of memory. Tried to allocate 1.95 GiB. GPU 0 / has" in line and "37.91" in line
+    assert "adamw8bit (True)" in line and "liger" in line
+    assert line.count("|") == head.count("|")
