@@ -30,7 +30,7 @@ def _cell(text: str, n: int) -> str:
 def cudagraph_text(g, all_reasons: bool = False) -> str:
     """A bench_inference row's ``cudagraphs`` report (CompiledDecoding.cudagraph_report) in words: "off"
     where not wanted; else graphs recorded, skipped and inputs copied per replay, with inductor's first skip
-    reason (a table cell: cut short, no "|") or, ``all_reasons``, every one (bench_inference's printout)."""
+    reason (a table cell: :func:`_cell`) or, ``all_reasons``, every one (bench_inference's printout)."""
     if not g:
         return ""
     if not g.get("wanted"):
@@ -40,7 +40,7 @@ def cudagraph_text(g, all_reasons: bool = False) -> str:
     reasons = g.get("reasons") or []
     if all_reasons:
         return text + (": " + " | ".join(reasons) if reasons else "")
-    return text + (f": {reasons[0][:80]}".replace("|", "/") if reasons else "")
+    return text + (": " + _cell(reasons[0], 80) if reasons else "")
 
 
 def summary(rows: list[dict], steps: list[tuple[str, int, float, float]]) -> str:

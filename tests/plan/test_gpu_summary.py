@@ -1,4 +1,5 @@
-"""benchmarks/gpu_summary.py: the decoding table says whether the compiled steps ran as CUDA graphs."""
+"""benchmarks/gpu_summary.py: the decoding table says whether the compiled steps ran as CUDA graphs; a stage that
+ran out of memory has its row."""
 import sys
 from pathlib import Path
 
